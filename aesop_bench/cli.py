@@ -1,0 +1,137 @@
+"""The ``aesop-bench`` command line.
+
+Heavy imports (torch) happen inside the commands, so that ``--help`` and a
+re-run whose results are all stored start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import AesopBenchError
+
+
+def _table(summary: dict, sets: list[str], metrics: list[str]) -> str:
+    from .data.sets import display_name
+
+    header = ["set", "images"] + metrics
+    rows = []
+    for s in sets:
+        entry = summary["sets"].get(s, {})
+        vals = entry.get("metrics", {})
+        rows.append([display_name(s), str(entry.get("n_images", 0))] +
+                    [_fmt(m, vals[m]) if m in vals else "-" for m in metrics])
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _fmt(metric: str, value: float) -> str:
+    return f"{value:.4f}" if "ssim" in metric else f"{value:.3f}" if "psnr" in metric else f"{value:.4f}"
+
+
+def cmd_eval(args) -> int:
+    from .data.sets import expand_sets
+    from .evaluate.protocol import get_protocol
+    from .evaluate.runner import EvalConfig, evaluate
+    from .metrics.registry import expand_metrics
+    from .paths import data_root
+
+    protocol = get_protocol(args.protocol, scale=args.scale, modcrop=args.modcrop, crop_border=args.crop_border,
+                            lr_source=args.lr_source)
+    sets = expand_sets(args.sets)
+    metrics = expand_metrics(args.metrics)
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.model).stem}-{protocol.name}"
+    cfg = EvalConfig(model=args.model, sets=sets, metrics=metrics, protocol=protocol,
+                     data_root=data_root(args.data_root), out_dir=out, device=args.device,
+                     save_sr=args.save_sr, download=not args.no_download, progress=not args.quiet)
+    summary = evaluate(cfg)
+    if args.format == "json":
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"model {args.model}, protocol {protocol.name} (x{protocol.scale}, modcrop {protocol.effective_modcrop}, "
+              f"crop {protocol.effective_crop_border}, Y {'rounded' if protocol.y_round else 'float'})")
+        print(_table(summary, sets, metrics))
+        print(f"results: {out}/summary.json, {out}/per_image.csv")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from .data.manage import download_set, make_lr, verify_set
+    from .data.sets import SETS, expand_sets
+    from .paths import data_root
+
+    root = data_root(args.data_root)
+    if args.action == "list":
+        for s in SETS.values():
+            print(f"{s.name:12s} {s.folder:12s} {s.n_images or '?':>4} images  {s.description}")
+        return 0
+    names = expand_sets(args.sets)
+    if args.action == "download":
+        for n in names:
+            print(f"{n}: ready in {download_set(n, root)}")
+        return 0
+    if args.action == "verify":
+        status = 0
+        for n in names:
+            rep = verify_set(n, root)
+            print(rep.line())
+            status |= rep.status in ("differs", "missing")
+        return status
+    if args.action == "make-lr":
+        for n in names:
+            make_lr(n, root, args.scale, args.modcrop)
+        return 0
+    raise AesopBenchError(f"unknown data action {args.action!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aesop-bench", description="Perceptual SR benchmark and AESOP reproduction.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("eval", help="evaluate a model on benchmark sets")
+    e.add_argument("--model", required=True, help="zoo name (see `aesop-bench models list`)")
+    e.add_argument("--sets", default="set5,set14", help="comma-separated set names, 'all', or folders")
+    e.add_argument("--metrics", default="psnr,ssim", help="comma-separated metric names or 'all'")
+    e.add_argument("--protocol", default="basicsr", help="basicsr (default) or matlab")
+    e.add_argument("--scale", type=int, default=None, help="upscaling factor (default 4)")
+    e.add_argument("--modcrop", type=int, default=None, help="crop HR to a multiple of this (default: the scale)")
+    e.add_argument("--crop-border", type=int, default=None, help="border cropped before PSNR/SSIM (default: scale)")
+    e.add_argument("--lr-source", choices=["make", "folder"], default=None,
+                   help="make LR with MATLAB bicubic (default) or read the set's LR folder")
+    e.add_argument("--data-root", default=None, help="folder holding the sets (default $AESOP_BENCH_DATA)")
+    e.add_argument("--out", default=None, help="results folder (default runs/MODEL-PROTOCOL)")
+    e.add_argument("--device", default="cpu", help="cpu or cuda")
+    e.add_argument("--save-sr", action="store_true", help="also write SR images to OUT/sr/SET/")
+    e.add_argument("--no-download", action="store_true", help="never download missing sets")
+    e.add_argument("--format", choices=["table", "json"], default="table")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_eval)
+
+    d = sub.add_parser("data", help="download, verify and prepare benchmark sets")
+    d.add_argument("action", choices=["list", "download", "verify", "make-lr"])
+    d.add_argument("sets", nargs="?", default="set5", help="comma-separated set names or 'all'")
+    d.add_argument("--data-root", default=None)
+    d.add_argument("--scale", type=int, default=4)
+    d.add_argument("--modcrop", type=int, default=None)
+    d.set_defaults(func=cmd_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except AesopBenchError as exc:
+        print(f"aesop-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aesop-bench: interrupted; stored results are kept, run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

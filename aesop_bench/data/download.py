@@ -1,0 +1,167 @@
+"""Pinned, verified, resumable downloads and safe archive extraction.
+
+``fetch(url, dest, sha256)``:
+
+* a finished file already at ``dest`` with the right hash is kept as is;
+* bytes arrive in ``dest + '.part'``; an interrupted download resumes from
+  there with an HTTP ``Range`` request (a server that ignores it restarts
+  the file);
+* the hash is checked before ``dest`` appears (``os.replace``: atomic), so a
+  file at ``dest`` is always complete and verified;
+* ``http(s)://`` and ``file://`` URLs are accepted.
+
+``$AESOP_BENCH_GITHUB_RAW`` replaces ``https://raw.githubusercontent.com``
+(a mirror, or a local server in tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from ..errors import AesopBenchError
+from ..fileutil import sha256_file
+
+GITHUB_RAW = "https://raw.githubusercontent.com"
+USER_AGENT = "aesop-bench (+https://pypi.org/project/aesop-bench)"
+
+
+def github_raw_url(repo: str, commit: str, path: str) -> str:
+    base = os.environ.get("AESOP_BENCH_GITHUB_RAW", GITHUB_RAW).rstrip("/")
+    return f"{base}/{repo}/{commit}/{path}"
+
+
+def _open(url: str, offset: int, timeout: float):
+    req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    if offset and not url.startswith("file:"):
+        req.add_header("Range", f"bytes={offset}-")
+    return urllib.request.urlopen(req, timeout=timeout)
+
+
+def _stream(url: str, part: Path, timeout: float, progress) -> None:
+    offset = part.stat().st_size if part.exists() else 0
+    with _open(url, offset, timeout) as resp:
+        status = getattr(resp, "status", None) or resp.getcode() or 200
+        if offset and status != 206:
+            offset = 0  # the server sent the whole file: start again
+        total = resp.headers.get("Content-Length")
+        total = int(total) + offset if total and total.isdigit() else None
+        mode = "ab" if offset else "wb"
+        with open(part, mode) as f:
+            done = offset
+            while True:
+                block = resp.read(1 << 16)
+                if not block:
+                    break
+                f.write(block)
+                done += len(block)
+                if progress is not None:
+                    progress(done, total)
+            f.flush()
+            os.fsync(f.fileno())
+    if total is not None and part.stat().st_size != total:
+        raise OSError(f"connection closed after {part.stat().st_size} of {total} bytes")
+
+
+def fetch(url: str, dest: str | os.PathLike, sha256: str | None = None, *, retries: int = 3,
+          timeout: float = 60.0, progress=None) -> str:
+    """Download ``url`` to ``dest`` and return the file's sha256.
+
+    With ``sha256`` given, a mismatch deletes the partial file and raises an
+    error naming the URL and both hashes; without it the caller decides what
+    to do with the returned hash (record it, say it was unpinned).
+    """
+    dest = Path(dest)
+    if dest.exists() and sha256 and sha256_file(dest) == sha256:
+        return sha256
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    last_error: Exception | None = None
+    for attempt in range(retries):
+        try:
+            _stream(url, part, timeout, progress)
+            last_error = None
+            break
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and part.exists():  # range past the end: the part is complete
+                last_error = None
+                break
+            last_error = exc
+            if 400 <= exc.code < 500:
+                break
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            last_error = exc
+        time.sleep(min(2 ** attempt, 5) * 0.2)
+    if last_error is not None:
+        raise AesopBenchError(
+            f"download failed: {url} -> {dest} ({last_error}). Check the network and run the command again: "
+            f"it resumes from {part.name}. Or fetch the file by hand and place it at {dest}."
+        )
+    got = sha256_file(part)
+    if sha256 and got != sha256:
+        part.unlink(missing_ok=True)
+        raise AesopBenchError(
+            f"sha256 mismatch for {url}: expected {sha256}, got {got}. The partial file was deleted; "
+            "the source may have changed or the transfer was corrupted. Run the command again, or use a mirror."
+        )
+    os.replace(part, dest)
+    return got
+
+
+def _safe_target(root: Path, name: str) -> Path:
+    target = (root / name).resolve()
+    root_resolved = root.resolve()
+    if target != root_resolved and root_resolved not in target.parents:
+        raise AesopBenchError(f"archive member {name!r} would be written outside {root}; refusing to extract it")
+    return target
+
+
+def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
+    """Extract a zip or tar archive into ``dest``, refusing members that escape it and links."""
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                target = _safe_target(dest, info.filename)
+                mode = (info.external_attr >> 16) & 0o170000
+                if mode == 0o120000:
+                    raise AesopBenchError(f"{archive}: member {info.filename!r} is a symbolic link; refusing it")
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                written.append(target)
+        return written
+    if tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            for member in tf.getmembers():
+                target = _safe_target(dest, member.name)
+                if member.issym() or member.islnk() or member.isdev():
+                    raise AesopBenchError(f"{archive}: member {member.name!r} is a link or device; refusing it")
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tf.extractfile(member)
+                if src is None:
+                    continue
+                with src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                written.append(target)
+        return written
+    raise AesopBenchError(f"{archive}: not a zip or tar archive")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,133 @@
+"""``aesop-bench data``: download, verify and derive LR images of benchmark sets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import AesopBenchError
+from ..fileutil import atomic_write_json, sha256_file
+from .download import extract, fetch, github_raw_url
+from .sets import SETS, fingerprints, resolve, set_folder
+
+RECORDED_HASHES = ".aesop-bench-recorded.json"
+
+
+def _say(log, msg: str) -> None:
+    if log is not None:
+        log(msg)
+
+
+def download_set(name: str, data_root: Path, log=print) -> Path:
+    """Download a registered set into ``data_root/FOLDER``; pinned files are sha256-verified."""
+    entry = SETS.get(name)
+    if entry is None:
+        raise AesopBenchError(f"{name!r} is not a registered set; only registered sets can be downloaded")
+    root = set_folder(name, data_root) or Path(data_root) / entry.folder
+    rows = fingerprints(name)
+    if rows:
+        todo = [r for r in rows if not ((root / r["file"]).is_file() and sha256_file(root / r["file"]) == r["sha256"])]
+        _say(log, f"{name}: {len(rows) - len(todo)}/{len(rows)} files present and verified; fetching {len(todo)}")
+        for r in todo:
+            url = github_raw_url(r["repo"], r["commit"], r["path_in_repo"])
+            fetch(url, root / r["file"], r["sha256"])
+        return root
+    if entry.archive is not None:
+        arc = entry.archive
+        cache = Path(data_root) / ".downloads" / Path(arc.url).name
+        got = fetch(arc.url, cache, arc.sha256)
+        if arc.sha256 is None:
+            _record_hash(Path(data_root), arc.url, got, log)
+        staging = Path(data_root) / ".downloads" / f"{name}.extract"
+        extract(cache, staging)
+        src = staging / arc.members
+        if not src.is_dir():
+            raise AesopBenchError(f"{cache}: expected a folder {arc.members}/ in the archive; the archive has changed")
+        hr = root / "HR"
+        hr.parent.mkdir(parents=True, exist_ok=True)
+        if hr.exists():
+            raise AesopBenchError(f"{hr} exists already; remove it to download {name} again")
+        src.rename(hr)
+        return root
+    raise AesopBenchError(f"{name}: no pinned public source is known. {entry.manual}")
+
+
+def _record_hash(data_root: Path, url: str, digest: str, log) -> None:
+    path = data_root / RECORDED_HASHES
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    if url in known and known[url] != digest:
+        raise AesopBenchError(
+            f"{url}: sha256 {digest} differs from the one recorded at its first download ({known[url]}); "
+            "the file has changed upstream. Delete it from .downloads/ and the record in "
+            f"{path} if the change is expected."
+        )
+    known[url] = digest
+    atomic_write_json(path, known)
+    _say(log, f"note: no sha256 is published for {url}; recorded {digest} in {path}")
+
+
+@dataclass
+class VerifyReport:
+    name: str
+    status: str  # canonical | differs | missing | unpinned
+    n_files: int = 0
+    differing: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        parts = [f"{self.name}: {self.status}"]
+        if self.n_files:
+            parts.append(f"{self.n_files} files checked")
+        for label, items in (("differ", self.differing), ("missing", self.missing), ("not canonical", self.extra)):
+            if items:
+                shown = ", ".join(items[:10]) + (f" (+{len(items) - 10} more)" if len(items) > 10 else "")
+                parts.append(f"{label}: {shown}")
+        return "; ".join(parts)
+
+
+def verify_set(name: str, data_root: Path) -> VerifyReport:
+    """Compare a set's files with the canonical fingerprints."""
+    rows = fingerprints(name)
+    root = set_folder(name, data_root)
+    if root is None:
+        return VerifyReport(name, "missing")
+    if not rows:
+        return VerifyReport(name, "unpinned")
+    res = resolve(name, data_root)
+    rep = VerifyReport(name, "canonical")
+    by_dir: dict[str, set[str]] = {}
+    for r in rows:
+        folder, fname = r["file"].rsplit("/", 1)
+        by_dir.setdefault(folder, set()).add(fname)
+        path = (res.hr_dir if folder == "HR" else root / folder) / fname
+        if not path.is_file():
+            rep.missing.append(r["file"])
+        elif sha256_file(path) != r["sha256"]:
+            rep.differing.append(r["file"])
+        else:
+            rep.n_files += 1
+    rep.extra = sorted(p.name for p in res.hr_files if p.name not in by_dir.get("HR", set()))
+    if rep.differing or rep.missing or rep.extra:
+        rep.status = "differs"
+    return rep
+
+
+def make_lr(name: str, data_root: Path, scale: int = 4, modcrop: int | None = None, log=print) -> Path:
+    """Write MATLAB-bicubic LR images of a set to ``LR_bicubic/X{scale}/NAMEx{scale}.png``.
+
+    HR images are first cropped to a multiple of ``modcrop`` (default: the scale).
+    """
+    from ..imageio import read_image, write_image
+    from .imresize import imresize
+    from .transforms import mod_crop
+
+    res = resolve(name, data_root)
+    out = res.root / "LR_bicubic" / f"X{scale}"
+    out.mkdir(parents=True, exist_ok=True)
+    for f in res.hr_files:
+        hr = mod_crop(read_image(f), modcrop or scale)
+        write_image(out / f"{f.stem}x{scale}.png", imresize(hr, 1.0 / scale))
+    _say(log, f"{name}: wrote {len(res.hr_files)} LR images to {out}")
+    return out

@@ -1,0 +1,203 @@
+"""The benchmark-set registry: names, folders, fingerprints and download recipes.
+
+A set lives in a folder under the data root named like the set (``Set14``,
+``Urban100``, ...; matched case-insensitively). HR images sit in ``HR/``,
+``GTmod12/`` or ``original/`` (first found), else directly in the folder.
+Optional LR images sit in ``LR_bicubic/X{s}/`` (or ``LRbicx{s}/``), named
+``NAMEx{s}.png`` or like the HR file.
+
+Any existing folder can be given instead of a name (``--sets path/to/dir``):
+it is a set of its own, with the same layout rules.
+
+Fingerprints (``fingerprints.csv``, shipped with the package) give the sha256
+and public source (repository, commit, path) of the canonical files of Set5,
+Set14, BSD100, Urban100 and Manga109; downloads of these are pinned to those
+commits and verified.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from ..errors import AesopBenchError
+
+HR_DIRS = ("HR", "GTmod12", "original")
+IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+PAPER_SETS = ("set14", "manga109", "general100", "urban100", "div2k_val", "bsd100", "lsdir_val")
+
+
+@dataclass(frozen=True)
+class Archive:
+    """An archive to download and extract; ``members`` is the folder in it that holds the HR images."""
+
+    url: str
+    sha256: str | None
+    members: str
+
+
+@dataclass(frozen=True)
+class BenchmarkSet:
+    name: str
+    folder: str
+    description: str
+    n_images: int | None = None
+    aliases: tuple[str, ...] = ()
+    has_hr: bool = True
+    archive: Archive | None = None
+    manual: str = ""  # how to get it where no pinned source exists
+    extra_folders: tuple[str, ...] = field(default=())
+
+
+SETS: dict[str, BenchmarkSet] = {s.name: s for s in [
+    BenchmarkSet("set5", "Set5", "Set5 (Bevilacqua et al. 2012)", 5),
+    BenchmarkSet("set14", "Set14", "Set14 (Zeyde et al. 2010), bridge.png is grayscale", 14),
+    BenchmarkSet("bsd100", "BSD100", "BSD100: the BSDS300 test images", 100, aliases=("b100",)),
+    BenchmarkSet("urban100", "Urban100", "Urban100 (Huang et al. 2015)", 100),
+    BenchmarkSet("manga109", "Manga109", "Manga109 (Matsui et al. 2017)", 109),
+    BenchmarkSet("general100", "General100", "General100 (Dong et al. 2016)", 100,
+                 manual="General100 ships with FSRCNN's training data (mmlab.ie.cuhk.edu.hk/projects/FSRCNN.html); "
+                        "put its 100 images in General100/HR/."),
+    BenchmarkSet("div2k_val", "DIV2K_val", "DIV2K validation images 0801-0900", 100,
+                 aliases=("div2k", "div2k-val"), extra_folders=("DIV2K_valid_HR", "DIV2K"),
+                 archive=Archive("https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip", None,
+                                 "DIV2K_valid_HR")),
+    BenchmarkSet("lsdir_val", "LSDIR_val", "LSDIR validation set (250 images)", 250,
+                 aliases=("lsdir", "lsdir-val"), extra_folders=("LSDIR",),
+                 manual="LSDIR's validation HR images come from its project page (ofsoundof.github.io/lsdir-data); "
+                        "put the 250 HR images in LSDIR_val/HR/."),
+    BenchmarkSet("realsr_v3", "RealSRv3", "RealSR (V3) x4 test LR images (Canon and Nikon)", None,
+                 aliases=("realsr",), has_hr=False,
+                 manual="RealSR V3 comes from github.com/csjcai/RealSR; put the x4 test LR images in RealSRv3/LR/."),
+    BenchmarkSet("drealsr", "DRealSR", "DRealSR x4 test LR images", None, has_hr=False,
+                 manual="DRealSR comes from github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-"
+                        "Super-Resolution; put the x4 test LR images in DRealSR/LR/."),
+]}
+
+_ALIASES = {a: s.name for s in SETS.values() for a in (s.name, s.folder.lower(), *s.aliases)}
+
+
+@lru_cache(maxsize=1)
+def _fingerprint_rows() -> tuple[dict, ...]:
+    text = resources.files("aesop_bench.data").joinpath("fingerprints.csv").read_text()
+    return tuple(csv.DictReader(text.splitlines()))
+
+
+def fingerprints(set_name: str) -> list[dict]:
+    """Rows ``file, bytes, sha256, repo, commit, path_in_repo`` of a set's canonical files."""
+    return [r for r in _fingerprint_rows() if r["set"] == set_name]
+
+
+def canonical_name(name: str) -> str:
+    key = name.strip().lower()
+    if key in _ALIASES:
+        return _ALIASES[key]
+    raise AesopBenchError(
+        f"unknown benchmark set {name!r}; choose from {', '.join(SETS)}, 'all' (the paper's seven), "
+        "or give the path of a folder of images"
+    )
+
+
+def expand_sets(spec: str | list[str]) -> list[str]:
+    """``'set5,set14'`` or ``'all'`` -> canonical names (paths of folders pass through)."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        if item.lower() == "all":
+            names = list(PAPER_SETS)
+        elif item.lower() in _ALIASES:
+            names = [_ALIASES[item.lower()]]
+        elif os.path.isdir(item):
+            names = [item]
+        else:
+            names = [canonical_name(item)]
+        out.extend(n for n in names if n not in out)
+    if not out:
+        raise AesopBenchError("no benchmark set given; use e.g. --sets set5,set14 or --sets all")
+    return out
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+
+
+def _find_child(parent: Path, names) -> Path | None:
+    if not parent.is_dir():
+        return None
+    wanted = [n.lower() for n in names]
+    children = {c.name.lower(): c for c in parent.iterdir() if c.is_dir()}
+    for n in wanted:
+        if n in children:
+            return children[n]
+    return None
+
+
+@dataclass
+class ResolvedSet:
+    """A set found on disk: its name, folder, HR images and (optional) LR folder."""
+
+    name: str
+    root: Path
+    hr_dir: Path | None
+    hr_files: list[Path]
+    lr_dirs: dict[int, Path]
+
+    def lr_file(self, hr_file: Path, scale: int) -> Path | None:
+        folder = self.lr_dirs.get(scale)
+        if folder is None:
+            return None
+        stem = hr_file.stem
+        for cand in (f"{stem}x{scale}{hr_file.suffix}", f"{stem}x{scale}.png", hr_file.name, f"{stem}.png"):
+            if (folder / cand).is_file():
+                return folder / cand
+        return None
+
+
+def set_folder(name: str, data_root: Path) -> Path | None:
+    if os.path.isdir(name) and name not in SETS:
+        return Path(name)
+    entry = SETS[name]
+    return _find_child(Path(data_root), (entry.folder, entry.name, *entry.aliases, *entry.extra_folders))
+
+
+def _lr_dirs(root: Path) -> dict[int, Path]:
+    found: dict[int, Path] = {}
+    for scale in (2, 3, 4, 8):
+        cand = _find_child(root / "LR_bicubic", (f"X{scale}",)) if (root / "LR_bicubic").is_dir() else None
+        cand = cand or _find_child(root, (f"LRbicx{scale}", f"LR_bicubic_X{scale}"))
+        if cand is not None:
+            found[scale] = cand
+    return found
+
+
+def resolve(name: str, data_root: Path) -> ResolvedSet:
+    """Find a set's images under ``data_root``; raises a clear error when they are not there."""
+    root = set_folder(name, data_root)
+    entry = SETS.get(name)
+    if root is None:
+        hint = f"Run `aesop-bench data download {name}`" if entry and (entry.archive or fingerprints(name)) else \
+            (entry.manual if entry else "")
+        raise AesopBenchError(
+            f"set {name!r} not found under {data_root}: expected a folder named {entry.folder if entry else name} "
+            f"(any case) with images in {', '.join(d + '/' for d in HR_DIRS)} or directly inside. "
+            f"{hint} Or point --data-root / AESOP_BENCH_DATA at the folder that holds it."
+        )
+    if entry is not None and not entry.has_hr:
+        lr = _find_child(root, ("LR", "LR_x4", "test_LR")) or root
+        return ResolvedSet(name, root, None, _list_images(lr), {})
+    hr_dir = _find_child(root, HR_DIRS) or root
+    files = _list_images(hr_dir)
+    if not files:
+        raise AesopBenchError(f"set {name!r}: no images in {hr_dir}; expected PNG/BMP/JPEG files there")
+    return ResolvedSet(name, root, hr_dir, files, _lr_dirs(root))
+
+
+def display_name(name: str) -> str:
+    return Path(name).name if name not in SETS else name

@@ -1,0 +1,203 @@
+"""The evaluator: LR -> SR -> metrics -> results store, for any model and set.
+
+For each image of each set:
+
+1. HR is read (8-bit), grayscale handled by the protocol, cropped to a
+   multiple of ``modcrop``;
+2. LR is made with MATLAB-exact bicubic from that HR (``lr_source=make``) or
+   read from the set's LR folder (``lr_source=folder``, checked for size);
+3. SR comes from the SR cache (keyed by the model's identity and the LR's
+   bytes) or from the model, quantised to 8 bits;
+4. each metric not yet in the results store is computed and stored.
+
+Images whose metrics are all stored are not even read, so a finished run
+repeats in well under a second plus start-up, and a killed one resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.sets import ResolvedSet, SETS, resolve, set_folder
+from ..errors import AesopBenchError
+from ..paths import sr_cache_dir
+from .protocol import Protocol
+from .store import ResultStore
+
+
+@dataclass
+class EvalConfig:
+    model: str
+    sets: list[str]
+    metrics: list[str]
+    protocol: Protocol
+    data_root: Path
+    out_dir: Path
+    device: str = "cpu"
+    save_sr: bool = False
+    download: bool = True
+    progress: bool = True
+    log: object = field(default=lambda msg: print(msg, file=sys.stderr))
+
+
+def image_key(path: Path) -> str:
+    return path.stem
+
+
+class _LazyModel:
+    """Builds the model on the first SR cache miss, so cached runs never load weights."""
+
+    def __init__(self, name: str, scale: int, device: str):
+        from ..models.zoo import ZOO
+
+        if name not in ZOO:
+            raise AesopBenchError(f"unknown model {name!r}; choose one of: {', '.join(ZOO)}")
+        self.name, self.scale, self.device = name, scale, device
+        self._model = None
+        self.identity = _zoo_identity(name, scale)
+
+    def get(self):
+        if self._model is None:
+            from ..models.zoo import load_model
+
+            self._model = load_model(self.name, self.scale, self.device)
+            self.identity = self._model.identity
+        return self._model
+
+
+def _zoo_identity(name: str, scale: int) -> str:
+    from ..models.zoo import ZOO
+
+    entry = ZOO[name]
+    return entry.identity or entry.build(scale).identity
+
+
+def _resolve_or_download(name: str, cfg: EvalConfig) -> ResolvedSet:
+    if set_folder(name, cfg.data_root) is None and cfg.download and name in SETS:
+        from ..data.manage import download_set
+
+        cfg.log(f"{name}: not under {cfg.data_root}; downloading")
+        download_set(name, cfg.data_root, log=cfg.log)
+    return resolve(name, cfg.data_root)
+
+
+def _sr_cache_path(identity: str, scale: int, lr) -> Path:
+    h = hashlib.sha256()
+    h.update(str(tuple(lr.shape)).encode())
+    h.update(lr.contiguous().numpy().tobytes())
+    key = h.hexdigest()
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in identity)
+    return sr_cache_dir() / safe / f"x{scale}" / key[:2] / f"{key}.png"
+
+
+def _load_pair(res: ResolvedSet, hr_file: Path, protocol: Protocol):
+    from ..data.imresize import imresize
+    from ..data.transforms import mod_crop, to_rgb
+    from ..imageio import read_image
+
+    hr = read_image(hr_file)
+    if protocol.grayscale == "rgb":
+        hr = to_rgb(hr)
+    hr = mod_crop(hr, protocol.effective_modcrop)
+    s = protocol.scale
+    if protocol.lr_source == "make":
+        return hr, imresize(hr, 1.0 / s)
+    lr_file = res.lr_file(hr_file, s)
+    if lr_file is None:
+        raise AesopBenchError(
+            f"{hr_file}: no LR image for x{s} in {res.lr_dirs.get(s, res.root / 'LR_bicubic' / f'X{s}')} "
+            f"(looked for {hr_file.stem}x{s}.png and {hr_file.name}); run `aesop-bench data make-lr` "
+            "or use --lr-source make"
+        )
+    lr = read_image(lr_file)
+    if protocol.grayscale == "rgb":
+        lr = to_rgb(lr)
+    elif lr.shape[0] != hr.shape[0]:
+        raise AesopBenchError(f"{lr_file}: {lr.shape[0]} channels but its HR {hr_file} has {hr.shape[0]}")
+    want = (hr.shape[-2] // s, hr.shape[-1] // s)
+    if tuple(lr.shape[-2:]) != want:
+        raise AesopBenchError(
+            f"{lr_file}: LR size {lr.shape[-1]}x{lr.shape[-2]} does not match HR {hr_file.name} "
+            f"({hr.shape[-1]}x{hr.shape[-2]} after modcrop {protocol.effective_modcrop}) / {s} = "
+            f"{want[1]}x{want[0]}; check --modcrop or regenerate the LR with `aesop-bench data make-lr`"
+        )
+    return hr, lr
+
+
+def _super_resolve(model: _LazyModel, lr, device: str):
+    import torch
+
+    from ..imageio import quantize, read_image, to_float, write_image
+
+    path = _sr_cache_path(model.identity, model.scale, lr)
+    want = (lr.shape[0], lr.shape[1] * model.scale, lr.shape[2] * model.scale)
+    if path.is_file():
+        try:
+            sr = read_image(path)
+            if tuple(sr.shape) == want:
+                return sr
+        except AesopBenchError:
+            pass  # a damaged cache entry is recomputed
+    net = model.get()
+    with torch.inference_mode():
+        out = net(to_float(lr).unsqueeze(0).to(device))
+    sr = quantize(out[0].cpu())
+    if tuple(sr.shape) != want:
+        raise AesopBenchError(f"model {model.name!r} returned shape {tuple(sr.shape)} for LR {tuple(lr.shape)}; "
+                              f"expected {want}")
+    path = _sr_cache_path(model.identity, model.scale, lr)  # identity may be refined once the model is loaded
+    write_image(path, sr)
+    return sr
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Run the evaluation described by ``cfg`` and return the summary (also written to ``cfg.out_dir``)."""
+    from ..metrics.registry import METRICS
+
+    model = _LazyModel(cfg.model, cfg.protocol.scale, cfg.device)
+    store = ResultStore(cfg.out_dir, {"name": cfg.model, "identity": model.identity}, cfg.protocol.as_dict())
+    specs = [METRICS[m] for m in cfg.metrics]
+    set_images: dict[str, list[str]] = {}
+    try:
+        for name in cfg.sets:
+            res = _resolve_or_download(name, cfg)
+            keys = [image_key(f) for f in res.hr_files]
+            if len(set(keys)) != len(keys):
+                raise AesopBenchError(f"{res.hr_dir}: two images share a name stem; rename one of them")
+            set_images[name] = keys
+            if res.hr_dir is None and any(s.kind != "no_reference" for s in specs):
+                raise AesopBenchError(f"set {name!r} has no HR images; use no-reference metrics only on it")
+            todo = [(f, k) for f, k in zip(res.hr_files, keys)
+                    if not all(store.has(name, k, s.name, s.version) for s in specs)]
+            if todo:
+                _evaluate_images(cfg, res, name, todo, specs, store, model)
+    finally:
+        summary = store.finalize(set_images)
+    return summary
+
+
+def _evaluate_images(cfg, res, name, todo, specs, store, model) -> None:
+    from tqdm import tqdm
+
+    from ..imageio import write_image
+    from ..metrics.registry import MetricInputs
+
+    bar = tqdm(todo, desc=f"{name}", unit="img", disable=not cfg.progress, leave=False, file=sys.stderr)
+    for hr_file, key in bar:
+        hr, lr = _load_pair(res, hr_file, cfg.protocol)
+        sr = _super_resolve(model, lr, cfg.device)
+        if cfg.save_sr:
+            write_image(cfg.out_dir / "sr" / Path(name).name / f"{key}.png", sr)
+        inputs = MetricInputs(sr=sr.unsqueeze(0), hr=hr.unsqueeze(0), lr=lr.unsqueeze(0), protocol=cfg.protocol)
+        values = {}
+        for spec in specs:
+            if store.has(name, key, spec.name, spec.version):
+                continue
+            try:
+                values[spec.name] = (float(spec.fn(inputs)[0]), spec.version)
+            except ValueError as exc:
+                raise AesopBenchError(f"{hr_file}: {spec.name} failed: {exc}") from None
+        store.add(name, key, values)

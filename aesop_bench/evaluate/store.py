@@ -1,0 +1,134 @@
+"""The results store of one evaluation run: per-image rows, resumable.
+
+Layout of a run folder::
+
+    run.json        model and protocol of the run (fixed at the first start)
+    rows.jsonl      one JSON object per (set, image, metric), appended and
+                    fsynced as each image finishes
+    per_image.csv   set,image,metric,value,version,protocol (written at the end)
+    summary.json    {"model", "protocol", "sets": {SET: {"n_images", "metrics": {M: mean}}}, ...}
+
+A run killed at any moment leaves at most one partial line at the end of
+``rows.jsonl``; it is ignored when the run is started again, and only the
+missing rows are computed. The final files are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+from ..errors import AesopBenchError
+from ..fileutil import atomic_write_json, atomic_write_text
+
+SCHEMA = 1
+
+
+class ResultStore:
+    def __init__(self, out_dir: str | os.PathLike, model: dict, protocol: dict):
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.model = model
+        self.protocol = protocol
+        self._check_run_file()
+        self.rows: dict[tuple[str, str, str], tuple[float, str]] = {}
+        self._load_rows()
+
+    def _check_run_file(self) -> None:
+        path = self.dir / "run.json"
+        run = {"schema": SCHEMA, "model": self.model, "protocol": self.protocol}
+        if path.is_file():
+            old = json.loads(path.read_text())
+            if old.get("model", {}).get("identity") != self.model.get("identity") or old.get("protocol") != self.protocol:
+                raise AesopBenchError(
+                    f"{self.dir} holds results of model {old.get('model', {}).get('name')!r} under protocol "
+                    f"{old.get('protocol')}; this run is model {self.model.get('name')!r} under {self.protocol}. "
+                    "Choose another --out folder, or delete that one to start afresh."
+                )
+        else:
+            atomic_write_json(path, run)
+
+    @property
+    def rows_path(self) -> Path:
+        return self.dir / "rows.jsonl"
+
+    def _load_rows(self) -> None:
+        if not self.rows_path.is_file():
+            return
+        data = self.rows_path.read_bytes()
+        lines = data.split(b"\n")
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:  # a write cut short by a kill: drop it
+                    self._truncate_to(len(data) - len(line))
+                    continue
+                raise AesopBenchError(
+                    f"{self.rows_path}: line {i + 1} is corrupt; delete the line (or the file, to recompute all)"
+                ) from None
+            self.rows[(r["set"], r["image"], r["metric"])] = (float(r["value"]), r["version"])
+
+    def _truncate_to(self, size: int) -> None:
+        with open(self.rows_path, "r+b") as f:
+            f.truncate(size)
+
+    def has(self, set_name: str, image: str, metric: str, version: str) -> bool:
+        row = self.rows.get((set_name, image, metric))
+        return row is not None and row[1] == version
+
+    def add(self, set_name: str, image: str, values: dict[str, tuple[float, str]]) -> None:
+        """Store one image's metric values (``{metric: (value, version)}``) durably."""
+        buf = io.StringIO()
+        for metric, (value, version) in values.items():
+            buf.write(json.dumps({"set": set_name, "image": image, "metric": metric,
+                                  "value": float(value), "version": version}) + "\n")
+            self.rows[(set_name, image, metric)] = (float(value), version)
+        with open(self.rows_path, "a", encoding="utf-8") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+
+    def summary(self, set_images: dict[str, list[str]]) -> dict:
+        """Means over each set's images, for every metric that covers all of them."""
+        sets: dict[str, dict] = {}
+        versions: dict[str, str] = {}
+        for set_name, images in set_images.items():
+            by_metric: dict[str, list[float]] = {}
+            for (s, image, metric), (value, version) in self.rows.items():
+                if s == set_name:
+                    by_metric.setdefault(metric, []).append(value)
+                    versions[metric] = version
+            complete = {m: v for m, v in by_metric.items() if len(v) == len(images)}
+            sets[set_name] = {"n_images": len(images),
+                              "metrics": {m: _mean(v) for m, v in sorted(complete.items())}}
+        return {"model": self.model, "protocol": self.protocol, "sets": sets, "metric_versions": versions}
+
+    def finalize(self, set_images: dict[str, list[str]]) -> dict:
+        """Write per_image.csv and summary.json for the sets of this run and those stored by earlier ones."""
+        set_images = dict(set_images)
+        for s in sorted({k[0] for k in self.rows} - set(set_images)):
+            set_images[s] = sorted({k[1] for k in self.rows if k[0] == s})
+        summary = self.summary(set_images)
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(["set", "image", "metric", "value", "version", "protocol"])
+        pname = self.protocol.get("name", "")
+        for set_name, images in set_images.items():
+            for image in images:
+                for metric in sorted(m for (s, i, m) in self.rows if s == set_name and i == image):
+                    value, version = self.rows[(set_name, image, metric)]
+                    w.writerow([set_name, image, metric, repr(value), version, pname])
+        atomic_write_text(self.dir / "per_image.csv", out.getvalue())
+        atomic_write_json(self.dir / "summary.json", summary)
+        return summary
+
+
+def _mean(values: list[float]) -> float:
+    return math.fsum(values) / len(values)

@@ -1,0 +1,91 @@
+"""The metric registry: one table of every metric, in the spirit of pyiqa's.
+
+Each entry says what the metric needs (``full_reference``: SR and HR;
+``lr_reference``: SR and LR; ``no_reference``: SR alone; ``distribution``:
+sets of images), which way is better, and a version string recorded with
+every result row so that numbers from different definitions never mix.
+
+Entry functions take a :class:`MetricInputs` batch and return one float64
+value per image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AesopBenchError
+from ..evaluate.protocol import Protocol
+
+if TYPE_CHECKING:  # torch is imported where a metric is computed, not where the table is read
+    import torch
+
+
+@dataclass
+class MetricInputs:
+    """One batch: uint8 ``(N, C, H, W)`` tensors and the protocol they were made under."""
+
+    sr: "torch.Tensor"
+    hr: "torch.Tensor | None"
+    lr: "torch.Tensor | None"
+    protocol: Protocol
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    kind: str  # full_reference | lr_reference | no_reference | distribution
+    lower_better: bool
+    version: str
+    fn: Callable[[MetricInputs], Any]
+    description: str
+    needs: tuple[str, ...] = ()
+
+
+def _psnr(x: MetricInputs):
+    from .fidelity import psnr
+
+    p = x.protocol
+    return psnr(x.sr, x.hr, p.effective_crop_border, True, p.y_round)
+
+
+def _ssim(x: MetricInputs):
+    from .fidelity import ssim
+
+    p = x.protocol
+    return ssim(x.sr, x.hr, p.effective_crop_border, True, p.y_round)
+
+
+def _lr_psnr(x: MetricInputs):
+    from .fidelity import lr_psnr
+
+    return lr_psnr(x.sr, x.lr, x.protocol.y_round)
+
+
+METRICS: dict[str, MetricSpec] = {m.name: m for m in [
+    MetricSpec("psnr", "full_reference", False, "psnr-y-v1", _psnr,
+               "PSNR on the Y channel (BT.601), border crop = protocol, float64"),
+    MetricSpec("ssim", "full_reference", False, "ssim-y-gauss11-v1", _ssim,
+               "SSIM on the Y channel, 11x11 Gaussian sigma 1.5, valid window, float64"),
+    MetricSpec("lr_psnr", "lr_reference", False, "lr-psnr-y-matlabbicubic-nocrop-v1", _lr_psnr,
+               "PSNR(MATLAB-bicubic-downscaled SR, LR) on Y, no crop"),
+]}
+
+
+def expand_metrics(spec: str | list[str]) -> list[str]:
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for item in (i.strip().lower() for i in items):
+        if not item:
+            continue
+        names = list(METRICS) if item == "all" else [item]
+        for n in names:
+            if n not in METRICS:
+                raise AesopBenchError(f"unknown metric {n!r}; choose from {', '.join(METRICS)} or 'all'")
+            if n not in out:
+                out.append(n)
+    if not out:
+        raise AesopBenchError("no metric given; use e.g. --metrics psnr,ssim")
+    return out
