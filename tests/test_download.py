@@ -1,0 +1,200 @@
+"""Downloads against a local HTTP server on 127.0.0.1: pinned, verified, resumable, atomic, safe extraction."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import http.server
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from aesop_bench.data.download import extract, fetch
+from aesop_bench.data.manage import download_set, make_lr, verify_set
+from aesop_bench.data.sets import fingerprints
+from aesop_bench.errors import AesopBenchError
+from aesop_bench.imageio import read_image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with HTTP Range support; can cut a response short to simulate a dropped connection."""
+
+    cut_after: int | None = None
+    ranges_seen: list = []
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start = 0
+        rng = self.headers.get("Range")
+        if rng:
+            type(self).ranges_seen.append(rng)
+            start = int(rng.split("=")[1].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        cut = type(self).cut_after
+        if cut is not None:
+            type(self).cut_after = None
+            self.wfile.write(body[:cut])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture()
+def server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = type("H", (_RangeHandler,), {"ranges_seen": [], "cut_after": None})
+
+    def make(*a, **k):
+        return handler(*a, directory=str(root), **k)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}", handler
+    httpd.shutdown()
+
+
+def test_fetch_verifies_and_is_atomic(server, tmp_path):
+    root, url, _ = server
+    payload = os.urandom(300_000)
+    (root / "f.bin").write_bytes(payload)
+    good = hashlib.sha256(payload).hexdigest()
+    dest = tmp_path / "out" / "f.bin"
+    assert fetch(f"{url}/f.bin", dest, good) == good
+    assert dest.read_bytes() == payload
+    bad = tmp_path / "out" / "g.bin"
+    with pytest.raises(AesopBenchError, match="sha256 mismatch"):
+        fetch(f"{url}/f.bin", bad, "0" * 64)
+    assert not bad.exists() and not bad.with_name("g.bin.part").exists()
+
+
+def test_fetch_resumes_a_cut_download(server, tmp_path):
+    root, url, handler = server
+    payload = os.urandom(500_000)
+    (root / "big.bin").write_bytes(payload)
+    handler.cut_after = 123_456
+    dest = tmp_path / "big.bin"
+    fetch(f"{url}/big.bin", dest, hashlib.sha256(payload).hexdigest())
+    assert dest.read_bytes() == payload
+    assert handler.ranges_seen == ["bytes=123456-"]
+
+
+def test_fetch_file_url(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"hello")
+    dest = tmp_path / "d" / "x.bin"
+    fetch(src.as_uri(), dest, hashlib.sha256(b"hello").hexdigest())
+    assert dest.read_bytes() == b"hello"
+
+
+def test_fetch_missing_is_a_clear_error(server, tmp_path):
+    _, url, _ = server
+    with pytest.raises(AesopBenchError, match=r"download failed: .*nothing\.bin"):
+        fetch(f"{url}/nothing.bin", tmp_path / "n.bin", None)
+
+
+def test_extract_refuses_path_escapes_and_links(tmp_path):
+    z = tmp_path / "evil.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("ok/a.txt", "fine")
+        zf.writestr("../escape.txt", "bad")
+    with pytest.raises(AesopBenchError, match="outside"):
+        extract(z, tmp_path / "x")
+    assert not (tmp_path / "escape.txt").exists()
+    t = tmp_path / "evil.tar"
+    with tarfile.open(t, "w") as tf:
+        info = tarfile.TarInfo("link")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/passwd"
+        tf.addfile(info)
+    with pytest.raises(AesopBenchError, match="link"):
+        extract(t, tmp_path / "y")
+    good = tmp_path / "good.tar"
+    with tarfile.open(good, "w") as tf:
+        data = b"png bytes"
+        info = tarfile.TarInfo("DIV2K_valid_HR/0801.png")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    assert [p.name for p in extract(good, tmp_path / "z")] == ["0801.png"]
+
+
+def _mirror(bench_root: Path, www: Path, sets) -> None:
+    """Lay out the real files as raw.githubusercontent.com serves them: REPO/COMMIT/PATH."""
+    for s in sets:
+        for r in fingerprints(s):
+            dst = www / r["repo"] / r["commit"] / r["path_in_repo"]
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            folder = {"set5": "Set5", "set14": "Set14", "bsd100": "BSD100"}[s]
+            shutil.copyfile(bench_root / folder / r["file"], dst)
+
+
+def test_download_verify_and_make_lr(server, bench_root, tmp_path, monkeypatch):
+    www, url, _ = server
+    _mirror(bench_root, www, ["set5", "set14"])
+    monkeypatch.setenv("AESOP_BENCH_GITHUB_RAW", url)
+    data = tmp_path / "data"
+    download_set("set5", data, log=None)
+    assert verify_set("set5", data).status == "canonical"
+    assert sorted(p.name for p in (data / "Set5" / "HR").iterdir()) == [
+        "baby.png", "bird.png", "butterfly.png", "head.png", "woman.png"]
+    # a damaged file is reported, and a second download repairs only it
+    (data / "Set5" / "HR" / "bird.png").write_bytes(b"damaged")
+    rep = verify_set("set5", data)
+    assert rep.status == "differs" and rep.differing == ["HR/bird.png"]
+    download_set("set5", data, log=None)
+    assert verify_set("set5", data).status == "canonical"
+    # make-lr reproduces the pixels of the downloaded MATLAB LR files (Set5), under the same names
+    lr_dir = data / "Set5" / "LR_bicubic" / "X4"
+    matlab = {p.name: read_image(p) for p in lr_dir.iterdir()}
+    shutil.rmtree(lr_dir)
+    make_lr("set5", data, 4, log=None)
+    assert sorted(p.name for p in lr_dir.iterdir()) == sorted(matlab)
+    for name, ref in matlab.items():
+        assert torch.equal(read_image(lr_dir / name), ref), name
+
+
+def test_readme_main_command_with_a_local_server(server, bench_root, tmp_path):
+    """The README's first command (after install), with the local server standing in for GitHub."""
+    www, url, _ = server
+    _mirror(bench_root, www, ["set5", "set14"])
+    readme = (REPO / "README.md").read_text().splitlines()
+    first = next(line for line in readme if line.startswith("pip install -e . && aesop-bench eval"))
+    eval_args = first.split("&& aesop-bench ", 1)[1].split()
+    env = dict(os.environ, AESOP_BENCH_GITHUB_RAW=url, AESOP_BENCH_DATA=str(tmp_path / "fresh"),
+               AESOP_BENCH_HOME=str(tmp_path / "home"))
+    proc = subprocess.run([sys.executable, "-m", "aesop_bench", *eval_args, "--quiet"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "set5" in proc.stdout and "set14" in proc.stdout
+    summary = (tmp_path / "runs" / "bicubic-basicsr" / "summary.json")
+    assert summary.is_file()
+    with open(REPO / "aesop_bench" / "data" / "fingerprints.csv") as f:
+        n = sum(1 for r in csv.DictReader(f) if r["set"] in ("set5", "set14"))
+    got = list((tmp_path / "fresh").rglob("*.png"))
+    assert len(got) == n

@@ -1,0 +1,174 @@
+"""The evaluator end to end: published bicubic numbers, protocols, resumability, results files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from aesop_bench.cli import main
+from aesop_bench.evaluate.protocol import get_protocol
+from aesop_bench.evaluate.runner import EvalConfig, evaluate
+
+PUBLISHED = "reference/published_x4.csv"
+
+
+def _published(shared_data: Path) -> dict:
+    rows = csv.DictReader((shared_data / PUBLISHED).read_text().splitlines())
+    return {r["set"]: (float(r["psnr_y"]), float(r["ssim_y"])) for r in rows if r["method"] == "bicubic"}
+
+
+def _cfg(bench_root, tmp_path, sets, metrics=("psnr", "ssim"), protocol="matlab", **kw) -> EvalConfig:
+    return EvalConfig(model="bicubic", sets=list(sets), metrics=list(metrics), protocol=get_protocol(protocol, **kw),
+                      data_root=bench_root, out_dir=tmp_path / "run", progress=False, download=False,
+                      log=lambda m: None)
+
+
+def test_bicubic_reproduces_published_numbers(bench_root, shared_data, tmp_path):
+    """MATLAB protocol, bicubic: Set5 28.42/0.8104, Set14 26.00/0.7027, BSD100 25.96/0.6675 (published)."""
+    published = _published(shared_data)
+    summary = evaluate(_cfg(bench_root, tmp_path, ["set5", "set14", "bsd100"]))
+    for s in ("set5", "set14", "bsd100"):
+        got = summary["sets"][s]["metrics"]
+        assert abs(got["psnr"] - published[s][0]) <= 0.02, (s, got)
+        assert abs(got["ssim"] - published[s][1]) <= 0.002, (s, got)
+
+
+def test_protocols_differ_where_they_should(bench_root, tmp_path):
+    """Set14's grayscale bridge: single channel under matlab, RGB-replicated under basicsr."""
+    m = evaluate(_cfg(bench_root, tmp_path / "m", ["set14"], protocol="matlab"))
+    b = evaluate(_cfg(bench_root, tmp_path / "b", ["set14"], protocol="basicsr"))
+    rows_m = _rows(tmp_path / "m" / "run")
+    rows_b = _rows(tmp_path / "b" / "run")
+    # Under basicsr the grayscale image's Y is 16 + 219/255 * gray: a scaled copy, so PSNR rises by
+    # 20 log10(255/219) exactly when Y is not rounded.
+    import math
+
+    delta = rows_b[("set14", "bridge", "psnr")] - rows_m[("set14", "bridge", "psnr")]
+    assert delta == pytest.approx(20 * math.log10(255 / 219), abs=1e-9)
+    assert m["protocol"]["name"] == "matlab" and b["protocol"]["y_round"] is False
+
+
+def _rows(run: Path) -> dict:
+    with open(run / "per_image.csv") as f:
+        return {(r["set"], r["image"], r["metric"]): float(r["value"]) for r in csv.DictReader(f)}
+
+
+def test_results_files_have_the_documented_shape(bench_root, tmp_path):
+    evaluate(_cfg(bench_root, tmp_path, ["set5"], metrics=("psnr", "ssim", "lr_psnr")))
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["model"]["name"] == "bicubic"
+    assert summary["protocol"]["name"] == "matlab"
+    assert summary["sets"]["set5"]["n_images"] == 5
+    assert set(summary["sets"]["set5"]["metrics"]) == {"psnr", "ssim", "lr_psnr"}
+    with open(tmp_path / "run" / "per_image.csv") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames[:4] == ["set", "image", "metric", "value"]
+        rows = list(reader)
+    assert len(rows) == 15
+    assert all(r["protocol"] == "matlab" and r["version"] for r in rows)
+    means = {m: sum(float(r["value"]) for r in rows if r["metric"] == m) / 5 for m in ("psnr", "ssim")}
+    for m, v in means.items():
+        assert v == pytest.approx(summary["sets"]["set5"]["metrics"][m], abs=1e-12)
+
+
+class _Boom(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_identical_results(bench_root, tmp_path, monkeypatch):
+    """Interrupt after a few images (and leave a half-written line), resume: same files as a clean run."""
+    clean = evaluate(_cfg(bench_root, tmp_path / "clean", ["set5", "set14"], metrics=("psnr", "ssim", "lr_psnr")))
+
+    from aesop_bench.evaluate import store as store_mod
+
+    calls = {"n": 0}
+    real_add = store_mod.ResultStore.add
+
+    def flaky_add(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise _Boom()
+        return real_add(self, *a, **k)
+
+    monkeypatch.setattr(store_mod.ResultStore, "add", flaky_add)
+    cfg = _cfg(bench_root, tmp_path / "killed", ["set5", "set14"], metrics=("psnr", "ssim", "lr_psnr"))
+    with pytest.raises(_Boom):
+        evaluate(cfg)
+    monkeypatch.setattr(store_mod.ResultStore, "add", real_add)
+    rows_file = tmp_path / "killed" / "run" / "rows.jsonl"
+    kept = rows_file.read_text().count("\n")
+    assert kept == 7 * 3  # seven images stored before the interruption
+    with open(rows_file, "a") as f:
+        f.write('{"set": "set14", "image": "bar')  # a write cut short by a kill
+    resumed_calls = {"n": 0}
+
+    def counting_add(self, set_name, image, values):
+        resumed_calls["n"] += 1
+        return real_add(self, set_name, image, values)
+
+    monkeypatch.setattr(store_mod.ResultStore, "add", counting_add)
+    resumed = evaluate(cfg)
+    assert resumed_calls["n"] == 19 - 7  # only the missing images were computed
+    assert resumed["sets"] == clean["sets"]
+    assert (tmp_path / "killed" / "run" / "per_image.csv").read_text() == \
+        (tmp_path / "clean" / "run" / "per_image.csv").read_text()
+
+
+def test_a_finished_run_reads_no_image(bench_root, tmp_path, monkeypatch):
+    cfg = _cfg(bench_root, tmp_path, ["set5"])
+    first = evaluate(cfg)
+    import aesop_bench.imageio as imageio
+
+    def no_reads(*a, **k):
+        raise AssertionError("a finished run read an image")
+
+    monkeypatch.setattr(imageio, "read_image", no_reads)
+    assert evaluate(cfg)["sets"] == first["sets"]
+
+
+def test_sr_cache_is_reused_by_other_metrics(bench_root, tmp_path, monkeypatch):
+    evaluate(_cfg(bench_root, tmp_path / "a", ["set5"], metrics=("psnr",)))
+    from aesop_bench.models import bicubic
+
+    def no_model(*a, **k):
+        raise AssertionError("SR recomputed although cached")
+
+    monkeypatch.setattr(bicubic.Bicubic, "__call__", no_model)
+    out = evaluate(_cfg(bench_root, tmp_path / "a", ["set5"], metrics=("psnr", "ssim")))
+    assert set(out["sets"]["set5"]["metrics"]) == {"psnr", "ssim"}
+
+
+def test_results_of_another_protocol_are_not_mixed(bench_root, tmp_path):
+    evaluate(_cfg(bench_root, tmp_path, ["set5"], protocol="matlab"))
+    from aesop_bench.errors import AesopBenchError
+
+    with pytest.raises(AesopBenchError, match="another --out folder"):
+        evaluate(_cfg(bench_root, tmp_path, ["set5"], protocol="basicsr"))
+
+
+def test_modcrop_12_changes_the_evaluated_area(bench_root, tmp_path):
+    a = evaluate(_cfg(bench_root, tmp_path / "a", ["set14"], protocol="basicsr"))
+    b = evaluate(_cfg(bench_root, tmp_path / "b", ["set14"], protocol="basicsr", modcrop=12))
+    assert b["protocol"]["modcrop"] == 12
+    assert a["sets"]["set14"]["metrics"]["psnr"] != b["sets"]["set14"]["metrics"]["psnr"]
+
+
+def test_lr_from_folder_equals_made_lr_on_set5(bench_root, tmp_path):
+    made = evaluate(_cfg(bench_root, tmp_path / "a", ["set5"], protocol="basicsr"))
+    read = evaluate(_cfg(bench_root, tmp_path / "b", ["set5"], protocol="basicsr", lr_source="folder"))
+    assert read["sets"]["set5"]["metrics"] == made["sets"]["set5"]["metrics"]
+
+
+def test_cli_eval_prints_a_table_and_json(bench_root, tmp_path, capsys):
+    rc = main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr,ssim,lr_psnr",
+               "--protocol", "matlab", "--data-root", str(bench_root), "--out", str(tmp_path / "r"), "--quiet"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "set5" in out and "28.41" in out
+    rc = main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr", "--protocol", "matlab",
+               "--data-root", str(bench_root), "--out", str(tmp_path / "r"), "--quiet", "--format", "json"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["sets"]["set5"]["metrics"]["psnr"] == pytest.approx(28.4165, abs=1e-3)

@@ -1,0 +1,82 @@
+"""PSNR, SSIM, Y channel and LR-PSNR against closed forms and reference packages."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from aesop_bench.data.imresize import imresize
+from aesop_bench.data.transforms import mod_crop
+from aesop_bench.imageio import read_image
+from aesop_bench.metrics.fidelity import lr_psnr, psnr, rgb_to_y, ssim
+from benchmarks.reference_impls import ssim_skimage
+
+
+def test_psnr_closed_form():
+    # A uniform error of d gray levels gives PSNR = 20 log10(255 / d).
+    hr = torch.full((1, 1, 16, 16), 100, dtype=torch.uint8)
+    sr = hr + 5
+    assert psnr(sr, hr).item() == pytest.approx(20 * math.log10(255 / 5), abs=1e-12)
+    assert math.isinf(psnr(hr, hr).item())
+
+
+def test_border_crop_ignores_the_border():
+    hr = torch.full((1, 1, 20, 20), 50, dtype=torch.uint8)
+    sr = hr.clone()
+    sr[..., :4, :] = 0
+    assert math.isinf(psnr(sr, hr, crop_border=4).item())
+    assert not math.isinf(psnr(sr, hr, crop_border=3).item())
+
+
+def test_y_channel_matches_scikit_image():
+    from skimage.color import rgb2ycbcr
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, size=(9, 7, 3), dtype=np.uint8)
+    ref = rgb2ycbcr(img)[..., 0]  # BT.601 studio range, same matrix
+    ours = rgb_to_y(torch.from_numpy(img).permute(2, 0, 1)[None].double())[0, 0].numpy()
+    assert np.allclose(ours, ref, atol=1e-9)
+    rounded = rgb_to_y(torch.from_numpy(img).permute(2, 0, 1)[None].double(), y_round=True)[0, 0].numpy()
+    assert np.array_equal(rounded, np.floor(ref + 0.5))
+
+
+def test_ssim_matches_scikit_image_on_real_images(bench_root):
+    for name in ("baby", "butterfly"):
+        hr = mod_crop(read_image(bench_root / "Set5" / "HR" / f"{name}.png"), 4)[None]
+        sr = imresize(imresize(hr, 0.25), 4.0)
+        y_sr = rgb_to_y(sr.double())[0, 0, 4:-4, 4:-4].numpy()
+        y_hr = rgb_to_y(hr.double())[0, 0, 4:-4, 4:-4].numpy()
+        assert ssim(sr, hr, crop_border=4).item() == pytest.approx(ssim_skimage(y_sr, y_hr), abs=1e-6)
+
+
+def test_ssim_of_identical_images_is_one():
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    assert torch.allclose(ssim(x, x), torch.ones(2, dtype=torch.float64))
+
+
+def test_float_and_uint8_inputs_agree():
+    x = torch.randint(0, 256, (1, 3, 24, 24), dtype=torch.uint8)
+    y = torch.randint(0, 256, (1, 3, 24, 24), dtype=torch.uint8)
+    assert psnr(x, y).item() == pytest.approx(psnr(x.double() / 255, y.double() / 255).item(), abs=1e-9)
+
+
+def test_lr_psnr_of_a_consistent_sr_is_high(bench_root):
+    # An SR whose MATLAB downscale is the LR itself scores infinity; bicubic upsampling scores finite.
+    hr = mod_crop(read_image(bench_root / "Set5" / "HR" / "bird.png"), 4)[None]
+    lr_exact = imresize(hr.double() / 255, 0.25)
+    assert lr_psnr(hr, lr_exact).item() > 200
+    lr = imresize(hr, 0.25)
+    sr = imresize(lr, 4.0)
+    value = lr_psnr(sr, lr).item()
+    assert 30 < value < 60
+
+
+def test_too_small_image_is_a_clear_error():
+    x = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="too small"):
+        psnr(x, x, crop_border=4)
+    with pytest.raises(ValueError, match="11x11"):
+        ssim(x, x)
