@@ -88,6 +88,35 @@ def cmd_data(args) -> int:
     raise AesopBenchError(f"unknown data action {args.action!r}")
 
 
+def cmd_weights(args) -> int:
+    from . import weights
+
+    if args.action == "list":
+        for name, e in weights.manifest().items():
+            c = weights.check(e)
+            print(f"{name:18s} {c.status:10s} {e.file:48s} {e.licence}  [{', '.join(e.used_by)}]")
+        return 0
+    if args.action == "download":
+        for name in args.names or []:
+            print(f"{name}: {weights.download(name)}")
+        return 0
+    if args.action == "verify":
+        bad = 0
+        for name, e in weights.manifest().items():
+            if args.names and name not in args.names:
+                continue
+            c = weights.check(e)
+            print(f"{name:18s} {c.status:10s} {c.detail}")
+            bad |= c.status == "mismatch"
+        return int(bad)
+    if args.action == "add":
+        if len(args.names or []) != 2:
+            raise AesopBenchError("usage: aesop-bench weights add NAME FILE")
+        print(f"{args.names[0]}: added as {weights.add(args.names[0], args.names[1])}")
+        return 0
+    raise AesopBenchError(f"unknown weights action {args.action!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aesop-bench", description="Perceptual SR benchmark and AESOP reproduction.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -118,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scale", type=int, default=4)
     d.add_argument("--modcrop", type=int, default=None)
     d.set_defaults(func=cmd_data)
+
+    w = sub.add_parser("weights", help="list, download, verify or add weight files")
+    w.add_argument("action", choices=["list", "download", "verify", "add"])
+    w.add_argument("names", nargs="*", help="weights names (add: NAME FILE)")
+    w.set_defaults(func=cmd_weights)
     return p
 
 

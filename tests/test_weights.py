@@ -1,0 +1,142 @@
+"""The weights manager: manifest, verified downloads (file:// and a local server), add, offline errors, safe loading."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+
+import pytest
+import torch
+
+from aesop_bench import weights
+from aesop_bench.cli import main
+from aesop_bench.errors import AesopBenchError
+from tests.test_download import server  # noqa: F401  (the local HTTP server fixture)
+
+
+def _manifest(tmp_path, monkeypatch, entries):
+    p = tmp_path / "manifest.json"
+    p.write_text(json.dumps({"entries": entries}))
+    monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(p))
+
+
+def _blob(tmp_path, name="w.pth", seed=0):
+    path = tmp_path / "src" / name
+    path.parent.mkdir(exist_ok=True)
+    torch.save({"weight": torch.randn(4, 4, generator=torch.Generator().manual_seed(seed))}, path)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_shipped_manifest_is_complete():
+    m = weights.manifest()
+    for name in ("alexnet", "vgg16", "vgg19", "lpips_alex_v0.1", "dists_alpha_beta", "pt_inception",
+                 "niqe_pristine", "maniqa_koniq", "musiq_koniq", "rrdb_psnr", "esrgan_official", "swinir_m_x4"):
+        assert name in m, name
+        e = m[name]
+        assert e.licence and e.used_by
+        assert e.urls or e.manual
+        assert e.sha256 is None or len(e.sha256) == 64
+
+
+def test_published_hash_matches_the_real_niqe_file(shared_data):
+    e = weights.entry("niqe_pristine")
+    assert weights.check(e, shared_data / "weights" / "niqe" / "modelparameters.mat").status == "verified"
+
+
+def test_download_pinned_from_file_url(tmp_path, monkeypatch):
+    src, digest = _blob(tmp_path)
+    _manifest(tmp_path, monkeypatch, [{"name": "toy", "file": "toy.pth", "urls": [src.as_uri()], "sha256": digest}])
+    path = weights.download("toy", log=None)
+    assert path.read_bytes() == src.read_bytes()
+    assert weights.check(weights.entry("toy")).status == "verified"
+    assert torch.equal(weights.load_state_dict(path)["weight"], torch.load(src)["weight"])
+
+
+def test_unpinned_hash_is_recorded_and_then_enforced(tmp_path, monkeypatch, server):  # noqa: F811
+    www, url, _ = server
+    src, digest = _blob(tmp_path)
+    (www / "toy.pth").write_bytes(src.read_bytes())
+    _manifest(tmp_path, monkeypatch, [{"name": "toy", "file": "toy.pth", "urls": [f"{url}/toy.pth"], "sha256": None}])
+    said = []
+    weights.download("toy", log=said.append)
+    assert "recorded" in said[0] and digest in said[0]
+    assert weights.check(weights.entry("toy")).status == "recorded"
+    # the cached file is later replaced by something else: refused
+    weights.cache_path(weights.entry("toy")).write_bytes(b"tampered")
+    assert weights.check(weights.entry("toy")).status == "mismatch"
+    with pytest.raises(AesopBenchError, match="expected"):
+        weights.require("toy")
+
+
+def test_wrong_file_is_refused_and_falls_back_to_the_next_url(tmp_path, monkeypatch):
+    good, digest = _blob(tmp_path, "good.pth", 0)
+    bad, _ = _blob(tmp_path, "bad.pth", 1)
+    _manifest(tmp_path, monkeypatch, [{"name": "toy", "file": "toy.pth", "urls": [bad.as_uri(), good.as_uri()],
+                                       "sha256": digest}])
+    assert weights.download("toy", log=None).read_bytes() == good.read_bytes()
+
+
+def test_hash_prefix_in_file_name_is_checked(tmp_path, monkeypatch):
+    src, digest = _blob(tmp_path)
+    _manifest(tmp_path, monkeypatch, [{"name": "tv", "file": "tv-0000beef.pth", "urls": [src.as_uri()],
+                                       "sha256": None, "sha256_prefix": "0000beef"}])
+    with pytest.raises(AesopBenchError, match="does not start with 0000beef"):
+        weights.download("tv", log=None)
+    _manifest(tmp_path, monkeypatch, [{"name": "tv", "file": f"tv-{digest[:8]}.pth", "urls": [src.as_uri()],
+                                       "sha256": None, "sha256_prefix": digest[:8]}])
+    weights.download("tv", log=None)
+
+
+def test_offline_missing_file_is_one_clear_error(tmp_path, monkeypatch):
+    _manifest(tmp_path, monkeypatch, [{"name": "toy", "file": "toy.pth", "urls": ["https://example.org/toy.pth"],
+                                       "sha256": "a" * 64}])
+    with pytest.raises(AesopBenchError) as exc:
+        weights.require("toy")
+    msg = str(exc.value)
+    assert "toy.pth" in msg and "https://example.org/toy.pth" in msg and "aesop-bench weights add toy" in msg
+
+
+def test_add_checks_the_file(tmp_path, monkeypatch, capsys):
+    src, digest = _blob(tmp_path)
+    other, _ = _blob(tmp_path, "other.pth", 3)
+    _manifest(tmp_path, monkeypatch, [{"name": "toy", "file": "toy.pth", "urls": [], "sha256": digest}])
+    assert main(["weights", "add", "toy", str(other)]) == 2
+    assert "is not toy.pth" in capsys.readouterr().err
+    assert main(["weights", "add", "toy", str(src)]) == 0
+    assert weights.check(weights.entry("toy")).status == "verified"
+    assert main(["weights", "verify", "toy"]) == 0
+    assert "verified" in capsys.readouterr().out
+
+
+def test_google_drive_urls_are_translated():
+    assert weights._http_url("gdrive://abc123").startswith("https://drive.usercontent.google.com/download?id=abc123")
+
+
+def test_html_page_instead_of_the_file_is_refused(tmp_path, monkeypatch):
+    page = tmp_path / "page.html"
+    page.write_text("<!DOCTYPE html><html><body>Google Drive can't scan this file</body></html>")
+    _manifest(tmp_path, monkeypatch, [{"name": "toy", "file": "toy.pth", "urls": [page.as_uri()], "sha256": None}])
+    with pytest.raises(AesopBenchError, match="web page"):
+        weights.download("toy", log=None)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this would run",))
+
+
+def test_pickled_code_is_never_loaded(tmp_path):
+    p = tmp_path / "evil.pth"
+    with open(p, "wb") as f:
+        pickle.dump({"params": _Evil()}, f)
+    with pytest.raises(AesopBenchError, match="pickled Python objects"):
+        weights.load_state_dict(p)
+
+
+def test_safetensors_are_loaded(tmp_path):
+    from safetensors.torch import save_file
+
+    t = {"a": torch.arange(6.0).view(2, 3)}
+    save_file(t, tmp_path / "x.safetensors")
+    assert torch.equal(weights.load_state_dict(tmp_path / "x.safetensors")["a"], t["a"])
