@@ -191,7 +191,8 @@ def _evaluate_images(cfg, res, name, todo, specs, store, model) -> None:
         sr = _super_resolve(model, lr, cfg.device)
         if cfg.save_sr:
             write_image(cfg.out_dir / "sr" / Path(name).name / f"{key}.png", sr)
-        inputs = MetricInputs(sr=sr.unsqueeze(0), hr=hr.unsqueeze(0), lr=lr.unsqueeze(0), protocol=cfg.protocol)
+        inputs = MetricInputs(sr=sr.unsqueeze(0), hr=hr.unsqueeze(0), lr=lr.unsqueeze(0), protocol=cfg.protocol,
+                             device=cfg.device)
         values = {}
         for spec in specs:
             if store.has(name, key, spec.name, spec.version):

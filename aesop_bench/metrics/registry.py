@@ -31,6 +31,7 @@ class MetricInputs:
     hr: "torch.Tensor | None"
     lr: "torch.Tensor | None"
     protocol: Protocol
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,18 @@ def _lr_psnr(x: MetricInputs):
     return lr_psnr(x.sr, x.lr, x.protocol.y_round)
 
 
+def _lpips(x: MetricInputs):
+    from .perceptual import lpips
+
+    return lpips(x.sr.to(x.device), x.hr.to(x.device)).cpu()
+
+
+def _dists(x: MetricInputs):
+    from .perceptual import dists
+
+    return dists(x.sr.to(x.device), x.hr.to(x.device)).cpu()
+
+
 METRICS: dict[str, MetricSpec] = {m.name: m for m in [
     MetricSpec("psnr", "full_reference", False, "psnr-y-v1", _psnr,
                "PSNR on the Y channel (BT.601), border crop = protocol, float64"),
@@ -71,6 +84,10 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
                "SSIM on the Y channel, 11x11 Gaussian sigma 1.5, valid window, float64"),
     MetricSpec("lr_psnr", "lr_reference", False, "lr-psnr-y-matlabbicubic-nocrop-v1", _lr_psnr,
                "PSNR(MATLAB-bicubic-downscaled SR, LR) on Y, no crop"),
+    MetricSpec("lpips", "full_reference", True, "lpips-alex-v0.1-whole-v1", _lpips,
+               "LPIPS v0.1, AlexNet, inputs in [-1, 1], whole image, float32", ("alexnet", "lpips_alex_v0.1")),
+    MetricSpec("dists", "full_reference", True, "dists-vgg16-whole-v1", _dists,
+               "DISTS, VGG16, inputs in [0, 1], whole image, no resize, float32", ("vgg16", "dists_alpha_beta")),
 ]}
 
 

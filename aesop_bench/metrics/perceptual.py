@@ -1,0 +1,180 @@
+"""Full-reference perceptual metrics: LPIPS (AlexNet, v0.1) and DISTS.
+
+Both are re-implemented here in a few lines so that every weight comes through
+the weights manager (the reference packages would download ImageNet weights
+themselves); tests check them against the ``lpips`` and ``DISTS_pytorch``
+packages given the same weights.
+
+* LPIPS (Zhang et al. 2018), ``lpips.LPIPS(net='alex', version='0.1')``:
+  inputs scaled to [-1, 1], the package's scaling layer, AlexNet ReLU outputs
+  1-5, unit-normalised over channels, squared differences weighted by the
+  linear heads, spatially averaged, summed. Whole image, no crop.
+* DISTS (Ding et al. 2020), ``DISTS_pytorch.DISTS``: inputs in [0, 1],
+  ImageNet normalisation, VGG16 stages with L2 pooling, structure and texture
+  similarities weighted by alpha/beta. Whole image, no resize.
+
+Computed in float32 with TF32 off; never fp16.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+from .. import weights as wm
+
+LPIPS_SHIFT = (-0.030, -0.088, -0.188)
+LPIPS_SCALE = (0.458, 0.448, 0.450)
+ALEX_SLICES = ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12))
+ALEX_CHANNELS = (64, 192, 384, 256, 256)
+
+
+def _backbone_state(name: str) -> dict:
+    return wm.load_state_dict(wm.get(name, download_missing=False))
+
+
+class LPIPSAlex(nn.Module):
+    """LPIPS v0.1 with AlexNet; ``forward(x, y)`` takes [0, 1] images and returns one value per image."""
+
+    def __init__(self, alexnet_state: dict | None = None, lin_state: dict | None = None):
+        super().__init__()
+        alex = torchvision.models.alexnet(weights=None)
+        if alexnet_state is not None:
+            alex.load_state_dict(alexnet_state)
+        feats = alex.features
+        self.slices = nn.ModuleList(nn.Sequential(*[feats[i] for i in range(a, b)]) for a, b in ALEX_SLICES)
+        self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in ALEX_CHANNELS)
+        if lin_state is not None:
+            for k, lin in enumerate(self.lins):
+                lin.weight.data.copy_(lin_state[f"lin{k}.model.1.weight"])
+        self.register_buffer("shift", torch.tensor(LPIPS_SHIFT).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor(LPIPS_SCALE).view(1, 3, 1, 1))
+        self.eval().requires_grad_(False)
+
+    @classmethod
+    def from_manager(cls) -> "LPIPSAlex":
+        return cls(_backbone_state("alexnet"), wm.load_state_dict(wm.get("lpips_alex_v0.1", download_missing=False)))
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = ((x * 2 - 1) - self.shift) / self.scale
+        out = []
+        for s in self.slices:
+            h = s(h)
+            out.append(h / (torch.sqrt((h * h).sum(dim=1, keepdim=True)) + 1e-10))
+        return out
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        total = 0
+        for lin, fx, fy in zip(self.lins, self._features(x), self._features(y)):
+            total = total + lin((fx - fy) ** 2).mean(dim=(2, 3))
+        return total.flatten()
+
+
+class L2Pooling(nn.Module):
+    """DISTS' L2 pooling: sqrt(conv(x^2, hanning 3x3, stride 2) + 1e-12)."""
+
+    def __init__(self, channels: int, filter_size: int = 5, stride: int = 2):
+        super().__init__()
+        self.padding = (filter_size - 2) // 2
+        self.stride = stride
+        a = np.hanning(filter_size)[1:-1]
+        g = torch.tensor(a[:, None] * a[None, :], dtype=torch.float32)
+        g = g / g.sum()
+        self.register_buffer("filter", g[None, None].repeat(channels, 1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.conv2d(x ** 2, self.filter, stride=self.stride, padding=self.padding, groups=x.shape[1])
+        return (out + 1e-12).sqrt()
+
+
+DISTS_CHANNELS = (3, 64, 128, 256, 512, 512)
+_VGG_STAGES = ((0, 4, None), (5, 9, 64), (10, 16, 128), (17, 23, 256), (24, 30, 512))
+
+
+class DISTS(nn.Module):
+    """DISTS; ``forward(x, y)`` takes [0, 1] images and returns one value per image."""
+
+    def __init__(self, vgg16_state: dict | None = None, alpha_beta: dict | None = None):
+        super().__init__()
+        vgg = torchvision.models.vgg16(weights=None)
+        if vgg16_state is not None:
+            vgg.load_state_dict(vgg16_state)
+        feats = vgg.features
+        stages = []
+        for a, b, pool in _VGG_STAGES:
+            layers = ([L2Pooling(pool)] if pool else []) + [feats[i] for i in range(a, b)]
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleList(stages)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, -1, 1, 1))
+        n = sum(DISTS_CHANNELS)
+        self.register_buffer("alpha", torch.full((1, n, 1, 1), 0.1))
+        self.register_buffer("beta", torch.full((1, n, 1, 1), 0.1))
+        if alpha_beta is not None:
+            self.alpha.copy_(alpha_beta["alpha"].reshape(1, n, 1, 1))
+            self.beta.copy_(alpha_beta["beta"].reshape(1, n, 1, 1))
+        self.eval().requires_grad_(False)
+
+    @classmethod
+    def from_manager(cls) -> "DISTS":
+        return cls(_backbone_state("vgg16"), wm.load_state_dict(wm.get("dists_alpha_beta", download_missing=False)))
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = (x - self.mean) / self.std
+        out = [x]
+        for s in self.stages:
+            h = s(h)
+            out.append(h)
+        return out
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        c1 = c2 = 1e-6
+        w_sum = self.alpha.sum() + self.beta.sum()
+        alpha = torch.split(self.alpha / w_sum, list(DISTS_CHANNELS), dim=1)
+        beta = torch.split(self.beta / w_sum, list(DISTS_CHANNELS), dim=1)
+        d1 = d2 = 0
+        for k, (fx, fy) in enumerate(zip(self._features(x), self._features(y))):
+            mx = fx.mean(dim=(2, 3), keepdim=True)
+            my = fy.mean(dim=(2, 3), keepdim=True)
+            s1 = (2 * mx * my + c1) / (mx ** 2 + my ** 2 + c1)
+            d1 = d1 + (alpha[k] * s1).sum(1, keepdim=True)
+            vx = ((fx - mx) ** 2).mean(dim=(2, 3), keepdim=True)
+            vy = ((fy - my) ** 2).mean(dim=(2, 3), keepdim=True)
+            cov = (fx * fy).mean(dim=(2, 3), keepdim=True) - mx * my
+            s2 = (2 * cov + c2) / (vx + vy + c2)
+            d2 = d2 + (beta[k] * s2).sum(1, keepdim=True)
+        return (1 - (d1 + d2)).flatten()
+
+
+_NETS: dict = {}
+
+
+def _net(kind: str, device: torch.device):
+    key = (kind, str(device))
+    if key not in _NETS:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        _NETS[key] = (LPIPSAlex if kind == "lpips" else DISTS).from_manager().to(device)
+    return _NETS[key]
+
+
+@torch.no_grad()
+def lpips(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """LPIPS per image for uint8 or [0, 1] float ``(N, 3, H, W)`` tensors (lower is better)."""
+    net = _net("lpips", sr.device)
+    return net(_unit(sr), _unit(hr)).double()
+
+
+@torch.no_grad()
+def dists(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """DISTS per image for uint8 or [0, 1] float ``(N, 3, H, W)`` tensors (lower is better)."""
+    net = _net("dists", sr.device)
+    return net(_unit(sr), _unit(hr)).double()
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x

@@ -1,0 +1,125 @@
+"""LPIPS and DISTS against the reference packages given the same weights; real heads through the manager."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from aesop_bench import weights as wm
+from aesop_bench.data.transforms import mod_crop
+from aesop_bench.data.imresize import imresize
+from aesop_bench.imageio import read_image
+from aesop_bench.metrics import perceptual
+
+lpips_pkg = pytest.importorskip("lpips") if not os.environ.get("CI") else __import__("lpips")
+dists_pkg = pytest.importorskip("DISTS_pytorch") if not os.environ.get("CI") else __import__("DISTS_pytorch")
+
+
+def _pair(bench_root, name="butterfly"):
+    hr = mod_crop(read_image(bench_root / "Set5" / "HR" / f"{name}.png"), 4)[None]
+    sr = imresize(imresize(hr, 0.25), 4.0)
+    return sr.float() / 255, hr.float() / 255
+
+
+def _package_file(mod, *parts) -> Path:
+    return Path(mod.__file__).parent.joinpath(*parts)
+
+
+def test_lpips_equals_the_lpips_package(bench_root):
+    torch.manual_seed(0)
+    ref = lpips_pkg.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False).eval()
+    alex = torchvision.models.alexnet(weights=None)
+    alex.features.load_state_dict(_alex_features(ref))
+    lin = torch.load(_package_file(lpips_pkg, "weights", "v0.1", "alex.pth"), map_location="cpu", weights_only=True)
+    ours = perceptual.LPIPSAlex(alex.state_dict(), lin)
+    x, y = _pair(bench_root)
+    with torch.no_grad():
+        want = ref(x, y, normalize=True).flatten()
+        got = ours(x, y)
+    assert torch.allclose(got, want, atol=1e-6, rtol=0), (got, want)
+
+
+def _alex_features(ref) -> dict:
+    # lpips keeps AlexNet's feature layers in five slices whose module names are the original indices.
+    out = {}
+    for name, t in ref.net.state_dict().items():
+        _, idx, kind = name.split(".")  # sliceN.IDX.weight
+        out[f"{idx}.{kind}"] = t
+    return out
+
+
+def test_dists_equals_the_dists_package(bench_root, monkeypatch):
+    torch.manual_seed(1)
+    vgg = torchvision.models.vgg16(weights=None)
+    monkeypatch.setattr(dists_pkg.DISTS_pt.models, "vgg16", lambda *a, **k: vgg)  # no download: random weights
+    ref = dists_pkg.DISTS(load_weights=False).eval()
+    ab = torch.load(_package_file(dists_pkg, "weights.pt"), map_location="cpu", weights_only=True)
+    ref.alpha.data, ref.beta.data = ab["alpha"], ab["beta"]
+    ours = perceptual.DISTS(vgg.state_dict(), ab)
+    x, y = _pair(bench_root, "bird")
+    with torch.no_grad():
+        want = ref(x, y, batch_average=False).flatten()
+        got = ours(x, y)
+    assert torch.allclose(got, want, atol=1e-6, rtol=0), (got, want)
+
+
+@pytest.fixture()
+def stand_in_backbones(tmp_path, monkeypatch):
+    """Deterministic random AlexNet and VGG16 (the ImageNet files cannot be fetched here) registered
+    through a test manifest, next to the real LPIPS heads and DISTS alpha/beta of the shipped manifest."""
+    torch.manual_seed(2)
+    alex = torchvision.models.alexnet(weights=None)
+    vgg = torchvision.models.vgg16(weights=None)
+    entries = []
+    for name, model in (("alexnet", alex), ("vgg16", vgg)):
+        p = tmp_path / f"{name}-standin.pth"
+        torch.save(model.state_dict(), p)
+        entries.append({"name": name, "file": p.name, "urls": [p.as_uri()],
+                        "sha256": hashlib.sha256(p.read_bytes()).hexdigest()})
+    man = tmp_path / "m.json"
+    man.write_text(json.dumps({"entries": entries}))
+    monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(man))
+    monkeypatch.setattr(perceptual, "_NETS", {})
+    return alex, vgg
+
+
+def test_real_heads_and_stand_in_backbones_load_through_the_manager(stand_in_backbones, bench_root):
+    alex, _ = stand_in_backbones
+    with pytest.raises(Exception, match="aesop-bench weights add"):
+        perceptual.lpips(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32))
+    for name in ("alexnet", "vgg16"):
+        wm.download(name, log=None)
+    wm.add("lpips_alex_v0.1", _package_file(lpips_pkg, "weights", "v0.1", "alex.pth"))
+    wm.add("dists_alpha_beta", _package_file(dists_pkg, "weights.pt"))
+    x, y = _pair(bench_root)
+    lin = torch.load(_package_file(lpips_pkg, "weights", "v0.1", "alex.pth"), map_location="cpu", weights_only=True)
+    direct = perceptual.LPIPSAlex(alex.state_dict(), lin)(x, y).double()
+    assert torch.allclose(perceptual.lpips((x * 255).round().to(torch.uint8), (y * 255).round().to(torch.uint8)),
+                          direct, atol=1e-6)
+    d = perceptual.dists(x, y)
+    assert d.shape == (1,) and 0 <= float(d) < 1
+
+
+def test_eval_computes_lpips_and_dists(stand_in_backbones, bench_root, tmp_path):
+    from aesop_bench.evaluate.protocol import get_protocol
+    from aesop_bench.evaluate.runner import EvalConfig, evaluate
+
+    for name in ("alexnet", "vgg16"):
+        wm.download(name, log=None)
+    wm.add("lpips_alex_v0.1", _package_file(lpips_pkg, "weights", "v0.1", "alex.pth"))
+    wm.add("dists_alpha_beta", _package_file(dists_pkg, "weights.pt"))
+    cfg = EvalConfig(model="bicubic", sets=["set5"], metrics=["psnr", "lpips", "dists"],
+                     protocol=get_protocol("basicsr"), data_root=bench_root, out_dir=tmp_path / "run",
+                     progress=False, download=False, log=lambda m: None)
+    out = evaluate(cfg)["sets"]["set5"]["metrics"]
+    assert set(out) == {"psnr", "lpips", "dists"}
+    x, y = _pair(bench_root, "baby")
+    rows = (tmp_path / "run" / "per_image.csv").read_text().splitlines()
+    baby = [r for r in rows if r.startswith("set5,baby,lpips,")][0]
+    assert float(baby.split(",")[3]) == pytest.approx(float(perceptual.lpips(x, y)), abs=1e-6)
