@@ -25,7 +25,7 @@ from ..data.sets import ResolvedSet, SETS, resolve, set_folder
 from ..errors import AesopBenchError
 from ..paths import sr_cache_dir
 from .protocol import Protocol
-from .store import ResultStore
+from .store import SET_ROW, ResultStore
 
 
 @dataclass
@@ -170,10 +170,14 @@ def evaluate(cfg: EvalConfig) -> dict:
             set_images[name] = keys
             if res.hr_dir is None and any(s.kind != "no_reference" for s in specs):
                 raise AesopBenchError(f"set {name!r} has no HR images; use no-reference metrics only on it")
+            per_image = [s for s in specs if s.kind != "distribution"]
             todo = [(f, k) for f, k in zip(res.hr_files, keys)
-                    if not all(store.has(name, k, s.name, s.version) for s in specs)]
-            if todo:
-                _evaluate_images(cfg, res, name, todo, specs, store, model)
+                    if not all(store.has(name, k, s.name, s.version) for s in per_image)]
+            if todo and per_image:
+                _evaluate_images(cfg, res, name, todo, per_image, store, model)
+            dist = [s for s in specs if s.kind == "distribution" and not store.has(name, SET_ROW, s.name, s.version)]
+            if dist:
+                _evaluate_distribution(cfg, res, name, dist, store, model)
     finally:
         summary = store.finalize(set_images)
     return summary
@@ -202,3 +206,21 @@ def _evaluate_images(cfg, res, name, todo, specs, store, model) -> None:
             except ValueError as exc:
                 raise AesopBenchError(f"{hr_file}: {spec.name} failed: {exc}") from None
         store.add(name, key, values)
+
+
+def _evaluate_distribution(cfg, res, name, specs, store, model) -> None:
+    """Set-level metrics: features of every SR and HR image (cached), then one distance per set."""
+    from tqdm import tqdm
+
+    from ..metrics.distribution import set_distance
+
+    sr_feats: dict[str, list] = {s.name: [] for s in specs}
+    hr_feats: dict[str, list] = {s.name: [] for s in specs}
+    for hr_file in tqdm(res.hr_files, desc=f"{name} features", unit="img", disable=not cfg.progress,
+                        leave=False, file=sys.stderr):
+        hr, lr = _load_pair(res, hr_file, cfg.protocol)
+        sr = _super_resolve(model, lr, cfg.device)
+        for spec in specs:
+            sr_feats[spec.name].append(spec.fn(sr, cfg.device))
+            hr_feats[spec.name].append(spec.fn(hr, cfg.device))
+    store.add(name, SET_ROW, {s.name: (set_distance(sr_feats[s.name], hr_feats[s.name]), s.version) for s in specs})

@@ -26,6 +26,7 @@ from ..errors import AesopBenchError
 from ..fileutil import atomic_write_json, atomic_write_text
 
 SCHEMA = 1
+SET_ROW = "*"  # the image key of set-level values (distribution metrics such as FID)
 
 
 class ResultStore:
@@ -101,20 +102,25 @@ class ResultStore:
         versions: dict[str, str] = {}
         for set_name, images in set_images.items():
             by_metric: dict[str, list[float]] = {}
+            set_level: dict[str, float] = {}
             for (s, image, metric), (value, version) in self.rows.items():
-                if s == set_name:
+                if s != set_name:
+                    continue
+                versions[metric] = version
+                if image == SET_ROW:
+                    set_level[metric] = value
+                else:
                     by_metric.setdefault(metric, []).append(value)
-                    versions[metric] = version
-            complete = {m: v for m, v in by_metric.items() if len(v) == len(images)}
-            sets[set_name] = {"n_images": len(images),
-                              "metrics": {m: _mean(v) for m, v in sorted(complete.items())}}
+            means = {m: _mean(v) for m, v in by_metric.items() if len(v) == len(images)}
+            means.update(set_level)
+            sets[set_name] = {"n_images": len(images), "metrics": dict(sorted(means.items()))}
         return {"model": self.model, "protocol": self.protocol, "sets": sets, "metric_versions": versions}
 
     def finalize(self, set_images: dict[str, list[str]]) -> dict:
         """Write per_image.csv and summary.json for the sets of this run and those stored by earlier ones."""
         set_images = dict(set_images)
         for s in sorted({k[0] for k in self.rows} - set(set_images)):
-            set_images[s] = sorted({k[1] for k in self.rows if k[0] == s})
+            set_images[s] = sorted({k[1] for k in self.rows if k[0] == s and k[1] != SET_ROW})
         summary = self.summary(set_images)
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")

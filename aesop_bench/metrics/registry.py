@@ -77,6 +77,18 @@ def _dists(x: MetricInputs):
     return dists(x.sr.to(x.device), x.hr.to(x.device)).cpu()
 
 
+def _fid_features(img, device):
+    from .distribution import image_features
+
+    return image_features(img, "whole", device)
+
+
+def _pfid_features(img, device):
+    from .distribution import image_features
+
+    return image_features(img, "patch", device)
+
+
 METRICS: dict[str, MetricSpec] = {m.name: m for m in [
     MetricSpec("psnr", "full_reference", False, "psnr-y-v1", _psnr,
                "PSNR on the Y channel (BT.601), border crop = protocol, float64"),
@@ -88,6 +100,12 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
                "LPIPS v0.1, AlexNet, inputs in [-1, 1], whole image, float32", ("alexnet", "lpips_alex_v0.1")),
     MetricSpec("dists", "full_reference", True, "dists-vgg16-whole-v1", _dists,
                "DISTS, VGG16, inputs in [0, 1], whole image, no resize, float32", ("vgg16", "dists_alpha_beta")),
+    MetricSpec("fid", "distribution", True, "fid-legacy_pytorch-whole299-v1", _fid_features,
+               "FID, pytorch-fid Inception pool3, whole images resized to 299 (bilinear), SR set vs HR set",
+               ("pt_inception",)),
+    MetricSpec("pfid", "distribution", True, "pfid-299patches-zeropad-v1", _pfid_features,
+               "patch-FID: non-overlapping 299x299 patches (zero-padded if smaller), SR vs HR patches",
+               ("pt_inception",)),
 ]}
 
 

@@ -1,0 +1,142 @@
+"""Distribution metrics: FID on whole images and patch-FID (pFID), pytorch-fid's Inception.
+
+* Features: the FID Inception network of pytorch-fid (``pt_inception-2015-12-05``,
+  the TensorFlow FID graph ported to PyTorch), pool3 output, 2048-d, float32.
+  Its weights come through the weights manager.
+* ``fid`` (``--fid-mode legacy_pytorch``, as the LDL/AESOP scripts): each
+  whole image resized to 299x299 (bilinear, ``align_corners=False``), one
+  feature per image; SR features of a set against the HR features of the same set.
+* ``pfid``: non-overlapping 299x299 patches on a grid from the top-left
+  corner (a remainder narrower than 299 is dropped); an image smaller than 299
+  in a dimension is first zero-padded (bottom/right) to 299 there. SR patches
+  against HR patches of the same set. No resizing.
+* The Frechet distance is computed by :func:`frechet_distance_features`
+  (exact for sets with fewer samples than dimensions).
+
+Features are cached by the sha256 of the image tensor, so the HR side of a set
+is computed once per protocol and reused by every model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import weights as wm
+from ..paths import home
+
+PATCH = 299
+FEATURE_VERSION = "pt_inception-2015-12-05-pool3-v1"
+
+
+def build_fid_inception(state_dict: dict | None = None) -> nn.Module:
+    """pytorch-fid's FID Inception graph (torchvision InceptionV3 with the FID blocks), weights from ``state_dict``."""
+    import torchvision
+    from pytorch_fid.inception import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
+
+    net = torchvision.models.inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
+    net.Mixed_5b = FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = FIDInceptionE_1(1280)
+    net.Mixed_7c = FIDInceptionE_2(2048)
+    if state_dict is not None:
+        net.load_state_dict(state_dict)
+    return net
+
+
+class FIDFeatures(nn.Module):
+    """Pool3 features of [0, 1] images, as ``pytorch_fid.inception.InceptionV3([3])`` computes them."""
+
+    def __init__(self, inception: nn.Module):
+        super().__init__()
+        n = inception
+        self.body = nn.Sequential(
+            n.Conv2d_1a_3x3, n.Conv2d_2a_3x3, n.Conv2d_2b_3x3, nn.MaxPool2d(kernel_size=3, stride=2),
+            n.Conv2d_3b_1x1, n.Conv2d_4a_3x3, nn.MaxPool2d(kernel_size=3, stride=2),
+            n.Mixed_5b, n.Mixed_5c, n.Mixed_5d, n.Mixed_6a, n.Mixed_6b, n.Mixed_6c, n.Mixed_6d, n.Mixed_6e,
+            n.Mixed_7a, n.Mixed_7b, n.Mixed_7c, nn.AdaptiveAvgPool2d(output_size=(1, 1)))
+        self.eval().requires_grad_(False)
+
+    def forward(self, x: torch.Tensor, resize: bool = True) -> torch.Tensor:
+        if resize:
+            x = F.interpolate(x, size=(PATCH, PATCH), mode="bilinear", align_corners=False)
+        return self.body(2 * x - 1).flatten(1)
+
+
+def patches(img: torch.Tensor, size: int = PATCH) -> torch.Tensor:
+    """``(C, H, W)`` -> ``(k, C, size, size)`` non-overlapping patches (see the module docstring)."""
+    c, h, w = img.shape
+    ph, pw = max(size - h, 0), max(size - w, 0)
+    if ph or pw:
+        img = F.pad(img, (0, pw, 0, ph))
+        h, w = img.shape[-2:]
+    nh, nw = h // size, w // size
+    img = img[:, : nh * size, : nw * size]
+    return img.reshape(c, nh, size, nw, size).permute(1, 3, 0, 2, 4).reshape(nh * nw, c, size, size)
+
+
+def n_patches(h: int, w: int, size: int = PATCH) -> int:
+    return max(h, size) // size * (max(w, size) // size)
+
+
+_NET: dict = {}
+
+
+def _extractor(device) -> FIDFeatures:
+    key = str(device)
+    if key not in _NET:
+        sd = wm.load_state_dict(wm.get("pt_inception", download_missing=False))
+        _NET[key] = FIDFeatures(build_fid_inception(sd)).to(device)
+    return _NET[key]
+
+
+def _cache_path(kind: str, img: torch.Tensor):
+    h = hashlib.sha256(str(tuple(img.shape)).encode())
+    h.update(img.contiguous().cpu().numpy().tobytes())
+    d = h.hexdigest()
+    return home() / "features" / FEATURE_VERSION / kind / d[:2] / f"{d}.npy"
+
+
+@torch.no_grad()
+def image_features(img: torch.Tensor, kind: str, device="cpu") -> np.ndarray:
+    """Features of one uint8 ``(C, H, W)`` image: ``kind`` 'whole' -> (1, 2048), 'patch' -> (k, 2048). Cached."""
+    from ..fileutil import atomic_write_bytes
+
+    path = _cache_path(kind, img)
+    if path.is_file():
+        return np.load(path)
+    x = img.float().div(255.0)
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    net = _extractor(device)
+    if kind == "whole":
+        feats = net(x[None].to(device), resize=True)
+    else:
+        p = patches(x)
+        feats = torch.cat([net(p[i:i + 16].to(device), resize=False) for i in range(0, len(p), 16)])
+    out = feats.double().cpu().numpy()
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, out)
+    atomic_write_bytes(path, buf.getvalue())
+    return out
+
+
+def set_distance(sr_feats: list[np.ndarray], hr_feats: list[np.ndarray]) -> float:
+    from .frechet import frechet_distance_features
+
+    a, b = np.concatenate(sr_feats), np.concatenate(hr_feats)
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    return frechet_distance_features(a, b)

@@ -1,0 +1,89 @@
+"""FID features against pytorch-fid given the same weights; pFID patches; FID/pFID in the evaluator."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+
+import pytest
+import torch
+
+from aesop_bench import weights as wm
+from aesop_bench.metrics import distribution as dist
+
+
+@pytest.fixture(scope="module")
+def random_inception_state():
+    torch.manual_seed(0)
+    net = dist.build_fid_inception()
+    for m in net.modules():  # non-trivial batch-norm statistics, so that they are exercised
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return net.state_dict()
+
+
+def test_features_equal_pytorch_fid(random_inception_state, monkeypatch):
+    from pytorch_fid import inception as ref_mod
+
+    monkeypatch.setattr(ref_mod, "load_state_dict_from_url", lambda *a, **k: random_inception_state)
+    ref = ref_mod.InceptionV3([3], resize_input=True, normalize_input=True, use_fid_inception=True).eval()
+    ours = dist.FIDFeatures(dist.build_fid_inception(random_inception_state))
+    x = torch.rand(2, 3, 123, 211, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = ref(x)[0].flatten(1)
+        got = ours(x)
+    assert got.shape == (2, 2048)
+    assert torch.allclose(got, want, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("h,w,n", [(300, 650, 2), (200, 500, 1), (598, 598, 4), (299, 299, 1), (137, 91, 1),
+                                   (897, 300, 3)])
+def test_patch_counts_and_padding(h, w, n):
+    img = torch.rand(3, h, w)
+    p = dist.patches(img)
+    assert p.shape == (n, 3, 299, 299) and dist.n_patches(h, w) == n
+    if h >= 299 and w >= 598:
+        assert torch.equal(p[1], img[:, 0:299, 299:598])
+    if h < 299:
+        assert torch.all(p[0, :, h:, :] == 0) and torch.equal(p[0, :, :h, : min(w, 299)], img[:, :, : min(w, 299)])
+
+
+@pytest.fixture()
+def stand_in_inception(random_inception_state, tmp_path, monkeypatch):
+    p = tmp_path / "pt_inception-standin.pth"
+    torch.save(random_inception_state, p)
+    man = tmp_path / "m.json"
+    man.write_text(json.dumps({"entries": [{"name": "pt_inception", "file": p.name, "urls": [p.as_uri()],
+                                            "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}]}))
+    monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(man))
+    monkeypatch.setattr(dist, "_NET", {})
+    wm.download("pt_inception", log=None)
+
+
+def test_eval_fid_and_pfid(stand_in_inception, bench_root, tmp_path):
+    from aesop_bench.evaluate.protocol import get_protocol
+    from aesop_bench.evaluate.runner import EvalConfig, evaluate
+    from aesop_bench.metrics.frechet import frechet_distance_features
+    from aesop_bench.paths import home
+
+    cfg = EvalConfig(model="bicubic", sets=["set5"], metrics=["psnr", "fid", "pfid"],
+                     protocol=get_protocol("basicsr"), data_root=bench_root, out_dir=tmp_path / "run",
+                     progress=False, download=False, log=lambda m: None)
+    out = evaluate(cfg)["sets"]["set5"]["metrics"]
+    assert out["fid"] > 0 and out["pfid"] > 0
+    rows = list(csv.DictReader(open(tmp_path / "run" / "per_image.csv")))
+    assert {r["metric"] for r in rows} == {"psnr"} and len(rows) == 5
+    # 5 SR + 5 HR images, whole and patch features: 20 cached feature files; a rerun computes nothing
+    cached = list((home() / "features").rglob("*.npy"))
+    assert len(cached) == 20
+    import numpy as np
+
+    whole = sorted(p for p in cached if "/whole/" in str(p))
+    assert all(np.load(p).shape == (1, 2048) for p in whole)
+    # Set5 HR sizes: baby 512x512 -> 1 patch, bird 288 -> 1, butterfly 256 -> 1, head 280 -> 1, woman 344x228 -> 1
+    assert sum(np.load(p).shape[0] for p in cached if "/patch/" in str(p)) == 10
+    again = evaluate(cfg)["sets"]["set5"]["metrics"]
+    assert again == out
+    assert np.isfinite(frechet_distance_features(np.random.rand(5, 2048), np.random.rand(5, 2048)))
