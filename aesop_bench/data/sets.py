@@ -7,7 +7,9 @@ Optional LR images sit in ``LR_bicubic/X{s}/`` (or ``LRbicx{s}/``), named
 ``NAMEx{s}.png`` or like the HR file.
 
 Any existing folder can be given instead of a name (``--sets path/to/dir``):
-it is a set of its own, with the same layout rules.
+it is a set of its own, with the same layout rules. A folder with an ``LR/``
+subfolder and no HR folder is a set of real-world LR inputs without ground
+truth (no-reference metrics only), like RealSR and DRealSR.
 
 Fingerprints (``fingerprints.csv``, shipped with the package) give the sha256
 and public source (repository, commit, path) of the canonical files of Set5,
@@ -141,7 +143,10 @@ def _find_child(parent: Path, names) -> Path | None:
 
 @dataclass
 class ResolvedSet:
-    """A set found on disk: its name, folder, HR images and (optional) LR folder."""
+    """A set found on disk: its name, folder, HR images and (optional) LR folders.
+
+    For sets without ground truth ``hr_dir`` is None and ``hr_files`` are the LR inputs.
+    """
 
     name: str
     root: Path
@@ -189,10 +194,15 @@ def resolve(name: str, data_root: Path) -> ResolvedSet:
             f"(any case) with images in {', '.join(d + '/' for d in HR_DIRS)} or directly inside. "
             f"{hint} Or point --data-root / AESOP_BENCH_DATA at the folder that holds it."
         )
-    if entry is not None and not entry.has_hr:
-        lr = _find_child(root, ("LR", "LR_x4", "test_LR")) or root
-        return ResolvedSet(name, root, None, _list_images(lr), {})
-    hr_dir = _find_child(root, HR_DIRS) or root
+    hr_dir = _find_child(root, HR_DIRS)
+    lr_only = _find_child(root, ("LR", "LR_x4", "test_LR"))
+    if (entry is not None and not entry.has_hr) or (entry is None and hr_dir is None and lr_only is not None):
+        folder = lr_only or root
+        files = _list_images(folder)
+        if not files:
+            raise AesopBenchError(f"set {name!r}: no images in {folder}")
+        return ResolvedSet(name, root, None, files, {})
+    hr_dir = hr_dir or root
     files = _list_images(hr_dir)
     if not files:
         raise AesopBenchError(f"set {name!r}: no images in {hr_dir}; expected PNG/BMP/JPEG files there")

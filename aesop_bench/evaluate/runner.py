@@ -101,6 +101,8 @@ def _load_pair(res: ResolvedSet, hr_file: Path, protocol: Protocol):
     hr = read_image(hr_file)
     if protocol.grayscale == "rgb":
         hr = to_rgb(hr)
+    if res.hr_dir is None:  # real-world LR inputs, no ground truth
+        return None, hr
     hr = mod_crop(hr, protocol.effective_modcrop)
     s = protocol.scale
     if protocol.lr_source == "make":
@@ -168,8 +170,9 @@ def evaluate(cfg: EvalConfig) -> dict:
             if len(set(keys)) != len(keys):
                 raise AesopBenchError(f"{res.hr_dir}: two images share a name stem; rename one of them")
             set_images[name] = keys
-            if res.hr_dir is None and any(s.kind != "no_reference" for s in specs):
-                raise AesopBenchError(f"set {name!r} has no HR images; use no-reference metrics only on it")
+            if res.hr_dir is None and any(s.kind in ("full_reference", "distribution") for s in specs):
+                raise AesopBenchError(f"set {name!r} has no HR images; use no-reference metrics (and lr_psnr) "
+                                      "only on it")
             per_image = [s for s in specs if s.kind != "distribution"]
             todo = [(f, k) for f, k in zip(res.hr_files, keys)
                     if not all(store.has(name, k, s.name, s.version) for s in per_image)]
@@ -195,7 +198,8 @@ def _evaluate_images(cfg, res, name, todo, specs, store, model) -> None:
         sr = _super_resolve(model, lr, cfg.device)
         if cfg.save_sr:
             write_image(cfg.out_dir / "sr" / Path(name).name / f"{key}.png", sr)
-        inputs = MetricInputs(sr=sr.unsqueeze(0), hr=hr.unsqueeze(0), lr=lr.unsqueeze(0), protocol=cfg.protocol,
+        inputs = MetricInputs(sr=sr.unsqueeze(0), hr=None if hr is None else hr.unsqueeze(0),
+                              lr=lr.unsqueeze(0), protocol=cfg.protocol,
                              device=cfg.device)
         values = {}
         for spec in specs:

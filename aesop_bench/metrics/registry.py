@@ -77,6 +77,12 @@ def _dists(x: MetricInputs):
     return dists(x.sr.to(x.device), x.hr.to(x.device)).cpu()
 
 
+def _niqe(x: MetricInputs):
+    from .niqe import niqe
+
+    return niqe(x.sr, crop_border=x.protocol.effective_crop_border, color_space="yiq")
+
+
 def _fid_features(img, device):
     from .distribution import image_features
 
@@ -100,6 +106,9 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
                "LPIPS v0.1, AlexNet, inputs in [-1, 1], whole image, float32", ("alexnet", "lpips_alex_v0.1")),
     MetricSpec("dists", "full_reference", True, "dists-vgg16-whole-v1", _dists,
                "DISTS, VGG16, inputs in [0, 1], whole image, no resize, float32", ("vgg16", "dists_alpha_beta")),
+    MetricSpec("niqe", "no_reference", True, "niqe-live-yiq-round-v1", _niqe,
+               "NIQE, LIVE pristine model, Y of YIQ rounded (IQA-PyTorch's default), border crop = protocol",
+               ("niqe_pristine",)),
     MetricSpec("fid", "distribution", True, "fid-legacy_pytorch-whole299-v1", _fid_features,
                "FID, pytorch-fid Inception pool3, whole images resized to 299 (bilinear), SR set vs HR set",
                ("pt_inception",)),

@@ -1,0 +1,189 @@
+"""NIQE (Mittal et al. 2013), the official MATLAB algorithm, vectorised in torch (float64).
+
+As in LIVE's ``computequality.m``: the luminance (0-255, rounded) is cropped to
+whole 96x96 blocks; at two scales (the second after MATLAB ``imresize`` by
+0.5) the MSCN coefficients are computed with a 7x7 Gaussian window
+(sigma 7/6, replicate padding); per block, an AGGD fit of the coefficients
+and of their products with four shifted copies (``circshift`` by (0,1),
+(1,0), (1,1), (1,-1)) gives 18 features (36 over both scales). Their mean and
+covariance (rows with NaN dropped) against the pristine model give
+``sqrt((mu_p - mu) pinv((S_p + S) / 2) (mu_p - mu)^T)``.
+
+The pristine model is the LIVE ``modelparameters.mat`` (``mu_prisparam``,
+``cov_prisparam``), obtained through the weights manager (``niqe_pristine``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from ..data.imresize import imresize
+from .fidelity import _filter_valid
+
+BLOCK = 96
+SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
+
+
+@lru_cache(maxsize=1)
+def _gaussian_window() -> list[float]:
+    # fspecial('gaussian', 7, 7/6) is separable: the outer product of this normalised 1-D kernel.
+    x = torch.arange(7, dtype=torch.float64) - 3
+    g = torch.exp(-(x ** 2) / (2 * (7 / 6) ** 2))
+    return (g / g.sum()).tolist()
+
+
+@lru_cache(maxsize=1)
+def _gamma_table() -> tuple[torch.Tensor, torch.Tensor]:
+    gam = torch.arange(0.2, 10.0005, 0.001, dtype=torch.float64)
+    gam = torch.round(gam * 1000) / 1000  # the grid 0.2:0.001:10, without accumulated rounding
+    lg = torch.lgamma
+    r_gam = torch.exp(2 * lg(2 / gam) - lg(1 / gam) - lg(3 / gam))
+    return gam, r_gam
+
+
+def _gamma(x: torch.Tensor) -> torch.Tensor:
+    return torch.exp(torch.lgamma(x))
+
+
+def _aggd(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row of ``v`` (blocks x values): AGGD shape alpha and scales beta_l, beta_r (estimateaggdparam.m)."""
+    neg, pos = v < 0, v > 0
+    left = torch.sqrt((v * v * neg).sum(1) / neg.sum(1))
+    right = torch.sqrt((v * v * pos).sum(1) / pos.sum(1))
+    gammahat = left / right
+    rhat = v.abs().mean(1) ** 2 / (v * v).mean(1)
+    rhatnorm = rhat * (gammahat ** 3 + 1) * (gammahat + 1) / (gammahat ** 2 + 1) ** 2
+    gam, r_gam = _gamma_table()
+    idx = torch.argmin((r_gam[None, :] - rhatnorm[:, None]) ** 2, dim=1)
+    alpha = gam[idx]
+    scale = torch.sqrt(_gamma(1 / alpha) / _gamma(3 / alpha))
+    return alpha, left * scale, right * scale
+
+
+def _block_features(blocks: torch.Tensor) -> torch.Tensor:
+    """(n, b, b) MSCN blocks -> (n, 18) features (computefeature.m)."""
+    flat = blocks.flatten(1)
+    alpha, bl, br = _aggd(flat)
+    feats = [alpha, (bl + br) / 2]
+    for shift in SHIFTS:
+        pair = (blocks * torch.roll(blocks, shifts=shift, dims=(1, 2))).flatten(1)
+        alpha, bl, br = _aggd(pair)
+        mean = (br - bl) * (_gamma(2 / alpha) / _gamma(1 / alpha))
+        feats += [alpha, mean, bl, br]
+    return torch.stack(feats, dim=1)
+
+
+@lru_cache(maxsize=1)
+def _pyiqa_window() -> torch.Tensor:
+    # IQA-PyTorch builds fspecial('gaussian', 7, 7/6) in float64 and stores it in float32; the rounded
+    # weights no longer sum to exactly one, which decides the sign of the MSCN values in flat regions.
+    g = torch.tensor(_gaussian_window(), dtype=torch.float64)
+    return torch.outer(g, g).float().double()[None, None]
+
+
+def _mscn(img: torch.Tensor, variant: str = "pyiqa") -> tuple[torch.Tensor, torch.Tensor]:
+    x = F.pad(img[None, None], (3, 3, 3, 3), mode="replicate")
+    if variant == "pyiqa":
+        k = _pyiqa_window()
+        mu = F.conv2d(x, k)
+        sq = F.conv2d(x * x, k)
+    else:
+        g = _gaussian_window()
+        mu = _filter_valid(x, g)
+        sq = _filter_valid(x * x, g)
+    sigma = torch.sqrt((sq - mu * mu).abs())
+    return ((img[None, None] - mu) / (sigma + 1))[0, 0], sigma[0, 0]
+
+
+def _blocks(x: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = x.shape
+    return x.reshape(h // size, size, w // size, size).permute(2, 0, 1, 3).reshape(-1, size, size)
+
+
+def niqe_gray(img: torch.Tensor, mu_pris: torch.Tensor, cov_pris: torch.Tensor, variant: str = "pyiqa") -> float:
+    """NIQE of one 2-D luminance image on the 0-255 scale (float64).
+
+    ``variant``: ``pyiqa`` filters with IQA-PyTorch's float32-rounded window (the paper's numbers);
+    ``matlab`` with the exact double window. They differ only where the image has flat regions, whose
+    MSCN values are rounding noise: NIQE's AGGD fit counts their signs, so there any two
+    implementations that round differently disagree (by up to ~0.1 on Set14's ppt3).
+    """
+    img = img.to(torch.float64)
+    h, w = img.shape
+    nh, nw = h // BLOCK, w // BLOCK
+    if nh < 1 or nw < 1:
+        raise ValueError(f"NIQE needs at least a {BLOCK}x{BLOCK} image, got {h}x{w}")
+    img = img[: nh * BLOCK, : nw * BLOCK]
+    per_scale = []
+    for scale in (1, 2):
+        mscn, _ = _mscn(img, variant)
+        per_scale.append(_block_features(_blocks(mscn, BLOCK // scale)))
+        if scale == 1:
+            img = imresize(img, 0.5)
+    feats = torch.cat(per_scale, dim=1)
+    mu = torch.nanmean(feats, dim=0)
+    complete = feats[~torch.isnan(feats).any(dim=1)]
+    cov = torch.cov(complete.T)
+    mu_pris = mu_pris.to(torch.float64).flatten()
+    diff = (mu_pris - mu)[None]
+    inv = torch.linalg.pinv((cov_pris.to(torch.float64) + cov) / 2)
+    return float(torch.sqrt(diff @ inv @ diff.T).squeeze())
+
+
+def load_pristine(path) -> tuple[torch.Tensor, torch.Tensor]:
+    from scipy.io import loadmat
+
+    m = loadmat(str(path))
+    return torch.from_numpy(m["mu_prisparam"]).flatten().double(), torch.from_numpy(m["cov_prisparam"]).double()
+
+
+_YIQ = ((0.299, 0.587, 0.114), (0.5959, -0.2746, -0.3213), (0.2115, -0.5227, 0.3112))
+
+
+def luminance(img: torch.Tensor, color_space: str = "yiq", variant: str = "pyiqa") -> torch.Tensor:
+    """(3|1, H, W) uint8 -> (H, W) float64 luminance on the 0-255 scale, rounded.
+
+    ``yiq`` (IQA-PyTorch's NIQE default, used by the paper): ``0.299 R + 0.587 G + 0.114 B``;
+    ``ycbcr``: BT.601 studio-range Y as the fidelity metrics use. Single-channel images are used as they
+    are. The ``pyiqa`` variant computes it as IQA-PyTorch does on a float32 image in [0, 1] (its YIQ
+    matrix, float32, round half to even), because which values fall on a rounding tie depends on that;
+    ``matlab`` in float64 with rounding half away from zero.
+    """
+    from .fidelity import rgb_to_y, to_255
+
+    if img.shape[0] == 1:
+        y = to_255(img)[0]
+    elif color_space == "yiq" and variant == "pyiqa":
+        x = (img.float() / 255.0) if img.dtype == torch.uint8 else img.float()
+        w = torch.tensor(_YIQ, dtype=torch.float32).t()
+        y = (torch.matmul(x.permute(1, 2, 0), w)[..., 0] * 255.0).double()
+    elif color_space == "yiq":
+        r, g, b = to_255(img).unbind(0)
+        y = 0.299 * r + 0.587 * g + 0.114 * b
+    elif color_space == "ycbcr":
+        y = rgb_to_y(to_255(img)[None])[0, 0]
+    else:
+        raise ValueError(f"unknown NIQE colour space {color_space!r}; use yiq or ycbcr")
+    return torch.round(y) if variant == "pyiqa" else torch.floor(y + 0.5)
+
+
+def niqe(sr: torch.Tensor, crop_border: int = 0, color_space: str = "yiq", pristine=None,
+         variant: str = "pyiqa") -> torch.Tensor:
+    """Per-image NIQE of ``(N, C, H, W)`` images (lower is better); see :func:`niqe_gray` for ``variant``."""
+    if pristine is None:
+        from .. import weights as wm
+
+        pristine = load_pristine(wm.get("niqe_pristine", download_missing=False))
+    out = []
+    for img in sr:
+        y = luminance(img, color_space, variant)
+        if crop_border:
+            y = y[crop_border:-crop_border, crop_border:-crop_border]
+        out.append(niqe_gray(y, *pristine, variant=variant))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+__all__ = ["niqe", "niqe_gray", "load_pristine", "luminance"]

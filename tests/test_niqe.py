@@ -1,0 +1,45 @@
+"""NIQE against IQA-PyTorch's implementation of the official MATLAB algorithm, same parameter file."""
+
+from __future__ import annotations
+
+import torch
+
+from aesop_bench import weights as wm
+from aesop_bench.imageio import read_image
+from aesop_bench.metrics import niqe as N
+
+
+def test_pristine_file_is_the_manifest_entry(shared_data):
+    assert wm.check(wm.entry("niqe_pristine"), shared_data / "weights" / "niqe" / "modelparameters.mat").status \
+        == "verified"
+
+
+def test_niqe_equals_iqa_pytorch_on_set14(shared_data, bench_root):
+    from pyiqa.archs.niqe_arch import calculate_niqe
+
+    mat = shared_data / "weights" / "niqe" / "modelparameters.mat"
+    mu, cov = N.load_pristine(mat)
+    files = sorted((bench_root / "Set14" / "HR").glob("*.png"))
+    assert len(files) == 14
+    for f in files:
+        img = read_image(f)[None]
+        ref = calculate_niqe(img.float() / 255, 0, mu_pris_param=mu, cov_pris_param=cov).item()
+        ours = N.niqe(img, pristine=(mu, cov)).item()
+        assert abs(ours - ref) < 1e-3, (f.name, ours, ref)
+    assert img.shape[1] == 3 and read_image(bench_root / "Set14" / "HR" / "bridge.png").shape[0] == 1
+
+
+def test_niqe_through_the_manager_and_crop(shared_data, bench_root):
+    wm.add("niqe_pristine", shared_data / "weights" / "niqe" / "modelparameters.mat")
+    img = read_image(bench_root / "Set14" / "HR" / "lenna.png")[None]
+    whole = N.niqe(img)
+    cropped = N.niqe(img, crop_border=4)
+    assert whole.shape == (1,) and torch.isfinite(whole).all() and float(whole) != float(cropped)
+
+
+def test_matlab_variant_differs_only_through_rounding_noise(bench_root):
+    mu, cov = torch.zeros(36, dtype=torch.float64), torch.eye(36, dtype=torch.float64)
+    img = read_image(bench_root / "Set14" / "HR" / "zebra.png")[None]
+    a = N.niqe(img, pristine=(mu, cov)).item()
+    b = N.niqe(img, pristine=(mu, cov), variant="matlab").item()
+    assert abs(a - b) / a < 1e-3
