@@ -39,6 +39,7 @@ class EvalConfig:
     device: str = "cpu"
     save_sr: bool = False
     download: bool = True
+    ae: str | None = None  # the auto-encoder of ae_psnr (weights name or path)
     progress: bool = True
     log: object = field(default=lambda msg: print(msg, file=sys.stderr))
 
@@ -162,6 +163,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     model = _LazyModel(cfg.model, cfg.protocol.scale, cfg.device)
     store = ResultStore(cfg.out_dir, {"name": cfg.model, "identity": model.identity}, cfg.protocol.as_dict())
     specs = [METRICS[m] for m in cfg.metrics]
+    options = {"ae": cfg.ae}
+    versions = {s.name: s.version_for(options) for s in specs}
     set_images: dict[str, list[str]] = {}
     try:
         for name in cfg.sets:
@@ -175,10 +178,11 @@ def evaluate(cfg: EvalConfig) -> dict:
                                       "only on it")
             per_image = [s for s in specs if s.kind != "distribution"]
             todo = [(f, k) for f, k in zip(res.hr_files, keys)
-                    if not all(store.has(name, k, s.name, s.version) for s in per_image)]
+                    if not all(store.has(name, k, s.name, versions[s.name]) for s in per_image)]
             if todo and per_image:
-                _evaluate_images(cfg, res, name, todo, per_image, store, model)
-            dist = [s for s in specs if s.kind == "distribution" and not store.has(name, SET_ROW, s.name, s.version)]
+                _evaluate_images(cfg, res, name, todo, per_image, store, model, versions, options)
+            dist = [s for s in specs
+                    if s.kind == "distribution" and not store.has(name, SET_ROW, s.name, versions[s.name])]
             if dist:
                 _evaluate_distribution(cfg, res, name, dist, store, model)
     finally:
@@ -186,7 +190,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     return summary
 
 
-def _evaluate_images(cfg, res, name, todo, specs, store, model) -> None:
+def _evaluate_images(cfg, res, name, todo, specs, store, model, versions, options) -> None:
     from tqdm import tqdm
 
     from ..imageio import write_image
@@ -200,13 +204,13 @@ def _evaluate_images(cfg, res, name, todo, specs, store, model) -> None:
             write_image(cfg.out_dir / "sr" / Path(name).name / f"{key}.png", sr)
         inputs = MetricInputs(sr=sr.unsqueeze(0), hr=None if hr is None else hr.unsqueeze(0),
                               lr=lr.unsqueeze(0), protocol=cfg.protocol,
-                             device=cfg.device)
+                             device=cfg.device, options=options)
         values = {}
         for spec in specs:
-            if store.has(name, key, spec.name, spec.version):
+            if store.has(name, key, spec.name, versions[spec.name]):
                 continue
             try:
-                values[spec.name] = (float(spec.fn(inputs)[0]), spec.version)
+                values[spec.name] = (float(spec.fn(inputs)[0]), versions[spec.name])
             except ValueError as exc:
                 raise AesopBenchError(f"{hr_file}: {spec.name} failed: {exc}") from None
         store.add(name, key, values)

@@ -11,7 +11,7 @@ value per image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,7 @@ class MetricInputs:
     lr: "torch.Tensor | None"
     protocol: Protocol
     device: str = "cpu"
+    options: dict = field(default_factory=dict)  # e.g. {"ae": name or path} for ae_psnr
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class MetricSpec:
     fn: Callable[[MetricInputs], Any]
     description: str
     needs: tuple[str, ...] = ()
+    variant: Callable[[dict], str] | None = None  # what of the run's options enters the version
+
+    def version_for(self, options: dict) -> str:
+        return self.version if self.variant is None else f"{self.version}+{self.variant(options)}"
 
 
 def _psnr(x: MetricInputs):
@@ -83,6 +88,20 @@ def _niqe(x: MetricInputs):
     return niqe(x.sr, crop_border=x.protocol.effective_crop_border, color_space="yiq")
 
 
+def _ae_psnr(x: MetricInputs):
+    from .ae import DEFAULT_AE, ae_psnr, load_ae
+
+    p = x.protocol
+    ae = load_ae(x.options.get("ae") or DEFAULT_AE, x.device)
+    return ae_psnr(x.sr, x.hr, ae, p.effective_crop_border, p.y_round)
+
+
+def _ae_variant(options: dict) -> str:
+    from .ae import DEFAULT_AE, ae_identity
+
+    return "ae=" + ae_identity(options.get("ae") or DEFAULT_AE)
+
+
 def _fid_features(img, device):
     from .distribution import image_features
 
@@ -106,6 +125,9 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
                "LPIPS v0.1, AlexNet, inputs in [-1, 1], whole image, float32", ("alexnet", "lpips_alex_v0.1")),
     MetricSpec("dists", "full_reference", True, "dists-vgg16-whole-v1", _dists,
                "DISTS, VGG16, inputs in [0, 1], whole image, no resize, float32", ("vgg16", "dists_alpha_beta")),
+    MetricSpec("ae_psnr", "full_reference", False, "ae-psnr-y-quantised-v1", _ae_psnr,
+               "PSNR(AE(SR), AE(HR)) with the protocol's PSNR settings; AE outputs quantised to 8 bits",
+               ("aesop_ae",), variant=_ae_variant),
     MetricSpec("niqe", "no_reference", True, "niqe-live-yiq-round-v1", _niqe,
                "NIQE, LIVE pristine model, Y of YIQ rounded (IQA-PyTorch's default), border crop = protocol",
                ("niqe_pristine",)),

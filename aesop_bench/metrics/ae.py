@@ -1,0 +1,81 @@
+"""AE-PSNR: PSNR between the auto-encoded SR and the auto-encoded HR (the paper's Table 4 and 9).
+
+``ae_psnr = PSNR(q(AE(SR)), q(AE(HR)))`` with the protocol's PSNR settings (Y channel, border crop),
+where ``q`` quantises to 8 bits as SR outputs are, and ``AE = decoder(encoder(.))`` is the frozen
+auto-encoder given by ``--ae``: a weights-manifest name (default ``aesop_ae``, the authors' released AE)
+or a checkpoint path. Networks run in float32.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .. import weights as wm
+from ..errors import AesopBenchError
+
+DEFAULT_AE = "aesop_ae"
+_AES: dict = {}
+
+
+def pick_state_dict(ckpt: dict, path) -> dict:
+    """BasicSR checkpoints hold ``params_ema`` and/or ``params``; anything else is taken as a raw state dict."""
+    for key in ("params_ema", "params"):
+        if key in ckpt and isinstance(ckpt[key], dict):
+            return ckpt[key]
+    if all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        return ckpt
+    raise AesopBenchError(f"{path}: no params_ema, params or tensor state dict in the checkpoint "
+                          f"(top-level keys: {sorted(ckpt)[:8]})")
+
+
+def ae_path(spec: str) -> Path:
+    if os.path.isfile(spec):
+        return Path(spec)
+    return wm.get(spec, download_missing=True, log=None)
+
+
+def ae_identity(spec: str) -> str:
+    """A short hash of the AE weights file, recorded in the metric version."""
+    try:
+        path = ae_path(spec)
+    except AesopBenchError:
+        return f"{spec}:unavailable"
+    from ..fileutil import sha256_file
+
+    return f"{Path(spec).name}:{sha256_file(path)[:12]}"
+
+
+def load_ae(spec: str, device="cpu"):
+    from ..models.archs.autoencoder_arch import AutoEncoder, official_ae_state_dict
+    from ..models.loading import load_strict
+
+    key = (spec, str(device))
+    if key not in _AES:
+        path = ae_path(spec)
+        sd = official_ae_state_dict(pick_state_dict(wm.load_state_dict(path), path))
+        net = AutoEncoder()
+        load_strict(net, sd, path)
+        _AES[key] = net.to(device).eval().requires_grad_(False)
+    return _AES[key]
+
+
+@torch.no_grad()
+def ae_psnr(sr: torch.Tensor, hr: torch.Tensor, ae, crop_border: int, y_round: bool) -> torch.Tensor:
+    from ..imageio import quantize
+    from .fidelity import psnr
+
+    dev = next(ae.parameters()).device
+    out_sr = quantize(ae(_unit(sr).to(dev))).cpu()
+    out_hr = quantize(ae(_unit(hr).to(dev))).cpu()
+    return psnr(out_sr, out_hr, crop_border, True, y_round)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+__all__ = ["ae_psnr", "load_ae", "ae_identity", "pick_state_dict", "DEFAULT_AE"]

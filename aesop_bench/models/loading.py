@@ -1,0 +1,27 @@
+"""Strict state-dict loading with errors that list what is missing and what is unexpected."""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+from ..errors import AesopBenchError
+
+
+def load_strict(net: nn.Module, sd: dict, source) -> None:
+    own = net.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    wrong = sorted(k for k in set(own) & set(sd) if tuple(own[k].shape) != tuple(sd[k].shape))
+    if missing or unexpected or wrong:
+        def show(keys):
+            return ", ".join(keys[:12]) + (f" (+{len(keys) - 12} more)" if len(keys) > 12 else "")
+        parts = [f"{source}: the checkpoint does not match {type(net).__name__}"]
+        if missing:
+            parts.append(f"missing keys: {show(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {show(unexpected)}")
+        if wrong:
+            parts.append("shape mismatches: " + show([f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}"
+                                                       for k in wrong]))
+        raise AesopBenchError("; ".join(parts) + ". Check --arch and the scale.")
+    net.load_state_dict(sd, strict=True)

@@ -1,0 +1,107 @@
+"""The AESOP auto-encoder: sizes, the authors' checkpoint layout, strict loading, AE-PSNR in the evaluator."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aesop_bench.errors import AesopBenchError
+from aesop_bench.metrics import ae as ae_mod
+from aesop_bench.models.archs.autoencoder_arch import AutoEncoder, official_ae_state_dict
+from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
+from aesop_bench.models.loading import load_strict
+
+
+def _n(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_parameter_counts():
+    assert _n(RRDBNet()) == 16_697_987  # the published 16.70M
+    ae = AutoEncoder()
+    assert round(_n(ae) / 1e6, 2) == 18.18
+    assert round(sum(p.numel() for p in ae.encoder_parameters()) / 1e6, 2) == 1.48
+
+
+def test_bottleneck_is_lr_sized():
+    ae = AutoEncoder(num_block=1)
+    out, z = ae(torch.rand(2, 3, 24, 36), return_bottleneck=True)
+    assert z.shape == (2, 3, 6, 9) and out.shape == (2, 3, 24, 36)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        ae(torch.rand(1, 3, 22, 36))
+
+
+def _official_layout(seed=0) -> dict:
+    """The authors' module registers conv_first/down/body/conv_last twice (also as encoder.0-3), so
+    their state dict names every encoder tensor twice; values random."""
+    torch.manual_seed(seed)
+    sd = {k: torch.randn_like(v) for k, v in AutoEncoder().state_dict().items()}
+    for k in list(sd):
+        for prefix, idx in (("conv_first.", 0), ("body.", 2), ("conv_last.", 3)):
+            if k.startswith(prefix):
+                sd[f"encoder.{idx}.{k[len(prefix):]}"] = sd[k].clone()
+    return sd
+
+
+def test_official_checkpoint_layout_loads():
+    sd = _official_layout()
+    assert "encoder.2.1.rdb3.conv5.weight" in sd and "decoder.body.22.rdb3.conv5.weight" in sd
+    ae = AutoEncoder()
+    load_strict(ae, official_ae_state_dict(sd), "ckpt")
+    assert torch.equal(ae.body[1].rdb3.conv5.weight, sd["encoder.2.1.rdb3.conv5.weight"])
+    bad = dict(sd)
+    bad["encoder.3.1.bias"] = bad["encoder.3.1.bias"] + 1
+    with pytest.raises(ValueError, match="differs"):
+        official_ae_state_dict(bad)
+
+
+def test_strict_loading_lists_missing_and_unexpected_keys():
+    sd = official_ae_state_dict(_official_layout())
+    sd.pop("decoder.conv_hr.weight")
+    sd["decoder.extra.weight"] = torch.zeros(1)
+    with pytest.raises(AesopBenchError, match=r"missing keys: decoder\.conv_hr\.weight.*unexpected keys: "
+                                              r"decoder\.extra\.weight"):
+        load_strict(AutoEncoder(), sd, "ckpt.pth")
+
+
+def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
+    from aesop_bench.evaluate.protocol import get_protocol
+    from aesop_bench.evaluate.runner import EvalConfig, evaluate
+    from aesop_bench.imageio import quantize, read_image
+    from aesop_bench.data.imresize import imresize
+    from aesop_bench.metrics.fidelity import psnr
+
+    monkeypatch.setattr(ae_mod, "_AES", {})
+    ckpt = tmp_path / "AE_test.pth"
+    sd = _official_layout(1)
+    for k, v in sd.items():  # small weights keep activations finite through 23+2 RRDB blocks
+        sd[k] = v * 0.01
+    torch.save({"params_ema": sd}, ckpt)
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(folder / "a.png")
+    cfg = EvalConfig(model="bicubic", sets=[str(folder)], metrics=["ae_psnr"], protocol=get_protocol("basicsr"),
+                     data_root=tmp_path, out_dir=tmp_path / "run", progress=False, download=False,
+                     log=lambda m: None, ae=str(ckpt))
+    got = evaluate(cfg)["sets"][str(folder)]["metrics"]["ae_psnr"]
+    ae = AutoEncoder()
+    ae.load_state_dict(official_ae_state_dict(sd))
+    ae.eval()
+    hr = read_image(folder / "a.png")[None]
+    sr = imresize(imresize(hr, 0.25), 4.0)
+    with torch.no_grad():
+        want = psnr(quantize(ae(sr.float() / 255)), quantize(ae(hr.float() / 255)), 4).item()
+    assert got == pytest.approx(want, abs=1e-9)
+    row = next(csv.DictReader(open(tmp_path / "run" / "per_image.csv")))
+    assert row["version"].startswith("ae-psnr-y-quantised-v1+ae=AE_test.pth:")
+
+
+def test_missing_released_ae_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(ae_mod, "_AES", {})
+    with pytest.raises(AesopBenchError, match="aesop-bench weights add aesop_ae"):
+        ae_mod.load_ae("aesop_ae")
