@@ -47,7 +47,8 @@ def cmd_eval(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.model).stem}-{protocol.name}"
     cfg = EvalConfig(model=args.model, sets=sets, metrics=metrics, protocol=protocol,
                      data_root=data_root(args.data_root), out_dir=out, device=args.device,
-                     save_sr=args.save_sr, download=not args.no_download, progress=not args.quiet, ae=args.ae)
+                     save_sr=args.save_sr, download=not args.no_download, progress=not args.quiet, ae=args.ae,
+                     clipiqa_split_above=args.clipiqa_split_above)
     summary = evaluate(cfg)
     if args.format == "json":
         print(json.dumps(summary, indent=2))
@@ -137,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--save-sr", action="store_true", help="also write SR images to OUT/sr/SET/")
     e.add_argument("--no-download", action="store_true", help="never download missing sets")
     e.add_argument("--ae", default=None, help="auto-encoder of ae_psnr: weights name or checkpoint (default aesop_ae)")
+    e.add_argument("--clipiqa-split-above", type=int, default=None,
+                   help="score images with more pixels than this by quadrants in clipiqa (the paper: DRealSR)")
     e.add_argument("--format", choices=["table", "json"], default="table")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)

@@ -40,6 +40,7 @@ class EvalConfig:
     save_sr: bool = False
     download: bool = True
     ae: str | None = None  # the auto-encoder of ae_psnr (weights name or path)
+    clipiqa_split_above: int | None = None  # pixels; larger images are scored by quadrants
     progress: bool = True
     log: object = field(default=lambda msg: print(msg, file=sys.stderr))
 
@@ -163,7 +164,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     model = _LazyModel(cfg.model, cfg.protocol.scale, cfg.device)
     store = ResultStore(cfg.out_dir, {"name": cfg.model, "identity": model.identity}, cfg.protocol.as_dict())
     specs = [METRICS[m] for m in cfg.metrics]
-    options = {"ae": cfg.ae}
+    options = {"ae": cfg.ae, "clipiqa_split_above": cfg.clipiqa_split_above}
     versions = {s.name: s.version_for(options) for s in specs}
     set_images: dict[str, list[str]] = {}
     try:

@@ -20,17 +20,6 @@ DEFAULT_AE = "aesop_ae"
 _AES: dict = {}
 
 
-def pick_state_dict(ckpt: dict, path) -> dict:
-    """BasicSR checkpoints hold ``params_ema`` and/or ``params``; anything else is taken as a raw state dict."""
-    for key in ("params_ema", "params"):
-        if key in ckpt and isinstance(ckpt[key], dict):
-            return ckpt[key]
-    if all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        return ckpt
-    raise AesopBenchError(f"{path}: no params_ema, params or tensor state dict in the checkpoint "
-                          f"(top-level keys: {sorted(ckpt)[:8]})")
-
-
 def ae_path(spec: str) -> Path:
     if os.path.isfile(spec):
         return Path(spec)
@@ -50,7 +39,7 @@ def ae_identity(spec: str) -> str:
 
 def load_ae(spec: str, device="cpu"):
     from ..models.archs.autoencoder_arch import AutoEncoder, official_ae_state_dict
-    from ..models.loading import load_strict
+    from ..models.loading import load_strict, pick_state_dict
 
     key = (spec, str(device))
     if key not in _AES:
@@ -78,4 +67,4 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
-__all__ = ["ae_psnr", "load_ae", "ae_identity", "pick_state_dict", "DEFAULT_AE"]
+__all__ = ["ae_psnr", "load_ae", "ae_identity", "DEFAULT_AE"]

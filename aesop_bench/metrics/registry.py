@@ -102,6 +102,19 @@ def _ae_variant(options: dict) -> str:
     return "ae=" + ae_identity(options.get("ae") or DEFAULT_AE)
 
 
+def _iqa(name: str):
+    def fn(x: MetricInputs):
+        from .iqa import score
+
+        split = x.options.get("clipiqa_split_above") if name == "clipiqa" else None
+        return score(name, x.sr, x.device, split_above=split)
+    return fn
+
+
+def _split_variant(options: dict) -> str:
+    return f"split>{options.get('clipiqa_split_above')}"
+
+
 def _fid_features(img, device):
     from .distribution import image_features
 
@@ -131,6 +144,13 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
     MetricSpec("niqe", "no_reference", True, "niqe-live-yiq-round-v1", _niqe,
                "NIQE, LIVE pristine model, Y of YIQ rounded (IQA-PyTorch's default), border crop = protocol",
                ("niqe_pristine",)),
+    MetricSpec("maniqa", "no_reference", False, "maniqa-koniq-pyiqa0.1.16-v1", _iqa("maniqa"),
+               "MANIQA (KonIQ-10k), IQA-PyTorch, 20 uniform 224 crops", ("maniqa_koniq",)),
+    MetricSpec("musiq", "no_reference", False, "musiq-koniq-pyiqa0.1.16-v1", _iqa("musiq"),
+               "MUSIQ (KonIQ-10k), IQA-PyTorch", ("musiq_koniq",)),
+    MetricSpec("clipiqa", "no_reference", False, "clipiqa-rn50-pyiqa0.1.16-v1", _iqa("clipiqa"),
+               "CLIP-IQA, CLIP RN50, IQA-PyTorch prompts; quadrant split above a pixel count", ("clip_rn50",),
+               variant=_split_variant),
     MetricSpec("fid", "distribution", True, "fid-legacy_pytorch-whole299-v1", _fid_features,
                "FID, pytorch-fid Inception pool3, whole images resized to 299 (bilinear), SR set vs HR set",
                ("pt_inception",)),

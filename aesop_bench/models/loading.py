@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
 from ..errors import AesopBenchError
@@ -25,3 +26,14 @@ def load_strict(net: nn.Module, sd: dict, source) -> None:
                                                        for k in wrong]))
         raise AesopBenchError("; ".join(parts) + ". Check --arch and the scale.")
     net.load_state_dict(sd, strict=True)
+
+
+def pick_state_dict(ckpt: dict, path) -> dict:
+    """BasicSR checkpoints hold ``params_ema`` and/or ``params``; anything else is taken as a raw state dict."""
+    for key in ("params_ema", "params"):
+        if key in ckpt and isinstance(ckpt[key], dict):
+            return ckpt[key]
+    if all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        return ckpt
+    raise AesopBenchError(f"{path}: no params_ema, params or tensor state dict in the checkpoint "
+                          f"(top-level keys: {sorted(ckpt)[:8]})")

@@ -1,0 +1,139 @@
+"""No-reference metrics from IQA-PyTorch (``pyiqa``): MANIQA, MUSIQ and CLIP-IQA, as the paper used them.
+
+pyiqa is an optional extra (``pip install 'aesop-bench[iqa]'``; non-commercial licence, about 1.5 GB of
+dependencies). Its networks are built here without any of their own downloads and given weights from the
+weights manager, loaded with ``weights_only=True``:
+
+* ``maniqa``: MANIQA trained on KonIQ-10k (pyiqa's default ``maniqa``: ``train_dataset='koniq'``,
+  ``scale=0.8``), 20 uniform 224x224 crops averaged; its ViT backbone is built without ImageNet weights,
+  since the checkpoint holds all of them.
+* ``musiq``: MUSIQ trained on KonIQ-10k (pyiqa's ``musiq``).
+* ``clipiqa``: CLIP-IQA with CLIP RN50 and pyiqa's prompt pairs. Images with more pixels than
+  ``clipiqa_split_above`` are split into four quadrants and the four scores averaged (the paper did this
+  for DRealSR because of memory); the threshold is recorded in the metric version.
+
+All higher-is-better; inputs are float32 images in [0, 1].
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .. import weights as wm
+from ..errors import AesopBenchError
+
+_NETS: dict = {}
+
+
+def require_pyiqa():
+    try:
+        import pyiqa  # noqa: F401
+    except ImportError:
+        raise AesopBenchError(
+            "MANIQA, MUSIQ and CLIP-IQA need IQA-PyTorch: pip install 'aesop-bench[iqa]' "
+            "(pyiqa is under a non-commercial licence and pulls about 1.5 GB of dependencies)"
+        ) from None
+
+
+@contextlib.contextmanager
+def _no_timm_pretrained():
+    """pyiqa's MANIQA asks timm for an ImageNet ViT; the MANIQA checkpoint replaces every weight anyway."""
+    import timm
+
+    real = timm.create_model
+
+    def create(*a, **k):
+        k["pretrained"] = False
+        return real(*a, **k)
+
+    timm.create_model = create
+    try:
+        yield
+    finally:
+        timm.create_model = real
+
+
+def _load_checkpoint(net, name_or_path):
+    from ..models.loading import load_strict, pick_state_dict
+
+    path = wm.get(name_or_path, download_missing=False) if name_or_path in wm.manifest() else name_or_path
+    sd = pick_state_dict(wm.load_state_dict(path), path)
+    sd = {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
+    load_strict(net, sd, path)
+    return net
+
+
+def build(metric: str, weights: str | None = None, **overrides):
+    """A pyiqa network with manager weights (``weights``: manifest name or file path), in eval mode."""
+    require_pyiqa()
+    if metric == "musiq":
+        from pyiqa.archs.musiq_arch import MUSIQ
+
+        net = _load_checkpoint(MUSIQ(pretrained=False, **overrides), weights or "musiq_koniq")
+    elif metric == "maniqa":
+        from pyiqa.archs.maniqa_arch import MANIQA
+
+        opts = {"train_dataset": "koniq", "scale": 0.8, **overrides}
+        with _no_timm_pretrained():
+            net = MANIQA(pretrained=False, **opts)
+        net = _load_checkpoint(net, weights or "maniqa_koniq")
+    elif metric == "clipiqa":
+        from pyiqa.archs import clipiqa_arch
+        from pyiqa.archs.clip_model import build_model
+
+        sd = clip_state_dict(weights or wm.get("clip_rn50", download_missing=False))
+        real = clipiqa_arch.load
+        clipiqa_arch.load = lambda *a, **k: build_model(sd).float()
+        try:
+            net = clipiqa_arch.CLIPIQA(model_type="clipiqa", pretrained=False, **overrides)
+        finally:
+            clipiqa_arch.load = real
+    else:
+        raise AesopBenchError(f"unknown IQA-PyTorch metric {metric!r}")
+    return net.eval()
+
+
+def clip_state_dict(path) -> dict:
+    """CLIP weights from OpenAI's file (a TorchScript archive: ``torch.jit.load`` reads its tensors and
+    compiled graph, and runs no Python code) or from a plain state dict (safetensors / weights_only)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) if zipfile.is_zipfile(path) else contextlib.nullcontext() as zf:
+        is_script = zf is not None and any("/code/" in n for n in zf.namelist())
+    if is_script:
+        return torch.jit.load(str(path), map_location="cpu").state_dict()
+    return wm.load_state_dict(path)
+
+
+def _net(metric: str, device):
+    key = (metric, str(device))
+    if key not in _NETS:
+        _NETS[key] = build(metric).to(device)
+    return _NETS[key]
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+def quadrants(x: torch.Tensor) -> list[torch.Tensor]:
+    h, w = x.shape[-2:]
+    return [x[..., : h // 2, : w // 2], x[..., : h // 2, w // 2:], x[..., h // 2:, : w // 2], x[..., h // 2:, w // 2:]]
+
+
+@torch.no_grad()
+def score(metric: str, img: torch.Tensor, device="cpu", split_above: int | None = None, net=None) -> torch.Tensor:
+    """Per-image score of ``(N, C, H, W)`` images."""
+    net = net if net is not None else _net(metric, device)
+    out = []
+    for one in _unit(img):
+        x = one[None].to(device)
+        if split_above is not None and x.shape[-1] * x.shape[-2] > split_above:
+            parts = [net(q).flatten()[0] for q in quadrants(x)]
+            out.append(torch.stack(parts).mean())
+        else:
+            out.append(net(x).flatten()[0])
+    return torch.stack(out).double().cpu()

@@ -1,0 +1,89 @@
+"""MANIQA, MUSIQ, CLIP-IQA: our wrappers equal pyiqa's own metric objects given the same (random) weights;
+CLIP-IQA quadrant splitting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aesop_bench.data.transforms import mod_crop
+from aesop_bench.imageio import read_image
+from aesop_bench.metrics import iqa
+
+pyiqa = pytest.importorskip("pyiqa")
+
+
+@pytest.fixture(autouse=True)
+def _offline_timm(monkeypatch):
+    import timm
+
+    real = timm.create_model
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: real(*a, **{**k, "pretrained": False}))
+
+
+def _img(bench_root, name="bird", size=None):
+    x = mod_crop(read_image(bench_root / "Set5" / "HR" / f"{name}.png"), 4)[None].float() / 255
+    return x[..., : size, : size] if size else x
+
+
+def test_musiq_equals_pyiqa(tmp_path, bench_root):
+    from pyiqa.archs.musiq_arch import MUSIQ
+
+    torch.manual_seed(0)
+    path = tmp_path / "musiq.pth"
+    torch.save(MUSIQ(pretrained=False).state_dict(), path)
+    ours = iqa.build("musiq", str(path))
+    ref = pyiqa.create_metric("musiq", device="cpu", pretrained_model_path=str(path))
+    x = _img(bench_root)
+    assert torch.allclose(iqa.score("musiq", x, net=ours).float(), ref(x).flatten().float().cpu(), atol=1e-5)
+
+
+def test_maniqa_equals_pyiqa(tmp_path, bench_root):
+    from pyiqa.archs.maniqa_arch import MANIQA
+
+    torch.manual_seed(1)
+    path = tmp_path / "maniqa.pth"
+    torch.save({"params": MANIQA(pretrained=False, train_dataset="koniq", scale=0.8, test_sample=2).state_dict()},
+               path)
+    ours = iqa.build("maniqa", str(path), test_sample=2)
+    ref = pyiqa.create_metric("maniqa", device="cpu", pretrained_model_path=str(path), test_sample=2)
+    x = _img(bench_root, size=240)
+    assert torch.allclose(iqa.score("maniqa", x, net=ours).float(), ref(x).flatten().float().cpu(), atol=1e-5)
+
+
+def _random_clip(tmp_path):
+    import clip.model
+
+    torch.manual_seed(2)
+    net = clip.model.CLIP(embed_dim=1024, image_resolution=224, vision_layers=(3, 4, 6, 3), vision_width=64, vision_patch_size=None,
+                          context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8,
+                          transformer_layers=12)
+    path = tmp_path / "RN50-standin.pt"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_clipiqa_equals_pyiqa_and_splits_into_quadrants(tmp_path, bench_root, monkeypatch):
+    from pyiqa.archs import clipiqa_arch
+    from pyiqa.archs.clip_model import build_model
+
+    path = _random_clip(tmp_path)
+    ours = iqa.build("clipiqa", str(path))
+    sd = torch.load(path, weights_only=True)
+    monkeypatch.setattr(clipiqa_arch, "load", lambda *a, **k: build_model(sd).float())
+    ref = pyiqa.create_metric("clipiqa", device="cpu")
+    x = _img(bench_root, "baby")
+    whole = iqa.score("clipiqa", x, net=ours)
+    assert torch.allclose(whole.float(), ref(x).flatten().float().cpu(), atol=1e-5)
+    split = iqa.score("clipiqa", x, net=ours, split_above=256 * 256)
+    h, w = x.shape[-2:]
+    parts = [x[..., : h // 2, : w // 2], x[..., : h // 2, w // 2:], x[..., h // 2:, : w // 2], x[..., h // 2:, w // 2:]]
+    separately = torch.stack([iqa.score("clipiqa", p, net=ours)[0] for p in parts]).mean()
+    assert split.item() == pytest.approx(separately.item(), abs=1e-7)
+    assert iqa.score("clipiqa", x, net=ours, split_above=h * w).item() == pytest.approx(whole.item())
+
+
+def test_missing_weights_name_the_add_command(monkeypatch):
+    monkeypatch.setattr(iqa, "_NETS", {})
+    with pytest.raises(Exception, match="aesop-bench weights add musiq_koniq"):
+        iqa.score("musiq", torch.zeros(1, 3, 64, 64))
