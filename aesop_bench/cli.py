@@ -48,7 +48,7 @@ def cmd_eval(args) -> int:
     cfg = EvalConfig(model=args.model, sets=sets, metrics=metrics, protocol=protocol,
                      data_root=data_root(args.data_root), out_dir=out, device=args.device,
                      save_sr=args.save_sr, download=not args.no_download, progress=not args.quiet, ae=args.ae,
-                     clipiqa_split_above=args.clipiqa_split_above)
+                     clipiqa_split_above=args.clipiqa_split_above, fid_mode=args.fid_mode)
     summary = evaluate(cfg)
     if args.format == "json":
         print(json.dumps(summary, indent=2))
@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ae", default=None, help="auto-encoder of ae_psnr: weights name or checkpoint (default aesop_ae)")
     e.add_argument("--clipiqa-split-above", type=int, default=None,
                    help="score images with more pixels than this by quadrants in clipiqa (the paper: DRealSR)")
+    e.add_argument("--fid-mode", choices=["legacy_pytorch", "clean"], default="legacy_pytorch",
+                   help="FID/pFID features: pytorch-fid as the LDL/AESOP scripts (default) or clean-fid")
     e.add_argument("--format", choices=["table", "json"], default="table")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)

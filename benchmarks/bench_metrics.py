@@ -61,7 +61,7 @@ def main() -> None:
             def run(item):
                 sr, hr, lr = item
                 if spec.kind == "distribution":  # per-image cost: the features (each image is new to the cache)
-                    return spec.fn(sr[0], args.device)
+                    return spec.fn(sr[0], args.device, {})
                 return spec.fn(MetricInputs(sr=sr, hr=hr, lr=lr, protocol=protocol, device=args.device))
             run(use[0])  # warm-up: builds networks, loads weights
             t = time.perf_counter()

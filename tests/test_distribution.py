@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,7 +79,7 @@ def test_eval_fid_and_pfid(stand_in_inception, bench_root, tmp_path):
     # 5 SR + 5 HR images, whole and patch features: 20 cached feature files; a rerun computes nothing
     cached = list((home() / "features").rglob("*.npy"))
     assert len(cached) == 20
-    import numpy as np
+
 
     whole = sorted(p for p in cached if "/whole/" in str(p))
     assert all(np.load(p).shape == (1, 2048) for p in whole)
@@ -87,3 +88,48 @@ def test_eval_fid_and_pfid(stand_in_inception, bench_root, tmp_path):
     again = evaluate(cfg)["sets"]["set5"]["metrics"]
     assert again == out
     assert np.isfinite(frechet_distance_features(np.random.rand(5, 2048), np.random.rand(5, 2048)))
+
+
+class _TinyTFInception(torch.nn.Module):
+    """A stand-in with the interface of clean-fid's TorchScript Inception (``.layers`` -> 2048 features)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, stride=2), torch.nn.ReLU(),
+                                          torch.nn.Conv2d(16, 2048, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1))
+
+    def forward(self, x, return_features: bool = False):
+        return self.layers(x)
+
+
+def test_clean_mode_features_equal_clean_fid(tmp_path, monkeypatch, bench_root):
+    from cleanfid import fid as cfid
+    from cleanfid.inception_torchscript import InceptionV3W
+
+    torch.manual_seed(3)
+    folder = tmp_path / "ts"
+    folder.mkdir()
+    torch.jit.save(torch.jit.script(_TinyTFInception()), folder / "inception-2015-12-05.pt")
+    p = folder / "inception-2015-12-05.pt"
+    man = tmp_path / "m.json"
+    man.write_text(json.dumps({"entries": [{"name": "inception_torchscript", "file": p.name, "urls": [p.as_uri()],
+                                            "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}]}))
+    monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(man))
+    monkeypatch.setattr(dist, "_NET", {})
+    wm.download("inception_torchscript", log=None)
+    ref_model = InceptionV3W(str(folder), download=False, resize_inside=False)
+    hr_dir = bench_root / "Set5" / "HR"
+    ref = cfid.get_folder_features(str(hr_dir), ref_model, num_workers=0, batch_size=8,
+                                   device=torch.device("cpu"), mode="clean", verbose=False)
+    from aesop_bench.imageio import read_image
+
+    ours = np.concatenate([dist.image_features(read_image(f), "whole", "cpu", "clean")
+                           for f in sorted(hr_dir.glob("*.png"))])
+    assert ours.shape == ref.shape == (5, 2048)
+    assert np.allclose(ours, ref, atol=1e-5)
+    # patches are already 299: clean mode feeds them unresized
+    img = read_image(hr_dir / "baby.png")
+    got = dist.image_features(img, "patch", "cpu", "clean")
+    with torch.no_grad():
+        want = ref_model(dist.patches(img.float())).numpy()
+    assert np.allclose(got, want, atol=1e-5)

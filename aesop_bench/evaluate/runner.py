@@ -41,6 +41,7 @@ class EvalConfig:
     download: bool = True
     ae: str | None = None  # the auto-encoder of ae_psnr (weights name or path)
     clipiqa_split_above: int | None = None  # pixels; larger images are scored by quadrants
+    fid_mode: str = "legacy_pytorch"
     progress: bool = True
     log: object = field(default=lambda msg: print(msg, file=sys.stderr))
 
@@ -164,7 +165,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     model = _LazyModel(cfg.model, cfg.protocol.scale, cfg.device)
     store = ResultStore(cfg.out_dir, {"name": cfg.model, "identity": model.identity}, cfg.protocol.as_dict())
     specs = [METRICS[m] for m in cfg.metrics]
-    options = {"ae": cfg.ae, "clipiqa_split_above": cfg.clipiqa_split_above}
+    options = {"ae": cfg.ae, "clipiqa_split_above": cfg.clipiqa_split_above, "fid_mode": cfg.fid_mode}
     versions = {s.name: s.version_for(options) for s in specs}
     set_images: dict[str, list[str]] = {}
     try:
@@ -185,7 +186,7 @@ def evaluate(cfg: EvalConfig) -> dict:
             dist = [s for s in specs
                     if s.kind == "distribution" and not store.has(name, SET_ROW, s.name, versions[s.name])]
             if dist:
-                _evaluate_distribution(cfg, res, name, dist, store, model)
+                _evaluate_distribution(cfg, res, name, dist, store, model, versions, options)
     finally:
         summary = store.finalize(set_images)
     return summary
@@ -217,7 +218,7 @@ def _evaluate_images(cfg, res, name, todo, specs, store, model, versions, option
         store.add(name, key, values)
 
 
-def _evaluate_distribution(cfg, res, name, specs, store, model) -> None:
+def _evaluate_distribution(cfg, res, name, specs, store, model, versions, options) -> None:
     """Set-level metrics: features of every SR and HR image (cached), then one distance per set."""
     from tqdm import tqdm
 
@@ -230,6 +231,7 @@ def _evaluate_distribution(cfg, res, name, specs, store, model) -> None:
         hr, lr = _load_pair(res, hr_file, cfg.protocol)
         sr = _super_resolve(model, lr, cfg.device)
         for spec in specs:
-            sr_feats[spec.name].append(spec.fn(sr, cfg.device))
-            hr_feats[spec.name].append(spec.fn(hr, cfg.device))
-    store.add(name, SET_ROW, {s.name: (set_distance(sr_feats[s.name], hr_feats[s.name]), s.version) for s in specs})
+            sr_feats[spec.name].append(spec.fn(sr, cfg.device, options))
+            hr_feats[spec.name].append(spec.fn(hr, cfg.device, options))
+    store.add(name, SET_ROW, {s.name: (set_distance(sr_feats[s.name], hr_feats[s.name]), versions[s.name])
+                              for s in specs})

@@ -10,6 +10,9 @@
   corner (a remainder narrower than 299 is dropped); an image smaller than 299
   in a dimension is first zero-padded (bottom/right) to 299 there. SR patches
   against HR patches of the same set. No resizing.
+* ``--fid-mode clean`` (clean-fid's ``clean`` mode): the TensorFlow Inception as clean-fid ships it
+  (NVIDIA's TorchScript port), images resized to 299 by clean-fid's PIL bicubic resizer on float values
+  (patches are already 299 and are not resized), inputs ``(x - 128) / 128`` on the 0-255 scale.
 * The Frechet distance is computed by :func:`frechet_distance_features`
   (exact for sets with fewer samples than dimensions).
 
@@ -31,7 +34,9 @@ from .. import weights as wm
 from ..paths import home
 
 PATCH = 299
-FEATURE_VERSION = "pt_inception-2015-12-05-pool3-v1"
+FID_MODES = ("legacy_pytorch", "clean")
+FEATURE_VERSIONS = {"legacy_pytorch": "pt_inception-2015-12-05-pool3-v1",
+                    "clean": "tf_inception-2015-12-05-torchscript-cleanresize-v1"}
 
 
 def build_fid_inception(state_dict: dict | None = None) -> nn.Module:
@@ -89,40 +94,67 @@ def n_patches(h: int, w: int, size: int = PATCH) -> int:
     return max(h, size) // size * (max(w, size) // size)
 
 
+class CleanFIDFeatures(nn.Module):
+    """clean-fid's ``clean`` features: its TorchScript Inception on 299x299 inputs on the 0-255 scale."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.layers = torch.jit.load(str(path), map_location="cpu").eval().layers
+
+    def forward(self, x255: torch.Tensor) -> torch.Tensor:
+        return self.layers((x255 - 128) / 128).reshape(x255.shape[0], 2048)
+
+
+def clean_resize(img: torch.Tensor) -> torch.Tensor:
+    """clean-fid's resizer (PIL bicubic on float32 channels) of a uint8 ``(3, H, W)`` image -> (3, 299, 299)."""
+    from cleanfid.resize import make_resizer
+
+    fn = make_resizer("PIL", False, "bicubic", (PATCH, PATCH))
+    return torch.from_numpy(np.ascontiguousarray(fn(img.permute(1, 2, 0).numpy()).transpose(2, 0, 1)))
+
+
 _NET: dict = {}
 
 
-def _extractor(device) -> FIDFeatures:
-    key = str(device)
+def _extractor(device, mode: str = "legacy_pytorch"):
+    key = (str(device), mode)
     if key not in _NET:
-        sd = wm.load_state_dict(wm.get("pt_inception", download_missing=False))
-        _NET[key] = FIDFeatures(build_fid_inception(sd)).to(device)
+        if mode == "clean":
+            _NET[key] = CleanFIDFeatures(wm.get("inception_torchscript", download_missing=False)).to(device)
+        else:
+            sd = wm.load_state_dict(wm.get("pt_inception", download_missing=False))
+            _NET[key] = FIDFeatures(build_fid_inception(sd)).to(device)
     return _NET[key]
 
 
-def _cache_path(kind: str, img: torch.Tensor):
+def _cache_path(kind: str, img: torch.Tensor, mode: str):
     h = hashlib.sha256(str(tuple(img.shape)).encode())
     h.update(img.contiguous().cpu().numpy().tobytes())
     d = h.hexdigest()
-    return home() / "features" / FEATURE_VERSION / kind / d[:2] / f"{d}.npy"
+    return home() / "features" / FEATURE_VERSIONS[mode] / kind / d[:2] / f"{d}.npy"
 
 
 @torch.no_grad()
-def image_features(img: torch.Tensor, kind: str, device="cpu") -> np.ndarray:
+def image_features(img: torch.Tensor, kind: str, device="cpu", mode: str = "legacy_pytorch") -> np.ndarray:
     """Features of one uint8 ``(C, H, W)`` image: ``kind`` 'whole' -> (1, 2048), 'patch' -> (k, 2048). Cached."""
+    from ..errors import AesopBenchError
     from ..fileutil import atomic_write_bytes
 
-    path = _cache_path(kind, img)
+    if mode not in FID_MODES:
+        raise AesopBenchError(f"unknown --fid-mode {mode!r}; choose one of {', '.join(FID_MODES)}")
+    path = _cache_path(kind, img, mode)
     if path.is_file():
         return np.load(path)
-    x = img.float().div(255.0)
-    if x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    net = _extractor(device)
-    if kind == "whole":
-        feats = net(x[None].to(device), resize=True)
+    if img.shape[0] == 1:
+        img = img.expand(3, -1, -1)
+    net = _extractor(device, mode)
+    if mode == "clean":
+        batch = clean_resize(img)[None] if kind == "whole" else patches(img.float())
+        feats = torch.cat([net(batch[i:i + 16].to(device)) for i in range(0, len(batch), 16)])
+    elif kind == "whole":
+        feats = net(img.float().div(255.0)[None].to(device), resize=True)
     else:
-        p = patches(x)
+        p = patches(img.float().div(255.0))
         feats = torch.cat([net(p[i:i + 16].to(device), resize=False) for i in range(0, len(p), 16)])
     out = feats.double().cpu().numpy()
     import io

@@ -115,16 +115,20 @@ def _split_variant(options: dict) -> str:
     return f"split>{options.get('clipiqa_split_above')}"
 
 
-def _fid_features(img, device):
+def _fid_features(img, device, options):
     from .distribution import image_features
 
-    return image_features(img, "whole", device)
+    return image_features(img, "whole", device, options.get("fid_mode") or "legacy_pytorch")
 
 
-def _pfid_features(img, device):
+def _pfid_features(img, device, options):
     from .distribution import image_features
 
-    return image_features(img, "patch", device)
+    return image_features(img, "patch", device, options.get("fid_mode") or "legacy_pytorch")
+
+
+def _fid_variant(options: dict) -> str:
+    return options.get("fid_mode") or "legacy_pytorch"
 
 
 METRICS: dict[str, MetricSpec] = {m.name: m for m in [
@@ -151,12 +155,13 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
     MetricSpec("clipiqa", "no_reference", False, "clipiqa-rn50-pyiqa0.1.16-v1", _iqa("clipiqa"),
                "CLIP-IQA, CLIP RN50, IQA-PyTorch prompts; quadrant split above a pixel count", ("clip_rn50",),
                variant=_split_variant),
-    MetricSpec("fid", "distribution", True, "fid-legacy_pytorch-whole299-v1", _fid_features,
-               "FID, pytorch-fid Inception pool3, whole images resized to 299 (bilinear), SR set vs HR set",
-               ("pt_inception",)),
+    MetricSpec("fid", "distribution", True, "fid-whole299-v1", _fid_features,
+               "FID, one Inception feature per whole image resized to 299, SR set vs HR set; --fid-mode "
+               "legacy_pytorch (pytorch-fid, bilinear) or clean (clean-fid)", ("pt_inception",),
+               variant=_fid_variant),
     MetricSpec("pfid", "distribution", True, "pfid-299patches-zeropad-v1", _pfid_features,
                "patch-FID: non-overlapping 299x299 patches (zero-padded if smaller), SR vs HR patches",
-               ("pt_inception",)),
+               ("pt_inception",), variant=_fid_variant),
 ]}
 
 
