@@ -1,0 +1,63 @@
+"""Architectures against BasicSR's (the reference code of ESRGAN, SwinIR, LDL and AESOP): the same state
+dict loads strictly (so the key names are the official ones) and gives the same outputs."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+import torch
+
+from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
+from aesop_bench.models.archs.swinir_arch import SwinIR
+
+
+def basicsr_archs():
+    # basicsr 1.4.2 imports a torchvision module that newer torchvision renamed; give it the old name
+    import torchvision.transforms.functional as tvf
+
+    shim = types.ModuleType("torchvision.transforms.functional_tensor")
+    shim.rgb_to_grayscale = tvf.rgb_to_grayscale
+    sys.modules.setdefault("torchvision.transforms.functional_tensor", shim)
+    import basicsr.archs as archs
+    from basicsr.archs import discriminator_arch, rrdbnet_arch, swinir_arch
+
+    return types.SimpleNamespace(rrdb=rrdbnet_arch, swinir=swinir_arch, disc=discriminator_arch, all=archs)
+
+
+def _same(ours, ref, x, atol=1e-5, ref_input=None, crop=None):
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    ours.eval(), ref.eval()
+    with torch.no_grad():
+        a, b = ours(x), ref(x if ref_input is None else ref_input)
+    if crop is not None:
+        b = b[..., : crop[0], : crop[1]]
+    assert a.shape == b.shape
+    assert torch.allclose(a, b, atol=atol), (a - b).abs().max()
+
+
+def test_rrdbnet_equals_basicsr():
+    b = basicsr_archs()
+    torch.manual_seed(0)
+    ref = b.rrdb.RRDBNet(3, 3, scale=4, num_feat=64, num_block=23, num_grow_ch=32)
+    _same(RRDBNet(), ref, torch.rand(1, 3, 12, 10))
+
+
+@pytest.mark.parametrize("size", [(16, 16), (13, 21)])  # the precomputed-mask path and the padded path
+def test_swinir_m_equals_basicsr(size):
+    """BasicSR's SwinIR model reflect-pads the LR to a multiple of the window and crops the output; ours
+    does the same inside forward."""
+    b = basicsr_archs()
+    torch.manual_seed(1)
+    ref = b.swinir.SwinIR(upscale=4, in_chans=3, img_size=16, window_size=8, img_range=1.0, depths=[6] * 6,
+                          embed_dim=180, num_heads=[6] * 6, mlp_ratio=2, upsampler="pixelshuffle",
+                          resi_connection="1conv")
+    x = torch.rand(1, 3, *size)
+    h, w = size
+    padded = torch.nn.functional.pad(x, (0, (8 - w % 8) % 8, 0, (8 - h % 8) % 8), "reflect")
+    _same(SwinIR(img_size=16), ref, x, atol=1e-4, ref_input=padded, crop=(4 * h, 4 * w))
+
+
+def test_swinir_m_size():
+    assert round(sum(p.numel() for p in SwinIR().parameters()) / 1e6, 1) == 11.9
