@@ -61,3 +61,29 @@ def test_swinir_m_equals_basicsr(size):
 
 def test_swinir_m_size():
     assert round(sum(p.numel() for p in SwinIR().parameters()) / 1e6, 1) == 11.9
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_vgg_discriminator_equals_basicsr(size):
+    from aesop_bench.models.archs.discriminator_arch import VGGStyleDiscriminator
+
+    b = basicsr_archs()
+    torch.manual_seed(2)
+    ref = b.disc.VGGStyleDiscriminator(num_in_ch=3, num_feat=64, input_size=size)
+    _same(VGGStyleDiscriminator(3, 64, size), ref, torch.rand(2, 3, size, size))
+    with pytest.raises(ValueError, match="patches"):
+        VGGStyleDiscriminator(3, 64, size)(torch.rand(1, 3, 64, 64))
+
+
+def test_unet_discriminator_equals_basicsr():
+    from aesop_bench.models.archs.discriminator_arch import UNetDiscriminatorSN
+
+    b = basicsr_archs()
+    torch.manual_seed(3)
+    ref = b.disc.UNetDiscriminatorSN(num_in_ch=3, num_feat=64, skip_connection=True)
+    ours = UNetDiscriminatorSN(3, 64, True)
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.rand(1, 3, 64, 48)
+    with torch.no_grad():
+        ours.eval(), ref.eval()
+        assert torch.allclose(ours(x), ref(x), atol=1e-5)

@@ -1,0 +1,85 @@
+"""Discriminators with BasicSR's module names.
+
+* ``VGGStyleDiscriminator``: ESRGAN's discriminator for 128x128 patches (five stride-2 stages) or 256x256
+  (six), BatchNorm, LeakyReLU 0.2, two linear layers; used by the RRDB (128 / 256) and SwinIR (256) runs.
+* ``UNetDiscriminatorSN``: Real-ESRGAN's U-Net discriminator with spectral normalisation (real-world
+  training), per-pixel logits.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils import spectral_norm
+
+
+class VGGStyleDiscriminator(nn.Module):
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128):
+        super().__init__()
+        if input_size not in (128, 256):
+            raise ValueError(f"VGGStyleDiscriminator takes 128 or 256 patches, got {input_size}")
+        self.input_size = input_size
+        chans = [num_feat, num_feat * 2, num_feat * 4, num_feat * 8, num_feat * 8] + \
+            ([num_feat * 8] if input_size == 256 else [])
+        self.conv0_0 = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1, bias=True)
+        self.conv0_1 = nn.Conv2d(num_feat, num_feat, 4, 2, 1, bias=False)
+        self.bn0_1 = nn.BatchNorm2d(num_feat, affine=True)
+        for i in range(1, len(chans)):
+            setattr(self, f"conv{i}_0", nn.Conv2d(chans[i - 1], chans[i], 3, 1, 1, bias=False))
+            setattr(self, f"bn{i}_0", nn.BatchNorm2d(chans[i], affine=True))
+            setattr(self, f"conv{i}_1", nn.Conv2d(chans[i], chans[i], 4, 2, 1, bias=False))
+            setattr(self, f"bn{i}_1", nn.BatchNorm2d(chans[i], affine=True))
+        self.n_stages = len(chans)
+        self.linear1 = nn.Linear(num_feat * 8 * 4 * 4, 100)
+        self.linear2 = nn.Linear(100, 1)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            raise ValueError(f"the discriminator takes {self.input_size}x{self.input_size} patches, "
+                             f"got {tuple(x.shape[-2:])}")
+        feat = self.lrelu(self.conv0_0(x))
+        feat = self.lrelu(self.bn0_1(self.conv0_1(feat)))
+        for i in range(1, self.n_stages):
+            feat = self.lrelu(getattr(self, f"bn{i}_0")(getattr(self, f"conv{i}_0")(feat)))
+            feat = self.lrelu(getattr(self, f"bn{i}_1")(getattr(self, f"conv{i}_1")(feat)))
+        return self.linear2(self.lrelu(self.linear1(feat.flatten(1))))
+
+
+class UNetDiscriminatorSN(nn.Module):
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, skip_connection: bool = True):
+        super().__init__()
+        self.skip_connection = skip_connection
+        sn = spectral_norm
+        f = num_feat
+        self.conv0 = nn.Conv2d(num_in_ch, f, 3, 1, 1)
+        self.conv1 = sn(nn.Conv2d(f, f * 2, 4, 2, 1, bias=False))
+        self.conv2 = sn(nn.Conv2d(f * 2, f * 4, 4, 2, 1, bias=False))
+        self.conv3 = sn(nn.Conv2d(f * 4, f * 8, 4, 2, 1, bias=False))
+        self.conv4 = sn(nn.Conv2d(f * 8, f * 4, 3, 1, 1, bias=False))
+        self.conv5 = sn(nn.Conv2d(f * 4, f * 2, 3, 1, 1, bias=False))
+        self.conv6 = sn(nn.Conv2d(f * 2, f, 3, 1, 1, bias=False))
+        self.conv7 = sn(nn.Conv2d(f, f, 3, 1, 1, bias=False))
+        self.conv8 = sn(nn.Conv2d(f, f, 3, 1, 1, bias=False))
+        self.conv9 = nn.Conv2d(f, 1, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act = lambda t: F.leaky_relu(t, negative_slope=0.2, inplace=True)  # noqa: E731
+        up = lambda t: F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False)  # noqa: E731
+        x0 = act(self.conv0(x))
+        x1 = act(self.conv1(x0))
+        x2 = act(self.conv2(x1))
+        x3 = act(self.conv3(x2))
+        x4 = act(self.conv4(up(x3)))
+        if self.skip_connection:
+            x4 = x4 + x2
+        x5 = act(self.conv5(up(x4)))
+        if self.skip_connection:
+            x5 = x5 + x1
+        x6 = act(self.conv6(up(x5)))
+        if self.skip_connection:
+            x6 = x6 + x0
+        out = act(self.conv7(x6))
+        out = act(self.conv8(out))
+        return self.conv9(out)
