@@ -48,7 +48,8 @@ def cmd_eval(args) -> int:
     cfg = EvalConfig(model=args.model, sets=sets, metrics=metrics, protocol=protocol,
                      data_root=data_root(args.data_root), out_dir=out, device=args.device,
                      save_sr=args.save_sr, download=not args.no_download, progress=not args.quiet, ae=args.ae,
-                     clipiqa_split_above=args.clipiqa_split_above, fid_mode=args.fid_mode)
+                     clipiqa_split_above=args.clipiqa_split_above, fid_mode=args.fid_mode, arch=args.arch,
+                     precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap)
     summary = evaluate(cfg)
     if args.format == "json":
         print(json.dumps(summary, indent=2))
@@ -118,12 +119,40 @@ def cmd_weights(args) -> int:
     raise AesopBenchError(f"unknown weights action {args.action!r}")
 
 
+def cmd_models(args) -> int:
+    from . import weights as wm
+    from .models.zoo import ARCHS, ZOO
+
+    counts: dict[str, str] = {}
+    print(f"{'name':14s} {'arch':7s} {'params':>8s}  {'weights':10s} description")
+    for name, e in ZOO.items():
+        if e.arch not in counts:
+            if e.arch in ARCHS:
+                net = ARCHS[e.arch](4, **e.arch_opts)
+            elif e.arch == "ae":
+                from .models.archs.autoencoder_arch import AutoEncoder
+
+                net = AutoEncoder()
+            else:
+                net = None
+            counts[e.arch] = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M" if net else "-"
+        status = wm.check(wm.entry(e.weights)).status if e.weights else "-"
+        print(f"{name:14s} {e.arch:7s} {counts[e.arch]:>8s}  {status:10s} {e.description}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aesop-bench", description="Perceptual SR benchmark and AESOP reproduction.")
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("eval", help="evaluate a model on benchmark sets")
-    e.add_argument("--model", required=True, help="zoo name (see `aesop-bench models list`)")
+    e.add_argument("--model", required=True,
+                   help="zoo name (`aesop-bench models list`), checkpoint (with --arch), model card, "
+                        "or interp:A,B@ALPHA")
+    e.add_argument("--arch", default=None, help="architecture of a checkpoint given to --model: rrdb or swinir")
+    e.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="network precision (recorded)")
+    e.add_argument("--tile", type=int, default=None, help="LR tile size for tiled inference of large images")
+    e.add_argument("--tile-overlap", type=int, default=32, help="LR pixels shared by neighbouring tiles")
     e.add_argument("--sets", default="set5,set14", help="comma-separated set names, 'all', or folders")
     e.add_argument("--metrics", default="psnr,ssim", help="comma-separated metric names or 'all'")
     e.add_argument("--protocol", default="basicsr", help="basicsr (default) or matlab")
@@ -153,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scale", type=int, default=4)
     d.add_argument("--modcrop", type=int, default=None)
     d.set_defaults(func=cmd_data)
+
+    m = sub.add_parser("models", help="list the model zoo")
+    m.add_argument("action", choices=["list"])
+    m.set_defaults(func=cmd_models)
 
     w = sub.add_parser("weights", help="list, download, verify or add weight files")
     w.add_argument("action", choices=["list", "download", "verify", "add"])

@@ -42,6 +42,10 @@ class EvalConfig:
     ae: str | None = None  # the auto-encoder of ae_psnr (weights name or path)
     clipiqa_split_above: int | None = None  # pixels; larger images are scored by quadrants
     fid_mode: str = "legacy_pytorch"
+    arch: str | None = None  # for checkpoint paths
+    precision: str = "fp32"
+    tile: int | None = None
+    tile_overlap: int = 32
     progress: bool = True
     log: object = field(default=lambda msg: print(msg, file=sys.stderr))
 
@@ -51,31 +55,26 @@ def image_key(path: Path) -> str:
 
 
 class _LazyModel:
-    """Builds the model on the first SR cache miss, so cached runs never load weights."""
+    """Builds the network on the first SR cache miss, so cached runs never load weights."""
 
-    def __init__(self, name: str, scale: int, device: str):
-        from ..models.zoo import ZOO
+    def __init__(self, cfg: "EvalConfig"):
+        from ..models.zoo import model_identity
 
-        if name not in ZOO:
-            raise AesopBenchError(f"unknown model {name!r}; choose one of: {', '.join(ZOO)}")
-        self.name, self.scale, self.device = name, scale, device
+        self.cfg = cfg
+        self.name, self.scale = cfg.model, cfg.protocol.scale
         self._model = None
-        self.identity = _zoo_identity(name, scale)
+        self.identity = model_identity(cfg.model, self.scale, cfg.arch, cfg.precision, cfg.tile, cfg.tile_overlap)
 
     def get(self):
         if self._model is None:
             from ..models.zoo import load_model
 
-            self._model = load_model(self.name, self.scale, self.device)
-            self.identity = self._model.identity
+            c = self.cfg
+            self._model = load_model(c.model, self.scale, c.device, c.arch, c.precision, c.tile, c.tile_overlap)
+            if self._model.identity != self.identity:
+                raise AesopBenchError(f"model identity changed while loading: {self.identity} -> "
+                                      f"{self._model.identity}")
         return self._model
-
-
-def _zoo_identity(name: str, scale: int) -> str:
-    from ..models.zoo import ZOO
-
-    entry = ZOO[name]
-    return entry.identity or entry.build(scale).identity
 
 
 def _resolve_or_download(name: str, cfg: EvalConfig) -> ResolvedSet:
@@ -162,8 +161,9 @@ def evaluate(cfg: EvalConfig) -> dict:
     """Run the evaluation described by ``cfg`` and return the summary (also written to ``cfg.out_dir``)."""
     from ..metrics.registry import METRICS
 
-    model = _LazyModel(cfg.model, cfg.protocol.scale, cfg.device)
-    store = ResultStore(cfg.out_dir, {"name": cfg.model, "identity": model.identity}, cfg.protocol.as_dict())
+    model = _LazyModel(cfg)
+    store = ResultStore(cfg.out_dir, {"name": cfg.model, "identity": model.identity, "precision": cfg.precision},
+                        cfg.protocol.as_dict())
     specs = [METRICS[m] for m in cfg.metrics]
     options = {"ae": cfg.ae, "clipiqa_split_above": cfg.clipiqa_split_above, "fid_mode": cfg.fid_mode}
     versions = {s.name: s.version_for(options) for s in specs}

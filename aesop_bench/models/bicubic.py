@@ -6,6 +6,7 @@ import torch
 
 from ..data.imresize import imresize
 from ..imageio import quantize, to_float
+from .zoo import BICUBIC_IDENTITY
 
 
 class Bicubic:
@@ -19,7 +20,7 @@ class Bicubic:
     def __init__(self, scale: int = 4):
         self.name = "bicubic"
         self.scale = scale
-        self.identity = "bicubic-matlab-uint8-v1"
+        self.identity = BICUBIC_IDENTITY
 
     def to(self, device):
         return self

@@ -1,45 +1,236 @@
-"""The model zoo: names -> how to build the model.
+"""The model zoo: names -> architecture, weights entry, state-dict key (timm-style entries).
 
-Each entry is a factory taking the scale and the device; entries that carry
-weights add their weights record (architecture, weights entry, state-dict key).
+``--model`` takes
+
+* a zoo name (``aesop-bench models list``);
+* a checkpoint path with ``--arch rrdb|swinir`` (BasicSR ``params_ema``/``params``, the original ESRGAN
+  layouts, or a raw state dict; ``.safetensors`` too);
+* a model card (``.yaml``/``.json``): ``{arch, weights, key, scale, arch_opts}``;
+* ``interp:A,B@ALPHA``: network interpolation ``(1 - ALPHA) * A + ALPHA * B`` parameter by parameter
+  (ESRGAN's PD-curve recipe); A and B must share an architecture.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import AesopBenchError
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import torch.nn as nn
+
     from .base import SRModel
 
 
-def _bicubic(scale: int) -> "SRModel":
-    from .bicubic import Bicubic
+def _rrdb(scale: int, **kw) -> "nn.Module":
+    from .archs.rrdbnet_arch import RRDBNet
 
-    return Bicubic(scale)
+    return RRDBNet(scale=scale, **kw)
+
+
+def _swinir(scale: int, **kw) -> "nn.Module":
+    from .archs.swinir_arch import SwinIR
+
+    return SwinIR(upscale=scale, **kw)
+
+
+ARCHS: dict[str, Callable[..., "nn.Module"]] = {"rrdb": _rrdb, "swinir": _swinir}
 
 
 @dataclass(frozen=True)
 class ZooEntry:
     name: str
     description: str
-    build: Callable[[int], "SRModel"]
     arch: str = "none"
-    identity: str = ""  # known without building the model (weights hash, version)
+    weights: str | None = None  # weights-manifest name
+    keys: tuple[str, ...] = ("params_ema", "params")  # tried in order, then a raw state dict
+    notes: str = ""
+    arch_opts: dict = field(default_factory=dict)
 
 
 ZOO: dict[str, ZooEntry] = {e.name: e for e in [
-    ZooEntry("bicubic", "MATLAB imresize bicubic upsampling of the 8-bit LR", _bicubic,
-             identity="bicubic-matlab-uint8-v1"),
+    ZooEntry("bicubic", "MATLAB imresize bicubic upsampling of the 8-bit LR"),
+    ZooEntry("rrdb_psnr", "RRDB trained with L1 (ESRGAN's PSNR-oriented model, DF2K)", "rrdb", "rrdb_psnr",
+             ("params_ema", "params")),
+    ZooEntry("esrgan", "ESRGAN (Wang et al. 2018), the original release", "rrdb", "esrgan_official", (),
+             "original ESRGAN key layout, converted on load"),
+    ZooEntry("swinir_psnr", "SwinIR-M x4 classical (DF2K, L1)", "swinir", "swinir_m_x4", ("params",)),
+    ZooEntry("ldl_rrdb", "LDL (Liang et al. 2022) on RRDB, DF2K", "rrdb", "ldl_rrdb"),
+    ZooEntry("ldl_swinir", "LDL on SwinIR-M, DF2K", "swinir", "ldl_swinir"),
+    ZooEntry("aesop_rrdb", "AESOP on RRDB, HR patch 128, 290K iterations", "rrdb", "aesop_rrdb"),
+    ZooEntry("aesop_rrdb256", "AESOP on RRDB, HR patch 256 (the paper's dagger column)", "rrdb", "aesop_rrdb256"),
+    ZooEntry("aesop_swinir", "AESOP on SwinIR-M, HR patch 256, 190K iterations", "swinir", "aesop_swinir"),
+    ZooEntry("aesop_ae", "the released AESOP auto-encoder (AE-PSNR, AESOP loss); not an SR model", "ae",
+             "aesop_ae"),
 ]}
 
 
-def load_model(name: str, scale: int = 4, device: str = "cpu") -> "SRModel":
-    try:
-        entry = ZOO[name]
-    except KeyError:
-        raise AesopBenchError(f"unknown model {name!r}; choose one of: {', '.join(ZOO)}") from None
-    return entry.build(scale).to(device)
+# ESRGAN repository layout (RRDBNet_arch.py) and the older 'model.N' layout -> BasicSR names
+_ESRGAN_RENAMES = [
+    (r"^RRDB_trunk\.", "body."), (r"\.RDB(\d)\.", r".rdb\1."), (r"^trunk_conv\.", "conv_body."),
+    (r"^upconv1\.", "conv_up1."), (r"^upconv2\.", "conv_up2."), (r"^HRconv\.", "conv_hr."),
+]
+_OLD_ESRGAN = [
+    (r"^model\.0\.", "conv_first."), (r"^model\.1\.sub\.23\.", "conv_body."),
+    (r"^model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.", r"body.\1.rdb\2.conv\3."),
+    (r"^model\.3\.", "conv_up1."), (r"^model\.6\.", "conv_up2."), (r"^model\.8\.", "conv_hr."),
+    (r"^model\.10\.", "conv_last."),
+]
+
+
+def convert_keys(sd: dict) -> dict:
+    """Rename the original ESRGAN layouts to BasicSR's; other layouts pass unchanged."""
+    if any(k.startswith("model.1.sub.") for k in sd):
+        rules = _OLD_ESRGAN
+    elif any(k.startswith("RRDB_trunk.") for k in sd):
+        rules = _ESRGAN_RENAMES
+    else:
+        return sd
+    out = {}
+    for k, v in sd.items():
+        new = k
+        for pat, rep in rules:
+            new = re.sub(pat, rep, new)
+        out[new] = v
+    return out
+
+
+def _extract(ckpt: dict, keys: tuple[str, ...], source) -> dict:
+    from .loading import pick_state_dict
+
+    for key in keys:
+        if key in ckpt and isinstance(ckpt[key], dict):
+            return ckpt[key]
+    return pick_state_dict(ckpt, source)
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to build a network: resolved from a zoo name, a checkpoint, a card or interp."""
+
+    name: str
+    arch: str
+    weights_path: Path | None
+    keys: tuple[str, ...] = ("params_ema", "params")
+    arch_opts: dict = field(default_factory=dict)
+    parts: tuple = ()  # interpolation: ((spec_a, spec_b), alpha)
+
+    def identity(self, scale: int) -> str:
+        if self.parts:
+            (a, b), alpha = self.parts
+            return f"interp({a.identity(scale)},{b.identity(scale)},{alpha:g})"
+        from ..fileutil import sha256_file
+
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.arch_opts.items()))
+        return f"{self.arch}[{opts}]-x{scale}-{sha256_file(self.weights_path)[:16]}"
+
+    def state_dict(self) -> dict:
+        from .. import weights as wm
+
+        if self.parts:
+            (a, b), alpha = self.parts
+            sa, sb = a.state_dict(), b.state_dict()
+            if set(sa) != set(sb) or any(sa[k].shape != sb[k].shape for k in sa):
+                raise AesopBenchError(f"cannot interpolate {a.name} and {b.name}: their parameters differ")
+            return {k: (sa[k] if not sa[k].is_floating_point() else (1 - alpha) * sa[k] + alpha * sb[k])
+                    for k in sa}
+        return convert_keys(_extract(wm.load_state_dict(self.weights_path), self.keys, self.weights_path))
+
+    def build(self, scale: int) -> "nn.Module":
+        from .loading import load_strict
+
+        net = ARCHS[self.arch](scale, **self.arch_opts)
+        load_strict(net, self.state_dict(), self.weights_path or self.name)
+        return net.eval().requires_grad_(False)
+
+
+def resolve_model(name: str, arch: str | None = None, download: bool = True) -> ModelSpec | None:
+    """A :class:`ModelSpec` for ``name`` (None for ``bicubic``)."""
+    from .. import weights as wm
+
+    if name == "bicubic":
+        return None
+    if name.startswith("interp:"):
+        m = re.fullmatch(r"interp:([^,]+),([^@]+)@([0-9.]+)", name)
+        if not m:
+            raise AesopBenchError(f"--model {name!r}: write interp:A,B@ALPHA, e.g. interp:rrdb_psnr,esrgan@0.3")
+        a, b = resolve_model(m.group(1), arch, download), resolve_model(m.group(2), arch, download)
+        if a is None or b is None or a.arch != b.arch or a.arch_opts != b.arch_opts:
+            raise AesopBenchError(f"--model {name!r}: {m.group(1)} and {m.group(2)} must share an architecture "
+                                  f"({a.arch if a else 'bicubic'} vs {b.arch if b else 'bicubic'})")
+        alpha = float(m.group(3))
+        if not 0 <= alpha <= 1:
+            raise AesopBenchError(f"--model {name!r}: ALPHA must lie in [0, 1]")
+        return ModelSpec(name, a.arch, None, arch_opts=a.arch_opts, parts=((a, b), alpha))
+    if name in ZOO:
+        e = ZOO[name]
+        if e.arch not in ARCHS:
+            raise AesopBenchError(f"{name} is {e.description}; it cannot be evaluated as an SR model")
+        path = wm.get(e.weights, download_missing=download)
+        return ModelSpec(name, e.arch, path, e.keys or ("params_ema", "params"), dict(e.arch_opts))
+    path = Path(name)
+    if path.suffix.lower() in (".yaml", ".yml", ".json") and path.is_file():
+        return _from_card(path)
+    if path.is_file():
+        if not arch:
+            raise AesopBenchError(f"--model {name}: a checkpoint needs --arch ({' or '.join(ARCHS)})")
+        if arch not in ARCHS:
+            raise AesopBenchError(f"--arch {arch!r} unknown; choose one of {', '.join(ARCHS)}")
+        return ModelSpec(path.stem, arch, path)
+    raise AesopBenchError(f"unknown model {name!r}: not a zoo name ({', '.join(ZOO)}), a checkpoint file, "
+                          "a model card or interp:A,B@ALPHA")
+
+
+def _from_card(path: Path) -> ModelSpec:
+    import yaml
+
+    card = yaml.safe_load(path.read_text()) if path.suffix != ".json" else json.loads(path.read_text())
+    unknown = set(card) - {"name", "arch", "weights", "key", "arch_opts", "notes"}
+    if unknown or "arch" not in card or "weights" not in card:
+        raise AesopBenchError(f"{path}: a model card needs arch and weights (and may give name, key, arch_opts, "
+                              f"notes); unknown fields: {sorted(unknown)}")
+    if card["arch"] not in ARCHS:
+        raise AesopBenchError(f"{path}: arch {card['arch']!r} unknown; choose one of {', '.join(ARCHS)}")
+    from .. import weights as wm
+
+    w = card["weights"]
+    wpath = Path(w) if os.path.isabs(w) else (path.parent / w)
+    if not wpath.is_file():
+        wpath = wm.get(w)
+    keys = (card["key"],) if card.get("key") else ("params_ema", "params")
+    return ModelSpec(card.get("name", path.stem), card["arch"], wpath, keys, dict(card.get("arch_opts", {})))
+
+
+def load_model(name: str, scale: int = 4, device: str = "cpu", arch: str | None = None,
+               precision: str = "fp32", tile: int | None = None, tile_overlap: int = 32) -> "SRModel":
+    spec = resolve_model(name, arch)
+    if spec is None:
+        from .bicubic import Bicubic
+
+        return Bicubic(scale)
+    from .inference import NetModel
+
+    return NetModel(spec.name, spec.build(scale), scale, spec.identity(scale), device, precision, tile,
+                    tile_overlap)
+
+
+BICUBIC_IDENTITY = "bicubic-matlab-uint8-v1"
+
+
+def run_suffix(precision: str, tile: int | None, tile_overlap: int) -> str:
+    """What of the inference settings changes the outputs, appended to a network's identity."""
+    return ("" if precision == "fp32" else f"-{precision}") + (f"-tile{tile}o{tile_overlap}" if tile else "")
+
+
+def model_identity(name: str, scale: int, arch: str | None = None, precision: str = "fp32",
+                   tile: int | None = None, tile_overlap: int = 32) -> str:
+    """A stable string that changes whenever the model's outputs could (weights hash, settings)."""
+    spec = resolve_model(name, arch)
+    if spec is None:
+        return BICUBIC_IDENTITY
+    return spec.identity(scale) + run_suffix(precision, tile, tile_overlap)

@@ -1,0 +1,88 @@
+"""Running a network on LR images: device, precision, and tiled inference for large images.
+
+Tiling (``tile`` = LR tile size, ``tile_overlap`` LR pixels shared by neighbours): tiles start every
+``tile - overlap`` pixels, the last one flush with the border. Each tile is run on its own and only its
+inner part is kept: ``overlap // 2`` LR pixels are dropped on every side that borders another tile, where
+the tile's own padding would show. Where kept parts still overlap (next to the last tile) they are
+averaged. A network whose receptive field reaches no further than ``overlap // 2`` LR pixels therefore
+gives exactly its whole-image output; deeper networks differ only by how much they see beyond that
+margin. Peak memory is bounded by the tile size.
+"""
+
+import torch
+import torch.nn as nn
+
+from ..errors import AesopBenchError
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def tile_starts(size: int, tile: int, stride: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, stride))
+    return starts + [size - tile]
+
+
+def _kept(start: int, length: int, size: int, margin_lo: int, margin_hi: int) -> tuple[int, int]:
+    """The part of a tile [start, start + length) that is kept: inner margins dropped, image borders kept."""
+    lo = start if start == 0 else start + margin_lo
+    hi = start + length if start + length == size else start + length - margin_hi
+    return lo, hi
+
+
+def tiled_forward(net: nn.Module, x: torch.Tensor, scale: int, tile: int, overlap: int) -> torch.Tensor:
+    if not 0 <= overlap < tile:
+        raise AesopBenchError(f"--tile-overlap {overlap} must lie in [0, --tile {tile})")
+    b, c, h, w = x.shape
+    th, tw = min(tile, h), min(tile, w)
+    m_lo, m_hi = overlap // 2, overlap - overlap // 2
+    out = weight = None
+    for top in tile_starts(h, th, tile - overlap):
+        r0, r1 = _kept(top, th, h, m_lo, m_hi)
+        for left in tile_starts(w, tw, tile - overlap):
+            c0, c1 = _kept(left, tw, w, m_lo, m_hi)
+            patch = net(x[..., top:top + th, left:left + tw])
+            if out is None:
+                out = patch.new_zeros(b, patch.shape[1], h * scale, w * scale)
+                weight = patch.new_zeros(1, 1, h * scale, w * scale)
+            keep = patch[..., (r0 - top) * scale:(r1 - top) * scale, (c0 - left) * scale:(c1 - left) * scale]
+            out[..., r0 * scale:r1 * scale, c0 * scale:c1 * scale] += keep
+            weight[..., r0 * scale:r1 * scale, c0 * scale:c1 * scale] += 1
+    return out / weight
+
+
+class NetModel:
+    """An SR network behind the evaluator's model interface (see ``models/base.py``)."""
+
+    def __init__(self, name: str, net: nn.Module, scale: int, identity: str, device: str = "cpu",
+                 precision: str = "fp32", tile: int | None = None, tile_overlap: int = 32):
+        if precision not in PRECISIONS:
+            raise AesopBenchError(f"--precision {precision!r} unknown; use fp32 or bf16")
+        self.name, self.scale, self.precision = name, scale, precision
+        self.tile, self.tile_overlap = tile, tile_overlap
+        from .zoo import run_suffix
+
+        self.identity = identity + run_suffix(precision, tile, tile_overlap)
+        self.net = net.eval()
+        self.device = torch.device(device)
+        self.net.to(self.device)
+
+    def to(self, device):
+        self.device = torch.device(device)
+        self.net.to(self.device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        x = lr.to(self.device, torch.float32)
+        ctx = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16" else \
+            torch.autocast(self.device.type, enabled=False)
+        with ctx:
+            if self.tile:
+                out = tiled_forward(self.net, x, self.scale, self.tile, self.tile_overlap)
+            else:
+                out = self.net(x)
+        return out.float()
