@@ -16,13 +16,19 @@ from aesop_bench import weights as wm
 from aesop_bench.errors import AesopBenchError
 from aesop_bench.models import zoo
 from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
+from aesop_bench.models.archs.spsr_arch import SPSRNet
 from aesop_bench.models.archs.swinir_arch import SwinIR
 
 
 def _random_sd(net, seed):
+    """Random values under the network's own key names; keys that name one tensor twice stay equal."""
     g = torch.Generator().manual_seed(seed)
-    return {k: (torch.randn(v.shape, generator=g) * 0.02 if v.is_floating_point() else v.clone())
-            for k, v in net.state_dict().items()}
+    made, out = {}, {}
+    for k, v in net.state_dict().items():
+        if v.data_ptr() not in made:
+            made[v.data_ptr()] = torch.randn(v.shape, generator=g) * 0.02 if v.is_floating_point() else v.clone()
+        out[k] = made[v.data_ptr()]
+    return out
 
 
 def _to_esrgan_repo(sd):
@@ -71,17 +77,18 @@ LAYOUTS = {  # zoo name -> (architecture, how its official file stores the weigh
     "rrdb_psnr": ("rrdb", "basicsr_both"), "ldl_rrdb": ("rrdb", "basicsr_both"),
     "aesop_rrdb": ("rrdb", "basicsr_both"), "aesop_rrdb256": ("rrdb", "basicsr_both"),
     "swinir_psnr": ("swinir", "params"), "ldl_swinir": ("swinir", "basicsr_both"),
-    "aesop_swinir": ("swinir", "basicsr_both"), "esrgan": ("rrdb", "esrgan_repo"),
+    "aesop_swinir": ("swinir", "basicsr_both"), "esrgan": ("rrdb", "esrgan_repo"), "spsr": ("spsr", "raw"),
 }
+NETS = {"rrdb": RRDBNet, "swinir": SwinIR, "spsr": SPSRNet}
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUTS))
 def test_every_zoo_entry_loads_its_official_layout(name, register):
     arch, layout = LAYOUTS[name]
-    net = RRDBNet() if arch == "rrdb" else SwinIR()
+    net = NETS[arch]()
     ema, plain = _random_sd(net, 1), _random_sd(net, 2)
     obj = {"params_ema": ema, "params": plain} if layout == "basicsr_both" else \
-        {"params": plain} if layout == "params" else _to_esrgan_repo(plain)
+        {"params": plain} if layout == "params" else _to_esrgan_repo(plain) if layout == "esrgan_repo" else plain
     register(zoo.ZOO[name].weights, obj)
     model = zoo.load_model(name)
     want = ema if layout == "basicsr_both" else plain
@@ -172,3 +179,19 @@ def test_zoo_model_through_the_evaluator(register, tmp_path):
     assert tiled["model"]["identity"].endswith("-tile8o4")
     bf16 = run("bf16", precision="bf16")
     assert bf16["model"]["precision"] == "bf16" and bf16["model"]["identity"].endswith("-bf16")
+
+
+def test_spsr_names_and_size():
+    """The authors' flattened trunk (model.N), its duplicated HR_conv0_new, and the gradient branch names."""
+    net = SPSRNet()
+    sd = net.state_dict()
+    for key in ("model.0.weight", "model.1.sub.22.RDB3.conv5.0.weight", "model.1.sub.23.weight", "model.3.weight",
+                "model.6.weight", "model.8.weight", "HR_conv0_new.0.weight", "HR_conv1_new.0.weight",
+                "get_g_nopadding.weight_h", "b_block_4.RDB1.conv1.0.weight", "b_module.8.weight", "conv_w.0.weight",
+                "f_block.RDB3.conv5.0.bias", "f_HR_conv1.0.weight"):
+        assert key in sd, key
+    assert torch.equal(sd["model.8.weight"], sd["HR_conv0_new.0.weight"])
+    assert round(sum(p.numel() for p in net.parameters()) / 1e6, 2) == 24.80
+    with torch.no_grad():
+        branch, out, grad = net.eval().forward_all(torch.rand(1, 3, 12, 10))
+    assert out.shape == branch.shape == (1, 3, 48, 40) and grad.shape == (1, 3, 12, 10)

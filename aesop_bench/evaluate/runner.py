@@ -161,6 +161,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     """Run the evaluation described by ``cfg`` and return the summary (also written to ``cfg.out_dir``)."""
     from ..metrics.registry import METRICS
 
+    if str(cfg.device).startswith("cuda"):
+        _deterministic_cuda()
     model = _LazyModel(cfg)
     store = ResultStore(cfg.out_dir, {"name": cfg.model, "identity": model.identity, "precision": cfg.precision},
                         cfg.protocol.as_dict())
@@ -190,6 +192,16 @@ def evaluate(cfg: EvalConfig) -> dict:
     finally:
         summary = store.finalize(set_images)
     return summary
+
+
+def _deterministic_cuda() -> None:
+    """Network metrics and models in true float32: no TF32, no autotuned (non-deterministic) kernels."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
 
 
 def _evaluate_images(cfg, res, name, todo, specs, store, model, versions, options) -> None:

@@ -39,7 +39,13 @@ def _swinir(scale: int, **kw) -> "nn.Module":
     return SwinIR(upscale=scale, **kw)
 
 
-ARCHS: dict[str, Callable[..., "nn.Module"]] = {"rrdb": _rrdb, "swinir": _swinir}
+def _spsr(scale: int, **kw) -> "nn.Module":
+    from .archs.spsr_arch import SPSRNet
+
+    return SPSRNet(upscale=scale, **kw)
+
+
+ARCHS: dict[str, Callable[..., "nn.Module"]] = {"rrdb": _rrdb, "swinir": _swinir, "spsr": _spsr}
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
              ("params_ema", "params")),
     ZooEntry("esrgan", "ESRGAN (Wang et al. 2018), the original release", "rrdb", "esrgan_official", (),
              "original ESRGAN key layout, converted on load"),
+    ZooEntry("spsr", "SPSR (Ma et al. 2020), structure-preserving SR with gradient guidance", "spsr", "spsr", (),
+             "the authors' raw state dict"),
     ZooEntry("swinir_psnr", "SwinIR-M x4 classical (DF2K, L1)", "swinir", "swinir_m_x4", ("params",)),
     ZooEntry("ldl_rrdb", "LDL (Liang et al. 2022) on RRDB, DF2K", "rrdb", "ldl_rrdb"),
     ZooEntry("ldl_swinir", "LDL on SwinIR-M, DF2K", "swinir", "ldl_swinir"),
@@ -83,8 +91,10 @@ _OLD_ESRGAN = [
 ]
 
 
-def convert_keys(sd: dict) -> dict:
-    """Rename the original ESRGAN layouts to BasicSR's; other layouts pass unchanged."""
+def convert_keys(sd: dict, arch: str = "rrdb") -> dict:
+    """Rename the original ESRGAN layouts of an RRDBNet to BasicSR's; other layouts pass unchanged."""
+    if arch != "rrdb":
+        return sd
     if any(k.startswith("model.1.sub.") for k in sd):
         rules = _OLD_ESRGAN
     elif any(k.startswith("RRDB_trunk.") for k in sd):
@@ -139,7 +149,7 @@ class ModelSpec:
                 raise AesopBenchError(f"cannot interpolate {a.name} and {b.name}: their parameters differ")
             return {k: (sa[k] if not sa[k].is_floating_point() else (1 - alpha) * sa[k] + alpha * sb[k])
                     for k in sa}
-        return convert_keys(_extract(wm.load_state_dict(self.weights_path), self.keys, self.weights_path))
+        return convert_keys(_extract(wm.load_state_dict(self.weights_path), self.keys, self.weights_path), self.arch)
 
     def build(self, scale: int) -> "nn.Module":
         from .loading import load_strict
