@@ -141,6 +141,77 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .metrics.registry import expand_metrics
+    from .report.runs import check_comparable, load_runs
+    from .report.tables import LAYOUTS, build_table, to_csv, to_latex, to_markdown
+    from .data.sets import expand_sets
+    from .fileutil import atomic_write_text
+
+    runs = load_runs(args.runs)
+    metrics = expand_metrics(args.metrics) if args.metrics else None
+    sets = expand_sets(args.sets) if args.sets else None
+    problems = check_comparable(runs, metrics or LAYOUTS.get(args.layout, ([], ""))[0], args.allow_mixed)
+    table = build_table(runs, args.layout, metrics, sets, args.compare_paper, args.significance)
+    if problems:
+        table.notes += [f"mixed: {p}" for p in problems]
+        for r in runs:
+            r.label = f"{r.label} [{r.protocol.get('name')}]"
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    out = Path(args.out) if args.out else None
+    for f in formats:
+        text = {"md": to_markdown, "tex": to_latex, "csv": to_csv}.get(f)
+        if text is None:
+            raise AesopBenchError(f"unknown format {f!r}; use md, tex or csv")
+        body = text(table)
+        if out is None:
+            print(body)
+        else:
+            path = out.with_suffix({"md": ".md", "tex": ".tex", "csv": ".csv"}[f])
+            atomic_write_text(path, body)
+            print(f"wrote {path}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .report.plots import crop_sheet, pd_plot
+    from .report.runs import check_comparable, load_runs
+    from .paths import data_root
+
+    runs = load_runs(args.runs)
+    if args.kind == "pd":
+        check_comparable(runs, [args.x, args.y], args.allow_mixed)
+        for p in pd_plot(runs, args.set, args.x, args.y, args.out or f"reports/pd_{args.set}.png"):
+            print(f"wrote {p}")
+    else:
+        box = tuple(int(v) for v in args.box.split(",")) if args.box else None
+        if box is not None and len(box) != 4:
+            raise AesopBenchError("--box takes x,y,width,height in HR pixels")
+        p = crop_sheet(runs, args.set, args.image, box, data_root(args.data_root),
+                       args.out or f"reports/crops_{args.set}_{args.image}.png")
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .report.runs import check_comparable, load_runs
+    from .report.stats import paired
+
+    a, b = load_runs([args.run_a, args.run_b])
+    check_comparable([a, b], [args.metric], args.allow_mixed)
+    sets = [s for s in a.sets if s in b.sets]
+    if not sets:
+        raise AesopBenchError("the two runs share no set")
+    print(f"{args.metric}: {b.label} minus {a.label}; mean difference, bootstrap 95% CI, Wilcoxon signed-rank p")
+    print("| set | images | mean A | mean B | B - A | 95% CI | p |")
+    print("|---|---:|---:|---:|---:|---|---:|")
+    for s in sets:
+        r = paired(a.images(s, args.metric), b.images(s, args.metric), s, args.metric)
+        print(f"| {s} | {r.n} | {r.mean_a:.4f} | {r.mean_b:.4f} | {r.mean_diff:+.4f} | "
+              f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}] | {r.p_value:.3g} |")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aesop-bench", description="Perceptual SR benchmark and AESOP reproduction.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -182,6 +253,39 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scale", type=int, default=4)
     d.add_argument("--modcrop", type=int, default=None)
     d.set_defaults(func=cmd_data)
+
+    r = sub.add_parser("report", help="tables in the paper's layouts from evaluation runs")
+    r.add_argument("runs", nargs="+", help="run folders written by aesop-bench eval")
+    r.add_argument("--layout", default="table1", help="table1, table4, table6, table7 or generic")
+    r.add_argument("--format", default="md", help="comma-separated: md, tex, csv")
+    r.add_argument("--out", default=None, help="output path without suffix (default: print)")
+    r.add_argument("--metrics", default=None, help="metrics (generic layout, or to override)")
+    r.add_argument("--sets", default=None, help="sets to show (default: those in the runs, paper order)")
+    r.add_argument("--compare-paper", action="store_true", help="add the paper's values and the differences")
+    r.add_argument("--significance", action="store_true",
+                   help="mark values not significantly different from the best (Wilcoxon, per image)")
+    r.add_argument("--allow-mixed", action="store_true", help="label runs of different protocols instead of refusing")
+    r.set_defaults(func=cmd_report)
+
+    pl = sub.add_parser("plot", help="perception-distortion plots and visual comparison sheets")
+    pl.add_argument("kind", choices=["pd", "crops"])
+    pl.add_argument("runs", nargs="+")
+    pl.add_argument("--set", required=True)
+    pl.add_argument("--x", default="lpips")
+    pl.add_argument("--y", default="psnr")
+    pl.add_argument("--image", default=None, help="crops: image name (file stem)")
+    pl.add_argument("--box", default=None, help="crops: x,y,width,height in HR pixels (default: a centre crop)")
+    pl.add_argument("--data-root", default=None)
+    pl.add_argument("--out", default=None)
+    pl.add_argument("--allow-mixed", action="store_true")
+    pl.set_defaults(func=cmd_plot)
+
+    c = sub.add_parser("compare", help="paired per-image comparison of two runs")
+    c.add_argument("run_a")
+    c.add_argument("run_b")
+    c.add_argument("--metric", default="lpips")
+    c.add_argument("--allow-mixed", action="store_true")
+    c.set_defaults(func=cmd_compare)
 
     m = sub.add_parser("models", help="list the model zoo")
     m.add_argument("action", choices=["list"])

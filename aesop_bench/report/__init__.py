@@ -1,0 +1,1 @@
+"""Reports: paper-layout tables (Markdown, LaTeX, CSV), perception-distortion plots, paired statistics."""

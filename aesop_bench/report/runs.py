@@ -1,0 +1,100 @@
+"""Reading evaluation runs (the folders ``aesop-bench eval`` writes) for reports."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import AesopBenchError
+
+
+@dataclass
+class Run:
+    path: Path
+    label: str
+    model: str
+    identity: str
+    protocol: dict
+    sets: dict[str, dict]  # set -> {"n_images", "metrics": {metric: mean}}
+    versions: dict[str, str]
+    per_image: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)  # (set, metric) -> image -> v
+
+    @property
+    def backbone(self) -> str:
+        """The architecture family: RRDB, SwinIR, SPSR, or Bicubic."""
+        ident = self.identity
+        if ident.startswith("interp("):
+            ident = ident[len("interp("):]
+        for prefix, name in (("rrdb", "RRDB"), ("swinir", "SwinIR"), ("spsr", "RRDB"), ("bicubic", "Bicubic")):
+            if ident.startswith(prefix):
+                return name
+        return "other"
+
+    def value(self, set_name: str, metric: str) -> float | None:
+        return self.sets.get(set_name, {}).get("metrics", {}).get(metric)
+
+    def images(self, set_name: str, metric: str) -> dict[str, float]:
+        return self.per_image.get((set_name, metric), {})
+
+    def interp_family(self) -> tuple[str, float] | None:
+        """``('A -> B', alpha)`` for a network-interpolation run, else None."""
+        m = re.fullmatch(r"interp:([^,]+),([^@]+)@([0-9.]+)", self.model)
+        return (f"{Path(m[1]).stem} -> {Path(m[2]).stem}", float(m[3])) if m else None
+
+
+def model_label(model: str) -> str:
+    """A short label: zoo names as they are, checkpoints and cards by file stem, interpolations as A->B@alpha."""
+    m = re.fullmatch(r"interp:([^,]+),([^@]+)@([0-9.]+)", model)
+    if m:
+        return f"{Path(m[1]).stem}->{Path(m[2]).stem}@{float(m[3]):g}"
+    return Path(model).stem if ("/" in model or "." in model) else model
+
+
+def load_run(path: str | Path, label: str | None = None) -> Run:
+    path = Path(path)
+    summary_file = path / "summary.json"
+    if not summary_file.is_file():
+        raise AesopBenchError(f"{path}: no summary.json; give folders written by `aesop-bench eval`")
+    s = json.loads(summary_file.read_text())
+    per_image: dict[tuple[str, str], dict[str, float]] = {}
+    pi = path / "per_image.csv"
+    if pi.is_file():
+        with open(pi, newline="") as f:
+            for r in csv.DictReader(f):
+                per_image.setdefault((r["set"], r["metric"]), {})[r["image"]] = float(r["value"])
+    model = s.get("model", {})
+    return Run(path=path, label=label or model_label(model.get("name", path.name)), model=model.get("name", path.name),
+               identity=model.get("identity", ""), protocol=s.get("protocol", {}), sets=s.get("sets", {}),
+               versions=s.get("metric_versions", {}), per_image=per_image)
+
+
+def load_runs(paths, labels: list[str] | None = None) -> list[Run]:
+    runs = [load_run(p, labels[i] if labels and i < len(labels) else None) for i, p in enumerate(paths)]
+    seen: dict[str, int] = {}
+    for r in runs:  # two runs of one model under different settings keep distinct labels
+        seen[r.label] = seen.get(r.label, 0) + 1
+    for r in runs:
+        if seen[r.label] > 1:
+            r.label = f"{r.label} ({r.path.name})"
+    return runs
+
+
+def check_comparable(runs: list[Run], metrics: list[str], allow_mixed: bool = False) -> list[str]:
+    """Refuse (or, with ``allow_mixed``, describe) runs computed under different protocols or metric versions."""
+    problems = []
+    protocols = {json.dumps(r.protocol, sort_keys=True) for r in runs}
+    if len(protocols) > 1:
+        desc = "; ".join(f"{r.label}: {r.protocol.get('name')} (modcrop {r.protocol.get('modcrop')}, "
+                         f"y_round {r.protocol.get('y_round')})" for r in runs)
+        problems.append(f"runs use different protocols: {desc}")
+    for m in metrics:
+        versions = {r.versions.get(m) for r in runs if r.versions.get(m)}
+        if len(versions) > 1:
+            problems.append(f"metric {m} was computed in different versions: {sorted(versions)}")
+    if problems and not allow_mixed:
+        raise AesopBenchError("; ".join(problems) + ". Re-evaluate under one protocol, or pass --allow-mixed "
+                              "to label the columns instead")
+    return problems

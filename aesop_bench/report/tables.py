@@ -1,0 +1,274 @@
+"""Tables in the paper's layouts, in Markdown (GitHub), LaTeX (booktabs) and CSV.
+
+Layouts:
+
+* ``table1``: LPIPS, DISTS, PSNR, SSIM; one row per metric and set; one column per run, grouped by
+  backbone (RRDB, SwinIR, ...).
+* ``table4``: AE-PSNR and LR-PSNR; one row per metric and run; one column per set.
+* ``table6``: NIQE, MANIQA, MUSIQ, CLIP-IQA on the real-world sets; runs as columns.
+* ``table7``: FID and pFID; runs as columns.
+* ``generic``: any ``--metrics`` and ``--sets``; runs as columns.
+
+In each comparison group (a row when runs are columns; a metric block's column when runs are rows) the
+best value is bold and the second underlined, following each metric's direction (arrows in the headers).
+With ``compare_paper`` the paper's value and the difference follow each value that the paper reports;
+with ``significance`` a value whose per-image difference to the best is not significant (Wilcoxon,
+p >= 0.05) is marked with a tilde.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.sets import PAPER_SETS, display_name
+from ..errors import AesopBenchError
+from .runs import Run
+
+DECIMALS = {"lpips": 4, "dists": 4, "psnr": 3, "ssim": 4, "ae_psnr": 3, "lr_psnr": 3, "fid": 3, "pfid": 3,
+            "niqe": 4, "maniqa": 4, "musiq": 4, "clipiqa": 4}
+LABELS = {"lpips": "LPIPS", "dists": "DISTS", "psnr": "PSNR", "ssim": "SSIM", "ae_psnr": "AE-PSNR",
+          "lr_psnr": "LR-PSNR", "fid": "FID", "pfid": "pFID", "niqe": "NIQE", "maniqa": "MANIQA",
+          "musiq": "MUSIQ", "clipiqa": "CLIP-IQA"}
+SET_LABELS = {"set5": "Set5", "set14": "Set14", "manga109": "Manga109", "general100": "General100",
+              "urban100": "Urban100", "div2k_val": "DIV2K-val", "bsd100": "BSD100", "lsdir_val": "LSDIR",
+              "realsr_v3": "RealSRv3", "drealsr": "DRealSR"}
+LAYOUTS = {
+    "table1": (["lpips", "dists", "psnr", "ssim"], "runs_as_columns"),
+    "table4": (["ae_psnr", "lr_psnr"], "sets_as_columns"),
+    "table6": (["niqe", "maniqa", "musiq", "clipiqa"], "runs_as_columns"),
+    "table7": (["fid", "pfid"], "runs_as_columns"),
+    "generic": ([], "runs_as_columns"),
+}
+# zoo models -> (backbone, method, train_patch) of the paper's tables
+PAPER_METHODS = {
+    "esrgan": ("RRDB", "ESRGAN", "128"), "spsr": ("RRDB", "SPSR", "128"), "ldl_rrdb": ("RRDB", "LDL", "128"),
+    "aesop_rrdb": ("RRDB", "AESOP", "128"), "aesop_rrdb256": ("RRDB", "AESOP", "256"),
+    "ldl_swinir": ("SwinIR", "LDL", "256"), "aesop_swinir": ("SwinIR", "AESOP", "256"),
+}
+PAPER_SET = {"lsdir_val": "lsdir"}
+
+
+def lower_better(metric: str) -> bool:
+    from ..metrics.registry import METRICS
+
+    return METRICS[metric].lower_better if metric in METRICS else False
+
+
+def arrow(metric: str, tex: bool = False) -> str:
+    if tex:
+        return "$\\downarrow$" if lower_better(metric) else "$\\uparrow$"
+    return "↓" if lower_better(metric) else "↑"
+
+
+def fmt(metric: str, v: float | None) -> str:
+    return "-" if v is None else f"{v:.{DECIMALS.get(metric, 4)}f}"
+
+
+def load_paper(path: str | Path | None = None) -> dict[tuple, float]:
+    """(table, backbone, method, train_patch, set, metric) -> value, from the paper-tables CSV."""
+    path = Path(path) if path else Path(__file__).resolve().parents[2] / "benchmarks" / "aesop_paper_tables.csv"
+    if not path.is_file():
+        from importlib import resources
+
+        text = resources.files("aesop_bench").joinpath("aesop_paper_tables.csv").read_text()
+    else:
+        text = path.read_text()
+    out = {}
+    for r in csv.DictReader(text.splitlines()):
+        out[(r["table"], r["backbone"], r["method"], r["train_patch"], r["set"], r["metric"])] = float(r["value"])
+    return out
+
+
+def paper_value(paper: dict, run: Run, set_name: str, metric: str) -> float | None:
+    key = PAPER_METHODS.get(run.model)
+    if key is None:
+        return None
+    backbone, method, patch = key
+    s = PAPER_SET.get(set_name, set_name)
+    for (table, b, m, p, ss, mm), v in paper.items():
+        if (b, m, ss, mm) == (backbone, method, s, metric) and (p == patch or p == ""):
+            return v
+    return None
+
+
+@dataclass
+class Cell:
+    value: float | None
+    rank: int = 0  # 1 best, 2 second
+    paper: float | None = None
+    insignificant: bool = False
+
+
+@dataclass
+class Table:
+    layout: str
+    orientation: str
+    metrics: list[str]
+    sets: list[str]
+    runs: list[Run]
+    cells: dict[tuple, Cell] = field(default_factory=dict)  # (metric, set, run index) -> Cell
+    notes: list[str] = field(default_factory=list)
+
+
+def build_table(runs: list[Run], layout: str = "table1", metrics: list[str] | None = None,
+                sets: list[str] | None = None, compare_paper: bool = False, significance: bool = False,
+                paper_csv: str | Path | None = None) -> Table:
+    if layout not in LAYOUTS:
+        raise AesopBenchError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    default_metrics, orientation = LAYOUTS[layout]
+    metrics = metrics or default_metrics
+    if not metrics:
+        raise AesopBenchError("the generic layout needs --metrics")
+    present = []
+    for r in runs:
+        for s in r.sets:
+            if s not in present:
+                present.append(s)
+    if not sets:
+        order = list(PAPER_SETS) + ["set5", "realsr_v3", "drealsr"]
+        sets = [s for s in order if s in present] + [s for s in present if s not in order]
+    t = Table(layout, orientation, metrics, sets, runs)
+    paper = load_paper(paper_csv) if compare_paper else {}
+    for m in metrics:
+        for s in sets:
+            vals = [r.value(s, m) for r in runs]
+            for i, v in enumerate(vals):
+                t.cells[(m, s, i)] = Cell(v, paper=paper_value(paper, runs[i], s, m) if compare_paper else None)
+            _rank(t, m, s, vals, significance)
+    return t
+
+
+def _rank(t: Table, metric: str, set_name: str, vals: list[float | None], significance: bool) -> None:
+    present = [(v, i) for i, v in enumerate(vals) if v is not None]
+    if not present:
+        return
+    ordered = sorted(present, key=lambda p: p[0], reverse=not lower_better(metric))
+    distinct = sorted({v for v, _ in present}, reverse=not lower_better(metric))
+    for v, i in ordered:
+        if v == distinct[0]:
+            t.cells[(metric, set_name, i)].rank = 1
+        elif len(distinct) > 1 and v == distinct[1]:
+            t.cells[(metric, set_name, i)].rank = 2
+    if significance:
+        from .stats import paired
+
+        best = ordered[0][1]
+        for v, i in ordered[1:]:
+            a, b = t.runs[best].images(set_name, metric), t.runs[i].images(set_name, metric)
+            if len(a) >= 2 and len(b) >= 2:
+                try:
+                    t.cells[(metric, set_name, i)].insignificant = not paired(a, b).significant()
+                except AesopBenchError:
+                    pass
+
+
+def _cell_text(t: Table, metric: str, c: Cell, tex: bool) -> str:
+    s = fmt(metric, c.value)
+    if c.value is not None and c.rank == 1:
+        s = f"\\textbf{{{s}}}" if tex else f"**{s}**"
+    elif c.value is not None and c.rank == 2:
+        s = f"\\underline{{{s}}}" if tex else f"<u>{s}</u>"
+    if c.insignificant:
+        s += "$^{\\sim}$" if tex else "~"
+    if c.paper is not None:
+        d = "-" if c.value is None else f"{c.value - c.paper:+.{DECIMALS.get(metric, 4)}f}"
+        s += f" ({fmt(metric, c.paper)}, {d})"
+    return s
+
+
+def _groups(t: Table) -> list[tuple[str, list[int]]]:
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(t.runs):
+        groups.setdefault(r.backbone, []).append(i)
+    return list(groups.items())
+
+
+def _grid(t: Table, tex: bool) -> tuple[list[str], list[list[str]]]:
+    """Header and body rows (strings) of the table; the first two columns are labels."""
+    if t.orientation == "runs_as_columns":
+        order = [i for _, idx in _groups(t) for i in idx]
+        header = ["Metric", "Set"] + [t.runs[i].label for i in order]
+        body = []
+        for m in t.metrics:
+            for k, s in enumerate(t.sets):
+                label = f"{LABELS.get(m, m)} {arrow(m, tex)}" if k == 0 else ""
+                body.append([label, SET_LABELS.get(s, display_name(s))] +
+                            [_cell_text(t, m, t.cells[(m, s, i)], tex) for i in order])
+        return header, body
+    header = ["Metric", "Method"] + [SET_LABELS.get(s, display_name(s)) for s in t.sets]
+    body = []
+    for m in t.metrics:
+        for i, r in enumerate(t.runs):
+            label = f"{LABELS.get(m, m)} {arrow(m, tex)}" if i == 0 else ""
+            body.append([label, r.label] + [_cell_text(t, m, t.cells[(m, s, i)], tex) for s in t.sets])
+    return header, body
+
+
+def to_markdown(t: Table) -> str:
+    header, body = _grid(t, tex=False)
+    lines = []
+    if t.orientation == "runs_as_columns" and len(_groups(t)) > 1:
+        groups = " / ".join(f"{name}: {', '.join(t.runs[i].label for i in idx)}" for name, idx in _groups(t))
+        lines.append(f"Backbones: {groups}\n")
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * 2 + "---:|" * (len(header) - 2))
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    notes = ["**bold**: best, <u>underlined</u>: second best per comparison"]
+    if any(c.insignificant for c in t.cells.values()):
+        notes.append("~: not significantly different from the best (Wilcoxon signed-rank, p >= 0.05)")
+    if any(c.paper is not None for c in t.cells.values()):
+        notes.append("(paper value, difference) after values the paper reports")
+    notes += t.notes
+    return "\n".join(lines) + "\n\n" + "; ".join(notes) + ".\n"
+
+
+def _tex_escape(s: str) -> str:
+    for a, b in (("\\", "\\textbackslash{}"), ("_", "\\_"), ("%", "\\%"), ("&", "\\&"), ("#", "\\#"),
+                 ("<u>", ""), ("</u>", "")):
+        s = s.replace(a, b)
+    return s
+
+
+def to_latex(t: Table, caption: str = "") -> str:
+    header, body = _grid(t, tex=True)
+    n = len(header)
+    out = ["% requires \\usepackage{booktabs}", "\\begin{table}[t]", "\\centering", "\\small",
+           "\\begin{tabular}{ll" + "c" * (n - 2) + "}", "\\toprule"]
+    if t.orientation == "runs_as_columns":
+        groups = _groups(t)
+        if len(groups) > 1:
+            cells, rules, col = ["", ""], [], 3
+            for name, idx in groups:
+                cells.append(f"\\multicolumn{{{len(idx)}}}{{c}}{{{_tex_escape(name)}}}")
+                rules.append(f"\\cmidrule(lr){{{col}-{col + len(idx) - 1}}}")
+                col += len(idx)
+            out.append(" & ".join(cells) + " \\\\")
+            out.append(" ".join(rules))
+    out.append(" & ".join(_tex_escape(h) for h in header) + " \\\\")
+    out.append("\\midrule")
+    block = len(t.sets) if t.orientation == "runs_as_columns" else len(t.runs)
+    for k, row in enumerate(body):
+        if k and k % block == 0:
+            out.append("\\midrule")
+        cells = [row[0], _tex_escape(row[1])] + row[2:]
+        out.append(" & ".join(cells) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabular}"]
+    if caption:
+        out.append(f"\\caption{{{_tex_escape(caption)}}}")
+    out.append("\\end{table}")
+    return "\n".join(out) + "\n"
+
+
+def to_csv(t: Table) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["layout", "metric", "set", "run", "model", "value", "rank", "paper", "delta", "not_significant"])
+    for (m, s, i), c in t.cells.items():
+        r = t.runs[i]
+        delta = "" if c.value is None or c.paper is None else repr(c.value - c.paper)
+        w.writerow([t.layout, m, s, r.label, r.model, "" if c.value is None else repr(c.value), c.rank or "",
+                    "" if c.paper is None else c.paper, delta, int(c.insignificant)])
+    return buf.getvalue()

@@ -1,0 +1,213 @@
+"""Reports from real results: bicubic, a small RRDB trained here on T91, and an interpolation sweep,
+evaluated on Set5, Set14 and BSD100; tables in Markdown, LaTeX and CSV; a PD plot; paired statistics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from aesop_bench.cli import main
+from aesop_bench.errors import AesopBenchError
+from aesop_bench.report.runs import load_runs
+from aesop_bench.report.tables import build_table, load_paper, paper_value, to_csv, to_latex, to_markdown
+
+TINY = {"num_feat": 16, "num_block": 1, "num_grow_ch": 8}
+
+
+def _train_tiny(shared_data, steps=150, seed=0):
+    """A few Adam steps of L1 training of a small RRDBNet on random 64px T91 crops (LR by MATLAB bicubic)."""
+    from aesop_bench.data.imresize import imresize
+    from aesop_bench.imageio import read_image
+    from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    imgs = [read_image(p) for p in sorted((shared_data / "train" / "T91").iterdir())[:40]]
+    net = RRDBNet(**TINY)
+    init = {k: v.clone() for k, v in net.state_dict().items()}
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    for _ in range(steps):
+        batch = []
+        for _ in range(8):
+            im = imgs[rng.integers(len(imgs))]
+            y, x = rng.integers(0, im.shape[1] - 64), rng.integers(0, im.shape[2] - 64)
+            batch.append(im[:, y:y + 64, x:x + 64])
+        hr = torch.stack(batch)
+        lr = imresize(hr, 0.25).float() / 255
+        loss = (net(lr) - hr.float() / 255).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return init, net.state_dict()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, shared_data, bench_root):
+    from benchmarks.standins import make_standins
+
+    tmp = tmp_path_factory.mktemp("report")
+    import os
+
+    old = {k: os.environ.get(k) for k in ("AESOP_BENCH_HOME", "AESOP_BENCH_WEIGHTS_MANIFEST")}
+    os.environ["AESOP_BENCH_HOME"] = str(tmp / "home")
+    make_standins(tmp / "standins", shared_data / "weights" / "niqe" / "modelparameters.mat",
+                  which=("alexnet", "lpips_alex_v0.1", "aesop_ae"))
+    init, trained = _train_tiny(shared_data)
+    for name, sd in (("init", init), ("trained", trained)):
+        torch.save({"params_ema": sd}, tmp / f"{name}.pth")
+        (tmp / f"{name}.yaml").write_text(json.dumps({"name": name, "arch": "rrdb", "weights": f"{name}.pth",
+                                                      "arch_opts": TINY}))
+    out = {}
+    models = {"bicubic": "bicubic", "trained": str(tmp / "trained.yaml"),
+              "interp": f"interp:{tmp / 'init.yaml'},{tmp / 'trained.yaml'}@0.5"}
+    for key, model in models.items():
+        args = ["eval", "--model", model, "--data-root", str(bench_root), "--quiet", "--out", str(tmp / key)]
+        assert main(args + ["--sets", "set5,set14,bsd100", "--metrics", "psnr,ssim,lpips,lr_psnr"]) == 0
+        assert main(args + ["--sets", "set5", "--metrics", "ae_psnr", "--save-sr"]) == 0
+        out[key] = tmp / key
+    assert main(["eval", "--model", "bicubic", "--data-root", str(bench_root), "--quiet", "--sets", "set5",
+                 "--metrics", "psnr", "--protocol", "matlab", "--out", str(tmp / "bicubic_matlab")]) == 0
+    out["bicubic_matlab"] = tmp / "bicubic_matlab"
+    yield out
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def test_trained_model_beats_its_initialisation(runs):
+    trained, interp = load_runs([runs["trained"], runs["interp"]])
+    assert trained.value("set14", "psnr") > interp.value("set14", "psnr")
+
+
+def test_table1_markdown_and_csv(runs):
+    rs = load_runs([runs["bicubic"], runs["trained"], runs["interp"]])
+    t = build_table(rs, "table1")
+    md = to_markdown(t)
+    assert t.sets == ["set14", "bsd100", "set5"]
+    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    assert lines[0].startswith("| Metric | Set | bicubic | trained |")
+    assert len(lines) == 1 + 4 * 3  # header + (LPIPS, DISTS, PSNR, SSIM) x three sets
+    psnr_row = next(line for line in lines if "PSNR ↑" in line)
+    values = {r.label: r.value("set14", "psnr") for r in rs}
+    best = max(values, key=values.get)
+    assert f"**{values[best]:.3f}**" in psnr_row
+    assert "| DISTS ↓ | Set14 | - | - |" in md  # not computed: a dash
+    rows = list(csv.DictReader(to_csv(t).splitlines()))
+    got = {(r["metric"], r["set"], r["run"]): r["value"] for r in rows}
+    assert float(got[("lpips", "bsd100", "trained")]) == pytest.approx(rs[1].value("bsd100", "lpips"))
+    # lower is better for LPIPS: the bold one is the smallest
+    lp = {r.label: r.value("bsd100", "lpips") for r in rs}
+    assert t.cells[("lpips", "bsd100", [r.label for r in rs].index(min(lp, key=lp.get)))].rank == 1
+
+
+def test_table1_latex_compiles_or_is_well_formed(runs, tmp_path):
+    rs = load_runs([runs["bicubic"], runs["trained"], runs["interp"]])
+    tex = to_latex(build_table(rs, "table1"), caption="x4 results")
+    assert tex.count("\\begin{tabular}") == 1 and "\\toprule" in tex and "\\bottomrule" in tex
+    body = tex.split("\\midrule", 1)[1].split("\\bottomrule")[0]
+    rows = [r for r in body.replace("\\midrule", "").split("\\\\") if r.strip()]
+    assert len(rows) == 12 and all(r.count("&") == 4 for r in rows)
+    assert "$\\downarrow$" in tex and "\\textbf{" in tex and "\\underline{" in tex
+    if shutil.which("pdflatex"):
+        doc = tmp_path / "t.tex"
+        doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}" + tex + "\\end{document}")
+        proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", doc.name], cwd=tmp_path,
+                              capture_output=True, timeout=120)
+        assert proc.returncode == 0 and (tmp_path / "t.pdf").is_file()
+
+
+def test_table4_layout(runs):
+    rs = load_runs([runs["bicubic"], runs["trained"], runs["interp"]])
+    md = to_markdown(build_table(rs, "table4", sets=["set5", "set14", "bsd100"]))
+    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    assert lines[0] == "| Metric | Method | Set5 | Set14 | BSD100 |"
+    assert len(lines) == 1 + 2 * 3
+    ae_row = next(line for line in lines if line.startswith("| AE-PSNR ↑ | bicubic |"))
+    assert re.search(r"\| \S*\d+\.\d{3}\S* \| - \| - \|$", ae_row)  # AE-PSNR on Set5 only
+
+
+def test_report_cli_writes_files_and_refuses_mixed_protocols(runs, tmp_path, capsys):
+    out = tmp_path / "reports" / "table1"
+    assert main(["report", str(runs["bicubic"]), str(runs["trained"]), "--format", "md,tex,csv",
+                 "--out", str(out)]) == 0
+    assert all(out.with_suffix(s).is_file() for s in (".md", ".tex", ".csv"))
+    assert main(["report", str(runs["bicubic"]), str(runs["bicubic_matlab"]), "--layout", "generic",
+                 "--metrics", "psnr"]) == 2
+    assert "different protocols" in capsys.readouterr().err
+    assert main(["report", str(runs["bicubic"]), str(runs["bicubic_matlab"]), "--layout", "generic",
+                 "--metrics", "psnr", "--allow-mixed"]) == 0
+    assert "[matlab]" in capsys.readouterr().out
+
+
+def test_pd_plot_renders(runs, tmp_path):
+    out = tmp_path / "pd_bsd100.png"
+    assert main(["plot", "pd", str(runs["bicubic"]), str(runs["trained"]), str(runs["interp"]), "--set", "bsd100",
+                 "--x", "lpips", "--y", "psnr", "--out", str(out)]) == 0
+    from PIL import Image
+
+    img = Image.open(out)
+    assert img.size[0] >= 600 and img.size[1] >= 500
+    assert np.asarray(img.convert("L")).std() > 10  # not blank
+    assert out.with_suffix(".pdf").stat().st_size > 1000
+
+
+def test_crop_sheet(runs, tmp_path, bench_root):
+    out = tmp_path / "crops.png"
+    assert main(["plot", "crops", str(runs["trained"]), "--set", "set5", "--image", "butterfly",
+                 "--data-root", str(bench_root), "--out", str(out)]) == 0
+    from PIL import Image
+
+    assert Image.open(out).size == (3 * 96 * 3 + 2 * 4, 96 * 3 + 16)
+
+
+def test_paired_statistics_against_scipy(runs, capsys):
+    from scipy.stats import wilcoxon
+
+    from aesop_bench.report.stats import paired
+
+    a, b = load_runs([runs["bicubic"], runs["trained"]])
+    x, y = a.images("bsd100", "psnr"), b.images("bsd100", "psnr")
+    r = paired(x, y, "bsd100", "psnr")
+    keys = sorted(x)
+    d = np.array([y[k] - x[k] for k in keys])
+    assert r.n == 100 and r.mean_diff == pytest.approx(d.mean())
+    assert r.ci_low <= r.mean_diff <= r.ci_high
+    assert r.p_value == pytest.approx(wilcoxon([x[k] for k in keys], [y[k] for k in keys]).pvalue)
+    assert main(["compare", str(runs["bicubic"]), str(runs["trained"]), "--metric", "psnr"]) == 0
+    assert "| bsd100 | 100 |" in capsys.readouterr().out
+
+
+def test_significance_marker(runs):
+    rs = load_runs([runs["bicubic"], runs["bicubic"]])
+    t = build_table(rs, "generic", metrics=["psnr"], significance=True)
+    # identical runs: the second is "not significantly different" from the best
+    assert any(c.insignificant for c in t.cells.values())
+    assert "~" in to_markdown(t)
+
+
+def test_paper_values_come_from_the_papers_tables(shared_data):
+    from aesop_bench.report.runs import Run
+
+    paper = load_paper()
+    with open(shared_data / "reference" / "aesop_paper_tables.csv") as f:
+        rows = list(csv.DictReader(f))
+    want = next(float(r["value"]) for r in rows if r["table"] == "table1" and r["method"] == "AESOP"
+                and r["backbone"] == "RRDB" and r["train_patch"] == "128" and r["set"] == "lsdir"
+                and r["metric"] == "lpips")
+    run = Run(path=shared_data, label="x", model="aesop_rrdb", identity="rrdb[]", protocol={}, sets={}, versions={})
+    assert paper_value(paper, run, "lsdir_val", "lpips") == want
+    run.model = "aesop_rrdb256"
+    assert paper_value(paper, run, "set14", "psnr") == next(
+        float(r["value"]) for r in rows if r["table"] == "table1" and r["method"] == "AESOP"
+        and r["backbone"] == "RRDB" and r["train_patch"] == "256" and r["set"] == "set14" and r["metric"] == "psnr")
+    with pytest.raises(AesopBenchError):
+        build_table([run], "table99")
