@@ -1,0 +1,182 @@
+"""Experiment configs: YAML files validated into typed dataclasses.
+
+An unknown or mistyped key is an error that names it; ``--opt a.b=c`` overrides any key (the value is
+parsed as YAML). The objective is a list of weighted loss terms, so the LDL and AESOP configs differ only
+in the pixel term (``l1`` x0.01 vs ``aesop`` x1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import AesopBenchError
+
+
+@dataclass
+class DataConfig:
+    hr_dirs: list[str] = field(default_factory=list)  # folders of HR images (relative to --data-root)
+    lr_dirs: list[str] = field(default_factory=list)  # optional LR folders (same names); else LR made on the fly
+    scale: int = 4
+    patch: int = 128  # HR patch size
+    batch: int = 16  # global batch (split across ranks)
+    workers: int = 4
+    modcrop: int = 12
+    flip: bool = True
+    rot: bool = True
+
+
+@dataclass
+class NetConfig:
+    arch: str = "rrdb"  # rrdb | swinir | ae | vgg128 | vgg256 | unet
+    opts: dict = field(default_factory=dict)
+    init: str | None = None  # weights name or checkpoint path
+    key: str | None = None  # state-dict key in the init checkpoint
+
+
+@dataclass
+class LossTerm:
+    type: str  # l1 | aesop | perceptual | gan | ldl | ae_recon | ae_lr
+    weight: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.5
+    clip: float | None = None  # gradient-norm clipping
+
+
+@dataclass
+class ValConfig:
+    every: int = 5000
+    set: str = "set5"
+    metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim", "lr_psnr"])
+    data_root: str | None = None
+
+
+@dataclass
+class TrainConfig:
+    name: str = "run"
+    kind: str = "sr"  # sr | ae
+    seed: int = 0
+    steps: int = 300000
+    generator: NetConfig = field(default_factory=NetConfig)
+    discriminator: NetConfig | None = None
+    losses: list[LossTerm] = field(default_factory=list)
+    ae: str | None = None  # the frozen AE of the aesop loss: weights name or path
+    optim_g: OptimConfig = field(default_factory=OptimConfig)
+    optim_d: OptimConfig = field(default_factory=OptimConfig)
+    ema: float = 0.999
+    data: DataConfig = field(default_factory=DataConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 3
+    log_every: int = 100
+    amp_bf16: bool = False
+    channels_last: bool = False
+
+
+def _is(value, tp) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is typing.Any:
+        return True
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        return any(_is(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_is(v, inner) for v in value)
+    if origin is dict or tp is dict:
+        return isinstance(value, dict)
+    return isinstance(value, tp)
+
+
+def _build(cls, data, where: str):
+    if dataclasses.is_dataclass(cls):
+        if not isinstance(data, dict):
+            raise AesopBenchError(f"config {where or 'root'}: expected a mapping, got {data!r}")
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise AesopBenchError(f"config {where or 'root'}: unknown key(s) {', '.join(unknown)}; "
+                                  f"allowed: {', '.join(sorted(names))}")
+        kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
+        return cls(**kwargs)
+    return data
+
+
+def _coerce(tp, value, where):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if (origin is typing.Union or str(origin) == "<class 'types.UnionType'>") and value is not None:
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+            return _build(inner[0], value, where)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is list and args and dataclasses.is_dataclass(args[0]):
+        if not isinstance(value, list):
+            raise AesopBenchError(f"config {where}: expected a list, got {value!r}")
+        return [_build(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not _is(value, tp):
+        raise AesopBenchError(f"config {where}: {value!r} is not a valid {getattr(tp, '__name__', tp)}")
+    return value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for item in overrides or []:
+        if "=" not in item:
+            raise AesopBenchError(f"--opt {item!r}: write key.path=value")
+        path, raw = item.split("=", 1)
+        node = data
+        keys = path.split(".")
+        for k in keys[:-1]:
+            if not isinstance(node.get(k), dict):
+                node[k] = {} if node.get(k) is None else node[k]
+                if not isinstance(node[k], dict):
+                    raise AesopBenchError(f"--opt {item!r}: {k} is not a mapping")
+            node = node[k]
+        node[keys[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None, base: dict | None = None) -> TrainConfig:
+    data: dict = dict(base or {})
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise AesopBenchError(f"config {p}: no such file (shipped configs are in configs/)")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise AesopBenchError(f"config {p}: the top level must be a mapping")
+        data.update(loaded)
+    data = apply_overrides(data, overrides or [])
+    cfg = _build(TrainConfig, data, "")
+    if cfg.kind not in ("sr", "ae"):
+        raise AesopBenchError(f"config kind: {cfg.kind!r}; use sr or ae")
+    known = {"l1", "aesop", "perceptual", "gan", "ldl", "ae_recon", "ae_lr"}
+    for t in cfg.losses:
+        if t.type not in known:
+            raise AesopBenchError(f"config losses: unknown loss {t.type!r}; choose from {', '.join(sorted(known))}")
+    if cfg.data.patch % cfg.data.scale:
+        raise AesopBenchError(f"config data.patch {cfg.data.patch} must be a multiple of the scale")
+    return cfg
+
+
+def to_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,121 @@
+"""Training losses: pure functions on tensors plus the modules that hold networks (AE, VGG19).
+
+* ``l1``: mean |SR - HR|.
+* ``aesop``: mean |AE(SR) - AE(HR)|, AE = decoder(encoder(.)) frozen (eval mode, no parameter gradients);
+  AE(HR) without grad, AE(SR) with autograd, so gradients reach SR through the frozen AE.
+* ``perceptual``: VGG19 pre-ReLU features conv1_2, conv2_2, conv3_4, conv4_4, conv5_4 weighted
+  0.1, 0.1, 1, 1, 1, ImageNet input normalisation, L1 (BasicSR's PerceptualLoss as ESRGAN/LDL use it).
+* ``gan``: relativistic average GAN with vanilla (BCE-with-logits) criterion, generator and discriminator sides.
+* ``ldl``: LDL's artifact map: r = sum_c |HR - SR|, r_ema likewise for the EMA generator's output;
+  weight = var(r)^(1/5) (per image) x local variance of r in a 7x7 window (reflect padding 3), zeroed where
+  r < r_ema; loss = L1(weight * SR, weight * HR).
+* AE pretraining: ``ae_recon`` = L1(AE(HR), HR) and ``ae_lr`` = L1(encoder(HR), LR).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def l1(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    return (sr - hr).abs().mean()
+
+
+class FrozenAE(nn.Module):
+    """Holds the AE for the AESOP loss; stays in eval mode and never requires grad, whatever train() says."""
+
+    def __init__(self, ae: nn.Module):
+        super().__init__()
+        self.ae = ae.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.ae.eval()
+        return self
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.ae(hr)
+        return (self.ae(sr) - target).abs().mean()
+
+
+VGG19_LAYERS = {"conv1_2": 2, "conv2_2": 7, "conv3_4": 16, "conv4_4": 25, "conv5_4": 34}
+PERCEPTUAL_WEIGHTS = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+
+
+class VGGFeatures(nn.Module):
+    """Pre-ReLU VGG19 features at the named layers; input in [0, 1], ImageNet-normalised inside."""
+
+    def __init__(self, state_dict: dict | None = None, layers=tuple(VGG19_LAYERS)):
+        super().__init__()
+        import torchvision
+
+        vgg = torchvision.models.vgg19(weights=None)
+        if state_dict is not None:
+            vgg.load_state_dict(state_dict)
+        self.layers = list(layers)
+        last = max(VGG19_LAYERS[n] for n in self.layers)
+        self.features = vgg.features[: last + 1]
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = (x - self.mean) / self.std
+        want = {VGG19_LAYERS[n]: n for n in self.layers}
+        out = {}
+        for i, layer in enumerate(self.features):
+            h = layer(h)
+            if i in want:
+                out[want[i]] = h.clone()  # the next ReLU works in place
+        return out
+
+
+def perceptual(vgg: VGGFeatures, sr: torch.Tensor, hr: torch.Tensor, weights=PERCEPTUAL_WEIGHTS) -> torch.Tensor:
+    fs = vgg(sr)
+    with torch.no_grad():
+        fh = vgg(hr)
+    return sum(w * (fs[k] - fh[k]).abs().mean() for k, w in weights.items())
+
+
+def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def gan_generator(real_pred: torch.Tensor, fake_pred: torch.Tensor) -> torch.Tensor:
+    """Relativistic average GAN, generator side (real_pred detached by the caller)."""
+    return (_bce(real_pred - fake_pred.mean(), 0.0) + _bce(fake_pred - real_pred.mean(), 1.0)) / 2
+
+
+def gan_discriminator_real(real_pred: torch.Tensor, fake_pred_detached: torch.Tensor) -> torch.Tensor:
+    return _bce(real_pred - fake_pred_detached.mean(), 1.0) * 0.5
+
+
+def gan_discriminator_fake(fake_pred: torch.Tensor, real_pred_detached: torch.Tensor) -> torch.Tensor:
+    return _bce(fake_pred - real_pred_detached.mean(), 0.0) * 0.5
+
+
+def local_variance(r: torch.Tensor, ksize: int = 7) -> torch.Tensor:
+    """Unbiased variance of ``r`` (N, 1, H, W) in a ksize x ksize window, reflect padding."""
+    pad = (ksize - 1) // 2
+    p = F.pad(r, [pad, pad, pad, pad], mode="reflect")
+    windows = p.unfold(2, ksize, 1).unfold(3, ksize, 1)
+    return windows.var(dim=(-1, -2), unbiased=True)
+
+
+def artifact_map(hr: torch.Tensor, sr: torch.Tensor, sr_ema: torch.Tensor, ksize: int = 7) -> torch.Tensor:
+    r_ema = (hr - sr_ema).abs().sum(1, keepdim=True)
+    r = (hr - sr).abs().sum(1, keepdim=True)
+    patch = r.var(dim=(-1, -2, -3), keepdim=True) ** (1 / 5)
+    weight = patch * local_variance(r, ksize)
+    return weight.masked_fill(r < r_ema, 0.0)
+
+
+def ldl(hr: torch.Tensor, sr: torch.Tensor, sr_ema: torch.Tensor) -> torch.Tensor:
+    w = artifact_map(hr, sr, sr_ema)
+    return l1(w * sr, w * hr)

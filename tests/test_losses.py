@@ -1,0 +1,89 @@
+"""Losses against direct computations on small tensors; the AESOP gradient; the frozen AE."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from aesop_bench.models.archs.autoencoder_arch import AutoEncoder
+from aesop_bench.train import losses as L
+
+
+def test_l1():
+    a, b = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.5, 1.0]])
+    assert L.l1(a, b).item() == pytest.approx((0.5 + 3.0) / 2)
+
+
+def test_aesop_gradient_equals_autograd_and_ae_stays_frozen():
+    torch.manual_seed(0)
+    ae = AutoEncoder(num_block=1)
+    before = {k: v.clone() for k, v in ae.state_dict().items()}
+    loss_mod = L.FrozenAE(ae).train()
+    assert not ae.training and not any(p.requires_grad for p in ae.parameters())
+    sr = torch.rand(2, 3, 16, 16, requires_grad=True)
+    hr = torch.rand(2, 3, 16, 16)
+    loss = loss_mod(sr, hr)
+    loss.backward()
+    # direct: autograd through AE(SR) against a constant AE(HR)
+    sr2 = sr.detach().clone().requires_grad_(True)
+    ref = (ae(sr2) - ae(hr).detach()).abs().mean()
+    ref.backward()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    assert torch.allclose(sr.grad, sr2.grad, atol=1e-7)
+    opt = torch.optim.Adam([sr], lr=0.1)
+    opt.step()
+    assert all(torch.equal(before[k], v) for k, v in ae.state_dict().items())
+    assert all(p.grad is None for p in ae.parameters())
+
+
+def test_relativistic_gan_against_the_formula():
+    real = torch.tensor([[1.0], [2.0]])
+    fake = torch.tensor([[-1.0], [0.5]])
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    mr, mf = real.mean().item(), fake.mean().item()
+    g = (-(sum(math.log(1 - sig(r - mf)) for r in [1.0, 2.0]) / 2)
+         - (sum(math.log(sig(f - mr)) for f in [-1.0, 0.5]) / 2)) / 2
+    assert L.gan_generator(real, fake).item() == pytest.approx(g, rel=1e-6)
+    d_real = -(sum(math.log(sig(r - mf)) for r in [1.0, 2.0]) / 2) * 0.5
+    d_fake = -(sum(math.log(1 - sig(f - mr)) for f in [-1.0, 0.5]) / 2) * 0.5
+    assert L.gan_discriminator_real(real, fake).item() == pytest.approx(d_real, rel=1e-6)
+    assert L.gan_discriminator_fake(fake, real).item() == pytest.approx(d_fake, rel=1e-6)
+
+
+def test_ldl_artifact_map_against_numpy():
+    torch.manual_seed(1)
+    hr, sr, ema = torch.rand(3, 1, 3, 9, 11).unbind(0)
+    w = L.artifact_map(hr, sr, ema)[0, 0].numpy()
+    h, s, e = (t[0].numpy() for t in (hr, sr, ema))
+    r = np.abs(h - s).sum(0)
+    r_ema = np.abs(h - e).sum(0)
+    patch = np.var(r, ddof=1) ** 0.2
+    rp = np.pad(r, 3, mode="reflect")
+    local = np.array([[np.var(rp[i:i + 7, j:j + 7], ddof=1) for j in range(11)] for i in range(9)])
+    want = patch * local
+    want[r < r_ema] = 0
+    assert np.allclose(w, want, atol=1e-6)
+    loss = L.ldl(hr, sr, ema).item()
+    assert loss == pytest.approx(np.abs(want * s - want * h).mean(), rel=1e-5)
+
+
+def test_perceptual_against_direct_features():
+    import torchvision
+
+    torch.manual_seed(2)
+    vgg = torchvision.models.vgg19(weights=None)
+    feats = L.VGGFeatures(vgg.state_dict())
+    x, y = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+    def direct(z, idx):
+        return vgg.features[: idx + 1]((z - mean) / std)
+
+    want = sum(w * (direct(x, L.VGG19_LAYERS[k]) - direct(y, L.VGG19_LAYERS[k])).abs().mean()
+               for k, w in L.PERCEPTUAL_WEIGHTS.items())
+    assert L.perceptual(feats, x, y).item() == pytest.approx(want.item(), rel=1e-5)
+    assert isinstance(vgg.features[L.VGG19_LAYERS["conv5_4"]], torch.nn.Conv2d)  # pre-ReLU
