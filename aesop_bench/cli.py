@@ -67,6 +67,14 @@ def cmd_data(args) -> int:
     from .paths import data_root
 
     root = data_root(args.data_root)
+    if args.action == "extract-subimages":
+        from .train.data import extract_subimages
+
+        if not args.dst:
+            raise AesopBenchError("extract-subimages needs SRC (as the positional argument) and --dst")
+        n = extract_subimages(Path(args.sets), Path(args.dst), args.crop, args.step)
+        print(f"wrote {n} sub-images to {args.dst}")
+        return 0
     if args.action == "list":
         for s in SETS.values():
             print(f"{s.name:12s} {s.folder:12s} {s.n_images or '?':>4} images  {s.description}")
@@ -212,6 +220,35 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .train.config import load_config
+    from .train.trainer import Trainer
+
+    if args.resume:
+        import json as _json
+
+        saved = Path(args.resume) / "config.json"
+        if not saved.is_file():
+            raise AesopBenchError(f"--resume {args.resume}: no config.json there")
+        cfg = load_config(None, args.opt, base=_json.loads(saved.read_text()))
+        out = Path(args.resume)
+    else:
+        if not args.config:
+            raise AesopBenchError("give --config (shipped configs are in configs/) or --resume RUN")
+        cfg = load_config(args.config, args.opt)
+        out = Path(args.out) if args.out else Path("runs") / cfg.name
+    if cfg.kind != args.kind:
+        raise AesopBenchError(f"`aesop-bench train {args.kind}` was given a {cfg.kind} config")
+    if args.ae:
+        cfg.ae = args.ae
+    trainer = Trainer(cfg, out, args.data_root, args.device, resume=bool(args.resume),
+                      log=lambda m: print(m, file=sys.stderr))
+    trainer.fit(progress=not args.quiet)
+    if trainer.main:
+        print(f"done: step {trainer.step}; checkpoints in {out / 'ckpt'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aesop-bench", description="Perceptual SR benchmark and AESOP reproduction.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -247,12 +284,27 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("data", help="download, verify and prepare benchmark sets")
-    d.add_argument("action", choices=["list", "download", "verify", "make-lr"])
+    d.add_argument("action", choices=["list", "download", "verify", "make-lr", "extract-subimages"])
     d.add_argument("sets", nargs="?", default="set5", help="comma-separated set names or 'all'")
     d.add_argument("--data-root", default=None)
     d.add_argument("--scale", type=int, default=4)
     d.add_argument("--modcrop", type=int, default=None)
+    d.add_argument("--dst", default=None, help="extract-subimages: output folder")
+    d.add_argument("--crop", type=int, default=480)
+    d.add_argument("--step", type=int, default=240)
     d.set_defaults(func=cmd_data)
+
+    t = sub.add_parser("train", help="AE pretraining (ae) or SR training (sr)")
+    t.add_argument("kind", choices=["ae", "sr"])
+    t.add_argument("--config", default=None, help="YAML experiment (configs/*.yaml)")
+    t.add_argument("--opt", action="append", default=[], help="override: key.path=value (repeatable)")
+    t.add_argument("--data-root", default=None, help="root of the config's data folders ($AESOP_BENCH_TRAIN_DATA)")
+    t.add_argument("--out", default=None, help="run folder (default runs/NAME)")
+    t.add_argument("--resume", default=None, help="continue the run in this folder where it stopped")
+    t.add_argument("--ae", default=None, help="the AE of the aesop loss (weights name or checkpoint)")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("report", help="tables in the paper's layouts from evaluation runs")
     r.add_argument("runs", nargs="+", help="run folders written by aesop-bench eval")

@@ -45,7 +45,12 @@ def load_ae(spec: str, device="cpu"):
     if key not in _AES:
         path = ae_path(spec)
         sd = official_ae_state_dict(pick_state_dict(wm.load_state_dict(path), path))
-        net = AutoEncoder()
+        opts = {}
+        if path.suffix == ".safetensors":  # AEs pretrained here carry their size in the metadata
+            from ..train.trainer import read_meta
+
+            opts = read_meta(path).get("opts", {})
+        net = AutoEncoder(**opts)
         load_strict(net, sd, path)
         _AES[key] = net.to(device).eval().requires_grad_(False)
     return _AES[key]

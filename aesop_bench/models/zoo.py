@@ -187,11 +187,17 @@ def resolve_model(name: str, arch: str | None = None, download: bool = True) -> 
     if path.suffix.lower() in (".yaml", ".yml", ".json") and path.is_file():
         return _from_card(path)
     if path.is_file():
+        opts: dict = {}
+        if path.suffix == ".safetensors" and not arch:  # checkpoints written by the trainer name their arch
+            from ..train.trainer import read_meta
+
+            meta = read_meta(path)
+            arch, opts = meta.get("arch"), meta.get("opts", {})
         if not arch:
             raise AesopBenchError(f"--model {name}: a checkpoint needs --arch ({' or '.join(ARCHS)})")
         if arch not in ARCHS:
             raise AesopBenchError(f"--arch {arch!r} unknown; choose one of {', '.join(ARCHS)}")
-        return ModelSpec(path.stem, arch, path)
+        return ModelSpec(path.stem, arch, path, arch_opts=opts)
     raise AesopBenchError(f"unknown model {name!r}: not a zoo name ({', '.join(ZOO)}), a checkpoint file, "
                           "a model card or interp:A,B@ALPHA")
 

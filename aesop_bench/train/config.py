@@ -133,6 +133,11 @@ def _coerce(tp, value, where):
         return [_build(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if isinstance(value, str) and (tp is float or float in args):
+        try:  # YAML 1.1 reads 2e-4 (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
     if not _is(value, tp):
         raise AesopBenchError(f"config {where}: {value!r} is not a valid {getattr(tp, '__name__', tp)}")
     return value

@@ -1,0 +1,142 @@
+"""Paired training data: HR folders, LR from LR folders or made with MATLAB bicubic, random patches.
+
+* HR images are cropped to a multiple of ``modcrop`` (12, as the paper's data).
+* LR: the image of the same name in an LR folder, or the whole modcropped HR downscaled with MATLAB
+  bicubic on the double path and rounded once (as the paper's offline LR, made in double precision and
+  saved as 8-bit); cached per image.
+* Patches: an LR-aligned random crop of ``patch`` HR pixels, random horizontal flip, vertical flip and
+  transposition (the eight dihedral transforms).
+* Reproducible and resumable: the order of samples is a permutation per epoch drawn from (seed, epoch),
+  and each sample's crop and flips from (seed, epoch, index), so any step's batch can be rebuilt without
+  replaying the ones before it, with any number of DataLoader workers or ranks.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ..data.imresize import imresize
+from ..data.sets import IMAGE_EXTENSIONS
+from ..data.transforms import mod_crop, to_rgb
+from ..errors import AesopBenchError
+from ..imageio import read_image
+
+
+def list_images(folders: list[Path]) -> list[Path]:
+    files = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise AesopBenchError(f"training folder {folder} does not exist; check data.hr_dirs and --data-root")
+        files += sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise AesopBenchError(f"no training images in {', '.join(map(str, folders))}")
+    return files
+
+
+class PairedPatches(Dataset):
+    def __init__(self, hr_files: list[Path], patch: int, scale: int = 4, modcrop: int = 12, seed: int = 0,
+                 lr_dirs: list[Path] | None = None, flip: bool = True, rot: bool = True):
+        self.hr_files, self.patch, self.scale, self.modcrop = hr_files, patch, scale, modcrop
+        self.seed, self.lr_dirs, self.flip, self.rot = seed, lr_dirs or [], flip, rot
+        self._lr_cache = lru_cache(maxsize=256)(self._load_pair)
+
+    def __len__(self) -> int:
+        return len(self.hr_files)
+
+    def _load_pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.hr_files[index]
+        hr = mod_crop(to_rgb(read_image(f)), self.modcrop)
+        lr = None
+        for d in self.lr_dirs:
+            for name in (f.name, f"{f.stem}x{self.scale}.png", f"{f.stem}.png"):
+                if (d / name).is_file():
+                    lr = to_rgb(read_image(d / name))
+                    break
+            if lr is not None:
+                break
+        if lr is None:
+            lr = torch.floor(imresize(hr.double() / 255, 1 / self.scale).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+        if lr.shape[-2] * self.scale != hr.shape[-2] or lr.shape[-1] * self.scale != hr.shape[-1]:
+            raise AesopBenchError(f"{f}: LR size {tuple(lr.shape[-2:])} x{self.scale} does not match HR "
+                                  f"{tuple(hr.shape[-2:])} after modcrop {self.modcrop}")
+        if hr.shape[-2] < self.patch or hr.shape[-1] < self.patch:
+            raise AesopBenchError(f"{f}: smaller ({tuple(hr.shape[-2:])}) than the HR patch {self.patch}")
+        return lr, hr
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = item
+        lr, hr = self._lr_cache(index)
+        rng = np.random.default_rng([self.seed, epoch, index])
+        p = self.patch // self.scale
+        y = int(rng.integers(0, lr.shape[-2] - p + 1))
+        x = int(rng.integers(0, lr.shape[-1] - p + 1))
+        lr = lr[:, y:y + p, x:x + p]
+        hr = hr[:, y * self.scale:(y + p) * self.scale, x * self.scale:(x + p) * self.scale]
+        hflip, vflip, transpose = (rng.random(3) < 0.5).tolist()
+        for flag, enabled, fn in ((hflip, self.flip, lambda t: t.flip(-1)), (vflip, self.rot, lambda t: t.flip(-2)),
+                                  (transpose, self.rot, lambda t: t.transpose(-1, -2))):
+            if flag and enabled:
+                lr, hr = fn(lr), fn(hr)
+        return lr.float() / 255, hr.float() / 255
+
+
+class StepSampler(Sampler):
+    """Yields (epoch, index) for this rank's share of each global batch, from ``start_step`` on."""
+
+    def __init__(self, n: int, global_batch: int, seed: int, start_step: int = 0, rank: int = 0, world: int = 1):
+        if global_batch % world:
+            raise AesopBenchError(f"data.batch {global_batch} must be divisible by the {world} processes")
+        self.n, self.global_batch, self.seed = n, global_batch, seed
+        self.start_step, self.rank, self.world = start_step, rank, world
+
+    def _order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch, 7]).permutation(self.n)
+
+    def __iter__(self):
+        per = self.global_batch // self.world
+        pos = self.start_step * self.global_batch
+        orders: dict[int, np.ndarray] = {}
+        while True:
+            batch = []
+            for k in range(pos, pos + self.global_batch):
+                epoch, i = divmod(k, self.n)
+                if epoch not in orders:
+                    orders = {epoch: self._order(epoch), **{e: o for e, o in orders.items() if e == epoch - 1}}
+                batch.append((epoch, int(orders[epoch][i])))
+            yield from batch[self.rank * per:(self.rank + 1) * per]
+            pos += self.global_batch
+
+
+def extract_subimages(src: Path, dst: Path, crop: int = 480, step: int = 240, thresh: int = 48) -> int:
+    """Crop every image of ``src`` into ``crop``-pixel sub-images every ``step`` pixels (a last crop flush
+    with the border when more than ``thresh`` pixels would be left), as the paper's data preparation."""
+    from ..imageio import write_image
+
+    dst.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for f in list_images([src]):
+        img = read_image(f)
+        h, w = img.shape[-2:]
+        ys = _starts(h, crop, step, thresh)
+        xs = _starts(w, crop, step, thresh)
+        k = 0
+        for y in ys:
+            for x in xs:
+                k += 1
+                write_image(dst / f"{f.stem}_s{k:03d}.png", img[:, y:y + crop, x:x + crop].contiguous())
+                count += 1
+    return count
+
+
+def _starts(size: int, crop: int, step: int, thresh: int) -> list[int]:
+    if size <= crop:
+        return [0]
+    starts = list(range(0, size - crop + 1, step))
+    if size - (starts[-1] + crop) > thresh:
+        starts.append(size - crop)
+    return starts
