@@ -96,6 +96,12 @@ def to_float(img: torch.Tensor) -> torch.Tensor:
     return img.to(torch.float32) / 255.0
 
 
+def to_unit_rgb(img: torch.Tensor) -> torch.Tensor:
+    """A network input: float32 in [0, 1] with three channels (uint8 scaled; grayscale replicated)."""
+    x = img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
+    return x.expand(*x.shape[:-3], 3, *x.shape[-2:]) if x.shape[-3] == 1 else x
+
+
 def quantize(img: torch.Tensor) -> torch.Tensor:
     """float [0, 1] -> uint8 as BasicSR's ``tensor2img``: clamp to [0, 1], scale by 255, round (half to even)."""
     return torch.round(img.detach().to(torch.float32).clamp(0.0, 1.0) * 255.0).to(torch.uint8)

@@ -15,6 +15,7 @@ import torch
 
 from .. import weights as wm
 from ..errors import AesopBenchError
+from ..imageio import to_unit_rgb
 
 DEFAULT_AE = "aesop_ae"
 _AES: dict = {}
@@ -62,14 +63,10 @@ def ae_psnr(sr: torch.Tensor, hr: torch.Tensor, ae, crop_border: int, y_round: b
     from .fidelity import psnr
 
     dev = next(ae.parameters()).device
-    out_sr = quantize(ae(_unit(sr).to(dev))).cpu()
-    out_hr = quantize(ae(_unit(hr).to(dev))).cpu()
+    out_sr = quantize(ae(to_unit_rgb(sr).to(dev))).cpu()
+    out_hr = quantize(ae(to_unit_rgb(hr).to(dev))).cpu()
     return psnr(out_sr, out_hr, crop_border, True, y_round)
 
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
 __all__ = ["ae_psnr", "load_ae", "ae_identity", "DEFAULT_AE"]

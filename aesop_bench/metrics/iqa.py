@@ -23,6 +23,7 @@ import torch
 
 from .. import weights as wm
 from ..errors import AesopBenchError
+from ..imageio import to_unit_rgb
 
 _NETS: dict = {}
 
@@ -114,10 +115,6 @@ def _net(metric: str, device):
     return _NETS[key]
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-
 
 def quadrants(x: torch.Tensor) -> list[torch.Tensor]:
     h, w = x.shape[-2:]
@@ -129,7 +126,7 @@ def score(metric: str, img: torch.Tensor, device="cpu", split_above: int | None 
     """Per-image score of ``(N, C, H, W)`` images."""
     net = net if net is not None else _net(metric, device)
     out = []
-    for one in _unit(img):
+    for one in to_unit_rgb(img):
         x = one[None].to(device)
         if split_above is not None and x.shape[-1] * x.shape[-2] > split_above:
             parts = [net(q).flatten()[0] for q in quadrants(x)]

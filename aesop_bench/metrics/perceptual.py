@@ -25,6 +25,7 @@ import torch.nn.functional as F
 import torchvision
 
 from .. import weights as wm
+from ..imageio import to_unit_rgb
 
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)
 LPIPS_SCALE = (0.458, 0.448, 0.450)
@@ -165,16 +166,12 @@ def _net(kind: str, device: torch.device):
 def lpips(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     """LPIPS per image for uint8 or [0, 1] float ``(N, 3, H, W)`` tensors (lower is better)."""
     net = _net("lpips", sr.device)
-    return net(_unit(sr), _unit(hr)).double()
+    return net(to_unit_rgb(sr), to_unit_rgb(hr)).double()
 
 
 @torch.no_grad()
 def dists(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     """DISTS per image for uint8 or [0, 1] float ``(N, 3, H, W)`` tensors (lower is better)."""
     net = _net("dists", sr.device)
-    return net(_unit(sr), _unit(hr)).double()
+    return net(to_unit_rgb(sr), to_unit_rgb(hr)).double()
 
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
