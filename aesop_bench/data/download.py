@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
@@ -161,7 +160,3 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
                 written.append(target)
         return written
     raise AesopBenchError(f"{archive}: not a zip or tar archive")
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -18,15 +18,13 @@ lr_source      ``make``: MATLAB-bicubic LR from the        the same
 the classic convention of the published bicubic numbers. The paper's own test
 data were cropped to a multiple of 12 (``--modcrop 12``).
 
-A protocol records itself (``as_dict``) with every result, and ``key()`` is a
-short hash of all its fields, so results computed under different conventions
-are never mixed.
+A protocol records itself (``as_dict``) with every result, and a results folder
+refuses results of another protocol, so numbers computed under different
+conventions are never mixed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, replace
 
 from ..errors import AesopBenchError
@@ -70,16 +68,6 @@ class Protocol:
         d["modcrop"] = self.effective_modcrop
         d["crop_border"] = self.effective_crop_border
         return d
-
-    def key(self) -> str:
-        blob = json.dumps(self.as_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
-
-    def lr_key(self) -> str:
-        """The fields that decide the LR input (and so the SR output)."""
-        d = self.as_dict()
-        blob = json.dumps({k: d[k] for k in ("scale", "modcrop", "grayscale", "lr_source")}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def with_overrides(self, **kw) -> "Protocol":
         kw = {k: v for k, v in kw.items() if v is not None}
