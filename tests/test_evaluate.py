@@ -172,3 +172,29 @@ def test_cli_eval_prints_a_table_and_json(bench_root, tmp_path, capsys):
                "--data-root", str(bench_root), "--out", str(tmp_path / "r"), "--quiet", "--format", "json"])
     data = json.loads(capsys.readouterr().out)
     assert data["sets"]["set5"]["metrics"]["psnr"] == pytest.approx(28.4165, abs=1e-3)
+
+
+def test_torchrun_shards_images_between_two_ranks(bench_root, tmp_path):
+    """Two gloo ranks share the images; the results equal those of one process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["-m", "aesop_bench", "eval", "--model", "bicubic", "--sets", "set5,set14", "--metrics",
+            "psnr,ssim,lr_psnr", "--protocol", "matlab", "--data-root", str(bench_root), "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], check=True, env=env, timeout=600,
+                   capture_output=True)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           str(port), *args, "--out", str(tmp_path / "two")], env=env, timeout=600,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "two" / "rows.r1.jsonl").is_file()  # rank 1 computed its share
+    assert (tmp_path / "two" / "per_image.csv").read_text() == (tmp_path / "one" / "per_image.csv").read_text()
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert one["sets"] == two["sets"]

@@ -12,11 +12,16 @@ For each image of each set:
 
 Images whose metrics are all stored are not even read, so a finished run
 repeats in well under a second plus start-up, and a killed one resumes.
+
+Under ``torchrun`` (WORLD_SIZE > 1) the images of each set are shared between
+the ranks (image i goes to rank i mod WORLD_SIZE); each rank stores its own
+rows, and rank 0 computes the set-level metrics and writes the results.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,18 +166,30 @@ def evaluate(cfg: EvalConfig) -> dict:
     """Run the evaluation described by ``cfg`` and return the summary (also written to ``cfg.out_dir``)."""
     from ..metrics.registry import METRICS
 
+    rank, world = _ranks()
+    if world > 1 and cfg.device == "cuda":
+        cfg.device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
     if str(cfg.device).startswith("cuda"):
         _deterministic_cuda()
     model = _LazyModel(cfg)
-    store = ResultStore(cfg.out_dir, {"name": cfg.model, "identity": model.identity, "precision": cfg.precision},
-                        cfg.protocol.as_dict())
+    run_model = {"name": cfg.model, "identity": model.identity, "precision": cfg.precision}
+    if rank == 0:
+        store = ResultStore(cfg.out_dir, run_model, cfg.protocol.as_dict())
+    _barrier(world)
+    if rank != 0:
+        store = ResultStore(cfg.out_dir, run_model, cfg.protocol.as_dict(), rank=rank)
     specs = [METRICS[m] for m in cfg.metrics]
     options = {"ae": cfg.ae, "clipiqa_split_above": cfg.clipiqa_split_above, "fid_mode": cfg.fid_mode}
     versions = {s.name: s.version_for(options) for s in specs}
     set_images: dict[str, list[str]] = {}
+    ok = False
     try:
         for name in cfg.sets:
-            res = _resolve_or_download(name, cfg)
+            if rank == 0:
+                res = _resolve_or_download(name, cfg)
+            _barrier(world)
+            if rank != 0:
+                res = resolve(name, cfg.data_root)
             keys = [image_key(f) for f in res.hr_files]
             if len(set(keys)) != len(keys):
                 raise AesopBenchError(f"{res.hr_dir}: two images share a name stem; rename one of them")
@@ -183,15 +200,39 @@ def evaluate(cfg: EvalConfig) -> dict:
             per_image = [s for s in specs if s.kind != "distribution"]
             todo = [(f, k) for f, k in zip(res.hr_files, keys)
                     if not all(store.has(name, k, s.name, versions[s.name]) for s in per_image)]
-            if todo and per_image:
-                _evaluate_images(cfg, res, name, todo, per_image, store, model, versions, options)
+            mine = todo[rank::world]
+            if mine and per_image:
+                _evaluate_images(cfg, res, name, mine, per_image, store, model, versions, options)
+            _barrier(world)
+            store.reload()
             dist = [s for s in specs
                     if s.kind == "distribution" and not store.has(name, SET_ROW, s.name, versions[s.name])]
-            if dist:
+            if dist and rank == 0:
                 _evaluate_distribution(cfg, res, name, dist, store, model, versions, options)
+        ok = True
     finally:
-        summary = store.finalize(set_images)
+        if ok:
+            _barrier(world)
+        store.reload()
+        summary = store.finalize(set_images) if rank == 0 else store.summary(set_images)
     return summary
+
+
+def _ranks() -> tuple[int, int]:
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")  # barriers only: CPU tensors on any device
+    return rank, world
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def _deterministic_cuda() -> None:

@@ -4,7 +4,8 @@ Layout of a run folder::
 
     run.json        model and protocol of the run (fixed at the first start)
     rows.jsonl      one JSON object per (set, image, metric), appended and
-                    fsynced as each image finishes
+                    fsynced as each image finishes (rank R > 0 of a torchrun
+                    evaluation appends to rows.rR.jsonl; all are read back)
     per_image.csv   set,image,metric,value,version,protocol (written at the end)
     summary.json    {"model", "protocol", "sets": {SET: {"n_images", "metrics": {M: mean}}}, ...}
 
@@ -30,11 +31,12 @@ SET_ROW = "*"  # the image key of set-level values (distribution metrics such as
 
 
 class ResultStore:
-    def __init__(self, out_dir: str | os.PathLike, model: dict, protocol: dict):
+    def __init__(self, out_dir: str | os.PathLike, model: dict, protocol: dict, rank: int = 0):
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.model = model
         self.protocol = protocol
+        self.rank = rank
         self._check_run_file()
         self.rows: dict[tuple[str, str, str], tuple[float, str]] = {}
         self._load_rows()
@@ -50,17 +52,27 @@ class ResultStore:
                     f"{old.get('protocol')}; this run is model {self.model.get('name')!r} under {self.protocol}. "
                     "Choose another --out folder, or delete that one to start afresh."
                 )
-        else:
+        elif self.rank == 0:
             atomic_write_json(path, run)
+        else:
+            raise AesopBenchError(f"{path} is missing: rank 0 writes it before the other ranks start")
 
     @property
     def rows_path(self) -> Path:
-        return self.dir / "rows.jsonl"
+        return self.dir / ("rows.jsonl" if self.rank == 0 else f"rows.r{self.rank}.jsonl")
+
+    def reload(self) -> None:
+        """Read every rank's rows again (after the other ranks have written theirs)."""
+        self.rows = {}
+        self._load_rows()
 
     def _load_rows(self) -> None:
-        if not self.rows_path.is_file():
-            return
-        data = self.rows_path.read_bytes()
+        for path in [self.dir / "rows.jsonl"] + sorted(self.dir.glob("rows.r*.jsonl")):
+            if path.is_file():
+                self._load_file(path)
+
+    def _load_file(self, path: Path) -> None:
+        data = path.read_bytes()
         lines = data.split(b"\n")
         for i, line in enumerate(lines):
             if not line.strip():
@@ -69,10 +81,11 @@ class ResultStore:
                 r = json.loads(line)
             except json.JSONDecodeError:
                 if i == len(lines) - 1:  # a write cut short by a kill: drop it
-                    self._truncate_to(len(data) - len(line))
+                    if path == self.rows_path:
+                        self._truncate_to(len(data) - len(line))
                     continue
                 raise AesopBenchError(
-                    f"{self.rows_path}: line {i + 1} is corrupt; delete the line (or the file, to recompute all)"
+                    f"{path}: line {i + 1} is corrupt; delete the line (or the file, to recompute all)"
                 ) from None
             self.rows[(r["set"], r["image"], r["metric"])] = (float(r["value"]), r["version"])
 
