@@ -16,6 +16,7 @@ from .errors import AesopBenchError
 
 def _table(summary: dict, sets: list[str], metrics: list[str]) -> str:
     from .data.sets import display_name
+    from .report.tables import fmt
 
     header = ["set", "images"] + metrics
     rows = []
@@ -23,14 +24,10 @@ def _table(summary: dict, sets: list[str], metrics: list[str]) -> str:
         entry = summary["sets"].get(s, {})
         vals = entry.get("metrics", {})
         rows.append([display_name(s), str(entry.get("n_images", 0))] +
-                    [_fmt(m, vals[m]) if m in vals else "-" for m in metrics])
+                    [fmt(m, vals.get(m)) for m in metrics])
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
-def _fmt(metric: str, value: float) -> str:
-    return f"{value:.4f}" if "ssim" in metric else f"{value:.3f}" if "psnr" in metric else f"{value:.4f}"
 
 
 def cmd_eval(args) -> int:

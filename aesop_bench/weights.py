@@ -241,6 +241,17 @@ def get(name: str, download_missing: bool = True, log=print) -> Path:
     return require(name)
 
 
+def read_meta(path: str | os.PathLike) -> dict:
+    """The metadata (architecture, options) of a safetensors checkpoint written by the trainer; {} otherwise."""
+    if Path(path).suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return {k: json.loads(v) for k, v in meta.items()}
+
+
 def load_state_dict(path: str | os.PathLike) -> dict:
     """Tensors from a checkpoint without unpickling code."""
     import torch

@@ -157,7 +157,6 @@ def _super_resolve(model: _LazyModel, lr, device: str):
     if tuple(sr.shape) != want:
         raise AesopBenchError(f"model {model.name!r} returned shape {tuple(sr.shape)} for LR {tuple(lr.shape)}; "
                               f"expected {want}")
-    path = _sr_cache_path(model.identity, model.scale, lr)  # identity may be refined once the model is loaded
     write_image(path, sr)
     return sr
 

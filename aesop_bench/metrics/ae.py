@@ -38,22 +38,23 @@ def ae_identity(spec: str) -> str:
     return f"{Path(spec).name}:{sha256_file(path)[:12]}"
 
 
-def load_ae(spec: str, device="cpu"):
+def build_ae(spec: str):
+    """An AutoEncoder with the weights of ``spec`` (manifest name or checkpoint): the authors' layout or one
+    pretrained here (whose size comes from the file's metadata)."""
     from ..models.archs.autoencoder_arch import AutoEncoder, official_ae_state_dict
     from ..models.loading import load_strict, pick_state_dict
 
+    path = ae_path(spec)
+    net = AutoEncoder(**wm.read_meta(path).get("opts", {}))
+    load_strict(net, official_ae_state_dict(pick_state_dict(wm.load_state_dict(path), path)), path)
+    return net
+
+
+def load_ae(spec: str, device="cpu"):
+    """The frozen AE of ``ae_psnr``, built once per process and device."""
     key = (spec, str(device))
     if key not in _AES:
-        path = ae_path(spec)
-        sd = official_ae_state_dict(pick_state_dict(wm.load_state_dict(path), path))
-        opts = {}
-        if path.suffix == ".safetensors":  # AEs pretrained here carry their size in the metadata
-            from ..train.trainer import read_meta
-
-            opts = read_meta(path).get("opts", {})
-        net = AutoEncoder(**opts)
-        load_strict(net, sd, path)
-        _AES[key] = net.to(device).eval().requires_grad_(False)
+        _AES[key] = build_ae(spec).to(device).eval().requires_grad_(False)
     return _AES[key]
 
 

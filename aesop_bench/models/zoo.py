@@ -188,10 +188,8 @@ def resolve_model(name: str, arch: str | None = None, download: bool = True) -> 
         return _from_card(path)
     if path.is_file():
         opts: dict = {}
-        if path.suffix == ".safetensors" and not arch:  # checkpoints written by the trainer name their arch
-            from ..train.trainer import read_meta
-
-            meta = read_meta(path)
+        if not arch:  # checkpoints written by the trainer name their arch
+            meta = wm.read_meta(path)
             arch, opts = meta.get("arch"), meta.get("opts", {})
         if not arch:
             raise AesopBenchError(f"--model {name}: a checkpoint needs --arch ({' or '.join(ARCHS)})")

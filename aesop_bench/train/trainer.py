@@ -174,17 +174,9 @@ class Trainer:
 
     # -- components -------------------------------------------------------------------------------
     def _load_aesop_ae(self) -> L.FrozenAE:
-        from .. import weights as wm
-        from ..metrics.ae import DEFAULT_AE
-        from ..models.archs.autoencoder_arch import AutoEncoder, official_ae_state_dict
-        from ..models.loading import load_strict, pick_state_dict
+        from ..metrics.ae import DEFAULT_AE, build_ae
 
-        spec = self.cfg.ae or DEFAULT_AE
-        path = Path(spec) if os.path.isfile(spec) else wm.get(spec)
-        opts = read_meta(path).get("opts", {}) if path.suffix == ".safetensors" else {}
-        ae = AutoEncoder(**opts)
-        load_strict(ae, official_ae_state_dict(pick_state_dict(wm.load_state_dict(path), path)), path)
-        return L.FrozenAE(ae).to(self.device)
+        return L.FrozenAE(build_ae(self.cfg.ae or DEFAULT_AE)).to(self.device)
 
     def _load_vgg(self) -> L.VGGFeatures:
         from .. import weights as wm
@@ -443,13 +435,4 @@ class Trainer:
         self.log(f"resumed from {last} (step {self.step})")
 
 
-def read_meta(path: str | Path) -> dict:
-    """The metadata (architecture, options) a checkpoint written by the trainer carries."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return {k: json.loads(v) for k, v in meta.items()}
-
-
-__all__ = ["Trainer", "read_meta", "save_weights", "build_generator"]
+__all__ = ["Trainer", "save_weights", "build_generator"]
