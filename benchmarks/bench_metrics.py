@@ -33,7 +33,11 @@ def main() -> None:
     ap.add_argument("--heavy-images", type=int, default=3)
     ap.add_argument("--all-set", default="set5", help="set for the --metrics all end-to-end timing")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory() as tmp:
+        run_all(args, Path(tmp))
+
+
+def run_all(args, tmp: Path) -> None:
     os.environ.setdefault("AESOP_BENCH_HOME", str(tmp / "home"))
 
     from benchmarks.standins import make_standins

@@ -18,6 +18,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,7 +75,13 @@ def main() -> None:
         arch, precision, tile = args.one.split(":")
         print(json.dumps(run_one(arch, device, precision, int(tile) or None, args.overlap, args.repeat)))
         return
-    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    with tempfile.TemporaryDirectory() as tmp:
+        compare(args, device, Path(tmp))
+
+
+def compare(args, device: str, tmp: Path) -> None:
+    import torch
+
     print(f"device {device}; LR 256x192 -> HR 1024x768; tile {args.tile} overlap {args.overlap}")
     print("| arch | precision | mode | images/s | peak MiB | max abs diff vs whole (random weights) |")
     print("|---|---|---|---:|---:|---:|")

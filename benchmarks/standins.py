@@ -7,6 +7,10 @@ and put in ``$AESOP_BENCH_WEIGHTS_MANIFEST``, then every file is fetched into th
 weights manager, exactly as real files would be. Where the real file is at hand it is used instead:
 the LPIPS heads and DISTS alpha/beta shipped by their packages, and the NIQE pristine model.
 
+The ImageNet backbones are saved with their ``features.*`` keys only (the classifier, which nothing uses and
+the loaders drop, is most of their bytes), and each stand-in source file is deleted once the manager has
+copied it into the cache, so that the files take their size on disk once.
+
 Scores computed with stand-ins exercise the code and measure speed; they are not the metrics' values.
 """
 
@@ -26,6 +30,10 @@ def _save(net_or_sd, path: Path, wrap: str | None = None) -> Path:
     return path
 
 
+def _features_only(net) -> dict:
+    return {k: v for k, v in net.state_dict().items() if k.startswith("features.")}
+
+
 def make_standins(folder: str | os.PathLike, niqe_mat: str | os.PathLike | None = None,
                   which: tuple[str, ...] | None = None) -> Path:
     """Write stand-in files into ``folder`` and return the manifest path (already in the environment)."""
@@ -41,11 +49,11 @@ def make_standins(folder: str | os.PathLike, niqe_mat: str | os.PathLike | None 
 
     torch.manual_seed(0)
     if need("alexnet"):
-        files["alexnet"] = _save(torchvision.models.alexnet(weights=None), folder / "alexnet-standin.pth")
+        files["alexnet"] = _save(_features_only(torchvision.models.alexnet(weights=None)), folder / "alexnet-standin.pth")
     if need("vgg16"):
-        files["vgg16"] = _save(torchvision.models.vgg16(weights=None), folder / "vgg16-standin.pth")
+        files["vgg16"] = _save(_features_only(torchvision.models.vgg16(weights=None)), folder / "vgg16-standin.pth")
     if need("vgg19"):
-        files["vgg19"] = _save(torchvision.models.vgg19(weights=None), folder / "vgg19-standin.pth")
+        files["vgg19"] = _save(_features_only(torchvision.models.vgg19(weights=None)), folder / "vgg19-standin.pth")
     if need("pt_inception"):
         from aesop_bench.metrics.distribution import build_fid_inception
 
@@ -105,8 +113,9 @@ def make_standins(folder: str | os.PathLike, niqe_mat: str | os.PathLike | None 
 
     from aesop_bench import weights as wm
 
-    for n in files:
+    for n, p in files.items():
         wm.download(n, log=None)
+        p.unlink()
     for n, p in real_files.items():
         if want is None or n in want:
             wm.add(n, p)

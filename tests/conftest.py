@@ -42,8 +42,12 @@ def bench_root() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path_factory, monkeypatch):
-    """Every test gets its own cache home, so no test sees another's SR cache or downloads."""
-    home = tmp_path_factory.mktemp("home")
+def isolated_home(tmp_path, monkeypatch):
+    """Every test gets its own cache home, so no test sees another's SR cache or downloads; it lies in the
+    test's tmp_path, which is deleted when the test passes (pyproject: tmp_path_retention_policy)."""
+    home = tmp_path / "aesop-bench-home"
+    home.mkdir()
     monkeypatch.setenv("AESOP_BENCH_HOME", str(home))
+    # a stand-in manifest set during a test (benchmarks/standins.py sets the variable) ends with it
+    monkeypatch.delenv("AESOP_BENCH_WEIGHTS_MANIFEST", raising=False)
     return home

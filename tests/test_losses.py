@@ -87,3 +87,19 @@ def test_perceptual_against_direct_features():
                for k, w in L.PERCEPTUAL_WEIGHTS.items())
     assert L.perceptual(feats, x, y).item() == pytest.approx(want.item(), rel=1e-5)
     assert isinstance(vgg.features[L.VGG19_LAYERS["conv5_4"]], torch.nn.Conv2d)  # pre-ReLU
+
+
+def test_vgg_features_load_from_full_or_feature_only_files_and_refuse_others():
+    import torchvision
+
+    from aesop_bench.errors import AesopBenchError
+
+    torch.manual_seed(3)
+    sd = torchvision.models.vgg19(weights=None).state_dict()
+    full, only = L.VGGFeatures(sd), L.VGGFeatures({k: v for k, v in sd.items() if k.startswith("features.")})
+    x = torch.rand(1, 3, 32, 32)
+    assert all(torch.equal(full(x)[k], only(x)[k]) for k in L.VGG19_LAYERS)
+    with pytest.raises(AesopBenchError, match="missing keys: 34.bias"):
+        L.VGGFeatures({k: v for k, v in sd.items() if k != "features.34.bias"})
+    with pytest.raises(AesopBenchError, match="unexpected keys: params"):
+        L.VGGFeatures({"params": sd["features.0.weight"], **sd})

@@ -26,6 +26,7 @@ import torchvision
 
 from .. import weights as wm
 from ..imageio import to_unit_rgb
+from ..models.loading import load_features
 
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)
 LPIPS_SCALE = (0.458, 0.448, 0.450)
@@ -42,10 +43,9 @@ class LPIPSAlex(nn.Module):
 
     def __init__(self, alexnet_state: dict | None = None, lin_state: dict | None = None):
         super().__init__()
-        alex = torchvision.models.alexnet(weights=None)
+        feats = torchvision.models.alexnet(weights=None).features
         if alexnet_state is not None:
-            alex.load_state_dict(alexnet_state)
-        feats = alex.features
+            load_features(feats, alexnet_state, "alexnet")
         self.slices = nn.ModuleList(nn.Sequential(*[feats[i] for i in range(a, b)]) for a, b in ALEX_SLICES)
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in ALEX_CHANNELS)
         if lin_state is not None:
@@ -100,10 +100,9 @@ class DISTS(nn.Module):
 
     def __init__(self, vgg16_state: dict | None = None, alpha_beta: dict | None = None):
         super().__init__()
-        vgg = torchvision.models.vgg16(weights=None)
+        feats = torchvision.models.vgg16(weights=None).features
         if vgg16_state is not None:
-            vgg.load_state_dict(vgg16_state)
-        feats = vgg.features
+            load_features(feats, vgg16_state, "vgg16")
         stages = []
         for a, b, pool in _VGG_STAGES:
             layers = ([L2Pooling(pool)] if pool else []) + [feats[i] for i in range(a, b)]

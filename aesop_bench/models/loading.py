@@ -8,7 +8,7 @@ import torch.nn as nn
 from ..errors import AesopBenchError
 
 
-def load_strict(net: nn.Module, sd: dict, source) -> None:
+def load_strict(net: nn.Module, sd: dict, source, hint: str = "Check --arch and the scale.") -> None:
     own = net.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
@@ -24,8 +24,24 @@ def load_strict(net: nn.Module, sd: dict, source) -> None:
         if wrong:
             parts.append("shape mismatches: " + show([f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}"
                                                        for k in wrong]))
-        raise AesopBenchError("; ".join(parts) + ". Check --arch and the scale.")
+        raise AesopBenchError("; ".join(parts) + ". " + hint)
     net.load_state_dict(sd, strict=True)
+
+
+def load_features(features: nn.Module, sd: dict, source) -> None:
+    """Load the ``features.*`` part of a torchvision VGG/AlexNet state dict into ``features``.
+
+    The ImageNet files also hold the classifier (about 85% of VGG19's bytes), which no metric or loss
+    uses: those keys are dropped before loading, and a file holding only ``features.*`` is accepted.
+    Every feature key is still checked strictly.
+    """
+    other = sorted(k for k in sd if not k.startswith(("features.", "classifier.")))
+    if other:
+        raise AesopBenchError(f"{source}: not a torchvision VGG/AlexNet state dict "
+                              f"(unexpected keys: {', '.join(other[:8])})")
+    load_strict(features, {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}, source,
+                hint="Keys are the indices of the feature layers (features.N); the file is not the expected "
+                     f"torchvision network: check it with `aesop-bench weights verify {source}`.")
 
 
 def pick_state_dict(ckpt: dict, path) -> dict:

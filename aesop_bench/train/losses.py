@@ -52,12 +52,14 @@ class VGGFeatures(nn.Module):
         super().__init__()
         import torchvision
 
-        vgg = torchvision.models.vgg19(weights=None)
+        from ..models.loading import load_features
+
+        features = torchvision.models.vgg19(weights=None).features
         if state_dict is not None:
-            vgg.load_state_dict(state_dict)
+            load_features(features, state_dict, "vgg19")
         self.layers = list(layers)
         last = max(VGG19_LAYERS[n] for n in self.layers)
-        self.features = vgg.features[: last + 1]
+        self.features = features[: last + 1]
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
         self.eval().requires_grad_(False)
