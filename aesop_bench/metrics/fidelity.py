@@ -123,13 +123,20 @@ def ssim(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0, y_channel: bo
     c2 = (0.03 * 255) ** 2
     x = x.reshape(n * c, 1, h, w)
     y = y.reshape(n * c, 1, h, w)
-    stacked = _filter_valid(torch.cat([x, y, x * x, y * y, x * y], dim=0), g)
-    mu1, mu2, xx, yy, xy = stacked.split(n * c, dim=0)
-    mu1_sq, mu2_sq, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2
-    s1 = xx - mu1_sq
-    s2 = yy - mu2_sq
-    s12 = xy - mu12
-    ssim_map = ((2 * mu12 + c1) * (2 * s12 + c2)) / ((mu1_sq + mu2_sq + c1) * (s1 + s2 + c2))
+    # The map needs only s1 + s2, so x^2 + y^2 is filtered as one map (four filtered maps, not five).
+    maps = torch.empty((4 * n * c, 1, h, w), dtype=x.dtype, device=x.device)
+    mx, my, mxxyy, mxy = maps.split(n * c, dim=0)
+    mx.copy_(x)
+    my.copy_(y)
+    torch.mul(x, x, out=mxxyy).addcmul_(y, y)
+    torch.mul(x, y, out=mxy)
+    mu1, mu2, sum_sq, xy = _filter_valid(maps, g).split(n * c, dim=0)
+    mu12 = mu1 * mu2
+    mu_sq = mu1 * mu1
+    mu_sq.addcmul_(mu2, mu2)
+    num = (2 * mu12 + c1) * (2 * (xy - mu12) + c2)
+    den = (mu_sq + c1) * (sum_sq - mu_sq + c2)
+    ssim_map = num.div_(den)
     return ssim_map.reshape(n, c, -1).mean(dim=2).mean(dim=1)
 
 
