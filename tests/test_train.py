@@ -187,3 +187,17 @@ def test_two_process_ddp_equals_one_process(tmp_path, train_root):
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert not (tmp_path / "two" / "ckpt" / "step_0000004").with_name(".tmp_step_0000004").exists()
+
+
+def test_sync_bn_is_opt_in_and_converts_every_discriminator_batchnorm():
+    from aesop_bench.models.archs.discriminator_arch import VGGStyleDiscriminator
+    from aesop_bench.train.trainer import sync_batchnorm
+
+    assert load_config(CONFIGS / "aesop_rrdb.yaml").sync_bn is False  # per-GPU statistics, as BasicSR
+    net = VGGStyleDiscriminator(3, 64, 128)
+    assert sync_batchnorm(net, False, torch.device("cpu")) is net
+    with pytest.raises(AesopBenchError, match="sync_bn needs CUDA"):
+        sync_batchnorm(net, True, torch.device("cpu"))
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    synced = sync_batchnorm(net, True, torch.device("cuda"))
+    assert n_bn == 9 and sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules()) == n_bn

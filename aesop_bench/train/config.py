@@ -81,6 +81,9 @@ class TrainConfig:
     log_every: int = 100
     amp_bf16: bool = False
     channels_last: bool = False
+    # SyncBatchNorm for the discriminator under DDP on GPUs. The official (BasicSR) training keeps per-GPU
+    # BatchNorm statistics, so the shipped configs leave it off.
+    sync_bn: bool = False
 
 
 def _is(value, tp) -> bool:

@@ -14,7 +14,8 @@ Resuming restores everything and rebuilds the data stream at the next step, so a
 continues exactly as an uninterrupted one (on CPU with a fixed seed, to float equality).
 
 Distributed: under ``torchrun`` (WORLD_SIZE > 1) the generator and discriminator are wrapped in DDP (NCCL on
-GPUs, gloo on CPU), each rank takes its share of every global batch, and only rank 0 writes.
+GPUs, gloo on CPU), each rank takes its share of every global batch, and only rank 0 writes. The
+discriminator keeps per-GPU BatchNorm statistics, as the official training does, unless ``sync_bn`` is set.
 """
 
 from __future__ import annotations
@@ -118,6 +119,16 @@ def _set_rng_state(s: dict) -> None:
     np.random.set_state(("MT19937", s["numpy_keys"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
 
 
+def sync_batchnorm(net: nn.Module, enabled: bool, device: torch.device) -> nn.Module:
+    """The discriminator with SyncBatchNorm layers when ``sync_bn`` is on (distributed runs only)."""
+    if not enabled:
+        return net
+    if device.type != "cuda":
+        raise AesopBenchError("config: sync_bn needs CUDA devices (PyTorch's SyncBatchNorm does not run on "
+                              f"{device.type}); set sync_bn=false")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(net)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, data_root: str | Path | None = None,
                  device: str = "cpu", resume: bool = False, log=print):
@@ -154,6 +165,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g = DDP(self.net_g, device_ids=ids)
             if self.net_d is not None:
+                self.net_d = sync_batchnorm(self.net_d, cfg.sync_bn, self.device)
                 self.d = DDP(self.net_d, device_ids=ids)
         og, od = cfg.optim_g, cfg.optim_d
         self.opt_g = torch.optim.Adam(self.net_g.parameters(), lr=og.lr, betas=tuple(og.betas))
