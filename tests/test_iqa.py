@@ -87,3 +87,23 @@ def test_missing_weights_name_the_add_command(monkeypatch):
     monkeypatch.setattr(iqa, "_NETS", {})
     with pytest.raises(Exception, match="aesop-bench weights add musiq_koniq"):
         iqa.score("musiq", torch.zeros(1, 3, 64, 64))
+
+
+def test_clipiqa_reads_openai_torchscript_files_without_jit_load(tmp_path, bench_root, monkeypatch):
+    """OpenAI ships CLIP as traced TorchScript: a small traced CLIP gives the same scores as its plain state
+    dict, and torch.jit.load is never called."""
+    import clip.model
+
+    torch.manual_seed(3)
+    net = clip.model.CLIP(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
+                          vision_patch_size=None, context_length=77, vocab_size=49408, transformer_width=64,
+                          transformer_heads=1, transformer_layers=1).eval()
+    traced = tmp_path / "clip-traced.pt"
+    torch.jit.save(torch.jit.trace(net, (torch.rand(1, 3, 64, 64), torch.zeros(1, 77, dtype=torch.long))), str(traced))
+    plain = tmp_path / "clip-plain.pth"
+    torch.save(net.state_dict(), plain)
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: pytest.fail("torch.jit.load was called"))
+    x = _img(bench_root, "bird", size=128)
+    from_script = iqa.score("clipiqa", x, net=iqa.build("clipiqa", str(traced)))
+    from_plain = iqa.score("clipiqa", x, net=iqa.build("clipiqa", str(plain)))
+    assert torch.equal(from_script, from_plain) and 0 < from_script.item() < 1

@@ -140,3 +140,45 @@ def test_safetensors_are_loaded(tmp_path):
     t = {"a": torch.arange(6.0).view(2, 3)}
     save_file(t, tmp_path / "x.safetensors")
     assert torch.equal(weights.load_state_dict(tmp_path / "x.safetensors")["a"], t["a"])
+
+
+class _Traced(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.blocks = torch.nn.Sequential(torch.nn.Conv2d(4, 2, 1).double(), torch.nn.ReLU())
+        self.scale = torch.nn.Parameter(torch.arange(3.0))
+        self.register_buffer("steps", torch.tensor([7], dtype=torch.int64))
+
+    def forward(self, x):
+        h = self.bn(self.conv(x))
+        return self.blocks(h.double()).sum() + self.scale.sum() + self.steps.sum()
+
+
+def test_torchscript_tensors_are_read_without_jit_load(tmp_path, monkeypatch):
+    """The tensors of a torch.jit archive, as torch.jit.load(...).state_dict() gives them (names, dtypes,
+    values, non-contiguous views), read by the restricted loader; a foreign global in data.pkl is refused."""
+    import zipfile
+
+    torch.manual_seed(0)
+    net = _Traced()
+    net.bn.running_mean.uniform_()
+    p = tmp_path / "traced.pt"
+    torch.jit.save(torch.jit.trace(net, torch.rand(1, 3, 8, 8)), str(p))
+    want = torch.jit.load(str(p)).state_dict()
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: pytest.fail("torch.jit.load was called"))
+    assert weights.is_torchscript(p)
+    got = weights.load_state_dict(p)
+    assert list(got) == list(want)
+    assert all(got[k].dtype == want[k].dtype and torch.equal(got[k], want[k]) for k in want)
+
+    bad = tmp_path / "bad.pt"
+    with zipfile.ZipFile(p) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("/data.pkl"):
+                data = pickle.dumps(_Evil(), protocol=2)
+            dst.writestr(item, data)
+    with pytest.raises(AesopBenchError, match="refers to __builtin__.print, which is not a tensor"):
+        weights.load_state_dict(bad)

@@ -84,7 +84,8 @@ def build(metric: str, weights: str | None = None, **overrides):
         from pyiqa.archs import clipiqa_arch
         from pyiqa.archs.clip_model import build_model
 
-        sd = clip_state_dict(weights or wm.get("clip_rn50", download_missing=False))
+        # OpenAI's RN50.pt is a TorchScript archive: the weights manager reads its tensors without torch.jit.load
+        sd = wm.load_state_dict(weights or wm.get("clip_rn50", download_missing=False))
         real = clipiqa_arch.load
         clipiqa_arch.load = lambda *a, **k: build_model(sd).float()
         try:
@@ -94,18 +95,6 @@ def build(metric: str, weights: str | None = None, **overrides):
     else:
         raise AesopBenchError(f"unknown IQA-PyTorch metric {metric!r}")
     return net.eval()
-
-
-def clip_state_dict(path) -> dict:
-    """CLIP weights from OpenAI's file (a TorchScript archive: ``torch.jit.load`` reads its tensors and
-    compiled graph, and runs no Python code) or from a plain state dict (safetensors / weights_only)."""
-    import zipfile
-
-    with zipfile.ZipFile(path) if zipfile.is_zipfile(path) else contextlib.nullcontext() as zf:
-        is_script = zf is not None and any("/code/" in n for n in zf.namelist())
-    if is_script:
-        return torch.jit.load(str(path), map_location="cpu").state_dict()
-    return wm.load_state_dict(path)
 
 
 def _net(metric: str, device):
