@@ -11,30 +11,38 @@ Files are cached in ``$AESOP_BENCH_HOME/weights``. Where no hash is
 published, the hash of the first download is recorded in ``recorded.json``
 there and every later use is checked against it; the listing says so.
 
-URLs may be ``https://``, ``file://`` or ``gdrive://FILE_ID`` (Google Drive,
-including the confirmation step of large files).
+URLs may be ``https://``, ``file://``, ``gdrive://FILE_ID`` (Google Drive,
+including the confirmation step of large files) or
+``gdrive-folder://FOLDER_ID/[SUB/]FILE`` (a file of a public Drive folder,
+found by name in the folder's embedded listing). ``$AESOP_BENCH_GDRIVE_LIST``
+and ``$AESOP_BENCH_GDRIVE_FILE`` replace the two Drive URL templates
+(``{id}`` stands for the folder or file ID), e.g. for a mirror.
 
 Loading never unpickles code: ``.safetensors`` files are read with
-safetensors, anything else with ``torch.load(weights_only=True)``; a file that
-needs pickled objects is refused with an explanation.
+safetensors, TorchScript archives by a loader that knows only tensors,
+anything else with ``torch.load(weights_only=True)``; a file that needs
+pickled objects is refused with an explanation.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from .data.download import fetch
+from .data.download import fetch, read_text
 from .errors import AesopBenchError
 from .fileutil import atomic_write_json, sha256_file
 from .paths import weights_dir
 
 GDRIVE = "https://drive.usercontent.google.com/download?id={id}&export=download&confirm=t"
+GDRIVE_LIST = "https://drive.google.com/embeddedfolderview?id={id}"
 
 
 @dataclass(frozen=True)
@@ -147,9 +155,53 @@ def check(e: WeightsEntry, path: Path | None = None) -> Check:
     return Check(e.name, "verified" if source == "published" else "recorded", source, path)
 
 
+_FLIP_ENTRY = re.compile(r'<div class="flip-entry" id="entry-([A-Za-z0-9_-]+)"[\s\S]*?<a href="([^"]*)"'
+                         r'[\s\S]*?class="flip-entry-title">([^<]*)<')
+
+
+def gdrive_folder_entries(folder_id: str) -> list[tuple[str, str, bool]]:
+    """``(id, name, is_folder)`` of each item of a public Google Drive folder, from its embedded folder view."""
+    url = os.environ.get("AESOP_BENCH_GDRIVE_LIST", GDRIVE_LIST).format(id=folder_id)
+    page = read_text(url)
+    return [(i, html.unescape(name).strip(), "/folders/" in href) for i, href, name in _FLIP_ENTRY.findall(page)]
+
+
+def resolve_gdrive_folder(url: str, max_depth: int = 3) -> str:
+    """``gdrive-folder://FOLDER_ID/[SUB/...]FILE`` -> ``gdrive://FILE_ID``.
+
+    The authors of AESOP, LDL and SPSR publish folders, not file links. The named subfolders are followed;
+    the file is then looked for in that folder and, breadth-first, in its subfolders (``max_depth`` levels)."""
+    folder, *path = url[len("gdrive-folder://"):].strip("/").split("/")
+    if not folder or not path:
+        raise AesopBenchError(f"{url}: expected gdrive-folder://FOLDER_ID/FILE_NAME")
+    *subdirs, name = path
+    for sub in subdirs:
+        match = [i for i, n, is_dir in gdrive_folder_entries(folder) if is_dir and n == sub]
+        if not match:
+            raise AesopBenchError(f"{url}: no folder {sub!r} in Google Drive folder {folder}")
+        folder = match[0]
+    level, seen = [folder], set()
+    for _ in range(max_depth + 1):
+        below = []
+        for f in level:
+            if f in seen:
+                continue
+            seen.add(f)
+            items = gdrive_folder_entries(f)
+            hit = [i for i, n, is_dir in items if not is_dir and n == name]
+            if hit:
+                return f"gdrive://{hit[0]}"
+            below += [i for i, _, is_dir in items if is_dir]
+        level = below
+    raise AesopBenchError(f"{url}: {name} is not in the Google Drive folder (or its subfolders); the folder may "
+                          "have changed: fetch the file by hand")
+
+
 def _http_url(url: str) -> str:
+    if url.startswith("gdrive-folder://"):
+        url = resolve_gdrive_folder(url)
     if url.startswith("gdrive://"):
-        return GDRIVE.format(id=url[len("gdrive://"):])
+        return os.environ.get("AESOP_BENCH_GDRIVE_FILE", GDRIVE).format(id=url[len("gdrive://"):])
     return url
 
 
@@ -195,9 +247,18 @@ def _refuse_html(path: Path, url: str) -> None:
                               "download it in a browser and use `aesop-bench weights add`")
 
 
+def _browsable(url: str) -> str:
+    """A URL a person can open in a browser."""
+    if url.startswith("gdrive-folder://"):
+        return "https://drive.google.com/drive/folders/" + url[len("gdrive-folder://"):].split("/")[0]
+    if url.startswith("gdrive://"):
+        return f"https://drive.google.com/file/d/{url[len('gdrive://'):]}/view"
+    return url
+
+
 def _add_hint(e: WeightsEntry) -> str:
-    return (f"\nFetch {e.file} by hand ({', '.join(e.urls) or e.manual}) and run "
-            f"`aesop-bench weights add {e.name} PATH/TO/{e.file}`.")
+    where = ", ".join(_browsable(u) for u in e.urls) or e.manual
+    return f"\nFetch {e.file} by hand ({where}) and run `aesop-bench weights add {e.name} PATH/TO/{e.file}`."
 
 
 def add(name: str, file: str | os.PathLike) -> Path:

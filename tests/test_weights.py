@@ -113,6 +113,44 @@ def test_google_drive_urls_are_translated():
     assert weights._http_url("gdrive://abc123").startswith("https://drive.usercontent.google.com/download?id=abc123")
 
 
+def _drive_listing(entries):
+    """A Google Drive embedded folder view (the markup of drive.google.com/embeddedfolderview) for the entries
+    ``(id, name, is_folder)``."""
+    rows = []
+    for item_id, name, is_folder in entries:
+        href = (f"https://drive.google.com/drive/folders/{item_id}" if is_folder
+                else f"https://drive.google.com/file/d/{item_id}/view?usp=drive_web")
+        rows.append(f'<div class="flip-entry" id="entry-{item_id}" tabindex="0" role="link"><div class="flip-entry-info">'
+                    f'<a href="{href}" target="_blank"><div class="flip-entry-visual"></div>'
+                    f'<div class="flip-entry-title">{name}</div></a></div>'
+                    '<div class="flip-entry-last-modified"><div>Apr 25</div></div></div>')
+    return "<!DOCTYPE html><html><body><div class=\"flip-entries\">" + "".join(rows) + "</div></body></html>"
+
+
+def test_files_in_google_drive_folders_are_found_by_name(tmp_path, monkeypatch, server):  # noqa: F811
+    www, url, _ = server
+    src, digest = _blob(tmp_path)
+    (www / "folders").mkdir()
+    (www / "files").mkdir()
+    (www / "folders" / "ROOT_ID.html").write_text(_drive_listing([("SUB_ID", "models &amp; logs", True),
+                                                                   ("README_ID", "README.txt", False)]))
+    (www / "folders" / "SUB_ID.html").write_text(_drive_listing([("FILE_ID-x_1", "AESOP_RRDB128_290K.pth", False)]))
+    (www / "files" / "FILE_ID-x_1").write_bytes(src.read_bytes())
+    monkeypatch.setenv("AESOP_BENCH_GDRIVE_LIST", url + "/folders/{id}.html")
+    monkeypatch.setenv("AESOP_BENCH_GDRIVE_FILE", url + "/files/{id}")
+    assert weights.gdrive_folder_entries("ROOT_ID") == [("SUB_ID", "models & logs", True),
+                                                        ("README_ID", "README.txt", False)]
+    assert weights.resolve_gdrive_folder("gdrive-folder://ROOT_ID/models & logs/AESOP_RRDB128_290K.pth") == \
+        "gdrive://FILE_ID-x_1"
+    _manifest(tmp_path, monkeypatch, [
+        {"name": "toy", "file": "toy.pth", "urls": ["gdrive-folder://ROOT_ID/AESOP_RRDB128_290K.pth"], "sha256": digest},
+        {"name": "gone", "file": "gone.pth", "urls": ["gdrive-folder://ROOT_ID/gone.pth"], "sha256": None}])
+    assert weights.download("toy", log=None).read_bytes() == src.read_bytes()  # found in the subfolder
+    with pytest.raises(AesopBenchError, match=r"(?s)gone.pth is not in the Google Drive folder.*by hand \(https://drive.google.com/drive/folders/"
+                                             r"ROOT_ID\).*weights add gone"):
+        weights.download("gone", log=None)
+
+
 def test_html_page_instead_of_the_file_is_refused(tmp_path, monkeypatch):
     page = tmp_path / "page.html"
     page.write_text("<!DOCTYPE html><html><body>Google Drive can't scan this file</body></html>")

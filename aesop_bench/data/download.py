@@ -44,6 +44,15 @@ def _open(url: str, offset: int, timeout: float):
     return urllib.request.urlopen(req, timeout=timeout)
 
 
+def read_text(url: str, timeout: float = 60.0, limit: int = 4 << 20) -> str:
+    """A (small) web page or listing as text."""
+    try:
+        with _open(url, 0, timeout) as r:
+            return r.read(limit).decode("utf-8", errors="replace")
+    except (urllib.error.URLError, OSError) as exc:
+        raise AesopBenchError(f"cannot read {url} ({getattr(exc, 'reason', exc)}). Check the network.") from None
+
+
 def _stream(url: str, part: Path, timeout: float, progress) -> None:
     offset = part.stat().st_size if part.exists() else 0
     with _open(url, offset, timeout) as resp:
