@@ -52,6 +52,19 @@ def test_ssim_matches_scikit_image_on_real_images(bench_root):
         assert ssim(sr, hr, crop_border=4).item() == pytest.approx(ssim_skimage(y_sr, y_hr), abs=1e-6)
 
 
+def test_y_psnr_matches_scikit_image_on_real_images(bench_root):
+    from skimage.color import rgb2ycbcr
+    from skimage.metrics import peak_signal_noise_ratio
+
+    for name in ("baboon", "comic", "zebra"):
+        hr = mod_crop(read_image(bench_root / "Set14" / "HR" / f"{name}.png"), 4)[None]
+        sr = imresize(imresize(hr, 0.25), 4.0)
+        y_sr, y_hr = (rgb2ycbcr(x[0].permute(1, 2, 0).numpy())[4:-4, 4:-4, 0] for x in (sr, hr))
+        want = peak_signal_noise_ratio(y_hr, y_sr, data_range=255)
+        assert psnr(sr, hr, crop_border=4).item() == pytest.approx(want, abs=1e-10)
+        assert psnr(sr.double() / 255, hr.double() / 255, crop_border=4).item() == pytest.approx(want, abs=1e-10)
+
+
 def test_ssim_of_identical_images_is_one():
     x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     assert torch.allclose(ssim(x, x), torch.ones(2, dtype=torch.float64))
