@@ -30,6 +30,16 @@ def _save(net_or_sd, path: Path, wrap: str | None = None) -> Path:
     return path
 
 
+def write_manifest(files: dict, path: str | os.PathLike) -> Path:
+    """A weights manifest for local files (``name -> path``): ``file://`` URLs and their sha256."""
+    entries = [{"name": n, "file": Path(f).name, "urls": [Path(f).resolve().as_uri()],
+                "sha256": hashlib.sha256(Path(f).read_bytes()).hexdigest(), "licence": "stand-in",
+                "used_by": ["tests"]} for n, f in files.items()]
+    path = Path(path)
+    path.write_text(json.dumps({"entries": entries}, indent=1))
+    return path
+
+
 def _features_only(net) -> dict:
     return {k: v for k, v in net.state_dict().items() if k.startswith("features.")}
 
@@ -104,11 +114,7 @@ def make_standins(folder: str | os.PathLike, niqe_mat: str | os.PathLike | None 
         pass
     if niqe_mat:
         real_files["niqe_pristine"] = Path(niqe_mat)
-    entries = [{"name": n, "file": p.name, "urls": [p.resolve().as_uri()],
-                "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "licence": "stand-in", "used_by": ["tests"]}
-               for n, p in files.items()]
-    manifest = folder / "standin-manifest.json"
-    manifest.write_text(json.dumps({"entries": entries}, indent=1))
+    manifest = write_manifest(files, folder / "standin-manifest.json")
     os.environ["AESOP_BENCH_WEIGHTS_MANIFEST"] = str(manifest)
 
     from aesop_bench import weights as wm

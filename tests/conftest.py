@@ -48,6 +48,9 @@ def isolated_home(tmp_path, monkeypatch):
     home = tmp_path / "aesop-bench-home"
     home.mkdir()
     monkeypatch.setenv("AESOP_BENCH_HOME", str(home))
-    # a stand-in manifest set during a test (benchmarks/standins.py sets the variable) ends with it
-    monkeypatch.delenv("AESOP_BENCH_WEIGHTS_MANIFEST", raising=False)
+    # No extra manifest, and whatever a test sets (benchmarks/standins.py sets os.environ directly) is undone at
+    # its end: setenv records the variable's original state for restoring; delenv alone records nothing when the
+    # variable is absent.
+    monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", "")
+    monkeypatch.delenv("AESOP_BENCH_WEIGHTS_MANIFEST")
     return home

@@ -15,8 +15,7 @@ from aesop_bench.metrics.registry import METRICS
 from benchmarks.standins import make_standins
 
 
-def test_eval_all_metrics_end_to_end(tmp_path, shared_data, bench_root, monkeypatch, capsys):
-    monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", "")
+def test_eval_all_metrics_end_to_end(tmp_path, shared_data, bench_root, capsys):
     needs = tuple(sorted({n for spec in METRICS.values() for n in spec.needs}))
     make_standins(tmp_path / "standins", shared_data / "weights" / "niqe" / "modelparameters.mat", which=needs)
     # two real images, cropped small so that the heavy networks stay quick on a CPU

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ import torch
 
 from aesop_bench import weights as wm
 from aesop_bench.metrics import distribution as dist
+from benchmarks.standins import write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +54,7 @@ def test_patch_counts_and_padding(h, w, n):
 def stand_in_inception(random_inception_state, tmp_path, monkeypatch):
     p = tmp_path / "pt_inception-standin.pth"
     torch.save(random_inception_state, p)
-    man = tmp_path / "m.json"
-    man.write_text(json.dumps({"entries": [{"name": "pt_inception", "file": p.name, "urls": [p.as_uri()],
-                                            "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}]}))
-    monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(man))
+    monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(write_manifest({"pt_inception": p}, tmp_path / "m.json")))
     monkeypatch.setattr(dist, "_NET", {})
     wm.download("pt_inception", log=None)
 
@@ -111,9 +107,7 @@ def test_clean_mode_features_equal_clean_fid(tmp_path, monkeypatch, bench_root):
     folder.mkdir()
     torch.jit.save(torch.jit.script(_TinyTFInception()), folder / "inception-2015-12-05.pt")
     p = folder / "inception-2015-12-05.pt"
-    man = tmp_path / "m.json"
-    man.write_text(json.dumps({"entries": [{"name": "inception_torchscript", "file": p.name, "urls": [p.as_uri()],
-                                            "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}]}))
+    man = write_manifest({"inception_torchscript": p}, tmp_path / "m.json")
     monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(man))
     monkeypatch.setattr(dist, "_NET", {})
     wm.download("inception_torchscript", log=None)

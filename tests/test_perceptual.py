@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from aesop_bench.data.transforms import mod_crop
 from aesop_bench.data.imresize import imresize
 from aesop_bench.imageio import read_image
 from aesop_bench.metrics import perceptual
+from benchmarks.standins import write_manifest
 
 lpips_pkg = pytest.importorskip("lpips") if not os.environ.get("CI") else __import__("lpips")
 dists_pkg = pytest.importorskip("DISTS_pytorch") if not os.environ.get("CI") else __import__("DISTS_pytorch")
@@ -76,15 +75,11 @@ def stand_in_backbones(tmp_path, monkeypatch):
     torch.manual_seed(2)
     alex = torchvision.models.alexnet(weights=None)
     vgg = torchvision.models.vgg16(weights=None)
-    entries = []
+    files = {}
     for name, model in (("alexnet", alex), ("vgg16", vgg)):
-        p = tmp_path / f"{name}-standin.pth"
-        torch.save(model.state_dict(), p)
-        entries.append({"name": name, "file": p.name, "urls": [p.as_uri()],
-                        "sha256": hashlib.sha256(p.read_bytes()).hexdigest()})
-    man = tmp_path / "m.json"
-    man.write_text(json.dumps({"entries": entries}))
-    monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(man))
+        files[name] = tmp_path / f"{name}-standin.pth"
+        torch.save(model.state_dict(), files[name])
+    monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(write_manifest(files, tmp_path / "m.json")))
     monkeypatch.setattr(perceptual, "_NETS", {})
     return alex, vgg
 

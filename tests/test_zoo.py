@@ -3,8 +3,6 @@ checks; network interpolation; tiled inference; a zoo model through the evaluato
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 
 import numpy as np
@@ -12,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from aesop_bench import weights as wm
 from aesop_bench.errors import AesopBenchError
 from aesop_bench.models import zoo
 from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
 from aesop_bench.models.archs.spsr_arch import SPSRNet
 from aesop_bench.models.archs.swinir_arch import SwinIR
+from benchmarks.standins import write_manifest
 
 
 def _random_sd(net, seed):
@@ -59,17 +57,13 @@ def _to_old_esrgan(sd):
 
 @pytest.fixture()
 def register(tmp_path, monkeypatch):
-    entries = []
-    man = tmp_path / "zoo-manifest.json"
+    files = {}
 
     def add(name, obj):
-        p = tmp_path / f"{name}.pth"
-        torch.save(obj, p)
-        entries.append({"name": name, "file": p.name, "urls": [p.as_uri()],
-                        "sha256": hashlib.sha256(p.read_bytes()).hexdigest()})
-        man.write_text(json.dumps({"entries": entries}))
-        monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(man))
-        return p
+        files[name] = tmp_path / f"{name}.pth"
+        torch.save(obj, files[name])
+        monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(write_manifest(files, tmp_path / "zoo-manifest.json")))
+        return files[name]
     return add
 
 
