@@ -32,29 +32,91 @@ def _table(summary: dict, sets: list[str], metrics: list[str]) -> str:
 
 def cmd_eval(args) -> int:
     from .data.sets import expand_sets
-    from .evaluate.protocol import get_protocol
-    from .evaluate.runner import EvalConfig, evaluate
+    from .evaluation.protocol import get_protocol
+    from .evaluation.runner import EvalConfig, evaluate
     from .metrics.registry import expand_metrics
     from .paths import data_root
 
+    if (args.model is None) == (args.sr is None):
+        raise AesopBenchError("give --model NAME (a network to run) or --sr DIR (a folder of SR images), one of them")
     protocol = get_protocol(args.protocol, scale=args.scale, modcrop=args.modcrop, crop_border=args.crop_border,
                             lr_source=args.lr_source)
     sets = expand_sets(args.sets)
     metrics = expand_metrics(args.metrics)
-    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.model).stem}-{protocol.name}"
+    what = Path(args.sr).resolve().name if args.sr else Path(args.model).stem
+    out = Path(args.out) if args.out else Path("runs") / f"{what}-{protocol.name}"
     cfg = EvalConfig(model=args.model, sets=sets, metrics=metrics, protocol=protocol,
                      data_root=data_root(args.data_root), out_dir=out, device=args.device,
                      save_sr=args.save_sr, download=not args.no_download, progress=not args.quiet, ae=args.ae,
                      clipiqa_split_above=args.clipiqa_split_above, fid_mode=args.fid_mode, arch=args.arch,
-                     precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap)
+                     precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
+                     sr_dir=Path(args.sr) if args.sr else None, sr_suffix=args.sr_suffix, name=args.name)
     summary = evaluate(cfg)
     if args.format == "json":
         print(json.dumps(summary, indent=2))
     else:
-        print(f"model {args.model}, protocol {protocol.name} (x{protocol.scale}, modcrop {protocol.effective_modcrop}, "
+        source = f"SR folder {args.sr}" if args.sr else f"model {args.model}"
+        print(f"{source}, protocol {protocol.name} (x{protocol.scale}, modcrop "
+              f"{'- (SR files define the area)' if args.sr else protocol.effective_modcrop}, "
               f"crop {protocol.effective_crop_border}, Y {'rounded' if protocol.y_round else 'float'})")
         print(_table(summary, sets, metrics))
+        for s, images in summary.get("sr_folder", {}).get("cropped", {}).items():
+            print(f"{s}: {len(images)} image(s) evaluated on the SR's smaller area (HR cropped at the top-left): "
+                  + ", ".join(images))
         print(f"results: {out}/summary.json, {out}/per_image.csv")
+    return 0
+
+
+def cmd_metrics(args) -> int:
+    from . import weights as wm
+    from .metrics.registry import METRICS
+
+    rows = [("name", "kind", "better", "version (default options)", "weights", "description")]
+    for name, spec in METRICS.items():
+        status = []
+        for n in spec.needs:
+            try:
+                status.append(f"{n}:{wm.check(wm.entry(n)).status}")
+            except AesopBenchError:
+                status.append(f"{n}:unknown")
+        version = spec.version + "".join(f"+<{o.name}>" for o in spec.options if o.tag)
+        rows.append((name, spec.kind, "lower" if spec.lower_better else "higher", version,
+                     " ".join(status) or "-", spec.description))
+    if args.format == "json":
+        print(json.dumps([dict(zip(("name", "kind", "better", "version", "weights", "description"), r))
+                          for r in rows[1:]], indent=2))
+        return 0
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
+    for name, spec in METRICS.items():
+        for o in spec.options:
+            print(f"option of {name}: {o.name} (default {o.default!r}) {o.help}")
+    return 0
+
+
+def cmd_results(args) -> int:
+    from .api import load_run
+
+    frame = load_run(args.run)
+    if args.format == "parquet":
+        if not args.out:
+            raise AesopBenchError("--format parquet writes a binary file: give --out FILE.parquet")
+        try:
+            frame.attrs = {}
+            frame.to_parquet(args.out, index=False)
+        except ImportError as exc:
+            raise AesopBenchError(f"parquet needs pyarrow: pip install pyarrow ({exc})") from None
+        print(f"wrote {args.out}")
+        return 0
+    text = frame.to_csv(index=False) if args.format == "csv" else frame.to_json(orient="records", indent=1)
+    if args.out:
+        from .fileutil import atomic_write_text
+
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
 
@@ -250,10 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aesop-bench", description="Perceptual SR benchmark and AESOP reproduction.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    e = sub.add_parser("eval", help="evaluate a model on benchmark sets")
-    e.add_argument("--model", required=True,
+    e = sub.add_parser("eval", help="evaluate a model, or a folder of SR results, on benchmark sets")
+    e.add_argument("--model", default=None,
                    help="zoo name (`aesop-bench models list`), checkpoint (with --arch), model card, "
                         "or interp:A,B@ALPHA")
+    e.add_argument("--sr", default=None, metavar="DIR",
+                   help="evaluate SR images already made: DIR/SET/ per set (or DIR itself for one set)")
+    e.add_argument("--sr-suffix", default="", help="with --sr: a suffix of every SR file name after the HR name "
+                                                   "(e.g. _RDN_x4)")
+    e.add_argument("--name", default=None, help="the run's label in tables and plots")
     e.add_argument("--arch", default=None, help="architecture of a checkpoint given to --model: rrdb or swinir")
     e.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="network precision (recorded)")
     e.add_argument("--tile", type=int, default=None, help="LR tile size for tiled inference of large images")
@@ -267,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--lr-source", choices=["make", "folder"], default=None,
                    help="make LR with MATLAB bicubic (default) or read the set's LR folder")
     e.add_argument("--data-root", default=None, help="folder holding the sets (default $AESOP_BENCH_DATA)")
-    e.add_argument("--out", default=None, help="results folder (default runs/MODEL-PROTOCOL)")
+    e.add_argument("--out", default=None, help="results folder (default runs/MODEL-PROTOCOL or runs/DIR-PROTOCOL)")
     e.add_argument("--device", default="cpu", help="cpu or cuda")
     e.add_argument("--save-sr", action="store_true", help="also write SR images to OUT/sr/SET/")
     e.add_argument("--no-download", action="store_true", help="never download missing sets")
@@ -335,6 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--metric", default="lpips")
     c.add_argument("--allow-mixed", action="store_true")
     c.set_defaults(func=cmd_compare)
+
+    mt = sub.add_parser("metrics", help="list the metrics: kind, direction, version, weights, options")
+    mt.add_argument("action", choices=["list"])
+    mt.add_argument("--format", choices=["table", "json"], default="table")
+    mt.set_defaults(func=cmd_metrics)
+
+    rs = sub.add_parser("results", help="a run's per-image values as CSV, JSON or Parquet")
+    rs.add_argument("run", help="a folder written by aesop-bench eval")
+    rs.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
+    rs.add_argument("--out", default=None, help="write to this file (default: print; parquet needs it)")
+    rs.set_defaults(func=cmd_results)
 
     m = sub.add_parser("models", help="list the model zoo")
     m.add_argument("action", choices=["list"])

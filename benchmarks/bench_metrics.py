@@ -44,9 +44,10 @@ def run_all(args, tmp: Path) -> None:
     from aesop_bench.data.imresize import imresize
     from aesop_bench.data.sets import resolve
     from aesop_bench.data.transforms import mod_crop, to_rgb
-    from aesop_bench.evaluate.protocol import get_protocol
+    from aesop_bench.evaluation.protocol import get_protocol
     from aesop_bench.imageio import read_image
-    from aesop_bench.metrics.registry import METRICS, MetricInputs
+    from aesop_bench.metrics.metric import Metric
+    from aesop_bench.metrics.registry import METRICS
 
     make_standins(tmp / "standins", args.niqe_mat)
     protocol = get_protocol("basicsr")
@@ -62,11 +63,13 @@ def run_all(args, tmp: Path) -> None:
             items.append((imresize(lr, 4.0), hr, lr))
         for name, spec in METRICS.items():
             use = items[: args.heavy_images + 1] if name in HEAVY else items
-            def run(item):
+            metric = Metric(name, protocol, args.device)
+
+            def run(item, metric=metric):
                 sr, hr, lr = item
-                if spec.kind == "distribution":  # per-image cost: the features (each image is new to the cache)
-                    return spec.fn(sr[0], args.device, {})
-                return spec.fn(MetricInputs(sr=sr, hr=hr, lr=lr, protocol=protocol, device=args.device))
+                if metric.spec.kind == "distribution":  # per-image cost: the features (each image is new to the cache)
+                    return metric.features(sr[0])
+                return metric.score(sr, hr, lr)
             run(use[0])  # warm-up: builds networks, loads weights
             t = time.perf_counter()
             for it in use[1:]:

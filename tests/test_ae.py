@@ -69,13 +69,12 @@ def test_strict_loading_lists_missing_and_unexpected_keys():
 
 
 def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
-    from aesop_bench.evaluate.protocol import get_protocol
-    from aesop_bench.evaluate.runner import EvalConfig, evaluate
+    from aesop_bench.evaluation.protocol import get_protocol
+    from aesop_bench.evaluation.runner import EvalConfig, evaluate
     from aesop_bench.imageio import quantize, read_image
     from aesop_bench.data.imresize import imresize
     from aesop_bench.metrics.fidelity import psnr
 
-    monkeypatch.setattr(ae_mod, "_AES", {})
     ckpt = tmp_path / "AE_test.pth"
     sd = _official_layout(1)
     for k, v in sd.items():  # small weights keep activations finite through 23+2 RRDB blocks
@@ -102,6 +101,5 @@ def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
 
 
 def test_missing_released_ae_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(ae_mod, "_AES", {})
     with pytest.raises(AesopBenchError, match="aesop-bench weights add aesop_ae"):
-        ae_mod.load_ae("aesop_ae")
+        ae_mod.build_ae("aesop_ae")

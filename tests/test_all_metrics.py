@@ -38,3 +38,42 @@ def test_eval_all_metrics_end_to_end(tmp_path, shared_data, bench_root, capsys):
     per_image = {m for m, s in METRICS.items() if s.kind != "distribution"}
     assert {r["metric"] for r in rows} == per_image and len(rows) == 2 * len(per_image)
     assert all(r["version"] == summary["metric_versions"][r["metric"]] for r in rows)
+
+
+def test_metric_objects_equal_the_stored_values(tmp_path, shared_data, bench_root, capsys):
+    """``ab.metric(name)(sr, hr)`` on the images an `eval` run wrote gives that run's stored value, for every
+    metric; FID and pFID on the two sets give the stored set-level value."""
+    import torch
+
+    import aesop_bench as ab
+    from aesop_bench.imageio import read_image
+
+    needs = tuple(sorted({n for spec in METRICS.values() for n in spec.needs}))
+    make_standins(tmp_path / "standins", shared_data / "weights" / "niqe" / "modelparameters.mat", which=needs)
+    folder = tmp_path / "mini"
+    (folder / "HR").mkdir(parents=True)
+    for name in ("baby", "bird"):
+        arr = np.array(Image.open(bench_root / "Set5" / "HR" / f"{name}.png"))[:152, :176]
+        Image.fromarray(arr).save(folder / "HR" / f"{name}.png")
+    out = tmp_path / "run"
+    rc = main(["eval", "--model", "bicubic", "--sets", str(folder), "--metrics", "all", "--out", str(out),
+               "--quiet", "--save-sr", "--clipiqa-split-above", "20000"])
+    assert rc == 0, capsys.readouterr().err
+    stored = {(r["image"], r["metric"]): float(r["value"]) for r in csv.DictReader(open(out / "per_image.csv"))}
+    summary = json.loads((out / "summary.json").read_text())
+    srs = {n: read_image(out / "sr" / "mini" / f"{n}.png") for n in ("baby", "bird")}
+    hrs = {n: read_image(folder / "HR" / f"{n}.png") for n in ("baby", "bird")}
+    for name, spec in METRICS.items():
+        options = {"split_above": 20000} if name == "clipiqa" else {}
+        m = ab.metric(name, **options)
+        assert m.version == summary["metric_versions"][name]
+        if spec.kind == "distribution":
+            got = m([srs[n] for n in srs], [hrs[n] for n in hrs])
+            assert got == summary["sets"][str(folder)]["metrics"][name], name
+            continue
+        for n in srs:
+            # floats in [0, 1] are quantised as SR outputs are: the same value as the uint8 image
+            sr = srs[n] if name != "lpips" else srs[n].float() / 255
+            got = float(m(sr, hrs[n])[0])
+            assert got == stored[(n, name)], (name, n, got, stored[(n, name)])
+    assert isinstance(ab.metric("lpips")(torch.zeros(3, 32, 32), torch.zeros(3, 32, 32)), torch.Tensor)

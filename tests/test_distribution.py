@@ -55,13 +55,12 @@ def stand_in_inception(random_inception_state, tmp_path, monkeypatch):
     p = tmp_path / "pt_inception-standin.pth"
     torch.save(random_inception_state, p)
     monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(write_manifest({"pt_inception": p}, tmp_path / "m.json")))
-    monkeypatch.setattr(dist, "_NET", {})
     wm.download("pt_inception", log=None)
 
 
 def test_eval_fid_and_pfid(stand_in_inception, bench_root, tmp_path):
-    from aesop_bench.evaluate.protocol import get_protocol
-    from aesop_bench.evaluate.runner import EvalConfig, evaluate
+    from aesop_bench.evaluation.protocol import get_protocol
+    from aesop_bench.evaluation.runner import EvalConfig, evaluate
     from aesop_bench.metrics.frechet import frechet_distance_features
     from aesop_bench.paths import home
 
@@ -109,7 +108,6 @@ def test_clean_mode_features_equal_clean_fid(tmp_path, monkeypatch, bench_root):
     p = folder / "inception-2015-12-05.pt"
     man = write_manifest({"inception_torchscript": p}, tmp_path / "m.json")
     monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(man))
-    monkeypatch.setattr(dist, "_NET", {})
     wm.download("inception_torchscript", log=None)
     ref_model = InceptionV3W(str(folder), download=False, resize_inside=False)
     hr_dir = bench_root / "Set5" / "HR"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from aesop_bench.cli import main
-from aesop_bench.evaluate.protocol import get_protocol
-from aesop_bench.evaluate.runner import EvalConfig, evaluate
+from aesop_bench.evaluation.protocol import get_protocol
+from aesop_bench.evaluation.runner import EvalConfig, evaluate
 
 PUBLISHED = "reference/published_x4.csv"
 
@@ -82,7 +82,7 @@ def test_killed_run_resumes_to_identical_results(bench_root, tmp_path, monkeypat
     """Interrupt after a few images (and leave a half-written line), resume: same files as a clean run."""
     clean = evaluate(_cfg(bench_root, tmp_path / "clean", ["set5", "set14"], metrics=("psnr", "ssim", "lr_psnr")))
 
-    from aesop_bench.evaluate import store as store_mod
+    from aesop_bench.evaluation import store as store_mod
 
     calls = {"n": 0}
     real_add = store_mod.ResultStore.add

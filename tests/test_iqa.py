@@ -84,7 +84,6 @@ def test_clipiqa_equals_pyiqa_and_splits_into_quadrants(tmp_path, bench_root, mo
 
 
 def test_missing_weights_name_the_add_command(monkeypatch):
-    monkeypatch.setattr(iqa, "_NETS", {})
     with pytest.raises(Exception, match="aesop-bench weights add musiq_koniq"):
         iqa.score("musiq", torch.zeros(1, 3, 64, 64))
 

@@ -80,7 +80,6 @@ def stand_in_backbones(tmp_path, monkeypatch):
         files[name] = tmp_path / f"{name}-standin.pth"
         torch.save(model.state_dict(), files[name])
     monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(write_manifest(files, tmp_path / "m.json")))
-    monkeypatch.setattr(perceptual, "_NETS", {})
     return alex, vgg
 
 
@@ -102,8 +101,8 @@ def test_real_heads_and_stand_in_backbones_load_through_the_manager(stand_in_bac
 
 
 def test_eval_computes_lpips_and_dists(stand_in_backbones, bench_root, tmp_path):
-    from aesop_bench.evaluate.protocol import get_protocol
-    from aesop_bench.evaluate.runner import EvalConfig, evaluate
+    from aesop_bench.evaluation.protocol import get_protocol
+    from aesop_bench.evaluation.runner import EvalConfig, evaluate
 
     for name in ("alexnet", "vgg16"):
         wm.download(name, log=None)

@@ -150,8 +150,8 @@ def test_tiling_is_exact_within_the_receptive_margin():
 
 
 def test_zoo_model_through_the_evaluator(register, tmp_path):
-    from aesop_bench.evaluate.protocol import get_protocol
-    from aesop_bench.evaluate.runner import EvalConfig, evaluate
+    from aesop_bench.evaluation.protocol import get_protocol
+    from aesop_bench.evaluation.runner import EvalConfig, evaluate
 
     register("rrdb_psnr", {"params_ema": _random_sd(RRDBNet(), 9)})
     folder = tmp_path / "mini"

@@ -125,12 +125,12 @@ def expand_sets(spec: str | list[str]) -> list[str]:
     return out
 
 
-def _list_images(folder: Path) -> list[Path]:
+def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir()
                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
 
 
-def _find_child(parent: Path, names) -> Path | None:
+def find_child(parent: Path, names) -> Path | None:
     if not parent.is_dir():
         return None
     wanted = [n.lower() for n in names]
@@ -169,14 +169,14 @@ def set_folder(name: str, data_root: Path) -> Path | None:
     if os.path.isdir(name) and name not in SETS:
         return Path(name)
     entry = SETS[name]
-    return _find_child(Path(data_root), (entry.folder, entry.name, *entry.aliases, *entry.extra_folders))
+    return find_child(Path(data_root), (entry.folder, entry.name, *entry.aliases, *entry.extra_folders))
 
 
 def _lr_dirs(root: Path) -> dict[int, Path]:
     found: dict[int, Path] = {}
     for scale in (2, 3, 4, 8):
-        cand = _find_child(root / "LR_bicubic", (f"X{scale}",)) if (root / "LR_bicubic").is_dir() else None
-        cand = cand or _find_child(root, (f"LRbicx{scale}", f"LR_bicubic_X{scale}"))
+        cand = find_child(root / "LR_bicubic", (f"X{scale}",)) if (root / "LR_bicubic").is_dir() else None
+        cand = cand or find_child(root, (f"LRbicx{scale}", f"LR_bicubic_X{scale}"))
         if cand is not None:
             found[scale] = cand
     return found
@@ -194,16 +194,16 @@ def resolve(name: str, data_root: Path) -> ResolvedSet:
             f"(any case) with images in {', '.join(d + '/' for d in HR_DIRS)} or directly inside. "
             f"{hint} Or point --data-root / AESOP_BENCH_DATA at the folder that holds it."
         )
-    hr_dir = _find_child(root, HR_DIRS)
-    lr_only = _find_child(root, ("LR", "LR_x4", "test_LR"))
+    hr_dir = find_child(root, HR_DIRS)
+    lr_only = find_child(root, ("LR", "LR_x4", "test_LR"))
     if (entry is not None and not entry.has_hr) or (entry is None and hr_dir is None and lr_only is not None):
         folder = lr_only or root
-        files = _list_images(folder)
+        files = list_images(folder)
         if not files:
             raise AesopBenchError(f"set {name!r}: no images in {folder}")
         return ResolvedSet(name, root, None, files, {})
     hr_dir = hr_dir or root
-    files = _list_images(hr_dir)
+    files = list_images(hr_dir)
     if not files:
         raise AesopBenchError(f"set {name!r}: no images in {hr_dir}; expected PNG/BMP/JPEG files there")
     return ResolvedSet(name, root, hr_dir, files, _lr_dirs(root))

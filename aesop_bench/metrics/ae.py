@@ -18,7 +18,6 @@ from ..errors import AesopBenchError
 from ..imageio import to_unit_rgb
 
 DEFAULT_AE = "aesop_ae"
-_AES: dict = {}
 
 
 def ae_path(spec: str) -> Path:
@@ -50,14 +49,6 @@ def build_ae(spec: str):
     return net
 
 
-def load_ae(spec: str, device="cpu"):
-    """The frozen AE of ``ae_psnr``, built once per process and device."""
-    key = (spec, str(device))
-    if key not in _AES:
-        _AES[key] = build_ae(spec).to(device).eval().requires_grad_(False)
-    return _AES[key]
-
-
 @torch.no_grad()
 def ae_psnr(sr: torch.Tensor, hr: torch.Tensor, ae, crop_border: int, y_round: bool) -> torch.Tensor:
     from ..imageio import quantize
@@ -70,4 +61,4 @@ def ae_psnr(sr: torch.Tensor, hr: torch.Tensor, ae, crop_border: int, y_round: b
 
 
 
-__all__ = ["ae_psnr", "load_ae", "ae_identity", "DEFAULT_AE"]
+__all__ = ["ae_psnr", "build_ae", "ae_identity", "DEFAULT_AE"]

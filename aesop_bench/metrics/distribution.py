@@ -113,18 +113,12 @@ def clean_resize(img: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(fn(img.permute(1, 2, 0).numpy()).transpose(2, 0, 1)))
 
 
-_NET: dict = {}
-
-
-def _extractor(device, mode: str = "legacy_pytorch"):
-    key = (str(device), mode)
-    if key not in _NET:
-        if mode == "clean":
-            _NET[key] = CleanFIDFeatures(wm.get("inception_torchscript", download_missing=False)).to(device)
-        else:
-            sd = wm.load_state_dict(wm.get("pt_inception", download_missing=False))
-            _NET[key] = FIDFeatures(build_fid_inception(sd)).to(device)
-    return _NET[key]
+def extractor(device="cpu", mode: str = "legacy_pytorch") -> nn.Module:
+    """The feature network of ``mode`` with the manager's weights, on ``device``."""
+    if mode == "clean":
+        return CleanFIDFeatures(wm.get("inception_torchscript", download_missing=False)).to(device)
+    sd = wm.load_state_dict(wm.get("pt_inception", download_missing=False))
+    return FIDFeatures(build_fid_inception(sd)).to(device)
 
 
 def _cache_path(kind: str, img: torch.Tensor, mode: str):
@@ -135,8 +129,12 @@ def _cache_path(kind: str, img: torch.Tensor, mode: str):
 
 
 @torch.no_grad()
-def image_features(img: torch.Tensor, kind: str, device="cpu", mode: str = "legacy_pytorch") -> np.ndarray:
-    """Features of one uint8 ``(C, H, W)`` image: ``kind`` 'whole' -> (1, 2048), 'patch' -> (k, 2048). Cached."""
+def image_features(img: torch.Tensor, kind: str, device="cpu", mode: str = "legacy_pytorch",
+                   net=None) -> np.ndarray:
+    """Features of one uint8 ``(C, H, W)`` image: ``kind`` 'whole' -> (1, 2048), 'patch' -> (k, 2048). Cached.
+
+    ``net``: a callable returning the feature network, called only on a cache miss (default: build one).
+    """
     from ..errors import AesopBenchError
     from ..fileutil import atomic_write_bytes
 
@@ -147,7 +145,7 @@ def image_features(img: torch.Tensor, kind: str, device="cpu", mode: str = "lega
         return np.load(path)
     if img.shape[0] == 1:
         img = img.expand(3, -1, -1)
-    net = _extractor(device, mode)
+    net = net() if net is not None else extractor(device, mode)
     if mode == "clean":
         batch = clean_resize(img)[None] if kind == "whole" else patches(img.float())
         feats = torch.cat([net(batch[i:i + 16].to(device)) for i in range(0, len(batch), 16)])

@@ -25,8 +25,6 @@ from .. import weights as wm
 from ..errors import AesopBenchError
 from ..imageio import to_unit_rgb
 
-_NETS: dict = {}
-
 
 def require_pyiqa():
     try:
@@ -97,14 +95,6 @@ def build(metric: str, weights: str | None = None, **overrides):
     return net.eval()
 
 
-def _net(metric: str, device):
-    key = (metric, str(device))
-    if key not in _NETS:
-        _NETS[key] = build(metric).to(device)
-    return _NETS[key]
-
-
-
 def quadrants(x: torch.Tensor) -> list[torch.Tensor]:
     h, w = x.shape[-2:]
     return [x[..., : h // 2, : w // 2], x[..., : h // 2, w // 2:], x[..., h // 2:, : w // 2], x[..., h // 2:, w // 2:]]
@@ -112,8 +102,8 @@ def quadrants(x: torch.Tensor) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def score(metric: str, img: torch.Tensor, device="cpu", split_above: int | None = None, net=None) -> torch.Tensor:
-    """Per-image score of ``(N, C, H, W)`` images."""
-    net = net if net is not None else _net(metric, device)
+    """Per-image score of ``(N, C, H, W)`` images (``net``: default, one built for this call)."""
+    net = net if net is not None else build(metric).to(device)
     out = []
     for one in to_unit_rgb(img):
         x = one[None].to(device)

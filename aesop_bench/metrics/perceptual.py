@@ -149,28 +149,24 @@ class DISTS(nn.Module):
         return (1 - (d1 + d2)).flatten()
 
 
-_NETS: dict = {}
+@torch.no_grad()
+def lpips(sr: torch.Tensor, hr: torch.Tensor, net: LPIPSAlex | None = None) -> torch.Tensor:
+    """LPIPS per image for uint8 or [0, 1] float ``(N, 3, H, W)`` tensors (lower is better).
 
+    ``net``: the network to use (default: one built from the weights manager for this call).
+    """
+    from ..determinism import deterministic
 
-def _net(kind: str, device: torch.device):
-    key = (kind, str(device))
-    if key not in _NETS:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        _NETS[key] = (LPIPSAlex if kind == "lpips" else DISTS).from_manager().to(device)
-    return _NETS[key]
+    net = net if net is not None else LPIPSAlex.from_manager().to(sr.device)
+    with deterministic():
+        return net(to_unit_rgb(sr), to_unit_rgb(hr)).double()
 
 
 @torch.no_grad()
-def lpips(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """LPIPS per image for uint8 or [0, 1] float ``(N, 3, H, W)`` tensors (lower is better)."""
-    net = _net("lpips", sr.device)
-    return net(to_unit_rgb(sr), to_unit_rgb(hr)).double()
-
-
-@torch.no_grad()
-def dists(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+def dists(sr: torch.Tensor, hr: torch.Tensor, net: DISTS | None = None) -> torch.Tensor:
     """DISTS per image for uint8 or [0, 1] float ``(N, 3, H, W)`` tensors (lower is better)."""
-    net = _net("dists", sr.device)
-    return net(to_unit_rgb(sr), to_unit_rgb(hr)).double()
+    from ..determinism import deterministic
 
+    net = net if net is not None else DISTS.from_manager().to(sr.device)
+    with deterministic():
+        return net(to_unit_rgb(sr), to_unit_rgb(hr)).double()

@@ -2,167 +2,221 @@
 
 Each entry says what the metric needs (``full_reference``: SR and HR;
 ``lr_reference``: SR and LR; ``no_reference``: SR alone; ``distribution``:
-sets of images), which way is better, and a version string recorded with
-every result row so that numbers from different definitions never mix.
+sets of images), which way is better, how it is shown in tables (label,
+decimals), which options it takes with their defaults, and a version string
+recorded with every result row so that numbers from different definitions
+never mix. An option that changes the numbers adds a tag to the version
+(``ae_psnr`` the AE's hash, ``clipiqa`` its split threshold, ``fid`` its
+feature mode).
 
-Entry functions take a :class:`MetricInputs` batch and return one float64
-value per image.
+The contract, one signature per kind. ``spec.make(ctx)`` builds a scorer for
+a :class:`MetricContext` (protocol, device, resolved options); the scorer owns
+whatever networks it needs and builds them on first use.
+
+* per-image metrics: ``scorer(sr, hr, lr) -> float64 tensor (N,)``, on uint8
+  ``(N, C, H, W)`` tensors (``hr``/``lr`` None where the kind does not use them);
+* distribution metrics: ``scorer(img) -> ndarray (k, d)``, the features of one
+  uint8 ``(C, H, W)`` image; the set's value is :func:`set_distance` of the SR
+  and HR features.
+
+:class:`aesop_bench.metrics.metric.Metric` is the object users hold.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
-
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import AesopBenchError
-from ..evaluate.protocol import Protocol
 
 if TYPE_CHECKING:  # torch is imported where a metric is computed, not where the table is read
-    import torch
+    from ..evaluation.protocol import Protocol
+
+KINDS = ("full_reference", "lr_reference", "no_reference", "distribution")
 
 
-@dataclass
-class MetricInputs:
-    """One batch: uint8 ``(N, C, H, W)`` tensors and the protocol they were made under."""
+@dataclass(frozen=True)
+class Option:
+    """An option of a metric: its default, and (for options that change the numbers) its version tag."""
 
-    sr: "torch.Tensor"
-    hr: "torch.Tensor | None"
-    lr: "torch.Tensor | None"
-    protocol: Protocol
+    name: str
+    default: Any
+    help: str
+    tag: Callable[[Any], str] | None = None
+
+
+@dataclass(frozen=True)
+class MetricContext:
+    protocol: "Protocol"
     device: str = "cpu"
-    options: dict = field(default_factory=dict)  # e.g. {"ae": name or path} for ae_psnr
+    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
-    kind: str  # full_reference | lr_reference | no_reference | distribution
+    kind: str
     lower_better: bool
     version: str
-    fn: Callable[[MetricInputs], Any]
+    make: Callable[[MetricContext], Callable]
     description: str
-    needs: tuple[str, ...] = ()
-    variant: Callable[[dict], str] | None = None  # what of the run's options enters the version
+    label: str
+    decimals: int
+    needs: tuple[str, ...] = ()  # weights-manifest names
+    options: tuple[Option, ...] = ()
 
-    def version_for(self, options: dict) -> str:
-        return self.version if self.variant is None else f"{self.version}+{self.variant(options)}"
+    def resolve_options(self, given: dict | None = None) -> dict:
+        """Defaults overridden by ``given`` (None values keep the default); unknown options are refused."""
+        given = {k: v for k, v in (given or {}).items() if v is not None}
+        known = {o.name: o.default for o in self.options}
+        unknown = set(given) - set(known)
+        if unknown:
+            raise AesopBenchError(f"metric {self.name!r} takes no option {', '.join(sorted(unknown))}; "
+                                  f"its options: {', '.join(known) or 'none'}")
+        return {**known, **given}
+
+    def version_for(self, options: dict | None = None) -> str:
+        opts = self.resolve_options(options)
+        tags = [o.tag(opts[o.name]) for o in self.options if o.tag is not None]
+        return "+".join([self.version, *tags])
 
 
-def _psnr(x: MetricInputs):
+class LazyNet:
+    """A network built on first use and kept by the scorer that owns it."""
+
+    def __init__(self, build: Callable[[], Any]):
+        self._build, self._net = build, None
+
+    def __call__(self):
+        if self._net is None:
+            self._net = self._build()
+        return self._net
+
+
+# -- scorers -----------------------------------------------------------------------------------------------
+
+def _psnr(ctx: MetricContext):
     from .fidelity import psnr
 
-    p = x.protocol
-    return psnr(x.sr, x.hr, p.effective_crop_border, True, p.y_round)
+    p = ctx.protocol
+    return lambda sr, hr, lr: psnr(sr, hr, p.effective_crop_border, True, p.y_round)
 
 
-def _ssim(x: MetricInputs):
+def _ssim(ctx: MetricContext):
     from .fidelity import ssim
 
-    p = x.protocol
-    return ssim(x.sr, x.hr, p.effective_crop_border, True, p.y_round)
+    p = ctx.protocol
+    return lambda sr, hr, lr: ssim(sr, hr, p.effective_crop_border, True, p.y_round)
 
 
-def _lr_psnr(x: MetricInputs):
+def _lr_psnr(ctx: MetricContext):
     from .fidelity import lr_psnr
 
-    return lr_psnr(x.sr, x.lr, x.protocol.y_round)
+    s = ctx.protocol.scale
 
-
-def _lpips(x: MetricInputs):
-    from .perceptual import lpips
-
-    return lpips(x.sr.to(x.device), x.hr.to(x.device)).cpu()
-
-
-def _dists(x: MetricInputs):
-    from .perceptual import dists
-
-    return dists(x.sr.to(x.device), x.hr.to(x.device)).cpu()
-
-
-def _niqe(x: MetricInputs):
-    from .niqe import niqe
-
-    return niqe(x.sr, crop_border=x.protocol.effective_crop_border, color_space="yiq")
-
-
-def _ae_psnr(x: MetricInputs):
-    from .ae import DEFAULT_AE, ae_psnr, load_ae
-
-    p = x.protocol
-    ae = load_ae(x.options.get("ae") or DEFAULT_AE, x.device)
-    return ae_psnr(x.sr, x.hr, ae, p.effective_crop_border, p.y_round)
-
-
-def _ae_variant(options: dict) -> str:
-    from .ae import DEFAULT_AE, ae_identity
-
-    return "ae=" + ae_identity(options.get("ae") or DEFAULT_AE)
-
-
-def _iqa(name: str):
-    def fn(x: MetricInputs):
-        from .iqa import score
-
-        split = x.options.get("clipiqa_split_above") if name == "clipiqa" else None
-        return score(name, x.sr, x.device, split_above=split)
+    def fn(sr, hr, lr):
+        # an SR larger than LR x scale (a result folder's image of the HR's size) is compared on the area the
+        # LR covers, so that the downscaling is exactly 1/scale
+        return lr_psnr(sr[..., : lr.shape[-2] * s, : lr.shape[-1] * s], lr, ctx.protocol.y_round)
     return fn
 
 
-def _split_variant(options: dict) -> str:
-    return f"split>{options.get('clipiqa_split_above')}"
+def _perceptual(cls_name: str):
+    def make(ctx: MetricContext):
+        from . import perceptual
+
+        net = LazyNet(lambda: getattr(perceptual, cls_name).from_manager().to(ctx.device))
+        fn = perceptual.lpips if cls_name == "LPIPSAlex" else perceptual.dists
+        return lambda sr, hr, lr: fn(sr.to(ctx.device), hr.to(ctx.device), net=net()).cpu()
+    return make
 
 
-def _fid_features(img, device, options):
-    from .distribution import image_features
+def _ae_psnr(ctx: MetricContext):
+    from .ae import ae_psnr, build_ae
 
-    return image_features(img, "whole", device, options.get("fid_mode") or "legacy_pytorch")
-
-
-def _pfid_features(img, device, options):
-    from .distribution import image_features
-
-    return image_features(img, "patch", device, options.get("fid_mode") or "legacy_pytorch")
+    p = ctx.protocol
+    net = LazyNet(lambda: build_ae(ctx.options["ae"]).to(ctx.device).eval().requires_grad_(False))
+    return lambda sr, hr, lr: ae_psnr(sr, hr, net(), p.effective_crop_border, p.y_round)
 
 
-def _fid_variant(options: dict) -> str:
-    return options.get("fid_mode") or "legacy_pytorch"
+def _ae_tag(spec: str) -> str:
+    from .ae import ae_identity
 
+    return "ae=" + ae_identity(spec)
+
+
+def _niqe(ctx: MetricContext):
+    from .niqe import niqe
+
+    return lambda sr, hr, lr: niqe(sr, crop_border=ctx.protocol.effective_crop_border, color_space="yiq")
+
+
+def _iqa(name: str):
+    def make(ctx: MetricContext):
+        from .iqa import build, score
+
+        net = LazyNet(lambda: build(name).to(ctx.device))
+        split = ctx.options.get("split_above")
+        return lambda sr, hr, lr: score(name, sr, ctx.device, split_above=split, net=net())
+    return make
+
+
+def _features(kind: str):
+    def make(ctx: MetricContext):
+        from .distribution import extractor, image_features
+
+        mode = ctx.options["fid_mode"]
+        net = LazyNet(lambda: extractor(ctx.device, mode))
+        return lambda img: image_features(img, kind, ctx.device, mode, net=net)
+    return make
+
+
+_AE = Option("ae", "aesop_ae", "the auto-encoder: a weights name or a checkpoint path", _ae_tag)
+_SPLIT = Option("split_above", None, "score images with more pixels than this by quadrants (the paper: DRealSR)",
+                lambda v: f"split>{v}")
+_FID_MODE = Option("fid_mode", "legacy_pytorch", "features: legacy_pytorch (pytorch-fid) or clean (clean-fid)",
+                   lambda v: v)
 
 METRICS: dict[str, MetricSpec] = {m.name: m for m in [
     MetricSpec("psnr", "full_reference", False, "psnr-y-v1", _psnr,
-               "PSNR on the Y channel (BT.601), border crop = protocol, float64"),
+               "PSNR on the Y channel (BT.601), border crop = protocol, float64", "PSNR", 3),
     MetricSpec("ssim", "full_reference", False, "ssim-y-gauss11-v1", _ssim,
-               "SSIM on the Y channel, 11x11 Gaussian sigma 1.5, valid window, float64"),
+               "SSIM on the Y channel, 11x11 Gaussian sigma 1.5, valid window, float64", "SSIM", 4),
     MetricSpec("lr_psnr", "lr_reference", False, "lr-psnr-y-matlabbicubic-nocrop-v1", _lr_psnr,
-               "PSNR(MATLAB-bicubic-downscaled SR, LR) on Y, no crop"),
-    MetricSpec("lpips", "full_reference", True, "lpips-alex-v0.1-whole-v1", _lpips,
-               "LPIPS v0.1, AlexNet, inputs in [-1, 1], whole image, float32", ("alexnet", "lpips_alex_v0.1")),
-    MetricSpec("dists", "full_reference", True, "dists-vgg16-whole-v1", _dists,
-               "DISTS, VGG16, inputs in [0, 1], whole image, no resize, float32", ("vgg16", "dists_alpha_beta")),
+               "PSNR(MATLAB-bicubic-downscaled SR, LR) on Y, no crop", "LR-PSNR", 3),
+    MetricSpec("lpips", "full_reference", True, "lpips-alex-v0.1-whole-v1", _perceptual("LPIPSAlex"),
+               "LPIPS v0.1, AlexNet, inputs in [-1, 1], whole image, float32", "LPIPS", 4,
+               ("alexnet", "lpips_alex_v0.1")),
+    MetricSpec("dists", "full_reference", True, "dists-vgg16-whole-v1", _perceptual("DISTS"),
+               "DISTS, VGG16, inputs in [0, 1], whole image, no resize, float32", "DISTS", 4,
+               ("vgg16", "dists_alpha_beta")),
     MetricSpec("ae_psnr", "full_reference", False, "ae-psnr-y-quantised-v1", _ae_psnr,
                "PSNR(AE(SR), AE(HR)) with the protocol's PSNR settings; AE outputs quantised to 8 bits",
-               ("aesop_ae",), variant=_ae_variant),
+               "AE-PSNR", 3, ("aesop_ae",), (_AE,)),
     MetricSpec("niqe", "no_reference", True, "niqe-live-yiq-round-v1", _niqe,
                "NIQE, LIVE pristine model, Y of YIQ rounded (IQA-PyTorch's default), border crop = protocol",
-               ("niqe_pristine",)),
+               "NIQE", 4, ("niqe_pristine",)),
     MetricSpec("maniqa", "no_reference", False, "maniqa-koniq-pyiqa0.1.16-v1", _iqa("maniqa"),
-               "MANIQA (KonIQ-10k), IQA-PyTorch, 20 uniform 224 crops", ("maniqa_koniq",)),
+               "MANIQA (KonIQ-10k), IQA-PyTorch, 20 uniform 224 crops", "MANIQA", 4, ("maniqa_koniq",)),
     MetricSpec("musiq", "no_reference", False, "musiq-koniq-pyiqa0.1.16-v1", _iqa("musiq"),
-               "MUSIQ (KonIQ-10k), IQA-PyTorch", ("musiq_koniq",)),
+               "MUSIQ (KonIQ-10k), IQA-PyTorch", "MUSIQ", 4, ("musiq_koniq",)),
     MetricSpec("clipiqa", "no_reference", False, "clipiqa-rn50-pyiqa0.1.16-v1", _iqa("clipiqa"),
-               "CLIP-IQA, CLIP RN50, IQA-PyTorch prompts; quadrant split above a pixel count", ("clip_rn50",),
-               variant=_split_variant),
-    MetricSpec("fid", "distribution", True, "fid-whole299-v1", _fid_features,
-               "FID, one Inception feature per whole image resized to 299, SR set vs HR set; --fid-mode "
-               "legacy_pytorch (pytorch-fid, bilinear) or clean (clean-fid)", ("pt_inception",),
-               variant=_fid_variant),
-    MetricSpec("pfid", "distribution", True, "pfid-299patches-zeropad-v1", _pfid_features,
-               "patch-FID: non-overlapping 299x299 patches (zero-padded if smaller), SR vs HR patches",
-               ("pt_inception",), variant=_fid_variant),
+               "CLIP-IQA, CLIP RN50, IQA-PyTorch prompts; quadrant split above a pixel count", "CLIP-IQA", 4,
+               ("clip_rn50",), (_SPLIT,)),
+    MetricSpec("fid", "distribution", True, "fid-whole299-v1", _features("whole"),
+               "FID, one Inception feature per whole image resized to 299, SR set vs HR set", "FID", 3,
+               ("pt_inception",), (_FID_MODE,)),
+    MetricSpec("pfid", "distribution", True, "pfid-299patches-zeropad-v1", _features("patch"),
+               "patch-FID: non-overlapping 299x299 patches (zero-padded if smaller), SR vs HR patches", "pFID", 3,
+               ("pt_inception",), (_FID_MODE,)),
 ]}
+
+
+def get_spec(name: str) -> MetricSpec:
+    try:
+        return METRICS[name.strip().lower()]
+    except KeyError:
+        raise AesopBenchError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}") from None
 
 
 def expand_metrics(spec: str | list[str]) -> list[str]:

@@ -75,12 +75,12 @@ class NetModel:
 
     @torch.no_grad()
     def __call__(self, lr: torch.Tensor) -> torch.Tensor:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        from ..determinism import deterministic
+
         x = lr.to(self.device, torch.float32)
         ctx = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16" else \
             torch.autocast(self.device.type, enabled=False)
-        with ctx:
+        with deterministic(), ctx:
             if self.tile:
                 out = tiled_forward(self.net, x, self.scale, self.tile, self.tile_overlap)
             else:

@@ -187,10 +187,11 @@ def resolve_model(name: str, arch: str | None = None, download: bool = True) -> 
     if path.suffix.lower() in (".yaml", ".yml", ".json") and path.is_file():
         return _from_card(path)
     if path.is_file():
-        opts: dict = {}
-        if not arch:  # checkpoints written by the trainer name their arch
-            meta = wm.read_meta(path)
-            arch, opts = meta.get("arch"), meta.get("opts", {})
+        meta = wm.read_meta(path)  # checkpoints written by the trainer name their arch and its options
+        if arch and meta.get("arch") not in (None, arch):
+            raise AesopBenchError(f"--model {name}: the checkpoint is a {meta['arch']} network, not --arch {arch}")
+        arch = arch or meta.get("arch")
+        opts: dict = meta.get("opts", {})
         if not arch:
             raise AesopBenchError(f"--model {name}: a checkpoint needs --arch ({' or '.join(ARCHS)})")
         if arch not in ARCHS:

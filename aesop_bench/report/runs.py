@@ -66,7 +66,8 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
             for r in csv.DictReader(f):
                 per_image.setdefault((r["set"], r["metric"]), {})[r["image"]] = float(r["value"])
     model = s.get("model", {})
-    return Run(path=path, label=label or model_label(model.get("name", path.name)), model=model.get("name", path.name),
+    label = label or model.get("label") or model_label(model.get("name", path.name))
+    return Run(path=path, label=label, model=model.get("name", path.name),
                identity=model.get("identity", ""), protocol=s.get("protocol", {}), sets=s.get("sets", {}),
                versions=s.get("metric_versions", {}), per_image=per_image)
 

@@ -25,13 +25,12 @@ from pathlib import Path
 
 from ..data.sets import PAPER_SETS, display_name
 from ..errors import AesopBenchError
+from ..metrics.registry import METRICS
 from .runs import Run
 
-DECIMALS = {"lpips": 4, "dists": 4, "psnr": 3, "ssim": 4, "ae_psnr": 3, "lr_psnr": 3, "fid": 3, "pfid": 3,
-            "niqe": 4, "maniqa": 4, "musiq": 4, "clipiqa": 4}
-LABELS = {"lpips": "LPIPS", "dists": "DISTS", "psnr": "PSNR", "ssim": "SSIM", "ae_psnr": "AE-PSNR",
-          "lr_psnr": "LR-PSNR", "fid": "FID", "pfid": "pFID", "niqe": "NIQE", "maniqa": "MANIQA",
-          "musiq": "MUSIQ", "clipiqa": "CLIP-IQA"}
+# display labels and decimals come from the metric registry
+DECIMALS = {n: spec.decimals for n, spec in METRICS.items()}
+LABELS = {n: spec.label for n, spec in METRICS.items()}
 SET_LABELS = {"set5": "Set5", "set14": "Set14", "manga109": "Manga109", "general100": "General100",
               "urban100": "Urban100", "div2k_val": "DIV2K-val", "bsd100": "BSD100", "lsdir_val": "LSDIR",
               "realsr_v3": "RealSRv3", "drealsr": "DRealSR"}
@@ -52,8 +51,6 @@ PAPER_SET = {"lsdir_val": "lsdir"}
 
 
 def lower_better(metric: str) -> bool:
-    from ..metrics.registry import METRICS
-
     return METRICS[metric].lower_better if metric in METRICS else False
 
 

@@ -345,27 +345,27 @@ class Trainer:
         from ..data.imresize import imresize
         from ..data.sets import resolve
         from ..data.transforms import mod_crop, to_rgb
-        from ..evaluate.protocol import get_protocol
+        from ..evaluation.protocol import get_protocol
         from ..imageio import quantize, read_image
-        from ..metrics.registry import METRICS, MetricInputs
+        from ..metrics.metric import Metric
         from ..paths import data_root
 
         v = self.cfg.val
         protocol = get_protocol("basicsr", scale=self.cfg.data.scale)
         res = resolve(v.set, data_root(v.data_root))
         sums: dict[str, list[float]] = {}
+        metrics = {m: Metric(m, protocol, self.device) for m in v.metrics}
         net = self.net_g_ema
         for f in res.hr_files:
             hr = mod_crop(to_rgb(read_image(f)), max(4, self.cfg.data.scale))[None]
             lr = imresize(hr, 1 / self.cfg.data.scale)
             x = hr if self.cfg.kind == "ae" else lr
             out = quantize(net(x.float().div(255).to(self.device)).cpu())
-            inputs = MetricInputs(sr=out, hr=hr, lr=lr, protocol=protocol, device=str(self.device))
             for m in v.metrics:
                 if m == "lr_psnr" and self.cfg.kind == "ae":
                     continue
                 try:
-                    sums.setdefault(m, []).append(float(METRICS[m].fn(inputs)[0]))
+                    sums.setdefault(m, []).append(float(metrics[m].score(out, hr, lr)[0]))
                 except AesopBenchError as exc:  # e.g. LPIPS weights not in the cache: skip that metric
                     self.log(f"validation: {m} skipped ({exc})")
                     v.metrics = [x for x in v.metrics if x != m]

@@ -4,7 +4,9 @@ Layout of a run folder::
 
     run.json        model and protocol of the run (fixed at the first start)
     rows.jsonl      one JSON object per (set, image, metric), appended and
-                    fsynced as each image finishes (rank R > 0 of a torchrun
+                    fsynced as each image finishes; a row may carry ``src``,
+                    a hash of the files it was computed from (result
+                    folders), and then counts only while they are unchanged (rank R > 0 of a torchrun
                     evaluation appends to rows.rR.jsonl; all are read back)
     per_image.csv   set,image,metric,value,version,protocol (written at the end)
     summary.json    {"model", "protocol", "sets": {SET: {"n_images", "metrics": {M: mean}}}, ...}
@@ -38,7 +40,7 @@ class ResultStore:
         self.protocol = protocol
         self.rank = rank
         self._check_run_file()
-        self.rows: dict[tuple[str, str, str], tuple[float, str]] = {}
+        self.rows: dict[tuple[str, str, str], tuple[float, str, str | None]] = {}
         self._load_rows()
 
     def _check_run_file(self) -> None:
@@ -87,37 +89,41 @@ class ResultStore:
                 raise AesopBenchError(
                     f"{path}: line {i + 1} is corrupt; delete the line (or the file, to recompute all)"
                 ) from None
-            self.rows[(r["set"], r["image"], r["metric"])] = (float(r["value"]), r["version"])
+            self.rows[(r["set"], r["image"], r["metric"])] = (float(r["value"]), r["version"], r.get("src"))
 
     def _truncate_to(self, size: int) -> None:
         with open(self.rows_path, "r+b") as f:
             f.truncate(size)
 
-    def has(self, set_name: str, image: str, metric: str, version: str) -> bool:
+    def has(self, set_name: str, image: str, metric: str, version: str, src: str | None = None) -> bool:
         row = self.rows.get((set_name, image, metric))
-        return row is not None and row[1] == version
+        return row is not None and row[1] == version and row[2] == src
 
-    def add(self, set_name: str, image: str, values: dict[str, tuple[float, str]]) -> None:
+    def add(self, set_name: str, image: str, values: dict[str, tuple[float, str]], src: str | None = None) -> None:
         """Store one image's metric values (``{metric: (value, version)}``) durably."""
         buf = io.StringIO()
         for metric, (value, version) in values.items():
-            buf.write(json.dumps({"set": set_name, "image": image, "metric": metric,
-                                  "value": float(value), "version": version}) + "\n")
-            self.rows[(set_name, image, metric)] = (float(value), version)
+            row = {"set": set_name, "image": image, "metric": metric, "value": float(value), "version": version}
+            if src is not None:
+                row["src"] = src
+            buf.write(json.dumps(row) + "\n")
+            self.rows[(set_name, image, metric)] = (float(value), version, src)
         with open(self.rows_path, "a", encoding="utf-8") as f:
             f.write(buf.getvalue())
             f.flush()
             os.fsync(f.fileno())
 
-    def summary(self, set_images: dict[str, list[str]]) -> dict:
-        """Means over each set's images, for every metric that covers all of them."""
+    def summary(self, set_images: dict[str, list[str]], sources: dict | None = None) -> dict:
+        """Means over each set's images, for every metric that covers all of them (``sources``: the current
+        ``src`` of ``(set, image)`` keys; rows computed from other files do not count)."""
+        sources = sources or {}
         sets: dict[str, dict] = {}
         versions: dict[str, str] = {}
         for set_name, images in set_images.items():
             by_metric: dict[str, list[float]] = {}
             set_level: dict[str, float] = {}
-            for (s, image, metric), (value, version) in self.rows.items():
-                if s != set_name:
+            for (s, image, metric), (value, version, src) in self.rows.items():
+                if s != set_name or sources.get((s, image), src) != src:
                     continue
                 versions[metric] = version
                 if image == SET_ROW:
@@ -129,12 +135,15 @@ class ResultStore:
             sets[set_name] = {"n_images": len(images), "metrics": dict(sorted(means.items()))}
         return {"model": self.model, "protocol": self.protocol, "sets": sets, "metric_versions": versions}
 
-    def finalize(self, set_images: dict[str, list[str]]) -> dict:
-        """Write per_image.csv and summary.json for the sets of this run and those stored by earlier ones."""
+    def finalize(self, set_images: dict[str, list[str]], extra: dict | None = None,
+                 sources: dict | None = None) -> dict:
+        """Write per_image.csv and summary.json for the sets of this run and those stored by earlier ones
+        (``extra``: more top-level entries of the summary)."""
         set_images = dict(set_images)
         for s in sorted({k[0] for k in self.rows} - set(set_images)):
             set_images[s] = sorted({k[1] for k in self.rows if k[0] == s and k[1] != SET_ROW})
-        summary = self.summary(set_images)
+        summary = self.summary(set_images, sources)
+        summary.update(extra or {})
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")
         w.writerow(["set", "image", "metric", "value", "version", "protocol"])
@@ -142,7 +151,9 @@ class ResultStore:
         for set_name, images in set_images.items():
             for image in images:
                 for metric in sorted(m for (s, i, m) in self.rows if s == set_name and i == image):
-                    value, version = self.rows[(set_name, image, metric)]
+                    value, version, src = self.rows[(set_name, image, metric)]
+                    if (sources or {}).get((set_name, image), src) != src:
+                        continue
                     w.writerow([set_name, image, metric, repr(value), version, pname])
         atomic_write_text(self.dir / "per_image.csv", out.getvalue())
         atomic_write_json(self.dir / "summary.json", summary)

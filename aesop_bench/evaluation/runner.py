@@ -7,8 +7,13 @@ For each image of each set:
 2. LR is made with MATLAB-exact bicubic from that HR (``lr_source=make``) or
    read from the set's LR folder (``lr_source=folder``, checked for size);
 3. SR comes from the SR cache (keyed by the model's identity and the LR's
-   bytes) or from the model, quantised to 8 bits;
+   bytes) or from the model, quantised to 8 bits; or, for a result folder
+   (``sr_dir``, see :mod:`.folders`), from its file;
 4. each metric not yet in the results store is computed and stored.
+
+The model is a zoo name, checkpoint, card or interpolation (a string), or an
+object following :class:`aesop_bench.models.base.SRModel` (an in-memory
+network wrapped by :func:`aesop_bench.api.evaluate`).
 
 Images whose metrics are all stored are not even read, so a finished run
 repeats in well under a second plus start-up, and a killed one resumes.
@@ -28,6 +33,7 @@ from pathlib import Path
 
 from ..data.sets import ResolvedSet, SETS, resolve, set_folder
 from ..errors import AesopBenchError
+from ..metrics.registry import get_spec
 from ..paths import sr_cache_dir
 from .protocol import Protocol
 from .store import SET_ROW, ResultStore
@@ -35,7 +41,7 @@ from .store import SET_ROW, ResultStore
 
 @dataclass
 class EvalConfig:
-    model: str
+    model: "str | object | None"  # a name/path, an SRModel object, or None with sr_dir
     sets: list[str]
     metrics: list[str]
     protocol: Protocol
@@ -53,6 +59,14 @@ class EvalConfig:
     tile_overlap: int = 32
     progress: bool = True
     log: object = field(default=lambda msg: print(msg, file=sys.stderr))
+    sr_dir: Path | None = None  # a folder of SR results instead of a model
+    sr_suffix: str = ""
+    name: str | None = None  # the run's label in tables and plots
+
+    def metric_options(self, spec) -> dict:
+        """The options of this run that ``spec`` declares (None: the metric's default)."""
+        given = {"ae": self.ae, "split_above": self.clipiqa_split_above, "fid_mode": self.fid_mode}
+        return {o.name: given.get(o.name) for o in spec.options}
 
 
 def image_key(path: Path) -> str:
@@ -61,6 +75,8 @@ def image_key(path: Path) -> str:
 
 class _LazyModel:
     """Builds the network on the first SR cache miss, so cached runs never load weights."""
+
+    cache = True
 
     def __init__(self, cfg: "EvalConfig"):
         from ..models.zoo import model_identity
@@ -80,6 +96,55 @@ class _LazyModel:
                 raise AesopBenchError(f"model identity changed while loading: {self.identity} -> "
                                       f"{self._model.identity}")
         return self._model
+
+
+class _GivenModel:
+    """An SRModel object given by the caller (already built)."""
+
+    def __init__(self, model, scale: int):
+        if getattr(model, "scale", scale) != scale:
+            raise AesopBenchError(f"model {model.name!r} upscales x{model.scale} but the protocol is x{scale}")
+        self.name, self.scale, self.identity = model.name, scale, model.identity
+        self.cache = getattr(model, "cache", True)
+        self._model = model
+
+    def get(self):
+        return self._model
+
+
+class _NetworkSource:
+    """SR images made by a model from the protocol's LR (cached on disk by the model's identity)."""
+
+    kind = "model"
+
+    def __init__(self, cfg: "EvalConfig"):
+        self.model = _LazyModel(cfg) if isinstance(cfg.model, str) else _GivenModel(cfg.model, cfg.protocol.scale)
+        self.name, self.identity, self.device = self.model.name, self.model.identity, cfg.device
+
+    def prepare_set(self, set_name, res, log) -> None:
+        pass
+
+    def row_source(self, set_name, hr_file):
+        return None
+
+    def record(self) -> dict:
+        return {}
+
+    def images(self, res, set_name, hr_file, protocol, need_lr):
+        hr, lr = _load_pair(res, hr_file, protocol)
+        return hr, lr, _super_resolve(self.model, lr, self.device)
+
+
+def _source(cfg: "EvalConfig"):
+    if cfg.sr_dir is not None:
+        from .folders import FolderSource
+
+        if cfg.model is not None:
+            raise AesopBenchError("give either a model or an SR folder (--sr), not both")
+        return FolderSource(cfg.sr_dir, len(cfg.sets), cfg.sr_suffix)
+    if cfg.model is None:
+        raise AesopBenchError("nothing to evaluate: give a model (--model) or a folder of SR images (--sr)")
+    return _NetworkSource(cfg)
 
 
 def _resolve_or_download(name: str, cfg: EvalConfig) -> ResolvedSet:
@@ -141,9 +206,9 @@ def _super_resolve(model: _LazyModel, lr, device: str):
 
     from ..imageio import quantize, read_image, to_float, write_image
 
-    path = _sr_cache_path(model.identity, model.scale, lr)
+    path = _sr_cache_path(model.identity, model.scale, lr) if model.cache else None
     want = (lr.shape[0], lr.shape[1] * model.scale, lr.shape[2] * model.scale)
-    if path.is_file():
+    if path is not None and path.is_file():
         try:
             sr = read_image(path)
             if tuple(sr.shape) == want:
@@ -157,30 +222,37 @@ def _super_resolve(model: _LazyModel, lr, device: str):
     if tuple(sr.shape) != want:
         raise AesopBenchError(f"model {model.name!r} returned shape {tuple(sr.shape)} for LR {tuple(lr.shape)}; "
                               f"expected {want}")
-    write_image(path, sr)
+    if path is not None:
+        write_image(path, sr)
     return sr
 
 
 def evaluate(cfg: EvalConfig) -> dict:
     """Run the evaluation described by ``cfg`` and return the summary (also written to ``cfg.out_dir``)."""
-    from ..metrics.registry import METRICS
+    from ..determinism import deterministic
+
+    with deterministic():
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: EvalConfig) -> dict:
+    from ..metrics.metric import Metric
 
     rank, world = _ranks()
     if world > 1 and cfg.device == "cuda":
         cfg.device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
-    if str(cfg.device).startswith("cuda"):
-        _deterministic_cuda()
-    model = _LazyModel(cfg)
-    run_model = {"name": cfg.model, "identity": model.identity, "precision": cfg.precision}
+    source = _source(cfg)
+    run_model = {"name": source.name, "identity": source.identity, "precision": cfg.precision, "source": source.kind}
+    if cfg.name:
+        run_model["label"] = cfg.name
     if rank == 0:
         store = ResultStore(cfg.out_dir, run_model, cfg.protocol.as_dict())
     _barrier(world)
     if rank != 0:
         store = ResultStore(cfg.out_dir, run_model, cfg.protocol.as_dict(), rank=rank)
-    specs = [METRICS[m] for m in cfg.metrics]
-    options = {"ae": cfg.ae, "clipiqa_split_above": cfg.clipiqa_split_above, "fid_mode": cfg.fid_mode}
-    versions = {s.name: s.version_for(options) for s in specs}
+    metrics = [Metric(m, cfg.protocol, cfg.device, **cfg.metric_options(get_spec(m))) for m in cfg.metrics]
     set_images: dict[str, list[str]] = {}
+    sources: dict[tuple[str, str], str] = {}  # (set, image) -> hash of its files (result folders)
     ok = False
     try:
         for name in cfg.sets:
@@ -192,29 +264,51 @@ def evaluate(cfg: EvalConfig) -> dict:
             keys = [image_key(f) for f in res.hr_files]
             if len(set(keys)) != len(keys):
                 raise AesopBenchError(f"{res.hr_dir}: two images share a name stem; rename one of them")
-            set_images[name] = keys
-            if res.hr_dir is None and any(s.kind in ("full_reference", "distribution") for s in specs):
+            if res.hr_dir is None and any(m.spec.kind in ("full_reference", "distribution") for m in metrics):
                 raise AesopBenchError(f"set {name!r} has no HR images; use no-reference metrics (and lr_psnr) "
                                       "only on it")
-            per_image = [s for s in specs if s.kind != "distribution"]
-            todo = [(f, k) for f, k in zip(res.hr_files, keys)
-                    if not all(store.has(name, k, s.name, versions[s.name]) for s in per_image)]
+            if res.hr_dir is None and source.kind == "folder":
+                raise AesopBenchError(f"set {name!r} has no HR images to match SR files against")
+            source.prepare_set(name, res, cfg.log if rank == 0 else (lambda msg: None))
+            set_images[name] = keys
+            per_image = [m for m in metrics if m.spec.kind != "distribution"]
+            todo = []
+            for f, k in zip(res.hr_files, keys):
+                src = source.row_source(name, f)
+                if src is not None:
+                    sources[(name, k)] = src
+                if not all(store.has(name, k, m.name, m.version, src) for m in per_image):
+                    todo.append((f, k, src))
             mine = todo[rank::world]
             if mine and per_image:
-                _evaluate_images(cfg, res, name, mine, per_image, store, model, versions, options)
+                _evaluate_images(cfg, res, name, mine, per_image, store, source)
             _barrier(world)
             store.reload()
-            dist = [s for s in specs
-                    if s.kind == "distribution" and not store.has(name, SET_ROW, s.name, versions[s.name])]
+            set_src = _set_source(source, name, res)
+            if set_src is not None:
+                sources[(name, SET_ROW)] = set_src
+            dist = [m for m in metrics if m.spec.kind == "distribution"
+                    and not store.has(name, SET_ROW, m.name, m.version, set_src)]
             if dist and rank == 0:
-                _evaluate_distribution(cfg, res, name, dist, store, model, versions, options)
+                _evaluate_distribution(cfg, res, name, dist, store, source)
         ok = True
     finally:
         if ok:
             _barrier(world)
         store.reload()
-        summary = store.finalize(set_images) if rank == 0 else store.summary(set_images)
+        extra = {"sr_folder": source.record()} if source.kind == "folder" and source.sets else None
+        summary = store.finalize(set_images, extra, sources) if rank == 0 else store.summary(set_images, sources)
     return summary
+
+
+def _set_source(source, set_name, res) -> str | None:
+    """The hash of every file a set-level value comes from (folder runs), else None."""
+    if source.kind != "folder":
+        return None
+    h = hashlib.sha256()
+    for f in res.hr_files:
+        h.update(source.row_source(set_name, f).encode())
+    return h.hexdigest()[:20]
 
 
 def _ranks() -> tuple[int, int]:
@@ -234,56 +328,42 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
-def _deterministic_cuda() -> None:
-    """Network metrics and models in true float32: no TF32, no autotuned (non-deterministic) kernels."""
-    import torch
-
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-
-
-def _evaluate_images(cfg, res, name, todo, specs, store, model, versions, options) -> None:
+def _evaluate_images(cfg, res, name, todo, metrics, store, source) -> None:
     from tqdm import tqdm
 
     from ..imageio import write_image
-    from ..metrics.registry import MetricInputs
 
+    need_lr = any(m.spec.kind == "lr_reference" for m in metrics) or source.kind == "model"
     bar = tqdm(todo, desc=f"{name}", unit="img", disable=not cfg.progress, leave=False, file=sys.stderr)
-    for hr_file, key in bar:
-        hr, lr = _load_pair(res, hr_file, cfg.protocol)
-        sr = _super_resolve(model, lr, cfg.device)
-        if cfg.save_sr:
+    for hr_file, key, src in bar:
+        hr, lr, sr = source.images(res, name, hr_file, cfg.protocol, need_lr)
+        if cfg.save_sr and source.kind == "model":
             write_image(cfg.out_dir / "sr" / Path(name).name / f"{key}.png", sr)
-        inputs = MetricInputs(sr=sr.unsqueeze(0), hr=None if hr is None else hr.unsqueeze(0),
-                              lr=lr.unsqueeze(0), protocol=cfg.protocol,
-                             device=cfg.device, options=options)
+        batch = [None if x is None else x.unsqueeze(0) for x in (sr, hr, lr)]
         values = {}
-        for spec in specs:
-            if store.has(name, key, spec.name, versions[spec.name]):
+        for m in metrics:
+            if store.has(name, key, m.name, m.version, src):
                 continue
             try:
-                values[spec.name] = (float(spec.fn(inputs)[0]), versions[spec.name])
+                values[m.name] = (float(m.score(*batch)[0]), m.version)
             except ValueError as exc:
-                raise AesopBenchError(f"{hr_file}: {spec.name} failed: {exc}") from None
-        store.add(name, key, values)
+                raise AesopBenchError(f"{hr_file}: {m.name} failed: {exc}") from None
+        store.add(name, key, values, src)
 
 
-def _evaluate_distribution(cfg, res, name, specs, store, model, versions, options) -> None:
+def _evaluate_distribution(cfg, res, name, metrics, store, source) -> None:
     """Set-level metrics: features of every SR and HR image (cached), then one distance per set."""
     from tqdm import tqdm
 
     from ..metrics.distribution import set_distance
 
-    sr_feats: dict[str, list] = {s.name: [] for s in specs}
-    hr_feats: dict[str, list] = {s.name: [] for s in specs}
+    sr_feats: dict[str, list] = {m.name: [] for m in metrics}
+    hr_feats: dict[str, list] = {m.name: [] for m in metrics}
     for hr_file in tqdm(res.hr_files, desc=f"{name} features", unit="img", disable=not cfg.progress,
                         leave=False, file=sys.stderr):
-        hr, lr = _load_pair(res, hr_file, cfg.protocol)
-        sr = _super_resolve(model, lr, cfg.device)
-        for spec in specs:
-            sr_feats[spec.name].append(spec.fn(sr, cfg.device, options))
-            hr_feats[spec.name].append(spec.fn(hr, cfg.device, options))
-    store.add(name, SET_ROW, {s.name: (set_distance(sr_feats[s.name], hr_feats[s.name]), versions[s.name])
-                              for s in specs})
+        hr, lr, sr = source.images(res, name, hr_file, cfg.protocol, False)
+        for m in metrics:
+            sr_feats[m.name].append(m.features(sr))
+            hr_feats[m.name].append(m.features(hr))
+    store.add(name, SET_ROW, {m.name: (set_distance(sr_feats[m.name], hr_feats[m.name]), m.version)
+                              for m in metrics}, _set_source(source, name, res))

@@ -1,0 +1,197 @@
+"""The Python API: ``import aesop_bench as ab``.
+
+* :func:`metric` -- one metric as an object that owns its networks: ``ab.metric("lpips")(sr, hr)``.
+* :func:`evaluate` -- the evaluator on a network in memory (``nn.Module``), a callable LR -> SR, a zoo name,
+  a checkpoint path or a folder of SR results; the same numbers, caches and resume as ``aesop-bench eval``.
+* :func:`load_run` -- the per-image values of any run folder as a pandas DataFrame.
+* :func:`protocol` -- a named protocol with overrides (``ab.protocol("matlab", crop_border=0)``).
+
+>>> import torch
+>>> import aesop_bench as ab
+>>> hr = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+>>> float(ab.metric("psnr", protocol=ab.protocol("basicsr", crop_border=0))(hr, hr)) > 79   # 1e-8 in the MSE
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from .errors import AesopBenchError
+from .metrics.metric import Metric, metric
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+    import torch.nn as nn
+
+__all__ = ["metric", "Metric", "evaluate", "load_run", "protocol", "Result", "module_identity"]
+
+
+def protocol(name: str = "basicsr", **overrides):
+    """A protocol by name (``basicsr``, ``matlab``) with overrides: scale, modcrop, crop_border, lr_source."""
+    from .evaluation.protocol import get_protocol
+
+    return get_protocol(name, **overrides)
+
+
+@dataclass
+class Result:
+    """What :func:`evaluate` returns: ``summary`` (the dict of ``summary.json``), ``per_image`` (a DataFrame with
+    columns set, image, metric, value, version, protocol) and ``out`` (the run folder, or None)."""
+
+    summary: dict
+    per_image: "pd.DataFrame"
+    out: Path | None = None
+
+    def mean(self, set_name: str, metric_name: str) -> float | None:
+        """The set's value of a metric (mean over images, or the set-level value of FID/pFID)."""
+        return self.summary["sets"].get(set_name, {}).get("metrics", {}).get(metric_name)
+
+
+def module_identity(net: "nn.Module", scale: int) -> str:
+    """A content hash of a network's parameters and buffers (names, dtypes, shapes, values) and its class."""
+    import torch
+
+    h = hashlib.sha256(type(net).__qualname__.encode())
+    for k, v in sorted(net.state_dict().items()):
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return f"module:{type(net).__name__}-x{scale}-{h.hexdigest()[:16]}"
+
+
+class CallableModel:
+    """A callable LR -> SR (float ``(N, C, h, w)`` in [0, 1] in, the same out at ``scale`` times the size).
+
+    Without ``identity`` its outputs are not cached on disk (nothing says when they would change)."""
+
+    def __init__(self, fn: Callable, scale: int, identity: str | None = None, name: str | None = None):
+        self.fn, self.scale = fn, scale
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.cache = identity is not None
+        self.identity = identity or f"callable:{self.name}:{uuid.uuid4().hex[:12]}"
+
+    def to(self, device):
+        return self
+
+    def __call__(self, lr: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        with torch.no_grad():
+            return self.fn(lr)
+
+
+def _is_folder(model) -> bool:
+    return isinstance(model, (str, os.PathLike)) and Path(model).is_dir()
+
+
+def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str | Sequence[str] = ("psnr", "ssim"),
+             protocol="basicsr", out: str | os.PathLike | None = None, device: str | None = None,
+             data_root: str | os.PathLike | None = None, download: bool = True, precision: str = "fp32",
+             tile: int | None = None, tile_overlap: int = 32, name: str | None = None, identity: str | None = None,
+             arch: str | None = None, sr_suffix: str = "", ae: str | None = None,
+             clipiqa_split_above: int | None = None, fid_mode: str = "legacy_pytorch",
+             progress: bool = False) -> Result:
+    """Evaluate ``model`` on benchmark ``sets`` with ``metrics`` under ``protocol``.
+
+    ``model`` is a ``torch.nn.Module`` (LR -> SR, float in [0, 1]; its identity is a hash of its state dict, so the
+    SR cache and resume work; its training mode and device are restored afterwards), any other callable LR -> SR
+    (give ``identity=`` to cache its outputs), a zoo name, a checkpoint path (with ``arch``), a model card,
+    ``interp:A,B@ALPHA``, or a folder of SR results (see :mod:`aesop_bench.evaluation.folders`).
+
+    A run folder is written only with ``out=`` (then it resumes like ``aesop-bench eval --out``).
+
+    >>> import torch.nn.functional as F
+    >>> import aesop_bench as ab
+    >>> res = ab.evaluate(lambda lr: F.interpolate(lr, scale_factor=4, mode="nearest"), sets="set5",
+    ...                   metrics=["psnr"], download=False)
+    >>> sorted(res.per_image.columns)
+    ['image', 'metric', 'protocol', 'set', 'value', 'version']
+    >>> len(res.per_image), 20 < res.mean("set5", "psnr") < 30
+    (5, True)
+    """
+    from .data.sets import expand_sets
+    from .evaluation.protocol import Protocol, get_protocol
+    from .evaluation.runner import EvalConfig, evaluate as run
+    from .metrics.registry import expand_metrics
+    from .paths import data_root as default_root
+
+    prot = protocol if isinstance(protocol, Protocol) else get_protocol(str(protocol))
+    restore = None
+    sr_dir = None
+    if _is_folder(model):
+        sr_dir, model = Path(model), None
+    elif isinstance(model, os.PathLike):
+        model = str(model)
+    elif not isinstance(model, str):
+        model, device, restore = _wrap(model, prot.scale, device, precision, tile, tile_overlap, identity, name)
+    tmp = None
+    if out is None:
+        tmp = Path(tempfile.mkdtemp(prefix="aesop-bench-run-"))
+    cfg = EvalConfig(model=model, sets=expand_sets(sets), metrics=expand_metrics(metrics), protocol=prot,
+                     data_root=default_root(data_root), out_dir=Path(out) if out is not None else tmp,
+                     device=device or "cpu", download=download, progress=progress, ae=ae,
+                     clipiqa_split_above=clipiqa_split_above, fid_mode=fid_mode, arch=arch, precision=precision,
+                     tile=tile, tile_overlap=tile_overlap, sr_dir=sr_dir, sr_suffix=sr_suffix, name=name)
+    try:
+        summary = run(cfg)
+        frame = load_run(cfg.out_dir)
+    finally:
+        if restore is not None:
+            restore()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return Result(summary=summary, per_image=frame, out=None if out is None else Path(out))
+
+
+def _wrap(model, scale, device, precision, tile, tile_overlap, identity, name):
+    """An in-memory model as the evaluator's SRModel, and a function restoring the module's state."""
+    import torch.nn as nn
+
+    from .models.inference import NetModel
+
+    if isinstance(model, nn.Module):
+        params = list(model.parameters()) + list(model.buffers())
+        home_device = params[0].device if params else None
+        device = device or (str(home_device) if home_device is not None else "cpu")
+        was_training = model.training
+        wrapped = NetModel(name or type(model).__name__, model, scale, identity or module_identity(model, scale),
+                           device, precision, tile, tile_overlap)
+
+        def restore():
+            model.train(was_training)
+            if home_device is not None:
+                model.to(home_device)
+        return wrapped, device, restore
+    if all(hasattr(model, a) for a in ("identity", "scale", "name")):
+        return model, device, None  # already an SRModel
+    if callable(model):
+        return CallableModel(model, scale, identity, name), device, None
+    raise AesopBenchError(f"cannot evaluate a {type(model).__name__}: give an nn.Module, a callable LR -> SR, a zoo "
+                          "name, a checkpoint path or a folder of SR images")
+
+
+def load_run(path: str | os.PathLike) -> "pd.DataFrame":
+    """The per-image values of a run folder as a DataFrame (set, image, metric, value, version, protocol); set-level
+    values (FID, pFID) have image ``*``. ``frame.attrs["summary"]`` holds the run's summary."""
+    import json
+
+    import pandas as pd
+
+    path = Path(path)
+    csv_file, summary_file = path / "per_image.csv", path / "summary.json"
+    if not csv_file.is_file() or not summary_file.is_file():
+        raise AesopBenchError(f"{path}: no per_image.csv/summary.json; give a folder written by `aesop-bench eval`")
+    frame = pd.read_csv(csv_file, dtype={"set": str, "image": str, "metric": str, "version": str, "protocol": str},
+                        keep_default_na=False, float_precision="round_trip")
+    frame["value"] = frame["value"].astype("float64")
+    frame.attrs["summary"] = json.loads(summary_file.read_text())
+    return frame

@@ -1,0 +1,227 @@
+"""SR result folders: images that other code already super-resolved, evaluated against a set's HR images.
+
+``--sr DIR`` holds one subfolder per set (``DIR/Set5``, ``DIR/set14``: matched case-insensitively to the
+set's folder name, its name or an alias), or, for a single set, the images themselves.
+
+* **Names.** An SR file belongs to the HR image whose stem equals the SR stem, or is its prefix followed by
+  ``_``, ``-`` or ``.`` (``baby_RDN_x4.png`` -> ``baby``; the longest such HR stem wins, so ``img_1_x4``
+  goes to ``img_1`` rather than ``img``). With ``suffix`` (``--sr-suffix``) the SR stem must be the HR stem
+  followed by it, and files without it are ignored. Every HR image must get exactly one SR file: missing,
+  ambiguous and unmatched files are an error listing them all.
+* **Sizes.** The SR files define the evaluated area. An SR of the HR's size is taken as it is; one smaller
+  by less than ``MAX_CROP`` pixels in each dimension (codes that crop to a multiple of 4 or 12) is compared
+  with the HR cropped to its size at the top-left corner, and the run records which images were; larger, or
+  smaller by more, is an error. The protocol's modcrop does not apply to the compared images.
+* **Colour.** The protocol's grayscale rule applies to the HR as for models. Under ``basicsr`` a grayscale
+  file is replicated to RGB; under ``matlab`` (grayscale kept) an RGB SR of a grayscale HR (Set14 ``bridge``
+  in many releases) is converted with MATLAB's ``rgb2gray`` weights and rounded.
+* **LR.** ``lr_psnr`` uses the LR the protocol makes from the HR (cropped to the SR's area, then to the
+  protocol's modcrop) or, with ``--lr-source folder``, the set's LR file.
+* **Identity.** A folder run is identified by the folder's path; every stored value also records a hash of
+  the HR and SR files it was computed from, so editing one image recomputes that image alone, and the
+  summary records a hash over all file names and bytes (``content``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.sets import SETS, ResolvedSet, find_child, list_images, display_name
+from ..errors import AesopBenchError
+
+SEPARATORS = ("_", "-", ".")
+MAX_CROP = 12  # an SR smaller than its HR by this much or more in a dimension is refused
+RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)  # MATLAB rgb2gray
+
+
+@dataclass
+class SetFiles:
+    """The SR file of each HR image of one set, with the images whose HR is cropped to the SR's size."""
+
+    folder: Path
+    sr_files: dict[str, Path]  # HR file name -> SR file
+    cropped: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)  # HR stem -> (sr h, w, hr h, w)
+    ignored: list[str] = field(default_factory=list)
+
+
+def set_subfolder(root: Path, set_name: str, only_set: bool) -> Path:
+    """The folder of ``set_name``'s SR images under ``root``."""
+    entry = SETS.get(set_name)
+    names = (entry.folder, entry.name, *entry.aliases, *entry.extra_folders) if entry else (display_name(set_name),)
+    found = find_child(root, names)
+    if found is not None:
+        return found
+    if only_set and list_images(root):
+        return root
+    raise AesopBenchError(
+        f"--sr {root}: no subfolder for set {display_name(set_name)} (looked for {', '.join(sorted(set(names)))}, "
+        "any case)" + ("" if only_set else "; with several sets, put each set's images in a subfolder named like "
+                       "the set") + (f"; {root} holds no images" if only_set else ""))
+
+
+def match_files(hr_files: list[Path], sr_files: list[Path], suffix: str = "") -> tuple[dict[str, Path], list[str]]:
+    """``{HR file name: SR file}``, and the SR files ignored for lacking ``suffix``; raises listing every problem."""
+    stems = {f.stem: f for f in hr_files}
+    owners: dict[str, list[Path]] = {}
+    unmatched, ignored = [], []
+    for sr in sr_files:
+        stem = sr.stem
+        if suffix:
+            if not stem.endswith(suffix):
+                ignored.append(sr.name)
+                continue
+            stem = stem[: len(stem) - len(suffix)]
+            hr = stem if stem in stems else None
+        else:
+            cands = [h for h in stems if stem == h or any(stem.startswith(h + s) for s in SEPARATORS)]
+            hr = max(cands, key=len) if cands else None
+        if hr is None:
+            unmatched.append(sr.name)
+        else:
+            owners.setdefault(hr, []).append(sr)
+    missing = [f.name for s, f in stems.items() if s not in owners]
+    ambiguous = {s: fs for s, fs in owners.items() if len(fs) > 1}
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} HR image(s) without an SR file: {', '.join(missing)}")
+    if ambiguous:
+        problems.append("several SR files for one HR image: " + "; ".join(
+            f"{s}: {', '.join(f.name for f in fs)}" for s, fs in ambiguous.items()))
+    if unmatched:
+        problems.append(f"{len(unmatched)} SR file(s) matching no HR image: {', '.join(unmatched)}")
+    if problems:
+        raise AesopBenchError("; ".join(problems) + ". An SR file is matched to the HR image whose name is its "
+                              "name or its prefix followed by _, - or . (give --sr-suffix for a suffix common to "
+                              "all files); remove or rename the files listed")
+    return {stems[s].name: fs[0] for s, fs in owners.items()}, ignored
+
+
+def _size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except Exception as exc:  # noqa: BLE001 - any reader error names the file
+        raise AesopBenchError(f"{path}: cannot read image ({exc}); replace or remove the file") from None
+
+
+def check_sizes(files: SetFiles, res: ResolvedSet) -> None:
+    """Record the SR files smaller than their HR (cropped), refuse larger ones and much smaller ones."""
+    bad = []
+    for hr_file in res.hr_files:
+        sr = files.sr_files[hr_file.name]
+        (sh, sw), (hh, hw) = _size(sr), _size(hr_file)
+        if (sh, sw) == (hh, hw):
+            continue
+        if sh <= hh and sw <= hw and hh - sh < MAX_CROP and hw - sw < MAX_CROP:
+            files.cropped[hr_file.stem] = (sh, sw, hh, hw)
+        else:
+            bad.append(f"{sr} is {sw}x{sh} but its HR {hr_file.name} is {hw}x{hh}")
+    if bad:
+        raise AesopBenchError("; ".join(bad) + f". An SR image must have its HR's size, or be smaller by less than "
+                              f"{MAX_CROP} pixels (a crop at the bottom/right); check the scale and the set")
+
+
+def hash_files(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.read_bytes())
+    return h.hexdigest()[:20]
+
+
+class FolderSource:
+    """SR images read from a folder; see the module docstring."""
+
+    kind = "folder"
+
+    def __init__(self, root: str | Path, n_sets: int, suffix: str = "", name: str | None = None):
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise AesopBenchError(f"--sr {root}: not a folder; give the folder holding the SR images")
+        self.name = name or self.root.name
+        self.identity = f"sr-folder:{self.root}"
+        self.suffix = suffix
+        self.n_sets = n_sets
+        self.sets: dict[str, SetFiles] = {}
+
+    def prepare_set(self, set_name: str, res: ResolvedSet, log) -> None:
+        folder = set_subfolder(self.root, set_name, self.n_sets == 1)
+        try:
+            sr_files, ignored = match_files(res.hr_files, list_images(folder), self.suffix)
+        except AesopBenchError as exc:
+            raise AesopBenchError(f"--sr {folder} against {res.hr_dir}: {exc}") from None
+        files = SetFiles(folder, sr_files, ignored=ignored)
+        check_sizes(files, res)
+        self.sets[set_name] = files
+        if ignored:
+            log(f"{display_name(set_name)}: ignored {len(ignored)} file(s) without the suffix {self.suffix!r}: "
+                f"{', '.join(ignored)}")
+        if files.cropped:
+            log(f"{display_name(set_name)}: {len(files.cropped)} SR image(s) smaller than their HR, evaluated against "
+                "the HR cropped to the SR's size at the top-left: " + ", ".join(
+                    f"{k} ({v[1]}x{v[0]} of {v[3]}x{v[2]})" for k, v in sorted(files.cropped.items())))
+
+    def row_source(self, set_name: str, hr_file: Path) -> str:
+        """The hash of the files a stored value of this image comes from."""
+        return hash_files(hr_file, self.sets[set_name].sr_files[hr_file.name])
+
+    def content(self) -> str:
+        """A hash over the names and bytes of every SR file evaluated so far."""
+        h = hashlib.sha256()
+        for s in sorted(self.sets):
+            for name, f in sorted(self.sets[s].sr_files.items()):
+                h.update(f"{s}/{f.name}\0".encode())
+                h.update(hashlib.sha256(f.read_bytes()).digest())
+        return h.hexdigest()[:20]
+
+    def record(self) -> dict:
+        return {"path": str(self.root), "suffix": self.suffix, "content": self.content(),
+                "cropped": {s: {k: list(v) for k, v in sorted(f.cropped.items())}
+                            for s, f in self.sets.items() if f.cropped}}
+
+    def images(self, res: ResolvedSet, set_name: str, hr_file: Path, protocol, need_lr: bool):
+        """``(hr, lr, sr)`` uint8 ``(C, H, W)``: the HR cropped to the SR's area, its LR (or None), the SR."""
+        from ..data.transforms import to_rgb
+        from ..imageio import read_image
+
+        sr_file = self.sets[set_name].sr_files[hr_file.name]
+        hr, sr = read_image(hr_file), read_image(sr_file)
+        if protocol.grayscale == "rgb":
+            hr, sr = to_rgb(hr), to_rgb(sr)
+        elif hr.shape[0] == 1 and sr.shape[0] == 3:
+            sr = rgb2gray(sr)
+        elif hr.shape[0] == 3 and sr.shape[0] == 1:
+            sr = to_rgb(sr)
+        hr = hr[:, : sr.shape[-2], : sr.shape[-1]]
+        lr = _lr(res, hr_file, hr, protocol, sr.shape[-2:]) if need_lr else None
+        return hr, lr, sr
+
+
+def rgb2gray(img):
+    """MATLAB ``rgb2gray`` of a uint8 ``(3, H, W)`` image -> ``(1, H, W)`` uint8 (rounded)."""
+    import torch
+
+    w = torch.tensor(RGB2GRAY, dtype=torch.float64).view(3, 1, 1)
+    return (img.double() * w).sum(0, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+
+
+def _lr(res: ResolvedSet, hr_file: Path, hr, protocol, sr_size):
+    from ..data.imresize import imresize
+    from ..data.transforms import mod_crop, to_rgb
+    from ..imageio import read_image
+
+    s = protocol.scale
+    if protocol.lr_source == "make":
+        return imresize(mod_crop(hr, protocol.effective_modcrop), 1.0 / s)
+    lr_file = res.lr_file(hr_file, s)
+    if lr_file is None:
+        raise AesopBenchError(f"{hr_file}: no LR image for x{s} in {res.root}; use --lr-source make")
+    lr = read_image(lr_file)
+    lr = to_rgb(lr) if protocol.grayscale == "rgb" or hr.shape[0] == 3 else lr
+    if lr.shape[-2] * s > sr_size[0] or lr.shape[-1] * s > sr_size[1]:
+        raise AesopBenchError(f"{lr_file}: LR {lr.shape[-1]}x{lr.shape[-2]} x{s} is larger than the SR image "
+                              f"({sr_size[1]}x{sr_size[0]}); use --lr-source make")
+    return lr

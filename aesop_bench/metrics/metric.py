@@ -1,0 +1,170 @@
+"""The metric object: one metric, its options, protocol and device, and the networks it owns.
+
+The evaluator and the public API (``aesop_bench.metric``) compute through the same object, so a value
+computed in a training script equals the one ``aesop-bench eval`` stores for the same images.
+
+>>> import torch
+>>> from aesop_bench.metrics.metric import Metric
+>>> hr = torch.full((1, 3, 32, 32), 128, dtype=torch.uint8)
+>>> sr = hr + 1                       # every channel one level up: Y moves by 219/255 of a level
+>>> round(Metric("psnr")(sr, hr).item(), 3)   # 20 log10(255 / (219 / 255)) = 49.4527
+49.453
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import AesopBenchError
+from .registry import MetricContext, get_spec
+
+
+def _protocol(protocol):
+    from ..evaluation.protocol import Protocol, get_protocol
+
+    return protocol if isinstance(protocol, Protocol) else get_protocol(str(protocol))
+
+
+class Metric:
+    """``Metric(name, protocol="basicsr", device="cpu", **options)``.
+
+    Per-image metrics: ``m(sr, hr=None, lr=None)`` -> float64 tensor ``(N,)``. ``sr``/``hr``/``lr`` are
+    ``(N, C, H, W)`` or ``(C, H, W)`` tensors, uint8 or float in [0, 1] (floats are quantised to 8 bits as
+    the protocol does with SR outputs), C = 1 or 3. Full-reference metrics need ``hr``; ``lr_psnr`` takes
+    ``lr`` or, without it, the LR the protocol makes from ``hr`` (MATLAB bicubic).
+
+    Distribution metrics (``fid``, ``pfid``): ``m(sr_images, hr_images)`` -> float, where each argument is
+    an ``(N, C, H, W)`` tensor or a sequence of ``(C, H, W)`` tensors (sizes may differ).
+
+    Networks are built on the first call and kept by the object.
+    """
+
+    def __init__(self, name: str, protocol="basicsr", device="cpu", **options):
+        self.spec = get_spec(name)
+        self.name = self.spec.name
+        self.protocol = _protocol(protocol)
+        self.device = str(device)
+        self.options = self.spec.resolve_options(options)
+        self._scorer = None
+
+    def __repr__(self) -> str:
+        opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return f"Metric({self.name!r}, protocol={self.protocol.name!r}, device={self.device!r}{opts})"
+
+    @cached_property
+    def version(self) -> str:
+        """The version string stored with every value (the definition plus the options that change numbers)."""
+        return self.spec.version_for(self.options)
+
+    @property
+    def scorer(self):
+        """The raw scorer of the registry's contract (uint8 inputs, no checks); built once."""
+        if self._scorer is None:
+            self._scorer = self.spec.make(MetricContext(self.protocol, self.device, self.options))
+        return self._scorer
+
+    def score(self, sr: torch.Tensor, hr: torch.Tensor | None, lr: torch.Tensor | None) -> torch.Tensor:
+        """Per-image values of uint8 ``(N, C, H, W)`` batches already prepared by the protocol."""
+        from ..determinism import deterministic
+
+        with deterministic():
+            return self.scorer(sr, hr, lr)
+
+    def features(self, img: torch.Tensor) -> np.ndarray:
+        """Distribution metrics: the features of one uint8 ``(C, H, W)`` image."""
+        from ..determinism import deterministic
+
+        with deterministic():
+            return self.scorer(img)
+
+    def __call__(self, sr, hr=None, lr=None):
+        if self.spec.kind == "distribution":
+            if lr is not None:
+                raise AesopBenchError(f"{self.name} compares two sets of images: call it as m(sr_images, hr_images)")
+            return self._distance(sr, hr)
+        sr = self._prepare(sr, "sr")
+        hr = None if hr is None else self._prepare(hr, "hr")
+        lr = None if lr is None else self._prepare(lr, "lr")
+        if self.spec.kind == "full_reference":
+            if hr is None:
+                raise AesopBenchError(f"{self.name} is a full-reference metric: give hr, e.g. m(sr, hr)")
+            if sr.shape != hr.shape:
+                raise AesopBenchError(f"{self.name}: sr and hr shapes differ: {tuple(sr.shape)} vs {tuple(hr.shape)}"
+                                      "; they must be the same size (crop the HR to the SR's area first)")
+        if self.spec.kind == "lr_reference":
+            lr = self._lr_for(sr, hr, lr)
+        return self.score(sr, hr, lr)
+
+    # -- input checks ---------------------------------------------------------------------------------------
+    def _prepare(self, x, what: str) -> torch.Tensor:
+        from ..data.transforms import to_rgb
+        from ..imageio import quantize
+
+        if not isinstance(x, torch.Tensor):
+            raise AesopBenchError(f"{self.name}: {what} must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        if x.dim() != 4:
+            raise AesopBenchError(f"{self.name}: {what} must be (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] not in (1, 3):
+            raise AesopBenchError(f"{self.name}: {what} has {x.shape[1]} channels (shape {tuple(x.shape)}); "
+                                  "images must be RGB or grayscale, channels first (N, C, H, W)")
+        if x.dtype != torch.uint8:
+            if not x.is_floating_point():
+                raise AesopBenchError(f"{self.name}: {what} has dtype {x.dtype}; give uint8 (0-255) or float "
+                                      "in [0, 1]")
+            lo, hi = float(x.min()), float(x.max())
+            if lo < 0 or hi > 1:
+                raise AesopBenchError(f"{self.name}: float {what} must lie in [0, 1], got values in [{lo:g}, {hi:g}]"
+                                      "; divide 0-255 floats by 255")
+            x = quantize(x)
+        x = x.detach().cpu()
+        return to_rgb(x) if self.protocol.grayscale == "rgb" else x
+
+    def _lr_for(self, sr, hr, lr):
+        if lr is not None:
+            return lr
+        if hr is None:
+            raise AesopBenchError(f"{self.name} compares the downscaled SR with the LR: give lr, or hr to make it "
+                                  "from (MATLAB bicubic, as the protocol does)")
+        from ..data.imresize import imresize
+        from ..data.transforms import mod_crop
+
+        return imresize(mod_crop(hr, self.protocol.effective_modcrop), 1.0 / self.protocol.scale)
+
+    def _distance(self, sr, hr) -> float:
+        from .distribution import set_distance
+
+        if hr is None:
+            raise AesopBenchError(f"{self.name} compares two sets of images: call it as m(sr_images, hr_images)")
+        sr_f = [self.features(x) for x in self._images(sr, "sr")]
+        hr_f = [self.features(x) for x in self._images(hr, "hr")]
+        return set_distance(sr_f, hr_f)
+
+    def _images(self, xs, what: str) -> list[torch.Tensor]:
+        if isinstance(xs, torch.Tensor):
+            xs = [xs] if xs.dim() == 3 else list(xs)
+        if not isinstance(xs, Sequence) or not xs:
+            raise AesopBenchError(f"{self.name}: {what} must be a non-empty (N, C, H, W) tensor or a list of "
+                                  "(C, H, W) tensors")
+        return [self._prepare(x, what)[0] for x in xs]
+
+
+def metric(name: str, protocol="basicsr", device="cpu", **options) -> Metric:
+    """Build a metric by name (``aesop-bench metrics list`` shows them all). See :class:`Metric`.
+
+    >>> import torch
+    >>> import aesop_bench as ab
+    >>> hr = torch.rand(2, 3, 48, 48)
+    >>> ab.metric("ssim")(hr, hr).tolist()                 # identical images
+    [1.0, 1.0]
+    >>> ab.metric("psnr", protocol=ab.protocol("matlab", crop_border=0)).protocol.effective_crop_border
+    0
+    >>> ab.metric("clipiqa", split_above=1_000_000).version
+    'clipiqa-rn50-pyiqa0.1.16-v1+split>1000000'
+    """
+    return Metric(name, protocol, device, **options)
