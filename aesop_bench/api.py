@@ -135,6 +135,8 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
         model, device, restore = _wrap(model, prot.scale, device, precision, tile, tile_overlap, identity, name)
     tmp = None
     if out is None:
+        if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            raise AesopBenchError("under torchrun, give evaluate(..., out=FOLDER): the ranks share one run folder")
         tmp = Path(tempfile.mkdtemp(prefix="aesop-bench-run-"))
     cfg = EvalConfig(model=model, sets=expand_sets(sets), metrics=expand_metrics(metrics), protocol=prot,
                      data_root=default_root(data_root), out_dir=Path(out) if out is not None else tmp,
@@ -190,8 +192,7 @@ def load_run(path: str | os.PathLike) -> "pd.DataFrame":
     csv_file, summary_file = path / "per_image.csv", path / "summary.json"
     if not csv_file.is_file() or not summary_file.is_file():
         raise AesopBenchError(f"{path}: no per_image.csv/summary.json; give a folder written by `aesop-bench eval`")
-    frame = pd.read_csv(csv_file, dtype={"set": str, "image": str, "metric": str, "version": str, "protocol": str},
-                        keep_default_na=False, float_precision="round_trip")
-    frame["value"] = frame["value"].astype("float64")
+    frame = pd.read_csv(csv_file, dtype=str, keep_default_na=False)
+    frame["value"] = frame["value"].map(float).astype("float64")  # Python's float(): the stored repr, exactly
     frame.attrs["summary"] = json.loads(summary_file.read_text())
     return frame

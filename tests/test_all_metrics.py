@@ -15,15 +15,21 @@ from aesop_bench.metrics.registry import METRICS
 from benchmarks.standins import make_standins
 
 
-def test_eval_all_metrics_end_to_end(tmp_path, shared_data, bench_root, capsys):
+def _standins_and_mini_set(tmp_path, shared_data, bench_root, h, w):
+    """Stand-ins for every metric's weights, and two real Set5 images cropped small so that the heavy networks
+    stay quick on a CPU."""
     needs = tuple(sorted({n for spec in METRICS.values() for n in spec.needs}))
     make_standins(tmp_path / "standins", shared_data / "weights" / "niqe" / "modelparameters.mat", which=needs)
-    # two real images, cropped small so that the heavy networks stay quick on a CPU
     folder = tmp_path / "mini"
     (folder / "HR").mkdir(parents=True)
     for name in ("baby", "bird"):
-        arr = np.array(Image.open(bench_root / "Set5" / "HR" / f"{name}.png"))[:200, :232]
+        arr = np.array(Image.open(bench_root / "Set5" / "HR" / f"{name}.png"))[:h, :w]
         Image.fromarray(arr).save(folder / "HR" / f"{name}.png")
+    return folder
+
+
+def test_eval_all_metrics_end_to_end(tmp_path, shared_data, bench_root, capsys):
+    folder = _standins_and_mini_set(tmp_path, shared_data, bench_root, 200, 232)
     out = tmp_path / "run"
     rc = main(["eval", "--model", "bicubic", "--sets", str(folder), "--metrics", "all", "--out", str(out),
                "--quiet", "--clipiqa-split-above", "40000"])
@@ -48,13 +54,7 @@ def test_metric_objects_equal_the_stored_values(tmp_path, shared_data, bench_roo
     import aesop_bench as ab
     from aesop_bench.imageio import read_image
 
-    needs = tuple(sorted({n for spec in METRICS.values() for n in spec.needs}))
-    make_standins(tmp_path / "standins", shared_data / "weights" / "niqe" / "modelparameters.mat", which=needs)
-    folder = tmp_path / "mini"
-    (folder / "HR").mkdir(parents=True)
-    for name in ("baby", "bird"):
-        arr = np.array(Image.open(bench_root / "Set5" / "HR" / f"{name}.png"))[:152, :176]
-        Image.fromarray(arr).save(folder / "HR" / f"{name}.png")
+    folder = _standins_and_mini_set(tmp_path, shared_data, bench_root, 200, 232)
     out = tmp_path / "run"
     rc = main(["eval", "--model", "bicubic", "--sets", str(folder), "--metrics", "all", "--out", str(out),
                "--quiet", "--save-sr", "--clipiqa-split-above", "20000"])

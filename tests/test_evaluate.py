@@ -105,9 +105,9 @@ def test_killed_run_resumes_to_identical_results(bench_root, tmp_path, monkeypat
         f.write('{"set": "set14", "image": "bar')  # a write cut short by a kill
     resumed_calls = {"n": 0}
 
-    def counting_add(self, set_name, image, values):
+    def counting_add(self, set_name, image, values, src=None):
         resumed_calls["n"] += 1
-        return real_add(self, set_name, image, values)
+        return real_add(self, set_name, image, values, src)
 
     monkeypatch.setattr(store_mod.ResultStore, "add", counting_add)
     resumed = evaluate(cfg)

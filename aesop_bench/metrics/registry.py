@@ -146,9 +146,12 @@ def _ae_tag(spec: str) -> str:
 
 
 def _niqe(ctx: MetricContext):
-    from .niqe import niqe
+    from .. import weights as wm
+    from .niqe import load_pristine, niqe
 
-    return lambda sr, hr, lr: niqe(sr, crop_border=ctx.protocol.effective_crop_border, color_space="yiq")
+    model = LazyNet(lambda: load_pristine(wm.get("niqe_pristine", download_missing=False)))
+    return lambda sr, hr, lr: niqe(sr, crop_border=ctx.protocol.effective_crop_border, color_space="yiq",
+                                   pristine=model())
 
 
 def _iqa(name: str):

@@ -1,0 +1,161 @@
+"""The Python API: ``ab.evaluate`` on a network in memory equals the command line on the same weights saved to
+disk; metric objects validate their inputs; runs as DataFrames; ``metrics list`` and ``results``."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+import aesop_bench as ab
+from aesop_bench.cli import main
+from aesop_bench.errors import AesopBenchError
+from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
+from aesop_bench.train.trainer import save_weights
+
+OPTS = {"num_feat": 8, "num_block": 1, "num_grow_ch": 8}
+
+
+def _small_rrdb() -> RRDBNet:
+    torch.manual_seed(7)
+    net = RRDBNet(scale=4, **OPTS)
+    with torch.no_grad():
+        net.conv_last.bias.fill_(0.4)  # outputs inside [0, 1], so quantisation does not hide differences
+    return net
+
+
+def test_in_memory_network_equals_the_cli_on_its_checkpoint(bench_root, tmp_path, capsys):
+    net = _small_rrdb().train()
+    calls = []
+    net.register_forward_hook(lambda *a: calls.append(1))
+    res = ab.evaluate(net, sets="set5,set14", metrics="psnr,ssim,lr_psnr", data_root=bench_root, download=False)
+    assert net.training, "the module's training mode is restored"
+    assert len(calls) == 19
+    ckpt = tmp_path / "small.safetensors"
+    save_weights(net, ckpt, {"arch": "rrdb", "opts": OPTS})
+    out = tmp_path / "cli"
+    assert main(["eval", "--model", str(ckpt), "--arch", "rrdb", "--sets", "set5,set14", "--metrics",
+                 "psnr,ssim,lr_psnr", "--out", str(out), "--quiet", "--data-root", str(bench_root)]) == 0, \
+        capsys.readouterr().err
+    cli = {(r["set"], r["image"], r["metric"]): float(r["value"]) for r in csv.DictReader(open(out / "per_image.csv"))}
+    api = {(r.set, r.image, r.metric): r.value for r in res.per_image.itertuples()}
+    assert len(api) == 19 * 3 and api == cli  # exactly, per image
+    assert res.summary["sets"] == json.loads((out / "summary.json").read_text())["sets"]
+    # the module's identity is its content: a second evaluation reads the SR cache and runs nothing
+    again = ab.evaluate(net, sets="set5", metrics="psnr", data_root=bench_root, download=False)
+    assert len(calls) == 19 and again.mean("set5", "psnr") == res.mean("set5", "psnr")
+    with torch.no_grad():
+        net.conv_first.weight.add_(0.01)
+    ab.evaluate(net, sets="set5", metrics="psnr", data_root=bench_root, download=False)
+    assert len(calls) == 24
+
+
+def test_callables_folders_and_run_folders(bench_root, shared_data, tmp_path):
+    import torch.nn.functional as F
+
+    from aesop_bench.paths import sr_cache_dir
+
+    def nearest(lr):
+        return F.interpolate(lr, scale_factor=4, mode="nearest")
+
+    res = ab.evaluate(nearest, sets="set5", metrics="psnr", data_root=bench_root, download=False)
+    assert not sr_cache_dir().exists() or not any(sr_cache_dir().rglob("*.png")), "no identity: nothing cached"
+    out = tmp_path / "run"
+    named = ab.evaluate(nearest, sets="set5", metrics="psnr", data_root=bench_root, download=False, out=out,
+                        identity="nearest-x4", name="nearest")
+    assert any(sr_cache_dir().rglob("*.png"))
+    assert named.mean("set5", "psnr") == res.mean("set5", "psnr")
+    frame = ab.load_run(out)
+    assert frame.attrs["summary"]["model"]["label"] == "nearest"
+    assert list(frame.columns) == ["set", "image", "metric", "value", "version", "protocol"]
+    assert frame["value"].mean() == pytest.approx(res.mean("set5", "psnr"), abs=1e-12)
+    folder = ab.evaluate(shared_data / "results" / "RDN", sets="set5", metrics="psnr,ssim", data_root=bench_root,
+                         download=False)
+    assert folder.mean("set5", "psnr") == pytest.approx(32.47, abs=0.01)
+    with pytest.raises(AesopBenchError, match="cannot evaluate a int"):
+        ab.evaluate(3, sets="set5", data_root=bench_root)
+
+
+def test_metric_inputs_are_validated():
+    m = ab.metric("psnr")
+    x = torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8)
+    cases = [
+        ((x.int(), x), "dtype torch.int32"),
+        ((x.float(), x), r"float sr must lie in \[0, 1\], got values in \[\d+, 25\d\]; divide 0-255 floats by 255"),
+        ((x[:, :2], x[:, :2]), "has 2 channels"),
+        ((x[0, 0], x[0, 0]), r"must be \(N, C, H, W\) or \(C, H, W\)"),
+        ((x, x[..., :8]), "shapes differ"),
+        ((x,), "full-reference metric: give hr"),
+        (([1, 2], x), "must be a torch.Tensor, got list"),
+    ]
+    for args, msg in cases:
+        with pytest.raises(AesopBenchError, match=msg):
+            m(*args)
+    with pytest.raises(AesopBenchError, match="unknown metric 'psnrr'"):
+        ab.metric("psnrr")
+    with pytest.raises(AesopBenchError, match="takes no option mode"):
+        ab.metric("fid", mode="clean")
+    with pytest.raises(AesopBenchError, match="give lr, or hr"):
+        ab.metric("lr_psnr")(x)
+    # float inputs are quantised as the protocol quantises SR outputs; grayscale is replicated under basicsr
+    f = torch.rand(2, 1, 24, 24)
+    q = torch.round(f * 255).to(torch.uint8)
+    assert torch.equal(m(f, q), m(q.expand(2, 3, 24, 24), q))
+    # lr_psnr without lr makes it from hr by MATLAB bicubic: a perfect downscale gives the 1e-8 ceiling
+    assert ab.metric("lr_psnr")(q, q).shape == (2,)
+
+
+def test_metrics_list_and_results_command(bench_root, tmp_path, capsys):
+    assert main(["metrics", "list"]) == 0
+    text = capsys.readouterr().out
+    from aesop_bench.metrics.registry import METRICS
+
+    for name, spec in METRICS.items():
+        assert any(line.startswith(name + " ") and spec.version in line for line in text.splitlines()), name
+    assert "alexnet:missing" in text and "option of clipiqa: split_above" in text
+    assert main(["metrics", "list", "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {r["name"]: r["better"] for r in listed}["lpips"] == "lower"
+
+    run = tmp_path / "run"
+    assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr,ssim", "--out", str(run),
+                 "--quiet", "--data-root", str(bench_root)]) == 0
+    capsys.readouterr()
+    assert main(["results", str(run)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == (run / "per_image.csv").read_text()
+    assert main(["results", str(run), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 10 and {r["metric"] for r in rows} == {"psnr", "ssim"}
+    assert main(["results", str(run), "--format", "parquet"]) == 2
+    assert "--out" in capsys.readouterr().err
+    pq = tmp_path / "r.parquet"
+    assert main(["results", str(run), "--format", "parquet", "--out", str(pq)]) == 0
+    back = pd.read_parquet(pq)
+    assert back.equals(ab.load_run(run).reset_index(drop=True).pipe(lambda f: f.set_axis(f.columns, axis=1)))
+    assert main(["results", str(tmp_path)]) == 2
+    assert "no per_image.csv" in capsys.readouterr().err
+
+
+def test_determinism_flags_are_restored(bench_root):
+    torch.backends.cudnn.benchmark = True
+    try:
+        ab.evaluate("bicubic", sets="set5", metrics="psnr", data_root=bench_root, download=False)
+        assert torch.backends.cudnn.benchmark is True
+    finally:
+        torch.backends.cudnn.benchmark = False
+
+
+def test_version_strings_of_stored_runs_are_unchanged():
+    """Runs written before metrics declared their options stored these versions; they must still match."""
+    from aesop_bench.metrics.registry import METRICS
+
+    assert METRICS["clipiqa"].version_for({}) == "clipiqa-rn50-pyiqa0.1.16-v1+split>None"
+    assert METRICS["clipiqa"].version_for({"split_above": 40000}) == "clipiqa-rn50-pyiqa0.1.16-v1+split>40000"
+    assert METRICS["fid"].version_for({}) == "fid-whole299-v1+legacy_pytorch"
+    assert METRICS["pfid"].version_for({"fid_mode": "clean"}) == "pfid-299patches-zeropad-v1+clean"
+    assert METRICS["psnr"].version_for({}) == "psnr-y-v1"
+    assert ab.metric("lpips").version == "lpips-alex-v0.1-whole-v1"
