@@ -177,3 +177,12 @@ def test_folder_runs_in_reports(shared_data, bench_root, tmp_path, capsys):
     assert "32.610" in table and "32.469" in table
     assert main(["compare", *map(str, runs), "--metric", "psnr"]) == 0
     assert "RDN+ minus RDN" in capsys.readouterr().out
+    # plots read the folder runs' own images
+    sheet = tmp_path / "crops.png"
+    assert main(["plot", "crops", *map(str, runs), "--set", "set5", "--image", "bird", "--data-root", str(bench_root),
+                 "--out", str(sheet)]) == 0, capsys.readouterr().err
+    assert Image.open(sheet).size[0] == 4 * 96 * 3 + 3 * 4  # HR, bicubic, RDN, RDN+ at zoom 3
+    pd_png = tmp_path / "pd.png"
+    assert main(["plot", "pd", *map(str, runs), "--set", "set5", "--x", "ssim", "--y", "psnr",
+                 "--out", str(pd_png)]) == 0, capsys.readouterr().err
+    assert pd_png.is_file()

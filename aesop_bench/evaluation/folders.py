@@ -180,7 +180,9 @@ class FolderSource:
     def record(self) -> dict:
         return {"path": str(self.root), "suffix": self.suffix, "content": self.content(),
                 "cropped": {s: {k: list(v) for k, v in sorted(f.cropped.items())}
-                            for s, f in self.sets.items() if f.cropped}}
+                            for s, f in self.sets.items() if f.cropped},
+                "files": {s: {Path(hr).stem: str(sr.relative_to(self.root)) for hr, sr in sorted(f.sr_files.items())}
+                          for s, f in self.sets.items()}}
 
     def images(self, res: ResolvedSet, set_name: str, hr_file: Path, protocol, need_lr: bool):
         """``(hr, lr, sr)`` uint8 ``(C, H, W)``: the HR cropped to the SR's area, its LR (or None), the SR."""

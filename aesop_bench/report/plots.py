@@ -100,7 +100,7 @@ def crop_sheet(runs: list[Run], set_name: str, image: str, box: tuple[int, int, 
     bic = imresize(imresize(hr, 1 / scale), float(scale))
     panels = [("HR", hr), ("Bicubic", bic)]
     for r in runs:
-        p = r.path / "sr" / Path(set_name).name / f"{image}.png"
+        p = r.sr_image(set_name, image)
         if not p.is_file():
             raise AesopBenchError(f"{p}: no saved SR image; evaluate {r.label} with --save-sr")
         panels.append((r.label, to_rgb(read_image(p))))
@@ -109,8 +109,10 @@ def crop_sheet(runs: list[Run], set_name: str, image: str, box: tuple[int, int, 
         s = min(96, h, w)
         box = ((w - s) // 2, (h - s) // 2, s, s)
     x0, y0, bw, bh = box
-    if x0 < 0 or y0 < 0 or x0 + bw > w or y0 + bh > h:
-        raise AesopBenchError(f"crop box {box} lies outside the {w}x{h} image")
+    for label, img in panels:  # result-folder images may be a few pixels smaller than the HR
+        ph, pw = img.shape[-2:]
+        if x0 < 0 or y0 < 0 or x0 + bw > pw or y0 + bh > ph:
+            raise AesopBenchError(f"crop box {box} lies outside the {pw}x{ph} image of {label}")
     tiles = []
     for label, img in panels:
         crop = img[:, y0:y0 + bh, x0:x0 + bw].permute(1, 2, 0).numpy()

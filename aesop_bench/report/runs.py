@@ -21,6 +21,14 @@ class Run:
     sets: dict[str, dict]  # set -> {"n_images", "metrics": {metric: mean}}
     versions: dict[str, str]
     per_image: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)  # (set, metric) -> image -> v
+    sr_folder: dict = field(default_factory=dict)  # result-folder runs: path, files, cropped images
+
+    def sr_image(self, set_name: str, image: str) -> Path:
+        """Where the run's SR image of ``image`` is: in its result folder, or saved with ``--save-sr``."""
+        rel = self.sr_folder.get("files", {}).get(set_name, {}).get(image)
+        if rel is not None:
+            return Path(self.sr_folder["path"]) / rel
+        return self.path / "sr" / Path(set_name).name / f"{image}.png"
 
     @property
     def backbone(self) -> str:
@@ -69,7 +77,7 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
     label = label or model.get("label") or model_label(model.get("name", path.name))
     return Run(path=path, label=label, model=model.get("name", path.name),
                identity=model.get("identity", ""), protocol=s.get("protocol", {}), sets=s.get("sets", {}),
-               versions=s.get("metric_versions", {}), per_image=per_image)
+               versions=s.get("metric_versions", {}), per_image=per_image, sr_folder=s.get("sr_folder", {}))
 
 
 def load_runs(paths, labels: list[str] | None = None) -> list[Run]:
