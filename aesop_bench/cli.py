@@ -79,7 +79,8 @@ def cmd_metrics(args) -> int:
                 status.append(f"{n}:{wm.check(wm.entry(n)).status}")
             except AesopBenchError:
                 status.append(f"{n}:unknown")
-        version = spec.version + "".join(f"+<{o.name}>" for o in spec.options if o.tag)
+        version = spec.version + "".join(f"+<{o.name}>" for o in spec.options if o.tag) + \
+            ("+<protocol>" if spec.protocol_tag else "")
         rows.append((name, spec.kind, "lower" if spec.lower_better else "higher", version,
                      " ".join(status) or "-", spec.description))
     if args.format == "json":
@@ -126,6 +127,13 @@ def cmd_data(args) -> int:
     from .paths import data_root
 
     root = data_root(args.data_root)
+    if args.action == "prepare-train":
+        from .train.data import prepare_train
+
+        if not args.dst:
+            raise AesopBenchError("prepare-train needs SRC (the HR folder, as the positional argument) and --dst")
+        prepare_train(Path(args.sets), Path(args.dst), args.scale, args.modcrop or 12, args.crop, args.step)
+        return 0
     if args.action == "extract-subimages":
         from .train.data import extract_subimages
 
@@ -210,7 +218,7 @@ def cmd_models(args) -> int:
 
 def cmd_report(args) -> int:
     from .metrics.registry import expand_metrics
-    from .report.runs import check_comparable, load_runs
+    from .report.runs import check_comparable, check_paper_protocol, load_runs
     from .report.tables import LAYOUTS, build_table, to_csv, to_latex, to_markdown
     from .data.sets import expand_sets
     from .fileutil import atomic_write_text
@@ -219,7 +227,9 @@ def cmd_report(args) -> int:
     metrics = expand_metrics(args.metrics) if args.metrics else None
     sets = expand_sets(args.sets) if args.sets else None
     problems = check_comparable(runs, metrics or LAYOUTS.get(args.layout, ([], ""))[0], args.allow_mixed)
+    off_paper = check_paper_protocol(runs, args.allow_mixed) if args.compare_paper else []
     table = build_table(runs, args.layout, metrics, sets, args.compare_paper, args.significance)
+    table.notes += [f"not the paper's protocol: {p}" for p in off_paper]
     if problems:
         table.notes += [f"mixed: {p}" for p in problems]
         for r in runs:
@@ -327,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tile-overlap", type=int, default=32, help="LR pixels shared by neighbouring tiles")
     e.add_argument("--sets", default="set5,set14", help="comma-separated set names, 'all', or folders")
     e.add_argument("--metrics", default="psnr,ssim", help="comma-separated metric names or 'all'")
-    e.add_argument("--protocol", default="basicsr", help="basicsr (default) or matlab")
+    e.add_argument("--protocol", default="paper", help="paper (default: the AESOP paper's numbers), basicsr or matlab")
     e.add_argument("--scale", type=int, default=None, help="upscaling factor (default 4)")
     e.add_argument("--modcrop", type=int, default=None, help="crop HR to a multiple of this (default: the scale)")
     e.add_argument("--crop-border", type=int, default=None, help="border cropped before PSNR/SSIM (default: scale)")
@@ -348,12 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("data", help="download, verify and prepare benchmark sets")
-    d.add_argument("action", choices=["list", "download", "verify", "make-lr", "extract-subimages"])
+    d.add_argument("action", choices=["list", "download", "verify", "make-lr", "prepare-train", "extract-subimages"])
     d.add_argument("sets", nargs="?", default="set5", help="comma-separated set names or 'all'")
     d.add_argument("--data-root", default=None)
     d.add_argument("--scale", type=int, default=4)
     d.add_argument("--modcrop", type=int, default=None)
-    d.add_argument("--dst", default=None, help="extract-subimages: output folder")
+    d.add_argument("--dst", default=None, help="prepare-train, extract-subimages: output folder")
     d.add_argument("--crop", type=int, default=480)
     d.add_argument("--step", type=int, default=240)
     d.set_defaults(func=cmd_data)

@@ -84,20 +84,27 @@ def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
     folder.mkdir()
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(folder / "a.png")
-    cfg = EvalConfig(model="bicubic", sets=[str(folder)], metrics=["ae_psnr"], protocol=get_protocol("basicsr"),
+    cfg = EvalConfig(model="bicubic", sets=[str(folder)], metrics=["ae_psnr"], protocol=get_protocol("paper"),
                      data_root=tmp_path, out_dir=tmp_path / "run", progress=False, download=False,
                      log=lambda m: None, ae=str(ckpt))
     got = evaluate(cfg)["sets"][str(folder)]["metrics"]["ae_psnr"]
     ae = AutoEncoder()
     ae.load_state_dict(official_ae_state_dict(sd))
     ae.eval()
-    hr = read_image(folder / "a.png")[None]
+    hr = read_image(folder / "a.png")[None][..., :48, :36]  # the paper's protocol: HR cropped to a multiple of 12
     sr = imresize(imresize(hr, 0.25), 4.0)
+    # the authors' calculate_aepsnr_pytorch: AE of the 8-bit SR and of the HR, compared unquantised; crop 4,
+    # Y = (65.481 R + 128.553 G + 24.966 B + 16) / 255 in [0, 1], PSNR = 10 log10(1 / (mse + 1e-8))
     with torch.no_grad():
-        want = psnr(quantize(ae(sr.float() / 255)), quantize(ae(hr.float() / 255)), 4).item()
-    assert got == pytest.approx(want, abs=1e-9)
+        a, b = ae(sr.float() / 255).double(), ae(hr.float() / 255).double()
+    w = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64).view(1, 3, 1, 1)
+    ya, yb = [((x[..., 4:-4, 4:-4] * w).sum(1) + 16.0) / 255.0 for x in (a, b)]
+    want = (10 * torch.log10(1 / (((ya - yb) ** 2).mean() + 1e-8))).item()
+    assert got == pytest.approx(want, abs=1e-6)
+    quantised = psnr(quantize(a), quantize(b), 4).item()  # the earlier definition: a different number
+    assert abs(quantised - want) > 1e-3
     row = next(csv.DictReader(open(tmp_path / "run" / "per_image.csv")))
-    assert row["version"].startswith("ae-psnr-y-quantised-v1+ae=AE_test.pth:")
+    assert row["version"].startswith("ae-psnr-y-float-v2+ae=AE_test.pth:")
 
 
 def test_missing_released_ae_is_a_clear_error(monkeypatch):

@@ -87,3 +87,27 @@ def test_unet_discriminator_equals_basicsr():
     with torch.no_grad():
         ours.eval(), ref.eval()
         assert torch.allclose(ours(x), ref(x), atol=1e-5)
+
+
+def test_fresh_rrdbnet_and_ae_encoder_start_from_basicsr_default_init_weights():
+    """A from-scratch RRDBNet equals BasicSR's under the same seed (its RDBs use default_init_weights: Kaiming
+    normal x0.1, zero bias); the AE encoder's convolutions get the same initialisation as in the authors' code."""
+    from aesop_bench.models.archs.autoencoder_arch import AutoEncoder
+
+    ref = basicsr_archs().rrdb
+    torch.manual_seed(5)
+    theirs = ref.RRDBNet(3, 3, scale=4, num_feat=16, num_block=2, num_grow_ch=8).state_dict()
+    torch.manual_seed(5)
+    ours = RRDBNet(3, 3, scale=4, num_feat=16, num_block=2, num_grow_ch=8).state_dict()
+    assert theirs.keys() == ours.keys() and all(torch.equal(theirs[k], ours[k]) for k in ours)
+    aes = []
+    for seed in range(6):  # the first convolutions are small (108 and 144 weights): pool a few draws
+        torch.manual_seed(seed)
+        aes.append(AutoEncoder(num_block=1))
+    for part, idx in (("conv_first", 0), ("conv_first", 1), ("conv_last", 0), ("conv_last", 1)):
+        convs = [getattr(ae, part)[idx] for ae in aes]
+        w = torch.cat([c.weight.flatten() for c in convs])
+        fan_in = convs[0].in_channels * 9
+        assert w.std().item() == pytest.approx(0.1 * (2 / fan_in) ** 0.5, rel=0.1), (part, idx)
+        assert all(torch.count_nonzero(c.bias) == 0 for c in convs)
+    assert torch.count_nonzero(aes[0].body[0].rdb1.conv1.bias) == 0  # PyTorch's default: biases up to 0.18

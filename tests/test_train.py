@@ -3,6 +3,7 @@ evaluator loads, exact resume, non-finite losses, and two-process DDP (gloo) aga
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
@@ -98,9 +99,55 @@ def test_extract_subimages(tmp_path, train_root):
     from PIL import Image
 
     Image.new("RGB", (1000, 700)).save(src / "a.png")
-    n = extract_subimages(src, tmp_path / "dst", crop=480, step=240, thresh=48)
-    # x: 0, 240, 480 (+520 flush: 1000 - 960 = 40 <= 48, not added); y: 0, 220 flush (700 - 720 < 0 -> 0, 220)
-    assert n == len(list((tmp_path / "dst").iterdir())) == 3 * 2
+    n = extract_subimages(src, tmp_path / "dst", crop=480, step=240)
+    # threshold 0 (BasicSR's thresh_size in the paper's data): x 0, 240, 480 and 520 flush (40 px would be left);
+    # y 0 and 220 flush
+    assert n == len(list((tmp_path / "dst").iterdir())) == 4 * 2
+
+
+def test_prepare_train_cuts_the_whole_image_lr(tmp_path, train_root, capsys):
+    """`data prepare-train`: HR cropped to a multiple of 12, LR made from the whole image, then aligned
+    sub-images; every LR sub-image is exactly the crop of the whole-image MATLAB-bicubic LR."""
+    import shutil
+
+    from aesop_bench.data.imresize import imresize
+    from aesop_bench.imageio import read_image
+
+    src = tmp_path / "src"
+    src.mkdir()
+    files = sorted((train_root / "BSD200").glob("*"))[:2]
+    for f in files:
+        shutil.copy(f, src)
+    dst = tmp_path / "prepared"
+    assert main(["data", "prepare-train", str(src), "--dst", str(dst), "--crop", "96", "--step", "48"]) == 0
+    for f in files:
+        hr = read_image(f)
+        h, w = hr.shape[-2:]
+        hr = hr[:, : h - h % 12, : w - w % 12]
+        whole = torch.floor(imresize(hr.double() / 255, 0.25).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+        ys = list(range(0, hr.shape[-2] - 96 + 1, 48))
+        ys += [hr.shape[-2] - 96] if hr.shape[-2] - (ys[-1] + 96) > 0 else []
+        xs = list(range(0, hr.shape[-1] - 96 + 1, 48))
+        xs += [hr.shape[-1] - 96] if hr.shape[-1] - (xs[-1] + 96) > 0 else []
+        k = 0
+        for y in ys:
+            for x in xs:
+                k += 1
+                name = f"{f.stem}_s{k:03d}.png"
+                assert torch.equal(read_image(dst / "HR" / name), hr[:, y:y + 96, x:x + 96])
+                assert torch.equal(read_image(dst / "LR_bicubic" / "X4" / name),
+                                   whole[:, y // 4:y // 4 + 24, x // 4:x // 4 + 24]), name
+        assert not (dst / "HR" / f"{f.stem}_s{k + 1:03d}.png").exists()
+    # LR made per sub-image (the on-the-fly option) differs near the sub-image borders
+    sub = read_image(dst / "HR" / f"{files[0].stem}_s002.png")
+    per_sub = torch.floor(imresize(sub.double() / 255, 0.25).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+    assert not torch.equal(per_sub, read_image(dst / "LR_bicubic" / "X4" / f"{files[0].stem}_s002.png"))
+    # shipped paper configs read prepared HR/LR folders; a missing LR is an error naming the command
+    cfg = load_config(CONFIGS / "aesop_rrdb.yaml")
+    assert cfg.data.lr_dirs and not cfg.data.make_lr
+    ds = PairedPatches(list_images([dst / "HR"]), 48, 4, 12, lr_dirs=[tmp_path / "nowhere"], make_lr=False)
+    with pytest.raises(AesopBenchError, match="aesop-bench data prepare-train"):
+        ds[(0, 0)]
 
 
 def _trainer(cfg_name, out, root, overrides=(), resume=False):
@@ -122,17 +169,21 @@ def test_smoke_ae_then_aesop_training_and_eval(tmp_path, train_root, vgg19_stand
     assert float(log[-1].split(",")[-1]) < float(log[1].split(",")[-1])  # total loss went down
     ae = tmp_path / "ae" / "ae_ema.safetensors"
     assert main(["train", "sr", "--config", str(CONFIGS / "smoke_aesop.yaml"), "--data-root", str(train_root),
-                 "--out", str(tmp_path / "sr"), "--ae", str(ae), "--opt", "steps=20", "--quiet"]) == 0
+                 "--out", str(tmp_path / "sr"), "--ae", str(ae), "--opt", "steps=20", "--opt", "val.every=10",
+                 "--opt", f"val.data_root={bench_root}", "--quiet"]) == 0
+    assert "validation at step 20 on set5: psnr" in capsys.readouterr().err
     run = tmp_path / "sr"
     assert sorted(p.name for p in (run / "ckpt").iterdir()) == ["step_0000010", "step_0000020"]
     assert {p.name for p in (run / "ckpt" / "step_0000020").iterdir()} == {
         "net_g.safetensors", "net_g_ema.safetensors", "net_d.safetensors", "state.pt"}
-    val = (run / "val.csv").read_text()
-    assert "15,set5,psnr," in val
+    val = {(r["step"], r["metric"]): float(r["value"]) for r in csv.DictReader(open(run / "val.csv"))}
+    assert ("10", "psnr") in val
     capsys.readouterr()
-    assert main(["eval", "--model", str(run / "ema.safetensors"), "--sets", "set5", "--metrics", "psnr,ssim",
+    assert main(["eval", "--model", str(run / "ema.safetensors"), "--sets", "set5", "--metrics", "psnr,ssim,lr_psnr",
                  "--data-root", str(bench_root), "--out", str(tmp_path / "eval"), "--quiet"]) == 0
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    for m in ("psnr", "ssim", "lr_psnr"):  # validation is the evaluator: the same numbers as eval
+        assert val[("20", m)] == pytest.approx(summary["sets"]["set5"]["metrics"][m], abs=1e-9), m
     assert summary["model"]["identity"].startswith("rrdb[num_block=2,num_feat=16,num_grow_ch=8]")
     # the AE of the loss was loaded from the pretraining run, with its size from the file's metadata
     assert json.loads((run / "config.json").read_text())["ae"] == str(ae)
@@ -189,15 +240,82 @@ def test_two_process_ddp_equals_one_process(tmp_path, train_root):
     assert not (tmp_path / "two" / "ckpt" / "step_0000004").with_name(".tmp_step_0000004").exists()
 
 
-def test_sync_bn_is_opt_in_and_converts_every_discriminator_batchnorm():
-    from aesop_bench.models.archs.discriminator_arch import VGGStyleDiscriminator
-    from aesop_bench.train.trainer import sync_batchnorm
+def test_discriminator_batchnorm_as_the_authors_code():
+    """The 256 discriminator pools BatchNorm statistics over all processes (the authors' nn.SyncBatchNorm),
+    the 128 one keeps them per process; in one process on CPU the pooled layer is plain BatchNorm."""
+    from aesop_bench.models.archs.discriminator_arch import PooledBatchNorm2d, VGGStyleDiscriminator
+    from aesop_bench.train.trainer import build_discriminator
 
-    assert load_config(CONFIGS / "aesop_rrdb.yaml").sync_bn is False  # per-GPU statistics, as BasicSR
-    net = VGGStyleDiscriminator(3, 64, 128)
-    assert sync_batchnorm(net, False, torch.device("cpu")) is net
-    with pytest.raises(AesopBenchError, match="sync_bn needs CUDA"):
-        sync_batchnorm(net, True, torch.device("cpu"))
-    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
-    synced = sync_batchnorm(net, True, torch.device("cuda"))
-    assert n_bn == 9 and sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules()) == n_bn
+    for name, pooled in (("aesop_rrdb256", True), ("aesop_swinir", True), ("ldl_swinir", True),
+                         ("aesop_rrdb", False), ("ldl_rrdb", False)):
+        d = build_discriminator(load_config(CONFIGS / f"{name}.yaml"))
+        n_pooled = sum(isinstance(m, PooledBatchNorm2d) for m in d.modules())
+        n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+        assert n_bn in (9, 11) and n_pooled == (n_bn if pooled else 0), name
+    torch.manual_seed(0)
+    plain, pooled = VGGStyleDiscriminator(3, 8, 256, pooled_bn=False), VGGStyleDiscriminator(3, 8, 256)
+    pooled.load_state_dict(plain.state_dict())
+    x = torch.rand(3, 3, 256, 256)
+    assert torch.equal(plain(x), pooled(x))
+    assert torch.equal(plain.bn2_1.running_var, pooled.bn2_1.running_var)
+    assert load_config(CONFIGS / "aesop_swinir.yaml").seed == 1 == load_config(CONFIGS / "ldl_swinir.yaml").seed
+
+
+def _run_variant(tmp_path, train_root, name, overrides, nproc, steps=2):
+    """A tiny GAN training (l1 + relativistic GAN, VGG-style discriminator); the final weights."""
+    from safetensors.torch import load_file
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    args = ["-m", "aesop_bench", "train", "sr", "--config", str(CONFIGS / "smoke_ldl.yaml"), "--data-root",
+            str(train_root), "--out", str(tmp_path / name), "--quiet"]
+    over = [f"steps={steps}", f"checkpoint_every={steps}", "val.every=0", "data.hr_dirs=[BSD200]", "losses=[{type: l1, weight: 1},"
+            " {type: gan, weight: 0.1}]", "generator.opts={num_feat: 8, num_block: 1, num_grow_ch: 4}",
+            # Adam with a large epsilon steps in proportion to the gradient: float noise in a gradient that is
+            # zero in exact arithmetic (the last bias, which the relativistic loss cancels) stays noise instead
+            # of becoming a full step of the learning rate
+            "optim_g.lr=0.5", "optim_g.eps=1.0", "optim_d.lr=2.0", "optim_d.eps=1.0", *overrides]
+    args += [a for o in over for a in ("--opt", o)]
+    cmd = [sys.executable] + (["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+                               str(_free_port())] if nproc > 1 else []) + args
+    proc = subprocess.run(cmd, env=env, timeout=900, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = tmp_path / name / "ckpt" / f"step_{steps:07d}"
+    return {**load_file(str(ckpt / "net_g.safetensors")),
+            **{f"d.{k}": v for k, v in load_file(str(ckpt / "net_d.safetensors")).items()}}
+
+
+def _same(a, b, atol=1e-4):
+    """Equal parameters. BatchNorm's running statistics are left out: they count and average the forward passes
+    a process made (rank 0's are kept) and are never used, since the discriminator only runs in training mode."""
+    assert a.keys() == b.keys()
+    bad = [k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+           and not torch.allclose(a[k].float(), b[k].float(), atol=atol, rtol=1e-4)]
+    assert not bad, bad[:5]
+
+
+def test_micro_batches_reproduce_the_official_per_gpu_semantics(tmp_path, train_root):
+    """The official 4 x 16 semantics at a small size: a global batch of 4 in micro-batches of 1 (BatchNorm and
+    the relativistic GAN's means per micro-batch) gives the same weights in 1 process (accumulating 4), 2 gloo
+    processes (2 each) and 4 (1 each); without micro-batches one process normalises over all 4 and differs."""
+    common = ["discriminator={arch: vgg128, opts: {num_feat: 4}}", "data.patch=128", "data.batch=4"]
+    one = _run_variant(tmp_path, train_root, "one", common + ["data.micro_batch=1"], 1)
+    two = _run_variant(tmp_path, train_root, "two", common + ["data.micro_batch=1"], 2)
+    four = _run_variant(tmp_path, train_root, "four", common + ["data.micro_batch=1"], 4)
+    _same(one, two)
+    _same(one, four)
+    whole = _run_variant(tmp_path, train_root, "whole", common, 1)
+    assert sum(not torch.allclose(one[k], whole[k], atol=1e-2) for k in one if k.startswith("d.")) > 5
+
+
+def test_pooled_batchnorm_pools_over_the_global_batch(tmp_path, train_root):
+    """The 256 discriminator: 2 gloo processes with 1 image each equal 1 process with both (statistics pooled
+    over the global batch of 2, GAN means per micro-batch of 1), to float32 tolerance: the gradient of a
+    convolution feeding BatchNorm cancels in the sum over the batch, and the two routes sum in other orders.
+    Per-process statistics (sync_bn=false) give a different training."""
+    common = ["discriminator={arch: vgg256, opts: {num_feat: 4}}", "data.patch=256", "data.batch=2",
+              "data.micro_batch=1"]
+    one = _run_variant(tmp_path, train_root, "one", common, 1, steps=1)
+    two = _run_variant(tmp_path, train_root, "two", common, 2, steps=1)
+    _same(one, two, atol=1e-3)
+    per_process = _run_variant(tmp_path, train_root, "per_process", common + ["sync_bn=false"], 1, steps=1)
+    assert sum(not torch.allclose(one[k], per_process[k], atol=1e-2) for k in one if k.startswith("d.")) > 5

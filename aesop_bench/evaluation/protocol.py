@@ -2,25 +2,28 @@
 
 A protocol fixes everything besides the model that moves a number:
 
-=============  ==========================================  =========================================
-field          ``basicsr`` (default)                       ``matlab``
-=============  ==========================================  =========================================
-grayscale      read as RGB (channel replicated)            kept single-channel, evaluated as it is
-y_round        no (Y as float)                             yes (MATLAB ``rgb2ycbcr`` on uint8)
-modcrop        the scale (HR cropped to a multiple of it)  the scale
-crop_border    the scale                                   the scale
-lr_source      ``make``: MATLAB-bicubic LR from the        the same
-               modcropped HR (``folder``: read LR files)
-=============  ==========================================  =========================================
+============  ===================================  ===========================  ===========================
+field         ``paper`` (default)                  ``basicsr``                  ``matlab``
+============  ===================================  ===========================  ===========================
+modcrop       12 (the authors' mod-12 test data)   the scale                    the scale
+crop_border   the scale                            the scale                    the scale
+grayscale     read as RGB (channel replicated)     read as RGB                  kept single-channel
+y_round       no (Y as float)                      no                           yes (MATLAB ``rgb2ycbcr``)
+psnr_eps      1e-8 added to the MSE (0-1 scale):   0 (identical images: inf)    0 (identical images: inf)
+              identical images give 80 dB
+niqe_crop     0 (IQA-PyTorch's default)            the border crop              the border crop
+lr_source     ``make``: MATLAB-bicubic LR from     the same                     the same
+              the modcropped HR
+============  ===================================  ===========================  ===========================
 
-``basicsr`` is the convention of the paper's evaluation code (BasicSR's
-``calculate_psnr``/``calculate_ssim`` with ``test_y_channel``); ``matlab`` is
-the classic convention of the published bicubic numbers. The paper's own test
-data were cropped to a multiple of 12 (``--modcrop 12``).
+``paper`` is the protocol of the AESOP paper's numbers: the authors' evaluation code (BasicSR's PSNR/SSIM
+conventions in their PyTorch metric functions, with 1e-8 in the MSE) on HR images cropped to a multiple of 12
+with LR made from them, and NIQE as IQA-PyTorch computes it (no border crop). ``basicsr`` is BasicSR's own
+``calculate_psnr``/``calculate_ssim`` with ``test_y_channel`` on HR cropped to the scale, and ``matlab`` the
+classic convention of the published bicubic numbers.
 
-A protocol records itself (``as_dict``) with every result, and a results folder
-refuses results of another protocol, so numbers computed under different
-conventions are never mixed.
+A protocol records itself (``as_dict``) with every result, and a results folder refuses results of another
+protocol, so numbers computed under different conventions are never mixed.
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ class Protocol:
     y_round: bool = False
     grayscale: str = "rgb"
     lr_source: str = "make"
+    psnr_eps: float = 0.0  # added to the MSE on the 0-1 scale (the AESOP code: 1e-8)
+    niqe_crop: int | None = None  # None: crop_border
+
+    @property
+    def effective_niqe_crop(self) -> int:
+        return self.effective_crop_border if self.niqe_crop is None else int(self.niqe_crop)
 
     def __post_init__(self):
         if self.grayscale not in GRAYSCALE_RULES:
@@ -67,6 +76,7 @@ class Protocol:
         d = asdict(self)
         d["modcrop"] = self.effective_modcrop
         d["crop_border"] = self.effective_crop_border
+        d["niqe_crop"] = self.effective_niqe_crop
         return d
 
     def with_overrides(self, **kw) -> "Protocol":
@@ -75,6 +85,7 @@ class Protocol:
 
 
 PROTOCOLS: dict[str, Protocol] = {
+    "paper": Protocol(name="paper", modcrop=12, y_round=False, grayscale="rgb", psnr_eps=1e-8, niqe_crop=0),
     "basicsr": Protocol(name="basicsr", y_round=False, grayscale="rgb"),
     "matlab": Protocol(name="matlab", y_round=True, grayscale="keep"),
 }
@@ -88,5 +99,22 @@ def get_protocol(name: str, **overrides) -> Protocol:
     return base.with_overrides(**overrides)
 
 
+DEFAULT_PROTOCOL = "paper"
+# the fields that move a number (the name and version only label them)
+NUMERIC_FIELDS = ("scale", "modcrop", "crop_border", "y_round", "grayscale", "lr_source", "psnr_eps", "niqe_crop")
+
+
 def protocol_from_dict(d: dict) -> Protocol:
     return Protocol(**{k: d[k] for k in Protocol.__dataclass_fields__ if k in d})
+
+
+def normalised(d: dict) -> dict:
+    """A stored protocol record with the fields added since it was written filled in with what they meant then
+    (no MSE offset; NIQE cropped by the border crop)."""
+    return protocol_from_dict(d).as_dict() if d else d
+
+
+def differences(a: dict, b: dict) -> dict[str, tuple]:
+    """The fields that move numbers and differ between two protocol records: ``{field: (a, b)}``."""
+    a, b = normalised(a), normalised(b)
+    return {k: (a.get(k), b.get(k)) for k in NUMERIC_FIELDS if a.get(k) != b.get(k)}

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..errors import AesopBenchError
 from ..fileutil import atomic_write_json, atomic_write_text
+from .protocol import normalised
 
 SCHEMA = 1
 SET_ROW = "*"  # the image key of set-level values (distribution metrics such as FID)
@@ -48,7 +49,8 @@ class ResultStore:
         run = {"schema": SCHEMA, "model": self.model, "protocol": self.protocol}
         if path.is_file():
             old = json.loads(path.read_text())
-            if old.get("model", {}).get("identity") != self.model.get("identity") or old.get("protocol") != self.protocol:
+            if old.get("model", {}).get("identity") != self.model.get("identity") or \
+                    normalised(old.get("protocol", {})) != normalised(self.protocol):
                 raise AesopBenchError(
                     f"{self.dir} holds results of model {old.get('model', {}).get('name')!r} under protocol "
                     f"{old.get('protocol')}; this run is model {self.model.get('name')!r} under {self.protocol}. "

@@ -1,9 +1,11 @@
 """AE-PSNR: PSNR between the auto-encoded SR and the auto-encoded HR (the paper's Table 4 and 9).
 
-``ae_psnr = PSNR(q(AE(SR)), q(AE(HR)))`` with the protocol's PSNR settings (Y channel, border crop),
-where ``q`` quantises to 8 bits as SR outputs are, and ``AE = decoder(encoder(.))`` is the frozen
-auto-encoder given by ``--ae``: a weights-manifest name (default ``aesop_ae``, the authors' released AE)
-or a checkpoint path. Networks run in float32.
+``ae_psnr = PSNR(AE(q(SR)), AE(HR))`` with the protocol's PSNR settings (Y channel, border crop, MSE
+offset), as the authors' ``calculate_aepsnr_pytorch``: the SR is quantised to 8 bits (as every SR output
+is), and the two AE outputs are compared in floating point as they come out of the network (neither
+quantised nor clamped). ``AE = decoder(encoder(.))`` is the frozen auto-encoder given by ``--ae``: a
+weights-manifest name (default ``aesop_ae``, the authors' released AE) or a checkpoint path. Networks run
+in float32; the PSNR in float64.
 """
 
 from __future__ import annotations
@@ -50,14 +52,13 @@ def build_ae(spec: str):
 
 
 @torch.no_grad()
-def ae_psnr(sr: torch.Tensor, hr: torch.Tensor, ae, crop_border: int, y_round: bool) -> torch.Tensor:
-    from ..imageio import quantize
+def ae_psnr(sr: torch.Tensor, hr: torch.Tensor, ae, crop_border: int, y_round: bool, eps: float = 0.0) -> torch.Tensor:
     from .fidelity import psnr
 
     dev = next(ae.parameters()).device
-    out_sr = quantize(ae(to_unit_rgb(sr).to(dev))).cpu()
-    out_hr = quantize(ae(to_unit_rgb(hr).to(dev))).cpu()
-    return psnr(out_sr, out_hr, crop_border, True, y_round)
+    out_sr = ae(to_unit_rgb(sr).to(dev)).double().cpu()
+    out_hr = ae(to_unit_rgb(hr).to(dev)).double().cpu()
+    return psnr(out_sr, out_hr, crop_border, True, y_round, eps)
 
 
 

@@ -5,8 +5,9 @@ Formulas (images on the 0-255 scale, computed in float64):
 * Y (ITU-R BT.601, studio range): ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255``.
   With ``y_round`` Y is rounded half away from zero, as MATLAB's
   ``rgb2ycbcr`` does for uint8 images.
-* ``PSNR = 10 log10(255^2 / MSE)`` per image, after cropping ``crop_border``
-  pixels from every side.
+* ``PSNR = 10 log10(255^2 / (MSE + eps 255^2))`` per image, after cropping
+  ``crop_border`` pixels from every side; ``eps`` is 0 (identical images give
+  ``inf``) or, as in the AESOP code, 1e-8 on the 0-1 scale (80 dB at most).
 * SSIM (Wang et al. 2004): 11x11 Gaussian window with sigma 1.5, 'valid'
   filtering, ``C1 = (0.01 * 255)^2``, ``C2 = (0.03 * 255)^2``, no
   downsampling; the mean of the SSIM map, averaged over channels.
@@ -72,13 +73,14 @@ def _check_pair(sr: torch.Tensor, hr: torch.Tensor) -> None:
         raise ValueError(f"SR and HR shapes differ: {tuple(sr.shape)} vs {tuple(hr.shape)}")
 
 
-def mse_to_psnr(mse: torch.Tensor, data_range: float = 255.0) -> torch.Tensor:
-    return 10.0 * torch.log10(data_range ** 2 / mse)
+def mse_to_psnr(mse: torch.Tensor, data_range: float = 255.0, eps: float = 0.0) -> torch.Tensor:
+    """``eps`` is added to the MSE on the 0-1 scale."""
+    return 10.0 * torch.log10(data_range ** 2 / (mse + eps * data_range ** 2))
 
 
 def psnr(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0, y_channel: bool = True,
-         y_round: bool = False) -> torch.Tensor:
-    """Per-image PSNR in dB (``inf`` for identical images).
+         y_round: bool = False, eps: float = 0.0) -> torch.Tensor:
+    """Per-image PSNR in dB (``inf`` for identical images unless ``eps`` > 0).
 
     >>> a = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
     >>> b = torch.full((1, 3, 8, 8), 255, dtype=torch.uint8)
@@ -93,11 +95,11 @@ def psnr(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0, y_channel: bo
         d = (x.to(torch.int16) - y.to(torch.int16)).to(torch.float64)
         w = torch.tensor(_Y_WEIGHTS, dtype=torch.float64, device=d.device) / 255.0
         mse = torch.einsum("c,nchw->nhw", w, d).square().flatten(1).mean(dim=1)
-        return mse_to_psnr(mse)
+        return mse_to_psnr(mse, eps=eps)
     x = prepare(sr, crop_border, y_channel, y_round)
     y = prepare(hr, crop_border, y_channel, y_round)
     mse = ((x - y) ** 2).flatten(1).mean(dim=1)
-    return mse_to_psnr(mse)
+    return mse_to_psnr(mse, eps=eps)
 
 
 def _gaussian_1d(size: int = 11, sigma: float = 1.5, dtype=torch.float64, device=None) -> torch.Tensor:
@@ -152,7 +154,7 @@ def ssim(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0, y_channel: bo
     return ssim_map.reshape(n, c, -1).mean(dim=2).mean(dim=1)
 
 
-def lr_psnr(sr: torch.Tensor, lr: torch.Tensor, y_round: bool = False) -> torch.Tensor:
+def lr_psnr(sr: torch.Tensor, lr: torch.Tensor, y_round: bool = False, eps: float = 0.0) -> torch.Tensor:
     """PSNR between the MATLAB-bicubic downscaled SR and the LR input, per image.
 
     The 8-bit SR is downscaled to the LR's size on MATLAB's double path (no
@@ -160,6 +162,9 @@ def lr_psnr(sr: torch.Tensor, lr: torch.Tensor, y_round: bool = False) -> torch.
     noise), then compared with the LR on the Y channel (rounded or not as the
     protocol says), with no border crop: the LR is small, and the mirrored
     border of the bicubic kernel is part of what a consistent SR must match.
+
+    The AESOP authors name no kernel and released no code for it; MATLAB bicubic is the kernel that made the
+    LR, so an SR consistent with its input scores highest. The kernel is part of the metric's version.
     """
     down = imresize(to_255(sr), size=tuple(lr.shape[-2:])) / 255.0
-    return psnr(down, lr, crop_border=0, y_channel=True, y_round=y_round)
+    return psnr(down, lr, crop_border=0, y_channel=True, y_round=y_round, eps=eps)

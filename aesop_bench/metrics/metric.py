@@ -7,8 +7,10 @@ computed in a training script equals the one ``aesop-bench eval`` stores for the
 >>> from aesop_bench.metrics.metric import Metric
 >>> hr = torch.full((1, 3, 32, 32), 128, dtype=torch.uint8)
 >>> sr = hr + 1                       # every channel one level up: Y moves by 219/255 of a level
->>> round(Metric("psnr")(sr, hr).item(), 3)   # 20 log10(255 / (219 / 255)) = 49.4527
-49.453
+>>> round(Metric("psnr", "basicsr")(sr, hr).item(), 4)   # 20 log10(255 / (219 / 255)) = 49.45272
+49.4527
+>>> round(Metric("psnr", "paper")(sr, hr).item(), 4)     # -10 log10((219 / 255^2)^2 + 1e-8) = 49.44890
+49.4489
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def _protocol(protocol):
 
 
 class Metric:
-    """``Metric(name, protocol="basicsr", device="cpu", **options)``.
+    """``Metric(name, protocol="paper", device="cpu", **options)``.
 
     Per-image metrics: ``m(sr, hr=None, lr=None)`` -> float64 tensor ``(N,)``. ``sr``/``hr``/``lr`` are
     ``(N, C, H, W)`` or ``(C, H, W)`` tensors, uint8 or float in [0, 1] (floats are quantised to 8 bits as
@@ -43,7 +45,7 @@ class Metric:
     Networks are built on the first call and kept by the object.
     """
 
-    def __init__(self, name: str, protocol="basicsr", device="cpu", **options):
+    def __init__(self, name: str, protocol="paper", device="cpu", **options):
         self.spec = get_spec(name)
         self.name = self.spec.name
         self.protocol = _protocol(protocol)
@@ -58,7 +60,7 @@ class Metric:
     @cached_property
     def version(self) -> str:
         """The version string stored with every value (the definition plus the options that change numbers)."""
-        return self.spec.version_for(self.options)
+        return self.spec.version_for(self.options, self.protocol)
 
     @property
     def scorer(self):
@@ -154,7 +156,7 @@ class Metric:
         return [self._prepare(x, what)[0] for x in xs]
 
 
-def metric(name: str, protocol="basicsr", device="cpu", **options) -> Metric:
+def metric(name: str, protocol="paper", device="cpu", **options) -> Metric:
     """Build a metric by name (``aesop-bench metrics list`` shows them all). See :class:`Metric`.
 
     >>> import torch

@@ -64,6 +64,7 @@ class MetricSpec:
     decimals: int
     needs: tuple[str, ...] = ()  # weights-manifest names
     options: tuple[Option, ...] = ()
+    protocol_tag: Callable[["Protocol"], str] | None = None  # what of the protocol the version records
 
     def resolve_options(self, given: dict | None = None) -> dict:
         """Defaults overridden by ``given`` (None values keep the default); unknown options are refused."""
@@ -75,9 +76,15 @@ class MetricSpec:
                                   f"its options: {', '.join(known) or 'none'}")
         return {**known, **given}
 
-    def version_for(self, options: dict | None = None) -> str:
+    def version_for(self, options: dict | None = None, protocol: "Protocol | None" = None) -> str:
         opts = self.resolve_options(options)
         tags = [o.tag(opts[o.name]) for o in self.options if o.tag is not None]
+        if self.protocol_tag is not None:
+            if protocol is None:
+                from ..evaluation.protocol import get_protocol
+
+                protocol = get_protocol("paper")
+            tags.append(self.protocol_tag(protocol))
         return "+".join([self.version, *tags])
 
 
@@ -99,7 +106,7 @@ def _psnr(ctx: MetricContext):
     from .fidelity import psnr
 
     p = ctx.protocol
-    return lambda sr, hr, lr: psnr(sr, hr, p.effective_crop_border, True, p.y_round)
+    return lambda sr, hr, lr: psnr(sr, hr, p.effective_crop_border, True, p.y_round, p.psnr_eps)
 
 
 def _ssim(ctx: MetricContext):
@@ -117,7 +124,7 @@ def _lr_psnr(ctx: MetricContext):
     def fn(sr, hr, lr):
         # an SR larger than LR x scale (a result folder's image of the HR's size) is compared on the area the
         # LR covers, so that the downscaling is exactly 1/scale
-        return lr_psnr(sr[..., : lr.shape[-2] * s, : lr.shape[-1] * s], lr, ctx.protocol.y_round)
+        return lr_psnr(sr[..., : lr.shape[-2] * s, : lr.shape[-1] * s], lr, ctx.protocol.y_round, ctx.protocol.psnr_eps)
     return fn
 
 
@@ -136,7 +143,7 @@ def _ae_psnr(ctx: MetricContext):
 
     p = ctx.protocol
     net = LazyNet(lambda: build_ae(ctx.options["ae"]).to(ctx.device).eval().requires_grad_(False))
-    return lambda sr, hr, lr: ae_psnr(sr, hr, net(), p.effective_crop_border, p.y_round)
+    return lambda sr, hr, lr: ae_psnr(sr, hr, net(), p.effective_crop_border, p.y_round, p.psnr_eps)
 
 
 def _ae_tag(spec: str) -> str:
@@ -150,7 +157,7 @@ def _niqe(ctx: MetricContext):
     from .niqe import load_pristine, niqe
 
     model = LazyNet(lambda: load_pristine(wm.get("niqe_pristine", download_missing=False)))
-    return lambda sr, hr, lr: niqe(sr, crop_border=ctx.protocol.effective_crop_border, color_space="yiq",
+    return lambda sr, hr, lr: niqe(sr, crop_border=ctx.protocol.effective_niqe_crop, color_space="yiq",
                                    pristine=model())
 
 
@@ -193,12 +200,12 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
     MetricSpec("dists", "full_reference", True, "dists-vgg16-whole-v1", _perceptual("DISTS"),
                "DISTS, VGG16, inputs in [0, 1], whole image, no resize, float32", "DISTS", 4,
                ("vgg16", "dists_alpha_beta")),
-    MetricSpec("ae_psnr", "full_reference", False, "ae-psnr-y-quantised-v1", _ae_psnr,
-               "PSNR(AE(SR), AE(HR)) with the protocol's PSNR settings; AE outputs quantised to 8 bits",
+    MetricSpec("ae_psnr", "full_reference", False, "ae-psnr-y-float-v2", _ae_psnr,
+               "PSNR(AE(SR), AE(HR)) with the protocol's PSNR settings; AE outputs compared unquantised",
                "AE-PSNR", 3, ("aesop_ae",), (_AE,)),
     MetricSpec("niqe", "no_reference", True, "niqe-live-yiq-round-v1", _niqe,
-               "NIQE, LIVE pristine model, Y of YIQ rounded (IQA-PyTorch's default), border crop = protocol",
-               "NIQE", 4, ("niqe_pristine",)),
+               "NIQE, LIVE pristine model, Y of YIQ rounded (IQA-PyTorch's default), the protocol's NIQE crop",
+               "NIQE", 4, ("niqe_pristine",), protocol_tag=lambda p: f"crop{p.effective_niqe_crop}"),
     MetricSpec("maniqa", "no_reference", False, "maniqa-koniq-pyiqa0.1.16-v1", _iqa("maniqa"),
                "MANIQA (KonIQ-10k), IQA-PyTorch, 20 uniform 224 crops", "MANIQA", 4, ("maniqa_koniq",)),
     MetricSpec("musiq", "no_reference", False, "musiq-koniq-pyiqa0.1.16-v1", _iqa("musiq"),

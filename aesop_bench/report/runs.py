@@ -94,7 +94,9 @@ def load_runs(paths, labels: list[str] | None = None) -> list[Run]:
 def check_comparable(runs: list[Run], metrics: list[str], allow_mixed: bool = False) -> list[str]:
     """Refuse (or, with ``allow_mixed``, describe) runs computed under different protocols or metric versions."""
     problems = []
-    protocols = {json.dumps(r.protocol, sort_keys=True) for r in runs}
+    from ..evaluation.protocol import normalised
+
+    protocols = {json.dumps(normalised(r.protocol), sort_keys=True) for r in runs}
     if len(protocols) > 1:
         desc = "; ".join(f"{r.label}: {r.protocol.get('name')} (modcrop {r.protocol.get('modcrop')}, "
                          f"y_round {r.protocol.get('y_round')})" for r in runs)
@@ -106,4 +108,22 @@ def check_comparable(runs: list[Run], metrics: list[str], allow_mixed: bool = Fa
     if problems and not allow_mixed:
         raise AesopBenchError("; ".join(problems) + ". Re-evaluate under one protocol, or pass --allow-mixed "
                               "to label the columns instead")
+    return problems
+
+
+def check_paper_protocol(runs: list[Run], allow_mixed: bool = False) -> list[str]:
+    """Refuse (or, with ``allow_mixed``, describe) runs whose protocol differs from the paper's in a field that
+    moves numbers: a 0.03 dB modcrop difference is larger than the deltas a paper comparison prints."""
+    from ..evaluation.protocol import PROTOCOLS, differences
+
+    paper = PROTOCOLS["paper"].as_dict()
+    problems = []
+    for r in runs:
+        diff = differences(r.protocol, paper)
+        if diff:
+            problems.append(f"{r.label} was evaluated under {r.protocol.get('name')!r}, which differs from the "
+                            "paper's protocol in " + ", ".join(f"{k} ({a} vs {b})" for k, (a, b) in diff.items()))
+    if problems and not allow_mixed:
+        raise AesopBenchError("; ".join(problems) + ". Re-evaluate with --protocol paper to compare with the paper, "
+                              "or pass --allow-mixed to label the differences")
     return problems

@@ -20,10 +20,12 @@ from ..errors import AesopBenchError
 @dataclass
 class DataConfig:
     hr_dirs: list[str] = field(default_factory=list)  # folders of HR images (relative to --data-root)
-    lr_dirs: list[str] = field(default_factory=list)  # optional LR folders (same names); else LR made on the fly
+    lr_dirs: list[str] = field(default_factory=list)  # LR folders (same names as the HR files)
+    make_lr: bool = False  # LR made on the fly from each (sub-)image instead (not the paper's data: see README)
     scale: int = 4
     patch: int = 128  # HR patch size
     batch: int = 16  # global batch (split across ranks)
+    micro_batch: int | None = None  # images per forward pass (the official per-GPU batch, 16); None: a rank's share
     workers: int = 4
     modcrop: int = 12
     flip: bool = True
@@ -48,6 +50,7 @@ class LossTerm:
 class OptimConfig:
     lr: float = 1e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    eps: float = 1e-8  # Adam's epsilon (PyTorch's and BasicSR's default)
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.5
     clip: float | None = None  # gradient-norm clipping
@@ -81,9 +84,9 @@ class TrainConfig:
     log_every: int = 100
     amp_bf16: bool = False
     channels_last: bool = False
-    # SyncBatchNorm for the discriminator under DDP on GPUs. The official (BasicSR) training keeps per-GPU
-    # BatchNorm statistics, so the shipped configs leave it off.
-    sync_bn: bool = False
+    # BatchNorm statistics of the VGG-style discriminator pooled over the global batch. None: as the authors'
+    # code, pooled for the 256 discriminator (nn.SyncBatchNorm there), per micro-batch for the 128 one.
+    sync_bn: bool | None = None
 
 
 def _is(value, tp) -> bool:

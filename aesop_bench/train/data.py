@@ -1,9 +1,12 @@
 """Paired training data: HR folders, LR from LR folders or made with MATLAB bicubic, random patches.
 
-* HR images are cropped to a multiple of ``modcrop`` (12, as the paper's data).
-* LR: the image of the same name in an LR folder, or the whole modcropped HR downscaled with MATLAB
-  bicubic on the double path and rounded once (as the paper's offline LR, made in double precision and
-  saved as 8-bit); cached per image.
+* The paper's data (``aesop-bench data prepare-train``, :func:`prepare_train`): every HR image cropped to a
+  multiple of 12, its LR made from the whole image with MATLAB bicubic on the double path and rounded once,
+  then both cut into aligned sub-images (HR 480 px every 240, LR 120 every 60, a last crop flush with the
+  border wherever pixels would be left, as BasicSR's ``extract_subimages`` with ``thresh_size`` 0).
+* Training reads HR folders and the LR image of the same name from the LR folders; with ``make_lr`` the LR
+  is made from each (sub-)image on the fly instead, which differs from the whole-image LR within two pixels
+  of every sub-image border; cached per image.
 * Patches: an LR-aligned random crop of ``patch`` HR pixels, random horizontal flip, vertical flip and
   transposition (the eight dihedral transforms).
 * Reproducible and resumable: the order of samples is a permutation per epoch drawn from (seed, epoch),
@@ -40,9 +43,9 @@ def list_images(folders: list[Path]) -> list[Path]:
 
 class PairedPatches(Dataset):
     def __init__(self, hr_files: list[Path], patch: int, scale: int = 4, modcrop: int = 12, seed: int = 0,
-                 lr_dirs: list[Path] | None = None, flip: bool = True, rot: bool = True):
+                 lr_dirs: list[Path] | None = None, flip: bool = True, rot: bool = True, make_lr: bool = True):
         self.hr_files, self.patch, self.scale, self.modcrop = hr_files, patch, scale, modcrop
-        self.seed, self.lr_dirs, self.flip, self.rot = seed, lr_dirs or [], flip, rot
+        self.seed, self.lr_dirs, self.flip, self.rot, self.make_lr = seed, lr_dirs or [], flip, rot, make_lr
         self._lr_cache = lru_cache(maxsize=256)(self._load_pair)
 
     def __len__(self) -> int:
@@ -60,7 +63,12 @@ class PairedPatches(Dataset):
             if lr is not None:
                 break
         if lr is None:
-            lr = torch.floor(imresize(hr.double() / 255, 1 / self.scale).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+            if not self.make_lr:
+                raise AesopBenchError(
+                    f"{f}: no LR image of that name in {', '.join(map(str, self.lr_dirs)) or 'data.lr_dirs (empty)'}. "
+                    "Prepare the data as the paper did with `aesop-bench data prepare-train HR_DIR --dst DIR`, or "
+                    "set data.make_lr=true to make LR from each image on the fly")
+            lr = matlab_lr(hr, self.scale)
         if lr.shape[-2] * self.scale != hr.shape[-2] or lr.shape[-1] * self.scale != hr.shape[-1]:
             raise AesopBenchError(f"{f}: LR size {tuple(lr.shape[-2:])} x{self.scale} does not match HR "
                                   f"{tuple(hr.shape[-2:])} after modcrop {self.modcrop}")
@@ -112,25 +120,33 @@ class StepSampler(Sampler):
             pos += self.global_batch
 
 
-def extract_subimages(src: Path, dst: Path, crop: int = 480, step: int = 240, thresh: int = 48) -> int:
-    """Crop every image of ``src`` into ``crop``-pixel sub-images every ``step`` pixels (a last crop flush
-    with the border when more than ``thresh`` pixels would be left), as the paper's data preparation."""
+def matlab_lr(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """The paper's offline LR: MATLAB bicubic on the double path, rounded once to 8 bits."""
+    return torch.floor(imresize(hr.double() / 255, 1 / scale).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+
+
+def extract_subimages(src: Path, dst: Path, crop: int = 480, step: int = 240, thresh: int = 0) -> int:
+    """Crop every image of ``src`` into ``crop``-pixel sub-images every ``step`` pixels, with a last crop flush
+    with the border when more than ``thresh`` pixels would be left (BasicSR's ``extract_subimages``; the paper's
+    data used ``thresh_size`` 0). An image smaller than ``crop`` in a dimension is kept whole there."""
     from ..imageio import write_image
 
     dst.mkdir(parents=True, exist_ok=True)
     count = 0
     for f in list_images([src]):
-        img = read_image(f)
-        h, w = img.shape[-2:]
-        ys = _starts(h, crop, step, thresh)
-        xs = _starts(w, crop, step, thresh)
-        k = 0
-        for y in ys:
-            for x in xs:
-                k += 1
-                write_image(dst / f"{f.stem}_s{k:03d}.png", img[:, y:y + crop, x:x + crop].contiguous())
-                count += 1
+        for name, sub in _subimages(f.stem, read_image(f), crop, step, thresh):
+            write_image(dst / name, sub)
+            count += 1
     return count
+
+
+def _subimages(stem: str, img: torch.Tensor, crop: int, step: int, thresh: int):
+    h, w = img.shape[-2:]
+    k = 0
+    for y in _starts(h, crop, step, thresh):
+        for x in _starts(w, crop, step, thresh):
+            k += 1
+            yield f"{stem}_s{k:03d}.png", img[:, y:y + crop, x:x + crop].contiguous()
 
 
 def _starts(size: int, crop: int, step: int, thresh: int) -> list[int]:
@@ -140,3 +156,36 @@ def _starts(size: int, crop: int, step: int, thresh: int) -> list[int]:
     if size - (starts[-1] + crop) > thresh:
         starts.append(size - crop)
     return starts
+
+
+def prepare_train(src: Path, dst: Path, scale: int = 4, modcrop: int = 12, crop: int = 480, step: int = 240,
+                  log=print) -> int:
+    """The paper's training data from a folder of HR images (DF2K): ``dst/HR`` and ``dst/LR_bicubic/X{scale}``
+    hold aligned sub-images of the same names. Each image is cropped to a multiple of ``modcrop``, its LR made
+    from the whole image (:func:`matlab_lr`), then both are cut (HR ``crop``/``step``, LR ``crop/scale`` /
+    ``step/scale``, threshold 0). An image whose sub-images all exist is skipped, so an interrupted run
+    resumes."""
+    from ..imageio import write_image
+
+    if crop % scale or step % scale or modcrop % scale:
+        raise AesopBenchError(f"--crop {crop}, --step {step} and --modcrop {modcrop} must be multiples of the "
+                              f"scale {scale}")
+    hr_dst, lr_dst = dst / "HR", dst / "LR_bicubic" / f"X{scale}"
+    hr_dst.mkdir(parents=True, exist_ok=True)
+    lr_dst.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for f in list_images([src]):
+        hr = mod_crop(to_rgb(read_image(f)), modcrop)
+        subs_hr = list(_subimages(f.stem, hr, crop, step, 0))
+        if all((hr_dst / n).is_file() and (lr_dst / n).is_file() for n, _ in subs_hr):
+            count += len(subs_hr)
+            continue
+        lr = matlab_lr(hr, scale)
+        subs_lr = list(_subimages(f.stem, lr, crop // scale, step // scale, 0))
+        for (name, h), (name_lr, l) in zip(subs_hr, subs_lr):
+            assert name == name_lr and h.shape[-1] == l.shape[-1] * scale and h.shape[-2] == l.shape[-2] * scale
+            write_image(lr_dst / name, l)
+            write_image(hr_dst / name, h)  # HR last: its presence marks the pair complete
+            count += 1
+    log(f"{count} HR/LR sub-image pairs in {hr_dst} and {lr_dst}")
+    return count

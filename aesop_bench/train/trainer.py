@@ -13,9 +13,14 @@ with the architecture in the file's metadata, so ``aesop-bench eval --model RUN/
 Resuming restores everything and rebuilds the data stream at the next step, so a run killed and resumed
 continues exactly as an uninterrupted one (on CPU with a fixed seed, to float equality).
 
-Distributed: under ``torchrun`` (WORLD_SIZE > 1) the generator and discriminator are wrapped in DDP (NCCL on
-GPUs, gloo on CPU), each rank takes its share of every global batch, and only rank 0 writes. The
-discriminator keeps per-GPU BatchNorm statistics, as the official training does, unless ``sync_bn`` is set.
+Batches as the official runs (16 images per GPU on 4 GPUs): ``data.batch`` is the global batch (64) and
+``data.micro_batch`` (16) the images of one official GPU. Under ``torchrun`` (WORLD_SIZE > 1) the generator
+and discriminator are wrapped in DDP (NCCL on GPUs, gloo on CPU) and each rank takes its share of every
+global batch; a rank holding several micro-batches accumulates their gradients, so 1, 2 or 4 processes
+train the same way: every loss is a mean over one micro-batch, the relativistic GAN's means and per-process
+BatchNorm statistics (the 128 discriminator) are taken per micro-batch, and the step's gradient is the mean
+over the micro-batches. The 256 discriminator pools its BatchNorm statistics over the whole global batch, as
+the authors' ``nn.SyncBatchNorm`` does: it sees each rank's share in one pass. Only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -91,10 +96,15 @@ def build_discriminator(cfg: TrainConfig) -> nn.Module | None:
     from ..models.archs.discriminator_arch import UNetDiscriminatorSN, VGGStyleDiscriminator
 
     if d.arch in ("vgg128", "vgg256"):
-        return VGGStyleDiscriminator(3, d.opts.get("num_feat", 64), int(d.arch[3:]))
+        return VGGStyleDiscriminator(3, d.opts.get("num_feat", 64), int(d.arch[3:]), pooled_bn=cfg.sync_bn)
     if d.arch == "unet":
         return UNetDiscriminatorSN(3, **d.opts)
     raise AesopBenchError(f"config discriminator.arch {d.arch!r}; choose vgg128, vgg256 or unet")
+
+
+def _per_micro(loss_fn, m: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A relativistic GAN loss whose means are taken per micro-batch of ``m`` images, averaged."""
+    return torch.stack([loss_fn(x, y) for x, y in zip(a.split(m), b.split(m))]).mean()
 
 
 def save_weights(net: nn.Module, path: Path, meta: dict | None = None) -> None:
@@ -117,16 +127,6 @@ def _set_rng_state(s: dict) -> None:
     torch.set_rng_state(s["torch"])
     random.setstate((3, tuple(s["python"]), None if s["python_pos"] == -1 else s["python_pos"]))
     np.random.set_state(("MT19937", s["numpy_keys"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
-
-
-def sync_batchnorm(net: nn.Module, enabled: bool, device: torch.device) -> nn.Module:
-    """The discriminator with SyncBatchNorm layers when ``sync_bn`` is on (distributed runs only)."""
-    if not enabled:
-        return net
-    if device.type != "cuda":
-        raise AesopBenchError("config: sync_bn needs CUDA devices (PyTorch's SyncBatchNorm does not run on "
-                              f"{device.type}); set sync_bn=false")
-    return nn.SyncBatchNorm.convert_sync_batchnorm(net)
 
 
 class Trainer:
@@ -154,6 +154,7 @@ class Trainer:
         self.terms = {t.type: t.weight for t in cfg.losses}
         if "gan" in self.terms and self.net_d is None:
             raise AesopBenchError("config: a gan loss term needs a discriminator")
+        self._check_validation_metrics()
         self.aesop = self._load_aesop_ae() if "aesop" in self.terms else None
         self.vgg = self._load_vgg() if "perceptual" in self.terms else None
 
@@ -165,14 +166,13 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g = DDP(self.net_g, device_ids=ids)
             if self.net_d is not None:
-                self.net_d = sync_batchnorm(self.net_d, cfg.sync_bn, self.device)
                 self.d = DDP(self.net_d, device_ids=ids)
         og, od = cfg.optim_g, cfg.optim_d
-        self.opt_g = torch.optim.Adam(self.net_g.parameters(), lr=og.lr, betas=tuple(og.betas))
+        self.opt_g = torch.optim.Adam(self.net_g.parameters(), lr=og.lr, betas=tuple(og.betas), eps=og.eps)
         self.sched_g = torch.optim.lr_scheduler.MultiStepLR(self.opt_g, og.milestones or [10 ** 12], og.gamma)
         self.opt_d = self.sched_d = None
         if self.net_d is not None:
-            self.opt_d = torch.optim.Adam(self.net_d.parameters(), lr=od.lr, betas=tuple(od.betas))
+            self.opt_d = torch.optim.Adam(self.net_d.parameters(), lr=od.lr, betas=tuple(od.betas), eps=od.eps)
             self.sched_d = torch.optim.lr_scheduler.MultiStepLR(self.opt_d, od.milestones or [10 ** 12], od.gamma)
         self.step = 0
         if resume:
@@ -185,6 +185,21 @@ class Trainer:
             atomic_write_json(self.out / "config.json", to_dict(cfg))
 
     # -- components -------------------------------------------------------------------------------
+    def _check_validation_metrics(self) -> None:
+        """Refuse at the start, not at the first validation, a validation metric whose weights are missing."""
+        from .. import weights as wm
+        from ..metrics.registry import expand_metrics, get_spec
+
+        if not self.cfg.val.every:
+            return
+        for m in expand_metrics(self.cfg.val.metrics):
+            for name in get_spec(m).needs:
+                if wm.check(wm.entry(name)).status == "missing":
+                    raise AesopBenchError(f"config val.metrics: {m} needs the weights {name!r}, which are not in "
+                                          f"the cache; run `aesop-bench weights download {name}` (or "
+                                          f"`aesop-bench weights add {name} FILE`), or remove {m} from val.metrics")
+
+
     def _load_aesop_ae(self) -> L.FrozenAE:
         from ..metrics.ae import DEFAULT_AE, build_ae
 
@@ -199,7 +214,7 @@ class Trainer:
         c = self.cfg.data
         hr_files = list_images([self.data_root / d for d in c.hr_dirs])
         ds = PairedPatches(hr_files, c.patch, c.scale, c.modcrop, self.cfg.seed,
-                           [self.data_root / d for d in c.lr_dirs], c.flip, c.rot)
+                           [self.data_root / d for d in c.lr_dirs], c.flip, c.rot, c.make_lr)
         sampler = StepSampler(len(ds), c.batch, self.cfg.seed, self.step, self.rank, self.world)
         loader = torch.utils.data.DataLoader(ds, batch_size=c.batch // self.world, sampler=sampler,
                                              num_workers=c.workers, persistent_workers=c.workers > 0)
@@ -207,63 +222,99 @@ class Trainer:
             yield lr.to(self.device), hr.to(self.device)
 
     # -- one step ---------------------------------------------------------------------------------
+    def _micro(self, n_local: int) -> int:
+        m = self.cfg.data.micro_batch or n_local
+        if n_local % m:
+            raise AesopBenchError(f"config data.micro_batch {m} must divide the {n_local} images each of the "
+                                  f"{self.world} process(es) holds (data.batch {self.cfg.data.batch})")
+        return m
+
+    def _pooled_d(self) -> bool:
+        from ..models.archs.discriminator_arch import PooledBatchNorm2d
+
+        return self.net_d is not None and any(isinstance(m, PooledBatchNorm2d) for m in self.net_d.modules())
+
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         cfg, t = self.cfg, self.terms
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp_bf16)
         if cfg.channels_last:
             lr, hr = lr.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last)
+        m = self._micro(len(lr))
+        # with pooled BatchNorm the discriminator must see the rank's whole share at once; the generator (no
+        # BatchNorm) then runs on it in one pass too, and only the GAN's means are taken per micro-batch
+        group = len(lr) if self._pooled_d() else m
+        groups = list(zip(lr.split(group), hr.split(group)))
         if self.net_d is not None:
             self.net_d.requires_grad_(False)
-        logs: dict[str, float] = {}
-        with amp:
-            if cfg.kind == "ae":
-                out, z = self.g(hr, return_bottleneck=True)
-                parts = {"ae_recon": L.l1(out, hr), "ae_lr": L.l1(z, lr)}
-            else:
-                sr = self.g(lr)
-                parts = {}
-                if "l1" in t:
-                    parts["l1"] = L.l1(sr, hr)
-                if "aesop" in t:
-                    parts["aesop"] = self.aesop(sr, hr)
-                if "perceptual" in t:
-                    parts["perceptual"] = L.perceptual(self.vgg, sr, hr)
-                if "ldl" in t:
-                    with torch.no_grad():
-                        sr_ema = self.net_g_ema(lr)
-                    parts["ldl"] = L.ldl(hr, sr, sr_ema)
-                if "gan" in t:
-                    real = self.d(hr).detach()
-                    parts["gan"] = L.gan_generator(real, self.d(sr))
-        total = sum(t.get(k, 1.0) * v.float() for k, v in parts.items())
-        if not torch.isfinite(total):
-            raise FloatingPointError(", ".join(f"{k}={v.item():.4g}" for k, v in parts.items()))
+        sums: dict[str, float] = {}
+        srs = []
         self.opt_g.zero_grad(set_to_none=True)
-        total.backward()
+        for k, (l, h) in enumerate(groups):
+            share = len(l) / len(lr)
+            with self._no_sync(self.g, k < len(groups) - 1), amp:
+                if cfg.kind == "ae":
+                    out, z = self.g(h, return_bottleneck=True)
+                    parts = {"ae_recon": L.l1(out, h), "ae_lr": L.l1(z, l)}
+                else:
+                    sr = self.g(l)
+                    parts = {}
+                    if "l1" in t:
+                        parts["l1"] = L.l1(sr, h)
+                    if "aesop" in t:
+                        parts["aesop"] = self.aesop(sr, h)
+                    if "perceptual" in t:
+                        parts["perceptual"] = L.perceptual(self.vgg, sr, h)
+                    if "ldl" in t:
+                        with torch.no_grad():
+                            sr_ema = self.net_g_ema(l)
+                        parts["ldl"] = L.ldl(h, sr, sr_ema)
+                    if "gan" in t:
+                        real = self.d(h).detach()
+                        parts["gan"] = _per_micro(L.gan_generator, m, real, self.d(sr))
+                    srs.append(sr.detach())
+                total = sum(t.get(k2, 1.0) * v.float() for k2, v in parts.items())
+                if not torch.isfinite(total):
+                    raise FloatingPointError(", ".join(f"{k2}={v.item():.4g}" for k2, v in parts.items()))
+                (total * share).backward()
+            for k2, v in parts.items():
+                sums[k2] = sums.get(k2, 0.0) + v.item() * share
+            sums["total_g"] = sums.get("total_g", 0.0) + total.item() * share
         if cfg.optim_g.clip:
             torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), cfg.optim_g.clip)
         self.opt_g.step()
-        logs.update({k: v.item() for k, v in parts.items()})
-        logs["total_g"] = total.item()
+        logs = dict(sums)
         if "gan" in t:
             self.net_d.requires_grad_(True)
             self.opt_d.zero_grad(set_to_none=True)
-            with amp:
-                fake_pred = self.d(sr.detach()).detach()
-                real_pred = self.d(hr)
-                l_real = L.gan_discriminator_real(real_pred.float(), fake_pred.float())
-            l_real.backward()
-            with amp:
-                l_fake = L.gan_discriminator_fake(self.d(sr.detach()).float(), real_pred.detach().float())
-            l_fake.backward()
+            d_real = d_fake = 0.0
+            for k, ((_, h), sr) in enumerate(zip(groups, srs)):
+                share = len(h) / len(lr)
+                with self._no_sync(self.d, k < len(groups) - 1):
+                    with amp:
+                        fake_pred = self.d(sr).detach()
+                        real_pred = self.d(h)
+                        l_real = _per_micro(L.gan_discriminator_real, m, real_pred.float(), fake_pred.float())
+                    (l_real * share).backward()
+                    with amp:
+                        l_fake = _per_micro(L.gan_discriminator_fake, m, self.d(sr).float(),
+                                            real_pred.detach().float())
+                    (l_fake * share).backward()
+                d_real += l_real.item() * share
+                d_fake += l_fake.item() * share
             if cfg.optim_d.clip:
                 torch.nn.utils.clip_grad_norm_(self.net_d.parameters(), cfg.optim_d.clip)
             self.opt_d.step()
-            logs["d_real"], logs["d_fake"] = l_real.item(), l_fake.item()
+            logs["d_real"], logs["d_fake"] = d_real, d_fake
             self.sched_d.step()
         self._ema_update()
         self.sched_g.step()
         return logs
+
+    def _no_sync(self, net, skip: bool):
+        """DDP's gradient all-reduce only on a rank's last micro-batch."""
+        import contextlib
+
+        return net.no_sync() if skip and hasattr(net, "no_sync") else contextlib.nullcontext()
 
     @torch.no_grad()
     def _ema_update(self) -> None:
@@ -342,7 +393,11 @@ class Trainer:
     # -- validation -------------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        from ..data.imresize import imresize
+        """The EMA network on the validation set under the paper's protocol. An SR network goes through the
+        evaluator itself (``aesop_bench.evaluate``), so a validation value equals what ``aesop-bench eval``
+        reports for the exported checkpoint; an AE is scored on its reconstruction of the protocol's HR with
+        the same metric objects. SR images are not cached (every validation has new weights)."""
+        from ..api import CallableModel, evaluate
         from ..data.sets import resolve
         from ..data.transforms import mod_crop, to_rgb
         from ..evaluation.protocol import get_protocol
@@ -351,26 +406,22 @@ class Trainer:
         from ..paths import data_root
 
         v = self.cfg.val
-        protocol = get_protocol("basicsr", scale=self.cfg.data.scale)
-        res = resolve(v.set, data_root(v.data_root))
-        sums: dict[str, list[float]] = {}
-        metrics = {m: Metric(m, protocol, self.device) for m in v.metrics}
+        protocol = get_protocol("paper", scale=self.cfg.data.scale)
         net = self.net_g_ema
-        for f in res.hr_files:
-            hr = mod_crop(to_rgb(read_image(f)), max(4, self.cfg.data.scale))[None]
-            lr = imresize(hr, 1 / self.cfg.data.scale)
-            x = hr if self.cfg.kind == "ae" else lr
-            out = quantize(net(x.float().div(255).to(self.device)).cpu())
-            for m in v.metrics:
-                if m == "lr_psnr" and self.cfg.kind == "ae":
-                    continue
-                try:
-                    sums.setdefault(m, []).append(float(metrics[m].score(out, hr, lr)[0]))
-                except AesopBenchError as exc:  # e.g. LPIPS weights not in the cache: skip that metric
-                    self.log(f"validation: {m} skipped ({exc})")
-                    v.metrics = [x for x in v.metrics if x != m]
-                    break
-        means = {m: sum(vals) / len(vals) for m, vals in sums.items() if vals}
+        if self.cfg.kind == "sr":
+            res = evaluate(CallableModel(net, protocol.scale, name=f"{self.cfg.name}@{self.step}"), sets=[v.set],
+                           metrics=v.metrics, protocol=protocol, device=str(self.device),
+                           data_root=data_root(v.data_root))
+            means = {m: res.mean(v.set, m) for m in v.metrics if res.mean(v.set, m) is not None}
+        else:
+            metrics = [Metric(m, protocol, self.device) for m in v.metrics if m != "lr_psnr"]
+            sums: dict[str, list[float]] = {}
+            for f in resolve(v.set, data_root(v.data_root)).hr_files:
+                hr = mod_crop(to_rgb(read_image(f)), protocol.effective_modcrop)[None]
+                out = quantize(net(hr.float().div(255).to(self.device)).cpu())
+                for m in metrics:
+                    sums.setdefault(m.name, []).append(float(m.score(out, hr, None)[0]))
+            means = {m: sum(vals) / len(vals) for m, vals in sums.items()}
         path = self.out / "val.csv"
         new = not path.is_file()
         with open(path, "a", newline="") as fh:
@@ -380,6 +431,7 @@ class Trainer:
             for m, val in means.items():
                 w.writerow([self.step, v.set, m, val])
         self._tb(f"val_{v.set}", means)
+        self.log(f"validation at step {self.step} on {v.set}: " + ", ".join(f"{m} {x:.4f}" for m, x in means.items()))
         return means
 
     # -- checkpoints ------------------------------------------------------------------------------

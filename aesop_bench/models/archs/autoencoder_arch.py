@@ -4,7 +4,9 @@ Encoder (about 1.48M parameters): ``conv_first`` (3->4, 4->4, no activation), tw
 (-> 64 channels at H/4), two RRDB blocks (``body``), ``conv_last`` (64->64, 64->3, no activation).
 Decoder: RRDBNet x4 (16.70M), initialised from the PSNR-oriented RRDB. AE(x) = decoder(encoder(x)).
 
-Module names follow the authors' code. Their module also registers the encoder's parts a second time
+Initialisation as the authors' code: the encoder's convolutions get BasicSR's ``default_init_weights``
+(Kaiming normal x0.1, zero bias) after the modules are built in the authors' order, and every residual dense
+block initialises itself the same way. Module names follow the authors' code. Their module also registers the encoder's parts a second time
 under ``encoder.*``, so their checkpoints hold every encoder tensor twice;
 :func:`official_ae_state_dict` folds the duplicates (after checking they are equal).
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .rrdbnet_arch import RRDB, RRDBNet
+from .rrdbnet_arch import RRDB, RRDBNet, default_init_weights
 
 
 class AutoEncoder(nn.Module):
@@ -27,6 +29,7 @@ class AutoEncoder(nn.Module):
         self.down = nn.Sequential(nn.PixelUnshuffle(2), nn.PixelUnshuffle(2))
         self.body = nn.Sequential(*[RRDB(num_feat, num_grow_ch) for _ in range(enc_blocks)])
         self.conv_last = nn.Sequential(nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.Conv2d(num_feat, num_in_ch, 3, 1, 1))
+        default_init_weights([self.conv_first, self.conv_last], 0.1)  # the RRDB blocks initialise themselves
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """HR (N, 3, H, W) -> bottleneck (N, 3, H/4, W/4); H and W must be multiples of 4."""

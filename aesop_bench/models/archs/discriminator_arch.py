@@ -2,6 +2,9 @@
 
 * ``VGGStyleDiscriminator``: ESRGAN's discriminator for 128x128 patches (five stride-2 stages) or 256x256
   (six), BatchNorm, LeakyReLU 0.2, two linear layers; used by the RRDB (128 / 256) and SwinIR (256) runs.
+  As in the authors' code, the 128 version normalises with per-process BatchNorm and the 256 version with
+  statistics pooled over every process (``nn.SyncBatchNorm`` there, :class:`PooledBatchNorm2d` here, which
+  also runs on CPU and in one process, where it is plain BatchNorm).
 * ``UNetDiscriminatorSN``: Real-ESRGAN's U-Net discriminator with spectral normalisation (real-world
   training), per-pixel logits.
 """
@@ -14,22 +17,88 @@ import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
 
+_STATS_GROUPS: dict = {}
+
+
+def _stats_group():
+    """A process group of its own for the statistics, so that their all-reduces never interleave with DDP's
+    gradient all-reduces on the default group (made once per process, by every rank at the same forward)."""
+    import torch.distributed as dist
+
+    key = id(dist.group.WORLD)
+    if key not in _STATS_GROUPS:
+        _STATS_GROUPS[key] = dist.new_group(backend=dist.get_backend())
+    return _STATS_GROUPS[key]
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; the gradient of every process's input is the sum of all processes' gradients."""
+
+    @staticmethod
+    def forward(ctx, x, group):
+        import torch.distributed as dist
+
+        ctx.group = group
+        out = x.clone()
+        dist.all_reduce(out, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        import torch.distributed as dist
+
+        grad = grad.clone()
+        dist.all_reduce(grad, group=ctx.group)
+        return grad, None
+
+
+class PooledBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm whose training statistics are pooled over all processes of a distributed run (SyncBatchNorm's
+    semantics, on any device and backend); in one process it is ``nn.BatchNorm2d``. Same state-dict keys."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        c = x.shape[1]
+        xf = x.double()  # sums of squares in float64: no cancellation in E[x^2] - E[x]^2
+        stats = torch.cat([xf.sum(dim=(0, 2, 3)), (xf * xf).sum(dim=(0, 2, 3)),
+                           torch.tensor([float(x.numel() // c)], device=x.device, dtype=torch.float64)])
+        stats = _AllReduceSum.apply(stats, _stats_group())
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - m).add_(mean.detach().to(self.running_mean.dtype), alpha=m)
+                self.running_var.mul_(1 - m).add_((var.detach() * n / (n - 1)).to(self.running_var.dtype), alpha=m)
+        mean, var = mean.to(x.dtype).view(1, c, 1, 1), var.to(x.dtype).view(1, c, 1, 1)
+        out = (x - mean) * torch.rsqrt(var + self.eps)
+        if self.affine:
+            out = out * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+        return out
+
+
 class VGGStyleDiscriminator(nn.Module):
-    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128):
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128, pooled_bn: bool | None = None):
         super().__init__()
         if input_size not in (128, 256):
             raise ValueError(f"VGGStyleDiscriminator takes 128 or 256 patches, got {input_size}")
         self.input_size = input_size
+        bn = PooledBatchNorm2d if (input_size == 256 if pooled_bn is None else pooled_bn) else nn.BatchNorm2d
         chans = [num_feat, num_feat * 2, num_feat * 4, num_feat * 8, num_feat * 8] + \
             ([num_feat * 8] if input_size == 256 else [])
         self.conv0_0 = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1, bias=True)
         self.conv0_1 = nn.Conv2d(num_feat, num_feat, 4, 2, 1, bias=False)
-        self.bn0_1 = nn.BatchNorm2d(num_feat, affine=True)
+        self.bn0_1 = bn(num_feat, affine=True)
         for i in range(1, len(chans)):
             setattr(self, f"conv{i}_0", nn.Conv2d(chans[i - 1], chans[i], 3, 1, 1, bias=False))
-            setattr(self, f"bn{i}_0", nn.BatchNorm2d(chans[i], affine=True))
+            setattr(self, f"bn{i}_0", bn(chans[i], affine=True))
             setattr(self, f"conv{i}_1", nn.Conv2d(chans[i], chans[i], 4, 2, 1, bias=False))
-            setattr(self, f"bn{i}_1", nn.BatchNorm2d(chans[i], affine=True))
+            setattr(self, f"bn{i}_1", bn(chans[i], affine=True))
         self.n_stages = len(chans)
         self.linear1 = nn.Linear(num_feat * 8 * 4 * 4, 100)
         self.linear2 = nn.Linear(100, 1)

@@ -3,6 +3,10 @@
 x4: ``conv_first`` -> 23 RRDB blocks (``body``) -> ``conv_body`` + global skip -> two nearest-neighbour
 x2 upsamplings (``conv_up1``, ``conv_up2``) -> ``conv_hr`` -> ``conv_last``. Each RRDB is three residual
 dense blocks (5 convs, growth 32, LeakyReLU 0.2, residual scaling 0.2). 16,697,987 parameters at x4.
+
+Initialisation as BasicSR: every residual dense block's convolutions start from
+:func:`default_init_weights` (Kaiming normal scaled by 0.1, zero bias); the other convolutions keep
+PyTorch's default. Modules are created in BasicSR's order, so a seed gives BasicSR's initial weights.
 """
 
 from __future__ import annotations
@@ -10,6 +14,22 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+@torch.no_grad()
+def default_init_weights(modules, scale: float = 0.1, bias_fill: float = 0.0) -> None:
+    """BasicSR's ``default_init_weights``: Kaiming normal (fan_in, a=0) scaled by ``scale``, biases filled."""
+    for module in modules if isinstance(modules, (list, tuple)) else [modules]:
+        for m in module.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight)
+                m.weight.mul_(scale)
+                if m.bias is not None:
+                    m.bias.fill_(bias_fill)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                if m.bias is not None:
+                    m.bias.fill_(bias_fill)
 
 
 class ResidualDenseBlock(nn.Module):
@@ -21,6 +41,7 @@ class ResidualDenseBlock(nn.Module):
         self.conv4 = nn.Conv2d(num_feat + 3 * num_grow_ch, num_grow_ch, 3, 1, 1)
         self.conv5 = nn.Conv2d(num_feat + 4 * num_grow_ch, num_feat, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        default_init_weights([self.conv1, self.conv2, self.conv3, self.conv4, self.conv5], 0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = self.lrelu(self.conv1(x))
