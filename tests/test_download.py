@@ -192,7 +192,7 @@ def test_readme_main_command_with_a_local_server(server, bench_root, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "set5" in proc.stdout and "set14" in proc.stdout
-    summary = (tmp_path / "runs" / "bicubic-basicsr" / "summary.json")
+    summary = (tmp_path / "runs" / "bicubic-paper" / "summary.json")
     assert summary.is_file()
     with open(REPO / "aesop_bench" / "data" / "fingerprints.csv") as f:
         n = sum(1 for r in csv.DictReader(f) if r["set"] in ("set5", "set14"))

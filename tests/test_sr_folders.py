@@ -52,7 +52,7 @@ def test_srresnet_set14_crops_four_images_and_equals_basicsr(shared_data, bench_
 
     run = tmp_path / "srresnet"
     out = _eval(capsys, "--sr", str(shared_data / "results" / "SRResNet"), "--sets", "set5,set14",
-                "--metrics", "psnr,ssim", "--out", str(run), "--data-root", str(bench_root))
+                "--metrics", "psnr,ssim", "--out", str(run), "--data-root", str(bench_root), "--protocol", "basicsr")
     cropped = _summary(run)["sr_folder"]["cropped"]["set14"]
     assert sorted(cropped) == ["comic", "flowers", "ppt3", "zebra"]
     assert "set14: 4 image(s) evaluated on the SR's smaller area" in out.out
