@@ -31,7 +31,8 @@ def one(config: str, device: str, batch: int, steps: int, tmp: Path) -> dict:
 
     make_standins(tmp / "standins", which=("vgg19", "aesop_ae"))
     cfg = load_config(REPO / "configs" / f"{config}.yaml",
-                      [f"data.batch={batch}", "data.workers=0", "val.every=0", "generator.init=null"])
+                      [f"data.batch={batch}", f"data.micro_batch={batch}", "data.workers=0", "val.every=0",
+                       "generator.init=null"])
     tr = Trainer(cfg, tmp / "run", None, device, log=lambda m: None)
     lr = torch.rand(batch, 3, cfg.data.patch // 4, cfg.data.patch // 4, device=tr.device)
     hr = torch.rand(batch, 3, cfg.data.patch, cfg.data.patch, device=tr.device)
