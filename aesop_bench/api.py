@@ -36,7 +36,8 @@ __all__ = ["metric", "Metric", "evaluate", "load_run", "protocol", "Result", "mo
 
 
 def protocol(name: str = "basicsr", **overrides):
-    """A protocol by name (``paper``, ``basicsr``, ``matlab``) with overrides: scale, modcrop, crop_border, lr_source."""
+    """A protocol by name (``paper``, ``basicsr``, ``matlab``) with overrides: scale, modcrop, crop_border,
+    lr_source."""
     from .evaluation.protocol import get_protocol
 
     return get_protocol(name, **overrides)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,15 @@ def _table(summary: dict, sets: list[str], metrics: list[str]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
+def _check_device(device: str) -> None:
+    if str(device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise AesopBenchError(f"--device {device}: no CUDA device is available here (torch {torch.__version__}, "
+                                  f"CUDA build {torch.version.cuda or 'none'}); use --device cpu")
+
+
 def cmd_eval(args) -> int:
     from .data.sets import expand_sets
     from .evaluation.protocol import get_protocol
@@ -39,12 +49,15 @@ def cmd_eval(args) -> int:
 
     if (args.model is None) == (args.sr is None):
         raise AesopBenchError("give --model NAME (a network to run) or --sr DIR (a folder of SR images), one of them")
+    _check_device(args.device)
     protocol = get_protocol(args.protocol, scale=args.scale, modcrop=args.modcrop, crop_border=args.crop_border,
                             lr_source=args.lr_source)
     sets = expand_sets(args.sets)
     metrics = expand_metrics(args.metrics)
-    what = Path(args.sr).resolve().name if args.sr else Path(args.model).stem
-    out = Path(args.out) if args.out else Path("runs") / f"{what}-{protocol.name}"
+    from .models.zoo import short_name
+
+    what = Path(args.sr).resolve().name if args.sr else short_name(args.model)
+    out = Path(args.out) if args.out else Path("runs") / f"{what.replace('->', '-to-')}-{protocol.name}"
     cfg = EvalConfig(model=args.model, sets=sets, metrics=metrics, protocol=protocol,
                      data_root=data_root(args.data_root), out_dir=out, device=args.device,
                      save_sr=args.save_sr, download=not args.no_download, progress=not args.quiet, ae=args.ae,
@@ -52,6 +65,8 @@ def cmd_eval(args) -> int:
                      precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
                      sr_dir=Path(args.sr) if args.sr else None, sr_suffix=args.sr_suffix, name=args.name)
     summary = evaluate(cfg)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return 0  # under torchrun, rank 0 reports
     if args.format == "json":
         print(json.dumps(summary, indent=2))
     else:
@@ -127,6 +142,9 @@ def cmd_data(args) -> int:
     from .paths import data_root
 
     root = data_root(args.data_root)
+    if args.action in ("prepare-train", "extract-subimages") and (args.sets is None or not Path(args.sets).is_dir()):
+        raise AesopBenchError(f"data {args.action} needs SRC, the folder of HR images, as the positional argument "
+                              f"(got {args.sets!r}), and --dst")
     if args.action == "prepare-train":
         from .train.data import prepare_train
 
@@ -146,7 +164,7 @@ def cmd_data(args) -> int:
         for s in SETS.values():
             print(f"{s.name:12s} {s.folder:12s} {s.n_images or '?':>4} images  {s.description}")
         return 0
-    names = expand_sets(args.sets)
+    names = expand_sets(args.sets or "set5")
     if args.action == "download":
         for n in names:
             print(f"{n}: ready in {download_set(n, root)}")
@@ -173,8 +191,14 @@ def cmd_weights(args) -> int:
             c = weights.check(e)
             print(f"{name:18s} {c.status:10s} {e.file:48s} {e.licence}  [{', '.join(e.used_by)}]")
         return 0
+    unknown = [n for n in (args.names or []) if n not in weights.manifest()] if args.action != "add" else []
+    if unknown:
+        raise AesopBenchError(f"unknown weights {', '.join(unknown)}; `aesop-bench weights list` shows them all")
     if args.action == "download":
-        for name in args.names or []:
+        if not args.names:
+            raise AesopBenchError("name the weights to download, e.g. `aesop-bench weights download rrdb_psnr`; "
+                                  "`aesop-bench weights list` shows them")
+        for name in args.names:
             print(f"{name}: {weights.download(name)}")
         return 0
     if args.action == "verify":
@@ -223,7 +247,7 @@ def cmd_report(args) -> int:
     from .data.sets import expand_sets
     from .fileutil import atomic_write_text
 
-    runs = load_runs(args.runs)
+    runs = load_runs(args.runs, log=lambda m: print(m, file=sys.stderr))
     metrics = expand_metrics(args.metrics) if args.metrics else None
     sets = expand_sets(args.sets) if args.sets else None
     problems = check_comparable(runs, metrics or LAYOUTS.get(args.layout, ([], ""))[0], args.allow_mixed)
@@ -255,7 +279,7 @@ def cmd_plot(args) -> int:
     from .report.runs import check_comparable, load_runs
     from .paths import data_root
 
-    runs = load_runs(args.runs)
+    runs = load_runs(args.runs, log=lambda m: print(m, file=sys.stderr))
     if args.kind == "pd":
         check_comparable(runs, [args.x, args.y], args.allow_mixed)
         for p in pd_plot(runs, args.set, args.x, args.y, args.out or f"reports/pd_{args.set}.png"):
@@ -275,10 +299,19 @@ def cmd_compare(args) -> int:
     from .report.stats import paired
 
     a, b = load_runs([args.run_a, args.run_b])
-    check_comparable([a, b], [args.metric], args.allow_mixed)
+    per_image = lambda r: {m for (_, m) in r.per_image}  # noqa: E731
+    common = [m for m in per_image(a) if m in per_image(b)]
+    metric = args.metric or next((m for m in ("lpips", "dists", "psnr", "ssim") if m in common), None) or \
+        (sorted(common)[0] if common else None)
+    if metric is None or metric not in common:
+        raise AesopBenchError(f"compare --metric {metric}: needs per-image values of one metric in both runs; "
+                              f"{a.label} has {sorted(per_image(a)) or 'none'}, {b.label} has "
+                              f"{sorted(per_image(b)) or 'none'}")
+    check_comparable([a, b], [metric], args.allow_mixed)
     sets = [s for s in a.sets if s in b.sets]
     if not sets:
         raise AesopBenchError("the two runs share no set")
+    args.metric = metric
     print(f"{args.metric}: {b.label} minus {a.label}; mean difference, bootstrap 95% CI, Wilcoxon signed-rank p")
     print("| set | images | mean A | mean B | B - A | 95% CI | p |")
     print("|---|---:|---:|---:|---:|---|---:|")
@@ -303,9 +336,13 @@ def cmd_train(args) -> int:
         out = Path(args.resume)
     else:
         if not args.config:
-            raise AesopBenchError("give --config (shipped configs are in configs/) or --resume RUN")
+            from .train.config import shipped_configs
+
+            raise AesopBenchError(f"give --config (a YAML file or a shipped config: {', '.join(shipped_configs())}) "
+                                  "or --resume RUN")
         cfg = load_config(args.config, args.opt)
-        out = Path(args.out) if args.out else Path("runs") / cfg.name
+        out = Path(args.out) if args.out else Path("runs") / "train" / cfg.name
+    _check_device(args.device)
     if cfg.kind != args.kind:
         raise AesopBenchError(f"`aesop-bench train {args.kind}` was given a {cfg.kind} config")
     if args.ae:
@@ -318,11 +355,15 @@ def cmd_train(args) -> int:
     return 0
 
 
+_FMT = argparse.ArgumentDefaultsHelpFormatter  # every option's help shows its default
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aesop-bench", description="Perceptual SR benchmark and AESOP reproduction.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    e = sub.add_parser("eval", help="evaluate a model, or a folder of SR results, on benchmark sets")
+    e = sub.add_parser("eval", formatter_class=_FMT,
+                       help="evaluate a model, or a folder of SR results, on benchmark sets")
     e.add_argument("--model", default=None,
                    help="zoo name (`aesop-bench models list`), checkpoint (with --arch), model card, "
                         "or interp:A,B@ALPHA")
@@ -357,20 +398,29 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)
 
-    d = sub.add_parser("data", help="download, verify and prepare benchmark sets")
-    d.add_argument("action", choices=["list", "download", "verify", "make-lr", "prepare-train", "extract-subimages"])
-    d.add_argument("sets", nargs="?", default="set5", help="comma-separated set names or 'all'")
-    d.add_argument("--data-root", default=None)
-    d.add_argument("--scale", type=int, default=4)
-    d.add_argument("--modcrop", type=int, default=None)
+    d = sub.add_parser("data", formatter_class=_FMT,
+                       help="download, verify and prepare benchmark sets")
+    d.add_argument("action", choices=["list", "download", "verify", "make-lr", "prepare-train", "extract-subimages"],
+                   help="list the registry; download, verify or make LR images of sets; prepare-train: the paper's "
+                        "training sub-images (HR and whole-image LR) from a folder of HR images; extract-subimages: "
+                        "HR sub-images only")
+    d.add_argument("sets", nargs="?", default=None,
+                   help="comma-separated set names or 'all' (default set5); prepare-train and extract-subimages: "
+                        "the folder of HR images")
+    d.add_argument("--data-root", default=None, help="folder holding the sets (default $AESOP_BENCH_DATA)")
+    d.add_argument("--scale", type=int, default=4, help="make-lr, prepare-train: the downscaling factor")
+    d.add_argument("--modcrop", type=int, default=None,
+                   help="make-lr: crop HR to a multiple of this (default the scale); prepare-train: default 12")
     d.add_argument("--dst", default=None, help="prepare-train, extract-subimages: output folder")
-    d.add_argument("--crop", type=int, default=480)
-    d.add_argument("--step", type=int, default=240)
+    d.add_argument("--crop", type=int, default=480, help="HR sub-image size")
+    d.add_argument("--step", type=int, default=240, help="HR sub-image step")
     d.set_defaults(func=cmd_data)
 
-    t = sub.add_parser("train", help="AE pretraining (ae) or SR training (sr)")
+    t = sub.add_parser("train", formatter_class=_FMT,
+                       help="AE pretraining (ae) or SR training (sr)")
     t.add_argument("kind", choices=["ae", "sr"])
-    t.add_argument("--config", default=None, help="YAML experiment (configs/*.yaml)")
+    t.add_argument("--config", default=None, help="YAML experiment: a file, or a shipped config by name (aesop_rrdb, "
+                                                  "smoke_ae, ...)")
     t.add_argument("--opt", action="append", default=[], help="override: key.path=value (repeatable)")
     t.add_argument("--data-root", default=None, help="root of the config's data folders ($AESOP_BENCH_TRAIN_DATA)")
     t.add_argument("--out", default=None, help="run folder (default runs/NAME)")
@@ -380,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
 
-    r = sub.add_parser("report", help="tables in the paper's layouts from evaluation runs")
+    r = sub.add_parser("report", formatter_class=_FMT,
+                       help="tables in the paper's layouts from evaluation runs")
     r.add_argument("runs", nargs="+", help="run folders written by aesop-bench eval")
     r.add_argument("--layout", default="table1", help="table1, table4, table6, table7 or generic")
     r.add_argument("--format", default="md", help="comma-separated: md, tex, csv")
@@ -393,44 +444,53 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-mixed", action="store_true", help="label runs of different protocols instead of refusing")
     r.set_defaults(func=cmd_report)
 
-    pl = sub.add_parser("plot", help="perception-distortion plots and visual comparison sheets")
-    pl.add_argument("kind", choices=["pd", "crops"])
-    pl.add_argument("runs", nargs="+")
-    pl.add_argument("--set", required=True)
-    pl.add_argument("--x", default="lpips")
-    pl.add_argument("--y", default="psnr")
+    pl = sub.add_parser("plot", formatter_class=_FMT,
+                       help="perception-distortion plots and visual comparison sheets")
+    pl.add_argument("kind", choices=["pd", "crops"], help="pd: perception-distortion plot; crops: a crop sheet")
+    pl.add_argument("runs", nargs="+", help="run folders written by aesop-bench eval")
+    pl.add_argument("--set", required=True, help="the set to plot")
+    pl.add_argument("--x", default="lpips", help="pd: the metric on the x axis")
+    pl.add_argument("--y", default="psnr", help="pd: the metric on the y axis")
     pl.add_argument("--image", default=None, help="crops: image name (file stem)")
     pl.add_argument("--box", default=None, help="crops: x,y,width,height in HR pixels (default: a centre crop)")
-    pl.add_argument("--data-root", default=None)
-    pl.add_argument("--out", default=None)
-    pl.add_argument("--allow-mixed", action="store_true")
+    pl.add_argument("--data-root", default=None, help="crops: folder holding the sets (default $AESOP_BENCH_DATA)")
+    pl.add_argument("--out", default=None,
+                    help="output file (default reports/pd_SET.png or reports/crops_SET_IMAGE.png)")
+    pl.add_argument("--allow-mixed", action="store_true", help="plot runs of different protocols anyway")
     pl.set_defaults(func=cmd_plot)
 
-    c = sub.add_parser("compare", help="paired per-image comparison of two runs")
-    c.add_argument("run_a")
-    c.add_argument("run_b")
-    c.add_argument("--metric", default="lpips")
-    c.add_argument("--allow-mixed", action="store_true")
+    c = sub.add_parser("compare", formatter_class=_FMT,
+                       help="paired per-image comparison of two runs")
+    c.add_argument("run_a", help="the first run folder (A)")
+    c.add_argument("run_b", help="the second run folder (B); differences are B - A")
+    c.add_argument("--metric", default=None, help="a per-image metric of both runs (default: lpips, dists, psnr or "
+                                                  "ssim, the first both have)")
+    c.add_argument("--allow-mixed", action="store_true", help="compare runs of different protocols anyway")
     c.set_defaults(func=cmd_compare)
 
-    mt = sub.add_parser("metrics", help="list the metrics: kind, direction, version, weights, options")
+    mt = sub.add_parser("metrics", formatter_class=_FMT,
+                       help="list the metrics: kind, direction, version, weights, options")
     mt.add_argument("action", choices=["list"])
     mt.add_argument("--format", choices=["table", "json"], default="table")
     mt.set_defaults(func=cmd_metrics)
 
-    rs = sub.add_parser("results", help="a run's per-image values as CSV, JSON or Parquet")
+    rs = sub.add_parser("results", formatter_class=_FMT,
+                       help="a run's per-image values as CSV, JSON or Parquet")
     rs.add_argument("run", help="a folder written by aesop-bench eval")
     rs.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
     rs.add_argument("--out", default=None, help="write to this file (default: print; parquet needs it)")
     rs.set_defaults(func=cmd_results)
 
-    m = sub.add_parser("models", help="list the model zoo")
+    m = sub.add_parser("models", formatter_class=_FMT,
+                       help="list the model zoo")
     m.add_argument("action", choices=["list"])
     m.set_defaults(func=cmd_models)
 
-    w = sub.add_parser("weights", help="list, download, verify or add weight files")
-    w.add_argument("action", choices=["list", "download", "verify", "add"])
-    w.add_argument("names", nargs="*", help="weights names (add: NAME FILE)")
+    w = sub.add_parser("weights", formatter_class=_FMT,
+                       help="list, download, verify or add weight files")
+    w.add_argument("action", choices=["list", "download", "verify", "add"],
+                   help="list the manifest; download or verify files; add a file fetched by hand")
+    w.add_argument("names", nargs="*", help="weights names (`weights list` shows them); add: NAME FILE")
     w.set_defaults(func=cmd_weights)
     return p
 

@@ -30,7 +30,7 @@ def one(config: str, device: str, batch: int, steps: int, tmp: Path) -> dict:
     from benchmarks.standins import make_standins
 
     make_standins(tmp / "standins", which=("vgg19", "aesop_ae"))
-    cfg = load_config(REPO / "configs" / f"{config}.yaml",
+    cfg = load_config(config,
                       [f"data.batch={batch}", f"data.micro_batch={batch}", "data.workers=0", "val.every=0",
                        "generator.init=null"])
     tr = Trainer(cfg, tmp / "run", None, device, log=lambda m: None)

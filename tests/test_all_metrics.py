@@ -54,7 +54,8 @@ def test_metric_objects_equal_the_stored_values(tmp_path, shared_data, bench_roo
     import aesop_bench as ab
     from aesop_bench.imageio import read_image
 
-    folder = _standins_and_mini_set(tmp_path, shared_data, bench_root, 192, 228)  # multiples of 12: the paper protocol evaluates them whole
+    # multiples of 12: the paper's protocol evaluates them whole
+    folder = _standins_and_mini_set(tmp_path, shared_data, bench_root, 192, 228)
     out = tmp_path / "run"
     rc = main(["eval", "--model", "bicubic", "--sets", str(folder), "--metrics", "all", "--out", str(out),
                "--quiet", "--save-sr", "--clipiqa-split-above", "20000"])

@@ -22,7 +22,7 @@ from aesop_bench.train.data import PairedPatches, StepSampler, extract_subimages
 from aesop_bench.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
+CONFIGS = REPO / "aesop_bench" / "configs"
 
 
 @pytest.fixture()
@@ -268,8 +268,9 @@ def _run_variant(tmp_path, train_root, name, overrides, nproc, steps=2):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     args = ["-m", "aesop_bench", "train", "sr", "--config", str(CONFIGS / "smoke_ldl.yaml"), "--data-root",
             str(train_root), "--out", str(tmp_path / name), "--quiet"]
-    over = [f"steps={steps}", f"checkpoint_every={steps}", "val.every=0", "data.hr_dirs=[BSD200]", "losses=[{type: l1, weight: 1},"
-            " {type: gan, weight: 0.1}]", "generator.opts={num_feat: 8, num_block: 1, num_grow_ch: 4}",
+    over = [f"steps={steps}", f"checkpoint_every={steps}", "val.every=0", "data.hr_dirs=[BSD200]",
+            "losses=[{type: l1, weight: 1}, {type: gan, weight: 0.1}]",
+            "generator.opts={num_feat: 8, num_block: 1, num_grow_ch: 4}",
             # Adam with a large epsilon steps in proportion to the gradient: float noise in a gradient that is
             # zero in exact arithmetic (the last bias, which the relativistic loss cancels) stays noise instead
             # of becoming a full step of the learning rate

@@ -282,6 +282,8 @@ def _evaluate(cfg: EvalConfig) -> dict:
             mine = todo[rank::world]
             if mine and per_image:
                 _evaluate_images(cfg, res, name, mine, per_image, store, source)
+            if cfg.save_sr and source.kind == "model":
+                _save_missing_sr(cfg, res, name, source, rank, world)
             _barrier(world)
             store.reload()
             set_src = _set_source(source, name, res)
@@ -297,7 +299,10 @@ def _evaluate(cfg: EvalConfig) -> dict:
             _barrier(world)
         store.reload()
         extra = {"sr_folder": source.record()} if source.kind == "folder" and source.sets else None
-        summary = store.finalize(set_images, extra, sources) if rank == 0 else store.summary(set_images, sources)
+        if rank == 0 and (ok or store.rows):  # a run that failed before storing anything leaves no empty summary
+            summary = store.finalize(set_images, extra, sources)
+        else:
+            summary = store.summary(set_images, sources)
     return summary
 
 
@@ -346,9 +351,20 @@ def _evaluate_images(cfg, res, name, todo, metrics, store, source) -> None:
                 continue
             try:
                 values[m.name] = (float(m.score(*batch)[0]), m.version)
-            except ValueError as exc:
-                raise AesopBenchError(f"{hr_file}: {m.name} failed: {exc}") from None
+            except AesopBenchError as exc:
+                raise AesopBenchError(f"{hr_file}: {exc}") from None
         store.add(name, key, values, src)
+
+
+def _save_missing_sr(cfg, res, name, source, rank, world) -> None:
+    """``--save-sr`` on images whose metrics were stored earlier: their SR comes from the SR cache."""
+    from ..imageio import write_image
+
+    for hr_file in res.hr_files[rank::world]:
+        path = cfg.out_dir / "sr" / Path(name).name / f"{image_key(hr_file)}.png"
+        if not path.is_file():
+            _, _, sr = source.images(res, name, hr_file, cfg.protocol, True)
+            write_image(path, sr)
 
 
 def _evaluate_distribution(cfg, res, name, metrics, store, source) -> None:

@@ -51,10 +51,15 @@ class ResultStore:
             old = json.loads(path.read_text())
             if old.get("model", {}).get("identity") != self.model.get("identity") or \
                     normalised(old.get("protocol", {})) != normalised(self.protocol):
+                from .protocol import differences
+
+                diff = differences(old.get("protocol", {}), self.protocol)
+                what = ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items())
                 raise AesopBenchError(
                     f"{self.dir} holds results of model {old.get('model', {}).get('name')!r} under protocol "
-                    f"{old.get('protocol')}; this run is model {self.model.get('name')!r} under {self.protocol}. "
-                    "Choose another --out folder, or delete that one to start afresh."
+                    f"{old.get('protocol', {}).get('name')!r}; this run is model {self.model.get('name')!r} under "
+                    f"{self.protocol.get('name')!r}" + (f" ({what})" if what else "") +
+                    ". Choose another --out folder, or delete that one to start afresh."
                 )
         elif self.rank == 0:
             atomic_write_json(path, run)

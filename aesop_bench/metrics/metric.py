@@ -74,7 +74,10 @@ class Metric:
         from ..determinism import deterministic
 
         with deterministic():
-            return self.scorer(sr, hr, lr)
+            try:
+                return self.scorer(sr, hr, lr)
+            except ValueError as exc:  # an input the metric is undefined for (e.g. too small for NIQE)
+                raise AesopBenchError(f"{self.name}: {exc}") from None
 
     def features(self, img: torch.Tensor) -> np.ndarray:
         """Distribution metrics: the features of one uint8 ``(C, H, W)`` image."""

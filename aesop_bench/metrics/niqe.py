@@ -114,8 +114,9 @@ def niqe_gray(img: torch.Tensor, mu_pris: torch.Tensor, cov_pris: torch.Tensor, 
     img = img.to(torch.float64)
     h, w = img.shape
     nh, nw = h // BLOCK, w // BLOCK
-    if nh < 1 or nw < 1:
-        raise ValueError(f"NIQE needs at least a {BLOCK}x{BLOCK} image, got {h}x{w}")
+    if nh * nw < 2:
+        raise ValueError(f"NIQE needs at least two {BLOCK}x{BLOCK} blocks (e.g. {BLOCK}x{2 * BLOCK} pixels after the "
+                         f"border crop) to estimate a covariance; the image is {w}x{h}")
     img = img[: nh * BLOCK, : nw * BLOCK]
     per_scale = []
     for scale in (1, 2):
@@ -126,6 +127,9 @@ def niqe_gray(img: torch.Tensor, mu_pris: torch.Tensor, cov_pris: torch.Tensor, 
     feats = torch.cat(per_scale, dim=1)
     mu = torch.nanmean(feats, dim=0)
     complete = feats[~torch.isnan(feats).any(dim=1)]
+    if len(complete) < 2:
+        raise ValueError(f"NIQE found fewer than two {BLOCK}x{BLOCK} blocks with finite features in the {w}x{h} "
+                         "image (flat blocks give none); it is undefined for this image")
     cov = torch.cov(complete.T)
     mu_pris = mu_pris.to(torch.float64).flatten()
     diff = (mu_pris - mu)[None]

@@ -159,6 +159,39 @@ class ModelSpec:
         return net.eval().requires_grad_(False)
 
 
+INTERP = re.compile(r"interp:([^,]+),([^@]+)@([0-9.]+)")
+# file stems the trainer writes in every run: a checkpoint is named after its run folder instead
+_GENERIC_STEMS = {"ema", "ae_ema", "net_g", "net_g_ema", "model", "checkpoint", "last", "best"}
+
+
+def short_name(model: str) -> str:
+    """A short, distinct name of a ``--model`` value for run folders and labels: zoo names as they are;
+    checkpoints by file stem, or by run folder (and step) when the stem is one every run writes
+    (``runs/aesop_x/ema.safetensors`` -> ``aesop_x-ema``); interpolations as ``A->B@ALPHA`` with ALPHA as given.
+
+    >>> short_name("runs/aesop_x/ckpt/step_0010000/net_g_ema.safetensors")
+    'aesop_x-step_0010000-net_g_ema'
+    >>> short_name("interp:runs/a/ema.safetensors,esrgan@0.35")
+    'a-ema->esrgan@0.35'
+    """
+    m = INTERP.fullmatch(model)
+    if m:
+        return f"{short_name(m[1])}->{short_name(m[2])}@{m[3]}"
+    if "/" not in model and "." not in model:
+        return model
+    p = Path(model)
+    if p.stem not in _GENERIC_STEMS:
+        return p.stem
+    parts = [p.stem]
+    parent = p.parent
+    if parent.name.startswith("step_"):
+        parts.insert(0, parent.name)
+        parent = parent.parent.parent if parent.parent.name == "ckpt" else parent.parent
+    if parent.name:
+        parts.insert(0, parent.name)
+    return "-".join(parts)
+
+
 def resolve_model(name: str, arch: str | None = None, download: bool = True) -> ModelSpec | None:
     """A :class:`ModelSpec` for ``name`` (None for ``bicubic``)."""
     from .. import weights as wm
@@ -166,7 +199,7 @@ def resolve_model(name: str, arch: str | None = None, download: bool = True) -> 
     if name == "bicubic":
         return None
     if name.startswith("interp:"):
-        m = re.fullmatch(r"interp:([^,]+),([^@]+)@([0-9.]+)", name)
+        m = INTERP.fullmatch(name)
         if not m:
             raise AesopBenchError(f"--model {name!r}: write interp:A,B@ALPHA, e.g. interp:rrdb_psnr,esrgan@0.3")
         a, b = resolve_model(m.group(1), arch, download), resolve_model(m.group(2), arch, download)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,16 +48,17 @@ class Run:
 
     def interp_family(self) -> tuple[str, float] | None:
         """``('A -> B', alpha)`` for a network-interpolation run, else None."""
-        m = re.fullmatch(r"interp:([^,]+),([^@]+)@([0-9.]+)", self.model)
-        return (f"{Path(m[1]).stem} -> {Path(m[2]).stem}", float(m[3])) if m else None
+        from ..models.zoo import INTERP, short_name
+
+        m = INTERP.fullmatch(self.model)
+        return (f"{short_name(m[1])} -> {short_name(m[2])}", float(m[3])) if m else None
 
 
 def model_label(model: str) -> str:
-    """A short label: zoo names as they are, checkpoints and cards by file stem, interpolations as A->B@alpha."""
-    m = re.fullmatch(r"interp:([^,]+),([^@]+)@([0-9.]+)", model)
-    if m:
-        return f"{Path(m[1]).stem}->{Path(m[2]).stem}@{float(m[3]):g}"
-    return Path(model).stem if ("/" in model or "." in model) else model
+    """A short label (:func:`aesop_bench.models.zoo.short_name`)."""
+    from ..models.zoo import short_name
+
+    return short_name(model)
 
 
 def load_run(path: str | Path, label: str | None = None) -> Run:
@@ -80,8 +80,31 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
                versions=s.get("metric_versions", {}), per_image=per_image, sr_folder=s.get("sr_folder", {}))
 
 
-def load_runs(paths, labels: list[str] | None = None) -> list[Run]:
-    runs = [load_run(p, labels[i] if labels and i < len(labels) else None) for i, p in enumerate(paths)]
+def is_training_run(path: Path) -> bool:
+    """A training run's folder, or a folder of them (``runs/train``), rather than an evaluation run."""
+    def one(p: Path) -> bool:
+        return (p / "ckpt").is_dir() or (p / "config.json").is_file()
+
+    if (path / "summary.json").is_file() or not path.is_dir():
+        return False
+    return one(path) or any(one(c) for c in path.iterdir() if c.is_dir())
+
+
+def load_runs(paths, labels: list[str] | None = None, log=None) -> list[Run]:
+    """Evaluation runs from their folders; training-run folders among them (``runs/*`` holds both) are skipped
+    with a line saying so."""
+    kept = []
+    for i, p in enumerate(paths):
+        if is_training_run(Path(p)):
+            if log is not None:
+                log(f"skipped {p}: a training run (evaluate its checkpoint with `aesop-bench eval --model "
+                    f"{Path(p) / 'ema.safetensors'}`)")
+            continue
+        kept.append((p, labels[i] if labels and i < len(labels) else None))
+    if not kept:
+        raise AesopBenchError(f"no evaluation run among {', '.join(map(str, paths))}; give folders written by "
+                              "`aesop-bench eval`")
+    runs = [load_run(p, label) for p, label in kept]
     seen: dict[str, int] = {}
     for r in runs:  # two runs of one model under different settings keep distinct labels
         seen[r.label] = seen.get(r.label, 0) + 1

@@ -166,12 +166,29 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+SHIPPED = Path(__file__).resolve().parents[1] / "configs"  # installed with the package
+
+
+def shipped_configs() -> list[str]:
+    return sorted(p.stem for p in SHIPPED.glob("*.yaml"))
+
+
+def config_path(path: str | Path) -> Path:
+    """A YAML file, or the name of a shipped config (``aesop_rrdb``)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    shipped = SHIPPED / f"{p.name if p.suffix in ('.yaml', '.yml') else p.name + '.yaml'}"
+    if shipped.is_file() and p.parent == Path("."):
+        return shipped
+    raise AesopBenchError(f"config {path}: no such file, and no shipped config of that name; shipped configs: "
+                          f"{', '.join(shipped_configs())}")
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None, base: dict | None = None) -> TrainConfig:
     data: dict = dict(base or {})
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise AesopBenchError(f"config {p}: no such file (shipped configs are in configs/)")
+        p = config_path(path)
         loaded = yaml.safe_load(p.read_text()) or {}
         if not isinstance(loaded, dict):
             raise AesopBenchError(f"config {p}: the top level must be a mapping")

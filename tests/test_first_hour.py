@@ -1,0 +1,120 @@
+"""What a new user meets first: NIQE on small images, run names, training and evaluation folders side by side,
+shipped configs, arguments and their errors, file permissions."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import aesop_bench as ab
+from aesop_bench.cli import build_parser, main
+from aesop_bench.errors import AesopBenchError
+from aesop_bench.models.zoo import short_name
+
+
+def test_niqe_on_an_image_with_one_block_is_a_clear_error(shared_data, tmp_path, capsys):
+    from aesop_bench import weights as wm
+
+    wm.add("niqe_pristine", shared_data / "weights" / "niqe" / "modelparameters.mat")
+    small = next(f for f in sorted((shared_data / "train" / "T91").glob("*.bmp")) if max(Image.open(f).size) < 192)
+    img = torch.from_numpy(np.array(Image.open(small).convert("RGB"))).permute(2, 0, 1)  # a single 96x96 block
+    with pytest.raises(AesopBenchError, match=r"niqe: NIQE needs at least two 96x96 blocks"):
+        ab.metric("niqe")(img)
+    folder = tmp_path / "small"
+    folder.mkdir()
+    Image.open(small).convert("RGB").save(folder / "tiny.png")
+    assert main(["eval", "--model", "bicubic", "--sets", str(folder), "--metrics", "niqe", "--quiet",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "tiny.png: niqe: NIQE needs at least two 96x96 blocks" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "summary.json").exists()  # a failed first run leaves no empty summary
+
+
+def test_default_run_names_are_distinct():
+    assert short_name("runs/train/aesop_x/ema.safetensors") == "aesop_x-ema"
+    assert short_name("runs/train/ldl_x/ema.safetensors") == "ldl_x-ema"
+    assert short_name("runs/train/aesop_x/ckpt/step_0005000/net_g_ema.safetensors") == "aesop_x-step_0005000-net_g_ema"
+    assert short_name("weights/RRDB_ESRGAN_x4.pth") == "RRDB_ESRGAN_x4"
+    a, b = (short_name(f"interp:runs/train/a/ema.safetensors,esrgan@{x}") for x in ("0.3", "0.35"))
+    assert a == "a-ema->esrgan@0.3" and b == "a-ema->esrgan@0.35"
+    assert short_name("aesop_swinir") == "aesop_swinir"
+
+
+def test_save_sr_on_a_finished_run_writes_the_images(bench_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr", "--quiet", "--out", str(out),
+            "--data-root", str(bench_root)]
+    assert main(args) == 0
+    assert not (out / "sr").exists()
+    assert main(args + ["--save-sr"]) == 0
+    assert sorted(p.stem for p in (out / "sr" / "set5").glob("*.png")) == ["baby", "bird", "butterfly", "head",
+                                                                          "woman"]
+    assert oct(stat.S_IMODE(os.stat(out / "summary.json").st_mode) & 0o044) == oct(0o044 & ~_umask() & 0o044)
+
+
+def _umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def test_report_skips_training_runs_and_shipped_configs_load_by_name(bench_root, tmp_path, capsys):
+    from aesop_bench.train.config import load_config, shipped_configs
+
+    assert {"aesop_rrdb", "smoke_ae", "ae_rrdb"} <= set(shipped_configs())
+    assert load_config("aesop_rrdb").name == "aesop_rrdb"
+    with pytest.raises(AesopBenchError, match="no shipped config of that name; shipped configs: ae_rrdb"):
+        load_config("aesop_rrbd")
+    runs = tmp_path / "runs"
+    (runs / "train" / "x" / "ckpt").mkdir(parents=True)
+    (runs / "train" / "x" / "config.json").write_text("{}")
+    assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr", "--quiet",
+                 "--out", str(runs / "bicubic-paper"), "--data-root", str(bench_root)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(runs / "bicubic-paper"), str(runs / "train"), str(runs / "train" / "x"),
+                 "--layout", "generic", "--metrics", "psnr"]) == 0
+    out = capsys.readouterr()
+    assert "bicubic" in out.out and out.err.count("a training run") == 2
+
+
+def test_arguments_say_what_is_wrong(tmp_path, capsys):
+    assert main(["weights", "download"]) == 2
+    assert "name the weights to download" in capsys.readouterr().err
+    assert main(["weights", "verify", "nosuch"]) == 2
+    assert "unknown weights nosuch" in capsys.readouterr().err
+    assert main(["data", "extract-subimages", "--dst", str(tmp_path / "x")]) == 2
+    assert "needs SRC, the folder of HR images" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["eval", "--model", "bicubic", "--sets", "set5", "--device", "cuda"]) == 2
+        assert "no CUDA device is available" in capsys.readouterr().err
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name in ("data", "plot", "compare", "weights"):
+        text = sub.choices[name].format_help()
+        assert "(default:" in text, name
+        undocumented = [a.dest for a in sub.choices[name]._actions if a.help is None and a.dest != "help"]
+        assert not undocumented, (name, undocumented)
+
+
+def test_compare_picks_a_metric_both_runs_have(bench_root, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr,ssim", "--quiet",
+                     "--out", str(out), "--data-root", str(bench_root), "--name", out.name]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b)]) == 0
+    assert capsys.readouterr().out.startswith("psnr: b minus a")
+    assert main(["compare", str(a), str(b), "--metric", "lpips"]) == 2
+    assert "a has ['psnr', 'ssim']" in capsys.readouterr().err
+    # the output-clash error names the protocols and what differs, not the whole records
+    assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr", "--quiet", "--out", str(a),
+                 "--protocol", "matlab", "--data-root", str(bench_root)]) == 2
+    err = capsys.readouterr().err
+    assert "under protocol 'paper'; this run is model 'bicubic' under 'matlab' (modcrop 12 vs 4" in err
+    assert err.count("crop_border") <= 1
+    assert json.loads((a / "run.json").read_text())["protocol"]["name"] == "paper"
