@@ -118,3 +118,30 @@ def test_compare_picks_a_metric_both_runs_have(bench_root, tmp_path, capsys):
     assert "under protocol 'paper'; this run is model 'bicubic' under 'matlab' (modcrop 12 vs 4" in err
     assert err.count("crop_border") <= 1
     assert json.loads((a / "run.json").read_text())["protocol"]["name"] == "paper"
+
+
+def test_readme_smoke_training_runs_without_downloaded_weights(bench_root, tmp_path, capsys, monkeypatch):
+    """The README's smoke-training lines, on a data folder holding BSD100 and Set5 (as `data download` leaves
+    them), shortened to a few steps: AE pretraining, AESOP training through that AE, evaluation of the result."""
+    import shlex
+    from pathlib import Path
+
+    from aesop_bench import weights as wm
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme[readme.index("A smoke training that runs on a fresh machine"):]
+    block = block[block.index("```bash") + 7:block.index("```", block.index("```bash") + 7)]
+    lines = [shlex.split(x)[1:] for x in block.strip().splitlines()]
+    assert [x[:2] for x in lines] == [["data", "download"], ["train", "ae"], ["train", "sr"], ["eval", "--model"]]
+    data = tmp_path / "data"
+    data.mkdir()
+    for s in ("BSD100", "Set5"):
+        (data / s).symlink_to(bench_root / s)
+    monkeypatch.chdir(tmp_path)
+    short = ["--opt", "steps=4", "--opt", "checkpoint_every=4", "--opt", "val.every=4", "--quiet"]
+    for args in lines[1:3]:
+        assert main(args + short) == 0, capsys.readouterr().err
+    assert "validation at step 4 on set5" in capsys.readouterr().err
+    assert main(lines[3] + ["--quiet"]) == 0
+    assert "set5" in capsys.readouterr().out
+    assert all(wm.check(e).status == "missing" for e in wm.manifest().values() if e.name == "vgg19")
