@@ -282,15 +282,16 @@ def cmd_plot(args) -> int:
     runs = load_runs(args.runs, log=lambda m: print(m, file=sys.stderr))
     if args.kind == "pd":
         check_comparable(runs, [args.x, args.y], args.allow_mixed)
-        for p in pd_plot(runs, args.set, args.x, args.y, args.out or f"reports/pd_{args.set}.png"):
+        for p in pd_plot(runs, args.set, args.x, args.y, args.out or f"reports/pd_{args.set}.png", args.title,
+                         args.xlabel, args.ylabel):
             print(f"wrote {p}")
     else:
         box = tuple(int(v) for v in args.box.split(",")) if args.box else None
         if box is not None and len(box) != 4:
             raise AesopBenchError("--box takes x,y,width,height in HR pixels")
-        p = crop_sheet(runs, args.set, args.image, box, data_root(args.data_root),
-                       args.out or f"reports/crops_{args.set}_{args.image}.png")
-        print(f"wrote {p}")
+        for p in crop_sheet(runs, args.set, args.image, box, data_root(args.data_root),
+                            args.out or f"reports/crops_{args.set}_{args.image}.png"):
+            print(f"wrote {p}")
     return 0
 
 
@@ -451,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--set", required=True, help="the set to plot")
     pl.add_argument("--x", default="lpips", help="pd: the metric on the x axis")
     pl.add_argument("--y", default="psnr", help="pd: the metric on the y axis")
+    pl.add_argument("--title", default=None, help="pd: the title (default: Perception-distortion, SET)")
+    pl.add_argument("--xlabel", default=None, help="pd: the x axis label (default: the metric with its arrow)")
+    pl.add_argument("--ylabel", default=None, help="pd: the y axis label (default: the metric with its arrow)")
     pl.add_argument("--image", default=None, help="crops: image name (file stem)")
     pl.add_argument("--box", default=None, help="crops: x,y,width,height in HR pixels (default: a centre crop)")
     pl.add_argument("--data-root", default=None, help="crops: folder holding the sets (default $AESOP_BENCH_DATA)")

@@ -151,7 +151,7 @@ def test_report_cli_writes_files_and_refuses_mixed_protocols(runs, tmp_path, cap
 def test_pd_plot_renders(runs, tmp_path):
     out = tmp_path / "pd_bsd100.png"
     assert main(["plot", "pd", str(runs["bicubic"]), str(runs["trained"]), str(runs["interp"]), "--set", "bsd100",
-                 "--x", "lpips", "--y", "psnr", "--out", str(out)]) == 0
+                 "--x", "lpips", "--y", "psnr", "--out", str(out), "--title", "My title"]) == 0
     from PIL import Image
 
     img = Image.open(out)
@@ -160,13 +160,46 @@ def test_pd_plot_renders(runs, tmp_path):
     assert out.with_suffix(".pdf").stat().st_size > 1000
 
 
-def test_crop_sheet(runs, tmp_path, bench_root):
-    out = tmp_path / "crops.png"
-    assert main(["plot", "crops", str(runs["trained"]), "--set", "set5", "--image", "butterfly",
-                 "--data-root", str(bench_root), "--out", str(out)]) == 0
-    from PIL import Image
+def test_pd_figure_labels_do_not_overlap_and_end_points_are_not_repeated(runs, tmp_path):
+    """A sweep init -> trained at 0.25, 0.5, 0.75 drawn with the trained run itself: the legend names the runs,
+    the trained end point is its run's marker only (no second '1' label), and no two text boxes overlap."""
+    import shutil
 
-    assert Image.open(out).size == (3 * 96 * 3 + 2 * 4, 96 * 3 + 16)
+    from aesop_bench.report.plots import pd_figure
+
+    sweep = []
+    for a in ("0.25", "0.5", "0.75"):  # the same values under other alphas: labels that would collide
+        d = tmp_path / f"interp{a}"
+        shutil.copytree(runs["interp"], d)
+        meta = json.loads((d / "summary.json").read_text())
+        meta["model"]["name"] = meta["model"]["name"].replace("@0.5", f"@{a}")
+        (d / "summary.json").write_text(json.dumps(meta))
+        sweep.append(d)
+    rs = load_runs([runs["bicubic"], runs["trained"], *sweep])
+    fig = pd_figure(rs, "bsd100", "lpips", "psnr", title="T", xlabel="X", ylabel="Y")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["interp init -> trained", "bicubic", "trained"]
+    texts = [t for t in ax.texts]
+    assert {t.get_text() for t in texts} <= {"0.25", "0.5", "0.75"} and len(texts) >= 2  # no "1"
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(r) for t in texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("T", "X", "Y")
+
+
+def test_crop_sheet(runs, tmp_path, bench_root):
+    from aesop_bench.report.plots import crop_panels
+
+    out = tmp_path / "crops.png"
+    assert main(["plot", "crops", str(runs["bicubic"]), str(runs["trained"]), "--set", "set5", "--image",
+                 "butterfly", "--data-root", str(bench_root), "--out", str(out)]) == 0
+    assert out.is_file() and out.with_suffix(".pdf").is_file()
+    hr, box, panels = crop_panels(load_runs([runs["bicubic"], runs["trained"]]), "set5", "butterfly", None,
+                                  bench_root)
+    assert [p[0] for p in panels] == ["HR", "bicubic", "trained"]  # the bicubic run, no second bicubic panel
+    assert all(tuple(p[1].shape[-2:]) == (96, 96) for p in panels) and box[2:] == (96, 96)
+    assert panels[2][2].startswith("PSNR ") and "LPIPS " in panels[2][2]
 
 
 def test_paired_statistics_against_scipy(runs, capsys):

@@ -25,7 +25,21 @@ def _mpl():
 
 
 def pd_plot(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr", out: str | Path = "pd.png",
-            title: str | None = None) -> list[Path]:
+            title: str | None = None, xlabel: str | None = None, ylabel: str | None = None) -> list[Path]:
+    plt = _mpl()
+    fig = pd_figure(runs, set_name, x, y, title, xlabel, ylabel)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
+    for p in paths:
+        fig.savefig(p)
+    plt.close(fig)
+    return paths
+
+
+def pd_figure(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr", title: str | None = None,
+              xlabel: str | None = None, ylabel: str | None = None):
+    """The PD plot as a matplotlib figure (see :func:`pd_plot`)."""
     plt = _mpl()
     pts = [(r, r.value(set_name, x), r.value(set_name, y)) for r in runs]
     pts = [(r, a, b) for r, a, b in pts if a is not None and b is not None]
@@ -36,28 +50,27 @@ def pd_plot(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr", o
     for r, a, b in pts:
         fam = r.interp_family()
         if fam:
-            families.setdefault(fam[0], []).append((fam[1], a, b))
+            families.setdefault(fam[0], []).append((fam[1], a, b, False))
     markers = "osD^v<>ph*"
     singles = [(r, a, b) for r, a, b in pts if not r.interp_family()]
     for name, members in families.items():  # the sweep's end points, where they were evaluated on their own
         start, end = name.split(" -> ")
         for r, a, b in singles:
-            if r.label == start:
-                members.append((0.0, a, b))
-            elif r.label == end:
-                members.append((1.0, a, b))
-    for k, (name, members) in enumerate(sorted(families.items())):
+            if start in (r.label, r.model) or _stem(r.model) == start:
+                members.append((0.0, a, b, True))
+            elif end in (r.label, r.model) or _stem(r.model) == end:
+                members.append((1.0, a, b, True))
+    labels = []
+    for name, members in sorted(families.items()):
         members.sort()
         ax.plot([m[1] for m in members], [m[2] for m in members], "-", marker=".", lw=1, ms=4,
                 label=f"interp {name}", zorder=1)
-        for alpha, a, b in members:
-            ax.annotate(f"{alpha:g}", (a, b), textcoords="offset points", xytext=(3, 2), fontsize=5)
+        # alpha labels for the sweep's own points; an end point drawn as a run of its own keeps its marker only
+        labels += [(f"{alpha:g}", a, b) for alpha, a, b, own in members if not own]
     for k, (r, a, b) in enumerate(singles):
         ax.scatter([a], [b], marker=markers[k % len(markers)], s=22, label=r.label, zorder=2)
-    xl = f"{LABELS.get(x, x)} {'↓' if lower_better(x) else '↑'}"
-    yl = f"{LABELS.get(y, y)} {'↓' if lower_better(y) else '↑'}"
-    ax.set_xlabel(xl, fontsize=7)
-    ax.set_ylabel(yl, fontsize=7)
+    ax.set_xlabel(xlabel or f"{LABELS.get(x, x)} {'↓' if lower_better(x) else '↑'}", fontsize=7)
+    ax.set_ylabel(ylabel or f"{LABELS.get(y, y)} {'↓' if lower_better(y) else '↑'}", fontsize=7)
     ax.tick_params(labelsize=6)
     ax.grid(alpha=0.3, lw=0.5)
     ax.set_title(title or f"Perception-distortion, {SET_LABELS.get(set_name, Path(set_name).name)}", fontsize=7)
@@ -68,21 +81,40 @@ def pd_plot(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr", o
                     title_fontsize=6)
     leg.get_frame().set_linewidth(0.3)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
-    for p in paths:
-        fig.savefig(p)
-    plt.close(fig)
-    return paths
+    _place_labels(fig, ax, labels)
+    return fig
 
 
-def crop_sheet(runs: list[Run], set_name: str, image: str, box: tuple[int, int, int, int] | None,
-               data_root: str | Path, out: str | Path, zoom: int = 3) -> Path:
-    """The same HR-space crop of HR, bicubic and each run's saved SR (``--save-sr``), side by side."""
-    import numpy as np
-    from PIL import Image, ImageDraw
+def _stem(model: str) -> str:
+    from ..models.zoo import short_name
 
+    return short_name(model)
+
+
+OFFSETS = ((3, 2), (3, -7), (-9, 2), (-9, -7), (3, 8), (-9, 8), (3, -13), (-9, -13))
+
+
+def _place_labels(fig, ax, labels) -> None:
+    """Annotate points, trying offsets until a label's box overlaps no label placed before it."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for text, a, b in labels:
+        for dx, dy in OFFSETS:
+            ann = ax.annotate(text, (a, b), textcoords="offset points", xytext=(dx, dy), fontsize=5)
+            box = ann.get_window_extent(renderer)
+            if not any(box.overlaps(o) for o in placed):
+                placed.append(box)
+                break
+            ann.remove()
+        else:  # every offset collides: the point keeps its marker, unlabelled
+            continue
+
+
+def crop_panels(runs: list[Run], set_name: str, image: str, box: tuple[int, int, int, int] | None,
+                data_root: str | Path):
+    """The crop sheet's content: the HR image, the box, and ``(label, crop, caption)`` per panel (HR, bicubic
+    unless a run is bicubic, each run's SR with its per-image PSNR and LPIPS where stored)."""
     from ..data.imresize import imresize
     from ..data.sets import resolve
     from ..data.transforms import mod_crop, to_rgb
@@ -97,36 +129,56 @@ def crop_sheet(runs: list[Run], set_name: str, image: str, box: tuple[int, int, 
         raise AesopBenchError(f"{image!r} is not an image of {set_name} under {data_root}")
     hr = mod_crop(to_rgb(read_image(hr_file)), protocol.get("modcrop", 4))
     scale = protocol.get("scale", 4)
-    bic = imresize(imresize(hr, 1 / scale), float(scale))
-    panels = [("HR", hr), ("Bicubic", bic)]
+    panels = [("HR", hr, "")]
+    if not any(r.model == "bicubic" for r in runs):
+        panels.append(("Bicubic", imresize(imresize(hr, 1 / scale), float(scale)), ""))
     for r in runs:
         p = r.sr_image(set_name, image)
         if not p.is_file():
             raise AesopBenchError(f"{p}: no saved SR image; evaluate {r.label} with --save-sr")
-        panels.append((r.label, to_rgb(read_image(p))))
+        values = [f"{LABELS.get(m, m)} {r.images(set_name, m)[image]:.{3 if m == 'psnr' else 4}f}"
+                  for m in ("psnr", "lpips") if image in r.images(set_name, m)]
+        panels.append((r.label, to_rgb(read_image(p)), "  ".join(values)))
     h, w = hr.shape[-2:]
     if box is None:
         s = min(96, h, w)
         box = ((w - s) // 2, (h - s) // 2, s, s)
     x0, y0, bw, bh = box
-    for label, img in panels:  # result-folder images may be a few pixels smaller than the HR
+    out = []
+    for label, img, caption in panels:  # result-folder images may be a few pixels smaller than the HR
         ph, pw = img.shape[-2:]
         if x0 < 0 or y0 < 0 or x0 + bw > pw or y0 + bh > ph:
             raise AesopBenchError(f"crop box {box} lies outside the {pw}x{ph} image of {label}")
-    tiles = []
-    for label, img in panels:
-        crop = img[:, y0:y0 + bh, x0:x0 + bw].permute(1, 2, 0).numpy()
-        tile = Image.fromarray(np.ascontiguousarray(crop)).resize((bw * zoom, bh * zoom), Image.NEAREST)
-        canvas = Image.new("RGB", (tile.width, tile.height + 16), "white")
-        canvas.paste(tile, (0, 16))
-        ImageDraw.Draw(canvas).text((2, 2), label[:32], fill="black")
-        tiles.append(canvas)
-    sheet = Image.new("RGB", (sum(t.width for t in tiles) + 4 * (len(tiles) - 1), tiles[0].height), "white")
-    xo = 0
-    for t in tiles:
-        sheet.paste(t, (xo, 0))
-        xo += t.width + 4
+        out.append((label, img[:, y0:y0 + bh, x0:x0 + bw], caption))
+    return hr, box, out
+
+
+def crop_sheet(runs: list[Run], set_name: str, image: str, box: tuple[int, int, int, int] | None,
+               data_root: str | Path, out: str | Path, zoom: int = 3) -> list[Path]:
+    """The same HR-space crop of HR, bicubic and each run's SR side by side, after an overview of the whole
+    image with the box drawn; each crop titled with its run and captioned with its PSNR/LPIPS. PNG and PDF."""
+    plt = _mpl()
+    from matplotlib.patches import Rectangle
+
+    hr, (x0, y0, bw, bh), panels = crop_panels(runs, set_name, image, box, data_root)
+    n = len(panels) + 1
+    fig, axes = plt.subplots(1, n, figsize=(1.25 * n, 1.6), dpi=200)
+    ax = axes[0]
+    ax.imshow(hr.permute(1, 2, 0).numpy())
+    ax.add_patch(Rectangle((x0, y0), bw, bh, fill=False, edgecolor="red", lw=0.8))
+    ax.set_title(f"{image} ({set_name})", fontsize=5)
+    for ax, (label, crop, caption) in zip(axes[1:], panels):
+        ax.imshow(crop.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(label if len(label) <= 24 else label[:23] + "…", fontsize=5)
+        ax.set_xlabel(caption, fontsize=4.5)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout(pad=0.3, w_pad=0.4)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
-    return out
+    paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
+    for p in paths:
+        fig.savefig(p)
+    plt.close(fig)
+    return paths
