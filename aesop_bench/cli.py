@@ -50,6 +50,9 @@ def cmd_eval(args) -> int:
     if (args.model is None) == (args.sr is None):
         raise AesopBenchError("give --model NAME (a network to run) or --sr DIR (a folder of SR images), one of them")
     _check_device(args.device)
+    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
+        raise AesopBenchError(f"--tile {args.tile} --tile-overlap {args.tile_overlap}: the tile must be larger than "
+                              "the overlap, and the overlap 0 or more (e.g. --tile 128 --tile-overlap 32)")
     protocol = get_protocol(args.protocol, scale=args.scale, modcrop=args.modcrop, crop_border=args.crop_border,
                             lr_source=args.lr_source)
     sets = expand_sets(args.sets)

@@ -26,8 +26,17 @@ from PIL import Image, UnidentifiedImageError
 from .errors import AesopBenchError
 from .fileutil import atomic_write_bytes
 
+def _png_bit_depth(path: Path) -> int | None:
+    """The bit depth in a PNG's header (Pillow reads 16-bit RGB PNGs as 8-bit RGB, keeping the high byte)."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[24] if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 else None
+
+
 def _to_8bit_array(img: Image.Image, path: Path) -> np.ndarray:
     mode = img.mode
+    if img.format == "PNG" and _png_bit_depth(path) == 16:
+        mode = "I;16"  # refused below, as 16-bit grayscale is
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F") or mode.startswith("I;"):
         raise AesopBenchError(
             f"{path}: {mode} image (16-bit or floating point); benchmark images must be 8-bit. "

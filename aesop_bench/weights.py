@@ -59,6 +59,10 @@ class WeightsEntry:
 
     @classmethod
     def from_dict(cls, d: dict) -> "WeightsEntry":
+        f = str(d.get("file", ""))
+        if not f or f != Path(f).name or f in (".", "..") or "\\" in f:
+            raise AesopBenchError(f"weights entry {d.get('name')!r}: file {f!r} must be a plain file name (it is "
+                                  "stored in the weights cache; no folders, no absolute paths)")
         return cls(name=d["name"], file=d["file"], urls=tuple(d.get("urls", ())), sha256=d.get("sha256"),
                    sha256_prefix=d.get("sha256_prefix"), size=d.get("size"), licence=d.get("licence", ""),
                    used_by=tuple(d.get("used_by", ())), manual=d.get("manual", ""))

@@ -60,6 +60,11 @@ class Protocol:
             raise AesopBenchError(f"LR source {self.lr_source!r} unknown; use one of {LR_SOURCES}")
         if self.scale < 1:
             raise AesopBenchError(f"scale must be a positive integer, got {self.scale}")
+        for field_name in ("modcrop", "crop_border", "niqe_crop"):
+            v = getattr(self, field_name)
+            if v is not None and int(v) < (1 if field_name == "modcrop" else 0):
+                raise AesopBenchError(f"--{field_name.replace('_', '-')} {v}: must be "
+                                      f"{'a positive integer' if field_name == 'modcrop' else '0 or more'}")
         mc = self.effective_modcrop
         if mc % self.scale:
             raise AesopBenchError(f"modcrop {mc} must be a multiple of the scale {self.scale}")

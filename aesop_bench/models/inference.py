@@ -59,6 +59,9 @@ class NetModel:
                  precision: str = "fp32", tile: int | None = None, tile_overlap: int = 32):
         if precision not in PRECISIONS:
             raise AesopBenchError(f"--precision {precision!r} unknown; use fp32 or bf16")
+        if tile is not None and not 0 <= tile_overlap < tile:
+            raise AesopBenchError(f"--tile {tile} --tile-overlap {tile_overlap}: the tile must be larger than the "
+                                  "overlap, and the overlap 0 or more (e.g. --tile 128 --tile-overlap 32)")
         self.name, self.scale, self.precision = name, scale, precision
         self.tile, self.tile_overlap = tile, tile_overlap
         from .zoo import run_suffix

@@ -159,7 +159,7 @@ class ModelSpec:
         return net.eval().requires_grad_(False)
 
 
-INTERP = re.compile(r"interp:([^,]+),([^@]+)@([0-9.]+)")
+INTERP = re.compile(r"interp:([^,]+),([^@]+)@([0-9]*\.?[0-9]+)")
 # file stems the trainer writes in every run: a checkpoint is named after its run folder instead
 _GENERIC_STEMS = {"ema", "ae_ema", "net_g", "net_g_ema", "model", "checkpoint", "last", "best"}
 

@@ -139,7 +139,8 @@ def build_table(runs: list[Run], layout: str = "table1", metrics: list[str] | No
 
 
 def _rank(t: Table, metric: str, set_name: str, vals: list[float | None], significance: bool) -> None:
-    present = [(v, i) for i, v in enumerate(vals) if v is not None]
+    # ranked on the displayed precision: values shown equal get equal marks
+    present = [(round(v, DECIMALS.get(metric, 4)), i) for i, v in enumerate(vals) if v is not None]
     if not present:
         return
     ordered = sorted(present, key=lambda p: p[0], reverse=not lower_better(metric))

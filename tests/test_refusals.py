@@ -1,0 +1,74 @@
+"""Inputs that would give silently wrong numbers or write where they must not are refused with a clear error:
+negative crops, 16-bit RGB images, weights-manifest file names outside the cache, malformed interpolation
+alphas and tiles; table marks follow the displayed precision."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from aesop_bench.cli import main
+from aesop_bench.errors import AesopBenchError
+
+
+def test_negative_crops_are_refused(bench_root, tmp_path, capsys):
+    assert main(["eval", "--model", "bicubic", "--sets", "set5", "--crop-border", "-3", "--quiet",
+                 "--out", str(tmp_path / "r"), "--data-root", str(bench_root)]) == 2
+    assert "--crop-border -3: must be 0 or more" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "summary.json").exists()
+    assert main(["eval", "--model", "bicubic", "--sets", "set5", "--modcrop", "0", "--quiet",
+                 "--out", str(tmp_path / "r"), "--data-root", str(bench_root)]) == 2
+
+
+def test_16_bit_rgb_png_is_refused(tmp_path):
+    import cv2
+
+    from aesop_bench.imageio import read_image
+
+    path = tmp_path / "deep.png"
+    cv2.imwrite(str(path), np.full((8, 8, 3), 40000, dtype=np.uint16))
+    with pytest.raises(AesopBenchError, match="16-bit"):
+        read_image(path)
+    cv2.imwrite(str(tmp_path / "ok.png"), np.full((8, 8, 3), 200, dtype=np.uint8))
+    assert read_image(tmp_path / "ok.png").shape == (3, 8, 8)
+
+
+@pytest.mark.parametrize("name", ["../../x.pth", "/tmp/x.pth", "sub/x.pth", ".."])
+def test_manifest_file_names_stay_in_the_cache(name, tmp_path, monkeypatch):
+    from aesop_bench import weights as wm
+
+    extra = tmp_path / "m.json"
+    extra.write_text(json.dumps({"entries": [{"name": "evil", "file": name, "urls": ["file:///dev/null"]}]}))
+    monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(extra))
+    with pytest.raises(AesopBenchError, match="must be a plain file name"):
+        wm.manifest()
+    assert not (tmp_path / "x.pth").exists()
+
+
+def test_malformed_alpha_and_tiles_are_clear_errors(bench_root, tmp_path, capsys):
+    from aesop_bench.models.zoo import resolve_model
+
+    with pytest.raises(AesopBenchError, match="write interp:A,B@ALPHA"):
+        resolve_model("interp:rrdb_psnr,esrgan@0.5.")
+    for tile in ("0", "1"):
+        assert main(["eval", "--model", "bicubic", "--sets", "set5", "--tile", tile, "--quiet",
+                     "--out", str(tmp_path / "r"), "--data-root", str(bench_root)]) == 2
+        assert "the tile must be larger than the overlap" in capsys.readouterr().err
+
+
+def test_marks_follow_the_displayed_precision():
+    from pathlib import Path
+
+    from aesop_bench.report.runs import Run
+    from aesop_bench.report.tables import build_table
+
+    def run(label, v):
+        return Run(path=Path(label), label=label, model=label, identity="", protocol={}, versions={},
+                   sets={"set14": {"n_images": 14, "metrics": {"psnr": v}}})
+
+    t = build_table([run("a", 14.0102), run("b", 14.0098), run("c", 13.9)], "generic", metrics=["psnr"],
+                    sets=["set14"])
+    ranks = [t.cells[("psnr", "set14", i)].rank for i in range(3)]
+    assert ranks == [1, 1, 2]  # 14.010 and 14.010 are shown equal: both bold
