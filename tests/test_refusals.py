@@ -72,3 +72,35 @@ def test_marks_follow_the_displayed_precision():
                     sets=["set14"])
     ranks = [t.cells[("psnr", "set14", i)].rank for i in range(3)]
     assert ranks == [1, 1, 2]  # 14.010 and 14.010 are shown equal: both bold
+
+
+def test_one_writer_per_run_folder(tmp_path):
+    """A second evaluation into a run folder that another is writing is refused (the lock), and the folder is
+    free again once the first has finished."""
+    from aesop_bench.evaluation.protocol import get_protocol
+    from aesop_bench.evaluation.store import ResultStore
+
+    model = {"name": "m", "identity": "m-1"}
+    first = ResultStore(tmp_path / "run", model, get_protocol("paper").as_dict())
+    with pytest.raises(AesopBenchError, match="being written by another evaluation"):
+        ResultStore(tmp_path / "run", model, get_protocol("basicsr").as_dict())
+    first.close()
+    with pytest.raises(AesopBenchError, match="holds results of model 'm' under protocol 'paper'"):
+        ResultStore(tmp_path / "run", model, get_protocol("basicsr").as_dict())
+    ResultStore(tmp_path / "run", model, get_protocol("paper").as_dict()).close()
+
+
+def test_partial_sets_are_marked_not_ranked():
+    from pathlib import Path
+
+    from aesop_bench.report.runs import Run
+    from aesop_bench.report.tables import build_table, to_markdown
+
+    def run(label, v, n):
+        return Run(path=Path(label), label=label, model=label, identity="", protocol={}, versions={},
+                   sets={"set14": {"n_images": n, "metrics": {"psnr": v}}})
+
+    t = build_table([run("a", 30.0, 2), run("b", 25.0, 14), run("c", 24.0, 14)], "generic", metrics=["psnr"])
+    assert [t.cells[("psnr", "set14", i)].rank for i in range(3)] == [0, 1, 2]
+    text = to_markdown(t)
+    assert "30.000 (n=2)" in text and "covers K of the set's 14 images" in text

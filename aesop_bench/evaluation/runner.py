@@ -245,12 +245,12 @@ def _evaluate(cfg: EvalConfig) -> dict:
     run_model = {"name": source.name, "identity": source.identity, "precision": cfg.precision, "source": source.kind}
     if cfg.name:
         run_model["label"] = cfg.name
+    metrics = [Metric(m, cfg.protocol, cfg.device, **cfg.metric_options(get_spec(m))) for m in cfg.metrics]
     if rank == 0:
         store = ResultStore(cfg.out_dir, run_model, cfg.protocol.as_dict())
     _barrier(world)
     if rank != 0:
         store = ResultStore(cfg.out_dir, run_model, cfg.protocol.as_dict(), rank=rank)
-    metrics = [Metric(m, cfg.protocol, cfg.device, **cfg.metric_options(get_spec(m))) for m in cfg.metrics]
     set_images: dict[str, list[str]] = {}
     sources: dict[tuple[str, str], str] = {}  # (set, image) -> hash of its files (result folders)
     ok = False
@@ -299,10 +299,13 @@ def _evaluate(cfg: EvalConfig) -> dict:
             _barrier(world)
         store.reload()
         extra = {"sr_folder": source.record()} if source.kind == "folder" and source.sets else None
-        if rank == 0 and (ok or store.rows):  # a run that failed before storing anything leaves no empty summary
-            summary = store.finalize(set_images, extra, sources)
-        else:
-            summary = store.summary(set_images, sources)
+        try:
+            if rank == 0 and (ok or store.rows):  # a run that failed before storing anything leaves no empty summary
+                summary = store.finalize(set_images, extra, sources)
+            else:
+                summary = store.summary(set_images, sources)
+        finally:
+            store.close()
     return summary
 
 

@@ -40,9 +40,34 @@ class ResultStore:
         self.model = model
         self.protocol = protocol
         self.rank = rank
-        self._check_run_file()
+        self._lock = self._acquire_lock() if rank == 0 else None
         self.rows: dict[tuple[str, str, str], tuple[float, str, str | None]] = {}
-        self._load_rows()
+        try:
+            self._check_run_file()
+            self._load_rows()
+        except BaseException:
+            self.close()
+            raise
+
+    def _acquire_lock(self):
+        """One writer per run folder: a second evaluation into it (another process, or the same one) is refused
+        while the first runs, so the check and creation of run.json cannot interleave and rows never mix."""
+        import fcntl
+
+        f = open(self.dir / ".lock", "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise AesopBenchError(f"{self.dir} is being written by another evaluation; wait for it to finish, or "
+                                  "choose another --out folder") from None
+        return f
+
+    def close(self) -> None:
+        """Release the run folder (also released when the process ends)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def _check_run_file(self) -> None:
         path = self.dir / "run.json"

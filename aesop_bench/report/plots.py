@@ -45,6 +45,14 @@ def pd_figure(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr",
     pts = [(r, a, b) for r, a, b in pts if a is not None and b is not None]
     if not pts:
         raise AesopBenchError(f"no run has both {x} and {y} on {set_name}")
+    from .tables import set_size
+
+    full = set_size(set_name, [r for r, _, _ in pts])
+    partial = [f"{r.label} ({r.sets[set_name].get('n_images')} images)" for r, _, _ in pts
+               if full and (r.sets[set_name].get("n_images") or 0) < full]
+    if partial:
+        raise AesopBenchError(f"{set_name} has {full} images but these runs cover fewer: {', '.join(partial)}; "
+                              "evaluate them on the whole set before plotting them together")
     fig, ax = plt.subplots(figsize=(3.4, 2.8), dpi=200)
     families: dict[str, list] = {}
     for r, a, b in pts:

@@ -97,6 +97,7 @@ class Cell:
     rank: int = 0  # 1 best, 2 second
     paper: float | None = None
     insignificant: bool = False
+    n: int | None = None  # images behind the value, where fewer than the set's: not ranked, no paper delta
 
 
 @dataclass
@@ -131,11 +132,28 @@ def build_table(runs: list[Run], layout: str = "table1", metrics: list[str] | No
     paper = load_paper(paper_csv) if compare_paper else {}
     for m in metrics:
         for s in sets:
+            full = set_size(s, runs)
             vals = [r.value(s, m) for r in runs]
             for i, v in enumerate(vals):
-                t.cells[(m, s, i)] = Cell(v, paper=paper_value(paper, runs[i], s, m) if compare_paper else None)
-            _rank(t, m, s, vals, significance)
+                n = runs[i].sets.get(s, {}).get("n_images")
+                partial = v is not None and n is not None and full is not None and n < full
+                t.cells[(m, s, i)] = Cell(v, paper=paper_value(paper, runs[i], s, m) if compare_paper and not partial
+                                          else None, n=n if partial else None)
+            _rank(t, m, s, [None if t.cells[(m, s, i)].n else v for i, v in enumerate(vals)], significance)
+            if any(t.cells[(m, s, i)].n for i in range(len(runs))):
+                note = f"n=K: the value covers K of the set's {full} images; it is not ranked or compared"
+                if note not in t.notes:
+                    t.notes.append(note)
     return t
+
+
+def set_size(set_name: str, runs: list[Run]) -> int | None:
+    """The number of images of a set: the registry's, else the most any run evaluated."""
+    from ..data.sets import SETS
+
+    entry = SETS.get(set_name)
+    counts = [r.sets.get(set_name, {}).get("n_images") or 0 for r in runs]
+    return (entry.n_images if entry and entry.n_images else None) or (max(counts) if counts else None)
 
 
 def _rank(t: Table, metric: str, set_name: str, vals: list[float | None], significance: bool) -> None:
@@ -171,6 +189,8 @@ def _cell_text(t: Table, metric: str, c: Cell, tex: bool) -> str:
         s = f"\\underline{{{s}}}" if tex else f"<u>{s}</u>"
     if c.insignificant:
         s += "$^{\\sim}$" if tex else "~"
+    if c.n:
+        s += f" (n={c.n})"
     if c.paper is not None:
         d = "-" if c.value is None else f"{c.value - c.paper:+.{DECIMALS.get(metric, 4)}f}"
         s += f" ({fmt(metric, c.paper)}, {d})"
