@@ -24,10 +24,8 @@ def _mpl():
     return plt
 
 
-def pd_plot(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr", out: str | Path = "pd.png",
-            title: str | None = None, xlabel: str | None = None, ylabel: str | None = None) -> list[Path]:
-    plt = _mpl()
-    fig = pd_figure(runs, set_name, x, y, title, xlabel, ylabel)
+def _save(plt, fig, out: str | Path) -> list[Path]:
+    """Write the figure as PNG and PDF beside each other, then close it."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
@@ -35,6 +33,13 @@ def pd_plot(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr", o
         fig.savefig(p)
     plt.close(fig)
     return paths
+
+
+def pd_plot(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr", out: str | Path = "pd.png",
+            title: str | None = None, xlabel: str | None = None, ylabel: str | None = None) -> list[Path]:
+    plt = _mpl()
+    fig = pd_figure(runs, set_name, x, y, title, xlabel, ylabel)
+    return _save(plt, fig, out)
 
 
 def pd_figure(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr", title: str | None = None,
@@ -183,10 +188,4 @@ def crop_sheet(runs: list[Run], set_name: str, image: str, box: tuple[int, int, 
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout(pad=0.3, w_pad=0.4)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
-    for p in paths:
-        fig.savefig(p)
-    plt.close(fig)
-    return paths
+    return _save(plt, fig, out)
