@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["metric", "Metric", "evaluate", "load_run", "protocol", "Result", "module_identity"]
 
 
-def protocol(name: str = "basicsr", **overrides):
+def protocol(name: str = "paper", **overrides):
     """A protocol by name (``paper``, ``basicsr``, ``matlab``) with overrides: scale, modcrop, crop_border,
     lr_source."""
     from .evaluation.protocol import get_protocol

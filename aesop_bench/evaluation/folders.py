@@ -125,13 +125,6 @@ def check_sizes(files: SetFiles, res: ResolvedSet) -> None:
                               f"{MAX_CROP} pixels (a crop at the bottom/right); check the scale and the set")
 
 
-def hash_files(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(p.read_bytes())
-    return h.hexdigest()[:20]
-
-
 class FolderSource:
     """SR images read from a folder; see the module docstring."""
 
@@ -146,6 +139,12 @@ class FolderSource:
         self.suffix = suffix
         self.n_sets = n_sets
         self.sets: dict[str, SetFiles] = {}
+        self._digests: dict[Path, bytes] = {}  # each file is read for hashing once per run
+
+    def _digest(self, path: Path) -> bytes:
+        if path not in self._digests:
+            self._digests[path] = hashlib.sha256(path.read_bytes()).digest()
+        return self._digests[path]
 
     def prepare_set(self, set_name: str, res: ResolvedSet, log) -> None:
         folder = set_subfolder(self.root, set_name, self.n_sets == 1)
@@ -166,7 +165,8 @@ class FolderSource:
 
     def row_source(self, set_name: str, hr_file: Path) -> str:
         """The hash of the files a stored value of this image comes from."""
-        return hash_files(hr_file, self.sets[set_name].sr_files[hr_file.name])
+        sr_file = self.sets[set_name].sr_files[hr_file.name]
+        return hashlib.sha256(self._digest(hr_file) + self._digest(sr_file)).hexdigest()[:20]
 
     def content(self) -> str:
         """A hash over the names and bytes of every SR file evaluated so far."""
@@ -174,7 +174,7 @@ class FolderSource:
         for s in sorted(self.sets):
             for name, f in sorted(self.sets[s].sr_files.items()):
                 h.update(f"{s}/{f.name}\0".encode())
-                h.update(hashlib.sha256(f.read_bytes()).digest())
+                h.update(self._digest(f))
         return h.hexdigest()[:20]
 
     def record(self) -> dict:

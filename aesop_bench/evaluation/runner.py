@@ -292,7 +292,7 @@ def _evaluate(cfg: EvalConfig) -> dict:
             dist = [m for m in metrics if m.spec.kind == "distribution"
                     and not store.has(name, SET_ROW, m.name, m.version, set_src)]
             if dist and rank == 0:
-                _evaluate_distribution(cfg, res, name, dist, store, source)
+                _evaluate_distribution(cfg, res, name, dist, store, source, set_src)
         ok = True
     finally:
         if ok:
@@ -341,7 +341,7 @@ def _evaluate_images(cfg, res, name, todo, metrics, store, source) -> None:
 
     from ..imageio import write_image
 
-    need_lr = any(m.spec.kind == "lr_reference" for m in metrics) or source.kind == "model"
+    need_lr = any(m.spec.kind == "lr_reference" for m in metrics)  # a model source makes the LR regardless
     bar = tqdm(todo, desc=f"{name}", unit="img", disable=not cfg.progress, leave=False, file=sys.stderr)
     for hr_file, key, src in bar:
         hr, lr, sr = source.images(res, name, hr_file, cfg.protocol, need_lr)
@@ -370,7 +370,7 @@ def _save_missing_sr(cfg, res, name, source, rank, world) -> None:
             write_image(path, sr)
 
 
-def _evaluate_distribution(cfg, res, name, metrics, store, source) -> None:
+def _evaluate_distribution(cfg, res, name, metrics, store, source, set_src) -> None:
     """Set-level metrics: features of every SR and HR image (cached), then one distance per set."""
     from tqdm import tqdm
 
@@ -385,4 +385,4 @@ def _evaluate_distribution(cfg, res, name, metrics, store, source) -> None:
             sr_feats[m.name].append(m.features(sr))
             hr_feats[m.name].append(m.features(hr))
     store.add(name, SET_ROW, {m.name: (set_distance(sr_feats[m.name], hr_feats[m.name]), m.version)
-                              for m in metrics}, _set_source(source, name, res))
+                              for m in metrics}, set_src)

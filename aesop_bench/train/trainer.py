@@ -230,9 +230,13 @@ class Trainer:
         return m
 
     def _pooled_d(self) -> bool:
-        from ..models.archs.discriminator_arch import PooledBatchNorm2d
+        """Whether the discriminator pools BatchNorm statistics over the global batch (decided once)."""
+        if not hasattr(self, "_pooled"):
+            from ..models.archs.discriminator_arch import PooledBatchNorm2d
 
-        return self.net_d is not None and any(isinstance(m, PooledBatchNorm2d) for m in self.net_d.modules())
+            self._pooled = self.net_d is not None and any(isinstance(m, PooledBatchNorm2d)
+                                                          for m in self.net_d.modules())
+        return self._pooled
 
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         cfg, t = self.cfg, self.terms
