@@ -38,7 +38,7 @@ __all__ = ["metric", "Metric", "evaluate", "load_run", "protocol", "Result", "mo
 def protocol(name: str = "paper", **overrides):
     """A protocol by name (``paper``, ``basicsr``, ``matlab``) with overrides: scale, modcrop, crop_border,
     lr_source."""
-    from .evaluation.protocol import get_protocol
+    from .protocol import get_protocol
 
     return get_protocol(name, **overrides)
 
@@ -120,7 +120,7 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
     (5, True)
     """
     from .data.sets import expand_sets
-    from .evaluation.protocol import Protocol, get_protocol
+    from .protocol import Protocol, get_protocol
     from .evaluation.runner import EvalConfig, evaluate as run
     from .metrics.registry import expand_metrics
     from .paths import data_root as default_root
@@ -156,7 +156,7 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
 
 
 def _wrap(model, scale, device, precision, tile, tile_overlap, identity, name):
-    """An in-memory model as the evaluator's SRModel, and a function restoring the module's state."""
+    """An in-memory model as the evaluator's model, and a function restoring the module's state."""
     import torch.nn as nn
 
     from .models.inference import NetModel
@@ -175,7 +175,7 @@ def _wrap(model, scale, device, precision, tile, tile_overlap, identity, name):
                 model.to(home_device)
         return wrapped, device, restore
     if all(hasattr(model, a) for a in ("identity", "scale", "name")):
-        return model, device, None  # already an SRModel
+        return model, device, None  # already an evaluator model
     if callable(model):
         return CallableModel(model, scale, identity, name), device, None
     raise AesopBenchError(f"cannot evaluate a {type(model).__name__}: give an nn.Module, a callable LR -> SR, a zoo "

@@ -42,7 +42,7 @@ def _check_device(device: str) -> None:
 
 def cmd_eval(args) -> int:
     from .data.sets import expand_sets
-    from .evaluation.protocol import get_protocol
+    from .protocol import get_protocol
     from .evaluation.runner import EvalConfig, evaluate
     from .metrics.registry import expand_metrics
     from .paths import data_root

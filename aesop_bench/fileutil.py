@@ -20,6 +20,20 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+_HASHES: dict[tuple, str] = {}
+
+
+def sha256_cached(path: str | os.PathLike) -> str:
+    """``sha256_file``, memoised by the file's path, size, inode and modification time: a weights file used
+    by several parts of one run is read once."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_ino, st.st_mtime_ns)
+    digest = _HASHES.get(key)
+    if digest is None:
+        digest = _HASHES[key] = sha256_file(path)
+    return digest
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -69,7 +69,7 @@ def test_strict_loading_lists_missing_and_unexpected_keys():
 
 
 def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
-    from aesop_bench.evaluation.protocol import get_protocol
+    from aesop_bench.protocol import get_protocol
     from aesop_bench.evaluation.runner import EvalConfig, evaluate
     from aesop_bench.imageio import quantize, read_image
     from aesop_bench.data.imresize import imresize

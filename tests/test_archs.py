@@ -11,19 +11,7 @@ import torch
 
 from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
 from aesop_bench.models.archs.swinir_arch import SwinIR
-
-
-def basicsr_archs():
-    # basicsr 1.4.2 imports a torchvision module that newer torchvision renamed; give it the old name
-    import torchvision.transforms.functional as tvf
-
-    shim = types.ModuleType("torchvision.transforms.functional_tensor")
-    shim.rgb_to_grayscale = tvf.rgb_to_grayscale
-    sys.modules.setdefault("torchvision.transforms.functional_tensor", shim)
-    import basicsr.archs as archs
-    from basicsr.archs import discriminator_arch, rrdbnet_arch, swinir_arch
-
-    return types.SimpleNamespace(rrdb=rrdbnet_arch, swinir=swinir_arch, disc=discriminator_arch, all=archs)
+from tests.references import basicsr_archs
 
 
 def _same(ours, ref, x, atol=1e-5, ref_input=None, crop=None):

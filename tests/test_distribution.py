@@ -59,7 +59,7 @@ def stand_in_inception(random_inception_state, tmp_path, monkeypatch):
 
 
 def test_eval_fid_and_pfid(stand_in_inception, bench_root, tmp_path):
-    from aesop_bench.evaluation.protocol import get_protocol
+    from aesop_bench.protocol import get_protocol
     from aesop_bench.evaluation.runner import EvalConfig, evaluate
     from aesop_bench.metrics.frechet import frechet_distance_features
     from aesop_bench.paths import home

@@ -4,80 +4,25 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import http.server
 import io
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
-import threading
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from aesop_bench.data.download import extract, fetch
+from aesop_bench.download import extract, fetch
 from aesop_bench.data.manage import download_set, make_lr, verify_set
 from aesop_bench.data.sets import fingerprints
 from aesop_bench.errors import AesopBenchError
 from aesop_bench.imageio import read_image
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class _RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with HTTP Range support; can cut a response short to simulate a dropped connection."""
-
-    cut_after: int | None = None
-    ranges_seen: list = []
-
-    def log_message(self, *a):
-        pass
-
-    def do_GET(self):
-        path = Path(self.translate_path(self.path))
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        start = 0
-        rng = self.headers.get("Range")
-        if rng:
-            type(self).ranges_seen.append(rng)
-            start = int(rng.split("=")[1].split("-")[0])
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        cut = type(self).cut_after
-        if cut is not None:
-            type(self).cut_after = None
-            self.wfile.write(body[:cut])
-            self.wfile.flush()
-            self.connection.shutdown(2)
-            return
-        self.wfile.write(body)
-
-
-@pytest.fixture()
-def server(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = type("H", (_RangeHandler,), {"ranges_seen": [], "cut_after": None})
-
-    def make(*a, **k):
-        return handler(*a, directory=str(root), **k)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}", handler
-    httpd.shutdown()
 
 
 def test_fetch_verifies_and_is_atomic(server, tmp_path):

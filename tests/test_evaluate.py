@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aesop_bench.cli import main
-from aesop_bench.evaluation.protocol import get_protocol
+from aesop_bench.protocol import get_protocol
 from aesop_bench.evaluation.runner import EvalConfig, evaluate
 
 PUBLISHED = "reference/published_x4.csv"

@@ -14,7 +14,7 @@ import torch
 import aesop_bench as ab
 from aesop_bench.cli import main
 from aesop_bench.data.imresize import imresize
-from aesop_bench.evaluation.protocol import PROTOCOLS, get_protocol
+from aesop_bench.protocol import PROTOCOLS, get_protocol
 from aesop_bench.imageio import read_image
 
 
@@ -27,7 +27,7 @@ def test_default_protocol_crops_hr_to_a_multiple_of_12_as_the_authors_data(bench
     multiple of 12 and the MATLAB-bicubic SR made from it (the authors' mod-12 test data)."""
     import cv2
 
-    from tests.test_archs import basicsr_archs
+    from tests.references import basicsr_archs
 
     basicsr_archs()
     from basicsr.metrics.psnr_ssim import calculate_psnr

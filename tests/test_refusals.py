@@ -77,7 +77,7 @@ def test_marks_follow_the_displayed_precision():
 def test_one_writer_per_run_folder(tmp_path):
     """A second evaluation into a run folder that another is writing is refused (the lock), and the folder is
     free again once the first has finished."""
-    from aesop_bench.evaluation.protocol import get_protocol
+    from aesop_bench.protocol import get_protocol
     from aesop_bench.evaluation.store import ResultStore
 
     model = {"name": "m", "identity": "m-1"}

@@ -45,7 +45,7 @@ def test_srresnet_set14_crops_four_images_and_equals_basicsr(shared_data, bench_
     images were cropped, and every per-image PSNR/SSIM equals BasicSR's on the HR cropped by hand."""
     import cv2
 
-    from tests.test_archs import basicsr_archs
+    from tests.references import basicsr_archs
 
     basicsr_archs()  # installs the torchvision shim basicsr 1.4.2 needs
     from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim

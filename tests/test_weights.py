@@ -9,10 +9,9 @@ import pickle
 import pytest
 import torch
 
-from aesop_bench import weights
+from aesop_bench import download, weights
 from aesop_bench.cli import main
 from aesop_bench.errors import AesopBenchError
-from tests.test_download import server  # noqa: F401  (the local HTTP server fixture)
 
 
 def _manifest(tmp_path, monkeypatch, entries):
@@ -53,7 +52,7 @@ def test_download_pinned_from_file_url(tmp_path, monkeypatch):
     assert torch.equal(weights.load_state_dict(path)["weight"], torch.load(src)["weight"])
 
 
-def test_unpinned_hash_is_recorded_and_then_enforced(tmp_path, monkeypatch, server):  # noqa: F811
+def test_unpinned_hash_is_recorded_and_then_enforced(tmp_path, monkeypatch, server):  
     www, url, _ = server
     src, digest = _blob(tmp_path)
     (www / "toy.pth").write_bytes(src.read_bytes())
@@ -110,7 +109,7 @@ def test_add_checks_the_file(tmp_path, monkeypatch, capsys):
 
 
 def test_google_drive_urls_are_translated():
-    assert weights._http_url("gdrive://abc123").startswith("https://drive.usercontent.google.com/download?id=abc123")
+    assert download.http_url("gdrive://abc123").startswith("https://drive.usercontent.google.com/download?id=abc123")
 
 
 def _drive_listing(entries):
@@ -127,7 +126,7 @@ def _drive_listing(entries):
     return "<!DOCTYPE html><html><body><div class=\"flip-entries\">" + "".join(rows) + "</div></body></html>"
 
 
-def test_files_in_google_drive_folders_are_found_by_name(tmp_path, monkeypatch, server):  # noqa: F811
+def test_files_in_google_drive_folders_are_found_by_name(tmp_path, monkeypatch, server):  
     www, url, _ = server
     src, digest = _blob(tmp_path)
     (www / "folders").mkdir()
@@ -138,9 +137,9 @@ def test_files_in_google_drive_folders_are_found_by_name(tmp_path, monkeypatch, 
     (www / "files" / "FILE_ID-x_1").write_bytes(src.read_bytes())
     monkeypatch.setenv("AESOP_BENCH_GDRIVE_LIST", url + "/folders/{id}.html")
     monkeypatch.setenv("AESOP_BENCH_GDRIVE_FILE", url + "/files/{id}")
-    assert weights.gdrive_folder_entries("ROOT_ID") == [("SUB_ID", "models & logs", True),
+    assert download.gdrive_folder_entries("ROOT_ID") == [("SUB_ID", "models & logs", True),
                                                         ("README_ID", "README.txt", False)]
-    assert weights.resolve_gdrive_folder("gdrive-folder://ROOT_ID/models & logs/AESOP_RRDB128_290K.pth") == \
+    assert download.resolve_gdrive_folder("gdrive-folder://ROOT_ID/models & logs/AESOP_RRDB128_290K.pth") == \
         "gdrive://FILE_ID-x_1"
     _manifest(tmp_path, monkeypatch, [
         {"name": "toy", "file": "toy.pth", "urls": ["gdrive-folder://ROOT_ID/AESOP_RRDB128_290K.pth"], "sha256": digest},

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from aesop_bench import weights
 from aesop_bench.errors import AesopBenchError
 from aesop_bench.models import zoo
 from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
@@ -150,7 +151,7 @@ def test_tiling_is_exact_within_the_receptive_margin():
 
 
 def test_zoo_model_through_the_evaluator(register, tmp_path):
-    from aesop_bench.evaluation.protocol import get_protocol
+    from aesop_bench.protocol import get_protocol
     from aesop_bench.evaluation.runner import EvalConfig, evaluate
 
     register("rrdb_psnr", {"params_ema": _random_sd(RRDBNet(), 9)})
@@ -160,12 +161,16 @@ def test_zoo_model_through_the_evaluator(register, tmp_path):
     for n in ("a", "b"):
         Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(folder / "HR" / f"{n}.png")
 
-    def run(out, **kw):
+    def run(out, download=True, **kw):
         cfg = EvalConfig(model="rrdb_psnr", sets=[str(folder)], metrics=["psnr", "ssim"],
                          protocol=get_protocol("basicsr"), data_root=tmp_path, out_dir=tmp_path / out,
-                         progress=False, download=False, log=lambda m: None, save_sr=True, **kw)
+                         progress=False, download=download, log=lambda m: None, save_sr=True, **kw)
         return evaluate(cfg)
 
+    # --no-download covers weights as well as sets: nothing is fetched, and the error says what to run
+    with pytest.raises(AesopBenchError, match="weights download rrdb_psnr"):
+        run("offline", download=False)
+    assert not weights.cache_path(weights.entry("rrdb_psnr")).exists()
     whole = run("whole")
     assert (tmp_path / "whole" / "sr" / "mini" / "a.png").is_file()
     assert whole["model"]["identity"].startswith("rrdb[")

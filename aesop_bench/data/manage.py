@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AesopBenchError
-from ..fileutil import atomic_write_json, sha256_file
-from .download import extract, fetch, github_raw_url
+from ..download import extract, fetch, github_raw_url, record_first_hash
+from ..fileutil import sha256_file
 from .sets import SETS, fingerprints, resolve, set_folder
 
 RECORDED_HASHES = ".aesop-bench-recorded.json"
@@ -38,7 +37,7 @@ def download_set(name: str, data_root: Path, log=print) -> Path:
         cache = Path(data_root) / ".downloads" / Path(arc.url).name
         got = fetch(arc.url, cache, arc.sha256)
         if arc.sha256 is None:
-            _record_hash(Path(data_root), arc.url, got, log)
+            record_first_hash(Path(data_root) / RECORDED_HASHES, arc.url, got, log)
         staging = Path(data_root) / ".downloads" / f"{name}.extract"
         extract(cache, staging)
         src = staging / arc.members
@@ -51,20 +50,6 @@ def download_set(name: str, data_root: Path, log=print) -> Path:
         src.rename(hr)
         return root
     raise AesopBenchError(f"{name}: no pinned public source is known. {entry.manual}")
-
-
-def _record_hash(data_root: Path, url: str, digest: str, log) -> None:
-    path = data_root / RECORDED_HASHES
-    known = json.loads(path.read_text()) if path.is_file() else {}
-    if url in known and known[url] != digest:
-        raise AesopBenchError(
-            f"{url}: sha256 {digest} differs from the one recorded at its first download ({known[url]}); "
-            "the file has changed upstream. Delete it from .downloads/ and the record in "
-            f"{path} if the change is expected."
-        )
-    known[url] = digest
-    atomic_write_json(path, known)
-    _say(log, f"note: no sha256 is published for {url}; recorded {digest} in {path}")
 
 
 @dataclass

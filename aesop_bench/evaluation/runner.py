@@ -12,7 +12,7 @@ For each image of each set:
 4. each metric not yet in the results store is computed and stored.
 
 The model is a zoo name, checkpoint, card or interpolation (a string), or an
-object following :class:`aesop_bench.models.base.SRModel` (an in-memory
+object following the model interface of :class:`aesop_bench.models.inference.NetModel` (an in-memory
 network wrapped by :func:`aesop_bench.api.evaluate`).
 
 Images whose metrics are all stored are not even read, so a finished run
@@ -35,13 +35,13 @@ from ..data.sets import ResolvedSet, SETS, resolve, set_folder
 from ..errors import AesopBenchError
 from ..metrics.registry import get_spec
 from ..paths import sr_cache_dir
-from .protocol import Protocol
+from ..protocol import Protocol
 from .store import SET_ROW, ResultStore
 
 
 @dataclass
 class EvalConfig:
-    model: "str | object | None"  # a name/path, an SRModel object, or None with sr_dir
+    model: "str | object | None"  # a name/path, a model object, or None with sr_dir
     sets: list[str]
     metrics: list[str]
     protocol: Protocol
@@ -79,19 +79,20 @@ class _LazyModel:
     cache = True
 
     def __init__(self, cfg: "EvalConfig"):
-        from ..models.zoo import model_identity
+        from ..models.zoo import identity_of, resolve_model
 
         self.cfg = cfg
         self.name, self.scale = cfg.model, cfg.protocol.scale
         self._model = None
-        self.identity = model_identity(cfg.model, self.scale, cfg.arch, cfg.precision, cfg.tile, cfg.tile_overlap)
+        self.spec = resolve_model(cfg.model, cfg.arch, download=cfg.download)  # resolved once per run
+        self.identity = identity_of(self.spec, self.scale, cfg.precision, cfg.tile, cfg.tile_overlap)
 
     def get(self):
         if self._model is None:
-            from ..models.zoo import load_model
+            from ..models.zoo import build_model
 
             c = self.cfg
-            self._model = load_model(c.model, self.scale, c.device, c.arch, c.precision, c.tile, c.tile_overlap)
+            self._model = build_model(self.spec, self.scale, c.device, c.precision, c.tile, c.tile_overlap)
             if self._model.identity != self.identity:
                 raise AesopBenchError(f"model identity changed while loading: {self.identity} -> "
                                       f"{self._model.identity}")
@@ -99,7 +100,7 @@ class _LazyModel:
 
 
 class _GivenModel:
-    """An SRModel object given by the caller (already built)."""
+    """A model object given by the caller (already built)."""
 
     def __init__(self, model, scale: int):
         if getattr(model, "scale", scale) != scale:
@@ -227,6 +228,21 @@ def _super_resolve(model: _LazyModel, lr, device: str):
     return sr
 
 
+def _fetch_weights(cfg: EvalConfig) -> None:
+    """Download the weight files the run's metrics need and the cache lacks (``--no-download``: never)."""
+    from .. import weights as wm
+
+    for m in cfg.metrics:
+        spec = get_spec(m)
+        names = list(spec.needs)
+        ae = cfg.metric_options(spec).get("ae")
+        if ae and not os.path.isfile(ae):
+            names = [ae if n == "aesop_ae" else n for n in names]
+        for n in names:
+            if n in wm.manifest() and wm.check(wm.entry(n)).status == "missing":
+                wm.download(n, log=cfg.log)
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Run the evaluation described by ``cfg`` and return the summary (also written to ``cfg.out_dir``)."""
     from ..determinism import deterministic
@@ -245,6 +261,9 @@ def _evaluate(cfg: EvalConfig) -> dict:
     run_model = {"name": source.name, "identity": source.identity, "precision": cfg.precision, "source": source.kind}
     if cfg.name:
         run_model["label"] = cfg.name
+    if cfg.download and rank == 0:
+        _fetch_weights(cfg)
+    _barrier(world)
     metrics = [Metric(m, cfg.protocol, cfg.device, **cfg.metric_options(get_spec(m))) for m in cfg.metrics]
     if rank == 0:
         store = ResultStore(cfg.out_dir, run_model, cfg.protocol.as_dict())

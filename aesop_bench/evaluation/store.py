@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import AesopBenchError
 from ..fileutil import atomic_write_json, atomic_write_text
-from .protocol import normalised
+from ..protocol import normalised
 
 SCHEMA = 1
 SET_ROW = "*"  # the image key of set-level values (distribution metrics such as FID)
@@ -76,7 +76,7 @@ class ResultStore:
             old = json.loads(path.read_text())
             if old.get("model", {}).get("identity") != self.model.get("identity") or \
                     normalised(old.get("protocol", {})) != normalised(self.protocol):
-                from .protocol import differences
+                from ..protocol import differences
 
                 diff = differences(old.get("protocol", {}), self.protocol)
                 what = ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items())

@@ -17,6 +17,7 @@ import torch
 
 from .. import weights as wm
 from ..errors import AesopBenchError
+from ..fileutil import sha256_cached
 from ..imageio import to_unit_rgb
 
 DEFAULT_AE = "aesop_ae"
@@ -25,7 +26,7 @@ DEFAULT_AE = "aesop_ae"
 def ae_path(spec: str) -> Path:
     if os.path.isfile(spec):
         return Path(spec)
-    return wm.get(spec, download_missing=True, log=None)
+    return wm.get(spec, download_missing=False)
 
 
 def ae_identity(spec: str) -> str:
@@ -34,9 +35,7 @@ def ae_identity(spec: str) -> str:
         path = ae_path(spec)
     except AesopBenchError:
         return f"{spec}:unavailable"
-    from ..fileutil import sha256_file
-
-    return f"{Path(spec).name}:{sha256_file(path)[:12]}"
+    return f"{Path(spec).name}:{sha256_cached(path)[:12]}"
 
 
 def build_ae(spec: str):

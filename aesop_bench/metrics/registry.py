@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..errors import AesopBenchError
 
 if TYPE_CHECKING:  # torch is imported where a metric is computed, not where the table is read
-    from ..evaluation.protocol import Protocol
+    from ..protocol import Protocol
 
 KINDS = ("full_reference", "lr_reference", "no_reference", "distribution")
 
@@ -81,7 +81,7 @@ class MetricSpec:
         tags = [o.tag(opts[o.name]) for o in self.options if o.tag is not None]
         if self.protocol_tag is not None:
             if protocol is None:
-                from ..evaluation.protocol import get_protocol
+                from ..protocol import get_protocol
 
                 protocol = get_protocol("paper")
             tags.append(self.protocol_tag(protocol))

@@ -6,7 +6,7 @@ import torch
 
 from ..data.imresize import imresize
 from ..imageio import quantize, to_float
-from .zoo import BICUBIC_IDENTITY
+from .identity import BICUBIC_IDENTITY
 
 
 class Bicubic:

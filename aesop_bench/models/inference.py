@@ -9,10 +9,14 @@ gives exactly its whole-image output; deeper networks differ only by how much th
 margin. Peak memory is bounded by the tile size.
 """
 
+from __future__ import annotations
+
 import torch
 import torch.nn as nn
 
+from ..determinism import deterministic
 from ..errors import AesopBenchError
+from .identity import run_suffix
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -53,7 +57,15 @@ def tiled_forward(net: nn.Module, x: torch.Tensor, scale: int, tile: int, overla
 
 
 class NetModel:
-    """An SR network behind the evaluator's model interface (see ``models/base.py``)."""
+    """An SR network as the evaluator runs it.
+
+    The evaluator's model interface (this class, :class:`~aesop_bench.models.bicubic.Bicubic`, or any object
+    with the same members): ``__call__`` takes a float32 ``(N, C, h, w)`` batch in ``[0, 1]`` (8-bit values,
+    C = 3, or 1 for grayscale under the ``matlab`` protocol) and returns ``(N, C, h * scale, w * scale)``
+    (values outside ``[0, 1]`` are clamped by the evaluator's quantisation); ``name``, ``scale``; ``to(device)``;
+    ``identity``, a stable string that changes whenever the outputs could change (architecture, weights hash,
+    precision, tiling); SR images are cached under it.
+    """
 
     def __init__(self, name: str, net: nn.Module, scale: int, identity: str, device: str = "cpu",
                  precision: str = "fp32", tile: int | None = None, tile_overlap: int = 32):
@@ -64,8 +76,6 @@ class NetModel:
                                   "overlap, and the overlap 0 or more (e.g. --tile 128 --tile-overlap 32)")
         self.name, self.scale, self.precision = name, scale, precision
         self.tile, self.tile_overlap = tile, tile_overlap
-        from .zoo import run_suffix
-
         self.identity = identity + run_suffix(precision, tile, tile_overlap)
         self.net = net.eval()
         self.device = torch.device(device)
@@ -78,8 +88,6 @@ class NetModel:
 
     @torch.no_grad()
     def __call__(self, lr: torch.Tensor) -> torch.Tensor:
-        from ..determinism import deterministic
-
         x = lr.to(self.device, torch.float32)
         ctx = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16" else \
             torch.autocast(self.device.type, enabled=False)

@@ -19,12 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from .. import weights as wm
 from ..errors import AesopBenchError
+from ..fileutil import sha256_cached
+
+from .identity import BICUBIC_IDENTITY, run_suffix
 
 if TYPE_CHECKING:
     import torch.nn as nn
 
-    from .base import SRModel
+    from .bicubic import Bicubic
+    from .inference import NetModel
 
 
 def _rrdb(scale: int, **kw) -> "nn.Module":
@@ -46,6 +51,15 @@ def _spsr(scale: int, **kw) -> "nn.Module":
 
 
 ARCHS: dict[str, Callable[..., "nn.Module"]] = {"rrdb": _rrdb, "swinir": _swinir, "spsr": _spsr}
+def build_arch(arch: str, scale: int = 4, **opts) -> "nn.Module":
+    """A network of a named architecture: an SR architecture of ``ARCHS``, or ``ae`` (the AESOP auto-encoder)."""
+    if arch == "ae":
+        from .archs.autoencoder_arch import AutoEncoder
+
+        return AutoEncoder(**opts)
+    if arch not in ARCHS:
+        raise AesopBenchError(f"architecture {arch!r} unknown; choose one of {', '.join(ARCHS)} or ae")
+    return ARCHS[arch](scale, **opts)
 
 
 @dataclass(frozen=True)
@@ -134,14 +148,10 @@ class ModelSpec:
         if self.parts:
             (a, b), alpha = self.parts
             return f"interp({a.identity(scale)},{b.identity(scale)},{alpha:g})"
-        from ..fileutil import sha256_file
-
         opts = ",".join(f"{k}={v}" for k, v in sorted(self.arch_opts.items()))
-        return f"{self.arch}[{opts}]-x{scale}-{sha256_file(self.weights_path)[:16]}"
+        return f"{self.arch}[{opts}]-x{scale}-{sha256_cached(self.weights_path)[:16]}"
 
     def state_dict(self) -> dict:
-        from .. import weights as wm
-
         if self.parts:
             (a, b), alpha = self.parts
             sa, sb = a.state_dict(), b.state_dict()
@@ -154,12 +164,23 @@ class ModelSpec:
     def build(self, scale: int) -> "nn.Module":
         from .loading import load_strict
 
-        net = ARCHS[self.arch](scale, **self.arch_opts)
+        net = build_arch(self.arch, scale, **self.arch_opts)
         load_strict(net, self.state_dict(), self.weights_path or self.name)
         return net.eval().requires_grad_(False)
 
 
 INTERP = re.compile(r"interp:([^,]+),([^@]+)@([0-9]*\.?[0-9]+)")
+
+
+def parse_interp(model: str) -> tuple[str, str, str] | None:
+    """``interp:A,B@ALPHA`` -> ``(A, B, ALPHA as written)``; None for any other model name; a malformed
+    ``interp:`` is an error."""
+    if not model.startswith("interp:"):
+        return None
+    m = INTERP.fullmatch(model)
+    if not m:
+        raise AesopBenchError(f"--model {model!r}: write interp:A,B@ALPHA, e.g. interp:rrdb_psnr,esrgan@0.3")
+    return m[1], m[2], m[3]
 # file stems the trainer writes in every run: a checkpoint is named after its run folder instead
 _GENERIC_STEMS = {"ema", "ae_ema", "net_g", "net_g_ema", "model", "checkpoint", "last", "best"}
 
@@ -174,9 +195,9 @@ def short_name(model: str) -> str:
     >>> short_name("interp:runs/a/ema.safetensors,esrgan@0.35")
     'a-ema->esrgan@0.35'
     """
-    m = INTERP.fullmatch(model)
-    if m:
-        return f"{short_name(m[1])}->{short_name(m[2])}@{m[3]}"
+    parts = parse_interp(model)
+    if parts:
+        return f"{short_name(parts[0])}->{short_name(parts[1])}@{parts[2]}"
     if "/" not in model and "." not in model:
         return model
     p = Path(model)
@@ -193,20 +214,16 @@ def short_name(model: str) -> str:
 
 
 def resolve_model(name: str, arch: str | None = None, download: bool = True) -> ModelSpec | None:
-    """A :class:`ModelSpec` for ``name`` (None for ``bicubic``)."""
-    from .. import weights as wm
-
+    """A :class:`ModelSpec` for ``name`` (None for ``bicubic``); ``download=False`` never fetches weights."""
     if name == "bicubic":
         return None
-    if name.startswith("interp:"):
-        m = INTERP.fullmatch(name)
-        if not m:
-            raise AesopBenchError(f"--model {name!r}: write interp:A,B@ALPHA, e.g. interp:rrdb_psnr,esrgan@0.3")
-        a, b = resolve_model(m.group(1), arch, download), resolve_model(m.group(2), arch, download)
+    parts = parse_interp(name)
+    if parts:
+        a, b = resolve_model(parts[0], arch, download), resolve_model(parts[1], arch, download)
         if a is None or b is None or a.arch != b.arch or a.arch_opts != b.arch_opts:
-            raise AesopBenchError(f"--model {name!r}: {m.group(1)} and {m.group(2)} must share an architecture "
+            raise AesopBenchError(f"--model {name!r}: {parts[0]} and {parts[1]} must share an architecture "
                                   f"({a.arch if a else 'bicubic'} vs {b.arch if b else 'bicubic'})")
-        alpha = float(m.group(3))
+        alpha = float(parts[2])
         if not 0 <= alpha <= 1:
             raise AesopBenchError(f"--model {name!r}: ALPHA must lie in [0, 1]")
         return ModelSpec(name, a.arch, None, arch_opts=a.arch_opts, parts=((a, b), alpha))
@@ -244,8 +261,6 @@ def _from_card(path: Path) -> ModelSpec:
                               f"notes); unknown fields: {sorted(unknown)}")
     if card["arch"] not in ARCHS:
         raise AesopBenchError(f"{path}: arch {card['arch']!r} unknown; choose one of {', '.join(ARCHS)}")
-    from .. import weights as wm
-
     w = card["weights"]
     wpath = Path(w) if os.path.isabs(w) else (path.parent / w)
     if not wpath.is_file():
@@ -254,9 +269,9 @@ def _from_card(path: Path) -> ModelSpec:
     return ModelSpec(card.get("name", path.stem), card["arch"], wpath, keys, dict(card.get("arch_opts", {})))
 
 
-def load_model(name: str, scale: int = 4, device: str = "cpu", arch: str | None = None,
-               precision: str = "fp32", tile: int | None = None, tile_overlap: int = 32) -> "SRModel":
-    spec = resolve_model(name, arch)
+def build_model(spec: ModelSpec | None, scale: int = 4, device: str = "cpu", precision: str = "fp32",
+                tile: int | None = None, tile_overlap: int = 32) -> "Bicubic | NetModel":
+    """The evaluator's model for a resolved spec (None: bicubic)."""
     if spec is None:
         from .bicubic import Bicubic
 
@@ -267,18 +282,21 @@ def load_model(name: str, scale: int = 4, device: str = "cpu", arch: str | None 
                     tile_overlap)
 
 
-BICUBIC_IDENTITY = "bicubic-matlab-uint8-v1"
+def identity_of(spec: ModelSpec | None, scale: int, precision: str = "fp32", tile: int | None = None,
+                tile_overlap: int = 32) -> str:
+    """A stable string that changes whenever the model's outputs could (weights hash, settings)."""
+    if spec is None:
+        return BICUBIC_IDENTITY
+    return spec.identity(scale) + run_suffix(precision, tile, tile_overlap)
 
 
-def run_suffix(precision: str, tile: int | None, tile_overlap: int) -> str:
-    """What of the inference settings changes the outputs, appended to a network's identity."""
-    return ("" if precision == "fp32" else f"-{precision}") + (f"-tile{tile}o{tile_overlap}" if tile else "")
+def load_model(name: str, scale: int = 4, device: str = "cpu", arch: str | None = None, precision: str = "fp32",
+               tile: int | None = None, tile_overlap: int = 32, download: bool = True) -> "Bicubic | NetModel":
+    """``build_model(resolve_model(name))``."""
+    return build_model(resolve_model(name, arch, download), scale, device, precision, tile, tile_overlap)
 
 
 def model_identity(name: str, scale: int, arch: str | None = None, precision: str = "fp32",
                    tile: int | None = None, tile_overlap: int = 32) -> str:
-    """A stable string that changes whenever the model's outputs could (weights hash, settings)."""
-    spec = resolve_model(name, arch)
-    if spec is None:
-        return BICUBIC_IDENTITY
-    return spec.identity(scale) + run_suffix(precision, tile, tile_overlap)
+    """``identity_of(resolve_model(name))``."""
+    return identity_of(resolve_model(name, arch), scale, precision, tile, tile_overlap)

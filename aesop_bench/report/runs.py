@@ -31,14 +31,10 @@ class Run:
 
     @property
     def backbone(self) -> str:
-        """The architecture family: RRDB, SwinIR, SPSR, or Bicubic."""
-        ident = self.identity
-        if ident.startswith("interp("):
-            ident = ident[len("interp("):]
-        for prefix, name in (("rrdb", "RRDB"), ("swinir", "SwinIR"), ("spsr", "RRDB"), ("bicubic", "Bicubic")):
-            if ident.startswith(prefix):
-                return name
-        return "other"
+        """The architecture family: RRDB, SwinIR or Bicubic (SPSR is an RRDB network)."""
+        from ..models.identity import family
+
+        return family(self.identity)
 
     def value(self, set_name: str, metric: str) -> float | None:
         return self.sets.get(set_name, {}).get("metrics", {}).get(metric)
@@ -48,10 +44,13 @@ class Run:
 
     def interp_family(self) -> tuple[str, float] | None:
         """``('A -> B', alpha)`` for a network-interpolation run, else None."""
-        from ..models.zoo import INTERP, short_name
+        from ..models.zoo import parse_interp, short_name
 
-        m = INTERP.fullmatch(self.model)
-        return (f"{short_name(m[1])} -> {short_name(m[2])}", float(m[3])) if m else None
+        try:
+            parts = parse_interp(self.model)
+        except AesopBenchError:
+            return None
+        return (f"{short_name(parts[0])} -> {short_name(parts[1])}", float(parts[2])) if parts else None
 
 
 def model_label(model: str) -> str:
@@ -117,7 +116,7 @@ def load_runs(paths, labels: list[str] | None = None, log=None) -> list[Run]:
 def check_comparable(runs: list[Run], metrics: list[str], allow_mixed: bool = False) -> list[str]:
     """Refuse (or, with ``allow_mixed``, describe) runs computed under different protocols or metric versions."""
     problems = []
-    from ..evaluation.protocol import normalised
+    from ..protocol import normalised
 
     protocols = {json.dumps(normalised(r.protocol), sort_keys=True) for r in runs}
     if len(protocols) > 1:
@@ -137,7 +136,7 @@ def check_comparable(runs: list[Run], metrics: list[str], allow_mixed: bool = Fa
 def check_paper_protocol(runs: list[Run], allow_mixed: bool = False) -> list[str]:
     """Refuse (or, with ``allow_mixed``, describe) runs whose protocol differs from the paper's in a field that
     moves numbers: a 0.03 dB modcrop difference is larger than the deltas a paper comparison prints."""
-    from ..evaluation.protocol import PROTOCOLS, differences
+    from ..protocol import PROTOCOLS, differences
 
     paper = PROTOCOLS["paper"].as_dict()
     problems = []

@@ -66,13 +66,12 @@ def fmt(metric: str, v: float | None) -> str:
 
 def load_paper(path: str | Path | None = None) -> dict[tuple, float]:
     """(table, backbone, method, train_patch, set, metric) -> value, from the paper-tables CSV."""
-    path = Path(path) if path else Path(__file__).resolve().parents[2] / "benchmarks" / "aesop_paper_tables.csv"
-    if not path.is_file():
+    if path is None:
         from importlib import resources
 
-        text = resources.files("aesop_bench").joinpath("aesop_paper_tables.csv").read_text()
+        text = resources.files(__package__).joinpath("aesop_paper_tables.csv").read_text()
     else:
-        text = path.read_text()
+        text = Path(path).read_text()
     out = {}
     for r in csv.DictReader(text.splitlines()):
         out[(r["table"], r["backbone"], r["method"], r["train_patch"], r["set"], r["metric"])] = float(r["value"])

@@ -404,7 +404,7 @@ class Trainer:
         from ..api import CallableModel, evaluate
         from ..data.sets import resolve
         from ..data.transforms import mod_crop, to_rgb
-        from ..evaluation.protocol import get_protocol
+        from ..protocol import get_protocol
         from ..imageio import quantize, read_image
         from ..metrics.metric import Metric
         from ..paths import data_root

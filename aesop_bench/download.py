@@ -12,11 +12,23 @@
 
 ``$AESOP_BENCH_GITHUB_RAW`` replaces ``https://raw.githubusercontent.com``
 (a mirror, or a local server in tests).
+
+Besides ``http(s)://`` and ``file://``, :func:`http_url` turns ``gdrive://FILE_ID`` (Google Drive, including
+the confirmation step of large files) and ``gdrive-folder://FOLDER_ID/[SUB/]FILE`` (a file of a public Drive
+folder, found by name in the folder's embedded listing) into a URL to fetch. ``$AESOP_BENCH_GDRIVE_LIST`` and
+``$AESOP_BENCH_GDRIVE_FILE`` replace the two Drive URL templates (``{id}`` stands for the folder or file ID),
+e.g. for a mirror.
+
+Files with no published hash are trusted on first download: :func:`record_first_hash` keeps the hash of the
+first complete download in a JSON record, and later downloads must match it.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import os
+import re
 import shutil
 import tarfile
 import time
@@ -25,11 +37,13 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from ..errors import AesopBenchError
-from ..fileutil import sha256_file
+from .errors import AesopBenchError
+from .fileutil import atomic_write_json, sha256_file
 
 GITHUB_RAW = "https://raw.githubusercontent.com"
 USER_AGENT = "aesop-bench (+https://pypi.org/project/aesop-bench)"
+GDRIVE = "https://drive.usercontent.google.com/download?id={id}&export=download&confirm=t"
+GDRIVE_LIST = "https://drive.google.com/embeddedfolderview?id={id}"
 
 
 def github_raw_url(repo: str, commit: str, path: str) -> str:
@@ -169,3 +183,108 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
                 written.append(target)
         return written
     raise AesopBenchError(f"{archive}: not a zip or tar archive")
+
+
+def recorded_hashes(record: Path) -> dict[str, str]:
+    """The hashes recorded at first download in ``record`` (a JSON object ``{key: sha256}``)."""
+    try:
+        return json.loads(record.read_text()) if record.is_file() else {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise AesopBenchError(f"{record}: cannot read the recorded hashes ({exc}); delete the file to record them "
+                              "again at the next download") from None
+
+
+def record_first_hash(record: Path, key: str, digest: str, log=print) -> None:
+    """Record ``digest`` as the hash of ``key`` (a URL or a weights name) where none is published: the first
+    download is trusted, and a later one that differs is refused with the way out."""
+    known = recorded_hashes(record)
+    if known.get(key) == digest:
+        return
+    if key in known:
+        raise AesopBenchError(
+            f"{key}: sha256 {digest} differs from the one recorded at its first download ({known[key]}) in "
+            f"{record}. If the change is expected (a new upstream file), forget the record and download again.")
+    known[key] = digest
+    atomic_write_json(record, known)
+    if log is not None:
+        log(f"note: no sha256 is published for {key}; recorded {digest} in {record}")
+
+
+def forget_hash(record: Path, key: str) -> bool:
+    """Remove the recorded hash of ``key``; True if there was one."""
+    known = recorded_hashes(record)
+    if key not in known:
+        return False
+    del known[key]
+    atomic_write_json(record, known)
+    return True
+
+
+_FLIP_ENTRY = re.compile(r'<div class="flip-entry" id="entry-([A-Za-z0-9_-]+)"[\s\S]*?<a href="([^"]*)"'
+                         r'[\s\S]*?class="flip-entry-title">([^<]*)<')
+
+
+def gdrive_folder_entries(folder_id: str) -> list[tuple[str, str, bool]]:
+    """``(id, name, is_folder)`` of each item of a public Google Drive folder, from its embedded folder view."""
+    url = os.environ.get("AESOP_BENCH_GDRIVE_LIST", GDRIVE_LIST).format(id=folder_id)
+    page = read_text(url)
+    return [(i, html.unescape(name).strip(), "/folders/" in href) for i, href, name in _FLIP_ENTRY.findall(page)]
+
+
+def resolve_gdrive_folder(url: str, max_depth: int = 3) -> str:
+    """``gdrive-folder://FOLDER_ID/[SUB/...]FILE`` -> ``gdrive://FILE_ID``.
+
+    The authors of AESOP, LDL and SPSR publish folders, not file links. The named subfolders are followed;
+    the file is then looked for in that folder and, breadth-first, in its subfolders (``max_depth`` levels)."""
+    folder, *path = url[len("gdrive-folder://"):].strip("/").split("/")
+    if not folder or not path:
+        raise AesopBenchError(f"{url}: expected gdrive-folder://FOLDER_ID/FILE_NAME")
+    *subdirs, name = path
+    for sub in subdirs:
+        match = [i for i, n, is_dir in gdrive_folder_entries(folder) if is_dir and n == sub]
+        if not match:
+            raise AesopBenchError(f"{url}: no folder {sub!r} in Google Drive folder {folder}")
+        folder = match[0]
+    level, seen = [folder], set()
+    for _ in range(max_depth + 1):
+        below = []
+        for f in level:
+            if f in seen:
+                continue
+            seen.add(f)
+            items = gdrive_folder_entries(f)
+            hit = [i for i, n, is_dir in items if not is_dir and n == name]
+            if hit:
+                return f"gdrive://{hit[0]}"
+            below += [i for i, _, is_dir in items if is_dir]
+        level = below
+    raise AesopBenchError(f"{url}: {name} is not in the Google Drive folder (or its subfolders); the folder may "
+                          "have changed: fetch the file by hand")
+
+
+def http_url(url: str) -> str:
+    """The URL to fetch for ``url``: Google Drive forms resolved, others as they are."""
+    if url.startswith("gdrive-folder://"):
+        url = resolve_gdrive_folder(url)
+    if url.startswith("gdrive://"):
+        return os.environ.get("AESOP_BENCH_GDRIVE_FILE", GDRIVE).format(id=url[len("gdrive://"):])
+    return url
+
+
+def browsable(url: str) -> str:
+    """A URL a person can open in a browser."""
+    if url.startswith("gdrive-folder://"):
+        return "https://drive.google.com/drive/folders/" + url[len("gdrive-folder://"):].split("/")[0]
+    if url.startswith("gdrive://"):
+        return f"https://drive.google.com/file/d/{url[len('gdrive://'):]}/view"
+    return url
+
+
+def refuse_html(path: Path, url: str, hint: str = "") -> None:
+    """Delete ``path`` and refuse it if the server sent a web page instead of the file."""
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    if head.startswith(b"<!doctype html") or head.startswith(b"<html"):
+        path.unlink()
+        raise AesopBenchError(f"{url} returned a web page, not the file (a download quota or a changed link)" +
+                              (f"; {hint}" if hint else ""))

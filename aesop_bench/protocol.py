@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from ..errors import AesopBenchError
+from .errors import AesopBenchError
 
 LR_SOURCES = ("make", "folder")
 GRAYSCALE_RULES = ("rgb", "keep")
@@ -109,14 +109,10 @@ DEFAULT_PROTOCOL = "paper"
 NUMERIC_FIELDS = ("scale", "modcrop", "crop_border", "y_round", "grayscale", "lr_source", "psnr_eps", "niqe_crop")
 
 
-def protocol_from_dict(d: dict) -> Protocol:
-    return Protocol(**{k: d[k] for k in Protocol.__dataclass_fields__ if k in d})
-
-
 def normalised(d: dict) -> dict:
     """A stored protocol record with the fields added since it was written filled in with what they meant then
     (no MSE offset; NIQE cropped by the border crop)."""
-    return protocol_from_dict(d).as_dict() if d else d
+    return Protocol(**{k: d[k] for k in Protocol.__dataclass_fields__ if k in d}).as_dict() if d else d
 
 
 def differences(a: dict, b: dict) -> dict[str, tuple]:

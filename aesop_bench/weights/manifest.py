@@ -1,0 +1,76 @@
+"""The manifest of weight files: one entry per file (name, file name, URLs, sha256 or the hash prefix that
+torchvision and BasicSR put in file names, size, licence, users).
+
+The shipped manifest is ``aesop_bench/weights/manifest.json``. ``$AESOP_BENCH_WEIGHTS_MANIFEST`` names an
+extra manifest whose entries are added (or replace same-named ones): private checkpoints, mirrors, test
+stand-ins. An entry's file name is a plain name inside the cache, never a path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from ..errors import AesopBenchError
+from ..paths import weights_dir
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    name: str
+    file: str
+    urls: tuple[str, ...]
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    size: int | None = None
+    licence: str = ""
+    used_by: tuple[str, ...] = ()
+    manual: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "WeightsEntry":
+        f = str(d.get("file", ""))
+        if not f or f != Path(f).name or f in (".", "..") or "\\" in f:
+            raise AesopBenchError(f"weights entry {d.get('name')!r}: file {f!r} must be a plain file name (it is "
+                                  "stored in the weights cache; no folders, no absolute paths)")
+        return cls(name=d["name"], file=d["file"], urls=tuple(d.get("urls", ())), sha256=d.get("sha256"),
+                   sha256_prefix=d.get("sha256_prefix"), size=d.get("size"), licence=d.get("licence", ""),
+                   used_by=tuple(d.get("used_by", ())), manual=d.get("manual", ""))
+
+
+@lru_cache(maxsize=8)
+def _manifest(extra: str | None, stamp: tuple = ()) -> dict[str, WeightsEntry]:
+    shipped = resources.files(__package__).joinpath("manifest.json").read_text()
+    entries = {e["name"]: WeightsEntry.from_dict(e) for e in json.loads(shipped)["entries"]}
+    if extra:
+        try:
+            data = json.loads(Path(extra).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise AesopBenchError(f"AESOP_BENCH_WEIGHTS_MANIFEST={extra}: cannot read it ({exc})") from None
+        for e in data.get("entries", []):
+            entries[e["name"]] = WeightsEntry.from_dict(e)
+    return entries
+
+
+def manifest() -> dict[str, WeightsEntry]:
+    extra = os.environ.get("AESOP_BENCH_WEIGHTS_MANIFEST")
+    stamp = ()
+    if extra and os.path.isfile(extra):
+        st = os.stat(extra)
+        stamp = (st.st_mtime_ns, st.st_size)
+    return _manifest(extra, stamp)
+
+
+def entry(name: str) -> WeightsEntry:
+    try:
+        return manifest()[name]
+    except KeyError:
+        raise AesopBenchError(f"no weights entry {name!r}; `aesop-bench weights list` shows the known ones") from None
+
+
+def cache_path(e: WeightsEntry) -> Path:
+    return weights_dir() / e.file
