@@ -15,22 +15,6 @@ from pathlib import Path
 from .errors import AesopBenchError
 
 
-def _table(summary: dict, sets: list[str], metrics: list[str]) -> str:
-    from .data.sets import display_name
-    from .report.tables import fmt
-
-    header = ["set", "images"] + metrics
-    rows = []
-    for s in sets:
-        entry = summary["sets"].get(s, {})
-        vals = entry.get("metrics", {})
-        rows.append([display_name(s), str(entry.get("n_images", 0))] +
-                    [fmt(m, vals.get(m)) for m in metrics])
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
 def _check_device(device: str) -> None:
     if str(device).startswith("cuda"):
         import torch
@@ -45,20 +29,17 @@ def cmd_eval(args) -> int:
     from .protocol import get_protocol
     from .evaluation.runner import EvalConfig, evaluate
     from .metrics.registry import expand_metrics
+    from .models.zoo import short_name
     from .paths import data_root
+    from .report.tables import summary_table
 
     if (args.model is None) == (args.sr is None):
         raise AesopBenchError("give --model NAME (a network to run) or --sr DIR (a folder of SR images), one of them")
     _check_device(args.device)
-    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
-        raise AesopBenchError(f"--tile {args.tile} --tile-overlap {args.tile_overlap}: the tile must be larger than "
-                              "the overlap, and the overlap 0 or more (e.g. --tile 128 --tile-overlap 32)")
     protocol = get_protocol(args.protocol, scale=args.scale, modcrop=args.modcrop, crop_border=args.crop_border,
                             lr_source=args.lr_source)
     sets = expand_sets(args.sets)
     metrics = expand_metrics(args.metrics)
-    from .models.zoo import short_name
-
     what = Path(args.sr).resolve().name if args.sr else short_name(args.model)
     out = Path(args.out) if args.out else Path("runs") / f"{what.replace('->', '-to-')}-{protocol.name}"
     cfg = EvalConfig(model=args.model, sets=sets, metrics=metrics, protocol=protocol,
@@ -77,7 +58,7 @@ def cmd_eval(args) -> int:
         print(f"{source}, protocol {protocol.name} (x{protocol.scale}, modcrop "
               f"{'- (SR files define the area)' if args.sr else protocol.effective_modcrop}, "
               f"crop {protocol.effective_crop_border}, Y {'rounded' if protocol.y_round else 'float'})")
-        print(_table(summary, sets, metrics))
+        print(summary_table(summary, sets, metrics))
         for s, images in summary.get("sr_folder", {}).get("cropped", {}).items():
             print(f"{s}: {len(images)} image(s) evaluated on the SR's smaller area (HR cropped at the top-left): "
                   + ", ".join(images))
@@ -86,31 +67,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_metrics(args) -> int:
-    from . import weights as wm
-    from .metrics.registry import METRICS
+    from .metrics.registry import describe
 
-    rows = [("name", "kind", "better", "version (default options)", "weights", "description")]
-    for name, spec in METRICS.items():
-        status = []
-        for n in spec.needs:
-            try:
-                status.append(f"{n}:{wm.check(wm.entry(n)).status}")
-            except AesopBenchError:
-                status.append(f"{n}:unknown")
-        version = spec.version + "".join(f"+<{o.name}>" for o in spec.options if o.tag) + \
-            ("+<protocol>" if spec.protocol_tag else "")
-        rows.append((name, spec.kind, "lower" if spec.lower_better else "higher", version,
-                     " ".join(status) or "-", spec.description))
-    if args.format == "json":
-        print(json.dumps([dict(zip(("name", "kind", "better", "version", "weights", "description"), r))
-                          for r in rows[1:]], indent=2))
-        return 0
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
-    for name, spec in METRICS.items():
-        for o in spec.options:
-            print(f"option of {name}: {o.name} (default {o.default!r}) {o.help}")
+    print(describe(args.format))
     return 0
 
 
@@ -222,57 +181,34 @@ def cmd_weights(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from . import weights as wm
-    from .models.zoo import ARCHS, ZOO
+    from .models.zoo import describe
 
-    counts: dict[str, str] = {}
-    print(f"{'name':14s} {'arch':7s} {'params':>8s}  {'weights':10s} description")
-    for name, e in ZOO.items():
-        if e.arch not in counts:
-            if e.arch in ARCHS:
-                net = ARCHS[e.arch](4, **e.arch_opts)
-            elif e.arch == "ae":
-                from .models.archs.autoencoder_arch import AutoEncoder
-
-                net = AutoEncoder()
-            else:
-                net = None
-            counts[e.arch] = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M" if net else "-"
-        status = wm.check(wm.entry(e.weights)).status if e.weights else "-"
-        print(f"{name:14s} {e.arch:7s} {counts[e.arch]:>8s}  {status:10s} {e.description}")
+    print(describe())
     return 0
 
 
 def cmd_report(args) -> int:
-    from .metrics.registry import expand_metrics
-    from .report.runs import check_comparable, check_paper_protocol, load_runs
-    from .report.tables import LAYOUTS, build_table, to_csv, to_latex, to_markdown
     from .data.sets import expand_sets
     from .fileutil import atomic_write_text
+    from .metrics.registry import expand_metrics
+    from .report.runs import load_runs
+    from .report.tables import FORMATS, report
 
-    runs = load_runs(args.runs, log=lambda m: print(m, file=sys.stderr))
-    metrics = expand_metrics(args.metrics) if args.metrics else None
-    sets = expand_sets(args.sets) if args.sets else None
-    problems = check_comparable(runs, metrics or LAYOUTS.get(args.layout, ([], ""))[0], args.allow_mixed)
-    off_paper = check_paper_protocol(runs, args.allow_mixed) if args.compare_paper else []
-    table = build_table(runs, args.layout, metrics, sets, args.compare_paper, args.significance)
-    table.notes += [f"not the paper's protocol: {p}" for p in off_paper]
-    if problems:
-        table.notes += [f"mixed: {p}" for p in problems]
-        for r in runs:
-            r.label = f"{r.label} [{r.protocol.get('name')}]"
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    out = Path(args.out) if args.out else None
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise AesopBenchError(f"unknown format {', '.join(unknown)}; use md, tex or csv")
+    runs = load_runs(args.runs, log=lambda m: print(m, file=sys.stderr))
+    table = report(runs, args.layout, expand_metrics(args.metrics) if args.metrics else None,
+                   expand_sets(args.sets) if args.sets else None, args.compare_paper, args.significance,
+                   args.allow_mixed)
     for f in formats:
-        text = {"md": to_markdown, "tex": to_latex, "csv": to_csv}.get(f)
-        if text is None:
-            raise AesopBenchError(f"unknown format {f!r}; use md, tex or csv")
-        body = text(table)
-        if out is None:
-            print(body)
+        write, suffix = FORMATS[f]
+        if args.out is None:
+            print(write(table))
         else:
-            path = out.with_suffix({"md": ".md", "tex": ".tex", "csv": ".csv"}[f])
-            atomic_write_text(path, body)
+            path = Path(args.out).with_suffix(suffix)
+            atomic_write_text(path, write(table))
             print(f"wrote {path}")
     return 0
 
@@ -299,44 +235,19 @@ def cmd_plot(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .report.runs import check_comparable, load_runs
-    from .report.stats import paired
+    from .report.runs import load_runs
+    from .report.stats import compare_runs
 
-    a, b = load_runs([args.run_a, args.run_b])
-    per_image = lambda r: {m for (_, m) in r.per_image}  # noqa: E731
-    common = [m for m in per_image(a) if m in per_image(b)]
-    metric = args.metric or next((m for m in ("lpips", "dists", "psnr", "ssim") if m in common), None) or \
-        (sorted(common)[0] if common else None)
-    if metric is None or metric not in common:
-        raise AesopBenchError(f"compare --metric {metric}: needs per-image values of one metric in both runs; "
-                              f"{a.label} has {sorted(per_image(a)) or 'none'}, {b.label} has "
-                              f"{sorted(per_image(b)) or 'none'}")
-    check_comparable([a, b], [metric], args.allow_mixed)
-    sets = [s for s in a.sets if s in b.sets]
-    if not sets:
-        raise AesopBenchError("the two runs share no set")
-    args.metric = metric
-    print(f"{args.metric}: {b.label} minus {a.label}; mean difference, bootstrap 95% CI, Wilcoxon signed-rank p")
-    print("| set | images | mean A | mean B | B - A | 95% CI | p |")
-    print("|---|---:|---:|---:|---:|---|---:|")
-    for s in sets:
-        r = paired(a.images(s, args.metric), b.images(s, args.metric), s, args.metric)
-        print(f"| {s} | {r.n} | {r.mean_a:.4f} | {r.mean_b:.4f} | {r.mean_diff:+.4f} | "
-              f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}] | {r.p_value:.3g} |")
+    print(compare_runs(*load_runs([args.run_a, args.run_b]), args.metric, args.allow_mixed))
     return 0
 
 
 def cmd_train(args) -> int:
-    from .train.config import load_config
+    from .train.config import load_config, resume_config
     from .train.trainer import Trainer
 
     if args.resume:
-        import json as _json
-
-        saved = Path(args.resume) / "config.json"
-        if not saved.is_file():
-            raise AesopBenchError(f"--resume {args.resume}: no config.json there")
-        cfg = load_config(None, args.opt, base=_json.loads(saved.read_text()))
+        cfg = resume_config(args.resume, args.opt)
         out = Path(args.resume)
     else:
         if not args.config:

@@ -14,7 +14,7 @@ import aesop_bench as ab
 from aesop_bench.cli import main
 from aesop_bench.errors import AesopBenchError
 from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
-from aesop_bench.train.trainer import save_weights
+from aesop_bench.train.checkpoint import save_weights
 
 OPTS = {"num_feat": 8, "num_block": 1, "num_grow_ch": 8}
 

@@ -4,6 +4,7 @@ evaluator loads, exact resume, non-finite losses, and two-process DDP (gloo) aga
 from __future__ import annotations
 
 import csv
+import random
 import json
 import os
 import socket
@@ -18,7 +19,7 @@ import yaml
 from aesop_bench.cli import main
 from aesop_bench.errors import AesopBenchError
 from aesop_bench.train.config import load_config
-from aesop_bench.train.data import PairedPatches, StepSampler, extract_subimages, list_images
+from aesop_bench.train.data import PairedPatches, StepSampler, extract_subimages, training_images
 from aesop_bench.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +70,7 @@ def test_config_errors_name_the_key(tmp_path):
 
 
 def test_patches_are_reproducible_and_aligned(train_root):
-    files = list_images([train_root / "T91"])[:5]
+    files = training_images([train_root / "T91"])[:5]
     ds = PairedPatches(files, 48, 4, 12, seed=3)
     lr, hr = ds[(2, 1)]
     lr2, hr2 = ds[(2, 1)]
@@ -145,7 +146,7 @@ def test_prepare_train_cuts_the_whole_image_lr(tmp_path, train_root, capsys):
     # shipped paper configs read prepared HR/LR folders; a missing LR is an error naming the command
     cfg = load_config(CONFIGS / "aesop_rrdb.yaml")
     assert cfg.data.lr_dirs and not cfg.data.make_lr
-    ds = PairedPatches(list_images([dst / "HR"]), 48, 4, 12, lr_dirs=[tmp_path / "nowhere"], make_lr=False)
+    ds = PairedPatches(training_images([dst / "HR"]), 48, 4, 12, lr_dirs=[tmp_path / "nowhere"], make_lr=False)
     with pytest.raises(AesopBenchError, match="aesop-bench data prepare-train"):
         ds[(0, 0)]
 
@@ -198,6 +199,54 @@ def test_resume_continues_exactly(tmp_path, train_root, vgg19_standin):
     assert [[h[k] for k in keys] for h in rest] == [[h[k] for k in keys] for h in full[4:]]
     with pytest.raises(AesopBenchError, match="already holds checkpoints"):
         _trainer("smoke_ldl", tmp_path / "full", train_root, over)
+
+
+def _rows(path, drop=("sec_per_step",)):
+    return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(open(path))]
+
+
+def test_resume_after_a_kill_logs_as_an_uninterrupted_run(tmp_path, train_root, bench_root):
+    over = ["steps=8", "checkpoint_every=4", "log_every=1", "val.every=2", f"val.data_root={bench_root}"]
+    _trainer("smoke_ae", tmp_path / "full", train_root, over).fit(progress=False)
+    rng_full = torch.get_rng_state()
+    cut = tmp_path / "cut"
+    tr = _trainer("smoke_ae", cut, train_root, over)
+    step = tr.train_step
+
+    def killed(lr, hr):  # the process dies after step 6: steps 5-6 are logged but not checkpointed
+        if tr.step == 6:
+            raise KeyboardInterrupt
+        return step(lr, hr)
+
+    tr.train_step = killed
+    with pytest.raises(KeyboardInterrupt):
+        tr.fit(progress=False)
+    assert len(_rows(cut / "train_log.csv")) == 6 and len(_rows(cut / "val.csv")) == 3
+    # a kill while writing the next checkpoint and the export leaves temporary files behind
+    (cut / "ckpt" / ".tmp_step_0000008").mkdir()
+    (cut / "ckpt" / ".tmp_step_0000008" / "net_g.safetensors").write_bytes(b"partial")
+    (cut / "ae_ema.safetensors.tmp").write_bytes(b"partial")
+    saved = torch.load(cut / "ckpt" / "step_0000004" / "state.pt", weights_only=True)["rng"]
+    resumed = _trainer("smoke_ae", cut, train_root, over, resume=True)
+    # every RNG is restored as saved, and the data loader draws nothing from torch's global RNG (it has its own
+    # generator), so the global RNG of the resumed run follows the uninterrupted run's to the end
+    assert torch.equal(torch.get_rng_state(), saved["torch"])
+    assert random.getstate()[1] == tuple(saved["python"])
+    assert not (cut / "ckpt" / ".tmp_step_0000008").exists() and not (cut / "ae_ema.safetensors.tmp").exists()
+    assert len(_rows(cut / "train_log.csv")) == 4 and len(_rows(cut / "val.csv")) == 2
+    resumed.fit(progress=False)
+    assert torch.equal(torch.get_rng_state(), rng_full)
+    assert _rows(cut / "train_log.csv") == _rows(tmp_path / "full" / "train_log.csv")
+    assert _rows(cut / "val.csv") == _rows(tmp_path / "full" / "val.csv")
+
+
+def test_a_kill_during_the_first_checkpoint_does_not_block_the_run(tmp_path, train_root):
+    over = ["steps=2", "checkpoint_every=2"]
+    (tmp_path / "run" / "ckpt" / ".tmp_step_0000002").mkdir(parents=True)
+    with pytest.raises(AesopBenchError, match="no complete checkpoint"):
+        _trainer("smoke_ae", tmp_path / "run", train_root, over, resume=True)
+    _trainer("smoke_ae", tmp_path / "run", train_root, over).fit(progress=False)  # a fresh start works
+    assert sorted(p.name for p in (tmp_path / "run" / "ckpt").iterdir()) == ["step_0000002"]
 
 
 def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path, train_root, monkeypatch):

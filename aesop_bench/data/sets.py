@@ -53,6 +53,8 @@ class BenchmarkSet:
     archive: Archive | None = None
     manual: str = ""  # how to get it where no pinned source exists
     extra_folders: tuple[str, ...] = field(default=())
+    label: str = ""  # as tables and plots show it (default: the folder name)
+    paper_name: str = ""  # as the AESOP paper's tables (aesop_paper_tables.csv) name it (default: the name)
 
 
 SETS: dict[str, BenchmarkSet] = {s.name: s for s in [
@@ -65,11 +67,11 @@ SETS: dict[str, BenchmarkSet] = {s.name: s for s in [
                  manual="General100 ships with FSRCNN's training data (mmlab.ie.cuhk.edu.hk/projects/FSRCNN.html); "
                         "put its 100 images in General100/HR/."),
     BenchmarkSet("div2k_val", "DIV2K_val", "DIV2K validation images 0801-0900", 100,
-                 aliases=("div2k", "div2k-val"), extra_folders=("DIV2K_valid_HR", "DIV2K"),
+                 aliases=("div2k", "div2k-val"), extra_folders=("DIV2K_valid_HR", "DIV2K"), label="DIV2K-val",
                  archive=Archive("https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip", None,
                                  "DIV2K_valid_HR")),
     BenchmarkSet("lsdir_val", "LSDIR_val", "LSDIR validation set (250 images)", 250,
-                 aliases=("lsdir", "lsdir-val"), extra_folders=("LSDIR",),
+                 aliases=("lsdir", "lsdir-val"), extra_folders=("LSDIR",), label="LSDIR", paper_name="lsdir",
                  manual="LSDIR's validation HR images come from its project page (ofsoundof.github.io/lsdir-data); "
                         "put the 250 HR images in LSDIR_val/HR/."),
     BenchmarkSet("realsr_v3", "RealSRv3", "RealSR (V3) x4 test LR images (Canon and Nikon)", None,
@@ -211,3 +213,15 @@ def resolve(name: str, data_root: Path) -> ResolvedSet:
 
 def display_name(name: str) -> str:
     return Path(name).name if name not in SETS else name
+
+
+def set_label(name: str) -> str:
+    """A set as tables and plots show it: ``Set14``, ``DIV2K-val``; a folder by its name."""
+    entry = SETS.get(name)
+    return (entry.label or entry.folder) if entry else Path(name).name
+
+
+def paper_set_name(name: str) -> str:
+    """A set as the paper's tables name it."""
+    entry = SETS.get(name)
+    return (entry.paper_name or entry.name) if entry else name

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.sets import ResolvedSet, SETS, resolve, set_folder
+from ..distributed import barrier, init
 from ..errors import AesopBenchError
 from ..metrics.registry import get_spec
 from ..paths import sr_cache_dir
@@ -62,6 +63,11 @@ class EvalConfig:
     sr_dir: Path | None = None  # a folder of SR results instead of a model
     sr_suffix: str = ""
     name: str | None = None  # the run's label in tables and plots
+
+    def __post_init__(self):
+        from ..models.inference import check_tiling
+
+        check_tiling(self.tile, self.tile_overlap)
 
     def metric_options(self, spec) -> dict:
         """The options of this run that ``spec`` declares (None: the metric's default)."""
@@ -254,7 +260,7 @@ def evaluate(cfg: EvalConfig) -> dict:
 def _evaluate(cfg: EvalConfig) -> dict:
     from ..metrics.metric import Metric
 
-    rank, world = _ranks()
+    rank, world, _ = init()  # barriers only: gloo, CPU tensors on any device
     if world > 1 and cfg.device == "cuda":
         cfg.device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
     source = _source(cfg)
@@ -263,11 +269,11 @@ def _evaluate(cfg: EvalConfig) -> dict:
         run_model["label"] = cfg.name
     if cfg.download and rank == 0:
         _fetch_weights(cfg)
-    _barrier(world)
+    barrier(world)
     metrics = [Metric(m, cfg.protocol, cfg.device, **cfg.metric_options(get_spec(m))) for m in cfg.metrics]
     if rank == 0:
         store = ResultStore(cfg.out_dir, run_model, cfg.protocol.as_dict())
-    _barrier(world)
+    barrier(world)
     if rank != 0:
         store = ResultStore(cfg.out_dir, run_model, cfg.protocol.as_dict(), rank=rank)
     set_images: dict[str, list[str]] = {}
@@ -277,7 +283,7 @@ def _evaluate(cfg: EvalConfig) -> dict:
         for name in cfg.sets:
             if rank == 0:
                 res = _resolve_or_download(name, cfg)
-            _barrier(world)
+            barrier(world)
             if rank != 0:
                 res = resolve(name, cfg.data_root)
             keys = [image_key(f) for f in res.hr_files]
@@ -303,7 +309,7 @@ def _evaluate(cfg: EvalConfig) -> dict:
                 _evaluate_images(cfg, res, name, mine, per_image, store, source)
             if cfg.save_sr and source.kind == "model":
                 _save_missing_sr(cfg, res, name, source, rank, world)
-            _barrier(world)
+            barrier(world)
             store.reload()
             set_src = _set_source(source, name, res)
             if set_src is not None:
@@ -315,7 +321,7 @@ def _evaluate(cfg: EvalConfig) -> dict:
         ok = True
     finally:
         if ok:
-            _barrier(world)
+            barrier(world)
         store.reload()
         extra = {"sr_folder": source.record()} if source.kind == "folder" and source.sets else None
         try:
@@ -336,23 +342,6 @@ def _set_source(source, set_name, res) -> str | None:
     for f in res.hr_files:
         h.update(source.row_source(set_name, f).encode())
     return h.hexdigest()[:20]
-
-
-def _ranks() -> tuple[int, int]:
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if world > 1:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("gloo")  # barriers only: CPU tensors on any device
-    return rank, world
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
 
 
 def _evaluate_images(cfg, res, name, todo, metrics, store, source) -> None:

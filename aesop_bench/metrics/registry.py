@@ -244,3 +244,34 @@ def expand_metrics(spec: str | list[str]) -> list[str]:
     if not out:
         raise AesopBenchError("no metric given; use e.g. --metrics psnr,ssim")
     return out
+
+
+def describe(fmt: str = "table") -> str:
+    """The registry as a table (or JSON): name, kind, direction, version with its option tags, the status of
+    the weights it needs, description; then each option with its default."""
+    import json
+
+    from .. import weights as wm
+
+    rows = []
+    for name, spec in METRICS.items():
+        status = []
+        for n in spec.needs:
+            try:
+                status.append(f"{n}:{wm.check(wm.entry(n)).status}")
+            except AesopBenchError:
+                status.append(f"{n}:unknown")
+        version = spec.version + "".join(f"+<{o.name}>" for o in spec.options if o.tag) + \
+            ("+<protocol>" if spec.protocol_tag else "")
+        rows.append({"name": name, "kind": spec.kind, "better": "lower" if spec.lower_better else "higher",
+                     "version": version, "weights": " ".join(status) or "-", "description": spec.description})
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    cols = ["name", "kind", "better", "version", "weights"]
+    head = dict(zip(cols, ["name", "kind", "better", "version (default options)", "weights"]))
+    widths = {c: max(len(r[c]) for r in [head, *rows]) for c in cols}
+    lines = ["  ".join(r[c].ljust(widths[c]) for c in cols) + "  " + r.get("description", "description")
+             for r in [head, *rows]]
+    lines += [f"option of {name}: {o.name} (default {o.default!r}) {o.help}"
+              for name, spec in METRICS.items() for o in spec.options]
+    return "\n".join(lines)

@@ -21,6 +21,19 @@ from .identity import run_suffix
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
+MIN_TILE = 16  # LR pixels; smaller tiles only multiply the work (and the seams)
+
+
+def check_tiling(tile: int | None, overlap: int) -> None:
+    """Refuse tile settings that cannot work: a tile of at least MIN_TILE LR pixels, larger than the overlap."""
+    if tile is None:
+        return
+    if tile < MIN_TILE or not 0 <= overlap < tile:
+        raise AesopBenchError(f"--tile {tile} --tile-overlap {overlap}: the tile must be at least {MIN_TILE} LR "
+                              "pixels and larger than the overlap, and the overlap 0 or more (e.g. --tile 128 "
+                              "--tile-overlap 32); leave --tile out to run whole images")
+
+
 def tile_starts(size: int, tile: int, stride: int) -> list[int]:
     if size <= tile:
         return [0]
@@ -71,9 +84,7 @@ class NetModel:
                  precision: str = "fp32", tile: int | None = None, tile_overlap: int = 32):
         if precision not in PRECISIONS:
             raise AesopBenchError(f"--precision {precision!r} unknown; use fp32 or bf16")
-        if tile is not None and not 0 <= tile_overlap < tile:
-            raise AesopBenchError(f"--tile {tile} --tile-overlap {tile_overlap}: the tile must be larger than the "
-                                  "overlap, and the overlap 0 or more (e.g. --tile 128 --tile-overlap 32)")
+        check_tiling(tile, tile_overlap)
         self.name, self.scale, self.precision = name, scale, precision
         self.tile, self.tile_overlap = tile, tile_overlap
         self.identity = identity + run_suffix(precision, tile, tile_overlap)

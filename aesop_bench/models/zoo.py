@@ -71,6 +71,7 @@ class ZooEntry:
     keys: tuple[str, ...] = ("params_ema", "params")  # tried in order, then a raw state dict
     notes: str = ""
     arch_opts: dict = field(default_factory=dict)
+    paper: tuple[str, str, str] | None = None  # (backbone, method, train patch) in the AESOP paper's tables
 
 
 ZOO: dict[str, ZooEntry] = {e.name: e for e in [
@@ -78,15 +79,18 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
     ZooEntry("rrdb_psnr", "RRDB trained with L1 (ESRGAN's PSNR-oriented model, DF2K)", "rrdb", "rrdb_psnr",
              ("params_ema", "params")),
     ZooEntry("esrgan", "ESRGAN (Wang et al. 2018), the original release", "rrdb", "esrgan_official", (),
-             "original ESRGAN key layout, converted on load"),
+             "original ESRGAN key layout, converted on load", paper=("RRDB", "ESRGAN", "128")),
     ZooEntry("spsr", "SPSR (Ma et al. 2020), structure-preserving SR with gradient guidance", "spsr", "spsr", (),
-             "the authors' raw state dict"),
+             "the authors' raw state dict", paper=("RRDB", "SPSR", "128")),
     ZooEntry("swinir_psnr", "SwinIR-M x4 classical (DF2K, L1)", "swinir", "swinir_m_x4", ("params",)),
-    ZooEntry("ldl_rrdb", "LDL (Liang et al. 2022) on RRDB, DF2K", "rrdb", "ldl_rrdb"),
-    ZooEntry("ldl_swinir", "LDL on SwinIR-M, DF2K", "swinir", "ldl_swinir"),
-    ZooEntry("aesop_rrdb", "AESOP on RRDB, HR patch 128, 290K iterations", "rrdb", "aesop_rrdb"),
-    ZooEntry("aesop_rrdb256", "AESOP on RRDB, HR patch 256 (the paper's dagger column)", "rrdb", "aesop_rrdb256"),
-    ZooEntry("aesop_swinir", "AESOP on SwinIR-M, HR patch 256, 190K iterations", "swinir", "aesop_swinir"),
+    ZooEntry("ldl_rrdb", "LDL (Liang et al. 2022) on RRDB, DF2K", "rrdb", "ldl_rrdb", paper=("RRDB", "LDL", "128")),
+    ZooEntry("ldl_swinir", "LDL on SwinIR-M, DF2K", "swinir", "ldl_swinir", paper=("SwinIR", "LDL", "256")),
+    ZooEntry("aesop_rrdb", "AESOP on RRDB, HR patch 128, 290K iterations", "rrdb", "aesop_rrdb",
+             paper=("RRDB", "AESOP", "128")),
+    ZooEntry("aesop_rrdb256", "AESOP on RRDB, HR patch 256 (the paper's dagger column)", "rrdb", "aesop_rrdb256",
+             paper=("RRDB", "AESOP", "256")),
+    ZooEntry("aesop_swinir", "AESOP on SwinIR-M, HR patch 256, 190K iterations", "swinir", "aesop_swinir",
+             paper=("SwinIR", "AESOP", "256")),
     ZooEntry("aesop_ae", "the released AESOP auto-encoder (AE-PSNR, AESOP loss); not an SR model", "ae",
              "aesop_ae"),
 ]}
@@ -300,3 +304,16 @@ def model_identity(name: str, scale: int, arch: str | None = None, precision: st
                    tile: int | None = None, tile_overlap: int = 32) -> str:
     """``identity_of(resolve_model(name))``."""
     return identity_of(resolve_model(name, arch), scale, precision, tile, tile_overlap)
+
+
+def describe() -> str:
+    """The zoo as a table: name, architecture, parameter count, weights status, description."""
+    counts: dict[str, str] = {}
+    lines = [f"{'name':14s} {'arch':7s} {'params':>8s}  {'weights':10s} description"]
+    for name, e in ZOO.items():
+        if e.arch not in counts:
+            net = build_arch(e.arch, 4, **e.arch_opts) if e.arch in ARCHS or e.arch == "ae" else None
+            counts[e.arch] = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M" if net else "-"
+        status = wm.check(wm.entry(e.weights)).status if e.weights else "-"
+        lines.append(f"{name:14s} {e.arch:7s} {counts[e.arch]:>8s}  {status:10s} {e.description}")
+    return "\n".join(lines)

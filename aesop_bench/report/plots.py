@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data.sets import set_label
 from ..errors import AesopBenchError
 from .runs import Run
-from .tables import LABELS, SET_LABELS, lower_better
+from .tables import decimals, label as metric_label, lower_better
 
 
 def _mpl():
@@ -82,11 +83,11 @@ def pd_figure(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr",
         labels += [(f"{alpha:g}", a, b) for alpha, a, b, own in members if not own]
     for k, (r, a, b) in enumerate(singles):
         ax.scatter([a], [b], marker=markers[k % len(markers)], s=22, label=r.label, zorder=2)
-    ax.set_xlabel(xlabel or f"{LABELS.get(x, x)} {'↓' if lower_better(x) else '↑'}", fontsize=7)
-    ax.set_ylabel(ylabel or f"{LABELS.get(y, y)} {'↓' if lower_better(y) else '↑'}", fontsize=7)
+    ax.set_xlabel(xlabel or f"{metric_label(x)} {'↓' if lower_better(x) else '↑'}", fontsize=7)
+    ax.set_ylabel(ylabel or f"{metric_label(y)} {'↓' if lower_better(y) else '↑'}", fontsize=7)
     ax.tick_params(labelsize=6)
     ax.grid(alpha=0.3, lw=0.5)
-    ax.set_title(title or f"Perception-distortion, {SET_LABELS.get(set_name, Path(set_name).name)}", fontsize=7)
+    ax.set_title(title or f"Perception-distortion, {set_label(set_name)}", fontsize=7)
     # the better direction, as the legend's title (the legend is placed where it hides no point)
     glyph = {(True, False): "↖", (True, True): "↙", (False, False): "↗", (False, True): "↘"}[
         (lower_better(x), lower_better(y))]
@@ -149,7 +150,7 @@ def crop_panels(runs: list[Run], set_name: str, image: str, box: tuple[int, int,
         p = r.sr_image(set_name, image)
         if not p.is_file():
             raise AesopBenchError(f"{p}: no saved SR image; evaluate {r.label} with --save-sr")
-        values = [f"{LABELS.get(m, m)} {r.images(set_name, m)[image]:.{3 if m == 'psnr' else 4}f}"
+        values = [f"{metric_label(m)} {r.images(set_name, m)[image]:.{decimals(m)}f}"
                   for m in ("psnr", "lpips") if image in r.images(set_name, m)]
         panels.append((r.label, to_rgb(read_image(p)), "  ".join(values)))
     h, w = hr.shape[-2:]

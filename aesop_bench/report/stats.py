@@ -45,3 +45,32 @@ def paired(a: dict[str, float], b: dict[str, float], set_name: str = "", metric:
     lo, hi = np.percentile(boot, [2.5, 97.5])
     p = 1.0 if np.all(d == 0) else float(wilcoxon(x, y).pvalue)
     return Paired(set_name, metric, len(d), float(x.mean()), float(y.mean()), float(d.mean()), float(lo), float(hi), p)
+
+
+def compare_runs(a, b, metric: str | None = None, allow_mixed: bool = False) -> str:
+    """A paired per-image comparison of two runs (``report.runs.Run``) as a Markdown table: per shared set, the
+    means, B - A with its bootstrap 95% CI and the Wilcoxon signed-rank p. ``metric`` defaults to the first of
+    lpips, dists, psnr, ssim that both runs have per image."""
+    from .runs import check_comparable
+
+    def per_image(r):
+        return {m for (_, m) in r.per_image}
+
+    common = [m for m in per_image(a) if m in per_image(b)]
+    metric = metric or next((m for m in ("lpips", "dists", "psnr", "ssim") if m in common), None) or \
+        (sorted(common)[0] if common else None)
+    if metric is None or metric not in common:
+        raise AesopBenchError(f"compare --metric {metric}: needs per-image values of one metric in both runs; "
+                              f"{a.label} has {sorted(per_image(a)) or 'none'}, {b.label} has "
+                              f"{sorted(per_image(b)) or 'none'}")
+    check_comparable([a, b], [metric], allow_mixed)
+    sets = [s for s in a.sets if s in b.sets]
+    if not sets:
+        raise AesopBenchError("the two runs share no set")
+    lines = [f"{metric}: {b.label} minus {a.label}; mean difference, bootstrap 95% CI, Wilcoxon signed-rank p",
+             "| set | images | mean A | mean B | B - A | 95% CI | p |", "|---|---:|---:|---:|---:|---|---:|"]
+    for s in sets:
+        r = paired(a.images(s, metric), b.images(s, metric), s, metric)
+        lines.append(f"| {s} | {r.n} | {r.mean_a:.4f} | {r.mean_b:.4f} | {r.mean_diff:+.4f} | "
+                     f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}] | {r.p_value:.3g} |")
+    return "\n".join(lines)

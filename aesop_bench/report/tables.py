@@ -23,17 +23,12 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.sets import PAPER_SETS, display_name
+from ..data.sets import PAPER_SETS, display_name, paper_set_name, set_label
 from ..errors import AesopBenchError
 from ..metrics.registry import METRICS
+from ..models.zoo import ZOO
 from .runs import Run
 
-# display labels and decimals come from the metric registry
-DECIMALS = {n: spec.decimals for n, spec in METRICS.items()}
-LABELS = {n: spec.label for n, spec in METRICS.items()}
-SET_LABELS = {"set5": "Set5", "set14": "Set14", "manga109": "Manga109", "general100": "General100",
-              "urban100": "Urban100", "div2k_val": "DIV2K-val", "bsd100": "BSD100", "lsdir_val": "LSDIR",
-              "realsr_v3": "RealSRv3", "drealsr": "DRealSR"}
 LAYOUTS = {
     "table1": (["lpips", "dists", "psnr", "ssim"], "runs_as_columns"),
     "table4": (["ae_psnr", "lr_psnr"], "sets_as_columns"),
@@ -41,13 +36,12 @@ LAYOUTS = {
     "table7": (["fid", "pfid"], "runs_as_columns"),
     "generic": ([], "runs_as_columns"),
 }
-# zoo models -> (backbone, method, train_patch) of the paper's tables
-PAPER_METHODS = {
-    "esrgan": ("RRDB", "ESRGAN", "128"), "spsr": ("RRDB", "SPSR", "128"), "ldl_rrdb": ("RRDB", "LDL", "128"),
-    "aesop_rrdb": ("RRDB", "AESOP", "128"), "aesop_rrdb256": ("RRDB", "AESOP", "256"),
-    "ldl_swinir": ("SwinIR", "LDL", "256"), "aesop_swinir": ("SwinIR", "AESOP", "256"),
-}
-PAPER_SET = {"lsdir_val": "lsdir"}
+def label(metric: str) -> str:
+    return METRICS[metric].label if metric in METRICS else metric
+
+
+def decimals(metric: str) -> int:
+    return METRICS[metric].decimals if metric in METRICS else 4
 
 
 def lower_better(metric: str) -> bool:
@@ -61,7 +55,7 @@ def arrow(metric: str, tex: bool = False) -> str:
 
 
 def fmt(metric: str, v: float | None) -> str:
-    return "-" if v is None else f"{v:.{DECIMALS.get(metric, 4)}f}"
+    return "-" if v is None else f"{v:.{decimals(metric)}f}"
 
 
 def load_paper(path: str | Path | None = None) -> dict[tuple, float]:
@@ -79,11 +73,11 @@ def load_paper(path: str | Path | None = None) -> dict[tuple, float]:
 
 
 def paper_value(paper: dict, run: Run, set_name: str, metric: str) -> float | None:
-    key = PAPER_METHODS.get(run.model)
-    if key is None:
+    entry = ZOO.get(run.model)
+    if entry is None or entry.paper is None:
         return None
-    backbone, method, patch = key
-    s = PAPER_SET.get(set_name, set_name)
+    backbone, method, patch = entry.paper
+    s = paper_set_name(set_name)
     for (table, b, m, p, ss, mm), v in paper.items():
         if (b, m, ss, mm) == (backbone, method, s, metric) and (p == patch or p == ""):
             return v
@@ -157,7 +151,7 @@ def set_size(set_name: str, runs: list[Run]) -> int | None:
 
 def _rank(t: Table, metric: str, set_name: str, vals: list[float | None], significance: bool) -> None:
     # ranked on the displayed precision: values shown equal get equal marks
-    present = [(round(v, DECIMALS.get(metric, 4)), i) for i, v in enumerate(vals) if v is not None]
+    present = [(round(v, decimals(metric)), i) for i, v in enumerate(vals) if v is not None]
     if not present:
         return
     ordered = sorted(present, key=lambda p: p[0], reverse=not lower_better(metric))
@@ -191,7 +185,7 @@ def _cell_text(t: Table, metric: str, c: Cell, tex: bool) -> str:
     if c.n:
         s += f" (n={c.n})"
     if c.paper is not None:
-        d = "-" if c.value is None else f"{c.value - c.paper:+.{DECIMALS.get(metric, 4)}f}"
+        d = "-" if c.value is None else f"{c.value - c.paper:+.{decimals(metric)}f}"
         s += f" ({fmt(metric, c.paper)}, {d})"
     return s
 
@@ -211,16 +205,16 @@ def _grid(t: Table, tex: bool) -> tuple[list[str], list[list[str]]]:
         body = []
         for m in t.metrics:
             for k, s in enumerate(t.sets):
-                label = f"{LABELS.get(m, m)} {arrow(m, tex)}" if k == 0 else ""
-                body.append([label, SET_LABELS.get(s, display_name(s))] +
+                name = f"{label(m)} {arrow(m, tex)}" if k == 0 else ""
+                body.append([name, set_label(s)] +
                             [_cell_text(t, m, t.cells[(m, s, i)], tex) for i in order])
         return header, body
-    header = ["Metric", "Method"] + [SET_LABELS.get(s, display_name(s)) for s in t.sets]
+    header = ["Metric", "Method"] + [set_label(s) for s in t.sets]
     body = []
     for m in t.metrics:
         for i, r in enumerate(t.runs):
-            label = f"{LABELS.get(m, m)} {arrow(m, tex)}" if i == 0 else ""
-            body.append([label, r.label] + [_cell_text(t, m, t.cells[(m, s, i)], tex) for s in t.sets])
+            name = f"{label(m)} {arrow(m, tex)}" if i == 0 else ""
+            body.append([name, r.label] + [_cell_text(t, m, t.cells[(m, s, i)], tex) for s in t.sets])
     return header, body
 
 
@@ -289,3 +283,40 @@ def to_csv(t: Table) -> str:
         w.writerow([t.layout, m, s, r.label, r.model, "" if c.value is None else repr(c.value), c.rank or "",
                     "" if c.paper is None else c.paper, delta, int(c.insignificant)])
     return buf.getvalue()
+
+
+def summary_table(summary: dict, sets: list[str], metrics: list[str]) -> str:
+    """An evaluation summary as a plain-text table: one row per set (with its image count), one column per
+    metric."""
+    header = ["set", "images"] + metrics
+    rows = []
+    for s in sets:
+        entry = summary["sets"].get(s, {})
+        vals = entry.get("metrics", {})
+        rows.append([display_name(s), str(entry.get("n_images", 0))] + [fmt(m, vals.get(m)) for m in metrics])
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+
+    def line(r):
+        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def report(runs: list[Run], layout: str = "table1", metrics: list[str] | None = None, sets: list[str] | None = None,
+           compare_paper: bool = False, significance: bool = False, allow_mixed: bool = False) -> Table:
+    """The table of ``runs`` in ``layout``, after checking they are comparable (``allow_mixed``: label runs of
+    different protocols instead of refusing them), with notes on anything off the paper's protocol."""
+    from .runs import check_comparable, check_paper_protocol
+
+    problems = check_comparable(runs, metrics or LAYOUTS.get(layout, ([], ""))[0], allow_mixed)
+    off_paper = check_paper_protocol(runs, allow_mixed) if compare_paper else []
+    table = build_table(runs, layout, metrics, sets, compare_paper, significance)
+    table.notes += [f"not the paper's protocol: {p}" for p in off_paper]
+    if problems:
+        table.notes += [f"mixed: {p}" for p in problems]
+        for r in runs:
+            r.label = f"{r.label} [{r.protocol.get('name')}]"
+    return table
+
+
+FORMATS = {"md": (to_markdown, ".md"), "tex": (to_latex, ".tex"), "csv": (to_csv, ".csv")}

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import AesopBenchError
+from .objective import check_terms, needs
 
 
 @dataclass
@@ -42,7 +43,7 @@ class NetConfig:
 
 @dataclass
 class LossTerm:
-    type: str  # l1 | aesop | perceptual | gan | ldl | ae_recon | ae_lr
+    type: str  # a term of objective.TERMS
     weight: float = 1.0
 
 
@@ -197,13 +198,28 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
     cfg = _build(TrainConfig, data, "")
     if cfg.kind not in ("sr", "ae"):
         raise AesopBenchError(f"config kind: {cfg.kind!r}; use sr or ae")
-    known = {"l1", "aesop", "perceptual", "gan", "ldl", "ae_recon", "ae_lr"}
+    weights: dict[str, float] = {}
     for t in cfg.losses:
-        if t.type not in known:
-            raise AesopBenchError(f"config losses: unknown loss {t.type!r}; choose from {', '.join(sorted(known))}")
+        if t.type in weights:
+            raise AesopBenchError(f"config losses: {t.type!r} is listed twice; give it once with its weight")
+        weights[t.type] = t.weight
+    check_terms(cfg.kind, weights)
+    if "discriminator" in needs(weights) and cfg.discriminator is None:
+        raise AesopBenchError("config: a gan loss term needs a discriminator (discriminator: {arch: vgg128})")
     if cfg.data.patch % cfg.data.scale:
         raise AesopBenchError(f"config data.patch {cfg.data.patch} must be a multiple of the scale")
     return cfg
+
+
+def resume_config(run: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """The config a run folder was started with (its ``config.json``), with ``overrides`` applied."""
+    import json
+
+    saved = Path(run) / "config.json"
+    if not saved.is_file():
+        raise AesopBenchError(f"--resume {run}: no config.json there; give a run folder written by "
+                              "`aesop-bench train`")
+    return load_config(None, overrides, base=json.loads(saved.read_text()))
 
 
 def to_dict(cfg: TrainConfig) -> dict:

@@ -24,18 +24,19 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..data.imresize import imresize
-from ..data.sets import IMAGE_EXTENSIONS
+from ..data.sets import list_images
 from ..data.transforms import mod_crop, to_rgb
 from ..errors import AesopBenchError
 from ..imageio import read_image
 
 
-def list_images(folders: list[Path]) -> list[Path]:
+def training_images(folders: list[Path]) -> list[Path]:
+    """The images of the training folders, each folder's sorted by name, in the folders' order."""
     files = []
     for folder in folders:
         if not folder.is_dir():
             raise AesopBenchError(f"training folder {folder} does not exist; check data.hr_dirs and --data-root")
-        files += sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        files += list_images(folder)
     if not files:
         raise AesopBenchError(f"no training images in {', '.join(map(str, folders))}")
     return files
@@ -133,7 +134,7 @@ def extract_subimages(src: Path, dst: Path, crop: int = 480, step: int = 240, th
 
     dst.mkdir(parents=True, exist_ok=True)
     count = 0
-    for f in list_images([src]):
+    for f in training_images([src]):
         for name, sub in _subimages(f.stem, read_image(f), crop, step, thresh):
             write_image(dst / name, sub)
             count += 1
@@ -174,7 +175,7 @@ def prepare_train(src: Path, dst: Path, scale: int = 4, modcrop: int = 12, crop:
     hr_dst.mkdir(parents=True, exist_ok=True)
     lr_dst.mkdir(parents=True, exist_ok=True)
     count = 0
-    for f in list_images([src]):
+    for f in training_images([src]):
         hr = mod_crop(to_rgb(read_image(f)), modcrop)
         subs_hr = list(_subimages(f.stem, hr, crop, step, 0))
         if all((hr_dst / n).is_file() and (lr_dst / n).is_file() for n, _ in subs_hr):

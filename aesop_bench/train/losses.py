@@ -85,6 +85,11 @@ def perceptual(vgg: VGGFeatures, sr: torch.Tensor, hr: torch.Tensor, weights=PER
     return sum(w * (fs[k] - fh[k]).abs().mean() for k, w in weights.items())
 
 
+def per_micro(loss_fn, m: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A relativistic GAN loss whose means are taken per micro-batch of ``m`` images, averaged."""
+    return torch.stack([loss_fn(x, y) for x, y in zip(a.split(m), b.split(m))]).mean()
+
+
 def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 

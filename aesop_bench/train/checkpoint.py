@@ -1,0 +1,98 @@
+"""Training checkpoints, exported weights and the run's logs.
+
+A checkpoint is ``ckpt/step_NNNNNNN/`` holding ``net_g.safetensors``, ``net_g_ema.safetensors``,
+``net_d.safetensors`` and ``state.pt`` (step, optimiser and scheduler states, RNG states: tensors and plain
+values only, read back with ``weights_only=True``). It is written to ``ckpt/.tmp_step_NNNNNNN/`` and renamed,
+so a folder named ``step_*`` is always complete; the last N are kept. A temporary folder or file left by a
+kill is removed when the run starts again (:func:`clean_partial`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+
+def bare(net: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel wrapper (the network itself otherwise)."""
+    return getattr(net, "module", net)
+
+
+def save_weights(net: nn.Module, path: Path, meta: dict | None = None) -> None:
+    from safetensors.torch import save_file
+
+    sd = {k: v.detach().cpu().contiguous().clone() for k, v in bare(net).state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(sd, str(tmp), metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+            "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
+            "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2])}
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    random.setstate((3, tuple(s["python"]), None if s["python_pos"] == -1 else s["python_pos"]))
+    np.random.set_state(("MT19937", s["numpy_keys"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
+
+
+def latest(root: Path) -> Path | None:
+    """The newest complete checkpoint folder under ``root``."""
+    done = sorted(p for p in root.glob("step_*") if (p / "state.pt").is_file()) if root.is_dir() else []
+    return done[-1] if done else None
+
+
+def clean_partial(out: Path) -> list[Path]:
+    """Remove what a kill can leave half-written in a run folder: ``ckpt/.tmp_step_*`` folders and ``*.tmp``
+    files (exports, logs). Returns what was removed."""
+    gone = []
+    root = out / "ckpt"
+    for p in sorted(root.glob(".tmp_step_*")) if root.is_dir() else []:
+        shutil.rmtree(p, ignore_errors=True)
+        gone.append(p)
+    for p in [*out.glob("*.tmp"), *out.glob(".*.tmp"), *(root.glob("step_*/*.tmp") if root.is_dir() else [])]:
+        p.unlink(missing_ok=True)
+        gone.append(p)
+    return gone
+
+
+def write(root: Path, step: int, nets: dict[str, nn.Module | None], state: dict, meta: dict, keep: int) -> Path:
+    """Write checkpoint ``step`` (``nets``: file stem -> network; None entries skipped) atomically and keep the
+    last ``keep``."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:07d}"
+    tmp = root / f".tmp_step_{step:07d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for stem, net in nets.items():
+        if net is not None:
+            save_weights(net, tmp / f"{stem}.safetensors", meta if stem.startswith("net_g") else None)
+    torch.save(state, tmp / "state.pt")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in sorted(root.glob("step_*"))[:-max(1, keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def read(folder: Path, nets: dict[str, nn.Module | None]) -> dict:
+    """Load the networks of checkpoint ``folder`` in place and return its state."""
+    from safetensors.torch import load_file
+
+    for stem, net in nets.items():
+        if net is not None:
+            bare(net).load_state_dict(load_file(str(folder / f"{stem}.safetensors")))
+    return torch.load(folder / "state.pt", map_location="cpu", weights_only=True)

@@ -1,0 +1,54 @@
+"""The networks of a training run, built from its config: the generator (an SR architecture, or the AE) with
+its initial weights, and the discriminator."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch.nn as nn
+
+from ..errors import AesopBenchError
+from ..models.archs.discriminator_arch import UNetDiscriminatorSN, VGGStyleDiscriminator
+from ..models.zoo import ARCHS, build_arch
+from .config import TrainConfig
+
+
+def build_generator(cfg: TrainConfig) -> nn.Module:
+    g = cfg.generator
+    if cfg.kind == "ae":
+        net = build_arch("ae", **g.opts)
+        if g.init:
+            net.decoder.load_state_dict(_init_state(g.init, g.key, "rrdb"), strict=True)
+        return net
+    if g.arch not in ARCHS:
+        raise AesopBenchError(f"config generator.arch {g.arch!r}; choose one of {', '.join(ARCHS)}")
+    net = build_arch(g.arch, cfg.data.scale, **g.opts)
+    if g.init:
+        from ..models.loading import load_strict
+
+        load_strict(net, _init_state(g.init, g.key, g.arch), g.init)
+    return net
+
+
+def _init_state(init: str, key: str | None, arch: str) -> dict:
+    """Initial weights from a zoo name, a weights-manifest name or a checkpoint path."""
+    from .. import weights as wm
+    from ..models.zoo import ZOO, ModelSpec, resolve_model
+
+    if init in ZOO:
+        return resolve_model(init).state_dict()
+    path = Path(init) if os.path.isfile(init) else wm.get(init)
+    keys = (key,) if key else ("params_ema", "params")
+    return ModelSpec(Path(init).stem, arch, path, keys).state_dict()
+
+
+def build_discriminator(cfg: TrainConfig) -> nn.Module | None:
+    d = cfg.discriminator
+    if d is None:
+        return None
+    if d.arch in ("vgg128", "vgg256"):
+        return VGGStyleDiscriminator(3, d.opts.get("num_feat", 64), int(d.arch[3:]), pooled_bn=cfg.sync_bn)
+    if d.arch == "unet":
+        return UNetDiscriminatorSN(3, **d.opts)
+    raise AesopBenchError(f"config discriminator.arch {d.arch!r}; choose vgg128, vgg256 or unet")

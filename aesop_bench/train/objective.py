@@ -1,0 +1,119 @@
+"""The training objective: one table of loss terms.
+
+A config's ``losses`` is a list of ``{type, weight}``; the objective of a step is the weighted sum of the
+listed terms, computed in the table's order. Config validation and the trainer's dispatch both read this
+table, so adding a loss is adding a row: the LDL and AESOP configs differ by one line (``l1`` x0.01 and
+``ldl`` vs ``aesop`` x1; see ``configs/``).
+
+Each term computes from the step's tensors (:class:`StepInputs`) and the trainer's networks (``nets``:
+``net_d``, ``net_g_ema``, ``aesop``, ``vgg``); ``needs`` names the networks the trainer must build for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import AesopBenchError
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class StepInputs:
+    lr: "torch.Tensor"
+    hr: "torch.Tensor"
+    out: "torch.Tensor"  # the generator's output: SR, or the AE's reconstruction of HR
+    z: "torch.Tensor | None" = None  # the AE's bottleneck (AE pretraining)
+    micro: int = 0  # images per micro-batch (the relativistic GAN's means are taken per micro-batch)
+
+
+@dataclass(frozen=True)
+class Term:
+    name: str
+    kind: str  # sr | ae: the training it belongs to
+    description: str
+    compute: Callable[[StepInputs, Any], "torch.Tensor"]
+    needs: tuple[str, ...] = ()  # discriminator | aesop_ae | vgg19
+
+
+def _l1(x: StepInputs, nets) -> "torch.Tensor":
+    from .losses import l1
+
+    return l1(x.out, x.hr)
+
+
+def _aesop(x: StepInputs, nets) -> "torch.Tensor":
+    return nets.aesop(x.out, x.hr)
+
+
+def _perceptual(x: StepInputs, nets) -> "torch.Tensor":
+    from .losses import perceptual
+
+    return perceptual(nets.vgg, x.out, x.hr)
+
+
+def _ldl(x: StepInputs, nets) -> "torch.Tensor":
+    import torch
+
+    from .losses import ldl
+
+    with torch.no_grad():
+        sr_ema = nets.net_g_ema(x.lr)
+    return ldl(x.hr, x.out, sr_ema)
+
+
+def _gan(x: StepInputs, nets) -> "torch.Tensor":
+    from .losses import gan_generator, per_micro
+
+    real = nets.net_d(x.hr).detach()
+    return per_micro(gan_generator, x.micro, real, nets.net_d(x.out))
+
+
+def _ae_recon(x: StepInputs, nets) -> "torch.Tensor":
+    from .losses import l1
+
+    return l1(x.out, x.hr)
+
+
+def _ae_lr(x: StepInputs, nets) -> "torch.Tensor":
+    from .losses import l1
+
+    return l1(x.z, x.lr)
+
+
+TERMS: dict[str, Term] = {t.name: t for t in [
+    Term("l1", "sr", "mean |SR - HR|", _l1),
+    Term("aesop", "sr", "mean |AE(SR) - AE(HR)|, the frozen AESOP auto-encoder", _aesop, ("aesop_ae",)),
+    Term("perceptual", "sr", "VGG19 feature L1 (BasicSR's PerceptualLoss)", _perceptual, ("vgg19",)),
+    Term("ldl", "sr", "LDL's artifact-map-weighted L1 (needs the EMA generator)", _ldl),
+    Term("gan", "sr", "relativistic average GAN, generator side", _gan, ("discriminator",)),
+    Term("ae_recon", "ae", "AE pretraining: L1(AE(HR), HR)", _ae_recon),
+    Term("ae_lr", "ae", "AE pretraining: L1(encoder(HR), LR)", _ae_lr),
+]}
+
+
+def check_terms(kind: str, weights: dict[str, float]) -> None:
+    """Refuse unknown terms and terms of the other kind of training, naming the known ones."""
+    for name in weights:
+        if name not in TERMS:
+            raise AesopBenchError(f"config losses: unknown loss {name!r}; choose from {', '.join(TERMS)}")
+        if TERMS[name].kind != kind:
+            mine = [t.name for t in TERMS.values() if t.kind == kind]
+            raise AesopBenchError(f"config losses: {name!r} is a loss of {TERMS[name].kind} training, not of a "
+                                  f"kind: {kind} config; use {', '.join(mine)}")
+    if not weights:
+        raise AesopBenchError("config losses: empty; list the weighted terms of the objective, e.g. "
+                              "[{type: l1, weight: 1.0}]")
+
+
+def needs(weights: dict[str, float]) -> set[str]:
+    return {n for name in weights for n in TERMS[name].needs}
+
+
+def objective(x: StepInputs, nets, weights: dict[str, float]) -> tuple["torch.Tensor", dict]:
+    """The weighted total and each term's value, terms in the table's order."""
+    parts = {name: t.compute(x, nets) for name, t in TERMS.items() if name in weights}
+    total = sum(weights[k] * v.float() for k, v in parts.items())
+    return total, parts

@@ -1,0 +1,55 @@
+"""Validation during training: the EMA network on the config's validation set, under the paper's protocol.
+
+An SR network goes through the evaluator itself (``aesop_bench.evaluate``), so a validation value equals what
+``aesop-bench eval`` reports for the exported checkpoint; an AE is scored on its reconstruction of the
+protocol's HR with the same metric objects. SR images are not cached (every validation has new weights).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .. import weights as wm
+from ..errors import AesopBenchError
+from ..metrics.registry import expand_metrics, get_spec
+from .config import TrainConfig
+
+
+def check_validation_metrics(cfg: TrainConfig) -> None:
+    """Refuse at the start, not at the first validation, a validation metric whose weights are missing."""
+    if not cfg.val.every:
+        return
+    for m in expand_metrics(cfg.val.metrics):
+        for name in get_spec(m).needs:
+            if wm.check(wm.entry(name)).status == "missing":
+                raise AesopBenchError(f"config val.metrics: {m} needs the weights {name!r}, which are not in "
+                                      f"the cache; run `aesop-bench weights download {name}` (or "
+                                      f"`aesop-bench weights add {name} FILE`), or remove {m} from val.metrics")
+
+
+@torch.no_grad()
+def validate(cfg: TrainConfig, net: nn.Module, step: int, device: torch.device) -> dict[str, float]:
+    """Mean of each validation metric for ``net`` (the EMA generator or AE) at ``step``."""
+    from ..api import CallableModel, evaluate
+    from ..data.sets import resolve
+    from ..data.transforms import mod_crop, to_rgb
+    from ..imageio import quantize, read_image
+    from ..metrics.metric import Metric
+    from ..paths import data_root
+    from ..protocol import get_protocol
+
+    v = cfg.val
+    protocol = get_protocol("paper", scale=cfg.data.scale)
+    if cfg.kind == "sr":
+        res = evaluate(CallableModel(net, protocol.scale, name=f"{cfg.name}@{step}"), sets=[v.set],
+                       metrics=v.metrics, protocol=protocol, device=str(device), data_root=data_root(v.data_root))
+        return {m: res.mean(v.set, m) for m in v.metrics if res.mean(v.set, m) is not None}
+    metrics = [Metric(m, protocol, device) for m in v.metrics if m != "lr_psnr"]
+    sums: dict[str, list[float]] = {}
+    for f in resolve(v.set, data_root(v.data_root)).hr_files:
+        hr = mod_crop(to_rgb(read_image(f)), protocol.effective_modcrop)[None]
+        out = quantize(net(hr.float().div(255).to(device)).cpu())
+        for m in metrics:
+            sums.setdefault(m.name, []).append(float(m.score(out, hr, None)[0]))
+    return {m: sum(vals) / len(vals) for m, vals in sums.items()}
