@@ -34,6 +34,19 @@ def sha256_cached(path: str | os.PathLike) -> str:
     return digest
 
 
+def tensor_key(t) -> str:
+    """The sha256 of a tensor's shape and bytes: the key of every content-addressed cache (SR images by their
+    LR, features by their image)."""
+    h = hashlib.sha256(str(tuple(t.shape)).encode())
+    h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cache_file(root: Path, key: str, suffix: str) -> Path:
+    """``root/KE/KEY.suffix``: a content-addressed cache file, fanned out by the key's first two characters."""
+    return Path(root) / key[:2] / f"{key}{suffix}"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

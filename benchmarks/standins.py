@@ -82,15 +82,12 @@ def make_standins(folder: str | os.PathLike, niqe_mat: str | os.PathLike | None 
 
         files["musiq_koniq"] = _save(MUSIQ(pretrained=False), folder / "musiq-standin.pth")
     if have_pyiqa and need("maniqa_koniq"):
-        import timm
         from pyiqa.archs.maniqa_arch import MANIQA
 
-        real = timm.create_model
-        timm.create_model = lambda *a, **k: real(*a, **{**k, "pretrained": False})
-        try:
+        from aesop_bench.metrics.iqa import no_timm_pretrained
+
+        with no_timm_pretrained():
             net = MANIQA(pretrained=False, train_dataset="koniq", scale=0.8)
-        finally:
-            timm.create_model = real
         files["maniqa_koniq"] = _save(net, folder / "maniqa-standin.pth", wrap="params")
     if have_pyiqa and need("clip_rn50"):
         import clip.model

@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from aesop_bench.metrics.frechet import frechet_distance_features, frechet_distance_stats, gaussian_stats
+from aesop_bench.metrics.frechet import frechet_distance_features
+
+
+def gaussian_stats(x):
+    return x.mean(axis=0), np.cov(x, rowvar=False)
 
 
 def _sqrtm_fd(f1, f2):
+    """pytorch-fid's route: scipy's sqrtm of the covariance product."""
     mu1, s1 = gaussian_stats(f1)
     mu2, s2 = gaussian_stats(f2)
     covmean = linalg.sqrtm(s1 @ s2)
@@ -23,10 +28,12 @@ def test_equals_scipy_sqrtm_on_full_rank_features():
     f1 = rng.normal(size=(400, 32))
     f2 = rng.normal(size=(300, 32)) @ rng.normal(size=(32, 32)) * 0.3 + 0.5
     ref = _sqrtm_fd(f1, f2)
-    assert frechet_distance_features(f1, f2) == pytest.approx(ref, rel=1e-6)
-    mu1, s1 = gaussian_stats(f1)
-    mu2, s2 = gaussian_stats(f2)
-    assert frechet_distance_stats(mu1, s1, mu2, s2) == pytest.approx(ref, rel=1e-6)
+    assert frechet_distance_features(f1, f2) == pytest.approx(ref, rel=1e-6)  # n > d: the QR route
+    # n < d for one set: the cross-matrix route, against sqrtm in the span of the samples (FD is invariant
+    # under rotations, and there the covariances are well conditioned)
+    g1, g2 = f1[:20], f2[:25]
+    q, _ = np.linalg.qr(np.vstack([g1, g2]).T)
+    assert frechet_distance_features(g1 @ q, g2 @ q) == pytest.approx(_sqrtm_fd(g1 @ q, g2 @ q), rel=1e-6)
 
 
 def test_closed_form_for_commuting_gaussians():
@@ -58,8 +65,15 @@ def test_rank_deficient_sets_are_finite_and_consistent():
     # 28-dimensional basis the covariance route is well conditioned and must agree to 1e-6.
     q, _ = np.linalg.qr(np.vstack([f1, f2]).T)
     p1, p2 = f1 @ q, f2 @ q
-    mu1, s1 = gaussian_stats(p1)
-    mu2, s2 = gaussian_stats(p2)
-    assert frechet_distance_stats(mu1, s1, mu2, s2) == pytest.approx(fd, rel=1e-6)
+    assert _sqrtm_fd(p1, p2) == pytest.approx(fd, rel=1e-6)
     assert frechet_distance_features(p1, p2) == pytest.approx(fd, rel=1e-9)
     assert frechet_distance_features(f1, f1) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_both_routes_agree_where_both_apply():
+    # the same sets through the QR route (n > d) and the cross-matrix route (forced by padding the features
+    # with zero columns to d > n, which changes no distance)
+    rng = np.random.default_rng(3)
+    f1, f2 = rng.normal(size=(60, 16)), rng.normal(size=(50, 16)) * 1.5 + 0.2
+    pad = lambda f: np.hstack([f, np.zeros((len(f), 64))])  # noqa: E731
+    assert frechet_distance_features(f1, f2) == pytest.approx(frechet_distance_features(pad(f1), pad(f2)), rel=1e-10)

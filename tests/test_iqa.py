@@ -14,11 +14,11 @@ pyiqa = pytest.importorskip("pyiqa")
 
 
 @pytest.fixture(autouse=True)
-def _offline_timm(monkeypatch):
-    import timm
+def _offline_timm():
+    from aesop_bench.metrics.iqa import no_timm_pretrained
 
-    real = timm.create_model
-    monkeypatch.setattr(timm, "create_model", lambda *a, **k: real(*a, **{**k, "pretrained": False}))
+    with no_timm_pretrained():
+        yield
 
 
 def _img(bench_root, name="bird", size=None):

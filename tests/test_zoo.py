@@ -19,6 +19,10 @@ from aesop_bench.models.archs.swinir_arch import SwinIR
 from benchmarks.standins import write_manifest
 
 
+def _load(name, arch=None):
+    return zoo.build_model(zoo.resolve_model(name, arch))
+
+
 def _random_sd(net, seed):
     """Random values under the network's own key names; keys that name one tensor twice stay equal."""
     g = torch.Generator().manual_seed(seed)
@@ -85,7 +89,7 @@ def test_every_zoo_entry_loads_its_official_layout(name, register):
     obj = {"params_ema": ema, "params": plain} if layout == "basicsr_both" else \
         {"params": plain} if layout == "params" else _to_esrgan_repo(plain) if layout == "esrgan_repo" else plain
     register(zoo.ZOO[name].weights, obj)
-    model = zoo.load_model(name)
+    model = _load(name)
     want = ema if layout == "basicsr_both" else plain
     got = model.net.state_dict()
     assert all(torch.equal(got[k], want[k]) for k in want)
@@ -97,7 +101,7 @@ def test_the_first_esrgan_layout_converts(register):
     old = _to_old_esrgan(plain)
     assert "model.1.sub.22.RDB3.conv5.0.weight" in old and "model.10.bias" in old
     register("esrgan_official", old)
-    got = zoo.load_model("esrgan").net.state_dict()
+    got = _load("esrgan").net.state_dict()
     assert all(torch.equal(got[k], plain[k]) for k in plain)
 
 
@@ -105,35 +109,35 @@ def test_key_mismatch_lists_missing_and_unexpected(tmp_path):
     p = tmp_path / "rrdb.pth"
     torch.save({"params_ema": _random_sd(RRDBNet(), 4)}, p)
     with pytest.raises(AesopBenchError, match=r"missing keys: .*unexpected keys: .*body\.0\.rdb1"):
-        zoo.load_model(str(p), arch="swinir")
+        _load(str(p), arch="swinir")
     with pytest.raises(AesopBenchError, match="needs --arch"):
-        zoo.load_model(str(p))
+        _load(str(p))
 
 
 def test_model_card(tmp_path):
     sd = _random_sd(RRDBNet(), 5)
     torch.save({"params": sd}, tmp_path / "w.pth")
     (tmp_path / "card.yaml").write_text("name: mine\narch: rrdb\nweights: w.pth\nkey: params\n")
-    got = zoo.load_model(str(tmp_path / "card.yaml")).net.state_dict()
+    got = _load(str(tmp_path / "card.yaml")).net.state_dict()
     assert torch.equal(got["conv_last.weight"], sd["conv_last.weight"])
     (tmp_path / "bad.yaml").write_text("arch: rrdb\nweights: w.pth\ncolour: blue\n")
     with pytest.raises(AesopBenchError, match="colour"):
-        zoo.load_model(str(tmp_path / "bad.yaml"))
+        _load(str(tmp_path / "bad.yaml"))
 
 
 def test_network_interpolation(register):
     a, b = _random_sd(RRDBNet(), 6), _random_sd(RRDBNet(), 7)
     register("rrdb_psnr", {"params_ema": a})
     register("esrgan_official", _to_esrgan_repo(b))
-    got = zoo.load_model("interp:rrdb_psnr,esrgan@0.3").net.state_dict()
+    got = _load("interp:rrdb_psnr,esrgan@0.3").net.state_dict()
     for k in ("conv_first.weight", "body.5.rdb2.conv3.bias", "conv_last.weight"):
         assert torch.allclose(got[k], 0.7 * a[k] + 0.3 * b[k], atol=1e-7)
-    assert zoo.model_identity("interp:rrdb_psnr,esrgan@0.3", 4).startswith("interp(rrdb[")
+    assert zoo.identity_of(zoo.resolve_model("interp:rrdb_psnr,esrgan@0.3"), 4).startswith("interp(rrdb[")
     register("swinir_m_x4", {"params": _random_sd(SwinIR(), 8)})
     with pytest.raises(AesopBenchError, match="must share an architecture"):
-        zoo.load_model("interp:rrdb_psnr,swinir_psnr@0.5")
+        _load("interp:rrdb_psnr,swinir_psnr@0.5")
     with pytest.raises(AesopBenchError, match="interp:A,B@ALPHA"):
-        zoo.load_model("interp:rrdb_psnr")
+        _load("interp:rrdb_psnr")
 
 
 def test_tiling_is_exact_within_the_receptive_margin():

@@ -166,6 +166,19 @@ class ResolvedSet:
                 return folder / cand
         return None
 
+    def read_lr(self, hr_file: Path, scale: int):
+        """The set's own LR image of ``hr_file`` (``--lr-source folder``), as stored."""
+        from ..imageio import read_image
+
+        lr_file = self.lr_file(hr_file, scale)
+        if lr_file is None:
+            raise AesopBenchError(
+                f"{hr_file}: no LR image for x{scale} in "
+                f"{self.lr_dirs.get(scale, self.root / 'LR_bicubic' / f'X{scale}')} (looked for "
+                f"{hr_file.stem}x{scale}.png and {hr_file.name}); run `aesop-bench data make-lr` or use "
+                "--lr-source make")
+        return lr_file, read_image(lr_file)
+
 
 def set_folder(name: str, data_root: Path) -> Path | None:
     if os.path.isdir(name) and name not in SETS:

@@ -211,17 +211,12 @@ def rgb2gray(img):
 
 
 def _lr(res: ResolvedSet, hr_file: Path, hr, protocol, sr_size):
-    from ..data.imresize import imresize
-    from ..data.transforms import mod_crop, to_rgb
-    from ..imageio import read_image
+    from ..data.transforms import protocol_lr, to_rgb
 
     s = protocol.scale
     if protocol.lr_source == "make":
-        return imresize(mod_crop(hr, protocol.effective_modcrop), 1.0 / s)
-    lr_file = res.lr_file(hr_file, s)
-    if lr_file is None:
-        raise AesopBenchError(f"{hr_file}: no LR image for x{s} in {res.root}; use --lr-source make")
-    lr = read_image(lr_file)
+        return protocol_lr(hr, protocol)
+    lr_file, lr = res.read_lr(hr_file, s)
     lr = to_rgb(lr) if protocol.grayscale == "rgb" or hr.shape[0] == 3 else lr
     if lr.shape[-2] * s > sr_size[0] or lr.shape[-1] * s > sr_size[1]:
         raise AesopBenchError(f"{lr_file}: LR {lr.shape[-1]}x{lr.shape[-2]} x{s} is larger than the SR image "

@@ -34,6 +34,7 @@ from pathlib import Path
 from ..data.sets import ResolvedSet, SETS, resolve, set_folder
 from ..distributed import barrier, init
 from ..errors import AesopBenchError
+from ..fileutil import cache_file, tensor_key
 from ..metrics.registry import get_spec
 from ..paths import sr_cache_dir
 from ..protocol import Protocol
@@ -164,17 +165,12 @@ def _resolve_or_download(name: str, cfg: EvalConfig) -> ResolvedSet:
 
 
 def _sr_cache_path(identity: str, scale: int, lr) -> Path:
-    h = hashlib.sha256()
-    h.update(str(tuple(lr.shape)).encode())
-    h.update(lr.contiguous().numpy().tobytes())
-    key = h.hexdigest()
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in identity)
-    return sr_cache_dir() / safe / f"x{scale}" / key[:2] / f"{key}.png"
+    return cache_file(sr_cache_dir() / safe / f"x{scale}", tensor_key(lr), ".png")
 
 
 def _load_pair(res: ResolvedSet, hr_file: Path, protocol: Protocol):
-    from ..data.imresize import imresize
-    from ..data.transforms import mod_crop, to_rgb
+    from ..data.transforms import mod_crop, protocol_lr, to_rgb
     from ..imageio import read_image
 
     hr = read_image(hr_file)
@@ -182,18 +178,11 @@ def _load_pair(res: ResolvedSet, hr_file: Path, protocol: Protocol):
         hr = to_rgb(hr)
     if res.hr_dir is None:  # real-world LR inputs, no ground truth
         return None, hr
+    if protocol.lr_source == "make":
+        return mod_crop(hr, protocol.effective_modcrop), protocol_lr(hr, protocol)
     hr = mod_crop(hr, protocol.effective_modcrop)
     s = protocol.scale
-    if protocol.lr_source == "make":
-        return hr, imresize(hr, 1.0 / s)
-    lr_file = res.lr_file(hr_file, s)
-    if lr_file is None:
-        raise AesopBenchError(
-            f"{hr_file}: no LR image for x{s} in {res.lr_dirs.get(s, res.root / 'LR_bicubic' / f'X{s}')} "
-            f"(looked for {hr_file.stem}x{s}.png and {hr_file.name}); run `aesop-bench data make-lr` "
-            "or use --lr-source make"
-        )
-    lr = read_image(lr_file)
+    lr_file, lr = res.read_lr(hr_file, s)
     if protocol.grayscale == "rgb":
         lr = to_rgb(lr)
     elif lr.shape[0] != hr.shape[0]:

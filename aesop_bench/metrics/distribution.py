@@ -22,7 +22,6 @@ is computed once per protocol and reused by every model.
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
@@ -90,10 +89,6 @@ def patches(img: torch.Tensor, size: int = PATCH) -> torch.Tensor:
     return img.reshape(c, nh, size, nw, size).permute(1, 3, 0, 2, 4).reshape(nh * nw, c, size, size)
 
 
-def n_patches(h: int, w: int, size: int = PATCH) -> int:
-    return max(h, size) // size * (max(w, size) // size)
-
-
 class CleanFIDFeatures(nn.Module):
     """clean-fid's ``clean`` features: its TorchScript Inception on 299x299 inputs on the 0-255 scale."""
 
@@ -122,10 +117,7 @@ def extractor(device="cpu", mode: str = "legacy_pytorch") -> nn.Module:
 
 
 def _cache_path(kind: str, img: torch.Tensor, mode: str):
-    h = hashlib.sha256(str(tuple(img.shape)).encode())
-    h.update(img.contiguous().cpu().numpy().tobytes())
-    d = h.hexdigest()
-    return home() / "features" / FEATURE_VERSIONS[mode] / kind / d[:2] / f"{d}.npy"
+    return cache_file(home() / "features" / FEATURE_VERSIONS[mode] / kind, tensor_key(img), ".npy")
 
 
 @torch.no_grad()
@@ -136,7 +128,7 @@ def image_features(img: torch.Tensor, kind: str, device="cpu", mode: str = "lega
     ``net``: a callable returning the feature network, called only on a cache miss (default: build one).
     """
     from ..errors import AesopBenchError
-    from ..fileutil import atomic_write_bytes
+    from ..fileutil import atomic_write_bytes, cache_file, tensor_key
 
     if mode not in FID_MODES:
         raise AesopBenchError(f"unknown --fid-mode {mode!r}; choose one of {', '.join(FID_MODES)}")

@@ -37,8 +37,9 @@ def require_pyiqa():
 
 
 @contextlib.contextmanager
-def _no_timm_pretrained():
-    """pyiqa's MANIQA asks timm for an ImageNet ViT; the MANIQA checkpoint replaces every weight anyway."""
+def no_timm_pretrained():
+    """timm builds networks without ImageNet weights inside this block: pyiqa's MANIQA asks timm for an
+    ImageNet ViT, but the MANIQA checkpoint replaces every weight anyway (and no download is wanted)."""
     import timm
 
     real = timm.create_model
@@ -75,7 +76,7 @@ def build(metric: str, weights: str | None = None, **overrides):
         from pyiqa.archs.maniqa_arch import MANIQA
 
         opts = {"train_dataset": "koniq", "scale": 0.8, **overrides}
-        with _no_timm_pretrained():
+        with no_timm_pretrained():
             net = MANIQA(pretrained=False, **opts)
         net = _load_checkpoint(net, weights or "maniqa_koniq")
     elif metric == "clipiqa":

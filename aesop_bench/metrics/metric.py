@@ -136,10 +136,9 @@ class Metric:
         if hr is None:
             raise AesopBenchError(f"{self.name} compares the downscaled SR with the LR: give lr, or hr to make it "
                                   "from (MATLAB bicubic, as the protocol does)")
-        from ..data.imresize import imresize
-        from ..data.transforms import mod_crop
+        from ..data.transforms import protocol_lr
 
-        return imresize(mod_crop(hr, self.protocol.effective_modcrop), 1.0 / self.protocol.scale)
+        return protocol_lr(hr, self.protocol)
 
     def _distance(self, sr, hr) -> float:
         from .distribution import set_distance

@@ -294,18 +294,6 @@ def identity_of(spec: ModelSpec | None, scale: int, precision: str = "fp32", til
     return spec.identity(scale) + run_suffix(precision, tile, tile_overlap)
 
 
-def load_model(name: str, scale: int = 4, device: str = "cpu", arch: str | None = None, precision: str = "fp32",
-               tile: int | None = None, tile_overlap: int = 32, download: bool = True) -> "Bicubic | NetModel":
-    """``build_model(resolve_model(name))``."""
-    return build_model(resolve_model(name, arch, download), scale, device, precision, tile, tile_overlap)
-
-
-def model_identity(name: str, scale: int, arch: str | None = None, precision: str = "fp32",
-                   tile: int | None = None, tile_overlap: int = 32) -> str:
-    """``identity_of(resolve_model(name))``."""
-    return identity_of(resolve_model(name, arch), scale, precision, tile, tile_overlap)
-
-
 def describe() -> str:
     """The zoo as a table: name, architecture, parameter count, weights status, description."""
     counts: dict[str, str] = {}

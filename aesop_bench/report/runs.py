@@ -60,7 +60,7 @@ def model_label(model: str) -> str:
     return short_name(model)
 
 
-def load_run(path: str | Path, label: str | None = None) -> Run:
+def read_run(path: str | Path, label: str | None = None) -> Run:
     path = Path(path)
     summary_file = path / "summary.json"
     if not summary_file.is_file():
@@ -103,7 +103,7 @@ def load_runs(paths, labels: list[str] | None = None, log=None) -> list[Run]:
     if not kept:
         raise AesopBenchError(f"no evaluation run among {', '.join(map(str, paths))}; give folders written by "
                               "`aesop-bench eval`")
-    runs = [load_run(p, label) for p, label in kept]
+    runs = [read_run(p, label) for p, label in kept]
     seen: dict[str, int] = {}
     for r in runs:  # two runs of one model under different settings keep distinct labels
         seen[r.label] = seen.get(r.label, 0) + 1
