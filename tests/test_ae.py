@@ -93,13 +93,16 @@ def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
     ae.eval()
     hr = read_image(folder / "a.png")[None][..., :48, :36]  # the paper's protocol: HR cropped to a multiple of 12
     sr = imresize(imresize(hr, 0.25), 4.0)
-    # the authors' calculate_aepsnr_pytorch: AE of the 8-bit SR and of the HR, compared unquantised; crop 4,
-    # Y = (65.481 R + 128.553 G + 24.966 B + 16) / 255 in [0, 1], PSNR = 10 log10(1 / (mse + 1e-8))
+    # the authors' calculate_aepsnr_pytorch: AE of the 8-bit SR and of the HR, compared unquantised with
+    # BasicSR's PyTorch PSNR (crop 4, Y channel, 1e-8 in the MSE): the reference is BasicSR's own function
+    from tests.references import basicsr_archs
+
+    basicsr_archs()  # the torchvision shim BasicSR's imports need
+    from basicsr.metrics.psnr_ssim import calculate_psnr_pt
+
     with torch.no_grad():
         a, b = ae(sr.float() / 255).double(), ae(hr.float() / 255).double()
-    w = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64).view(1, 3, 1, 1)
-    ya, yb = [((x[..., 4:-4, 4:-4] * w).sum(1) + 16.0) / 255.0 for x in (a, b)]
-    want = (10 * torch.log10(1 / (((ya - yb) ** 2).mean() + 1e-8))).item()
+    want = calculate_psnr_pt(a, b, crop_border=4, test_y_channel=True).item()
     assert got == pytest.approx(want, abs=1e-6)
     quantised = psnr(quantize(a), quantize(b), 4).item()  # the earlier definition: a different number
     assert abs(quantised - want) > 1e-3

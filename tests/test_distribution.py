@@ -58,31 +58,68 @@ def stand_in_inception(random_inception_state, tmp_path, monkeypatch):
     wm.download("pt_inception", log=None)
 
 
-def test_eval_fid_and_pfid(stand_in_inception, bench_root, tmp_path):
-    from aesop_bench.protocol import get_protocol
-    from aesop_bench.evaluation.runner import EvalConfig, evaluate
-    from aesop_bench.metrics.frechet import frechet_distance_features
-    from aesop_bench.paths import home
+def _span_sqrtm_fd(f1, f2):
+    """pytorch-fid's Frechet distance (scipy's sqrtm of the covariance product), taken in the span of the
+    samples: FD is invariant under rotations, and there the covariances of a few samples are well conditioned
+    (in 2048 dimensions sqrtm of rank-deficient covariances is noise)."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
 
-    cfg = EvalConfig(model="bicubic", sets=["set5"], metrics=["psnr", "fid", "pfid"],
-                     protocol=get_protocol("basicsr"), data_root=bench_root, out_dir=tmp_path / "run",
-                     progress=False, download=False, log=lambda m: None)
-    out = evaluate(cfg)["sets"]["set5"]["metrics"]
-    assert out["fid"] > 0 and out["pfid"] > 0
+    q, _ = np.linalg.qr(np.vstack([f1, f2]).T)
+    p1, p2 = f1 @ q, f2 @ q
+    return calculate_frechet_distance(p1.mean(0), np.cov(p1, rowvar=False), p2.mean(0), np.cov(p2, rowvar=False))
+
+
+def test_eval_fid_and_pfid(stand_in_inception, random_inception_state, bench_root, tmp_path, monkeypatch):
+    from pytorch_fid import inception as ref_mod
+
+    from aesop_bench.data.transforms import mod_crop
+    from aesop_bench.evaluation.runner import EvalConfig, evaluate
+    from aesop_bench.imageio import read_image
+    from aesop_bench.paths import home
+    from aesop_bench.protocol import get_protocol
+
+    def run(out):
+        cfg = EvalConfig(model="bicubic", sets=["set5"], metrics=["psnr", "fid", "pfid"],
+                         protocol=get_protocol("basicsr"), data_root=bench_root, out_dir=tmp_path / out,
+                         progress=False, download=False, log=lambda m: None, save_sr=True)
+        return evaluate(cfg)["sets"]["set5"]["metrics"]
+
+    out = run("run")
     rows = list(csv.DictReader(open(tmp_path / "run" / "per_image.csv")))
     assert {r["metric"] for r in rows} == {"psnr"} and len(rows) == 5
-    # 5 SR + 5 HR images, whole and patch features: 20 cached feature files; a rerun computes nothing
+    # the reference: pytorch-fid's own InceptionV3 (same weights) on the saved SR images and the modcropped HR;
+    # whole images resized by it to 299, patches cut by hand (every Set5 image is one zero-padded 299 patch)
+    monkeypatch.setattr(ref_mod, "load_state_dict_from_url", lambda *a, **k: random_inception_state)
+    ref = ref_mod.InceptionV3([3], resize_input=True, normalize_input=True, use_fid_inception=True).eval()
+    names = sorted(p.stem for p in (bench_root / "Set5" / "HR").glob("*.png"))
+    sr = [read_image(tmp_path / "run" / "sr" / "set5" / f"{n}.png") for n in names]
+    hr = [mod_crop(read_image(bench_root / "Set5" / "HR" / f"{n}.png"), 4) for n in names]
+
+    def feats(images, patch):
+        out = []
+        for img in images:
+            x = img.float()[None] / 255
+            if patch:
+                x = torch.nn.functional.pad(x, (0, 299 - x.shape[-1], 0, 299 - x.shape[-2]))[..., :299, :299]
+            with torch.no_grad():
+                out.append(ref(x)[0].flatten(1).double().numpy())
+        return np.concatenate(out)
+
+    assert all(max(i.shape[-2:]) <= 512 and min(i.shape[-2:]) < 598 for i in hr)
+    assert out["fid"] == pytest.approx(_span_sqrtm_fd(feats(sr, False), feats(hr, False)), rel=1e-4)
+    assert out["pfid"] == pytest.approx(_span_sqrtm_fd(feats(sr, True), feats(hr, True)), rel=1e-4)
+    # 5 SR + 5 HR images, whole and patch features: 20 cached feature files
     cached = list((home() / "features").rglob("*.npy"))
     assert len(cached) == 20
 
+    # a rerun computes nothing: not in the same run folder (results stored), and not in a new one either (the
+    # features are cached): the feature network must not run
+    def refuse(*a, **k):
+        raise AssertionError("the feature network ran")
 
-    whole = sorted(p for p in cached if "/whole/" in str(p))
-    assert all(np.load(p).shape == (1, 2048) for p in whole)
-    # Set5 HR sizes: baby 512x512 -> 1 patch, bird 288 -> 1, butterfly 256 -> 1, head 280 -> 1, woman 344x228 -> 1
-    assert sum(np.load(p).shape[0] for p in cached if "/patch/" in str(p)) == 10
-    again = evaluate(cfg)["sets"]["set5"]["metrics"]
-    assert again == out
-    assert np.isfinite(frechet_distance_features(np.random.rand(5, 2048), np.random.rand(5, 2048)))
+    monkeypatch.setattr(dist.FIDFeatures, "forward", refuse)
+    assert run("run") == out
+    assert run("fresh") == out
 
 
 class _TinyTFInception(torch.nn.Module):

@@ -27,9 +27,14 @@ def test_aesop_gradient_equals_autograd_and_ae_stays_frozen():
     hr = torch.rand(2, 3, 16, 16)
     loss = loss_mod(sr, hr)
     loss.backward()
-    # direct: autograd through AE(SR) against a constant AE(HR)
+    # the reference: BasicSR's L1Loss between AE(SR), with autograd, and a constant AE(HR)
+    from tests.references import basicsr_archs
+
+    basicsr_archs()
+    from basicsr.losses.basic_loss import L1Loss
+
     sr2 = sr.detach().clone().requires_grad_(True)
-    ref = (ae(sr2) - ae(hr).detach()).abs().mean()
+    ref = L1Loss(loss_weight=1.0)(ae(sr2), ae(hr).detach())
     ref.backward()
     assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
     assert torch.allclose(sr.grad, sr2.grad, atol=1e-7)
@@ -70,23 +75,33 @@ def test_ldl_artifact_map_against_numpy():
     assert loss == pytest.approx(np.abs(want * s - want * h).mean(), rel=1e-5)
 
 
-def test_perceptual_against_direct_features():
+def test_perceptual_equals_basicsr(monkeypatch):
+    # BasicSR's PerceptualLoss as ESRGAN and LDL configure it (VGG19 conv1_2..conv5_4 pre-ReLU weighted 0.1, 0.1,
+    # 1, 1, 1; ImageNet normalisation; L1), given the same VGG19 weights
     import torchvision
 
+    from tests.references import basicsr_archs
+
+    basicsr_archs()
+    from basicsr.archs import vgg_arch
+    from basicsr.losses.basic_loss import PerceptualLoss
+
     torch.manual_seed(2)
-    vgg = torchvision.models.vgg19(weights=None)
-    feats = L.VGGFeatures(vgg.state_dict())
-    x, y = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    sd = torchvision.models.vgg19(weights=None).state_dict()
 
-    def direct(z, idx):
-        return vgg.features[: idx + 1]((z - mean) / std)
+    def vgg19(pretrained=False, **kw):
+        net = torchvision.models.vgg19(weights=None)
+        net.load_state_dict(sd)
+        return net
 
-    want = sum(w * (direct(x, L.VGG19_LAYERS[k]) - direct(y, L.VGG19_LAYERS[k])).abs().mean()
-               for k, w in L.PERCEPTUAL_WEIGHTS.items())
-    assert L.perceptual(feats, x, y).item() == pytest.approx(want.item(), rel=1e-5)
-    assert isinstance(vgg.features[L.VGG19_LAYERS["conv5_4"]], torch.nn.Conv2d)  # pre-ReLU
+    monkeypatch.setattr(vgg_arch, "VGG_PRETRAIN_PATH", "/nonexistent")
+    monkeypatch.setattr(vgg_arch.vgg, "vgg19", vgg19)
+    ref = PerceptualLoss({"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1, "conv4_4": 1, "conv5_4": 1},
+                         vgg_type="vgg19", use_input_norm=True, range_norm=False, perceptual_weight=1.0,
+                         style_weight=0.0, criterion="l1")
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    want, _ = ref(x, y)
+    assert L.perceptual(L.VGGFeatures(sd), x, y).item() == pytest.approx(want.item(), rel=1e-6)
 
 
 def test_vgg_features_load_from_full_or_feature_only_files_and_refuse_others():

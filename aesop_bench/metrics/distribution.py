@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import weights as wm
+from ..fileutil import atomic_write_bytes, cache_file, tensor_key
 from ..paths import home
 
 PATCH = 299
@@ -128,7 +129,6 @@ def image_features(img: torch.Tensor, kind: str, device="cpu", mode: str = "lega
     ``net``: a callable returning the feature network, called only on a cache miss (default: build one).
     """
     from ..errors import AesopBenchError
-    from ..fileutil import atomic_write_bytes, cache_file, tensor_key
 
     if mode not in FID_MODES:
         raise AesopBenchError(f"unknown --fid-mode {mode!r}; choose one of {', '.join(FID_MODES)}")
