@@ -8,6 +8,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from aesop_bench.cli import main
@@ -28,6 +29,7 @@ def _standins_and_mini_set(tmp_path, shared_data, bench_root, h, w):
     return folder
 
 
+@pytest.mark.slow
 def test_eval_all_metrics_end_to_end(tmp_path, shared_data, bench_root, capsys):
     folder = _standins_and_mini_set(tmp_path, shared_data, bench_root, 200, 232)
     out = tmp_path / "run"
@@ -46,6 +48,7 @@ def test_eval_all_metrics_end_to_end(tmp_path, shared_data, bench_root, capsys):
     assert all(r["version"] == summary["metric_versions"][r["metric"]] for r in rows)
 
 
+@pytest.mark.slow
 def test_metric_objects_equal_the_stored_values(tmp_path, shared_data, bench_root, capsys):
     """``ab.metric(name)(sr, hr)`` on the images an `eval` run wrote gives that run's stored value, for every
     metric; FID and pFID on the two sets give the stored set-level value."""

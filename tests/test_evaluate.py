@@ -174,6 +174,7 @@ def test_cli_eval_prints_a_table_and_json(bench_root, tmp_path, capsys):
     assert data["sets"]["set5"]["metrics"]["psnr"] == pytest.approx(28.4165, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_torchrun_shards_images_between_two_ranks(bench_root, tmp_path):
     """Two gloo ranks share the images; the results equal those of one process."""
     import os

@@ -1,5 +1,6 @@
-"""Reports from real results: bicubic, a small RRDB trained here on T91, and an interpolation sweep,
-evaluated on Set5, Set14 and BSD100; tables in Markdown, LaTeX and CSV; a PD plot; paired statistics."""
+"""Reports: tables in Markdown, LaTeX and CSV, PD plots, crop sheets and paired statistics, from run folders
+written through the results store with chosen values (three models on Set5, Set14 and BSD100), and one
+end-to-end eval-then-report run."""
 
 from __future__ import annotations
 
@@ -18,74 +19,68 @@ from aesop_bench.errors import AesopBenchError
 from aesop_bench.report.runs import load_runs
 from aesop_bench.report.tables import build_table, load_paper, paper_value, to_csv, to_latex, to_markdown
 
-TINY = {"num_feat": 16, "num_block": 1, "num_grow_ch": 8}
+SETS = {"set5": "Set5", "set14": "Set14", "bsd100": "BSD100"}  # name -> folder
+# mean value of each (model, metric); per-image values scatter around it
+MEANS = {"bicubic": {"psnr": 25.9, "ssim": 0.67, "lpips": 0.52, "lr_psnr": 38.0, "ae_psnr": 30.1},
+         "trained": {"psnr": 26.6, "ssim": 0.70, "lpips": 0.33, "lr_psnr": 45.0, "ae_psnr": 33.2},
+         "interp": {"psnr": 26.3, "ssim": 0.69, "lpips": 0.41, "lr_psnr": 41.0, "ae_psnr": 32.0}}
+MODELS = {"bicubic": ("bicubic", "bicubic-matlab-uint8-v1"),
+          "trained": ("runs/trained.safetensors", "rrdb[num_feat=16]-x4-0123456789abcdef"),
+          "interp": ("interp:runs/init.safetensors,runs/trained.safetensors@0.5",
+                     "interp(rrdb[num_feat=16]-x4-fedcba9876543210,rrdb[num_feat=16]-x4-0123456789abcdef,0.5)")}
 
 
-def _train_tiny(shared_data, steps=150, seed=0):
-    """A few Adam steps of L1 training of a small RRDBNet on random 64px T91 crops (LR by MATLAB bicubic)."""
-    from aesop_bench.data.imresize import imresize
-    from aesop_bench.imageio import read_image
-    from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
+def _write_run(folder, bench_root, key, protocol="paper", seed=0, metrics=("psnr", "ssim", "lpips", "lr_psnr")):
+    """A run folder written through the results store, as the evaluator writes it, with chosen values."""
+    from aesop_bench.evaluation.store import ResultStore
+    from aesop_bench.protocol import get_protocol
 
-    torch.manual_seed(seed)
+    name, identity = MODELS[key]
+    store = ResultStore(folder, {"name": name, "identity": identity, "precision": "fp32", "source": "model"},
+                        get_protocol(protocol).as_dict())
     rng = np.random.default_rng(seed)
-    imgs = [read_image(p) for p in sorted((shared_data / "train" / "T91").iterdir())[:40]]
-    net = RRDBNet(**TINY)
-    init = {k: v.clone() for k, v in net.state_dict().items()}
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    for _ in range(steps):
-        batch = []
-        for _ in range(8):
-            im = imgs[rng.integers(len(imgs))]
-            y, x = rng.integers(0, im.shape[1] - 64), rng.integers(0, im.shape[2] - 64)
-            batch.append(im[:, y:y + 64, x:x + 64])
-        hr = torch.stack(batch)
-        lr = imresize(hr, 0.25).float() / 255
-        loss = (net(lr) - hr.float() / 255).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return init, net.state_dict()
+    images = {}
+    for s in SETS:
+        images[s] = sorted(p.stem for p in (bench_root / SETS[s] / "HR").glob("*.png"))
+        for image in images[s]:
+            ms = list(metrics) + (["ae_psnr"] if s == "set5" else [])
+            store.add(s, image, {m: (MEANS[key][m] * (1 + 0.02 * rng.standard_normal()), f"{m}-v1") for m in ms})
+    store.finalize(images)
+    store.close()
+    return folder
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, shared_data, bench_root):
-    from benchmarks.standins import make_standins
+def runs(tmp_path_factory, bench_root):
+    """Run folders of three models on Set5, Set14 and BSD100 (PSNR, SSIM, LPIPS, LR-PSNR; AE-PSNR on Set5) and
+    SR images of Set5 (bicubic of the LR, and a sharpened copy), built through the results store."""
+    from aesop_bench.data.transforms import mod_crop, protocol_lr
+    from aesop_bench.data.imresize import imresize
+    from aesop_bench.imageio import read_image, write_image
+    from aesop_bench.protocol import get_protocol
 
     tmp = tmp_path_factory.mktemp("report")
-    import os
-
-    old = {k: os.environ.get(k) for k in ("AESOP_BENCH_HOME", "AESOP_BENCH_WEIGHTS_MANIFEST")}
-    os.environ["AESOP_BENCH_HOME"] = str(tmp / "home")
-    make_standins(tmp / "standins", shared_data / "weights" / "niqe" / "modelparameters.mat",
-                  which=("alexnet", "lpips_alex_v0.1", "aesop_ae"))
-    init, trained = _train_tiny(shared_data)
-    for name, sd in (("init", init), ("trained", trained)):
-        torch.save({"params_ema": sd}, tmp / f"{name}.pth")
-        (tmp / f"{name}.yaml").write_text(json.dumps({"name": name, "arch": "rrdb", "weights": f"{name}.pth",
-                                                      "arch_opts": TINY}))
-    out = {}
-    models = {"bicubic": "bicubic", "trained": str(tmp / "trained.yaml"),
-              "interp": f"interp:{tmp / 'init.yaml'},{tmp / 'trained.yaml'}@0.5"}
-    for key, model in models.items():
-        args = ["eval", "--model", model, "--data-root", str(bench_root), "--quiet", "--out", str(tmp / key)]
-        assert main(args + ["--sets", "set5,set14,bsd100", "--metrics", "psnr,ssim,lpips,lr_psnr"]) == 0
-        assert main(args + ["--sets", "set5", "--metrics", "ae_psnr", "--save-sr"]) == 0
-        out[key] = tmp / key
-    assert main(["eval", "--model", "bicubic", "--data-root", str(bench_root), "--quiet", "--sets", "set5",
-                 "--metrics", "psnr", "--protocol", "matlab", "--out", str(tmp / "bicubic_matlab")]) == 0
-    out["bicubic_matlab"] = tmp / "bicubic_matlab"
-    yield out
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    out = {key: _write_run(tmp / key, bench_root, key, seed=i) for i, key in enumerate(MODELS)}
+    out["bicubic_matlab"] = _write_run(tmp / "bicubic_matlab", bench_root, "bicubic", "matlab", metrics=("psnr",))
+    protocol = get_protocol("paper")
+    for f in sorted((bench_root / "Set5" / "HR").glob("*.png")):
+        hr = read_image(f)
+        sr = imresize(protocol_lr(hr, protocol), 4.0)
+        write_image(out["bicubic"] / "sr" / "set5" / f.name, sr)
+        write_image(out["trained"] / "sr" / "set5" / f.name, mod_crop(hr, 12))
+    return out
 
 
-def test_trained_model_beats_its_initialisation(runs):
-    trained, interp = load_runs([runs["trained"], runs["interp"]])
-    assert trained.value("set14", "psnr") > interp.value("set14", "psnr")
+def test_eval_then_report_end_to_end(bench_root, tmp_path, capsys):
+    """The one end-to-end path: eval through the command line, then report and compare its run folder."""
+    run = tmp_path / "bicubic"
+    assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr,ssim", "--data-root",
+                 str(bench_root), "--quiet", "--out", str(run)]) == 0
+    summary = json.loads((run / "summary.json").read_text())["sets"]["set5"]["metrics"]
+    capsys.readouterr()
+    assert main(["report", str(run), "--layout", "generic", "--metrics", "psnr,ssim"]) == 0
+    md = capsys.readouterr().out
+    assert f"| PSNR ↑ | Set5 | **{summary['psnr']:.3f}** |" in md and f"**{summary['ssim']:.4f}**" in md
 
 
 def test_table1_markdown_and_csv(runs):

@@ -266,6 +266,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_equals_one_process(tmp_path, train_root):
     """torchrun with two CPU processes (gloo) and the global batch split between them gives the weights of
     one process with the same global batch."""
@@ -343,6 +344,7 @@ def _same(a, b, atol=1e-4):
     assert not bad, bad[:5]
 
 
+@pytest.mark.slow
 def test_micro_batches_reproduce_the_official_per_gpu_semantics(tmp_path, train_root):
     """The official 4 x 16 semantics at a small size: a global batch of 4 in micro-batches of 1 (BatchNorm and
     the relativistic GAN's means per micro-batch) gives the same weights in 1 process (accumulating 4), 2 gloo
@@ -357,6 +359,7 @@ def test_micro_batches_reproduce_the_official_per_gpu_semantics(tmp_path, train_
     assert sum(not torch.allclose(one[k], whole[k], atol=1e-2) for k in one if k.startswith("d.")) > 5
 
 
+@pytest.mark.slow
 def test_pooled_batchnorm_pools_over_the_global_batch(tmp_path, train_root):
     """The 256 discriminator: 2 gloo processes with 1 image each equal 1 process with both (statistics pooled
     over the global batch of 2, GAN means per micro-batch of 1), to float32 tolerance: the gradient of a
