@@ -1,7 +1,9 @@
 """The ``aesop-bench`` command line.
 
-Heavy imports (torch) happen inside the commands, so that ``--help`` and a
-re-run whose results are all stored start fast.
+Each ``cmd_*`` parses its arguments, calls one function of the package and prints the result; most of the
+module's length is the argument parser itself (every option with its help), kept in one place so that
+``--help`` and the README can be checked against each other. Heavy imports (torch) happen inside the
+commands, so that ``--help`` and a re-run whose results are all stored start fast.
 """
 
 from __future__ import annotations

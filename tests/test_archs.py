@@ -3,8 +3,6 @@ dict loads strictly (so the key names are the official ones) and gives the same 
 
 from __future__ import annotations
 
-import sys
-import types
 
 import pytest
 import torch

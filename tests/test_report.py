@@ -12,7 +12,6 @@ import subprocess
 
 import numpy as np
 import pytest
-import torch
 
 from aesop_bench.cli import main
 from aesop_bench.errors import AesopBenchError

@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from ..distributed import barrier, init
 from ..errors import AesopBenchError

@@ -1,0 +1,139 @@
+"""Where SR images come from when a model is evaluated: the protocol's LR of each HR image, and the model's
+output for it, cached on disk under the model's identity and the LR's content (a rerun, or another metric,
+reads the cache instead of running the network). Result folders are the other source (:mod:`.folders`).
+
+A source gives ``images(res, set_name, hr_file, protocol, need_lr) -> (hr, lr, sr)`` (uint8 CHW tensors),
+``name``, ``identity``, ``kind``, and the hooks ``prepare_set``, ``row_source`` and ``record``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.sets import ResolvedSet
+from ..errors import AesopBenchError
+from ..fileutil import cache_file, tensor_key
+from ..paths import sr_cache_dir
+from ..protocol import Protocol
+
+
+def _sr_cache_path(identity: str, scale: int, lr) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in identity)
+    return cache_file(sr_cache_dir() / safe / f"x{scale}", tensor_key(lr), ".png")
+
+
+def _load_pair(res: ResolvedSet, hr_file: Path, protocol: Protocol):
+    from ..data.transforms import mod_crop, protocol_lr, to_rgb
+    from ..imageio import read_image
+
+    hr = read_image(hr_file)
+    if protocol.grayscale == "rgb":
+        hr = to_rgb(hr)
+    if res.hr_dir is None:  # real-world LR inputs, no ground truth
+        return None, hr
+    if protocol.lr_source == "make":
+        return mod_crop(hr, protocol.effective_modcrop), protocol_lr(hr, protocol)
+    hr = mod_crop(hr, protocol.effective_modcrop)
+    s = protocol.scale
+    lr_file, lr = res.read_lr(hr_file, s)
+    if protocol.grayscale == "rgb":
+        lr = to_rgb(lr)
+    elif lr.shape[0] != hr.shape[0]:
+        raise AesopBenchError(f"{lr_file}: {lr.shape[0]} channels but its HR {hr_file} has {hr.shape[0]}")
+    want = (hr.shape[-2] // s, hr.shape[-1] // s)
+    if tuple(lr.shape[-2:]) != want:
+        raise AesopBenchError(
+            f"{lr_file}: LR size {lr.shape[-1]}x{lr.shape[-2]} does not match HR {hr_file.name} "
+            f"({hr.shape[-1]}x{hr.shape[-2]} after modcrop {protocol.effective_modcrop}) / {s} = "
+            f"{want[1]}x{want[0]}; check --modcrop or regenerate the LR with `aesop-bench data make-lr`"
+        )
+    return hr, lr
+
+
+def _super_resolve(model: "_LazyModel | _GivenModel", lr, device: str):
+    import torch
+
+    from ..imageio import quantize, read_image, to_float, write_image
+
+    path = _sr_cache_path(model.identity, model.scale, lr) if model.cache else None
+    want = (lr.shape[0], lr.shape[1] * model.scale, lr.shape[2] * model.scale)
+    if path is not None and path.is_file():
+        try:
+            sr = read_image(path)
+            if tuple(sr.shape) == want:
+                return sr
+        except AesopBenchError:
+            pass  # a damaged cache entry is recomputed
+    net = model.get()
+    with torch.inference_mode():
+        out = net(to_float(lr).unsqueeze(0).to(device))
+    sr = quantize(out[0].cpu())
+    if tuple(sr.shape) != want:
+        raise AesopBenchError(f"model {model.name!r} returned shape {tuple(sr.shape)} for LR {tuple(lr.shape)}; "
+                              f"expected {want}")
+    if path is not None:
+        write_image(path, sr)
+    return sr
+
+
+class _LazyModel:
+    """Builds the network on the first SR cache miss, so cached runs never load weights."""
+
+    cache = True
+
+    def __init__(self, cfg):
+        from ..models.zoo import identity_of, resolve_model
+
+        self.cfg = cfg
+        self.name, self.scale = cfg.model, cfg.protocol.scale
+        self._model = None
+        self.spec = resolve_model(cfg.model, cfg.arch, download=cfg.download)  # resolved once per run
+        self.identity = identity_of(self.spec, self.scale, cfg.precision, cfg.tile, cfg.tile_overlap)
+
+    def get(self):
+        if self._model is None:
+            from ..models.zoo import build_model
+
+            c = self.cfg
+            self._model = build_model(self.spec, self.scale, c.device, c.precision, c.tile, c.tile_overlap)
+            if self._model.identity != self.identity:
+                raise AesopBenchError(f"model identity changed while loading: {self.identity} -> "
+                                      f"{self._model.identity}")
+        return self._model
+
+
+class _GivenModel:
+    """A model object given by the caller (already built)."""
+
+    def __init__(self, model, scale: int):
+        if getattr(model, "scale", scale) != scale:
+            raise AesopBenchError(f"model {model.name!r} upscales x{model.scale} but the protocol is x{scale}")
+        self.name, self.scale, self.identity = model.name, scale, model.identity
+        self.cache = getattr(model, "cache", True)
+        self._model = model
+
+    def get(self):
+        return self._model
+
+
+class NetworkSource:
+    """SR images made by a model from the protocol's LR (cached on disk by the model's identity)."""
+
+    kind = "model"
+
+    def __init__(self, cfg):
+        self.model = _LazyModel(cfg) if isinstance(cfg.model, str) else _GivenModel(cfg.model, cfg.protocol.scale)
+        self.name, self.identity, self.device = self.model.name, self.model.identity, cfg.device
+
+    def prepare_set(self, set_name, res, log) -> None:
+        pass
+
+    def row_source(self, set_name, hr_file):
+        return None
+
+    def record(self) -> dict:
+        return {}
+
+    def images(self, res, set_name, hr_file, protocol, need_lr):
+        hr, lr = _load_pair(res, hr_file, protocol)
+        return hr, lr, _super_resolve(self.model, lr, self.device)
