@@ -149,6 +149,7 @@ def cmd_data(args) -> int:
 
 def cmd_weights(args) -> int:
     from . import weights
+    from .metrics.registry import weights_validator
 
     if args.action == "list":
         for name, e in weights.manifest().items():
@@ -163,7 +164,7 @@ def cmd_weights(args) -> int:
             raise AesopBenchError("name the weights to download, e.g. `aesop-bench weights download rrdb_psnr`; "
                                   "`aesop-bench weights list` shows them")
         for name in args.names:
-            print(f"{name}: {weights.download(name)}")
+            print(f"{name}: {weights.download(name, validate=weights_validator(name))}")
         return 0
     if args.action == "verify":
         bad = 0
@@ -177,7 +178,14 @@ def cmd_weights(args) -> int:
     if args.action == "add":
         if len(args.names or []) != 2:
             raise AesopBenchError("usage: aesop-bench weights add NAME FILE")
-        print(f"{args.names[0]}: added as {weights.add(args.names[0], args.names[1])}")
+        name, file = args.names
+        print(f"{name}: added as {weights.add(name, file, validate=weights_validator(name))}")
+        return 0
+    if args.action == "forget":
+        for name in args.names or []:
+            had = weights.forget(name)
+            print(f"{name}: " + ("the recorded hash and the cached file are forgotten; the next download or add "
+                                 "records a new hash" if had else "no hash was recorded"))
         return 0
     raise AesopBenchError(f"unknown weights action {args.action!r}")
 
@@ -408,8 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("weights", formatter_class=_FMT,
                        help="list, download, verify or add weight files")
-    w.add_argument("action", choices=["list", "download", "verify", "add"],
-                   help="list the manifest; download or verify files; add a file fetched by hand")
+    w.add_argument("action", choices=["list", "download", "verify", "add", "forget"],
+                   help="list the manifest; download or verify files; add a file fetched by hand; forget the "
+                        "hash recorded for an entry with no published hash (and its cached file)")
     w.add_argument("names", nargs="*", help="weights names (`weights list` shows them); add: NAME FILE")
     w.set_defaults(func=cmd_weights)
     return p

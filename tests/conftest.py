@@ -63,6 +63,7 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
 
     cut_after: int | None = None
     ranges_seen: list = []
+    no_length: bool = False  # send no Content-Length: the client cannot tell a cut response from a whole one
 
     def log_message(self, *a):
         pass
@@ -83,7 +84,8 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if not type(self).no_length:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         cut = type(self).cut_after
         if cut is not None:
@@ -100,7 +102,7 @@ def server(tmp_path):
     """A static file server on 127.0.0.1 standing in for the internet: (its folder, its URL, its handler)."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = type("H", (_RangeHandler,), {"ranges_seen": [], "cut_after": None})
+    handler = type("H", (_RangeHandler,), {"ranges_seen": [], "cut_after": None, "no_length": False})
 
     def make(*a, **k):
         return handler(*a, directory=str(root), **k)

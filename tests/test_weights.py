@@ -68,6 +68,57 @@ def test_unpinned_hash_is_recorded_and_then_enforced(tmp_path, monkeypatch, serv
         weights.require("toy")
 
 
+def test_a_truncated_download_without_length_is_never_trusted(tmp_path, monkeypatch, server):
+    # a server that sends half the file with no Content-Length and closes: the client sees a complete response
+    www, url, handler = server
+    src, digest = _blob(tmp_path)
+    (www / "toy.pth").write_bytes(src.read_bytes())
+    _manifest(tmp_path, monkeypatch, [{"name": "toy", "file": "toy.pth", "urls": [f"{url}/toy.pth"], "sha256": None}])
+    handler.no_length = True
+    handler.cut_after = src.stat().st_size // 2
+    with pytest.raises(AesopBenchError, match="not a complete toy file"):
+        weights.download("toy", log=None)
+    assert not weights.cache_path(weights.entry("toy")).exists()
+    assert weights.expected_hash(weights.entry("toy")) == (None, "unpinned")  # nothing recorded
+    # the whole file, next time, is accepted and becomes the recorded one
+    assert weights.download("toy", log=None).read_bytes() == src.read_bytes()
+    assert weights.expected_hash(weights.entry("toy"))[0] == digest
+
+
+def test_add_loads_the_file_as_its_entry_before_trusting_it_and_forget_undoes_a_record(tmp_path, monkeypatch,
+                                                                                      capsys):
+    from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
+
+    real = tmp_path / "AESOP_RRDB128_290K.pth"
+    torch.save({"params_ema": RRDBNet(num_block=1).state_dict()}, real)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(pickle.dumps({"not": "a model"}))
+    small = tmp_path / "other_net.pth"
+    torch.save({"params_ema": {"conv.weight": torch.zeros(2, 2)}}, small)
+    _manifest(tmp_path, monkeypatch, [{"name": "aesop_rrdb", "file": "AESOP_RRDB128_290K.pth", "urls": [],
+                                       "sha256": None, "used_by": ["zoo: aesop_rrdb"]}])
+    # the zoo's aesop_rrdb is a full RRDBNet (23 blocks): a one-block file is refused too
+    for bad in (junk, small, real):
+        assert main(["weights", "add", "aesop_rrdb", str(bad)]) == 2
+        assert "is not a aesop_rrdb file, so it is not added" in capsys.readouterr().err
+    assert weights.expected_hash(weights.entry("aesop_rrdb")) == (None, "unpinned")
+    good = tmp_path / "good.pth"
+    torch.save({"params_ema": RRDBNet().state_dict()}, good)
+    assert main(["weights", "add", "aesop_rrdb", str(good)]) == 0
+    assert weights.check(weights.entry("aesop_rrdb")).status == "recorded"
+    # a wrongly recorded file: the mismatch names the way out, and forget takes it
+    other = tmp_path / "retrained.pth"
+    torch.save({"params_ema": RRDBNet().state_dict()}, other)
+    assert main(["weights", "add", "aesop_rrdb", str(other)]) == 2
+    assert "weights forget aesop_rrdb" in capsys.readouterr().err
+    assert main(["weights", "forget", "aesop_rrdb"]) == 0
+    assert not weights.cache_path(weights.entry("aesop_rrdb")).exists()
+    assert main(["weights", "add", "aesop_rrdb", str(other)]) == 0
+    assert weights.check(weights.entry("aesop_rrdb")).status == "recorded"
+    assert main(["weights", "forget", "niqe_pristine"]) == 2  # a published hash is never forgotten
+    assert "published" in capsys.readouterr().err
+
+
 def test_wrong_file_is_refused_and_falls_back_to_the_next_url(tmp_path, monkeypatch):
     good, digest = _blob(tmp_path, "good.pth", 0)
     bad, _ = _blob(tmp_path, "bad.pth", 1)

@@ -34,7 +34,7 @@ from pathlib import Path
 from ..data.sets import ResolvedSet, SETS, resolve, set_folder
 from ..distributed import barrier, init
 from ..errors import AesopBenchError
-from ..metrics.registry import get_spec
+from ..metrics.registry import get_spec, weights_validator
 from ..protocol import Protocol
 from .sources import NetworkSource
 from .store import SET_ROW, ResultStore
@@ -112,7 +112,7 @@ def _fetch_weights(cfg: EvalConfig) -> None:
             names = [ae if n == "aesop_ae" else n for n in names]
         for n in names:
             if n in wm.manifest() and wm.check(wm.entry(n)).status == "missing":
-                wm.download(n, log=cfg.log)
+                wm.download(n, log=cfg.log, validate=weights_validator(n))
 
 
 def evaluate(cfg: EvalConfig) -> dict:

@@ -26,7 +26,7 @@ DEFAULT_AE = "aesop_ae"
 def ae_path(spec: str) -> Path:
     if os.path.isfile(spec):
         return Path(spec)
-    return wm.get(spec, download_missing=False)
+    return wm.get(spec, download_missing=False, validate=lambda p: build_ae(str(p)))
 
 
 def ae_identity(spec: str) -> str:

@@ -246,6 +246,19 @@ def expand_metrics(spec: str | list[str]) -> list[str]:
     return out
 
 
+def weights_validator(name: str):
+    """How to check that a file is what the weights entry ``name`` says it is, before its hash is trusted:
+    the zoo network it belongs to with strict keys, the AESOP auto-encoder, or (None) a readable file of
+    tensors."""
+    from ..models.zoo import weights_validator as zoo_validator
+
+    if name == "aesop_ae":
+        from .ae import build_ae
+
+        return lambda path: build_ae(str(path))
+    return zoo_validator(name)
+
+
 def describe(fmt: str = "table") -> str:
     """The registry as a table (or JSON): name, kind, direction, version with its option tags, the status of
     the weights it needs, description; then each option with its default."""

@@ -235,7 +235,7 @@ def resolve_model(name: str, arch: str | None = None, download: bool = True) -> 
         e = ZOO[name]
         if e.arch not in ARCHS:
             raise AesopBenchError(f"{name} is {e.description}; it cannot be evaluated as an SR model")
-        path = wm.get(e.weights, download_missing=download)
+        path = wm.get(e.weights, download_missing=download, validate=weights_validator(e.weights))
         return ModelSpec(name, e.arch, path, e.keys or ("params_ema", "params"), dict(e.arch_opts))
     path = Path(name)
     if path.suffix.lower() in (".yaml", ".yml", ".json") and path.is_file():
@@ -271,6 +271,17 @@ def _from_card(path: Path) -> ModelSpec:
         wpath = wm.get(w)
     keys = (card["key"],) if card.get("key") else ("params_ema", "params")
     return ModelSpec(card.get("name", path.stem), card["arch"], wpath, keys, dict(card.get("arch_opts", {})))
+
+
+def weights_validator(weights_name: str):
+    """A check that a file holds the network of the zoo entry that uses the weights ``weights_name``: it must
+    load into that architecture with strict keys (None if no SR zoo entry uses them)."""
+    for e in ZOO.values():
+        if e.weights == weights_name and e.arch in ARCHS:
+            def check(path: Path, e=e) -> None:
+                ModelSpec(e.name, e.arch, Path(path), e.keys or ("params_ema", "params"), dict(e.arch_opts)).build(4)
+            return check
+    return None
 
 
 def build_model(spec: ModelSpec | None, scale: int = 4, device: str = "cpu", precision: str = "fp32",
