@@ -38,7 +38,7 @@ __all__ = ["metric", "Metric", "evaluate", "load_run", "protocol", "Result", "mo
 def protocol(name: str = "paper", **overrides):
     """A protocol by name (``paper``, ``basicsr``, ``matlab``) with overrides: scale, modcrop, crop_border,
     lr_source."""
-    from .protocol import get_protocol
+    from .protocols import get_protocol
 
     return get_protocol(name, **overrides)
 
@@ -120,7 +120,7 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
     (5, True)
     """
     from .data.sets import expand_sets
-    from .protocol import Protocol, get_protocol
+    from .protocols import Protocol, get_protocol
     from .evaluation.runner import EvalConfig, evaluate as run
     from .metrics.registry import expand_metrics
     from .paths import data_root as default_root

@@ -28,7 +28,7 @@ def _check_device(device: str) -> None:
 
 def cmd_eval(args) -> int:
     from .data.sets import expand_sets
-    from .protocol import get_protocol
+    from .protocols import get_protocol
     from .evaluation.runner import EvalConfig, evaluate
     from .metrics.registry import expand_metrics
     from .models.zoo import short_name
@@ -49,7 +49,8 @@ def cmd_eval(args) -> int:
                      save_sr=args.save_sr, download=not args.no_download, progress=not args.quiet, ae=args.ae,
                      clipiqa_split_above=args.clipiqa_split_above, fid_mode=args.fid_mode, arch=args.arch,
                      precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
-                     sr_dir=Path(args.sr) if args.sr else None, sr_suffix=args.sr_suffix, name=args.name)
+                     sr_dir=Path(args.sr) if args.sr else None, sr_suffix=args.sr_suffix, name=args.name,
+                     threads=args.threads)
     summary = evaluate(cfg)
     if int(os.environ.get("RANK", 0)) != 0:
         return 0  # under torchrun, rank 0 reports
@@ -321,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FID/pFID features: pytorch-fid as the LDL/AESOP scripts (default) or clean-fid")
     e.add_argument("--format", choices=["table", "json"], default="table")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: $AESOP_BENCH_THREADS, else the cores other processes leave free)")
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("data", formatter_class=_FMT,
@@ -430,6 +433,16 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except AesopBenchError as exc:
         print(f"aesop-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        import errno
+
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"aesop-bench: error: no space left on the device{where}. Everything stored before is kept; free "
+              "some space (or choose another --out / $AESOP_BENCH_HOME) and run the same command again: it "
+              "resumes", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("aesop-bench: interrupted; stored results are kept, run the same command to resume", file=sys.stderr)

@@ -23,14 +23,35 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 _HASHES: dict[tuple, str] = {}
 
 
-def sha256_cached(path: str | os.PathLike) -> str:
-    """``sha256_file``, memoised by the file's path, size, inode and modification time: a weights file used
-    by several parts of one run is read once."""
+def sha256_cached(path: str | os.PathLike, persist: bool = False) -> str:
+    """``sha256_file``, memoised by the file's path, size, inode and modification time: in memory (a weights
+    file used by several parts of one run is read once) and, with ``persist`` for files over 1 MB, on disk in
+    ``$AESOP_BENCH_HOME/hashes.json`` (a rerun does not read a 60 MB checkpoint again to name its version).
+    Verification never uses the on-disk memo: a file damaged in place keeps its size and time."""
     st = os.stat(path)
     key = (os.path.realpath(path), st.st_size, st.st_ino, st.st_mtime_ns)
     digest = _HASHES.get(key)
+    if digest is not None:
+        return digest
+    big = persist and st.st_size > 1 << 20
+    if big:
+        from .paths import home
+
+        store = home() / "hashes.json"
+        try:
+            known = json.loads(store.read_text()) if store.is_file() else {}
+        except (OSError, json.JSONDecodeError):
+            known = {}
+        digest = known.get("|".join(map(str, key)))
     if digest is None:
-        digest = _HASHES[key] = sha256_file(path)
+        digest = sha256_file(path)
+        if big:
+            known["|".join(map(str, key))] = digest
+            try:
+                atomic_write_json(store, known)
+            except OSError:
+                pass  # a read-only cache only costs the hashing again
+    _HASHES[key] = digest
     return digest
 
 
@@ -45,6 +66,24 @@ def tensor_key(t) -> str:
 def cache_file(root: Path, key: str, suffix: str) -> Path:
     """``root/KE/KEY.suffix``: a content-addressed cache file, fanned out by the key's first two characters."""
     return Path(root) / key[:2] / f"{key}{suffix}"
+
+
+def remove_stale_temps(folder: Path, patterns=(".*.tmp",), min_age: float = 0.0) -> list[Path]:
+    """Delete the temporary files an interrupted atomic write left in ``folder`` (``.NAME.XXXX.tmp``), those
+    older than ``min_age`` seconds (a writer may still own a younger one in a shared cache)."""
+    import time
+
+    gone = []
+    now = time.time()
+    for pattern in patterns:
+        for p in Path(folder).glob(pattern):
+            try:
+                if now - p.stat().st_mtime >= min_age:
+                    p.unlink()
+                    gone.append(p)
+            except FileNotFoundError:
+                pass
+    return gone
 
 
 def _umask() -> int:

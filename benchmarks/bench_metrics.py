@@ -44,7 +44,7 @@ def run_all(args, tmp: Path) -> None:
     from aesop_bench.data.imresize import imresize
     from aesop_bench.data.sets import resolve
     from aesop_bench.data.transforms import mod_crop, to_rgb
-    from aesop_bench.protocol import get_protocol
+    from aesop_bench.protocols import get_protocol
     from aesop_bench.imageio import read_image
     from aesop_bench.metrics.metric import Metric
     from aesop_bench.metrics.registry import METRICS

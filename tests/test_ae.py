@@ -69,7 +69,7 @@ def test_strict_loading_lists_missing_and_unexpected_keys():
 
 
 def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
-    from aesop_bench.protocol import get_protocol
+    from aesop_bench.protocols import get_protocol
     from aesop_bench.evaluation.runner import EvalConfig, evaluate
     from aesop_bench.imageio import quantize, read_image
     from aesop_bench.data.imresize import imresize
@@ -113,3 +113,20 @@ def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
 def test_missing_released_ae_is_a_clear_error(monkeypatch):
     with pytest.raises(AesopBenchError, match="aesop-bench weights add aesop_ae"):
         ae_mod.build_ae("aesop_ae")
+
+
+def test_the_hr_side_is_computed_once_and_the_values_do_not_move(tmp_path):
+    from aesop_bench.metrics.ae import ae_psnr
+
+    torch.manual_seed(0)
+    ae = AutoEncoder(num_feat=16, num_block=1, num_grow_ch=4, enc_blocks=1).eval()
+    calls = []
+    ae.register_forward_hook(lambda m, i, o: calls.append(i[0].shape))
+    hr = torch.randint(0, 256, (1, 3, 48, 48), dtype=torch.uint8)
+    srs = [torch.randint(0, 256, (1, 3, 48, 48), dtype=torch.uint8) for _ in range(3)]
+    plain = [ae_psnr(sr, hr, ae, 4, False, 1e-8) for sr in srs]
+    calls.clear()
+    cached = [ae_psnr(sr, hr, ae, 4, False, 1e-8, hr_cache=tmp_path / "c") for sr in srs]
+    assert len(calls) == 3 + 1  # three SR images, and the HR once: later models read AE(HR) from the disk
+    assert all(torch.equal(a, b) for a, b in zip(plain, cached))  # bit-identical
+    assert len(list((tmp_path / "c").rglob("*.npy"))) == 1

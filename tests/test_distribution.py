@@ -76,7 +76,7 @@ def test_eval_fid_and_pfid(stand_in_inception, random_inception_state, bench_roo
     from aesop_bench.evaluation.runner import EvalConfig, evaluate
     from aesop_bench.imageio import read_image
     from aesop_bench.paths import home
-    from aesop_bench.protocol import get_protocol
+    from aesop_bench.protocols import get_protocol
 
     def run(out):
         cfg = EvalConfig(model="bicubic", sets=["set5"], metrics=["psnr", "fid", "pfid"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -122,6 +123,47 @@ def test_download_verify_and_make_lr(server, bench_root, tmp_path, monkeypatch):
     assert sorted(p.name for p in lr_dir.iterdir()) == sorted(matlab)
     for name, ref in matlab.items():
         assert torch.equal(read_image(lr_dir / name), ref), name
+
+
+def test_an_incomplete_set_is_never_scored_as_the_set(server, bench_root, tmp_path, monkeypatch, capsys):
+    from aesop_bench.cli import main
+
+    www, url, _ = server
+    _mirror(bench_root, www, ["set5", "set14"])
+    monkeypatch.setenv("AESOP_BENCH_GITHUB_RAW", url)
+    data = tmp_path / "data"
+    mirrored = next(www.rglob("bird.png"))
+    kept = mirrored.read_bytes()
+    mirrored.unlink()  # the source lacks one file: the first download fails on it
+    args = ["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr", "--quiet", "--data-root", str(data)]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 2
+    capsys.readouterr()
+    # offline, the rerun refuses the set and names the file, instead of a mean over four images
+    assert main(args + ["--out", str(tmp_path / "b"), "--no-download"]) == 2
+    err = capsys.readouterr().err
+    assert "incomplete" in err and "bird.png" in err and "aesop-bench data download set5" in err
+    assert not (tmp_path / "b" / "summary.json").exists()
+    # with downloads allowed, the rerun finishes the set once the source has the file
+    mirrored.write_bytes(kept)
+    assert main(args + ["--out", str(tmp_path / "c")]) == 0
+    assert json.loads((tmp_path / "c" / "summary.json").read_text())["sets"]["set5"]["n_images"] == 5
+    # an image that is not part of the set is refused too; the same folder given as a path is taken as it is
+    shutil.copy(data / "Set5" / "HR" / "bird.png", data / "Set5" / "HR" / "bird2.png")
+    assert main(args + ["--out", str(tmp_path / "d")]) == 2
+    assert "not part of set5: bird2.png" in capsys.readouterr().err
+    folder = str(data / "Set5" / "HR")
+    assert main(["eval", "--model", "bicubic", "--sets", folder, "--metrics", "psnr", "--quiet", "--out",
+                 str(tmp_path / "e")]) == 0
+    assert json.loads((tmp_path / "e" / "summary.json").read_text())["sets"][folder]["n_images"] == 6
+    # data verify reports every set, broken or not, and does not stop at the first
+    (data / "Set5" / "HR" / "bird2.png").unlink()
+    (data / "Set5" / "HR" / "baby.png").unlink()
+    (data / "Set14" / "HR").mkdir(parents=True)
+    capsys.readouterr()
+    assert main(["data", "verify", "set5,set14,bsd100", "--data-root", str(data)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("set5: differs") and "missing: HR/baby.png" in out[0]
+    assert out[1].startswith("set14: differs") and out[2] == "bsd100: missing"
 
 
 def test_readme_main_command_with_a_local_server(server, bench_root, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aesop_bench.cli import main
-from aesop_bench.protocol import get_protocol
+from aesop_bench.protocols import get_protocol
 from aesop_bench.evaluation.runner import EvalConfig, evaluate
 
 PUBLISHED = "reference/published_x4.csv"
@@ -199,3 +199,54 @@ def test_torchrun_shards_images_between_two_ranks(bench_root, tmp_path):
     one = json.loads((tmp_path / "one" / "summary.json").read_text())
     two = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert one["sets"] == two["sets"]
+
+
+def test_stored_values_follow_the_images_they_came_from(bench_root, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(bench_root / "Set5", data / "Set5")
+
+    def run(out, root=data, sets=("set5",)):
+        said = []
+        cfg = EvalConfig(model="bicubic", sets=list(sets), metrics=["psnr"], protocol=get_protocol("matlab"),
+                         data_root=root, out_dir=tmp_path / out, progress=False, download=False, log=said.append)
+        return evaluate(cfg), said
+
+    run("run")
+    # baby.png is replaced by another image (bird's pixels): the same run folder recomputes exactly that image
+    shutil.copy(bench_root / "Set5" / "HR" / "bird.png", data / "Set5" / "HR" / "baby.png")
+    again, said = run("run")
+    fresh, _ = run("fresh")
+    assert again["sets"]["set5"]["metrics"] == fresh["sets"]["set5"]["metrics"]
+    assert any("recomputing: baby" in m for m in said)
+    rows = _rows(tmp_path / "run")
+    assert rows[("set5", "baby", "psnr")] == rows[("set5", "bird", "psnr")]
+    # in a folder given as a set, a removed image is left out of the mean, with a line saying so
+    folder = data / "Set5" / "HR"
+    first, _ = run("folder", sets=(str(folder),))
+    (folder / "woman.png").unlink()
+    second, said = run("folder", sets=(str(folder),))
+    per = {i: v for (s, i, m), v in _rows(tmp_path / "folder").items()}
+    assert second["sets"][str(folder)]["n_images"] == 4 and "woman" not in per
+    assert second["sets"][str(folder)]["metrics"]["psnr"] == pytest.approx(sum(per.values()) / 4, rel=1e-12)
+    assert any("left out: woman" in m for m in said)
+
+
+def test_temporary_files_of_a_killed_run_are_removed(bench_root, tmp_path):
+    import os
+
+    from aesop_bench.paths import sr_cache_dir
+
+    evaluate(_cfg(bench_root, tmp_path, ["set5"], metrics=("psnr",)))
+    run = tmp_path / "run"
+    left = [run / ".summary.json.k2j3.tmp", run / ".rows.jsonl.x9.tmp"]
+    cache_pngs = list(sr_cache_dir().rglob("*.png"))
+    assert cache_pngs
+    old = cache_pngs[0].parent / ".partial.png.q1.tmp"
+    young = cache_pngs[0].parent / ".other.png.q2.tmp"  # another run may be writing it right now: kept
+    for p in left + [old, young]:
+        p.write_bytes(b"partial")
+    os.utime(old, (0, 0))
+    evaluate(_cfg(bench_root, tmp_path, ["set5"], metrics=("psnr",)))
+    assert not any(p.exists() for p in left + [old]) and young.exists()

@@ -81,6 +81,17 @@ def test_clipiqa_equals_pyiqa_and_splits_into_quadrants(tmp_path, bench_root, mo
     separately = torch.stack([iqa.score("clipiqa", p, net=ours)[0] for p in parts]).mean()
     assert split.item() == pytest.approx(separately.item(), abs=1e-7)
     assert iqa.score("clipiqa", x, net=ours, split_above=h * w).item() == pytest.approx(whole.item())
+    # the prompts were encoded once for all those images and quadrants, and the scores equal pyiqa's on others
+    calls = []
+    clip_model = ours.net.clip_model[0]
+    real_encode = clip_model.encode_text
+    monkeypatch.setattr(clip_model, "encode_text", lambda t: calls.append(1) or real_encode(t))
+    fresh = iqa.build("clipiqa", str(path))
+    fresh.net.clip_model[0].encode_text = clip_model.encode_text
+    y = _img(bench_root, "bird")
+    for img in (x, y, x):
+        assert torch.allclose(iqa.score("clipiqa", img, net=fresh).float(), ref(img).flatten().float(), atol=1e-5)
+    assert len(calls) == 1  # three images, one encoding of the prompts
 
 
 def test_missing_weights_name_the_add_command(monkeypatch):

@@ -13,7 +13,8 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "aesop_bench"
 LAYERS = [
-    ("core", ["errors", "paths", "fileutil", "determinism", "distributed", "protocol", "download", "imageio"]),
+    ("core", ["errors", "paths", "fileutil", "determinism", "distributed", "threads", "protocols", "download",
+              "imageio"]),
     ("data", ["data"]),
     ("weights", ["weights"]),
     ("models", ["models"]),

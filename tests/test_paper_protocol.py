@@ -14,7 +14,7 @@ import torch
 import aesop_bench as ab
 from aesop_bench.cli import main
 from aesop_bench.data.imresize import imresize
-from aesop_bench.protocol import PROTOCOLS, get_protocol
+from aesop_bench.protocols import PROTOCOLS, get_protocol
 from aesop_bench.imageio import read_image
 
 

@@ -77,7 +77,7 @@ def test_marks_follow_the_displayed_precision():
 def test_one_writer_per_run_folder(tmp_path):
     """A second evaluation into a run folder that another is writing is refused (the lock), and the folder is
     free again once the first has finished."""
-    from aesop_bench.protocol import get_protocol
+    from aesop_bench.protocols import get_protocol
     from aesop_bench.evaluation.store import ResultStore
 
     model = {"name": "m", "identity": "m-1"}
@@ -104,3 +104,72 @@ def test_partial_sets_are_marked_not_ranked():
     assert [t.cells[("psnr", "set14", i)].rank for i in range(3)] == [0, 1, 2]
     text = to_markdown(t)
     assert "30.000 (n=2)" in text and "covers K of the set's 14 images" in text
+
+
+def _eval(model, sets, out, *extra):
+    return main(["eval", "--model", model, "--sets", sets, "--metrics", "psnr", "--quiet", "--out", str(out),
+                 *extra])
+
+
+def test_tiny_images_are_refused_by_name(tmp_path, capsys):
+    from PIL import Image
+
+    for side in (1, 3):
+        folder = tmp_path / f"tiny{side}"
+        folder.mkdir()
+        Image.fromarray(np.zeros((side, side, 3), np.uint8)).save(folder / "dot.png")
+        assert _eval("bicubic", str(folder), tmp_path / f"r{side}") == 2
+        err = capsys.readouterr().err
+        assert f"dot.png: {side}x{side} pixels is too small for the protocol" in err and "Traceback" not in err
+
+
+def test_broken_checkpoints_and_cards_are_refused_by_name(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    from PIL import Image
+
+    Image.fromarray(np.zeros((48, 48, 3), np.uint8)).save(folder / "a.png")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00" * 100)
+    whole = tmp_path / "whole.safetensors"
+    net = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(whole),
+              metadata={"arch": '"rrdb"', "opts": json.dumps({"num_feat": 8, "num_block": 1, "num_grow_ch": 4})})
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    not_json = tmp_path / "notjson.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(not_json), metadata={"arch": "rrdb"})
+    unknown = tmp_path / "unknown.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(unknown),
+              metadata={"arch": '"rrdb"', "opts": json.dumps({"num_feat": 8, "wings": 2})})
+    for path, words in ((garbage, "not a readable safetensors file"), (truncated, "not a readable safetensors file"),
+                        (not_json, "is not JSON"), (unknown, "wings")):
+        assert _eval(str(path), str(folder), tmp_path / path.stem) == 2
+        err = capsys.readouterr().err
+        assert words in err and ("unknown" in str(path) or path.name in err) and "Traceback" not in err, err
+    assert _eval(str(whole), str(folder), tmp_path / "ok") == 0  # the intact file evaluates
+    card = tmp_path / "evil.yaml"
+    card.write_text("arch: !!python/object/apply:os.system ['touch pwned']\nweights: whole.safetensors\n")
+    assert _eval(str(card), str(folder), tmp_path / "card") == 2
+    assert "the model card is refused" in capsys.readouterr().err
+    assert not (tmp_path / "pwned").exists() and not torch.cuda.is_initialized()
+
+
+def test_a_full_disk_is_one_clear_message(bench_root, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from aesop_bench.evaluation.store import ResultStore
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.rows_path))
+
+    monkeypatch.setattr(ResultStore, "add", full)
+    assert _eval("bicubic", "set5", tmp_path / "r", "--data-root", str(bench_root)) == 2
+    err = capsys.readouterr().err
+    assert "no space left on the device writing" in err and "rows.jsonl" in err and "resumes" in err
+    assert "Traceback" not in err

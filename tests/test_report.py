@@ -32,7 +32,7 @@ MODELS = {"bicubic": ("bicubic", "bicubic-matlab-uint8-v1"),
 def _write_run(folder, bench_root, key, protocol="paper", seed=0, metrics=("psnr", "ssim", "lpips", "lr_psnr")):
     """A run folder written through the results store, as the evaluator writes it, with chosen values."""
     from aesop_bench.evaluation.store import ResultStore
-    from aesop_bench.protocol import get_protocol
+    from aesop_bench.protocols import get_protocol
 
     name, identity = MODELS[key]
     store = ResultStore(folder, {"name": name, "identity": identity, "precision": "fp32", "source": "model"},
@@ -56,7 +56,7 @@ def runs(tmp_path_factory, bench_root):
     from aesop_bench.data.transforms import mod_crop, protocol_lr
     from aesop_bench.data.imresize import imresize
     from aesop_bench.imageio import read_image, write_image
-    from aesop_bench.protocol import get_protocol
+    from aesop_bench.protocols import get_protocol
 
     tmp = tmp_path_factory.mktemp("report")
     out = {key: _write_run(tmp / key, bench_root, key, seed=i) for i, key in enumerate(MODELS)}

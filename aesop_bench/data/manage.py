@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import AesopBenchError
 from ..download import extract, fetch, github_raw_url, record_first_hash
 from ..fileutil import sha256_file
-from .sets import SETS, fingerprints, resolve, set_folder
+from .sets import HR_DIRS, SETS, find_child, fingerprints, list_images, resolve, set_folder
 
 RECORDED_HASHES = ".aesop-bench-recorded.json"
 
@@ -72,31 +72,74 @@ class VerifyReport:
         return "; ".join(parts)
 
 
+def _hr_dir(root: Path) -> Path:
+    return find_child(root, HR_DIRS) or root
+
+
 def verify_set(name: str, data_root: Path) -> VerifyReport:
-    """Compare a set's files with the canonical fingerprints."""
+    """Compare a set's files with the canonical fingerprints (never raises for a broken set: it reports it)."""
     rows = fingerprints(name)
     root = set_folder(name, data_root)
     if root is None:
         return VerifyReport(name, "missing")
     if not rows:
         return VerifyReport(name, "unpinned")
-    res = resolve(name, data_root)
     rep = VerifyReport(name, "canonical")
+    hr_dir = _hr_dir(root)
     by_dir: dict[str, set[str]] = {}
     for r in rows:
         folder, fname = r["file"].rsplit("/", 1)
         by_dir.setdefault(folder, set()).add(fname)
-        path = (res.hr_dir if folder == "HR" else root / folder) / fname
+        path = (hr_dir if folder == "HR" else root / folder) / fname
         if not path.is_file():
             rep.missing.append(r["file"])
         elif sha256_file(path) != r["sha256"]:
             rep.differing.append(r["file"])
         else:
             rep.n_files += 1
-    rep.extra = sorted(p.name for p in res.hr_files if p.name not in by_dir.get("HR", set()))
+    present = list_images(hr_dir) if hr_dir.is_dir() else []
+    rep.extra = sorted(p.name for p in present if p.name not in by_dir.get("HR", set()))
     if rep.differing or rep.missing or rep.extra:
         rep.status = "differs"
     return rep
+
+
+def incomplete(name: str, data_root: Path) -> tuple[list[str], list[str]]:
+    """A registered set's HR files that are missing, and images that are not part of it, by name (``([],
+    [])`` for a complete set). From the fingerprints where the set is pinned, else from its image count."""
+    entry = SETS[name]
+    root = set_folder(name, data_root)
+    if root is None or not entry.has_hr:
+        return [], []
+    hr_dir = _hr_dir(root)
+    present = {p.name for p in list_images(hr_dir)} if hr_dir.is_dir() else set()
+    expected = {r["file"].rsplit("/", 1)[1] for r in fingerprints(name) if r["file"].startswith("HR/")}
+    if expected:
+        return sorted(expected - present), sorted(present - expected)
+    if entry.n_images and len(present) < entry.n_images:
+        return [f"{entry.n_images - len(present)} of its {entry.n_images} images"], []
+    return [], []
+
+
+def require_complete(name: str, data_root: Path) -> None:
+    """Refuse a registered set with missing or unexpected images, naming them: its mean would not be the
+    set's. A folder given as a set is evaluated as it is."""
+    missing, unexpected = incomplete(name, data_root)
+    if not missing and not unexpected:
+        return
+    folder = _hr_dir(set_folder(name, data_root))
+
+    def shown(items):
+        return ", ".join(items[:10]) + (f" (+{len(items) - 10} more)" if len(items) > 10 else "")
+
+    what = ([f"missing: {shown(missing)}"] if missing else []) + \
+        ([f"not part of {name}: {shown(unexpected)}"] if unexpected else [])
+    fix = f"Run `aesop-bench data download {name}` (it fetches only what is missing)" if missing and \
+        (fingerprints(name) or SETS[name].archive) else (SETS[name].manual or "Complete the folder")
+    raise AesopBenchError(
+        f"set {name!r} in {folder} is incomplete ({'; '.join(what)}); a mean over part of it is not the set's. "
+        f"{fix}{'; remove the files that are not part of it' if unexpected else ''}. To evaluate the folder as "
+        f"it is, give its path: --sets {folder}")
 
 
 def make_lr(name: str, data_root: Path, scale: int = 4, modcrop: int | None = None, log=print) -> Path:

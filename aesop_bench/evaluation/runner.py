@@ -31,11 +31,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.sets import ResolvedSet, SETS, resolve, set_folder
+from ..data.sets import SETS, ResolvedSet, fingerprints, resolve, set_folder
 from ..distributed import barrier, init
+from .. import threads
 from ..errors import AesopBenchError
 from ..metrics.registry import get_spec, weights_validator
-from ..protocol import Protocol
+from ..protocols import Protocol
 from .sources import NetworkSource
 from .store import SET_ROW, ResultStore
 
@@ -59,6 +60,7 @@ class EvalConfig:
     tile: int | None = None
     tile_overlap: int = 32
     progress: bool = True
+    threads: int | None = None  # CPU threads (None: $AESOP_BENCH_THREADS, else the free cores; see threads.py)
     log: object = field(default=lambda msg: print(msg, file=sys.stderr))
     sr_dir: Path | None = None  # a folder of SR results instead of a model
     sr_suffix: str = ""
@@ -92,11 +94,18 @@ def _source(cfg: "EvalConfig"):
 
 
 def _resolve_or_download(name: str, cfg: EvalConfig) -> ResolvedSet:
-    if set_folder(name, cfg.data_root) is None and cfg.download and name in SETS:
-        from ..data.manage import download_set
+    """A set ready to evaluate: a registered set is downloaded (or completed) when allowed and refused when
+    it lacks images or holds others; a folder is taken as it is."""
+    if name in SETS:
+        from ..data.manage import download_set, incomplete, require_complete
 
-        cfg.log(f"{name}: not under {cfg.data_root}; downloading")
-        download_set(name, cfg.data_root, log=cfg.log)
+        absent = set_folder(name, cfg.data_root) is None
+        if cfg.download and (absent or incomplete(name, cfg.data_root)[0]) and (SETS[name].archive or absent or
+                                                                                 fingerprints(name)):
+            cfg.log(f"{name}: {'not under ' + str(cfg.data_root) if absent else 'incomplete'}; downloading")
+            download_set(name, cfg.data_root, log=cfg.log)
+        if set_folder(name, cfg.data_root) is not None:
+            require_complete(name, cfg.data_root)
     return resolve(name, cfg.data_root)
 
 
@@ -111,7 +120,7 @@ def _fetch_weights(cfg: EvalConfig) -> None:
         if ae and not os.path.isfile(ae):
             names = [ae if n == "aesop_ae" else n for n in names]
         for n in names:
-            if n in wm.manifest() and wm.check(wm.entry(n)).status == "missing":
+            if n in wm.manifest() and not wm.cache_path(wm.entry(n)).is_file():
                 wm.download(n, log=cfg.log, validate=weights_validator(n))
 
 
@@ -127,6 +136,7 @@ def _evaluate(cfg: EvalConfig) -> dict:
     from ..metrics.metric import Metric
 
     rank, world, _ = init()  # barriers only: gloo, CPU tensors on any device
+    threads.apply(cfg.threads)
     if world > 1 and cfg.device == "cuda":
         cfg.device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
     source = _source(cfg)
@@ -170,6 +180,8 @@ def _evaluate(cfg: EvalConfig) -> dict:
                     sources[(name, k)] = src
                 if not all(store.has(name, k, m.name, m.version, src) for m in per_image):
                     todo.append((f, k, src))
+            if rank == 0:
+                _say_stale(cfg, store, name, keys, todo, per_image)
             mine = todo[rank::world]
             if mine and per_image:
                 _evaluate_images(cfg, res, name, mine, per_image, store, source)
@@ -200,10 +212,25 @@ def _evaluate(cfg: EvalConfig) -> dict:
     return summary
 
 
+def _say_stale(cfg, store, name, keys, todo, metrics) -> None:
+    """Say which stored values no longer count: images whose files changed since (recomputed), and images no
+    longer in the set (left out)."""
+    changed = [k for _, k, src in todo if any(store.rows.get((name, k, m.name), (0, m.version, src))[2] != src
+                                              for m in metrics)]
+    gone = sorted({i for (s, i, _) in store.rows if s == name and i != SET_ROW} - set(keys))
+
+    def shown(items):
+        return ", ".join(items[:10]) + (f" (+{len(items) - 10} more)" if len(items) > 10 else "")
+
+    if changed:
+        cfg.log(f"{name}: {len(changed)} image(s) differ from the files their stored values came from; "
+                f"recomputing: {shown(changed)}")
+    if gone:
+        cfg.log(f"{name}: {len(gone)} image(s) with stored values are no longer in the set; left out: {shown(gone)}")
+
+
 def _set_source(source, set_name, res) -> str | None:
-    """The hash of every file a set-level value comes from (folder runs), else None."""
-    if source.kind != "folder":
-        return None
+    """The hash of every file a set-level value comes from."""
     h = hashlib.sha256()
     for f in res.hr_files:
         h.update(source.row_source(set_name, f).encode())

@@ -8,22 +8,27 @@ A source gives ``images(res, set_name, hr_file, protocol, need_lr) -> (hr, lr, s
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from ..data.sets import ResolvedSet
 from ..errors import AesopBenchError
-from ..fileutil import cache_file, tensor_key
+from ..fileutil import cache_file, remove_stale_temps, sha256_cached, tensor_key
 from ..paths import sr_cache_dir
-from ..protocol import Protocol
+from ..protocols import Protocol
+
+
+def _sr_cache_root(identity: str, scale: int) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in identity)
+    return sr_cache_dir() / safe / f"x{scale}"
 
 
 def _sr_cache_path(identity: str, scale: int, lr) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in identity)
-    return cache_file(sr_cache_dir() / safe / f"x{scale}", tensor_key(lr), ".png")
+    return cache_file(_sr_cache_root(identity, scale), tensor_key(lr), ".png")
 
 
 def _load_pair(res: ResolvedSet, hr_file: Path, protocol: Protocol):
-    from ..data.transforms import mod_crop, protocol_lr, to_rgb
+    from ..data.transforms import mod_crop, protocol_lr, require_evaluable, to_rgb
     from ..imageio import read_image
 
     hr = read_image(hr_file)
@@ -31,6 +36,7 @@ def _load_pair(res: ResolvedSet, hr_file: Path, protocol: Protocol):
         hr = to_rgb(hr)
     if res.hr_dir is None:  # real-world LR inputs, no ground truth
         return None, hr
+    require_evaluable(hr, protocol, hr_file)
     if protocol.lr_source == "make":
         return mod_crop(hr, protocol.effective_modcrop), protocol_lr(hr, protocol)
     hr = mod_crop(hr, protocol.effective_modcrop)
@@ -124,12 +130,22 @@ class NetworkSource:
     def __init__(self, cfg):
         self.model = _LazyModel(cfg) if isinstance(cfg.model, str) else _GivenModel(cfg.model, cfg.protocol.scale)
         self.name, self.identity, self.device = self.model.name, self.model.identity, cfg.device
+        self.protocol = cfg.protocol
+        self._sets: dict[str, ResolvedSet] = {}
+        if self.model.cache:  # partial SR images of a killed run (an hour old: other runs may share the cache)
+            remove_stale_temps(_sr_cache_root(self.identity, cfg.protocol.scale), ("*/.*.tmp",), min_age=3600)
 
     def prepare_set(self, set_name, res, log) -> None:
-        pass
+        self._sets[set_name] = res
 
-    def row_source(self, set_name, hr_file):
-        return None
+    def row_source(self, set_name, hr_file) -> str:
+        """The content of the files a stored value of this image comes from: the HR image (and the set's LR
+        file where the protocol reads it). A stored value counts only while they are unchanged."""
+        digests = [sha256_cached(hr_file)]
+        if self.protocol.lr_source == "folder" and self._sets[set_name].hr_dir is not None:
+            lr_file = self._sets[set_name].lr_file(hr_file, self.protocol.scale)
+            digests.append(sha256_cached(lr_file) if lr_file is not None else "-")
+        return hashlib.sha256("".join(digests).encode()).hexdigest()[:20]
 
     def record(self) -> dict:
         return {}

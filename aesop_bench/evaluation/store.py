@@ -26,8 +26,8 @@ import os
 from pathlib import Path
 
 from ..errors import AesopBenchError
-from ..fileutil import atomic_write_json, atomic_write_text
-from ..protocol import normalised
+from ..fileutil import atomic_write_json, atomic_write_text, remove_stale_temps
+from ..protocols import normalised
 
 SCHEMA = 1
 SET_ROW = "*"  # the image key of set-level values (distribution metrics such as FID)
@@ -41,6 +41,8 @@ class ResultStore:
         self.protocol = protocol
         self.rank = rank
         self._lock = self._acquire_lock() if rank == 0 else None
+        if rank == 0:  # the folder is ours now: partial files of a killed run go
+            remove_stale_temps(self.dir, (".*.tmp", "sr/*/.*.tmp"))
         self.rows: dict[tuple[str, str, str], tuple[float, str, str | None]] = {}
         try:
             self._check_run_file()
@@ -76,7 +78,7 @@ class ResultStore:
             old = json.loads(path.read_text())
             if old.get("model", {}).get("identity") != self.model.get("identity") or \
                     normalised(old.get("protocol", {})) != normalised(self.protocol):
-                from ..protocol import differences
+                from ..protocols import differences
 
                 diff = differences(old.get("protocol", {}), self.protocol)
                 what = ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items())
@@ -154,8 +156,9 @@ class ResultStore:
         for set_name, images in set_images.items():
             by_metric: dict[str, list[float]] = {}
             set_level: dict[str, float] = {}
+            current = set(images)
             for (s, image, metric), (value, version, src) in self.rows.items():
-                if s != set_name or sources.get((s, image), src) != src:
+                if s != set_name or sources.get((s, image), src) != src or (image != SET_ROW and image not in current):
                     continue
                 versions[metric] = version
                 if image == SET_ROW:

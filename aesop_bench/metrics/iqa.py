@@ -79,6 +79,7 @@ def build(metric: str, weights: str | None = None, **overrides):
         with no_timm_pretrained():
             net = MANIQA(pretrained=False, **opts)
         net = _load_checkpoint(net, weights or "maniqa_koniq")
+        _stop_after_used_blocks(net)
     elif metric == "clipiqa":
         from pyiqa.archs import clipiqa_arch
         from pyiqa.archs.clip_model import build_model
@@ -88,12 +89,45 @@ def build(metric: str, weights: str | None = None, **overrides):
         real = clipiqa_arch.load
         clipiqa_arch.load = lambda *a, **k: build_model(sd).float()
         try:
-            net = clipiqa_arch.CLIPIQA(model_type="clipiqa", pretrained=False, **overrides)
+            net = PromptsOnce(clipiqa_arch.CLIPIQA(model_type="clipiqa", pretrained=False, **overrides))
         finally:
             clipiqa_arch.load = real
     else:
         raise AesopBenchError(f"unknown IQA-PyTorch metric {metric!r}")
     return net.eval()
+
+
+def _stop_after_used_blocks(net) -> None:
+    """MANIQA reads the outputs of ViT blocks 6-9 (forward hooks) and nothing after them: blocks 10-11, the final
+    norm and the classification head (8.6% of its work per image) are dropped. The hooked outputs, and so the
+    scores, are the same tensors."""
+    vit = net.vit
+    vit.blocks = vit.blocks[:10]
+    for name in ("norm", "fc_norm", "head_drop", "head"):
+        if hasattr(vit, name):
+            setattr(vit, name, torch.nn.Identity())
+
+
+class PromptsOnce(torch.nn.Module):
+    """IQA-PyTorch's CLIP-IQA with its text prompts encoded once per device, not once per image: the same
+    operations as ``CLIPIQA.forward`` (the prompts' features are fixed), in half the time on CPU."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self._text: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        x = (x - n.default_mean.to(x)) / n.default_std.to(x)
+        clip_model = n.clip_model[0].to(x)
+        key = f"{x.device}:{x.dtype}"
+        if key not in self._text:
+            self._text[key] = clip_model.encode_text(n.prompt_pairs.to(x.device))
+        logits, _ = clip_model(x, None, pos_embedding=n.pos_embedding, text_features=self._text[key])
+        probs = logits.reshape(logits.shape[0], -1, 2).softmax(dim=-1)
+        return probs[..., 0].mean(dim=1, keepdim=True)
 
 
 def quadrants(x: torch.Tensor) -> list[torch.Tensor]:

@@ -26,7 +26,7 @@ from .registry import MetricContext, get_spec
 
 
 def _protocol(protocol):
-    from ..protocol import Protocol, get_protocol
+    from ..protocols import Protocol, get_protocol
 
     return protocol if isinstance(protocol, Protocol) else get_protocol(str(protocol))
 

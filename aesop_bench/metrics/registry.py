@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..errors import AesopBenchError
 
 if TYPE_CHECKING:  # torch is imported where a metric is computed, not where the table is read
-    from ..protocol import Protocol
+    from ..protocols import Protocol
 
 KINDS = ("full_reference", "lr_reference", "no_reference", "distribution")
 
@@ -81,7 +81,7 @@ class MetricSpec:
         tags = [o.tag(opts[o.name]) for o in self.options if o.tag is not None]
         if self.protocol_tag is not None:
             if protocol is None:
-                from ..protocol import get_protocol
+                from ..protocols import get_protocol
 
                 protocol = get_protocol("paper")
             tags.append(self.protocol_tag(protocol))
@@ -139,17 +139,34 @@ def _perceptual(cls_name: str):
 
 
 def _ae_psnr(ctx: MetricContext):
+    from ..paths import home
     from .ae import ae_psnr, build_ae
 
     p = ctx.protocol
     net = LazyNet(lambda: build_ae(ctx.options["ae"]).to(ctx.device).eval().requires_grad_(False))
-    return lambda sr, hr, lr: ae_psnr(sr, hr, net(), p.effective_crop_border, p.y_round, p.psnr_eps)
+    # AE(HR) is the same for every model evaluated on a set: kept on disk under the AE's hash
+    cache = home() / "ae_hr" / _ae_tag(ctx.options["ae"]).replace(":", "_").replace("=", "_")
+    return lambda sr, hr, lr: ae_psnr(sr, hr, net(), p.effective_crop_border, p.y_round, p.psnr_eps,
+                                      hr_cache=None if cache.name.endswith("unavailable") else cache)
 
 
 def _ae_tag(spec: str) -> str:
-    from .ae import ae_identity
+    """The AE's file name and a short hash of it, without torch (a rerun whose rows are stored imports none)."""
+    import os
+    from pathlib import Path
 
-    return "ae=" + ae_identity(spec)
+    from .. import weights as wm
+    from ..fileutil import sha256_cached
+
+    path = Path(spec)
+    if not os.path.isfile(spec):
+        try:
+            path = wm.cache_path(wm.entry(spec))
+        except AesopBenchError:
+            return f"ae={spec}:unavailable"
+        if not path.is_file():
+            return f"ae={spec}:unavailable"
+    return f"ae={Path(spec).name}:{sha256_cached(path, persist=True)[:12]}"
 
 
 def _niqe(ctx: MetricContext):

@@ -53,13 +53,17 @@ def _spsr(scale: int, **kw) -> "nn.Module":
 ARCHS: dict[str, Callable[..., "nn.Module"]] = {"rrdb": _rrdb, "swinir": _swinir, "spsr": _spsr}
 def build_arch(arch: str, scale: int = 4, **opts) -> "nn.Module":
     """A network of a named architecture: an SR architecture of ``ARCHS``, or ``ae`` (the AESOP auto-encoder)."""
-    if arch == "ae":
-        from .archs.autoencoder_arch import AutoEncoder
-
-        return AutoEncoder(**opts)
-    if arch not in ARCHS:
+    if arch != "ae" and arch not in ARCHS:
         raise AesopBenchError(f"architecture {arch!r} unknown; choose one of {', '.join(ARCHS)} or ae")
-    return ARCHS[arch](scale, **opts)
+    try:
+        if arch == "ae":
+            from .archs.autoencoder_arch import AutoEncoder
+
+            return AutoEncoder(**opts)
+        return ARCHS[arch](scale, **opts)
+    except TypeError as exc:  # an option the architecture does not take
+        raise AesopBenchError(f"{arch} options {opts}: {exc}; the architecture's options are its constructor's "
+                              "arguments (arch_opts in a card, opts in a checkpoint's metadata)") from None
 
 
 @dataclass(frozen=True)
@@ -258,7 +262,13 @@ def resolve_model(name: str, arch: str | None = None, download: bool = True) -> 
 def _from_card(path: Path) -> ModelSpec:
     import yaml
 
-    card = yaml.safe_load(path.read_text()) if path.suffix != ".json" else json.loads(path.read_text())
+    try:
+        card = yaml.safe_load(path.read_text()) if path.suffix != ".json" else json.loads(path.read_text())
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise AesopBenchError(f"{path}: the model card is refused: it is not plain YAML/JSON ({exc}). Cards are "
+                              "read as safe YAML: tags such as !!python are never run; give plain values") from None
+    if not isinstance(card, dict):
+        raise AesopBenchError(f"{path}: a model card is a mapping (arch, weights, ...)")
     unknown = set(card) - {"name", "arch", "weights", "key", "arch_opts", "notes"}
     if unknown or "arch" not in card or "weights" not in card:
         raise AesopBenchError(f"{path}: a model card needs arch and weights (and may give name, key, arch_opts, "

@@ -116,7 +116,7 @@ def load_runs(paths, labels: list[str] | None = None, log=None) -> list[Run]:
 def check_comparable(runs: list[Run], metrics: list[str], allow_mixed: bool = False) -> list[str]:
     """Refuse (or, with ``allow_mixed``, describe) runs computed under different protocols or metric versions."""
     problems = []
-    from ..protocol import normalised
+    from ..protocols import normalised
 
     protocols = {json.dumps(normalised(r.protocol), sort_keys=True) for r in runs}
     if len(protocols) > 1:
@@ -136,7 +136,7 @@ def check_comparable(runs: list[Run], metrics: list[str], allow_mixed: bool = Fa
 def check_paper_protocol(runs: list[Run], allow_mixed: bool = False) -> list[str]:
     """Refuse (or, with ``allow_mixed``, describe) runs whose protocol differs from the paper's in a field that
     moves numbers: a 0.03 dB modcrop difference is larger than the deltas a paper comparison prints."""
-    from ..protocol import PROTOCOLS, differences
+    from ..protocols import PROTOCOLS, differences
 
     paper = PROTOCOLS["paper"].as_dict()
     problems = []

@@ -37,7 +37,7 @@ def validate(cfg: TrainConfig, net: nn.Module, step: int, device: torch.device) 
     from ..imageio import quantize, read_image
     from ..metrics.metric import Metric
     from ..paths import data_root
-    from ..protocol import get_protocol
+    from ..protocols import get_protocol
 
     v = cfg.val
     protocol = get_protocol("paper", scale=cfg.data.scale)

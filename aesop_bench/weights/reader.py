@@ -20,9 +20,20 @@ def read_meta(path: str | os.PathLike) -> dict:
         return {}
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return {k: json.loads(v) for k, v in meta.items()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
+        raise AesopBenchError(f"{path}: not a readable safetensors file ({exc}); the file is damaged or is "
+                              "not a checkpoint: download or export it again") from None
+    out = {}
+    for k, v in meta.items():
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            raise AesopBenchError(f"{path}: its metadata entry {k!r} is not JSON ({v[:60]!r}); checkpoints "
+                                  "written by `aesop-bench train` store JSON there: re-export the file") from None
+    return out
 
 
 _STORAGE_DTYPES = {"FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
@@ -118,7 +129,11 @@ def load_state_dict(path: str | os.PathLike) -> dict:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:
+            raise AesopBenchError(f"{path}: not a readable safetensors file ({exc}); the file is damaged or is "
+                                  "not a checkpoint: download or export it again") from None
     if is_torchscript(path):
         return load_torchscript_tensors(path)
     try:
