@@ -281,6 +281,19 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from .paths import data_root
+    from .report.reproduce import recipes_for, reproduce
+
+    _check_device(args.device)
+    recipes = recipes_for(args.table)
+    for recipe in recipes:
+        out = Path(args.out) / recipe.name if args.out and len(recipes) > 1 else (Path(args.out) if args.out else None)
+        reproduce(recipe, args.backbone, args.device, data_root(args.data_root), out, args.dry_run,
+                  not args.no_download, args.threads, not args.quiet, log=print)
+    return 0
+
+
 _FMT = argparse.ArgumentDefaultsHelpFormatter  # every option's help shows its default
 
 
@@ -371,6 +384,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mark values not significantly different from the best (Wilcoxon, per image)")
     r.add_argument("--allow-mixed", action="store_true", help="label runs of different protocols instead of refusing")
     r.set_defaults(func=cmd_report)
+
+    rp = sub.add_parser("reproduce", formatter_class=_FMT,
+                        help="recompute a table of the paper, side by side with its numbers")
+    rp.add_argument("table", help="table1, table4, table6, table7, table9, all, or a recipe YAML file")
+    rp.add_argument("--backbone", default=None, help="only the models of this backbone (rrdb or swinir)")
+    rp.add_argument("--device", default="cpu", help="cpu or cuda")
+    rp.add_argument("--data-root", default=None, help="folder holding the sets (default $AESOP_BENCH_DATA)")
+    rp.add_argument("--out", default=None, help="output folder (default reports/reproduce/TABLE[-BACKBONE])")
+    rp.add_argument("--dry-run", action="store_true",
+                    help="list what would be downloaded and computed, with sizes and a time estimate; do nothing")
+    rp.add_argument("--no-download", action="store_true", help="stop instead of downloading missing files")
+    rp.add_argument("--threads", type=int, default=None, help="CPU threads (see eval --threads)")
+    rp.add_argument("--quiet", action="store_true", help="no progress bars")
+    rp.set_defaults(func=cmd_reproduce)
 
     pl = sub.add_parser("plot", formatter_class=_FMT,
                        help="perception-distortion plots and visual comparison sheets")

@@ -112,3 +112,23 @@ def server(tmp_path):
     t.start()
     yield root, f"http://127.0.0.1:{httpd.server_address[1]}", handler
     httpd.shutdown()
+
+
+@pytest.fixture()
+def mirror_sets(server, bench_root):
+    """``mirror_sets(["set5", ...])`` lays the real files out on the local server as raw.githubusercontent.com
+    serves them (REPO/COMMIT/PATH), for downloads pinned to public commits."""
+    import shutil
+
+    from aesop_bench.data.sets import SETS, fingerprints
+
+    www = server[0]
+
+    def mirror(sets):
+        for s in sets:
+            for r in fingerprints(s):
+                dst = www / r["repo"] / r["commit"] / r["path_in_repo"]
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(bench_root / SETS[s].folder / r["file"], dst)
+
+    return mirror

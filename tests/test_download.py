@@ -90,19 +90,9 @@ def test_extract_refuses_path_escapes_and_links(tmp_path):
     assert [p.name for p in extract(good, tmp_path / "z")] == ["0801.png"]
 
 
-def _mirror(bench_root: Path, www: Path, sets) -> None:
-    """Lay out the real files as raw.githubusercontent.com serves them: REPO/COMMIT/PATH."""
-    for s in sets:
-        for r in fingerprints(s):
-            dst = www / r["repo"] / r["commit"] / r["path_in_repo"]
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            folder = {"set5": "Set5", "set14": "Set14", "bsd100": "BSD100"}[s]
-            shutil.copyfile(bench_root / folder / r["file"], dst)
-
-
-def test_download_verify_and_make_lr(server, bench_root, tmp_path, monkeypatch):
+def test_download_verify_and_make_lr(server, mirror_sets, bench_root, tmp_path, monkeypatch):
     www, url, _ = server
-    _mirror(bench_root, www, ["set5", "set14"])
+    mirror_sets(["set5", "set14"])
     monkeypatch.setenv("AESOP_BENCH_GITHUB_RAW", url)
     data = tmp_path / "data"
     download_set("set5", data, log=None)
@@ -125,11 +115,11 @@ def test_download_verify_and_make_lr(server, bench_root, tmp_path, monkeypatch):
         assert torch.equal(read_image(lr_dir / name), ref), name
 
 
-def test_an_incomplete_set_is_never_scored_as_the_set(server, bench_root, tmp_path, monkeypatch, capsys):
+def test_an_incomplete_set_is_never_scored_as_the_set(server, mirror_sets, bench_root, tmp_path, monkeypatch, capsys):
     from aesop_bench.cli import main
 
     www, url, _ = server
-    _mirror(bench_root, www, ["set5", "set14"])
+    mirror_sets(["set5", "set14"])
     monkeypatch.setenv("AESOP_BENCH_GITHUB_RAW", url)
     data = tmp_path / "data"
     mirrored = next(www.rglob("bird.png"))
@@ -166,10 +156,10 @@ def test_an_incomplete_set_is_never_scored_as_the_set(server, bench_root, tmp_pa
     assert out[1].startswith("set14: differs") and out[2] == "bsd100: missing"
 
 
-def test_readme_main_command_with_a_local_server(server, bench_root, tmp_path):
+def test_readme_main_command_with_a_local_server(server, mirror_sets, bench_root, tmp_path):
     """The README's first command (after install), with the local server standing in for GitHub."""
     www, url, _ = server
-    _mirror(bench_root, www, ["set5", "set14"])
+    mirror_sets(["set5", "set14"])
     readme = (REPO / "README.md").read_text().splitlines()
     first = next(line for line in readme if line.startswith("pip install -e . && aesop-bench eval"))
     eval_args = first.split("&& aesop-bench ", 1)[1].split()

@@ -155,14 +155,15 @@ def test_matlab_protocol_grayscale_hr_with_rgb_sr(shared_data, bench_root, tmp_p
     hr_dir.mkdir(parents=True)
     shutil.copy(bench_root / "Set14" / "HR" / "bridge.png", hr_dir)
     run = tmp_path / "run"
-    _eval(capsys, "--sr", str(root), "--sets", "set14", "--metrics", "psnr", "--protocol", "matlab",
-          "--out", str(run), "--data-root", str(tmp_path / "data"))
+    folder = str(hr_dir.parent)  # one image of Set14: a folder evaluated as it is, not the registered set
+    _eval(capsys, "--sr", str(root), "--sets", folder, "--metrics", "psnr", "--protocol", "matlab",
+          "--out", str(run))
     sr = np.array(Image.open(root / "Set14" / "bridge_SRResNet-MSE.png").convert("RGB")).astype(np.float64)
     gray = np.round(sr @ np.array([0.298936021293775, 0.587043074451121, 0.114020904255103]))
     hr = np.array(Image.open(hr_dir / "bridge.png"))
     assert hr.ndim == 2
     mse = np.mean((gray[4:-4, 4:-4] - hr[4:-4, 4:-4]) ** 2)
-    assert _summary(run)["sets"]["set14"]["metrics"]["psnr"] == pytest.approx(10 * np.log10(255 ** 2 / mse), abs=1e-3)
+    assert _summary(run)["sets"][folder]["metrics"]["psnr"] == pytest.approx(10 * np.log10(255 ** 2 / mse), abs=1e-3)
 
 
 def test_folder_runs_in_reports(shared_data, bench_root, tmp_path, capsys):

@@ -183,7 +183,9 @@ class ResolvedSet:
 def set_folder(name: str, data_root: Path) -> Path | None:
     if os.path.isdir(name) and name not in SETS:
         return Path(name)
-    entry = SETS[name]
+    entry = SETS.get(name)
+    if entry is None:
+        return None  # a path that does not exist (resolve says so)
     return find_child(Path(data_root), (entry.folder, entry.name, *entry.aliases, *entry.extra_folders))
 
 

@@ -16,8 +16,6 @@ from pathlib import Path
 import torch
 
 from .. import weights as wm
-from ..errors import AesopBenchError
-from ..fileutil import sha256_cached
 from ..imageio import to_unit_rgb
 
 DEFAULT_AE = "aesop_ae"

@@ -1,0 +1,98 @@
+"""Recipes: the paper's tables as data. A recipe names the zoo models (per backbone), the sets, the metrics,
+the protocol and the metric options of one table; ``aesop-bench reproduce`` evaluates it and sets the paper's
+numbers beside the results. Adding a paper's table is adding a recipe here, or writing one as a YAML file::
+
+    name: table1_small
+    layout: table1
+    models: {RRDB: [esrgan, aesop_rrdb]}
+    sets: [set5, set14]
+    metrics: [psnr, ssim]
+    protocol: paper
+    set_options: {drealsr: {clipiqa_split_above: 1000000}}   # per-set metric options
+    unavailable: [SwinIR+GAN]                                 # methods of the table with no public weights
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.sets import PAPER_SETS, SETS
+from ..errors import AesopBenchError
+
+# the paper splits DRealSR images into four quadrants for CLIP-IQA (memory); 2,000 x 1,500 and larger
+DREALSR_CLIPIQA = {"drealsr": {"clipiqa_split_above": 1_000_000}}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    layout: str  # a report layout (report.tables.LAYOUTS)
+    models: dict[str, tuple[str, ...]]  # backbone -> zoo names, in the table's order
+    sets: tuple[str, ...]
+    metrics: tuple[str, ...]
+    protocol: str = "paper"
+    set_options: dict[str, dict] = field(default_factory=dict)
+    unavailable: tuple[str, ...] = ()  # the table's methods whose weights are not public
+    description: str = ""
+
+    def model_names(self, backbone: str | None = None) -> list[str]:
+        if backbone is not None:
+            found = {b.lower(): b for b in self.models}
+            if backbone.lower() not in found:
+                raise AesopBenchError(f"{self.name} has no {backbone} models; its backbones: {', '.join(self.models)}")
+            return list(self.models[found[backbone.lower()]])
+        return [m for ms in self.models.values() for m in ms]
+
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in [
+    Recipe("table1", "table1",
+           {"RRDB": ("esrgan", "spsr", "ldl_rrdb", "aesop_rrdb", "aesop_rrdb256"),
+            "SwinIR": ("ldl_swinir", "aesop_swinir")},
+           PAPER_SETS, ("lpips", "dists", "psnr", "ssim"), unavailable=("SwinIR+GAN", "AESOP-200K"),
+           description="Table 1: LPIPS, DISTS, PSNR, SSIM on the seven benchmark sets"),
+    Recipe("table4", "table4", {"SwinIR": ("ldl_swinir", "aesop_swinir")}, PAPER_SETS, ("ae_psnr", "lr_psnr"),
+           description="Table 4: AE-PSNR and LR-PSNR of LDL and AESOP (SwinIR)"),
+    Recipe("table6", "table6", {"RRDB": ("esrgan", "ldl_rrdb", "aesop_rrdb")}, ("realsr_v3", "drealsr"),
+           ("niqe", "maniqa", "musiq", "clipiqa"), set_options=DREALSR_CLIPIQA,
+           unavailable=("BSRGAN", "Real-ESRGAN"),
+           description="Table 6: no-reference metrics on RealSRv3 and DRealSR (CLIP-IQA by quadrants on DRealSR)"),
+    Recipe("table7", "table7",
+           {"RRDB": ("esrgan", "spsr", "ldl_rrdb", "aesop_rrdb", "aesop_rrdb256"),
+            "SwinIR": ("ldl_swinir", "aesop_swinir")},
+           tuple(s for s in PAPER_SETS if s != "div2k_val"), ("fid", "pfid"), unavailable=("SwinIR+GAN", "LDL*"),
+           description="Table 7: FID and patch-FID"),
+    Recipe("table9", "table4", {"RRDB": ("esrgan", "spsr", "ldl_rrdb", "aesop_rrdb")}, PAPER_SETS,
+           ("ae_psnr", "lr_psnr"), description="Table 9: AE-PSNR and LR-PSNR of the RRDB methods"),
+]}
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    """A shipped recipe by name (``table1``), or one from a YAML/JSON file."""
+    if name_or_path in RECIPES:
+        return RECIPES[name_or_path]
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise AesopBenchError(f"unknown recipe {name_or_path!r}: give {', '.join(RECIPES)}, all, or a recipe file")
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise AesopBenchError(f"{path}: not a YAML recipe ({exc})") from None
+    known = set(Recipe.__dataclass_fields__)
+    if not isinstance(data, dict) or set(data) - known or not {"models", "sets", "metrics"} <= set(data):
+        raise AesopBenchError(f"{path}: a recipe gives models, sets and metrics (and may give {', '.join(sorted(known))})"
+                              f"; unknown keys: {sorted(set(data or {}) - known)}")
+    from ..metrics.registry import expand_metrics
+    from ..models.zoo import ZOO
+
+    models = {str(b): tuple(ms) for b, ms in data["models"].items()}
+    unknown = [m for ms in models.values() for m in ms if m not in ZOO]
+    bad_sets = [s for s in data["sets"] if s not in SETS]
+    if unknown or bad_sets:
+        raise AesopBenchError(f"{path}: unknown zoo models {unknown} / sets {bad_sets}")
+    return Recipe(name=data.get("name", path.stem), layout=data.get("layout", "generic"), models=models,
+                  sets=tuple(data["sets"]), metrics=tuple(expand_metrics(list(data["metrics"]))),
+                  protocol=data.get("protocol", "paper"), set_options=data.get("set_options", {}),
+                  unavailable=tuple(data.get("unavailable", ())), description=data.get("description", ""))

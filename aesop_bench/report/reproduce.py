@@ -1,0 +1,264 @@
+"""``aesop-bench reproduce``: a paper table from nothing, side by side with the published numbers.
+
+A recipe (:mod:`.recipes`) names models, sets, metrics and options. :func:`plan` works out what is missing
+(set files with their sizes, weight files with theirs), what must be computed (each model on each set, skipping
+what the run folders already hold) and about how long it takes; :func:`reproduce` downloads what has a pinned
+source (and stops, before computing anything, naming the files to fetch by hand where none exists), evaluates
+every model through the normal evaluator (cached and resumable: a killed run started again computes only what
+is missing; under torchrun the images are shared across ranks) and writes the table (Markdown, LaTeX, CSV) with
+the paper's value and the difference in every cell, and the PD plot of the table's models.
+
+Output folder (default ``reports/reproduce/RECIPE[-BACKBONE]``): ``runs/MODEL-PROTOCOL/`` (one run folder per
+model), ``RECIPE.md``, ``.tex``, ``.csv``, ``pd_SET.png``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import AesopBenchError
+from .recipes import Recipe
+
+# Rough CPU cost, in seconds per HR megapixel on one 2-core x86 machine (this project's CI class), for the
+# estimate of --dry-run: networks from benchmarks/bench_models.py, metrics from benchmarks/bench_metrics.py.
+CPU_SECONDS_PER_MPIX = {
+    "model:rrdb": 40.0, "model:swinir": 90.0, "model:spsr": 60.0, "model:bicubic": 0.3,
+    "psnr": 0.05, "ssim": 0.3, "lr_psnr": 0.3, "lpips": 3.0, "dists": 16.0, "ae_psnr": 45.0, "niqe": 2.0,
+    "maniqa": 30.0, "musiq": 8.0, "clipiqa": 4.0, "fid": 3.0, "pfid": 6.0,
+}
+# typical HR megapixels per image, where the set is not on disk yet
+TYPICAL_MPIX = {"set5": 0.15, "set14": 0.22, "bsd100": 0.15, "urban100": 0.8, "manga109": 0.95,
+                "general100": 0.1, "div2k_val": 2.8, "lsdir_val": 1.6, "realsr_v3": 0.5, "drealsr": 1.2}
+
+
+@dataclass
+class Plan:
+    recipe: Recipe
+    models: list[str]
+    out: Path
+    set_downloads: list[tuple[str, str, int | None]] = field(default_factory=list)  # (set, file, bytes)
+    weight_downloads: list[tuple[str, str, int | None]] = field(default_factory=list)  # (name, url, bytes)
+    manual: list[str] = field(default_factory=list)  # what must be fetched by hand, and where it goes
+    runs: list[tuple[str, list[str]]] = field(default_factory=list)  # (model, sets still to compute)
+    estimate_s: float = 0.0
+
+    def run_dir(self, model: str) -> Path:
+        return self.out / "runs" / f"{model}-{self.recipe.protocol}"
+
+    def lines(self, device: str) -> list[str]:
+        def size(n):
+            return "size unknown" if n is None else f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+        out = [f"{self.recipe.name}: {len(self.models)} models x {len(self.recipe.sets)} sets, metrics "
+               f"{', '.join(self.recipe.metrics)}, protocol {self.recipe.protocol}"]
+        if self.recipe.unavailable:
+            out.append(f"not reproducible (no public weights): {', '.join(self.recipe.unavailable)}")
+        total = sum(n or 0 for _, _, n in self.set_downloads + self.weight_downloads)
+        out.append(f"to download: {len(self.set_downloads)} set files, {len(self.weight_downloads)} weight files "
+                   f"({total / 1e6:.1f} MB where sizes are known)")
+        by_set: dict[str, list[tuple[str, int | None]]] = {}
+        for s, f, n in self.set_downloads:
+            by_set.setdefault(s, []).append((f, n))
+        for s, files in by_set.items():
+            known = [n for _, n in files if n is not None]
+            out.append(f"  set {s}: {len(files)} files ({sum(known) / 1e6:.1f} MB" +
+                       (")" if len(known) == len(files) else ", some sizes unknown)") + ": " +
+                       ", ".join(f.rsplit("/", 1)[-1] for f, _ in files))
+        out += [f"  weights {w}: {u} ({size(n)})" for w, u, n in self.weight_downloads]
+        out += [f"  by hand: {m}" for m in self.manual]
+        todo = [(m, s) for m, s in self.runs if s]
+        out.append(f"to compute: {sum(len(s) for _, s in todo)} (model, set) runs")
+        out += [f"  {m}: {', '.join(s)}" for m, s in todo]
+        if device.startswith("cuda"):
+            out.append(f"estimate: {self.estimate_s / 60:.0f} min at this project's measured CPU costs; no GPU costs "
+                       "are measured yet, expect much less on a GPU")
+        else:
+            out.append(f"estimate: about {self.estimate_s / 60:.0f} min on a 2-core CPU")
+        return out
+
+
+def _mpix(set_name: str, data_root: Path) -> tuple[int, float]:
+    """(images, total HR megapixels) of a set: from its files where present, else typical figures."""
+    from ..data.sets import SETS, list_images, set_folder
+
+    root = set_folder(set_name, data_root)
+    if root is not None:
+        from PIL import Image
+
+        from ..data.sets import HR_DIRS, find_child
+
+        files = list_images(find_child(root, HR_DIRS) or find_child(root, ("LR",)) or root)
+        if files:
+            total = 0.0
+            for f in files:
+                with Image.open(f) as im:
+                    total += im.size[0] * im.size[1] / 1e6
+            return len(files), total
+    n = SETS[set_name].n_images or 50
+    return n, n * TYPICAL_MPIX.get(set_name, 0.5)
+
+
+def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, device: str = "cpu") -> Plan:
+    """What reproducing ``recipe`` needs: nothing is downloaded or computed here."""
+    from .. import weights as wm
+    from ..data.manage import incomplete
+    from ..data.sets import SETS, fingerprints, set_folder
+    from ..evaluation.store import SET_ROW
+    from ..metrics.registry import get_spec
+    from ..models.zoo import ZOO
+
+    p = Plan(recipe, recipe.model_names(backbone), out)
+    for s in recipe.sets:
+        entry = SETS[s]
+        present = set_folder(s, data_root) is not None
+        missing, _ = incomplete(s, data_root) if present else ([], [])
+        if present and not missing:
+            continue
+        rows = fingerprints(s)
+        if rows:
+            lacking = set(missing) if present else None  # None: the whole set
+            for r in rows:
+                if lacking is None or (r["file"].startswith("HR/") and r["file"][3:] in lacking):
+                    p.set_downloads.append((s, r["file"], int(r["bytes"])))
+        elif entry.archive is not None and not present:
+            p.set_downloads.append((s, entry.archive.url, None))
+        else:
+            p.manual.append(f"set {s} ({entry.n_images or '?'} images) into {Path(data_root) / entry.folder}: "
+                            f"{entry.manual or 'no public source is pinned'}")
+    needed = []
+    for m in p.models:
+        needed.append(ZOO[m].weights)
+        for metric in recipe.metrics:
+            needed += list(get_spec(metric).needs)
+    for name in dict.fromkeys(n for n in needed if n):
+        e = wm.entry(name)
+        if wm.cache_path(e).is_file():
+            continue
+        if e.urls:
+            p.weight_downloads.append((name, e.urls[0], e.size))
+        else:
+            p.manual.append(f"weights {name} ({e.file}): {e.manual}; then `aesop-bench weights add {name} FILE`")
+    sizes = {s: _mpix(s, data_root) for s in recipe.sets}
+    for m in p.models:
+        run = p.run_dir(m)
+        stored = _stored_sets(run, recipe, SET_ROW)
+        todo = [s for s in recipe.sets if s not in stored]
+        p.runs.append((m, todo))
+        arch = ZOO[m].arch
+        per_mpix = CPU_SECONDS_PER_MPIX.get(f"model:{arch}", 60.0) + sum(
+            CPU_SECONDS_PER_MPIX.get(x, 5.0) for x in recipe.metrics)
+        p.estimate_s += sum(sizes[s][1] for s in todo) * per_mpix
+    return p
+
+
+def _stored_sets(run: Path, recipe: Recipe, set_row: str) -> set[str]:
+    """Sets whose every metric of the recipe is in the run's summary (a finished evaluation)."""
+    import json
+
+    summary = run / "summary.json"
+    if not summary.is_file():
+        return set()
+    sets = json.loads(summary.read_text()).get("sets", {})
+    return {s for s, v in sets.items() if all(m in v.get("metrics", {}) for m in recipe.metrics)}
+
+
+def _fetch(p: Plan, data_root: Path, log) -> None:
+    from .. import weights as wm
+    from ..data.manage import download_set
+    from ..metrics.registry import weights_validator
+
+    for s in dict.fromkeys(s for s, _, _ in p.set_downloads):
+        download_set(s, data_root, log=log)
+    for name, _, _ in p.weight_downloads:
+        wm.download(name, log=log, validate=weights_validator(name))
+
+
+def reproduce(recipe: Recipe, backbone: str | None = None, device: str = "cpu", data_root: Path | None = None,
+              out: Path | None = None, dry_run: bool = False, download: bool = True, threads: int | None = None,
+              progress: bool = False, log=print) -> dict:
+    """Reproduce ``recipe``; returns ``{"plan", "table", "files", "verdict"}`` (only ``plan`` for a dry run)."""
+    from ..distributed import ranks
+    from ..evaluation.runner import EvalConfig, evaluate
+    from ..paths import data_root as default_root
+    from ..protocols import get_protocol
+
+    data_root = Path(data_root) if data_root else default_root()
+    out = Path(out) if out else Path("reports") / "reproduce" / (recipe.name + (f"-{backbone.lower()}" if backbone else ""))
+    rank = ranks()[0]
+    p = plan(recipe, backbone, data_root, out, device)
+    say = log if rank == 0 else (lambda m: None)
+    for line in p.lines(device):
+        say(line)
+    if dry_run:
+        return {"plan": p}
+    if p.manual:
+        raise AesopBenchError("stopped before computing anything: fetch these by hand first:\n  " +
+                              "\n  ".join(p.manual))
+    if (p.set_downloads or p.weight_downloads) and not download:
+        raise AesopBenchError("stopped before computing anything: files are missing and downloads are off "
+                              "(--no-download); the list is above")
+    if rank == 0:
+        _fetch(p, data_root, say)
+    protocol = get_protocol(recipe.protocol)
+    for model, todo in p.runs:
+        for s in todo:
+            opts = recipe.set_options.get(s, {})
+            cfg = EvalConfig(model=model, sets=[s], metrics=list(recipe.metrics), protocol=protocol,
+                             data_root=data_root, out_dir=p.run_dir(model), device=device, download=False,
+                             progress=progress, log=say, threads=threads, **opts)
+            evaluate(cfg)
+    if rank != 0:
+        return {"plan": p}
+    return _write_table(p, backbone, say)
+
+
+def _write_table(p: Plan, backbone: str | None, say) -> dict:
+    from ..fileutil import atomic_write_text
+    from .plots import pd_plot
+    from .runs import load_runs
+    from .tables import FORMATS, decimals, report
+
+    recipe = p.recipe
+    runs = load_runs([p.run_dir(m) for m in p.models])
+    layout = recipe.layout
+    table = report(runs, layout, list(recipe.metrics), list(recipe.sets), compare_paper=True)
+    files = []
+    for f, (write, suffix) in FORMATS.items():
+        path = p.out / f"{recipe.name}{suffix}"
+        atomic_write_text(path, write(table))
+        files.append(path)
+    if "lpips" in recipe.metrics and "psnr" in recipe.metrics:
+        files += pd_plot(runs, recipe.sets[0], "lpips", "psnr", p.out / f"pd_{recipe.sets[0]}.png",
+                         f"{recipe.name}: perception-distortion, {recipe.sets[0]}")
+    within = differ = absent = 0
+    worst = (0.0, "")
+    for (metric, set_name, i), cell in table.cells.items():
+        if cell.value is None:
+            continue
+        if cell.paper is None:
+            absent += 1
+            continue
+        d = round(cell.value, decimals(metric)) - cell.paper
+        if abs(d) <= 0.5 * 10 ** -decimals(metric) + 1e-12:
+            within += 1
+        else:
+            differ += 1
+            if abs(d) > abs(worst[0]):
+                worst = (d, f"{metric} on {set_name}, {runs[i].label}")
+    verdict = [f"cells within the paper's rounding: {within}",
+               f"cells that differ: {differ}" + (f" (largest: {worst[0]:+g}, {worst[1]})" if differ else ""),
+               f"cells with no paper value: {absent}"]
+    for line in [f"wrote {f}" for f in files] + verdict:
+        say(line)
+    return {"plan": p, "table": table, "files": files, "verdict": verdict}
+
+
+def recipes_for(name: str) -> list[Recipe]:
+    """``all`` -> every shipped recipe; otherwise the one named (or a recipe file)."""
+    from .recipes import RECIPES, load_recipe
+
+    return list(RECIPES.values()) if name == "all" else [load_recipe(name)]
+
+
+__all__ = ["plan", "reproduce", "recipes_for", "Plan"]

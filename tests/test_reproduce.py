@@ -1,0 +1,136 @@
+"""``aesop-bench reproduce`` end to end with no network: sets and stand-in weights served from 127.0.0.1, a
+reduced recipe (two RRDB models, Set5 and Set14, PSNR and SSIM), a kill midway, a rerun that computes nothing,
+a dry run that touches nothing, and a recipe whose set has no pinned source."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from aesop_bench.cli import main
+from aesop_bench.report.recipes import RECIPES, load_recipe
+
+RECIPE = """name: table1_reduced
+layout: table1
+models: {RRDB: [esrgan, aesop_rrdb]}
+sets: [set5, set14]
+metrics: [psnr, ssim]
+"""
+
+
+@pytest.fixture()
+def served(server, mirror_sets, tmp_path, monkeypatch):
+    """Set5 and Set14 on the local server, and stand-in RRDB weights for esrgan (published hash) and aesop_rrdb
+    (no hash: trusted on first download once it loads as an RRDBNet)."""
+    from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
+
+    www, url, _ = server
+    mirror_sets(["set5", "set14"])
+    entries = []
+    torch.manual_seed(0)
+    # one stand-in network under both names: the same weights make the same model identity, so the SR cache
+    # runs the (full-size, slow on a CPU) RRDB once per image for both models
+    sd = {k: v * 0.2 if v.is_floating_point() else v for k, v in RRDBNet().state_dict().items()}
+    torch.save({"params_ema": sd}, tmp_path / "standin.pth")
+    for name, file, pinned in [("esrgan_official", "RRDB_ESRGAN_x4.pth", True),
+                               ("aesop_rrdb", "AESOP_RRDB128_290K.pth", False)]:
+        (www / file).write_bytes((tmp_path / "standin.pth").read_bytes())
+        entries.append({"name": name, "file": file, "urls": [f"{url}/{file}"], "used_by": ["tests"],
+                        "sha256": hashlib.sha256((www / file).read_bytes()).hexdigest() if pinned else None})
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"entries": entries}))
+    monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(manifest))
+    monkeypatch.setenv("AESOP_BENCH_GITHUB_RAW", url)
+    recipe = tmp_path / "table1_reduced.yaml"
+    recipe.write_text(RECIPE)
+    return recipe
+
+
+def _table(out):
+    return (out / "table1_reduced.md").read_text()
+
+
+def test_shipped_recipes_cover_the_papers_tables():
+    assert {"table1", "table4", "table6", "table7", "table9"} <= set(RECIPES)
+    assert RECIPES["table6"].set_options["drealsr"]["clipiqa_split_above"]
+    assert load_recipe("table1").model_names("swinir") == ["ldl_swinir", "aesop_swinir"]
+
+
+def test_dry_run_touches_nothing(served, tmp_path, capsys):
+    from aesop_bench import weights
+
+    data = tmp_path / "data"
+    assert main(["reproduce", str(served), "--backbone", "rrdb", "--dry-run", "--data-root", str(data),
+                 "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "set set5: 10 files" in out and "set set14:" in out and "weights esrgan_official" in out
+    assert "weights aesop_rrdb" in out and "to compute: 4 (model, set) runs" in out and "estimate:" in out
+    assert not data.exists() and not (tmp_path / "out").exists()
+    assert not weights.cache_path(weights.entry("aesop_rrdb")).exists()
+
+
+def test_a_set_with_no_pinned_source_stops_before_computing(served, tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE.replace("sets: [set5, set14]", "sets: [set5, general100]"))
+    assert main(["reproduce", str(recipe), "--data-root", str(tmp_path / "data"), "--out",
+                 str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert "stopped before computing anything" in captured.err and "General100/HR" in captured.err
+    assert not (tmp_path / "out" / "runs").exists() and not (tmp_path / "data").exists()
+
+
+def test_reproduce_end_to_end_killed_resumed_and_idle_on_rerun(served, shared_data, tmp_path, monkeypatch, capsys):
+    data, out = tmp_path / "data", tmp_path / "out"
+    args = ["reproduce", str(served), "--backbone", "rrdb", "--data-root", str(data), "--quiet"]
+    # killed midway (SIGKILL once the first model has stored rows)
+    proc = subprocess.Popen([sys.executable, "-m", "aesop_bench", *args, "--out", str(out), "--threads", "2"],
+                            env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = out / "runs" / "esrgan-paper" / "rows.jsonl"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not (rows.is_file() and rows.stat().st_size > 0):
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "table1_reduced.md").exists()
+    # started again: it finishes, with the paper's value and the difference in every cell it has
+    assert main([*args, "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    table = _table(out)
+    import csv as _csv
+    import re
+
+    with open(shared_data / "reference" / "aesop_paper_tables.csv") as f:
+        published = next(float(r["value"]) for r in _csv.DictReader(f) if r["table"] == "table1"
+                         and r["method"] == "ESRGAN" and r["set"] == "set14" and r["metric"] == "psnr")
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| PSNR"))
+    psnr_row = next(line for line in lines[start:] if "| Set14 |" in line)
+    assert re.search(rf"\d+\.\d{{3}}\**(</u>)? \({published:.3f}, [+-]\d+\.\d{{3}}\)", psnr_row), psnr_row
+    assert "cells within the paper's rounding:" in said and "cells that differ:" in said
+    assert (out / "table1_reduced.tex").is_file() and (out / "table1_reduced.csv").is_file()
+    csv_rows = (out / "table1_reduced.csv").read_text().splitlines()
+    header = csv_rows[0].split(",")
+    assert "paper" in header and any(",set14," in r and r.split(",")[header.index("paper")] for r in csv_rows[1:])
+    # a third invocation computes nothing: no network runs and no row is added
+    from aesop_bench.models.inference import NetModel
+
+    real_call = NetModel.__call__
+    sizes = {p: p.stat().st_size for p in (out / "runs").rglob("rows*.jsonl")}
+    monkeypatch.setattr(NetModel, "__call__", lambda *a, **k: pytest.fail("a network ran"))
+    assert main([*args, "--out", str(out)]) == 0
+    assert {p: p.stat().st_size for p in (out / "runs").rglob("rows*.jsonl")} == sizes
+    assert _table(out) == table
+    monkeypatch.setattr(NetModel, "__call__", real_call)
+    # an uninterrupted run gives the same table
+    fresh = tmp_path / "fresh"
+    assert main([*args, "--out", str(fresh)]) == 0
+    assert _table(fresh) == table
