@@ -19,7 +19,6 @@ import torch
 
 from aesop_bench.download import extract, fetch
 from aesop_bench.data.manage import download_set, make_lr, verify_set
-from aesop_bench.data.sets import fingerprints
 from aesop_bench.errors import AesopBenchError
 from aesop_bench.imageio import read_image
 

@@ -77,3 +77,34 @@ def test_both_routes_agree_where_both_apply():
     f1, f2 = rng.normal(size=(60, 16)), rng.normal(size=(50, 16)) * 1.5 + 0.2
     pad = lambda f: np.hstack([f, np.zeros((len(f), 64))])  # noqa: E731
     assert frechet_distance_features(f1, f2) == pytest.approx(frechet_distance_features(pad(f1), pad(f2)), rel=1e-10)
+
+
+def test_both_routes_against_mpmath():
+    """FD at 50 significant digits (mpmath): tr((S1 S2)^(1/2)) as the sum of the square roots of the
+    eigenvalues of S1 S2, which are real and non-negative; one case per route (n > d: QR, n < d: cross)."""
+    mpmath = pytest.importorskip("mpmath")
+    mp = mpmath.mp
+    mp.dps = 50
+    rng = np.random.default_rng(4)
+
+    def exact(f1, f2):
+        def stats(f):
+            x = mpmath.matrix(f.tolist())
+            n, d = x.rows, x.cols
+            mu = [mpmath.fsum(x[i, j] for i in range(n)) / n for j in range(d)]
+            cov = mpmath.matrix(d, d)
+            for a in range(d):
+                for b in range(d):
+                    cov[a, b] = mpmath.fsum((x[i, a] - mu[a]) * (x[i, b] - mu[b]) for i in range(n)) / (n - 1)
+            return mu, cov
+
+        (m1, s1), (m2, s2) = stats(f1), stats(f2)
+        ev = mpmath.eig(s1 * s2, left=False, right=False)
+        trace_sqrt = mpmath.fsum(mpmath.sqrt(max(mpmath.re(e), 0)) for e in ev)
+        d = len(m1)
+        return float(mpmath.fsum((m1[j] - m2[j]) ** 2 for j in range(d)) + mpmath.fsum(s1[j, j] for j in range(d))
+                     + mpmath.fsum(s2[j, j] for j in range(d)) - 2 * trace_sqrt)
+
+    for n1, n2, d in ((12, 9, 4), (3, 4, 6)):
+        f1, f2 = rng.normal(size=(n1, d)), rng.normal(size=(n2, d)) * 0.7 + 0.3
+        assert frechet_distance_features(f1, f2) == pytest.approx(exact(f1, f2), rel=1e-10, abs=1e-12)

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import threads
 from ..distributed import barrier, init
 from ..errors import AesopBenchError
 from ..fileutil import atomic_write_json
@@ -59,6 +60,8 @@ class Trainer:
         self.cfg, self.out, self.log = cfg, Path(out_dir), log
         self.rank, self.world, local = init(device)
         self.device = torch.device(f"cuda:{local}" if device.startswith("cuda") and self.world > 1 else device)
+        if self.device.type == "cpu":
+            threads.apply()  # $AESOP_BENCH_THREADS, else the cores other processes leave free
         self.main = self.rank == 0
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
