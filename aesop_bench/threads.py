@@ -1,5 +1,5 @@
-"""How many CPU threads torch uses: ``--threads N``, else ``$AESOP_BENCH_THREADS``, else the cores that are
-free now.
+"""How many CPU threads torch uses: ``--threads N``, else ``$AESOP_BENCH_THREADS``, else ``$OMP_NUM_THREADS``
+(which torchrun sets to 1 per process), else the cores that are free now.
 
 torch's default (one intra-op thread per core) collapses on a shared machine: every small operation waits
 for its slowest thread, and a thread that shares its core with another process arrives a scheduler time slice
@@ -67,13 +67,15 @@ def free_cores() -> int:
 
 
 def choose(explicit: int | None = None) -> int:
-    """The thread count: ``explicit``, else ``$AESOP_BENCH_THREADS``, else :func:`free_cores`."""
-    if explicit is None and os.environ.get("AESOP_BENCH_THREADS"):
-        raw = os.environ["AESOP_BENCH_THREADS"]
-        try:
-            explicit = int(raw)
-        except ValueError:
-            raise AesopBenchError(f"AESOP_BENCH_THREADS={raw!r}: give a whole number of threads, e.g. 1") from None
+    """The thread count: ``explicit``, else ``$AESOP_BENCH_THREADS``, else ``$OMP_NUM_THREADS``, else
+    :func:`free_cores`."""
+    for var in ("AESOP_BENCH_THREADS", "OMP_NUM_THREADS"):
+        if explicit is None and os.environ.get(var):
+            raw = os.environ[var]
+            try:
+                explicit = int(raw)
+            except ValueError:
+                raise AesopBenchError(f"{var}={raw!r}: give a whole number of threads, e.g. 1") from None
     if explicit is not None and explicit < 1:
         raise AesopBenchError(f"--threads {explicit}: give 1 or more")
     return explicit if explicit is not None else free_cores()

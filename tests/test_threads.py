@@ -16,6 +16,8 @@ from aesop_bench.errors import AesopBenchError
 
 def test_explicit_and_environment(monkeypatch):
     assert threads.choose(3) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # as a user or torchrun (1 per process) sets it
+    assert threads.choose() == 2
     monkeypatch.setenv("AESOP_BENCH_THREADS", "1")
     assert threads.choose() == 1 and threads.choose(2) == 2
     monkeypatch.setenv("AESOP_BENCH_THREADS", "many")
@@ -33,6 +35,7 @@ def test_explicit_and_environment(monkeypatch):
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to leave one free")
 def test_the_default_leaves_a_busy_core_alone(monkeypatch):
     monkeypatch.setattr(threads, "_FREE", None)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.5)
