@@ -106,7 +106,6 @@ def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, devic
     from .. import weights as wm
     from ..data.manage import incomplete
     from ..data.sets import SETS, fingerprints, set_folder
-    from ..evaluation.store import SET_ROW
     from ..metrics.registry import get_spec
     from ..models.zoo import ZOO
 
@@ -144,7 +143,7 @@ def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, devic
     sizes = {s: _mpix(s, data_root) for s in recipe.sets}
     for m in p.models:
         run = p.run_dir(m)
-        stored = _stored_sets(run, recipe, SET_ROW)
+        stored = _stored_sets(run, recipe)
         todo = [s for s in recipe.sets if s not in stored]
         p.runs.append((m, todo))
         arch = ZOO[m].arch
@@ -154,7 +153,7 @@ def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, devic
     return p
 
 
-def _stored_sets(run: Path, recipe: Recipe, set_row: str) -> set[str]:
+def _stored_sets(run: Path, recipe: Recipe) -> set[str]:
     """Sets whose every metric of the recipe is in the run's summary (a finished evaluation)."""
     import json
 
