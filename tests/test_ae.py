@@ -117,6 +117,7 @@ def test_missing_released_ae_is_a_clear_error(monkeypatch):
 
 def test_the_hr_side_is_computed_once_and_the_values_do_not_move(tmp_path):
     from aesop_bench.metrics.ae import ae_psnr
+    from aesop_bench.metrics.hrcache import HRCache
 
     torch.manual_seed(0)
     ae = AutoEncoder(num_feat=16, num_block=1, num_grow_ch=4, enc_blocks=1).eval()
@@ -126,7 +127,8 @@ def test_the_hr_side_is_computed_once_and_the_values_do_not_move(tmp_path):
     srs = [torch.randint(0, 256, (1, 3, 48, 48), dtype=torch.uint8) for _ in range(3)]
     plain = [ae_psnr(sr, hr, ae, 4, False, 1e-8) for sr in srs]
     calls.clear()
-    cached = [ae_psnr(sr, hr, ae, 4, False, 1e-8, hr_cache=tmp_path / "c") for sr in srs]
+    cache = HRCache("ae_psnr-test", "cpu", base=tmp_path / "c")
+    cached = [ae_psnr(sr, hr, ae, 4, False, 1e-8, hr_cache=cache) for sr in srs]
     assert len(calls) == 3 + 1  # three SR images, and the HR once: later models read AE(HR) from the disk
     assert all(torch.equal(a, b) for a, b in zip(plain, cached))  # bit-identical
-    assert len(list((tmp_path / "c").rglob("*.npy"))) == 1
+    assert len(list((tmp_path / "c").rglob("*.pt"))) == 1

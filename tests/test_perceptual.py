@@ -117,3 +117,54 @@ def test_eval_computes_lpips_and_dists(stand_in_backbones, bench_root, tmp_path)
     rows = (tmp_path / "run" / "per_image.csv").read_text().splitlines()
     baby = [r for r in rows if r.startswith("set5,baby,lpips,")][0]
     assert float(baby.split(",")[3]) == pytest.approx(float(perceptual.lpips(x, y)), abs=1e-6)
+
+
+@pytest.mark.parametrize("name,cls", [("lpips", "LPIPSAlex"), ("dists", "DISTS")])
+def test_the_hr_side_is_computed_once_per_image_for_every_model(stand_in_backbones, bench_root, monkeypatch, name,
+                                                                 cls):
+    from aesop_bench.metrics.metric import Metric
+
+    for n in ("alexnet", "vgg16"):
+        wm.download(n, log=None)
+    wm.add("lpips_alex_v0.1", _package_file(lpips_pkg, "weights", "v0.1", "alex.pth"))
+    wm.add("dists_alpha_beta", _package_file(dists_pkg, "weights.pt"))
+    net_cls = getattr(perceptual, cls)
+    calls = []
+    plain_features = net_cls.features
+    monkeypatch.setattr(net_cls, "features", lambda self, x: calls.append(x.shape) or plain_features(self, x))
+    _, hr = _pair(bench_root, "head")
+    hr = (hr * 255).round().to(torch.uint8)
+    models = [imresize(imresize(hr, 0.25), 4.0), imresize(imresize(hr, 0.5), 2.0), hr.flip(-1)]
+
+    def values(budget_gb):
+        monkeypatch.setenv("AESOP_BENCH_HR_CACHE_GB", budget_gb)
+        calls.clear()
+        out = [Metric(name, "basicsr")(sr, hr) for sr in models]  # one metric object per model, as per run
+        return out, len(calls)
+
+    off, n_off = values("0")
+    first, n_first = values("20")  # writes the HR's features with the first model
+    again, n_again = values("20")  # every model reads them
+    assert (n_off, n_first, n_again) == (6, 4, 3)  # SR and HR per model; HR once; SR only
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(off, first, again))  # bit-identical
+    direct = net_cls.from_manager()(models[0].float() / 255, hr.float() / 255).double()
+    assert torch.equal(off[0], direct)  # the network the reference-package tests compare
+    kept = list((Path(os.environ["AESOP_BENCH_HOME"]) / "hr_features").rglob("*.pt"))
+    assert len(kept) == 1
+
+
+def test_a_full_hr_cache_keeps_no_more_and_changes_nothing(stand_in_backbones, bench_root, monkeypatch):
+    from aesop_bench.metrics.metric import Metric
+
+    for n in ("alexnet",):
+        wm.download(n, log=None)
+    wm.add("lpips_alex_v0.1", _package_file(lpips_pkg, "weights", "v0.1", "alex.pth"))
+    monkeypatch.setenv("AESOP_BENCH_HR_CACHE_GB", "1e-6")  # 1000 bytes: smaller than any image's features
+    sr, hr = _pair(bench_root)
+    got = Metric("lpips", "basicsr")(sr, hr)
+    assert not list((Path(os.environ["AESOP_BENCH_HOME"]) / "hr_features").rglob("*.pt"))
+    monkeypatch.setenv("AESOP_BENCH_HR_CACHE_GB", "lots")
+    with pytest.raises(Exception, match="AESOP_BENCH_HR_CACHE_GB='lots'"):
+        Metric("lpips", "basicsr")(sr, hr)
+    monkeypatch.setenv("AESOP_BENCH_HR_CACHE_GB", "0")
+    assert torch.equal(got, Metric("lpips", "basicsr")(sr, hr))

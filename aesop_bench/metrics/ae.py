@@ -39,38 +39,20 @@ def build_ae(spec: str):
     return net
 
 
-def _device_tag(dev: torch.device) -> str:
-    """What of the machine can change a network's float32 output: torch's version and the device model."""
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    return f"torch{torch.__version__}-{name}".replace(" ", "_").replace("/", "_")
-
-
 @torch.no_grad()
 def ae_psnr(sr: torch.Tensor, hr: torch.Tensor, ae, crop_border: int, y_round: bool, eps: float = 0.0,
-            hr_cache: Path | None = None) -> torch.Tensor:
-    """PSNR(AE(SR), AE(HR)). ``hr_cache``: a folder where AE(HR) is kept, keyed by the HR's content, for the next
-    model evaluated on the same images (the folder name must identify the AE; the device is added here)."""
-    import numpy as np
-
-    from ..fileutil import atomic_write_bytes, cache_file, tensor_key
+            hr_cache=None) -> torch.Tensor:
+    """PSNR(AE(SR), AE(HR)). ``hr_cache``: an :class:`~aesop_bench.metrics.hrcache.HRCache` (named after the AE)
+    where AE(HR) is kept for the next model evaluated on the same images."""
     from .fidelity import psnr
 
     dev = next(ae.parameters()).device
     out_sr = ae(to_unit_rgb(sr).to(dev)).double().cpu()
-    path = cache_file(hr_cache / _device_tag(dev), tensor_key(hr), ".npy") if hr_cache is not None else None
-    if path is not None and path.is_file():
-        out_hr = torch.from_numpy(np.load(path)).double()
-    else:
-        raw = ae(to_unit_rgb(hr).to(dev)).float().cpu()
-        if path is not None:
-            import io
 
-            buf = io.BytesIO()
-            np.save(buf, raw.numpy())
-            atomic_write_bytes(path, buf.getvalue())
-        out_hr = raw.double()
+    def hr_side():
+        return [ae(to_unit_rgb(hr).to(dev)).float()]
+    out_hr = (hr_side() if hr_cache is None else hr_cache.get(hr, hr_side))[0].double().cpu()
     return psnr(out_sr, out_hr, crop_border, True, y_round, eps)
-
 
 
 __all__ = ["ae_psnr", "build_ae", "DEFAULT_AE"]

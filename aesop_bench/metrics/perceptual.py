@@ -59,7 +59,8 @@ class LPIPSAlex(nn.Module):
     def from_manager(cls) -> "LPIPSAlex":
         return cls(_backbone_state("alexnet"), wm.load_state_dict(wm.get("lpips_alex_v0.1", download_missing=False)))
 
-    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The unit-normalised AlexNet features of [0, 1] images (the HR side is cached from these)."""
         h = ((x * 2 - 1) - self.shift) / self.scale
         out = []
         for s in self.slices:
@@ -68,8 +69,12 @@ class LPIPSAlex(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.distance(x, self.features(y))
+
+    def distance(self, x: torch.Tensor, fy: list[torch.Tensor]) -> torch.Tensor:
+        """LPIPS between the images ``x`` and the images whose :meth:`features` are ``fy``."""
         total = 0
-        for lin, fx, fy in zip(self.lins, self._features(x), self._features(y)):
+        for lin, fx, fy in zip(self.lins, self.features(x), fy):
             total = total + lin((fx - fy) ** 2).mean(dim=(2, 3))
         return total.flatten()
 
@@ -122,7 +127,8 @@ class DISTS(nn.Module):
     def from_manager(cls) -> "DISTS":
         return cls(_backbone_state("vgg16"), wm.load_state_dict(wm.get("dists_alpha_beta", download_missing=False)))
 
-    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The image and its five VGG16 stages (the HR side is cached from these)."""
         h = (x - self.mean) / self.std
         out = [x]
         for s in self.stages:
@@ -131,12 +137,16 @@ class DISTS(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.distance(x, self.features(y))
+
+    def distance(self, x: torch.Tensor, fys: list[torch.Tensor]) -> torch.Tensor:
+        """DISTS between the images ``x`` and the images whose :meth:`features` are ``fys``."""
         c1 = c2 = 1e-6
         w_sum = self.alpha.sum() + self.beta.sum()
         alpha = torch.split(self.alpha / w_sum, list(DISTS_CHANNELS), dim=1)
         beta = torch.split(self.beta / w_sum, list(DISTS_CHANNELS), dim=1)
         d1 = d2 = 0
-        for k, (fx, fy) in enumerate(zip(self._features(x), self._features(y))):
+        for k, (fx, fy) in enumerate(zip(self.features(x), fys)):
             mx = fx.mean(dim=(2, 3), keepdim=True)
             my = fy.mean(dim=(2, 3), keepdim=True)
             s1 = (2 * mx * my + c1) / (mx ** 2 + my ** 2 + c1)
@@ -149,24 +159,33 @@ class DISTS(nn.Module):
         return (1 - (d1 + d2)).flatten()
 
 
+def _score(net, sr: torch.Tensor, hr: torch.Tensor, hr_cache) -> torch.Tensor:
+    from ..determinism import deterministic
+
+    x, y = to_unit_rgb(sr), to_unit_rgb(hr)
+    with deterministic():
+        if hr_cache is None:
+            return net(x, y).double()
+        dev = x.device
+        out = [net.distance(x[i:i + 1], [f.to(dev) for f in hr_cache.get(hr[i:i + 1], lambda: net.features(y[i:i + 1]))])
+               for i in range(len(x))]
+        return torch.cat(out).double()
+
+
 @torch.no_grad()
-def lpips(sr: torch.Tensor, hr: torch.Tensor, net: LPIPSAlex | None = None) -> torch.Tensor:
+def lpips(sr: torch.Tensor, hr: torch.Tensor, net: LPIPSAlex | None = None, hr_cache=None) -> torch.Tensor:
     """LPIPS per image for uint8 or [0, 1] float ``(N, 3, H, W)`` tensors (lower is better).
 
-    ``net``: the network to use (default: one built from the weights manager for this call).
+    ``net``: the network to use (default: one built from the weights manager for this call). ``hr_cache``: an
+    :class:`~aesop_bench.metrics.hrcache.HRCache` that keeps each HR's features for the next model.
     """
-    from ..determinism import deterministic
-
     net = net if net is not None else LPIPSAlex.from_manager().to(sr.device)
-    with deterministic():
-        return net(to_unit_rgb(sr), to_unit_rgb(hr)).double()
+    return _score(net, sr, hr, hr_cache)
 
 
 @torch.no_grad()
-def dists(sr: torch.Tensor, hr: torch.Tensor, net: DISTS | None = None) -> torch.Tensor:
-    """DISTS per image for uint8 or [0, 1] float ``(N, 3, H, W)`` tensors (lower is better)."""
-    from ..determinism import deterministic
-
+def dists(sr: torch.Tensor, hr: torch.Tensor, net: DISTS | None = None, hr_cache=None) -> torch.Tensor:
+    """DISTS per image for uint8 or [0, 1] float ``(N, 3, H, W)`` tensors (lower is better); ``hr_cache`` as
+    :func:`lpips`."""
     net = net if net is not None else DISTS.from_manager().to(sr.device)
-    with deterministic():
-        return net(to_unit_rgb(sr), to_unit_rgb(hr)).double()
+    return _score(net, sr, hr, hr_cache)

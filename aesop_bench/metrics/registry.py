@@ -131,27 +131,33 @@ def _lr_psnr(ctx: MetricContext):
 def _perceptual(cls_name: str):
     def make(ctx: MetricContext):
         from . import perceptual
+        from .hrcache import HRCache
 
+        spec = METRICS["lpips" if cls_name == "LPIPSAlex" else "dists"]
         net = LazyNet(lambda: getattr(perceptual, cls_name).from_manager().to(ctx.device))
         fn = perceptual.lpips if cls_name == "LPIPSAlex" else perceptual.dists
-        return lambda sr, hr, lr: fn(sr.to(ctx.device), hr.to(ctx.device), net=net()).cpu()
+        # the HR's features are kept for the next model on the CPU only: on a GPU the HR forward costs less than
+        # reading its feature maps back (a 2040x1356 image has 1.4 GB of DISTS features)
+        tag = _weights_tag(spec.needs)
+        cache = HRCache(f"{spec.version}-{tag}", ctx.device) if tag and str(ctx.device) == "cpu" else None
+        return lambda sr, hr, lr: fn(sr.to(ctx.device), hr.to(ctx.device), net=net(), hr_cache=cache).cpu()
     return make
 
 
 def _ae_psnr(ctx: MetricContext):
-    from ..paths import home
     from .ae import ae_psnr, build_ae
+    from .hrcache import HRCache
 
     p = ctx.protocol
     net = LazyNet(lambda: build_ae(ctx.options["ae"]).to(ctx.device).eval().requires_grad_(False))
     # AE(HR) is the same for every model evaluated on a set: kept on disk under the AE's hash
-    cache = home() / "ae_hr" / _ae_tag(ctx.options["ae"]).replace(":", "_").replace("=", "_")
-    return lambda sr, hr, lr: ae_psnr(sr, hr, net(), p.effective_crop_border, p.y_round, p.psnr_eps,
-                                      hr_cache=None if cache.name.endswith("unavailable") else cache)
+    tag = _ae_tag(ctx.options["ae"])
+    cache = None if tag.endswith("unavailable") else HRCache(f"ae_psnr-{tag}", ctx.device)
+    return lambda sr, hr, lr: ae_psnr(sr, hr, net(), p.effective_crop_border, p.y_round, p.psnr_eps, hr_cache=cache)
 
 
-def _ae_tag(spec: str) -> str:
-    """The AE's file name and a short hash of it, without torch (a rerun whose rows are stored imports none)."""
+def _file_hash(spec: str) -> str | None:
+    """A short hash of a checkpoint path or a weights-manifest file, without torch; None where it is absent."""
     import os
     from pathlib import Path
 
@@ -163,10 +169,23 @@ def _ae_tag(spec: str) -> str:
         try:
             path = wm.cache_path(wm.entry(spec))
         except AesopBenchError:
-            return f"ae={spec}:unavailable"
+            return None
         if not path.is_file():
-            return f"ae={spec}:unavailable"
-    return f"ae={Path(spec).name}:{sha256_cached(path, persist=True)[:12]}"
+            return None
+    return sha256_cached(path, persist=True)[:12]
+
+
+def _weights_tag(names) -> str | None:
+    hashes = [_file_hash(n) for n in names]
+    return None if None in hashes else "-".join(hashes)
+
+
+def _ae_tag(spec: str) -> str:
+    """The AE's file name and a short hash of it, without torch (a rerun whose rows are stored imports none)."""
+    from pathlib import Path
+
+    digest = _file_hash(spec)
+    return f"ae={spec}:unavailable" if digest is None else f"ae={Path(spec).name}:{digest}"
 
 
 def _niqe(ctx: MetricContext):

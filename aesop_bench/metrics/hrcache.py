@@ -1,0 +1,98 @@
+"""The HR side of a full-reference network metric, computed once per image and kept on disk.
+
+A benchmark evaluates many models on the same HR images, and LPIPS, DISTS and AE-PSNR would otherwise
+recompute the HR's features (or AE(HR)) for every model. :class:`HRCache` keeps them under
+``$AESOP_BENCH_HOME/hr_features/<metric and weights>/<torch version and device>/``, keyed by the HR's
+bytes, so that every model after the first pays only its SR side. The tensors are stored exactly as the
+network returned them (float32, ``torch.save``), so a value is bit-identical with and without the cache.
+
+The folder grows by the size of the feature maps: about 10 MB (LPIPS), 130 MB (DISTS) and 3 MB (AE-PSNR)
+per 512x512 image. ``$AESOP_BENCH_HR_CACHE_GB`` bounds it (default 20; 0 turns the cache off): once full,
+new entries are not written (the images already kept stay useful to every later model, where evicting the
+oldest would make a model-by-model sweep miss every time). ``aesop-bench`` never deletes it; remove the
+folder to reclaim the space.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..errors import AesopBenchError
+from ..fileutil import atomic_write_bytes, cache_file, tensor_key
+from ..paths import home
+
+BUDGET_ENV = "AESOP_BENCH_HR_CACHE_GB"
+DEFAULT_GB = 20.0
+_used: dict[Path, int] = {}  # bytes under each cache root, counted once per process and kept up to date
+
+
+def budget_bytes() -> int:
+    raw = os.environ.get(BUDGET_ENV, "").strip()
+    try:
+        gb = float(raw) if raw else DEFAULT_GB
+    except ValueError:
+        raise AesopBenchError(f"${BUDGET_ENV}={raw!r} is not a number; give the HR feature cache's size in GB "
+                              "(0 turns it off)") from None
+    return int(max(gb, 0.0) * 1e9)
+
+
+def root() -> Path:
+    return home() / "hr_features"
+
+
+def device_tag(dev: torch.device | str) -> str:
+    """What of the machine can change a network's float32 output: torch's version and the device model."""
+    dev = torch.device(dev)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    return f"torch{torch.__version__}-{name}".replace(" ", "_").replace("/", "_")
+
+
+def _bytes_under(folder: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(folder):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, f))
+            except OSError:
+                pass
+    return total
+
+
+class HRCache:
+    """HR-side tensors of one metric definition (``name``: the metric, its version and its weights' hashes)
+    computed on ``device``."""
+
+    def __init__(self, name: str, device: torch.device | str, base: Path | None = None):
+        self.base = Path(base) if base is not None else root()
+        self.folder = self.base / name.replace(":", "_").replace("=", "_").replace("/", "_") / device_tag(device)
+
+    def get(self, hr: torch.Tensor, compute: Callable[[], list[torch.Tensor]]) -> list[torch.Tensor]:
+        """The tensors ``compute()`` returns for ``hr``, read from the disk when an earlier run kept them
+        (on the CPU; move them where they are needed)."""
+        budget = budget_bytes()
+        if budget == 0:
+            return [t.cpu() for t in compute()]
+        path = cache_file(self.folder, tensor_key(hr), ".pt")
+        if path.is_file():
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True)
+            except Exception:  # a damaged entry is computed again and replaced
+                pass
+        out = [t.detach().cpu() for t in compute()]
+        buf = io.BytesIO()
+        torch.save(out, buf)
+        data = buf.getvalue()
+        if self.base not in _used:
+            _used[self.base] = _bytes_under(self.base)
+        if _used[self.base] + len(data) <= budget:
+            atomic_write_bytes(path, data)
+            _used[self.base] += len(data)
+        return out
+
+
+__all__ = ["HRCache", "budget_bytes", "device_tag", "root", "BUDGET_ENV"]
