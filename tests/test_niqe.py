@@ -49,3 +49,22 @@ def test_matlab_variant_differs_only_through_rounding_noise(bench_root):
     a = N.niqe(img, pristine=(mu, cov)).item()
     b = N.niqe(img, pristine=(mu, cov), variant="matlab").item()
     assert abs(a - b) / a < 1e-3
+
+
+def test_the_fast_window_and_table_search_equal_conv2d_and_argmin(bench_root):
+    import torch.nn.functional as F
+
+    img = N.luminance(read_image(bench_root / "Set14" / "HR" / "ppt3.png"))  # flat regions: signs matter there
+    x = F.pad(img[None, None], (3, 3, 3, 3), mode="replicate")
+    k = N._pyiqa_window()
+    fast = N._window_sums(torch.cat([x, x * x], dim=1)[0], k[0, 0].tolist())
+    for c, ref in enumerate((F.conv2d(x, k), F.conv2d(x * x, k))):
+        assert torch.allclose(fast[c], ref[0], rtol=1e-14, atol=0)
+        assert torch.equal(torch.sign(img - fast[0, 0]), torch.sign(img - F.conv2d(x, k)[0, 0]))
+    gam, table = N._gamma_table()
+    torch.manual_seed(0)
+    values = torch.cat([torch.rand(10_000, dtype=torch.float64), table[::97], (table[1:] + table[:-1])[::89] / 2,
+                        torch.tensor([float("nan"), float("inf"), -float("inf"), -1.0, 0.0, 5.0],
+                                     dtype=torch.float64)])
+    want = torch.argmin((table[None, :] - values[:, None]) ** 2, dim=1)
+    assert torch.equal(N._nearest(table, values), want)
