@@ -105,4 +105,27 @@ def test_matches_plain_numpy_reference():
         assert ours.shape == ref.shape
         assert np.abs(ours.astype(int) - ref.astype(int)).max() == 0
     f = rng.random((21, 30))
-    assert np.allclose(imresize(torch.from_numpy(f), 0.25).numpy(), matlab_imresize_numpy(f, 0.25), atol=1e-12)
+    # the double path adds each output's taps in MATLAB's order, as the loop does: equal to the last bit
+    assert np.array_equal(imresize(torch.from_numpy(f), 0.25).numpy(), matlab_imresize_numpy(f, 0.25))
+
+
+@pytest.mark.parametrize("scale", [0.25, 4.0, 0.5, 3.0, 1 / 3, 0.3])
+def test_wide_images_equal_the_reference_in_both_paths(scale):
+    """Away from the borders the taps are read as strided slices and near them gathered; every output, on a
+    DIV2K-wide image and on one narrower than the kernel, equals the loop reference (and the dense matrix)."""
+    from benchmarks.reference_impls import matlab_imresize_numpy
+
+    rng = np.random.default_rng(2)
+    for h, w in ((13, 2040), (7, 5)):
+        img = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        ours = imresize(torch.from_numpy(img).permute(2, 0, 1), scale).permute(1, 2, 0).numpy()
+        assert np.array_equal(ours, matlab_imresize_numpy(img, scale))
+        f = rng.random((h, w))
+        got = imresize(torch.from_numpy(f), scale)
+        ref = matlab_imresize_numpy(f, scale)
+        assert np.allclose(got.numpy(), ref, rtol=0, atol=1e-14)
+        if scale in (0.25, 4.0, 0.5):  # weights that both compute exactly: equal sums to the last bit
+            assert np.array_equal(got.numpy(), ref)
+        mh = resize_matrix(h, math.ceil(h * scale), scale)
+        mw = resize_matrix(w, math.ceil(w * scale), scale)
+        assert torch.allclose(got, mh @ torch.from_numpy(f) @ mw.T, atol=1e-12)

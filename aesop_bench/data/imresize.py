@@ -6,9 +6,11 @@ the source coordinate is ``u = x / s + 0.5 * (1 - 1 / s)``; the cubic kernel
 downscaling (antialiasing); weights are normalised to sum to one and indices
 outside the image are mirrored (symmetric padding, edge pixel repeated).
 
-Here each dimension's resampling is a dense ``(out, in)`` matrix, so a whole
-batch is resized by two matrix products: vectorised, batched, and the same
-code on CPU and CUDA.
+Here each dimension is resampled as MATLAB's ``resizeAlongDim`` does: every
+output pixel is the weighted sum of its taps (zero-weight taps dropped),
+added in tap order, for a whole batch at once with one gather per tap:
+vectorised, batched, linear in the image size, and the same code on CPU and
+CUDA. (:func:`resize_matrix` gives the same resampling as a dense matrix.)
 
 MATLAB's dtype behaviour is kept:
 
@@ -29,7 +31,7 @@ from functools import lru_cache
 
 import torch
 
-__all__ = ["imresize", "resize_matrix", "output_size"]
+__all__ = ["imresize", "contributions", "resize_matrix", "output_size"]
 
 
 def _cubic(x: torch.Tensor) -> torch.Tensor:
@@ -42,7 +44,7 @@ def _cubic(x: torch.Tensor) -> torch.Tensor:
 
 
 @lru_cache(maxsize=256)
-def _resize_matrix_cpu(in_len: int, out_len: int, scale: float, antialias: bool) -> torch.Tensor:
+def _contributions_cpu(in_len: int, out_len: int, scale: float, antialias: bool) -> tuple[torch.Tensor, ...]:
     kernel_width = 4.0
     use_aa = antialias and scale < 1
     if use_aa:
@@ -58,16 +60,85 @@ def _resize_matrix_cpu(in_len: int, out_len: int, scale: float, antialias: bool)
     # Symmetric padding: MATLAB indexes aux = [1..in, in..1] cyclically.
     m = torch.remainder(idx.long() - 1, 2 * in_len)
     src = torch.where(m < in_len, m, 2 * in_len - 1 - m)
-    mat = torch.zeros(out_len, in_len, dtype=torch.float64)
-    mat.scatter_add_(1, src, weights)
-    return mat
+    keep = (weights != 0).any(dim=0)  # MATLAB drops the taps that are zero for every output
+    return weights[:, keep].contiguous(), src[:, keep].contiguous(), (idx[:, keep].long() - 1).contiguous()
+
+
+def contributions(in_len: int, out_len: int, scale: float, antialias: bool = True,
+                  device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """MATLAB's ``contributions``: the ``(out_len, taps)`` float64 weights and 0-based source indices."""
+    w, src, _ = _contributions_cpu(int(in_len), int(out_len), float(scale), bool(antialias))
+    return (w.to(device), src.to(device)) if device is not None else (w, src)
 
 
 def resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool = True,
                   device: torch.device | str | None = None) -> torch.Tensor:
-    """The ``(out_len, in_len)`` float64 matrix of MATLAB's bicubic resampling."""
-    mat = _resize_matrix_cpu(int(in_len), int(out_len), float(scale), bool(antialias))
+    """The same resampling as a dense ``(out_len, in_len)`` float64 matrix (mirrored taps added together)."""
+    w, src = contributions(in_len, out_len, scale, antialias)
+    mat = torch.zeros(int(out_len), int(in_len), dtype=torch.float64).scatter_add_(1, src, w)
     return mat.to(device) if device is not None else mat
+
+
+@lru_cache(maxsize=256)
+def _plan(in_len: int, out_len: int, scale: float, antialias: bool):
+    """The period ``p`` after which the first tap moves by ``d`` source rows (x1/4: p 1, d 4; x4: p 4, d 1) and
+    each phase's first tap (0-based, before mirroring), so that an output's taps are a strided slice of the
+    input away from the borders; None where the taps are not consecutive or there is no short period."""
+    w, _, idx = _contributions_cpu(in_len, out_len, scale, antialias)
+    if not bool((idx[:, 1:] - idx[:, :-1] == 1).all()):
+        return None
+    start = idx[:, 0]
+    for p in range(1, min(out_len, 64) + 1):
+        d = start[p:] - start[:-p]
+        if len(d) == 0 or (bool((d == d[0]).all()) and int(d[0]) > 0):
+            return p, int(d[0]) if len(d) else 1, [int(start[k]) for k in range(min(p, out_len))]
+    return None
+
+
+def _resize_dim(x: torch.Tensor, dim: int, out_len: int, scale: float, antialias: bool) -> torch.Tensor:
+    # MATLAB's resizeAlongDim: each output is the weighted sum of its taps, multiplied and added in tap order.
+    # Only the taps are touched, so the cost grows with the image, not with the square of its side as a dense
+    # matrix's does. Away from the borders an output's taps are a strided slice of the input (no copy); the
+    # outputs whose taps are mirrored, and resamplings with no short period, gather their taps.
+    in_len = x.shape[dim]
+    w, src = contributions(in_len, out_len, scale, antialias, x.device)
+    taps = w.shape[1]
+    rows = x.movedim(dim, 0)
+    if dim != x.dim() - 2 and rows.dim() > 1:
+        rows = rows.contiguous()  # rows of the resampled dimension, each one contiguous
+    shape = (1,) * (rows.dim() - 1)
+    out = torch.empty((out_len,) + rows.shape[1:], dtype=rows.dtype, device=rows.device)
+    plan = _plan(int(in_len), int(out_len), float(scale), bool(antialias))
+    gathered = torch.ones(out_len, dtype=torch.bool)
+    if plan is not None:
+        period, step, firsts = plan
+        block = max(1, (1 << 20) // max(1, rows[0].numel() * rows.element_size()))  # a block's terms stay in cache
+        for phase, first in enumerate(firsts):
+            n = len(range(phase, out_len, period))
+            m_lo = max(0, -(first // step))
+            m_hi = min(n, (in_len - taps - first) // step + 1)
+            if m_hi <= m_lo:
+                continue
+            gathered[phase + period * m_lo: phase + period * (m_hi - 1) + 1: period] = False
+            for m0 in range(m_lo, m_hi, block):
+                m1 = min(m_hi, m0 + block)
+                acc = out[phase + period * m0: phase + period * (m1 - 1) + 1: period]
+                wp = w[phase + period * m0: phase + period * (m1 - 1) + 1: period]
+                term = torch.empty_like(acc)
+                for j in range(taps):
+                    s0 = first + j + step * m0
+                    torch.mul(rows[s0: s0 + step * (m1 - m0 - 1) + 1: step], wp[:, j].view(-1, *shape),
+                              out=acc if j == 0 else term)
+                    if j:
+                        acc.add_(term)
+    edge = gathered.nonzero().flatten().to(x.device)
+    if len(edge):
+        ws, ss = w[edge], src[edge]
+        acc = torch.index_select(rows, 0, ss[:, 0]).mul_(ws[:, 0].view(-1, *shape))
+        for j in range(1, taps):
+            acc.add_(torch.index_select(rows, 0, ss[:, j]).mul_(ws[:, j].view(-1, *shape)))
+        out[edge] = acc
+    return out.movedim(0, dim)
 
 
 def output_size(in_size: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -76,8 +147,8 @@ def output_size(in_size: tuple[int, int], scale: float) -> tuple[int, int]:
 
 
 def _round_uint8(x: torch.Tensor) -> torch.Tensor:
-    # MATLAB's conversion to uint8: round half away from zero, then saturate.
-    return torch.floor(x.clamp(0.0, 255.0) + 0.5)
+    # MATLAB's conversion to uint8: round half away from zero, then saturate (in place: x is a fresh result).
+    return x.clamp_(0.0, 255.0).add_(0.5).floor_()
 
 
 def imresize(img: torch.Tensor, scale: float | None = None, size: tuple[int, int] | None = None,
@@ -117,12 +188,7 @@ def imresize(img: torch.Tensor, scale: float | None = None, size: tuple[int, int
     x = img.to(torch.float64)
     order = (0, 1) if scales[0] <= scales[1] else (1, 0)
     for dim in order:
-        if dim == 0:
-            mat = resize_matrix(in_h, out_h, scales[0], antialias, x.device)
-            x = torch.matmul(mat, x)
-        else:
-            mat = resize_matrix(in_w, out_w, scales[1], antialias, x.device)
-            x = torch.matmul(x, mat.T)
+        x = _resize_dim(x, x.dim() - 2 + dim, (out_h, out_w)[dim], scales[dim], antialias)
         if is_uint8:
             x = _round_uint8(x)
     if is_uint8:
