@@ -1,17 +1,28 @@
-"""Speed of every metric, the Frechet distance against clean-fid's, and `--metrics all` end to end.
+"""Every metric's throughput next to its reference implementation's, with the largest value difference.
 
-Run: ``python benchmarks/bench_metrics.py [--data-root DIR] [--device cpu|cuda] [--heavy-images 3]``.
+Run: ``python benchmarks/bench_metrics.py [--data-root DIR] [--set set14] [--images 6] [--heavy-images 3]
+[--device cpu|cuda] [--threads N]``.
 
-Weights: the real files where the cache holds them, else deterministic stand-ins (benchmarks/standins.py);
-speed does not depend on the weight values. Each metric runs on the bicubic SR of Set14 and BSD100
-(heavy network metrics on the first ``--heavy-images`` images of each set), after one warm-up image.
+On the same images, in one run, each metric is computed by aesop-bench (``Metric``, as the evaluator computes
+it) and by its reference (same weights): BasicSR's PSNR/SSIM, a loop-based MATLAB ``imresize`` port with
+BasicSR's PSNR for LR-PSNR, pyiqa's NIQE, MANIQA, MUSIQ and CLIP-IQA, the ``lpips`` and ``DISTS_pytorch``
+packages, pytorch-fid's Inception for the FID/pFID features, and for AE-PSNR the AE applied to both images with
+BasicSR's ``calculate_psnr_pt`` (the authors' computation). Weights are deterministic stand-ins
+(benchmarks/standins.py) where the real files are not at hand: speed does not depend on their values.
+
+"model 1" is the bicubic x4 SR of the set's HR images; "model 2" the bicubic x2 SR of the same HR images, a
+second model evaluated after the first. For the full-reference network metrics (LPIPS, DISTS, AE-PSNR) the
+project keeps each HR's side on disk, so model 2 pays only its SR side; the references recompute it. Each
+metric first runs on one warm-up image (building networks, loading weights; it is not timed, and its HR side is
+cached like the others'). The heavy network metrics run on ``--heavy-images`` images.
+
+The thread count and the machine's load average (``/proc/loadavg``) are printed before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +33,116 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-HEAVY = {"maniqa", "musiq", "clipiqa", "ae_psnr", "dists"}
+HEAVY = {"maniqa", "musiq", "clipiqa", "ae_psnr", "dists", "lpips"}
+HR_SIDE = ("lpips", "dists", "ae_psnr")
+
+
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def _hwc(x: torch.Tensor) -> np.ndarray:
+    return x[0].permute(1, 2, 0).numpy()
+
+
+def _bgr(x: torch.Tensor) -> np.ndarray:  # BasicSR's metrics take OpenCV's channel order
+    return np.ascontiguousarray(_hwc(x)[..., ::-1])
+
+
+def references(device: str, niqe_mat: str) -> dict:
+    """name -> fn(sr, hr, lr) on uint8 (1, 3, H, W) tensors: a float, or for fid/pfid the features."""
+    import pyiqa
+    import torchvision
+    from pyiqa.archs import clipiqa_arch
+    from pyiqa.archs.clip_model import build_model
+    from pyiqa.archs.niqe_arch import calculate_niqe
+
+    import DISTS_pytorch
+    import lpips as lpips_pkg
+    from pytorch_fid import inception as fid_mod
+
+    from aesop_bench import weights as wm
+    from aesop_bench.metrics.iqa import no_timm_pretrained
+    from aesop_bench.metrics.niqe import load_pristine
+    from aesop_bench.models.archs.autoencoder_arch import AutoEncoder
+    from benchmarks.reference_impls import matlab_imresize_numpy
+    from tests.references import basicsr_archs
+
+    basicsr_archs()  # the torchvision shim BasicSR's imports need
+    from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_psnr_pt, calculate_ssim
+
+    def state(name):
+        return torch.load(wm.get(name, download_missing=False), map_location="cpu", weights_only=True)
+
+    refs = {
+        "psnr": lambda sr, hr, lr: calculate_psnr(_bgr(sr), _bgr(hr), 4, "HWC", test_y_channel=True),
+        "ssim": lambda sr, hr, lr: calculate_ssim(_bgr(sr), _bgr(hr), 4, "HWC", test_y_channel=True),
+        "lr_psnr": lambda sr, hr, lr: calculate_psnr(matlab_imresize_numpy(_hwc(sr).astype(np.float64), 0.25)[..., ::-1], _bgr(lr), 0,
+                                                     "HWC", test_y_channel=True),
+    }
+    mu, cov = load_pristine(niqe_mat)
+    refs["niqe"] = lambda sr, hr, lr: calculate_niqe(sr.float() / 255, 4, mu_pris_param=mu,
+                                                     cov_pris_param=cov).item()
+
+    lp = lpips_pkg.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False).eval()
+    alex = state("alexnet")
+    lp.net.load_state_dict({k: alex[f"features.{k.split('.', 1)[1]}"] for k in lp.net.state_dict()})
+    lp = lp.to(device)
+    refs["lpips"] = lambda sr, hr, lr: lp(sr.to(device).float() / 255, hr.to(device).float() / 255,
+                                          normalize=True).item()
+
+    vgg = torchvision.models.vgg16(weights=None)
+    vgg.features.load_state_dict({k.split(".", 1)[1]: v for k, v in state("vgg16").items()
+                                  if k.startswith("features.")})
+    DISTS_pytorch.DISTS_pt.models.vgg16 = lambda *a, **k: vgg
+    ds = DISTS_pytorch.DISTS(load_weights=False).eval()
+    ab = state("dists_alpha_beta")
+    ds.alpha.data, ds.beta.data = ab["alpha"], ab["beta"]
+    ds = ds.to(device)
+    refs["dists"] = lambda sr, hr, lr: ds(sr.to(device).float() / 255, hr.to(device).float() / 255,
+                                          batch_average=False).item()
+
+    ae = AutoEncoder()
+    ae.load_state_dict(state("aesop_ae")["params_ema"])
+    ae = ae.to(device).eval()
+
+    def ae_psnr(sr, hr, lr):
+        with torch.no_grad():
+            a, b = ae(sr.to(device).float() / 255).double().cpu(), ae(hr.to(device).float() / 255).double().cpu()
+        return calculate_psnr_pt(a, b, crop_border=4, test_y_channel=True).item()
+    refs["ae_psnr"] = ae_psnr
+
+    with no_timm_pretrained():
+        for name, weights in (("maniqa", "maniqa_koniq"), ("musiq", "musiq_koniq")):
+            m = pyiqa.create_metric(name, device=device, pretrained_model_path=str(wm.get(weights,
+                                                                                        download_missing=False)))
+            refs[name] = lambda sr, hr, lr, m=m: m(sr.float() / 255).item()
+    clip_sd = state("clip_rn50")
+    clipiqa_arch.load = lambda *a, **k: build_model(clip_sd).float()
+    ci = pyiqa.create_metric("clipiqa", device=device)
+    refs["clipiqa"] = lambda sr, hr, lr: ci(sr.float() / 255).item()
+
+    incep_sd = state("pt_inception")
+    fid_mod.load_state_dict_from_url = lambda *a, **k: incep_sd
+    inc = fid_mod.InceptionV3([3], resize_input=True, normalize_input=True, use_fid_inception=True).eval().to(device)
+
+    def fid_features(sr, hr, lr):
+        with torch.no_grad():
+            return inc(sr.to(device).float() / 255)[0].flatten(1).double().cpu().numpy()
+
+    def pfid_features(sr, hr, lr):
+        x = sr.float() / 255
+        h, w = x.shape[-2:]
+        x = torch.nn.functional.pad(x, (0, max(0, 299 - w), 0, max(0, 299 - h)))
+        h, w = x.shape[-2:]
+        tiles = [x[..., i:i + 299, j:j + 299] for i in range(0, h - 298, 299) for j in range(0, w - 298, 299)]
+        with torch.no_grad():
+            return inc(torch.cat(tiles).to(device))[0].flatten(1).double().cpu().numpy()
+    refs["fid"], refs["pfid"] = fid_features, pfid_features
+    return refs
 
 
 def main() -> None:
@@ -30,81 +150,70 @@ def main() -> None:
     ap.add_argument("--data-root", default=os.environ.get("AESOP_BENCH_DATA", "../shared/data/benchmarks"))
     ap.add_argument("--niqe-mat", default="../shared/data/weights/niqe/modelparameters.mat")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--heavy-images", type=int, default=3)
-    ap.add_argument("--all-set", default="set5", help="set for the --metrics all end-to-end timing")
+    ap.add_argument("--set", default="set14")
+    ap.add_argument("--images", type=int, default=6, help="timed images of the light metrics")
+    ap.add_argument("--heavy-images", type=int, default=3, help="timed images of the network metrics")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: the project's choice)")
+    ap.add_argument("--metrics", default="all")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        run_all(args, Path(tmp))
+        os.environ["AESOP_BENCH_HOME"] = str(Path(tmp) / "home")
+        run(args, Path(tmp))
 
 
-def run_all(args, tmp: Path) -> None:
-    os.environ.setdefault("AESOP_BENCH_HOME", str(tmp / "home"))
-
-    from benchmarks.standins import make_standins
+def run(args, tmp: Path) -> None:
+    from aesop_bench import threads
     from aesop_bench.data.imresize import imresize
     from aesop_bench.data.sets import resolve
     from aesop_bench.data.transforms import mod_crop, to_rgb
-    from aesop_bench.protocols import get_protocol
     from aesop_bench.imageio import read_image
+    from aesop_bench.metrics.iqa import no_timm_pretrained
     from aesop_bench.metrics.metric import Metric
-    from aesop_bench.metrics.registry import METRICS
+    from aesop_bench.metrics.registry import expand_metrics
+    from benchmarks.standins import make_standins
 
+    n_threads = threads.apply(args.threads)
     make_standins(tmp / "standins", args.niqe_mat)
-    protocol = get_protocol("basicsr")
-    print(f"device {args.device}, {torch.get_num_threads()} threads")
-    print("| metric | set | images | images/s |")
-    print("|---|---|---:|---:|")
-    for set_name in ("set14", "bsd100"):
-        files = resolve(set_name, Path(args.data_root)).hr_files
-        items = []
-        for f in files:
-            hr = mod_crop(to_rgb(read_image(f)), 4)[None]
-            lr = imresize(hr, 0.25)
-            items.append((imresize(lr, 4.0), hr, lr))
-        for name, spec in METRICS.items():
-            use = items[: args.heavy_images + 1] if name in HEAVY else items
-            metric = Metric(name, protocol, args.device)
+    refs = references(args.device, args.niqe_mat)
+    files = resolve(args.set, Path(args.data_root)).hr_files
+    hrs = [mod_crop(to_rgb(read_image(f)), 4)[None] for f in files]
+    hrs = hrs[: max(args.images, args.heavy_images) + 1]
+    lrs = [imresize(h, 0.25) for h in hrs]
+    models = {"model 1": [imresize(lr, 4.0) for lr in lrs],
+              "model 2": [imresize(imresize(h, 0.5), 2.0) for h in hrs]}
+    device = args.device
+    print(f"set {args.set}, device {device}, {n_threads} torch threads of {os.cpu_count()} cores, "
+          f"load average {_load()}")
+    print("| metric | SR | images | aesop-bench img/s | reference img/s | speed-up | largest difference |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name in expand_metrics(args.metrics):
+        n = args.heavy_images if name in HEAVY else args.images
+        # BasicSR's protocol; AE-PSNR with the MSE offset of the authors' calculate_psnr_pt (the paper protocol)
+        metric = Metric(name, "paper" if name == "ae_psnr" else "basicsr", device)
+        for label, srs in models.items():
+            if label == "model 2" and name not in HR_SIDE:
+                continue
+            items = list(zip(srs, hrs, lrs))
 
-            def run(item, metric=metric):
-                sr, hr, lr = item
-                if metric.spec.kind == "distribution":  # per-image cost: the features (each image is new to the cache)
+            def ours(sr, hr, lr):
+                if metric.spec.kind == "distribution":
                     return metric.features(sr[0])
-                return metric.score(sr, hr, lr)
-            run(use[0])  # warm-up: builds networks, loads weights
-            t = time.perf_counter()
-            for it in use[1:]:
-                run(it)
-            dt = time.perf_counter() - t
-            print(f"| {name} | {set_name} | {len(use) - 1} | {(len(use) - 1) / dt:.2f} |")
+                return metric.score(sr, hr, lr).item()
 
-    from cleanfid.fid import frechet_distance as cleanfid_fd
-    from aesop_bench.metrics.frechet import frechet_distance_features, gaussian_stats
-
-    rng = np.random.default_rng(0)
-    print()
-    print("| Frechet distance (2048-d) | samples | aesop-bench s | clean-fid s | speed-up | relative difference |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for n in (100, 1000):
-        a, b = rng.normal(size=(n, 2048)), rng.normal(size=(n, 2048)) * 1.1 + 0.1
-        t = time.perf_counter()
-        ours = frechet_distance_features(a, b)
-        t_ours = time.perf_counter() - t
-        t = time.perf_counter()
-        mu1, s1 = gaussian_stats(a)
-        mu2, s2 = gaussian_stats(b)
-        ref = cleanfid_fd(mu1, s1, mu2, s2)
-        t_ref = time.perf_counter() - t
-        print(f"| random features | {n} | {t_ours:.3f} | {t_ref:.3f} | {t_ref / t_ours:.0f}x | "
-              f"{abs(ours - ref) / abs(ref):.1e} |")
-
-    cmd = [sys.executable, "-m", "aesop_bench", "eval", "--model", "bicubic", "--sets", args.all_set,
-           "--metrics", "all", "--quiet", "--device", args.device, "--out", str(tmp / "all"),
-           "--data-root", args.data_root]
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env=dict(os.environ))
-    print()
-    print(f"| `--metrics all` on {args.all_set}, cold cache | {time.perf_counter() - t:.1f} s |")
-    print("|---|---:|")
+            with no_timm_pretrained():
+                if label == "model 1":
+                    ours(*items[0]), refs[name](*items[0])  # warm-up
+                t = time.perf_counter()
+                got = [ours(*it) for it in items[1: n + 1]]
+                t_ours = time.perf_counter() - t
+                t = time.perf_counter()
+                want = [refs[name](*it) for it in items[1: n + 1]]
+                t_ref = time.perf_counter() - t
+            diff = max(float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).max())
+                       for a, b in zip(got, want))
+            print(f"| {name} | {label} | {n} | {n / t_ours:.2f} | {n / t_ref:.2f} | {t_ref / t_ours:.1f}x | "
+                  f"{diff:.1e} |", flush=True)
+    print(f"load average after: {_load()}")
 
 
 if __name__ == "__main__":
