@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-HEAVY = {"maniqa", "musiq", "clipiqa", "ae_psnr", "dists", "lpips"}
+HEAVY = {"maniqa", "musiq", "clipiqa", "ae_psnr", "dists"}
 HR_SIDE = ("lpips", "dists", "ae_psnr")
 
 

@@ -15,7 +15,6 @@ folder to reclaim the space.
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Callable
@@ -23,7 +22,7 @@ from typing import Callable
 import torch
 
 from ..errors import AesopBenchError
-from ..fileutil import atomic_write_bytes, cache_file, tensor_key
+from ..fileutil import atomic_file, cache_file, tensor_key
 from ..paths import home
 
 BUDGET_ENV = "AESOP_BENCH_HR_CACHE_GB"
@@ -79,19 +78,18 @@ class HRCache:
             return [t.cpu() for t in compute()]
         path = cache_file(self.folder, tensor_key(hr), ".pt")
         if path.is_file():
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True)
+            try:  # mapped, not read: the pages are read as the metric uses them
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             except Exception:  # a damaged entry is computed again and replaced
                 pass
         out = [t.detach().cpu() for t in compute()]
-        buf = io.BytesIO()
-        torch.save(out, buf)
-        data = buf.getvalue()
+        size = sum(t.numel() * t.element_size() for t in out)
         if self.base not in _used:
             _used[self.base] = _bytes_under(self.base)
-        if _used[self.base] + len(data) <= budget:
-            atomic_write_bytes(path, data)
-            _used[self.base] += len(data)
+        if _used[self.base] + size <= budget:
+            with atomic_file(path, durable=False) as f:  # a lost entry is computed again
+                torch.save(out, f)
+            _used[self.base] += size
         return out
 
 
