@@ -191,6 +191,4 @@ def imresize(img: torch.Tensor, scale: float | None = None, size: tuple[int, int
         x = _resize_dim(x, x.dim() - 2 + dim, (out_h, out_w)[dim], scales[dim], antialias)
         if is_uint8:
             x = _round_uint8(x)
-    if is_uint8:
-        return x.to(torch.uint8)
-    return x.to(img.dtype)
+    return x.to(torch.uint8 if is_uint8 else img.dtype).contiguous()
