@@ -107,6 +107,7 @@ def _resize_dim(x: torch.Tensor, dim: int, out_len: int, scale: float, antialias
     if dim != x.dim() - 2 and rows.dim() > 1:
         rows = rows.contiguous()  # rows of the resampled dimension, each one contiguous
     shape = (1,) * (rows.dim() - 1)
+    wt = w.t().contiguous().view(taps, out_len, *shape)  # wt[j]: tap j's weight of every output, broadcastable
     out = torch.empty((out_len,) + rows.shape[1:], dtype=rows.dtype, device=rows.device)
     plan = _plan(int(in_len), int(out_len), float(scale), bool(antialias))
     gathered = torch.ones(out_len, dtype=torch.bool)
@@ -122,21 +123,21 @@ def _resize_dim(x: torch.Tensor, dim: int, out_len: int, scale: float, antialias
             gathered[phase + period * m_lo: phase + period * (m_hi - 1) + 1: period] = False
             for m0 in range(m_lo, m_hi, block):
                 m1 = min(m_hi, m0 + block)
-                acc = out[phase + period * m0: phase + period * (m1 - 1) + 1: period]
-                wp = w[phase + period * m0: phase + period * (m1 - 1) + 1: period]
+                outs = slice(phase + period * m0, phase + period * (m1 - 1) + 1, period)
+                acc = out[outs]
                 term = torch.empty_like(acc)
                 for j in range(taps):
                     s0 = first + j + step * m0
-                    torch.mul(rows[s0: s0 + step * (m1 - m0 - 1) + 1: step], wp[:, j].view(-1, *shape),
-                              out=acc if j == 0 else term)
+                    torch.mul(rows[s0: s0 + step * (m1 - m0 - 1) + 1: step], wt[j, outs], out=acc if j == 0 else term)
                     if j:
                         acc.add_(term)
     edge = gathered.nonzero().flatten().to(x.device)
     if len(edge):
-        ws, ss = w[edge], src[edge]
-        acc = torch.index_select(rows, 0, ss[:, 0]).mul_(ws[:, 0].view(-1, *shape))
+        ws, ss = wt[:, edge], src[edge].t().contiguous()
+        acc = torch.index_select(rows, 0, ss[0]).mul_(ws[0])
+        term = torch.empty_like(acc)
         for j in range(1, taps):
-            acc.add_(torch.index_select(rows, 0, ss[:, j]).mul_(ws[:, j].view(-1, *shape)))
+            acc.add_(torch.index_select(rows, 0, ss[j], out=term).mul_(ws[j]))
         out[edge] = acc
     return out.movedim(0, dim)
 
