@@ -191,6 +191,35 @@ def cmd_weights(args) -> int:
     raise AesopBenchError(f"unknown weights action {args.action!r}")
 
 
+def cmd_cache(args) -> int:
+    from .paths import DERIVED, data_root, folder_size, home, weights_dir
+
+    if args.action == "list":
+        rows = [(name, what, fn()) for name, (what, fn) in DERIVED.items()]
+        rows += [("weights", "downloaded weights (`aesop-bench weights forget` drops one)", weights_dir()),
+                 ("data", "benchmark sets", data_root())]
+        print(f"cache root {home()} ($AESOP_BENCH_HOME)")
+        for name, what, folder in rows:
+            size, files = folder_size(folder)
+            print(f"{name:12s} {size / 1e6:10.1f} MB {files:7d} files  {folder}  {what}")
+        print("the first three are recomputed when missing: `aesop-bench cache clear NAME|all` deletes them")
+        return 0
+    names = list(DERIVED) if args.names == ["all"] else args.names
+    unknown = [n for n in names if n not in DERIVED]
+    if not names or unknown:
+        raise AesopBenchError(f"name the caches to clear: {', '.join(DERIVED)} or all"
+                              + (f" ({', '.join(unknown)} is not one; weights and sets are not caches: use "
+                                 "`aesop-bench weights forget`)" if unknown else ""))
+    import shutil
+
+    for name in names:
+        folder = DERIVED[name][1]()
+        size, _ = folder_size(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        print(f"{name}: {size / 1e6:.1f} MB freed ({folder})")
+    return 0
+
+
 def cmd_models(args) -> int:
     from .models.zoo import describe
 
@@ -443,6 +472,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="list the model zoo")
     m.add_argument("action", choices=["list"])
     m.set_defaults(func=cmd_models)
+
+    ca = sub.add_parser("cache", formatter_class=_FMT,
+                        help="the caches' sizes; clear the derived ones (SR images, features, HR sides)")
+    ca.add_argument("action", choices=["list", "clear"], nargs="?", default="list")
+    ca.add_argument("names", nargs="*", help="clear: sr, features, hr_features or all")
+    ca.set_defaults(func=cmd_cache)
 
     w = sub.add_parser("weights", formatter_class=_FMT,
                        help="list, download, verify or add weight files")

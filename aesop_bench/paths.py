@@ -4,6 +4,9 @@
   ``$AESOP_BENCH_HOME/data``.
 * ``$AESOP_BENCH_HOME`` (default ``~/.cache/aesop-bench``): the cache root
   holding downloaded weights, cached SR images and other derived files.
+
+The derived caches (:data:`DERIVED`) hold values that are computed again when they are missing, so they may
+be deleted at any time no evaluation is running (``aesop-bench cache clear``).
 """
 
 from __future__ import annotations
@@ -36,3 +39,31 @@ def sr_cache_dir() -> Path:
 
 def weights_dir() -> Path:
     return home() / "weights"
+
+
+def features_dir() -> Path:
+    return home() / "features"
+
+
+def hr_features_dir() -> Path:
+    return home() / "hr_features"
+
+
+DERIVED = {
+    "sr": ("SR images, by model identity and LR", sr_cache_dir),
+    "features": ("FID/pFID Inception features, by image", features_dir),
+    "hr_features": ("the HR side of LPIPS, DISTS and AE-PSNR, by HR image", hr_features_dir),
+}
+
+
+def folder_size(folder: str | os.PathLike) -> tuple[int, int]:
+    """Bytes and files under ``folder`` (0, 0 where it does not exist)."""
+    total = files = 0
+    for dirpath, _, names in os.walk(folder):
+        for n in names:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, n))
+                files += 1
+            except OSError:  # removed meanwhile
+                pass
+    return total, files

@@ -145,3 +145,24 @@ def test_readme_smoke_training_runs_without_downloaded_weights(bench_root, tmp_p
     assert main(lines[3] + ["--quiet"]) == 0
     assert "set5" in capsys.readouterr().out
     assert all(wm.check(e).status == "missing" for e in wm.manifest().values() if e.name == "vgg19")
+
+
+def test_cache_lists_sizes_and_clears_only_what_is_recomputed(tmp_path, capsys):
+    from aesop_bench.metrics.hrcache import HRCache
+    from aesop_bench.paths import features_dir, hr_features_dir, sr_cache_dir, weights_dir
+
+    hr = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
+    HRCache("lpips-test", "cpu").get(hr, lambda: [torch.ones(500_000)])  # 2 MB of float32 and the file's header
+    for folder, size in ((sr_cache_dir(), 3_000_000), (features_dir(), 1_000_000), (weights_dir(), 5_000_000)):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "x.bin").write_bytes(b"\0" * size)
+    assert main(["cache"]) == 0
+    listed = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()[1:-1]}
+    assert (listed["sr"], listed["features"], listed["hr_features"], listed["weights"]) == ("3.0", "1.0", "2.0", "5.0")
+    assert main(["cache", "clear", "weights"]) == 2
+    assert "weights forget" in capsys.readouterr().err
+    assert main(["cache", "clear", "hr_features"]) == 0 and not hr_features_dir().exists()
+    assert sr_cache_dir().exists() and features_dir().exists()
+    assert main(["cache", "clear", "all"]) == 0
+    assert not sr_cache_dir().exists() and not features_dir().exists()
+    assert (weights_dir() / "x.bin").is_file()  # downloads are not a cache

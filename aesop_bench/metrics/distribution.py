@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from .. import weights as wm
 from ..fileutil import atomic_write_bytes, cache_file, tensor_key
-from ..paths import home
+from ..paths import features_dir
 
 PATCH = 299
 FID_MODES = ("legacy_pytorch", "clean")
@@ -118,7 +118,7 @@ def extractor(device="cpu", mode: str = "legacy_pytorch") -> nn.Module:
 
 
 def _cache_path(kind: str, img: torch.Tensor, mode: str):
-    return cache_file(home() / "features" / FEATURE_VERSIONS[mode] / kind, tensor_key(img), ".npy")
+    return cache_file(features_dir() / FEATURE_VERSIONS[mode] / kind, tensor_key(img), ".npy")
 
 
 @torch.no_grad()

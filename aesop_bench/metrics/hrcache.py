@@ -9,8 +9,8 @@ network returned them (float32, ``torch.save``), so a value is bit-identical wit
 The folder grows by the size of the feature maps: about 10 MB (LPIPS), 130 MB (DISTS) and 3 MB (AE-PSNR)
 per 512x512 image. ``$AESOP_BENCH_HR_CACHE_GB`` bounds it (default 20; 0 turns the cache off): once full,
 new entries are not written (the images already kept stay useful to every later model, where evicting the
-oldest would make a model-by-model sweep miss every time). ``aesop-bench`` never deletes it; remove the
-folder to reclaim the space.
+oldest would make a model-by-model sweep miss every time). ``aesop-bench cache`` shows its size and
+``aesop-bench cache clear hr_features`` empties it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 
 from ..errors import AesopBenchError
 from ..fileutil import atomic_file, cache_file, tensor_key
-from ..paths import home
+from ..paths import folder_size, hr_features_dir
 
 BUDGET_ENV = "AESOP_BENCH_HR_CACHE_GB"
 DEFAULT_GB = 20.0
@@ -40,10 +40,6 @@ def budget_bytes() -> int:
     return int(max(gb, 0.0) * 1e9)
 
 
-def root() -> Path:
-    return home() / "hr_features"
-
-
 def device_tag(dev: torch.device | str) -> str:
     """What of the machine can change a network's float32 output: torch's version and the device model."""
     dev = torch.device(dev)
@@ -51,23 +47,12 @@ def device_tag(dev: torch.device | str) -> str:
     return f"torch{torch.__version__}-{name}".replace(" ", "_").replace("/", "_")
 
 
-def _bytes_under(folder: Path) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(folder):
-        for f in files:
-            try:
-                total += os.path.getsize(os.path.join(dirpath, f))
-            except OSError:
-                pass
-    return total
-
-
 class HRCache:
     """HR-side tensors of one metric definition (``name``: the metric, its version and its weights' hashes)
     computed on ``device``."""
 
     def __init__(self, name: str, device: torch.device | str, base: Path | None = None):
-        self.base = Path(base) if base is not None else root()
+        self.base = Path(base) if base is not None else hr_features_dir()
         self.folder = self.base / name.replace(":", "_").replace("=", "_").replace("/", "_") / device_tag(device)
 
     def get(self, hr: torch.Tensor, compute: Callable[[], list[torch.Tensor]]) -> list[torch.Tensor]:
@@ -85,7 +70,7 @@ class HRCache:
         out = [t.detach().cpu() for t in compute()]
         size = sum(t.numel() * t.element_size() for t in out)
         if self.base not in _used:
-            _used[self.base] = _bytes_under(self.base)
+            _used[self.base] = folder_size(self.base)[0]
         if _used[self.base] + size <= budget:
             with atomic_file(path, durable=False) as f:  # a lost entry is computed again
                 torch.save(out, f)
@@ -93,4 +78,4 @@ class HRCache:
         return out
 
 
-__all__ = ["HRCache", "budget_bytes", "device_tag", "root", "BUDGET_ENV"]
+__all__ = ["HRCache", "budget_bytes", "device_tag", "BUDGET_ENV"]
