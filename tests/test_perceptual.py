@@ -168,3 +168,20 @@ def test_a_full_hr_cache_keeps_no_more_and_changes_nothing(stand_in_backbones, b
         Metric("lpips", "basicsr")(sr, hr)
     monkeypatch.setenv("AESOP_BENCH_HR_CACHE_GB", "0")
     assert torch.equal(got, Metric("lpips", "basicsr")(sr, hr))
+
+
+def test_a_disk_that_refuses_the_hr_cache_costs_nothing_but_the_cache(monkeypatch, tmp_path):
+    import errno
+
+    from aesop_bench.metrics import hrcache
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(hrcache, "atomic_file", full)
+    cache = hrcache.HRCache("lpips-test", "cpu", base=tmp_path / "c")
+    calls = []
+    hr = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
+    for _ in range(2):
+        got = cache.get(hr, lambda: calls.append(1) or [torch.arange(3.0)])
+        assert torch.equal(got[0], torch.arange(3.0))
+    assert len(calls) == 2 and not list((tmp_path / "c").rglob("*.pt"))

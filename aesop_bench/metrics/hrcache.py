@@ -72,9 +72,12 @@ class HRCache:
         if self.base not in _used:
             _used[self.base] = folder_size(self.base)[0]
         if _used[self.base] + size <= budget:
-            with atomic_file(path, durable=False) as f:  # a lost entry is computed again
-                torch.save(out, f)
-            _used[self.base] += size
+            try:
+                with atomic_file(path, durable=False) as f:  # a lost entry is computed again
+                    torch.save(out, f)
+                _used[self.base] += size
+            except OSError:  # a full or read-only disk: the value is computed all the same; stop trying
+                _used[self.base] = budget
         return out
 
 
