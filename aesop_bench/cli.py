@@ -504,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         where = f" writing {exc.filename}" if exc.filename else ""
         print(f"aesop-bench: error: no space left on the device{where}. Everything stored before is kept; free "
               "some space (`aesop-bench cache` shows what the caches hold, `aesop-bench cache clear all` deletes "
-              "them), or choose another --out / $AESOP_BENCH_HOME, and run the same command again: it resumes", file=sys.stderr)
+              "them), or choose another --out / $AESOP_BENCH_HOME, and run the same command again: it resumes",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("aesop-bench: interrupted; stored results are kept, run the same command to resume", file=sys.stderr)

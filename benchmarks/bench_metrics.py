@@ -52,6 +52,12 @@ def _bgr(x: torch.Tensor) -> np.ndarray:  # BasicSR's metrics take OpenCV's chan
     return np.ascontiguousarray(_hwc(x)[..., ::-1])
 
 
+def _down(sr: torch.Tensor) -> np.ndarray:  # MATLAB's double path on the 8-bit SR, as lr_psnr downscales it
+    from benchmarks.reference_impls import matlab_imresize_numpy
+
+    return np.ascontiguousarray(matlab_imresize_numpy(_hwc(sr).astype(np.float64), 0.25)[..., ::-1])
+
+
 def references(device: str, niqe_mat: str) -> dict:
     """name -> fn(sr, hr, lr) on uint8 (1, 3, H, W) tensors: a float, or for fid/pfid the features."""
     import pyiqa
@@ -68,7 +74,6 @@ def references(device: str, niqe_mat: str) -> dict:
     from aesop_bench.metrics.iqa import no_timm_pretrained
     from aesop_bench.metrics.niqe import load_pristine
     from aesop_bench.models.archs.autoencoder_arch import AutoEncoder
-    from benchmarks.reference_impls import matlab_imresize_numpy
     from tests.references import basicsr_archs
 
     basicsr_archs()  # the torchvision shim BasicSR's imports need
@@ -80,8 +85,7 @@ def references(device: str, niqe_mat: str) -> dict:
     refs = {
         "psnr": lambda sr, hr, lr: calculate_psnr(_bgr(sr), _bgr(hr), 4, "HWC", test_y_channel=True),
         "ssim": lambda sr, hr, lr: calculate_ssim(_bgr(sr), _bgr(hr), 4, "HWC", test_y_channel=True),
-        "lr_psnr": lambda sr, hr, lr: calculate_psnr(matlab_imresize_numpy(_hwc(sr).astype(np.float64), 0.25)[..., ::-1], _bgr(lr), 0,
-                                                     "HWC", test_y_channel=True),
+        "lr_psnr": lambda sr, hr, lr: calculate_psnr(_down(sr), _bgr(lr), 0, "HWC", test_y_channel=True),
     }
     mu, cov = load_pristine(niqe_mat)
     refs["niqe"] = lambda sr, hr, lr: calculate_niqe(sr.float() / 255, 4, mu_pris_param=mu,

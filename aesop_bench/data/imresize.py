@@ -8,9 +8,10 @@ outside the image are mirrored (symmetric padding, edge pixel repeated).
 
 Here each dimension is resampled as MATLAB's ``resizeAlongDim`` does: every
 output pixel is the weighted sum of its taps (zero-weight taps dropped),
-added in tap order, for a whole batch at once with one gather per tap:
-vectorised, batched, linear in the image size, and the same code on CPU and
-CUDA. (:func:`resize_matrix` gives the same resampling as a dense matrix.)
+added in tap order, for a whole batch at once (taps read as strided slices
+away from the borders, gathered near them): vectorised, batched, linear in
+the image size, and the same code on CPU and CUDA. (:func:`resize_matrix`
+gives the same resampling as a dense matrix.)
 
 MATLAB's dtype behaviour is kept:
 

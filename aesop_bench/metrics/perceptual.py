@@ -166,9 +166,10 @@ def _score(net, sr: torch.Tensor, hr: torch.Tensor, hr_cache) -> torch.Tensor:
     with deterministic():
         if hr_cache is None:
             return net(x, y).double()
-        dev = x.device
-        out = [net.distance(x[i:i + 1], [f.to(dev) for f in hr_cache.get(hr[i:i + 1], lambda: net.features(y[i:i + 1]))])
-               for i in range(len(x))]
+        out = []
+        for i in range(len(x)):
+            fy = hr_cache.get(hr[i:i + 1], lambda: net.features(y[i:i + 1]))
+            out.append(net.distance(x[i:i + 1], [f.to(x.device) for f in fy]))
         return torch.cat(out).double()
 
 
