@@ -100,7 +100,7 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
              tile: int | None = None, tile_overlap: int = 32, name: str | None = None, identity: str | None = None,
              arch: str | None = None, sr_suffix: str = "", ae: str | None = None,
              clipiqa_split_above: int | None = None, fid_mode: str = "legacy_pytorch",
-             progress: bool = False) -> Result:
+             progress: bool = False, batch: int | None = None) -> Result:
     """Evaluate ``model`` on benchmark ``sets`` with ``metrics`` under ``protocol``.
 
     ``model`` is a ``torch.nn.Module`` (LR -> SR, float in [0, 1]; its identity is a hash of its state dict, so the
@@ -108,7 +108,9 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
     (give ``identity=`` to cache its outputs), a zoo name, a checkpoint path (with ``arch``), a model card,
     ``interp:A,B@ALPHA``, or a folder of SR results (see :mod:`aesop_bench.evaluation.folders`).
 
-    A run folder is written only with ``out=`` (then it resumes like ``aesop-bench eval --out``).
+    A run folder is written only with ``out=`` (then it resumes like ``aesop-bench eval --out``). ``batch``: images
+    of one size per call of the model and of the network metrics (default: up to 16 on a GPU, 1 on the CPU); give
+    ``batch=1`` for a callable that takes one image at a time.
 
     >>> import torch.nn.functional as F
     >>> import aesop_bench as ab
@@ -143,7 +145,8 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
                      data_root=default_root(data_root), out_dir=Path(out) if out is not None else tmp,
                      device=device or "cpu", download=download, progress=progress, ae=ae,
                      clipiqa_split_above=clipiqa_split_above, fid_mode=fid_mode, arch=arch, precision=precision,
-                     tile=tile, tile_overlap=tile_overlap, sr_dir=sr_dir, sr_suffix=sr_suffix, name=name)
+                     tile=tile, tile_overlap=tile_overlap, sr_dir=sr_dir, sr_suffix=sr_suffix, name=name,
+                     batch=batch)
     try:
         summary = run(cfg)
         frame = load_run(cfg.out_dir)

@@ -50,7 +50,7 @@ def cmd_eval(args) -> int:
                      clipiqa_split_above=args.clipiqa_split_above, fid_mode=args.fid_mode, arch=args.arch,
                      precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
                      sr_dir=Path(args.sr) if args.sr else None, sr_suffix=args.sr_suffix, name=args.name,
-                     threads=args.threads)
+                     threads=args.threads, batch=args.batch)
     summary = evaluate(cfg)
     if int(os.environ.get("RANK", 0)) != 0:
         return 0  # under torchrun, rank 0 reports
@@ -366,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: $AESOP_BENCH_THREADS, else the cores other processes leave free)")
+    e.add_argument("--batch", type=int, default=None,
+                   help="images of one size per network call, for the model and the network metrics (default: "
+                        "up to 16 images and 4 million HR pixels on a GPU, 1 on the CPU)")
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("data", formatter_class=_FMT,

@@ -114,3 +114,13 @@ def to_unit_rgb(img: torch.Tensor) -> torch.Tensor:
 def quantize(img: torch.Tensor) -> torch.Tensor:
     """float [0, 1] -> uint8 as BasicSR's ``tensor2img``: clamp to [0, 1], scale by 255, round (half to even)."""
     return torch.round(img.detach().to(torch.float32).clamp(0.0, 1.0) * 255.0).to(torch.uint8)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """An image file's ``(width, height)`` from its header (the pixels are not read); None where it cannot be
+    read."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return None

@@ -132,3 +132,26 @@ def test_the_hr_side_is_computed_once_and_the_values_do_not_move(tmp_path):
     assert len(calls) == 3 + 1  # three SR images, and the HR once: later models read AE(HR) from the disk
     assert all(torch.equal(a, b) for a, b in zip(plain, cached))  # bit-identical
     assert len(list((tmp_path / "c").rglob("*.pt"))) == 1
+
+
+def test_a_batch_keeps_ae_hr_image_by_image(tmp_path):
+    from aesop_bench.metrics.ae import ae_psnr
+    from aesop_bench.metrics.hrcache import HRCache
+
+    torch.manual_seed(0)
+    ae = AutoEncoder(num_feat=16, num_block=1, num_grow_ch=4, enc_blocks=1).eval()
+    calls = []
+    ae.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    hr = torch.randint(0, 256, (3, 3, 48, 48), dtype=torch.uint8)
+    sr = torch.randint(0, 256, (3, 3, 48, 48), dtype=torch.uint8)
+    singles = torch.cat([ae_psnr(sr[i:i + 1], hr[i:i + 1], ae, 4, False, 1e-8) for i in range(3)])
+    cache = HRCache("ae_psnr-test", "cpu", base=tmp_path / "c")
+    calls.clear()
+    batched = ae_psnr(sr[:2], hr[:2], ae, 4, False, 1e-8, hr_cache=cache)
+    assert calls == [2, 2] and len(list((tmp_path / "c").rglob("*.pt"))) == 2
+    calls.clear()
+    again = ae_psnr(sr, hr, ae, 4, False, 1e-8, hr_cache=cache)
+    assert calls == [3, 1]  # the SR batch, and AE(HR) of the one image not kept
+    # float32 convolutions of a batch round differently from one image's (here 3e-7 dB)
+    assert torch.allclose(batched, singles[:2], atol=1e-5, rtol=0) and torch.allclose(again, singles, atol=1e-5)
+    assert torch.equal(again[:2], batched)

@@ -69,7 +69,8 @@ def _span_sqrtm_fd(f1, f2):
     return calculate_frechet_distance(p1.mean(0), np.cov(p1, rowvar=False), p2.mean(0), np.cov(p2, rowvar=False))
 
 
-def test_eval_fid_and_pfid(stand_in_inception, random_inception_state, bench_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("batch", [None, 5])
+def test_eval_fid_and_pfid(stand_in_inception, random_inception_state, bench_root, tmp_path, monkeypatch, batch):
     from pytorch_fid import inception as ref_mod
 
     from aesop_bench.data.transforms import mod_crop
@@ -81,10 +82,16 @@ def test_eval_fid_and_pfid(stand_in_inception, random_inception_state, bench_roo
     def run(out):
         cfg = EvalConfig(model="bicubic", sets=["set5"], metrics=["psnr", "fid", "pfid"],
                          protocol=get_protocol("basicsr"), data_root=bench_root, out_dir=tmp_path / out,
-                         progress=False, download=False, log=lambda m: None, save_sr=True)
+                         progress=False, download=False, log=lambda m: None, save_sr=True, batch=batch)
         return evaluate(cfg)["sets"]["set5"]["metrics"]
 
+    sizes = []  # inputs per forward of the feature network
+    plain_forward = dist.FIDFeatures.forward
+    monkeypatch.setattr(dist.FIDFeatures, "forward", lambda self, x, **k: sizes.append(len(x)) or
+                        plain_forward(self, x, **k))
     out = run("run")
+    # one image per forward, or the five images of Set5 together: SR and HR, whole images and patches
+    assert sizes == ([1] * 20 if batch is None else [5] * 4)
     rows = list(csv.DictReader(open(tmp_path / "run" / "per_image.csv")))
     assert {r["metric"] for r in rows} == {"psnr"} and len(rows) == 5
     # the reference: pytorch-fid's own InceptionV3 (same weights) on the saved SR images and the modcropped HR;

@@ -119,11 +119,9 @@ def test_eval_computes_lpips_and_dists(stand_in_backbones, bench_root, tmp_path)
     assert float(baby.split(",")[3]) == pytest.approx(float(perceptual.lpips(x, y)), abs=1e-6)
 
 
-@pytest.mark.parametrize("name,cls", [("lpips", "LPIPSAlex"), ("dists", "DISTS")])
-def test_the_hr_side_is_computed_once_per_image_for_every_model(stand_in_backbones, bench_root, monkeypatch, name,
-                                                                 cls):
-    from aesop_bench.metrics.metric import Metric
-
+def _counting_features(cls: str, monkeypatch):
+    """The stand-in backbones and the real heads registered; the network class, whose ``features`` calls record
+    their batch sizes in the returned list."""
     for n in ("alexnet", "vgg16"):
         wm.download(n, log=None)
     wm.add("lpips_alex_v0.1", _package_file(lpips_pkg, "weights", "v0.1", "alex.pth"))
@@ -131,7 +129,16 @@ def test_the_hr_side_is_computed_once_per_image_for_every_model(stand_in_backbon
     net_cls = getattr(perceptual, cls)
     calls = []
     plain_features = net_cls.features
-    monkeypatch.setattr(net_cls, "features", lambda self, x: calls.append(x.shape) or plain_features(self, x))
+    monkeypatch.setattr(net_cls, "features", lambda self, x: calls.append(len(x)) or plain_features(self, x))
+    return net_cls, calls
+
+
+@pytest.mark.parametrize("name,cls", [("lpips", "LPIPSAlex"), ("dists", "DISTS")])
+def test_the_hr_side_is_computed_once_per_image_for_every_model(stand_in_backbones, bench_root, monkeypatch, name,
+                                                                 cls):
+    from aesop_bench.metrics.metric import Metric
+
+    net_cls, calls = _counting_features(cls, monkeypatch)
     _, hr = _pair(bench_root, "head")
     hr = (hr * 255).round().to(torch.uint8)
     models = [imresize(imresize(hr, 0.25), 4.0), imresize(imresize(hr, 0.5), 2.0), hr.flip(-1)]
@@ -185,3 +192,28 @@ def test_a_disk_that_refuses_the_hr_cache_costs_nothing_but_the_cache(monkeypatc
         got = cache.get(hr, lambda: calls.append(1) or [torch.arange(3.0)])
         assert torch.equal(got[0], torch.arange(3.0))
     assert len(calls) == 2 and not list((tmp_path / "c").rglob("*.pt"))
+
+
+@pytest.mark.parametrize("name,cls", [("lpips", "LPIPSAlex"), ("dists", "DISTS")])
+def test_a_batch_equals_its_images_one_by_one_and_keeps_each_hr(stand_in_backbones, bench_root, monkeypatch, name,
+                                                                cls):
+    from aesop_bench.metrics.metric import Metric
+
+    net_cls, calls = _counting_features(cls, monkeypatch)
+    hrs = torch.cat([(_pair(bench_root, n)[1][..., :96, :96] * 255).round().to(torch.uint8)
+                       for n in ("baby", "bird", "head", "woman")])
+    srs = imresize(imresize(hrs, 0.25), 4.0)
+    monkeypatch.setenv("AESOP_BENCH_HR_CACHE_GB", "0")
+    singles = torch.cat([Metric(name, "basicsr")(srs[i], hrs[i]) for i in range(4)])
+    monkeypatch.setenv("AESOP_BENCH_HR_CACHE_GB", "20")
+    calls.clear()
+    batched = Metric(name, "basicsr")(srs[:3], hrs[:3])
+    assert calls == [3, 3]  # the three HR images in one call, then the three SR images
+    assert torch.allclose(batched, singles[:3], atol=1e-6, rtol=0)
+    kept = list((Path(os.environ["AESOP_BENCH_HOME"]) / "hr_features").rglob("*.pt"))
+    assert len(kept) == 3  # one entry per image, not per batch
+    calls.clear()
+    again = Metric(name, "basicsr")(srs[1:], hrs[1:])  # two HR images kept, one new
+    assert calls == [1, 3]
+    assert torch.allclose(again, singles[1:], atol=1e-6, rtol=0)
+    assert torch.equal(again[:2], batched[1:])  # the kept HR sides are read back as they were computed

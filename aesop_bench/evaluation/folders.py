@@ -184,8 +184,12 @@ class FolderSource:
                 "files": {s: {Path(hr).stem: str(sr.relative_to(self.root)) for hr, sr in sorted(f.sr_files.items())}
                           for s, f in self.sets.items()}}
 
-    def images(self, res: ResolvedSet, set_name: str, hr_file: Path, protocol, need_lr: bool):
-        """``(hr, lr, sr)`` uint8 ``(C, H, W)``: the HR cropped to the SR's area, its LR (or None), the SR."""
+    def images(self, res: ResolvedSet, set_name: str, hr_files: list[Path], protocol, need_lr: bool):
+        """``[(hr, lr, sr), ...]`` uint8 ``(C, H, W)``, one per HR file: the HR cropped to the SR's area, its LR
+        (or None), the SR."""
+        return [self._triple(res, set_name, f, protocol, need_lr) for f in hr_files]
+
+    def _triple(self, res: ResolvedSet, set_name: str, hr_file: Path, protocol, need_lr: bool):
         from ..data.transforms import to_rgb
         from ..imageio import read_image
 

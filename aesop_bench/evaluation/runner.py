@@ -61,6 +61,7 @@ class EvalConfig:
     tile_overlap: int = 32
     progress: bool = True
     threads: int | None = None  # CPU threads (None: $AESOP_BENCH_THREADS, else the free cores; see threads.py)
+    batch: int | None = None  # images of one size per network call (None: AUTO_BATCH on a GPU, 1 on the CPU)
     log: object = field(default=lambda msg: print(msg, file=sys.stderr))
     sr_dir: Path | None = None  # a folder of SR results instead of a model
     sr_suffix: str = ""
@@ -70,6 +71,10 @@ class EvalConfig:
         from ..models.inference import check_tiling
 
         check_tiling(self.tile, self.tile_overlap)
+        if self.batch is not None and (isinstance(self.batch, bool) or not isinstance(self.batch, int)
+                                       or self.batch < 1):
+            raise AesopBenchError(f"--batch {self.batch!r}: give a whole number of images, 1 or more (1: one image "
+                                  "per network call), or leave it out")
 
     def metric_options(self, spec) -> dict:
         """The options of this run that ``spec`` declares (None: the metric's default)."""
@@ -79,6 +84,35 @@ class EvalConfig:
 
 def image_key(path: Path) -> str:
     return path.stem
+
+
+AUTO_BATCH = (16, 4_000_000)  # on a GPU: at most 16 images and 4 million HR pixels per batch
+
+
+def batch_limits(cfg: "EvalConfig") -> tuple[int, int | None]:
+    """Images per batch and HR pixels per batch (None: no bound) for ``cfg``: ``cfg.batch`` images when given,
+    else :data:`AUTO_BATCH` on a GPU, and one image on the CPU (where a batch runs no faster)."""
+    if cfg.batch is not None:
+        return cfg.batch, None
+    return AUTO_BATCH if str(cfg.device).startswith("cuda") else (1, None)
+
+
+def batches(items: list, size: int, pixels: int | None = None, path=lambda item: item[0]):
+    """``items`` (each naming its HR file through ``path``) in batches of images of one size: at most ``size``
+    images and ``pixels`` HR pixels each (always one image at least), read from the files' headers. Files whose
+    header cannot be read go alone (reading them says what is wrong)."""
+    from ..imageio import image_size
+
+    if size == 1:
+        yield from ([item] for item in items)
+        return
+    by_size: dict = {}
+    for item in items:
+        by_size.setdefault(image_size(path(item)), []).append(item)
+    for wh, group in by_size.items():
+        n = 1 if wh is None else size if pixels is None else max(1, min(size, pixels // (wh[0] * wh[1])))
+        for i in range(0, len(group), n):
+            yield group[i:i + n]
 
 
 def _source(cfg: "EvalConfig"):
@@ -240,35 +274,75 @@ def _set_source(source, set_name, res) -> str | None:
 def _evaluate_images(cfg, res, name, todo, metrics, store, source) -> None:
     from tqdm import tqdm
 
+    need_lr = any(m.spec.kind == "lr_reference" for m in metrics)  # a model source makes the LR regardless
+    bar = tqdm(total=len(todo), desc=f"{name}", unit="img", disable=not cfg.progress, leave=False, file=sys.stderr)
+    for group in batches(todo, *batch_limits(cfg)):
+        triples = source.images(res, name, [f for f, _, _ in group], cfg.protocol, need_lr)
+        shapes: dict[tuple, list] = {}  # a header's size can still hide a different crop or channel count
+        for item, t in zip(group, triples):
+            shapes.setdefault(tuple(None if x is None else tuple(x.shape) for x in t), []).append((item, t))
+        for run in shapes.values():
+            _score_batch(cfg, name, run, metrics, store, source)
+        bar.update(len(group))
+    bar.close()
+
+
+def _score_batch(cfg, name, run, metrics, store, source) -> None:
+    """Every metric missing from the store on a batch of images of one shape; each image's values are stored
+    even when a later metric fails."""
+    import torch
+
     from ..imageio import write_image
 
-    need_lr = any(m.spec.kind == "lr_reference" for m in metrics)  # a model source makes the LR regardless
-    bar = tqdm(todo, desc=f"{name}", unit="img", disable=not cfg.progress, leave=False, file=sys.stderr)
-    for hr_file, key, src in bar:
-        hr, lr, sr = source.images(res, name, hr_file, cfg.protocol, need_lr)
-        if cfg.save_sr and source.kind == "model":
+    if cfg.save_sr and source.kind == "model":
+        for (_, key, _), (_, _, sr) in run:
             write_image(cfg.out_dir / "sr" / Path(name).name / f"{key}.png", sr)
-        batch = [None if x is None else x.unsqueeze(0) for x in (sr, hr, lr)]
-        values = {}
+    # (sr, hr, lr) batches, the order of Metric.score, from the sources' (hr, lr, sr)
+    stacked = [None if run[0][1][i] is None else torch.stack([t[i] for _, t in run]) for i in (2, 0, 1)]
+    values: list[dict] = [{} for _ in run]
+    try:
         for m in metrics:
-            if store.has(name, key, m.name, m.version, src):
-                continue
+            want = [j for j, ((_, key, src), _) in enumerate(run) if not store.has(name, key, m.name, m.version, src)]
+            if want:
+                _score(m, stacked, want, [f for (f, _, _), _ in run], values)
+    finally:
+        for ((_, key, src), _), vals in zip(run, values):
+            if vals:
+                store.add(name, key, vals, src)
+
+
+def _score(m, stacked, want, files, values) -> None:
+    """``m`` on the images ``want`` of a batch, into ``values``. When the batch fails, each image is scored alone:
+    the others' values are kept, and the first failure is raised again naming its file."""
+    def part(idx):
+        return [None if x is None else x[idx] for x in stacked]
+    try:
+        got = m.score(*part(want))
+    except AesopBenchError as exc:
+        if len(want) == 1:
+            raise AesopBenchError(f"{files[want[0]]}: {exc}") from None
+        error = None
+        for j in want:
             try:
-                values[m.name] = (float(m.score(*batch)[0]), m.version)
-            except AesopBenchError as exc:
-                raise AesopBenchError(f"{hr_file}: {exc}") from None
-        store.add(name, key, values, src)
+                _score(m, stacked, [j], files, values)
+            except AesopBenchError as one:
+                error = error or one
+        if error is not None:
+            raise error from None
+        return
+    for j, v in zip(want, got):
+        values[j][m.name] = (float(v), m.version)
 
 
 def _save_missing_sr(cfg, res, name, source, rank, world) -> None:
     """``--save-sr`` on images whose metrics were stored earlier: their SR comes from the SR cache."""
     from ..imageio import write_image
 
-    for hr_file in res.hr_files[rank::world]:
-        path = cfg.out_dir / "sr" / Path(name).name / f"{image_key(hr_file)}.png"
-        if not path.is_file():
-            _, _, sr = source.images(res, name, hr_file, cfg.protocol, True)
-            write_image(path, sr)
+    missing = [f for f in res.hr_files[rank::world]
+               if not (cfg.out_dir / "sr" / Path(name).name / f"{image_key(f)}.png").is_file()]
+    for group in batches(missing, *batch_limits(cfg), path=lambda f: f):
+        for hr_file, (_, _, sr) in zip(group, source.images(res, name, group, cfg.protocol, True)):
+            write_image(cfg.out_dir / "sr" / Path(name).name / f"{image_key(hr_file)}.png", sr)
 
 
 def _evaluate_distribution(cfg, res, name, metrics, store, source, set_src) -> None:
@@ -279,11 +353,15 @@ def _evaluate_distribution(cfg, res, name, metrics, store, source, set_src) -> N
 
     sr_feats: dict[str, list] = {m.name: [] for m in metrics}
     hr_feats: dict[str, list] = {m.name: [] for m in metrics}
-    for hr_file in tqdm(res.hr_files, desc=f"{name} features", unit="img", disable=not cfg.progress,
-                        leave=False, file=sys.stderr):
-        hr, lr, sr = source.images(res, name, hr_file, cfg.protocol, False)
+    bar = tqdm(total=len(res.hr_files), desc=f"{name} features", unit="img", disable=not cfg.progress,
+               leave=False, file=sys.stderr)
+    n = batch_limits(cfg)[0]  # images of any size: the feature networks see 299x299 inputs
+    for group in (res.hr_files[i:i + n] for i in range(0, len(res.hr_files), n)):
+        triples = source.images(res, name, group, cfg.protocol, False)
         for m in metrics:
-            sr_feats[m.name].append(m.features(sr))
-            hr_feats[m.name].append(m.features(hr))
+            sr_feats[m.name] += m.features([sr for _, _, sr in triples])
+            hr_feats[m.name] += m.features([hr for hr, _, _ in triples])
+        bar.update(len(group))
+    bar.close()
     store.add(name, SET_ROW, {m.name: (set_distance(sr_feats[m.name], hr_feats[m.name]), m.version)
                               for m in metrics}, set_src)

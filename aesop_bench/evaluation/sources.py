@@ -2,8 +2,9 @@
 output for it, cached on disk under the model's identity and the LR's content (a rerun, or another metric,
 reads the cache instead of running the network). Result folders are the other source (:mod:`.folders`).
 
-A source gives ``images(res, set_name, hr_file, protocol, need_lr) -> (hr, lr, sr)`` (uint8 CHW tensors),
-``name``, ``identity``, ``kind``, and the hooks ``prepare_set``, ``row_source`` and ``record``.
+A source gives ``images(res, set_name, hr_files, protocol, need_lr) -> [(hr, lr, sr), ...]`` (uint8 CHW
+tensors, one triple per HR file; a model runs once on the LRs of one shape), ``name``, ``identity``, ``kind``,
+and the hooks ``prepare_set``, ``row_source`` and ``record``.
 """
 
 from __future__ import annotations
@@ -56,30 +57,42 @@ def _load_pair(res: ResolvedSet, hr_file: Path, protocol: Protocol):
     return hr, lr
 
 
-def _super_resolve(model: "_LazyModel | _GivenModel", lr, device: str):
+def _super_resolve(model: "_LazyModel | _GivenModel", lrs: list, device: str) -> list:
+    """The SR image of each LR: from the SR cache, else from the model, the LRs of one shape in one batch."""
     import torch
 
     from ..imageio import quantize, read_image, to_float, write_image
 
-    path = _sr_cache_path(model.identity, model.scale, lr) if model.cache else None
-    want = (lr.shape[0], lr.shape[1] * model.scale, lr.shape[2] * model.scale)
-    if path is not None and path.is_file():
-        try:
-            sr = read_image(path)
-            if tuple(sr.shape) == want:
-                return sr
-        except AesopBenchError:
-            pass  # a damaged cache entry is recomputed
-    net = model.get()
-    with torch.inference_mode():
-        out = net(to_float(lr).unsqueeze(0).to(device))
-    sr = quantize(out[0].cpu())
-    if tuple(sr.shape) != want:
-        raise AesopBenchError(f"model {model.name!r} returned shape {tuple(sr.shape)} for LR {tuple(lr.shape)}; "
-                              f"expected {want}")
-    if path is not None:
-        write_image(path, sr)
-    return sr
+    out: list = [None] * len(lrs)
+    paths = [_sr_cache_path(model.identity, model.scale, lr) if model.cache else None for lr in lrs]
+    shapes: dict[tuple, list[int]] = {}  # LR shape -> the cache misses of that shape
+    for i, (lr, path) in enumerate(zip(lrs, paths)):
+        if path is not None and path.is_file():
+            try:
+                sr = read_image(path)
+                if tuple(sr.shape) == _sr_shape(lr, model.scale):
+                    out[i] = sr
+                    continue
+            except AesopBenchError:
+                pass  # a damaged cache entry is recomputed
+        shapes.setdefault(tuple(lr.shape), []).append(i)
+    for lr_shape, idx in shapes.items():
+        net = model.get()
+        with torch.inference_mode():
+            batch = net(torch.stack([to_float(lrs[i]) for i in idx]).to(device))
+        want = (len(idx), *_sr_shape(lrs[idx[0]], model.scale))
+        if tuple(batch.shape) != want:
+            raise AesopBenchError(f"model {model.name!r} returned shape {tuple(batch.shape)} for LR "
+                                  f"{(len(idx), *lr_shape)}; expected {want}")
+        for j, i in enumerate(idx):
+            out[i] = quantize(batch[j].cpu())
+            if paths[i] is not None:
+                write_image(paths[i], out[i])
+    return out
+
+
+def _sr_shape(lr, scale: int) -> tuple[int, int, int]:
+    return lr.shape[0], lr.shape[1] * scale, lr.shape[2] * scale
 
 
 class _LazyModel:
@@ -150,6 +163,7 @@ class NetworkSource:
     def record(self) -> dict:
         return {}
 
-    def images(self, res, set_name, hr_file, protocol, need_lr):
-        hr, lr = _load_pair(res, hr_file, protocol)
-        return hr, lr, _super_resolve(self.model, lr, self.device)
+    def images(self, res, set_name, hr_files, protocol, need_lr):
+        pairs = [_load_pair(res, f, protocol) for f in hr_files]
+        srs = _super_resolve(self.model, [lr for _, lr in pairs], self.device)
+        return [(hr, lr, sr) for (hr, lr), sr in zip(pairs, srs)]

@@ -49,9 +49,9 @@ def ae_psnr(sr: torch.Tensor, hr: torch.Tensor, ae, crop_border: int, y_round: b
     dev = next(ae.parameters()).device
     out_sr = ae(to_unit_rgb(sr).to(dev)).double().cpu()
 
-    def hr_side():
-        return [ae(to_unit_rgb(hr).to(dev)).float()]
-    out_hr = (hr_side() if hr_cache is None else hr_cache.get(hr, hr_side))[0].double().cpu()
+    def hr_side(x):
+        return [ae(to_unit_rgb(x).to(dev)).float()]
+    out_hr = (hr_side(hr) if hr_cache is None else hr_cache.get_batch(hr, hr_side))[0].double().cpu()
     return psnr(out_sr, out_hr, crop_border, True, y_round, eps)
 
 

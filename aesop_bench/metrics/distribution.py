@@ -121,6 +121,9 @@ def _cache_path(kind: str, img: torch.Tensor, mode: str):
     return cache_file(features_dir() / FEATURE_VERSIONS[mode] / kind, tensor_key(img), ".npy")
 
 
+CHUNK = 16  # 299x299 inputs per forward
+
+
 @torch.no_grad()
 def image_features(img: torch.Tensor, kind: str, device="cpu", mode: str = "legacy_pytorch",
                    net=None) -> np.ndarray:
@@ -128,31 +131,50 @@ def image_features(img: torch.Tensor, kind: str, device="cpu", mode: str = "lega
 
     ``net``: a callable returning the feature network, called only on a cache miss (default: build one).
     """
+    return images_features([img], kind, device, mode, net)[0]
+
+
+@torch.no_grad()
+def images_features(imgs: list[torch.Tensor], kind: str, device="cpu", mode: str = "legacy_pytorch",
+                    net=None) -> list[np.ndarray]:
+    """:func:`image_features` of each image; those not cached go through the network together, CHUNK inputs
+    (whole images resized one by one, or patches) per forward."""
     from ..errors import AesopBenchError
 
     if mode not in FID_MODES:
         raise AesopBenchError(f"unknown --fid-mode {mode!r}; choose one of {', '.join(FID_MODES)}")
-    path = _cache_path(kind, img, mode)
-    if path.is_file():
-        return np.load(path)
-    if img.shape[0] == 1:
-        img = img.expand(3, -1, -1)
+    paths = [_cache_path(kind, img, mode) for img in imgs]
+    out = [np.load(p) if p.is_file() else None for p in paths]
+    miss = [i for i, o in enumerate(out) if o is None]
+    if not miss:
+        return out
+    inputs = [_inputs(imgs[i].expand(3, -1, -1) if imgs[i].shape[0] == 1 else imgs[i], kind, mode) for i in miss]
+    flat = torch.cat(inputs)
     net = net() if net is not None else extractor(device, mode)
     if mode == "clean":
-        batch = clean_resize(img)[None] if kind == "whole" else patches(img.float())
-        feats = torch.cat([net(batch[i:i + 16].to(device)) for i in range(0, len(batch), 16)])
-    elif kind == "whole":
-        feats = net(img.float().div(255.0)[None].to(device), resize=True)
+        feats = torch.cat([net(flat[i:i + CHUNK].to(device)) for i in range(0, len(flat), CHUNK)])
     else:
-        p = patches(img.float().div(255.0))
-        feats = torch.cat([net(p[i:i + 16].to(device), resize=False) for i in range(0, len(p), 16)])
-    out = feats.double().cpu().numpy()
+        feats = torch.cat([net(flat[i:i + CHUNK].to(device), resize=False) for i in range(0, len(flat), CHUNK)])
+    feats = feats.double().cpu().numpy()
     import io
 
-    buf = io.BytesIO()
-    np.save(buf, out)
-    atomic_write_bytes(path, buf.getvalue())
+    start = 0
+    for i, x in zip(miss, inputs):
+        out[i] = feats[start:start + len(x)]
+        start += len(x)
+        buf = io.BytesIO()
+        np.save(buf, out[i])
+        atomic_write_bytes(paths[i], buf.getvalue())
     return out
+
+
+def _inputs(img: torch.Tensor, kind: str, mode: str) -> torch.Tensor:
+    """The network inputs of a uint8 ``(3, H, W)`` image: the whole image at 299x299, or its patches."""
+    if mode == "clean":
+        return clean_resize(img)[None].float() if kind == "whole" else patches(img.float())
+    if kind == "whole":
+        return F.interpolate(img.float().div(255.0)[None], size=(PATCH, PATCH), mode="bilinear", align_corners=False)
+    return patches(img.float().div(255.0))
 
 
 def set_distance(sr_feats: list[np.ndarray], hr_feats: list[np.ndarray]) -> float:

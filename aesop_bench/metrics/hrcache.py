@@ -56,29 +56,51 @@ class HRCache:
         self.folder = self.base / name.replace(":", "_").replace("=", "_").replace("/", "_") / device_tag(device)
 
     def get(self, hr: torch.Tensor, compute: Callable[[], list[torch.Tensor]]) -> list[torch.Tensor]:
-        """The tensors ``compute()`` returns for ``hr``, read from the disk when an earlier run kept them
-        (on the CPU; move them where they are needed)."""
+        """The tensors ``compute()`` returns for ``hr`` (one entry, whatever its batch size), read from the disk
+        when an earlier run kept them (on the CPU; move them where they are needed)."""
+        return self.get_batch(hr, lambda _: compute(), per_image=False)
+
+    def get_batch(self, hr: torch.Tensor, compute: Callable[[torch.Tensor], list[torch.Tensor]],
+                  per_image: bool = True) -> list[torch.Tensor]:
+        """The tensors ``compute(hr)`` returns for a ``(N, C, H, W)`` batch, kept image by image: the images an
+        earlier run kept are read from the disk and ``compute`` runs once, on the batch of the others (its
+        tensors have one row per image of that batch). ``per_image=False`` keeps the batch as one entry."""
         budget = budget_bytes()
         if budget == 0:
-            return [t.cpu() for t in compute()]
-        path = cache_file(self.folder, tensor_key(hr), ".pt")
-        if path.is_file():
-            try:  # mapped, not read: the pages are read as the metric uses them
-                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except Exception:  # a damaged entry is computed again and replaced
-                pass
-        out = [t.detach().cpu() for t in compute()]
-        size = sum(t.numel() * t.element_size() for t in out)
+            return [t.cpu() for t in compute(hr)]
+        items = [hr[i:i + 1] for i in range(len(hr))] if per_image else [hr]
+        paths = [cache_file(self.folder, tensor_key(x), ".pt") for x in items]
+        parts = [self._read(p) for p in paths]
+        miss = [i for i, p in enumerate(parts) if p is None]
+        if miss:
+            sub = hr if len(miss) == len(items) else hr[miss]
+            out = [t.detach().cpu() for t in compute(sub)]
+            for j, i in enumerate(miss):  # each image's own rows, copied out of the batch's storage
+                parts[i] = out if len(miss) == 1 else [t[j:j + 1].clone() for t in out]
+                self._write(paths[i], parts[i], budget)
+        if len(parts) == 1:
+            return parts[0]
+        return [torch.cat(level) for level in zip(*parts)]
+
+    @staticmethod
+    def _read(path: Path) -> list[torch.Tensor] | None:
+        if not path.is_file():
+            return None
+        try:  # mapped, not read: the pages are read as the metric uses them
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # a damaged entry is computed again and replaced
+            return None
+
+    def _write(self, path: Path, tensors: list[torch.Tensor], budget: int) -> None:
+        size = sum(t.numel() * t.element_size() for t in tensors)
         if self.base not in _used:
             _used[self.base] = folder_size(self.base)[0]
         if _used[self.base] + size <= budget:
             try:
                 with atomic_file(path, durable=False) as f:  # a lost entry is computed again
-                    torch.save(out, f)
+                    torch.save(tensors, f)
                 _used[self.base] += size
             except OSError:  # a full or read-only disk: the value is computed all the same; stop trying
                 _used[self.base] = budget
-        return out
-
 
 __all__ = ["HRCache", "budget_bytes", "device_tag", "BUDGET_ENV"]

@@ -79,12 +79,13 @@ class Metric:
             except ValueError as exc:  # an input the metric is undefined for (e.g. too small for NIQE)
                 raise AesopBenchError(f"{self.name}: {exc}") from None
 
-    def features(self, img: torch.Tensor) -> np.ndarray:
-        """Distribution metrics: the features of one uint8 ``(C, H, W)`` image."""
+    def features(self, imgs: list[torch.Tensor]) -> list[np.ndarray]:
+        """Distribution metrics: the features of each uint8 ``(C, H, W)`` image of a list (those not cached
+        go through the network together)."""
         from ..determinism import deterministic
 
         with deterministic():
-            return self.scorer(img)
+            return self.scorer(list(imgs))
 
     def __call__(self, sr, hr=None, lr=None):
         if self.spec.kind == "distribution":
@@ -145,9 +146,7 @@ class Metric:
 
         if hr is None:
             raise AesopBenchError(f"{self.name} compares two sets of images: call it as m(sr_images, hr_images)")
-        sr_f = [self.features(x) for x in self._images(sr, "sr")]
-        hr_f = [self.features(x) for x in self._images(hr, "hr")]
-        return set_distance(sr_f, hr_f)
+        return set_distance(self.features(self._images(sr, "sr")), self.features(self._images(hr, "hr")))
 
     def _images(self, xs, what: str) -> list[torch.Tensor]:
         if isinstance(xs, torch.Tensor):

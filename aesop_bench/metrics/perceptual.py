@@ -166,11 +166,8 @@ def _score(net, sr: torch.Tensor, hr: torch.Tensor, hr_cache) -> torch.Tensor:
     with deterministic():
         if hr_cache is None:
             return net(x, y).double()
-        out = []
-        for i in range(len(x)):
-            fy = hr_cache.get(hr[i:i + 1], lambda: net.features(y[i:i + 1]))
-            out.append(net.distance(x[i:i + 1], [f.to(x.device) for f in fy]))
-        return torch.cat(out).double()
+        fy = hr_cache.get_batch(hr, lambda sub: net.features(to_unit_rgb(sub.to(x.device))))
+        return net.distance(x, [f.to(x.device) for f in fy]).double()
 
 
 @torch.no_grad()

@@ -15,9 +15,9 @@ whatever networks it needs and builds them on first use.
 
 * per-image metrics: ``scorer(sr, hr, lr) -> float64 tensor (N,)``, on uint8
   ``(N, C, H, W)`` tensors (``hr``/``lr`` None where the kind does not use them);
-* distribution metrics: ``scorer(img) -> ndarray (k, d)``, the features of one
-  uint8 ``(C, H, W)`` image; the set's value is :func:`set_distance` of the SR
-  and HR features.
+* distribution metrics: ``scorer(imgs) -> [ndarray (k, d), ...]``, the features
+  of each uint8 ``(C, H, W)`` image of a list; the set's value is
+  :func:`set_distance` of the SR and HR features.
 
 :class:`aesop_bench.metrics.metric.Metric` is the object users hold.
 """
@@ -209,11 +209,11 @@ def _iqa(name: str):
 
 def _features(kind: str):
     def make(ctx: MetricContext):
-        from .distribution import extractor, image_features
+        from .distribution import extractor, images_features
 
         mode = ctx.options["fid_mode"]
         net = LazyNet(lambda: extractor(ctx.device, mode))
-        return lambda img: image_features(img, kind, ctx.device, mode, net=net)
+        return lambda imgs: images_features(imgs, kind, ctx.device, mode, net=net)
     return make
 
 
