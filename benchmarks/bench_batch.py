@@ -57,7 +57,8 @@ def main() -> None:
     from benchmarks.standins import make_standins
 
     n_threads = threads.apply(args.threads)
-    make_standins(tmp / "standins", which=("alexnet", "vgg16", "pt_inception", "aesop_ae"))
+    make_standins(tmp / "standins", which=("alexnet", "vgg16", "pt_inception", "aesop_ae", "lpips_alex_v0.1",
+                                           "dists_alpha_beta"))
     res = resolve(args.set, data_root(args.data_root))
     n = args.images or (len(res.hr_files) if args.device.startswith("cuda") else 16)
     subset = tmp / "set" / "HR"

@@ -201,7 +201,7 @@ def run(args, tmp: Path) -> None:
 
             def ours(sr, hr, lr):
                 if metric.spec.kind == "distribution":
-                    return metric.features([sr[0]])[0]
+                    return metric.features(sr[0])
                 return metric.score(sr, hr, lr).item()
 
             with no_timm_pretrained():

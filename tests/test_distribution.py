@@ -169,3 +169,22 @@ def test_clean_mode_features_equal_clean_fid(tmp_path, monkeypatch, bench_root):
     with torch.no_grad():
         want = ref_model(dist.patches(img.float())).numpy()
     assert np.allclose(got, want, atol=1e-5)
+
+
+def test_metric_features_of_one_image_and_of_a_list(stand_in_inception, random_inception_state, bench_root,
+                                                    monkeypatch):
+    from pytorch_fid import inception as ref_mod
+
+    from aesop_bench.imageio import read_image
+    from aesop_bench.metrics.metric import Metric
+
+    imgs = [read_image(bench_root / "Set5" / "HR" / f"{n}.png") for n in ("bird", "head")]
+    listed = Metric("fid").features(imgs)  # computed together
+    one = Metric("fid").features(imgs[1])  # read back from the feature cache
+    assert isinstance(listed, list) and len(listed) == 2 and one.shape == (1, 2048)
+    assert np.array_equal(one, listed[1])
+    monkeypatch.setattr(ref_mod, "load_state_dict_from_url", lambda *a, **k: random_inception_state)
+    ref = ref_mod.InceptionV3([3], resize_input=True, normalize_input=True, use_fid_inception=True).eval()
+    with torch.no_grad():
+        want = [ref(x.float()[None] / 255)[0].flatten(1).double().numpy() for x in imgs]
+    assert all(np.allclose(a, b, atol=1e-5, rtol=0) for a, b in zip(listed, want))

@@ -79,13 +79,15 @@ class Metric:
             except ValueError as exc:  # an input the metric is undefined for (e.g. too small for NIQE)
                 raise AesopBenchError(f"{self.name}: {exc}") from None
 
-    def features(self, imgs: list[torch.Tensor]) -> list[np.ndarray]:
-        """Distribution metrics: the features of each uint8 ``(C, H, W)`` image of a list (those not cached
-        go through the network together)."""
+    def features(self, imgs: "torch.Tensor | Sequence[torch.Tensor]") -> "np.ndarray | list[np.ndarray]":
+        """Distribution metrics: the features of one uint8 ``(C, H, W)`` image, or a list of the features of
+        each image of a list (those not cached go through the network together)."""
         from ..determinism import deterministic
 
+        one = isinstance(imgs, torch.Tensor)
         with deterministic():
-            return self.scorer(list(imgs))
+            out = self.scorer([imgs] if one else list(imgs))
+        return out[0] if one else out
 
     def __call__(self, sr, hr=None, lr=None):
         if self.spec.kind == "distribution":
