@@ -153,3 +153,14 @@ def test_cli_batch_option(bench_root, tmp_path, capsys):
     assert "--batch 0: give a whole number of images" in capsys.readouterr().err
     assert main(["eval", "--model", "bicubic", "--sets", "set5", "--batch", "4", "--data-root", str(bench_root),
                  "--no-download", "--quiet", "--out", str(tmp_path / "y"), "--format", "json"]) == 0
+
+
+def test_batches_of_any_size_keep_the_order_and_the_pixel_bound(bench_root):
+    from PIL import Image
+
+    files = sorted((bench_root / "Set5" / "HR").glob("*.png"))  # five sizes, 52,000 to 262,144 pixels
+    px = {f: Image.open(f).size[0] * Image.open(f).size[1] for f in files}
+    groups = list(batches(files, 4, 300_000, path=lambda f: f, same_size=False))
+    assert [f for g in groups for f in g] == files
+    assert all(len(g) <= 4 and (len(g) == 1 or sum(px[f] for f in g) <= 300_000) for g in groups)
+    assert len(groups) < len(files) and [len(g) for g in batches(files, 5, path=lambda f: f, same_size=False)] == [5]

@@ -97,14 +97,29 @@ def batch_limits(cfg: "EvalConfig") -> tuple[int, int | None]:
     return AUTO_BATCH if str(cfg.device).startswith("cuda") else (1, None)
 
 
-def batches(items: list, size: int, pixels: int | None = None, path=lambda item: item[0]):
-    """``items`` (each naming its HR file through ``path``) in batches of images of one size: at most ``size``
-    images and ``pixels`` HR pixels each (always one image at least), read from the files' headers. Files whose
-    header cannot be read go alone (reading them says what is wrong)."""
+def batches(items: list, size: int, pixels: int | None = None, path=lambda item: item[0], same_size: bool = True):
+    """``items`` (each naming its HR file through ``path``) in batches of at most ``size`` images and ``pixels``
+    HR pixels (always one image at least), read from the files' headers: of one size each, or with
+    ``same_size=False`` consecutive images of any size (for networks that resize them; a model still runs once
+    per LR shape). Files whose header cannot be read go alone in a batch of one size (reading them says what is
+    wrong)."""
     from ..imageio import image_size
 
     if size == 1:
         yield from ([item] for item in items)
+        return
+    if not same_size:
+        group, used = [], 0
+        for item in items:
+            wh = image_size(path(item))
+            px = wh[0] * wh[1] if wh else 0
+            if group and (len(group) == size or (pixels is not None and used + px > pixels)):
+                yield group
+                group, used = [], 0
+            group.append(item)
+            used += px
+        if group:
+            yield group
         return
     by_size: dict = {}
     for item in items:
@@ -296,7 +311,7 @@ def _score_batch(cfg, name, run, metrics, store, source) -> None:
 
     if cfg.save_sr and source.kind == "model":
         for (_, key, _), (_, _, sr) in run:
-            write_image(cfg.out_dir / "sr" / Path(name).name / f"{key}.png", sr)
+            write_image(_sr_file(cfg, name, key), sr)
     # (sr, hr, lr) batches, the order of Metric.score, from the sources' (hr, lr, sr)
     stacked = [None if run[0][1][i] is None else torch.stack([t[i] for _, t in run]) for i in (2, 0, 1)]
     values: list[dict] = [{} for _ in run]
@@ -334,15 +349,19 @@ def _score(m, stacked, want, files, values) -> None:
         values[j][m.name] = (float(v), m.version)
 
 
+def _sr_file(cfg, set_name: str, key: str) -> Path:
+    """Where ``--save-sr`` writes an image's SR."""
+    return cfg.out_dir / "sr" / Path(set_name).name / f"{key}.png"
+
+
 def _save_missing_sr(cfg, res, name, source, rank, world) -> None:
     """``--save-sr`` on images whose metrics were stored earlier: their SR comes from the SR cache."""
     from ..imageio import write_image
 
-    missing = [f for f in res.hr_files[rank::world]
-               if not (cfg.out_dir / "sr" / Path(name).name / f"{image_key(f)}.png").is_file()]
+    missing = [f for f in res.hr_files[rank::world] if not _sr_file(cfg, name, image_key(f)).is_file()]
     for group in batches(missing, *batch_limits(cfg), path=lambda f: f):
         for hr_file, (_, _, sr) in zip(group, source.images(res, name, group, cfg.protocol, True)):
-            write_image(cfg.out_dir / "sr" / Path(name).name / f"{image_key(hr_file)}.png", sr)
+            write_image(_sr_file(cfg, name, image_key(hr_file)), sr)
 
 
 def _evaluate_distribution(cfg, res, name, metrics, store, source, set_src) -> None:
@@ -355,8 +374,9 @@ def _evaluate_distribution(cfg, res, name, metrics, store, source, set_src) -> N
     hr_feats: dict[str, list] = {m.name: [] for m in metrics}
     bar = tqdm(total=len(res.hr_files), desc=f"{name} features", unit="img", disable=not cfg.progress,
                leave=False, file=sys.stderr)
-    n = batch_limits(cfg)[0]  # images of any size: the feature networks see 299x299 inputs
-    for group in (res.hr_files[i:i + n] for i in range(0, len(res.hr_files), n)):
+    # images of any size together (the feature networks see 299x299 inputs), within the pixel bound all the same:
+    # a model that has not run yet makes their SR images here
+    for group in batches(res.hr_files, *batch_limits(cfg), path=lambda f: f, same_size=False):
         triples = source.images(res, name, group, cfg.protocol, False)
         for m in metrics:
             sr_feats[m.name] += m.features([sr for _, _, sr in triples])

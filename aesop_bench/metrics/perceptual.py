@@ -162,10 +162,10 @@ class DISTS(nn.Module):
 def _score(net, sr: torch.Tensor, hr: torch.Tensor, hr_cache) -> torch.Tensor:
     from ..determinism import deterministic
 
-    x, y = to_unit_rgb(sr), to_unit_rgb(hr)
+    x = to_unit_rgb(sr)
     with deterministic():
         if hr_cache is None:
-            return net(x, y).double()
+            return net(x, to_unit_rgb(hr)).double()
         fy = hr_cache.get_batch(hr, lambda sub: net.features(to_unit_rgb(sub.to(x.device))))
         return net.distance(x, [f.to(x.device) for f in fy]).double()
 
