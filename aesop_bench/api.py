@@ -109,8 +109,8 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
     ``interp:A,B@ALPHA``, or a folder of SR results (see :mod:`aesop_bench.evaluation.folders`).
 
     A run folder is written only with ``out=`` (then it resumes like ``aesop-bench eval --out``). ``batch``: images
-    of one size per call of the model and of the network metrics (default: up to 16 on a GPU, 1 on the CPU); give
-    ``batch=1`` for a callable that takes one image at a time.
+    per call of the model and of the network metrics (of one size, except for the FID features; default: up to 16
+    on a GPU, 1 on the CPU); give ``batch=1`` for a callable that takes one image at a time.
 
     >>> import torch.nn.functional as F
     >>> import aesop_bench as ab

@@ -367,8 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: $AESOP_BENCH_THREADS, else the cores other processes leave free)")
     e.add_argument("--batch", type=int, default=None,
-                   help="images of one size per network call, for the model and the network metrics (default: "
-                        "up to 16 images and 4 million HR pixels on a GPU, 1 on the CPU)")
+                   help="images per network call, for the model and the network metrics (of one size, except "
+                        "for the FID features; default: up to 16 images and 4 million HR pixels on a GPU, 1 on the "
+                        "CPU)")
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("data", formatter_class=_FMT,
