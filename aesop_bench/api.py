@@ -57,6 +57,9 @@ class Result:
         return self.summary["sets"].get(set_name, {}).get("metrics", {}).get(metric_name)
 
 
+UNCACHED = "uncached-"  # in the identity of an in-memory model nothing vouches for: never equal to another's
+
+
 def module_identity(net: "nn.Module", scale: int) -> str:
     """A content hash of a network's parameters and buffers (names, dtypes, shapes, values) and its class."""
     import torch
@@ -78,7 +81,7 @@ class CallableModel:
         self.fn, self.scale = fn, scale
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
         self.cache = identity is not None
-        self.identity = identity or f"callable:{self.name}:{uuid.uuid4().hex[:12]}"
+        self.identity = identity or f"callable:{self.name}:{UNCACHED}{uuid.uuid4().hex[:12]}"
 
     def to(self, device):
         return self
@@ -100,13 +103,19 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
              tile: int | None = None, tile_overlap: int = 32, name: str | None = None, identity: str | None = None,
              arch: str | None = None, sr_suffix: str = "", ae: str | None = None,
              clipiqa_split_above: int | None = None, fid_mode: str = "legacy_pytorch",
-             progress: bool = False, batch: int | None = None) -> Result:
+             progress: bool = False, batch: int | None = None, cache: bool = False) -> Result:
     """Evaluate ``model`` on benchmark ``sets`` with ``metrics`` under ``protocol``.
 
-    ``model`` is a ``torch.nn.Module`` (LR -> SR, float in [0, 1]; its identity is a hash of its state dict, so the
-    SR cache and resume work; its training mode and device are restored afterwards), any other callable LR -> SR
-    (give ``identity=`` to cache its outputs), a zoo name, a checkpoint path (with ``arch``), a model card,
+    ``model`` is a ``torch.nn.Module`` (LR -> SR, float in [0, 1]; its training mode and device are restored
+    afterwards), any other callable LR -> SR, a zoo name, a checkpoint path (with ``arch``), a model card,
     ``interp:A,B@ALPHA``, or a folder of SR results (see :mod:`aesop_bench.evaluation.folders`).
+
+    What an object in memory computes cannot be known from outside (a module's behaviour may hang on attributes
+    that are not in its state dict, such as an interpolation mode), so its SR images are cached on disk, and its
+    stored values resumed, only under a name the caller vouches for: ``identity="..."`` (any string that changes
+    whenever the outputs could), or, for an ``nn.Module``, ``cache=True``: the class name and a hash of the
+    state dict (every parameter and buffer) are its identity, which the caller declares to determine its outputs.
+    Otherwise every call computes afresh and a run folder (``out=``) is not resumed by a later call.
 
     A run folder is written only with ``out=`` (then it resumes like ``aesop-bench eval --out``). ``batch``: images
     per call of the model and of the network metrics (of one size, except for the FID features; default: up to 16
@@ -135,7 +144,8 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
     elif isinstance(model, os.PathLike):
         model = str(model)
     elif not isinstance(model, str):
-        model, device, restore = _wrap(model, prot.scale, device, precision, tile, tile_overlap, identity, name)
+        model, device, restore = _wrap(model, prot.scale, device, precision, tile, tile_overlap, identity, name,
+                                       cache)
     tmp = None
     if out is None:
         if int(os.environ.get("WORLD_SIZE", 1)) > 1:
@@ -158,7 +168,7 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
     return Result(summary=summary, per_image=frame, out=None if out is None else Path(out))
 
 
-def _wrap(model, scale, device, precision, tile, tile_overlap, identity, name):
+def _wrap(model, scale, device, precision, tile, tile_overlap, identity, name, cache=False):
     """An in-memory model as the evaluator's model, and a function restoring the module's state."""
     import torch.nn as nn
 
@@ -169,8 +179,12 @@ def _wrap(model, scale, device, precision, tile, tile_overlap, identity, name):
         home_device = params[0].device if params else None
         device = device or (str(home_device) if home_device is not None else "cpu")
         was_training = model.training
-        wrapped = NetModel(name or type(model).__name__, model, scale, identity or module_identity(model, scale),
-                           device, precision, tile, tile_overlap)
+        cached = identity is not None or bool(cache)  # the caller vouches for the identity (or the state dict)
+        if identity is None:
+            identity = module_identity(model, scale) + ("" if cache else f"-{UNCACHED}{uuid.uuid4().hex[:12]}")
+        wrapped = NetModel(name or type(model).__name__, model, scale, identity, device, precision, tile,
+                           tile_overlap)
+        wrapped.cache = cached
 
         def restore():
             model.train(was_training)
@@ -180,6 +194,9 @@ def _wrap(model, scale, device, precision, tile, tile_overlap, identity, name):
     if all(hasattr(model, a) for a in ("identity", "scale", "name")):
         return model, device, None  # already an evaluator model
     if callable(model):
+        if cache and identity is None:
+            raise AesopBenchError("cache=True needs identity= for a callable that is not an nn.Module: nothing else "
+                                  "says when its outputs would change")
         return CallableModel(model, scale, identity, name), device, None
     raise AesopBenchError(f"cannot evaluate a {type(model).__name__}: give an nn.Module, a callable LR -> SR, a zoo "
                           "name, a checkpoint path or a folder of SR images")

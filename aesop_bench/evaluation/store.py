@@ -86,7 +86,9 @@ class ResultStore:
                     f"{self.dir} holds results of model {old.get('model', {}).get('name')!r} under protocol "
                     f"{old.get('protocol', {}).get('name')!r}; this run is model {self.model.get('name')!r} under "
                     f"{self.protocol.get('name')!r}" + (f" ({what})" if what else "") +
-                    ". Choose another --out folder, or delete that one to start afresh."
+                    ". Choose another --out folder, or delete that one to start afresh." +
+                    (" A model in memory resumes a run folder only under the identity= (or cache=True) it was "
+                     "started with." if "uncached-" in str(self.model.get("identity")) else "")
                 )
         elif self.rank == 0:
             atomic_write_json(path, run)

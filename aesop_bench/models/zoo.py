@@ -51,10 +51,55 @@ def _spsr(scale: int, **kw) -> "nn.Module":
 
 
 ARCHS: dict[str, Callable[..., "nn.Module"]] = {"rrdb": _rrdb, "swinir": _swinir, "spsr": _spsr}
+
+# The options each architecture takes and the values allowed: (type, low, high) for numbers, (type, low, high,
+# length range) for lists of numbers. Far beyond the published networks (RRDB: 23 blocks of 64 features; SwinIR-M:
+# 6 x 6 blocks of 180), so that a typo such as num_block: 100000000 is an error, not minutes of silent building.
+_FEAT = (int, 1, 1024)
+ARCH_OPTIONS: dict[str, dict[str, tuple]] = {
+    "rrdb": {"num_in_ch": (int, 1, 4), "num_out_ch": (int, 1, 4), "num_feat": _FEAT, "num_block": (int, 1, 100),
+             "num_grow_ch": _FEAT},
+    "swinir": {"in_chans": (int, 1, 4), "img_size": (int, 1, 4096), "window_size": (int, 1, 64),
+               "img_range": (float, 1e-6, 1e6), "depths": (int, 1, 64, (1, 32)), "embed_dim": _FEAT,
+               "num_heads": (int, 1, 64, (1, 32)), "mlp_ratio": (float, 0.1, 16.0),
+               "drop_path_rate": (float, 0.0, 1.0), "num_feat": _FEAT},
+    "spsr": {"in_nc": (int, 1, 4), "out_nc": (int, 1, 4), "nf": _FEAT, "nb": (int, 1, 100), "gc": _FEAT},
+    "ae": {"num_in_ch": (int, 1, 4), "num_feat": _FEAT, "num_block": (int, 1, 100), "num_grow_ch": _FEAT,
+           "enc_blocks": (int, 1, 100)},
+}
+
+
+def check_arch_opts(arch: str, opts, where: str) -> dict:
+    """``opts`` checked against :data:`ARCH_OPTIONS` (a mapping of known options, numbers of the right type within
+    their range); ``where`` names the field in errors."""
+    allowed = ARCH_OPTIONS.get(arch, {})
+    if not isinstance(opts, dict):
+        raise AesopBenchError(f"{where}: the architecture's options are a mapping (option: value), got "
+                              f"{type(opts).__name__} {opts!r}")
+    for name, value in opts.items():
+        if name not in allowed:
+            extra = " (the scale comes from the protocol, --scale or data.scale)" if name in ("scale", "upscale") \
+                else ""
+            raise AesopBenchError(f"{where}: {arch} takes no option {name!r}{extra}; its options: "
+                                  f"{', '.join(allowed)}")
+        kind, lo, hi, *length = allowed[name]
+        values = value if length else [value]
+        if length and (not isinstance(value, (list, tuple)) or not length[0][0] <= len(value) <= length[0][1]):
+            raise AesopBenchError(f"{where}: {name} is a list of {length[0][0]} to {length[0][1]} numbers, got "
+                                  f"{value!r}")
+        for v in values:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or isinstance(v, int))
+            if not ok or not lo <= v <= hi:
+                raise AesopBenchError(f"{where}: {name} = {value!r}; give {'a whole number' if kind is int else 'a number'}"
+                                      f" from {lo:g} to {hi:g}" + (" for each entry" if length else ""))
+    return dict(opts)
+
+
 def build_arch(arch: str, scale: int = 4, **opts) -> "nn.Module":
     """A network of a named architecture: an SR architecture of ``ARCHS``, or ``ae`` (the AESOP auto-encoder)."""
     if arch != "ae" and arch not in ARCHS:
         raise AesopBenchError(f"architecture {arch!r} unknown; choose one of {', '.join(ARCHS)} or ae")
+    check_arch_opts(arch, opts, f"{arch} options")
     try:
         if arch == "ae":
             from .archs.autoencoder_arch import AutoEncoder
@@ -132,12 +177,22 @@ def convert_keys(sd: dict, arch: str = "rrdb") -> dict:
     return out
 
 
-def _extract(ckpt: dict, keys: tuple[str, ...], source) -> dict:
+DEFAULT_KEYS = ("params_ema", "params")
+
+
+def _extract(ckpt: dict, keys: tuple[str, ...], source, strict: bool = False) -> dict:
+    """The state dict under the first of ``keys`` the checkpoint holds, else BasicSR's default or a raw state dict;
+    ``strict`` (a key a model card names): that key or an error listing the keys the file has."""
     from .loading import pick_state_dict
 
     for key in keys:
         if key in ckpt and isinstance(ckpt[key], dict):
             return ckpt[key]
+    if strict:
+        held = sorted(k for k, v in ckpt.items() if isinstance(v, dict)) or sorted(ckpt)[:12]
+        raise AesopBenchError(f"{source}: the checkpoint holds no state dict under key {keys[0]!r}; its keys: "
+                              f"{', '.join(held)}. Give one of them as the card's key, or leave key out for "
+                              "params_ema, then params")
     return pick_state_dict(ckpt, source)
 
 
@@ -148,16 +203,21 @@ class ModelSpec:
     name: str
     arch: str
     weights_path: Path | None
-    keys: tuple[str, ...] = ("params_ema", "params")
+    keys: tuple[str, ...] = DEFAULT_KEYS
     arch_opts: dict = field(default_factory=dict)
     parts: tuple = ()  # interpolation: ((spec_a, spec_b), alpha)
+    strict_key: bool = False  # keys[0] must be in the file (a card's key), no fallback
 
     def identity(self, scale: int) -> str:
+        """Architecture, options, scale, weights hash, and the state-dict key where it is not the default
+        (one checkpoint holds several networks: BasicSR's ``params`` and ``params_ema``)."""
         if self.parts:
             (a, b), alpha = self.parts
             return f"interp({a.identity(scale)},{b.identity(scale)},{alpha:g})"
         opts = ",".join(f"{k}={v}" for k, v in sorted(self.arch_opts.items()))
-        return f"{self.arch}[{opts}]-x{scale}-{sha256_cached(self.weights_path)[:16]}"
+        key = "" if self.keys == DEFAULT_KEYS and not self.strict_key else \
+            f"-key={'|'.join(self.keys)}{'!' if self.strict_key else ''}"
+        return f"{self.arch}[{opts}]-x{scale}-{sha256_cached(self.weights_path)[:16]}{key}"
 
     def state_dict(self) -> dict:
         if self.parts:
@@ -167,7 +227,8 @@ class ModelSpec:
                 raise AesopBenchError(f"cannot interpolate {a.name} and {b.name}: their parameters differ")
             return {k: (sa[k] if not sa[k].is_floating_point() else (1 - alpha) * sa[k] + alpha * sb[k])
                     for k in sa}
-        return convert_keys(_extract(wm.load_state_dict(self.weights_path), self.keys, self.weights_path), self.arch)
+        ckpt = wm.load_state_dict(self.weights_path)
+        return convert_keys(_extract(ckpt, self.keys, self.weights_path, self.strict_key), self.arch)
 
     def build(self, scale: int) -> "nn.Module":
         from .loading import load_strict
@@ -240,7 +301,7 @@ def resolve_model(name: str, arch: str | None = None, download: bool = True) -> 
         if e.arch not in ARCHS:
             raise AesopBenchError(f"{name} is {e.description}; it cannot be evaluated as an SR model")
         path = wm.get(e.weights, download_missing=download, validate=weights_validator(e.weights))
-        return ModelSpec(name, e.arch, path, e.keys or ("params_ema", "params"), dict(e.arch_opts))
+        return ModelSpec(name, e.arch, path, e.keys or DEFAULT_KEYS, dict(e.arch_opts))
     path = Path(name)
     if path.suffix.lower() in (".yaml", ".yml", ".json") and path.is_file():
         return _from_card(path)
@@ -273,14 +334,21 @@ def _from_card(path: Path) -> ModelSpec:
     if unknown or "arch" not in card or "weights" not in card:
         raise AesopBenchError(f"{path}: a model card needs arch and weights (and may give name, key, arch_opts, "
                               f"notes); unknown fields: {sorted(unknown)}")
-    if card["arch"] not in ARCHS:
+    if not isinstance(card["arch"], str) or card["arch"] not in ARCHS:
         raise AesopBenchError(f"{path}: arch {card['arch']!r} unknown; choose one of {', '.join(ARCHS)}")
     w = card["weights"]
+    if not isinstance(w, str) or not w:
+        raise AesopBenchError(f"{path}: weights {w!r}: give a checkpoint path (relative to the card) or a "
+                              "weights-manifest name")
+    if card.get("key") is not None and not isinstance(card["key"], str):
+        raise AesopBenchError(f"{path}: key {card['key']!r}: give the checkpoint's key as text (e.g. params_ema)")
+    check_arch_opts(card["arch"], card.get("arch_opts") or {}, f"{path}: arch_opts")
     wpath = Path(w) if os.path.isabs(w) else (path.parent / w)
     if not wpath.is_file():
         wpath = wm.get(w)
-    keys = (card["key"],) if card.get("key") else ("params_ema", "params")
-    return ModelSpec(card.get("name", path.stem), card["arch"], wpath, keys, dict(card.get("arch_opts", {})))
+    keys = (card["key"],) if card.get("key") else DEFAULT_KEYS
+    return ModelSpec(card.get("name", path.stem), card["arch"], wpath, keys, dict(card.get("arch_opts", {})),
+                     strict_key=bool(card.get("key")))
 
 
 def weights_validator(weights_name: str):
@@ -289,7 +357,7 @@ def weights_validator(weights_name: str):
     for e in ZOO.values():
         if e.weights == weights_name and e.arch in ARCHS:
             def check(path: Path, e=e) -> None:
-                ModelSpec(e.name, e.arch, Path(path), e.keys or ("params_ema", "params"), dict(e.arch_opts)).build(4)
+                ModelSpec(e.name, e.arch, Path(path), e.keys or DEFAULT_KEYS, dict(e.arch_opts)).build(4)
             return check
     return None
 

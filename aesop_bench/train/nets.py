@@ -34,13 +34,13 @@ def build_generator(cfg: TrainConfig) -> nn.Module:
 def _init_state(init: str, key: str | None, arch: str) -> dict:
     """Initial weights from a zoo name, a weights-manifest name or a checkpoint path."""
     from .. import weights as wm
-    from ..models.zoo import ZOO, ModelSpec, resolve_model
+    from ..models.zoo import DEFAULT_KEYS, ZOO, ModelSpec, resolve_model
 
     if init in ZOO:
         return resolve_model(init).state_dict()
     path = Path(init) if os.path.isfile(init) else wm.get(init)
-    keys = (key,) if key else ("params_ema", "params")
-    return ModelSpec(Path(init).stem, arch, path, keys).state_dict()
+    keys = (key,) if key else DEFAULT_KEYS
+    return ModelSpec(Path(init).stem, arch, path, keys, strict_key=bool(key)).state_dict()
 
 
 def build_discriminator(cfg: TrainConfig) -> nn.Module | None:
