@@ -204,7 +204,7 @@ def _wrap(model, scale, device, precision, tile, tile_overlap, identity, name, c
 
 def load_run(path: str | os.PathLike) -> "pd.DataFrame":
     """The per-image values of a run folder as a DataFrame (set, image, metric, value, version, protocol); set-level
-    values (FID, pFID) have image ``*``. ``frame.attrs["summary"]`` holds the run's summary."""
+    values (FID, pFID) are in the summary, ``frame.attrs["summary"]``."""
     import json
 
     import pandas as pd

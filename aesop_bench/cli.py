@@ -202,7 +202,7 @@ def cmd_cache(args) -> int:
         for name, what, folder in rows:
             size, files = folder_size(folder)
             print(f"{name:12s} {size / 1e6:10.1f} MB {files:7d} files  {folder}  {what}")
-        print("the first three are recomputed when missing: `aesop-bench cache clear NAME|all` deletes them")
+        print(f"{', '.join(DERIVED)} are recomputed when missing: `aesop-bench cache clear NAME|all` deletes them")
         return 0
     names = list(DERIVED) if args.names == ["all"] else args.names
     unknown = [n for n in names if n not in DERIVED]
@@ -478,9 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_models)
 
     ca = sub.add_parser("cache", formatter_class=_FMT,
-                        help="the caches' sizes; clear the derived ones (SR images, features, HR sides)")
+                        help="the caches' sizes; clear the derived ones (SR images, features, HR sides, file hashes)")
     ca.add_argument("action", choices=["list", "clear"], nargs="?", default="list")
-    ca.add_argument("names", nargs="*", help="clear: sr, features, hr_features or all")
+    ca.add_argument("names", nargs="*", help="clear: sr, features, hr_features, hashes or all")
     ca.set_defaults(func=cmd_cache)
 
     w = sub.add_parser("weights", formatter_class=_FMT,

@@ -25,25 +25,31 @@ _HASHES: dict[tuple, str] = {}
 
 
 def sha256_cached(path: str | os.PathLike, persist: bool = False) -> str:
-    """``sha256_file``, memoised by the file's path, size, inode and modification time: in memory (a weights
-    file used by several parts of one run is read once) and, with ``persist`` for files over 1 MB, on disk in
-    ``$AESOP_BENCH_HOME/hashes.json`` (a rerun does not read a 60 MB checkpoint again to name its version).
-    Verification never uses the on-disk memo: a file damaged in place keeps its size and time."""
+    """``sha256_file``, memoised by the file's path, size, inode, modification time and status-change time
+    (ctime: set by the kernel on every write, rename or chmod, and unlike the modification time never set back
+    by a program, so a file rewritten in place is hashed again): in memory (a weights file used by several parts
+    of one run is read once) and, with ``persist`` for files over 1 MB, on disk in
+    ``$AESOP_BENCH_HOME/hashes/hashes.json`` (a rerun does not read a 60 MB checkpoint again to name its
+    version; ``aesop-bench cache clear hashes`` empties it). Verification never uses the on-disk memo."""
     st = os.stat(path)
-    key = (os.path.realpath(path), st.st_size, st.st_ino, st.st_mtime_ns)
+    key = (os.path.realpath(path), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
     digest = _HASHES.get(key)
     if digest is not None:
         return digest
     big = persist and st.st_size > 1 << 20
     if big:
-        from .paths import home
+        from .paths import hashes_dir
 
-        store = home() / "hashes.json"
+        store = hashes_dir() / "hashes.json"
         try:
-            known = json.loads(store.read_text()) if store.is_file() else {}
-        except (OSError, json.JSONDecodeError):
+            known = json.loads(store.read_text(encoding="utf-8")) if store.is_file() else {}
+        except (OSError, ValueError):  # damaged (JSON or UTF-8): the memo starts again
+            known = {}
+        if not isinstance(known, dict):
             known = {}
         digest = known.get("|".join(map(str, key)))
+        if not isinstance(digest, str):
+            digest = None
     if digest is None:
         digest = sha256_file(path)
         if big:

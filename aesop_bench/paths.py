@@ -49,10 +49,15 @@ def hr_features_dir() -> Path:
     return home() / "hr_features"
 
 
+def hashes_dir() -> Path:
+    return home() / "hashes"
+
+
 DERIVED = {
     "sr": ("SR images, by model identity and LR", sr_cache_dir),
     "features": ("FID/pFID Inception features, by image", features_dir),
     "hr_features": ("the HR side of LPIPS, DISTS and AE-PSNR, by HR image", hr_features_dir),
+    "hashes": ("sha256 of large files, by path, size, inode and change times", hashes_dir),
 }
 
 

@@ -153,10 +153,29 @@ def test_determinism_flags_are_restored(bench_root):
         torch.backends.cudnn.benchmark = False
 
 
-def test_version_strings_of_stored_runs_are_unchanged():
-    """Runs written before metrics declared their options stored these versions; they must still match."""
-    from aesop_bench.metrics.registry import METRICS
+def test_version_strings_of_stored_runs_are_unchanged(monkeypatch, tmp_path):
+    """Runs written before metrics declared their options stored these versions; with the published weights they
+    must still match. Weight files that are not the published ones add their hash."""
+    import hashlib
 
+    from aesop_bench.metrics import registry
+    from aesop_bench.metrics.registry import METRICS
+    from aesop_bench.paths import weights_dir
+
+    weights_dir().mkdir(parents=True)
+    (weights_dir() / "p.bin").write_bytes(b"published")
+    (weights_dir() / "o.bin").write_bytes(b"other")
+    extra = tmp_path / "m.json"
+    extra.write_text(json.dumps({"entries": [
+        {"name": "pub", "file": "p.bin", "urls": [], "sha256": hashlib.sha256(b"published").hexdigest()},
+        {"name": "other", "file": "o.bin", "urls": [], "sha256": hashlib.sha256(b"else").hexdigest()}]}))
+    monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(extra))
+    assert registry._unpublished_weights_tag(["pub"]) == ""
+    assert registry._unpublished_weights_tag(["pub", "other"]) == \
+        f"w={hashlib.sha256(b'published').hexdigest()[:12]}-{hashlib.sha256(b'other').hexdigest()[:12]}"
+    assert registry._unpublished_weights_tag(["pub", "clip_rn50"]) == "w=unavailable"
+    assert ab.metric("lpips").version == "lpips-alex-v0.1-whole-v1+w=unavailable"  # no weights here
+    monkeypatch.setattr(registry, "_unpublished_weights_tag", lambda names: "")  # as with the published files
     assert METRICS["clipiqa"].version_for({}) == "clipiqa-rn50-pyiqa0.1.16-v1+split>None"
     assert METRICS["clipiqa"].version_for({"split_above": 40000}) == "clipiqa-rn50-pyiqa0.1.16-v1+split>40000"
     assert METRICS["fid"].version_for({}) == "fid-whole299-v1+legacy_pytorch"

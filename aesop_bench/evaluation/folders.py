@@ -130,7 +130,8 @@ class FolderSource:
 
     kind = "folder"
 
-    def __init__(self, root: str | Path, n_sets: int, suffix: str = "", name: str | None = None):
+    def __init__(self, root: str | Path, n_sets: int, suffix: str = "", name: str | None = None,
+                 protocol=None):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise AesopBenchError(f"--sr {root}: not a folder; give the folder holding the SR images")
@@ -138,7 +139,9 @@ class FolderSource:
         self.identity = f"sr-folder:{self.root}"
         self.suffix = suffix
         self.n_sets = n_sets
+        self.protocol = protocol  # where it reads the set's LR files (--lr-source folder), they are hashed too
         self.sets: dict[str, SetFiles] = {}
+        self._res: dict[str, ResolvedSet] = {}
         self._digests: dict[Path, bytes] = {}  # each file is read for hashing once per run
 
     def _digest(self, path: Path) -> bytes:
@@ -155,6 +158,7 @@ class FolderSource:
         files = SetFiles(folder, sr_files, ignored=ignored)
         check_sizes(files, res)
         self.sets[set_name] = files
+        self._res[set_name] = res
         if ignored:
             log(f"{display_name(set_name)}: ignored {len(ignored)} file(s) without the suffix {self.suffix!r}: "
                 f"{', '.join(ignored)}")
@@ -164,9 +168,14 @@ class FolderSource:
                     f"{k} ({v[1]}x{v[0]} of {v[3]}x{v[2]})" for k, v in sorted(files.cropped.items())))
 
     def row_source(self, set_name: str, hr_file: Path) -> str:
-        """The hash of the files a stored value of this image comes from."""
+        """The hash of the files a stored value of this image comes from: HR, SR, and the set's LR file where
+        ``--lr-source folder`` reads it."""
         sr_file = self.sets[set_name].sr_files[hr_file.name]
-        return hashlib.sha256(self._digest(hr_file) + self._digest(sr_file)).hexdigest()[:20]
+        parts = self._digest(hr_file) + self._digest(sr_file)
+        if self.protocol is not None and self.protocol.lr_source == "folder":
+            lr_file = self._res[set_name].lr_file(hr_file, self.protocol.scale)
+            parts += self._digest(lr_file) if lr_file is not None else b"-"
+        return hashlib.sha256(parts).hexdigest()[:20]
 
     def content(self) -> str:
         """A hash over the names and bytes of every SR file evaluated so far."""

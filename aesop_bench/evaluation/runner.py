@@ -136,7 +136,7 @@ def _source(cfg: "EvalConfig"):
 
         if cfg.model is not None:
             raise AesopBenchError("give either a model or an SR folder (--sr), not both")
-        return FolderSource(cfg.sr_dir, len(cfg.sets), cfg.sr_suffix)
+        return FolderSource(cfg.sr_dir, len(cfg.sets), cfg.sr_suffix, protocol=cfg.protocol)
     if cfg.model is None:
         raise AesopBenchError("nothing to evaluate: give a model (--model) or a folder of SR images (--sr)")
     return NetworkSource(cfg)
@@ -201,6 +201,7 @@ def _evaluate(cfg: EvalConfig) -> dict:
     barrier(world)
     if rank != 0:
         store = ResultStore(cfg.out_dir, run_model, cfg.protocol.as_dict(), rank=rank)
+    current = {m.name: m.version for m in metrics}  # a summary averages only rows of these definitions
     set_images: dict[str, list[str]] = {}
     sources: dict[tuple[str, str], str] = {}  # (set, image) -> hash of its files (result folders)
     ok = False
@@ -253,9 +254,9 @@ def _evaluate(cfg: EvalConfig) -> dict:
         extra = {"sr_folder": source.record()} if source.kind == "folder" and source.sets else None
         try:
             if rank == 0 and (ok or store.rows):  # a run that failed before storing anything leaves no empty summary
-                summary = store.finalize(set_images, extra, sources)
+                summary = store.finalize(set_images, extra, sources, current)
             else:
-                summary = store.summary(set_images, sources)
+                summary = store.summary(set_images, sources, current)
         finally:
             store.close()
     return summary

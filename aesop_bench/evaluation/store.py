@@ -27,10 +27,15 @@ from pathlib import Path
 
 from ..errors import AesopBenchError
 from ..fileutil import atomic_write_json, atomic_write_text, remove_stale_temps
+from ..metrics.registry import METRICS
 from ..protocols import normalised
 
 SCHEMA = 1
-SET_ROW = "*"  # the image key of set-level values (distribution metrics such as FID)
+SET_ROW = "/set"  # the image key of set-level values (FID, pFID): no file name can hold a "/"
+_OLD_SET_ROW = "*"  # what earlier versions wrote, read as SET_ROW for the set-level metrics
+
+
+_SET_LEVEL = {name for name, spec in METRICS.items() if spec.kind == "distribution"}
 
 
 class ResultStore:
@@ -125,7 +130,8 @@ class ResultStore:
                 raise AesopBenchError(
                     f"{path}: line {i + 1} is corrupt; delete the line (or the file, to recompute all)"
                 ) from None
-            self.rows[(r["set"], r["image"], r["metric"])] = (float(r["value"]), r["version"], r.get("src"))
+            image = SET_ROW if r["image"] == _OLD_SET_ROW and r["metric"] in _SET_LEVEL else r["image"]
+            self.rows[(r["set"], image, r["metric"])] = (float(r["value"]), r["version"], r.get("src"))
 
     def _truncate_to(self, size: int) -> None:
         with open(self.rows_path, "r+b") as f:
@@ -149,38 +155,69 @@ class ResultStore:
             f.flush()
             os.fsync(f.fileno())
 
-    def summary(self, set_images: dict[str, list[str]], sources: dict | None = None) -> dict:
-        """Means over each set's images, for every metric that covers all of them (``sources``: the current
-        ``src`` of ``(set, image)`` keys; rows computed from other files do not count)."""
+    def versions(self, current: dict[str, str] | None = None) -> dict[str, str]:
+        """The one version of each stored metric that a summary may use: the version this run computes
+        (``current``), else the version of every stored row of the metric; a metric whose rows hold several
+        definitions and that this run does not compute has none (it is left out: its mean would mix them)."""
+        seen: dict[str, set[str]] = {}
+        for (_, _, metric), (_, version, _) in self.rows.items():
+            seen.setdefault(metric, set()).add(version)
+        chosen = {}
+        for metric, versions in seen.items():
+            if current and metric in current:
+                chosen[metric] = current[metric]
+            elif len(versions) == 1:
+                chosen[metric] = next(iter(versions))
+        return chosen
+
+    def _counted(self, set_name: str, image: str, metric: str, sources: dict, chosen: dict) -> tuple | None:
+        """The stored row if it counts: computed from the image's current files, under the chosen version."""
+        row = self.rows.get((set_name, image, metric))
+        if row is None or chosen.get(metric) != row[1] or sources.get((set_name, image), row[2]) != row[2]:
+            return None
+        return row
+
+    def summary(self, set_images: dict[str, list[str]], sources: dict | None = None,
+                current: dict[str, str] | None = None) -> dict:
+        """Means over each set's images, for every metric that covers all of them with rows of one version
+        (``sources``: the current ``src`` of ``(set, image)`` keys, rows computed from other files do not count;
+        ``current``: the version of each metric this run computes, rows of other versions do not count)."""
         sources = sources or {}
+        chosen = self.versions(current)
         sets: dict[str, dict] = {}
         versions: dict[str, str] = {}
         for set_name, images in set_images.items():
             by_metric: dict[str, list[float]] = {}
             set_level: dict[str, float] = {}
-            current = set(images)
-            for (s, image, metric), (value, version, src) in self.rows.items():
-                if s != set_name or sources.get((s, image), src) != src or (image != SET_ROW and image not in current):
-                    continue
-                versions[metric] = version
-                if image == SET_ROW:
-                    set_level[metric] = value
-                else:
-                    by_metric.setdefault(metric, []).append(value)
+            for image in [*images, SET_ROW]:
+                for metric in chosen:
+                    row = self._counted(set_name, image, metric, sources, chosen)
+                    if row is None:
+                        continue
+                    versions[metric] = row[1]
+                    if image == SET_ROW:
+                        set_level[metric] = row[0]
+                    else:
+                        by_metric.setdefault(metric, []).append(row[0])
             means = {m: _mean(v) for m, v in by_metric.items() if len(v) == len(images)}
             means.update(set_level)
             sets[set_name] = {"n_images": len(images), "metrics": dict(sorted(means.items()))}
-        return {"model": self.model, "protocol": self.protocol, "sets": sets, "metric_versions": versions}
+        mixed = sorted({k[2] for k in self.rows} - set(chosen))
+        out = {"model": self.model, "protocol": self.protocol, "sets": sets, "metric_versions": versions}
+        if mixed:
+            out["left_out"] = {m: "stored under several versions; evaluate it again to choose one" for m in mixed}
+        return out
 
     def finalize(self, set_images: dict[str, list[str]], extra: dict | None = None,
-                 sources: dict | None = None) -> dict:
+                 sources: dict | None = None, current: dict[str, str] | None = None) -> dict:
         """Write per_image.csv and summary.json for the sets of this run and those stored by earlier ones
         (``extra``: more top-level entries of the summary)."""
         set_images = dict(set_images)
         for s in sorted({k[0] for k in self.rows} - set(set_images)):
             set_images[s] = sorted({k[1] for k in self.rows if k[0] == s and k[1] != SET_ROW})
-        summary = self.summary(set_images, sources)
+        summary = self.summary(set_images, sources, current)
         summary.update(extra or {})
+        chosen = self.versions(current)
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")
         w.writerow(["set", "image", "metric", "value", "version", "protocol"])
@@ -188,10 +225,9 @@ class ResultStore:
         for set_name, images in set_images.items():
             for image in images:
                 for metric in sorted(m for (s, i, m) in self.rows if s == set_name and i == image):
-                    value, version, src = self.rows[(set_name, image, metric)]
-                    if (sources or {}).get((set_name, image), src) != src:
-                        continue
-                    w.writerow([set_name, image, metric, repr(value), version, pname])
+                    row = self._counted(set_name, image, metric, sources or {}, chosen)
+                    if row is not None:
+                        w.writerow([set_name, image, metric, repr(row[0]), row[1], pname])
         atomic_write_text(self.dir / "per_image.csv", out.getvalue())
         atomic_write_json(self.dir / "summary.json", summary)
         return summary

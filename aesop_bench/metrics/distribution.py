@@ -109,16 +109,28 @@ def clean_resize(img: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(fn(img.permute(1, 2, 0).numpy()).transpose(2, 0, 1)))
 
 
+WEIGHTS = {"legacy_pytorch": "pt_inception", "clean": "inception_torchscript"}
+
+
 def extractor(device="cpu", mode: str = "legacy_pytorch") -> nn.Module:
     """The feature network of ``mode`` with the manager's weights, on ``device``."""
     if mode == "clean":
-        return CleanFIDFeatures(wm.get("inception_torchscript", download_missing=False)).to(device)
-    sd = wm.load_state_dict(wm.get("pt_inception", download_missing=False))
+        return CleanFIDFeatures(wm.get(WEIGHTS[mode], download_missing=False)).to(device)
+    sd = wm.load_state_dict(wm.get(WEIGHTS[mode], download_missing=False))
     return FIDFeatures(build_fid_inception(sd)).to(device)
 
 
-def _cache_path(kind: str, img: torch.Tensor, mode: str):
-    return cache_file(features_dir() / FEATURE_VERSIONS[mode] / kind, tensor_key(img), ".npy")
+def _weights_hash(mode: str) -> str | None:
+    """A short hash of the feature network's weights file (None where it is absent)."""
+    from ..fileutil import sha256_cached
+
+    path = wm.cache_path(wm.entry(WEIGHTS[mode]))
+    return sha256_cached(path, persist=True)[:16] if path.is_file() else None
+
+
+def _cache_path(kind: str, img: torch.Tensor, mode: str, weights: str):
+    """Features are kept under the feature definition and the weights' hash, by the image's bytes."""
+    return cache_file(features_dir() / FEATURE_VERSIONS[mode] / f"w{weights}" / kind, tensor_key(img), ".npy")
 
 
 CHUNK = 16  # 299x299 inputs per forward
@@ -143,8 +155,9 @@ def images_features(imgs: list[torch.Tensor], kind: str, device="cpu", mode: str
 
     if mode not in FID_MODES:
         raise AesopBenchError(f"unknown --fid-mode {mode!r}; choose one of {', '.join(FID_MODES)}")
-    paths = [_cache_path(kind, img, mode) for img in imgs]
-    out = [np.load(p) if p.is_file() else None for p in paths]
+    weights = _weights_hash(mode)
+    paths = [None if weights is None else _cache_path(kind, img, mode, weights) for img in imgs]
+    out = [_read(p) for p in paths]
     miss = [i for i, o in enumerate(out) if o is None]
     if not miss:
         return out
@@ -162,10 +175,25 @@ def images_features(imgs: list[torch.Tensor], kind: str, device="cpu", mode: str
     for i, x in zip(miss, inputs):
         out[i] = feats[start:start + len(x)]
         start += len(x)
-        buf = io.BytesIO()
-        np.save(buf, out[i])
-        atomic_write_bytes(paths[i], buf.getvalue())
+        if paths[i] is not None:
+            buf = io.BytesIO()
+            np.save(buf, out[i])
+            try:
+                atomic_write_bytes(paths[i], buf.getvalue())
+            except OSError:  # a full or read-only cache: the features are computed all the same
+                pass
     return out
+
+
+def _read(path) -> np.ndarray | None:
+    """A cached feature array, or None where it is absent or damaged (then it is computed again)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    return arr if arr.ndim == 2 and arr.shape[1] == 2048 and arr.dtype == np.float64 else None
 
 
 def _inputs(img: torch.Tensor, kind: str, mode: str) -> torch.Tensor:

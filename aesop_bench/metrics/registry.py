@@ -79,6 +79,12 @@ class MetricSpec:
     def version_for(self, options: dict | None = None, protocol: "Protocol | None" = None) -> str:
         opts = self.resolve_options(options)
         tags = [o.tag(opts[o.name]) for o in self.options if o.tag is not None]
+        # weights other than the published ones (a stand-in, a file added by hand for an entry with no published
+        # hash) are named by their hash, so values computed with them never count for others; the AE of ae_psnr
+        # is named by its option's tag
+        weights = _unpublished_weights_tag([n for n in self.needs if not (n == "aesop_ae" and "ae" in opts)])
+        if weights:
+            tags.append(weights)
         if self.protocol_tag is not None:
             if protocol is None:
                 from ..protocols import get_protocol
@@ -178,6 +184,24 @@ def _file_hash(spec: str) -> str | None:
 def _weights_tag(names) -> str | None:
     hashes = [_file_hash(n) for n in names]
     return None if None in hashes else "-".join(hashes)
+
+
+def _unpublished_weights_tag(names) -> str:
+    """``w=HASH-HASH`` of the weight files that are not the files their entries publish ("" when every file is
+    the published one, ``w=unavailable`` where one is absent); without torch."""
+    from .. import weights as wm
+    from ..fileutil import sha256_cached
+
+    tags, published = [], True
+    for n in names:
+        path = wm.cache_path(wm.entry(n))
+        if not path.is_file():
+            return "w=unavailable"
+        digest, e = sha256_cached(path, persist=True), wm.entry(n)
+        published = published and (digest == e.sha256 or
+                                    bool(not e.sha256 and e.sha256_prefix and digest.startswith(e.sha256_prefix)))
+        tags.append(digest[:12])
+    return "" if published else "w=" + "-".join(tags)
 
 
 def _ae_tag(spec: str) -> str:
