@@ -240,6 +240,49 @@ def test_resume_after_a_kill_logs_as_an_uninterrupted_run(tmp_path, train_root, 
     assert _rows(cut / "val.csv") == _rows(tmp_path / "full" / "val.csv")
 
 
+def test_a_kill_between_a_checkpoint_and_its_export_or_validation_is_redone(tmp_path, train_root, bench_root):
+    """The export and the validation at a checkpoint's step belong to it: a resume redoes what its completion
+    record does not list, and the run's files equal an uninterrupted run's."""
+    over = ["steps=4", "checkpoint_every=2", "log_every=1", "val.every=2", f"val.data_root={bench_root}"]
+    _trainer("smoke_ae", tmp_path / "full", train_root, over).fit(progress=False)
+    full = tmp_path / "full"
+    for where, step in (("_export", 4), ("validate", 2)):
+        cut = tmp_path / f"cut-{where}"
+        tr = _trainer("smoke_ae", cut, train_root, over)
+        original = getattr(tr, where)
+
+        def killed(*a, original=original, tr=tr, step=step):
+            if tr.step == step:
+                raise KeyboardInterrupt  # the process dies after the checkpoint folder appeared
+            return original(*a)
+
+        setattr(tr, where, killed)
+        with pytest.raises(KeyboardInterrupt):
+            tr.fit(progress=False)
+        assert (cut / "ckpt" / f"step_{step:07d}" / "state.pt").is_file()
+        _trainer("smoke_ae", cut, train_root, over, resume=True).fit(progress=False)
+        assert (cut / "ae_ema.safetensors").read_bytes() == (full / "ae_ema.safetensors").read_bytes(), where
+        assert _rows(cut / "val.csv") == _rows(full / "val.csv"), where
+        assert _rows(cut / "train_log.csv") == _rows(full / "train_log.csv"), where
+
+
+def test_a_restart_before_the_first_checkpoint_logs_each_step_once(tmp_path, train_root):
+    over = ["steps=2", "checkpoint_every=2", "log_every=1", "val.every=0"]
+    tr = _trainer("smoke_ae", tmp_path / "run", train_root, over)
+    step = tr.train_step
+
+    def killed(lr, hr):  # the process dies after step 1 was logged, before any checkpoint
+        if tr.step == 1:
+            raise KeyboardInterrupt
+        return step(lr, hr)
+
+    tr.train_step = killed
+    with pytest.raises(KeyboardInterrupt):
+        tr.fit(progress=False)
+    _trainer("smoke_ae", tmp_path / "run", train_root, over).fit(progress=False)
+    assert [r["step"] for r in _rows(tmp_path / "run" / "train_log.csv")] == ["1", "2"]
+
+
 def test_a_kill_during_the_first_checkpoint_does_not_block_the_run(tmp_path, train_root):
     over = ["steps=2", "checkpoint_every=2"]
     (tmp_path / "run" / "ckpt" / ".tmp_step_0000002").mkdir(parents=True)

@@ -187,8 +187,9 @@ def _weights_tag(names) -> str | None:
 
 
 def _unpublished_weights_tag(names) -> str:
-    """``w=HASH-HASH`` of the weight files that are not the files their entries publish ("" when every file is
-    the published one, ``w=unavailable`` where one is absent); without torch."""
+    """``w=HASH-HASH`` of the weight files when one is not the file its packaged entry publishes (a stand-in, a
+    file of another manifest, a file added by hand for an entry with no published hash); "" when every file is
+    the published one, ``w=unavailable`` where one is absent. Without torch."""
     from .. import weights as wm
     from ..fileutil import sha256_cached
 
@@ -197,9 +198,8 @@ def _unpublished_weights_tag(names) -> str:
         path = wm.cache_path(wm.entry(n))
         if not path.is_file():
             return "w=unavailable"
-        digest, e = sha256_cached(path, persist=True), wm.entry(n)
-        published = published and (digest == e.sha256 or
-                                    bool(not e.sha256 and e.sha256_prefix and digest.startswith(e.sha256_prefix)))
+        digest = sha256_cached(path, persist=True)
+        published = published and wm.is_published(n, digest)
         tags.append(digest[:12])
     return "" if published else "w=" + "-".join(tags)
 

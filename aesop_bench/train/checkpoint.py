@@ -27,12 +27,23 @@ def bare(net: nn.Module) -> nn.Module:
 
 
 def save_weights(net: nn.Module, path: Path, meta: dict | None = None) -> None:
-    from safetensors.torch import save_file
+    """The network's state dict as a safetensors file, written atomically with the permissions of any new file;
+    equal weights and metadata give equal bytes (the metadata in key order: safetensors writes it in hash order)."""
+    import struct
+
+    from safetensors.torch import save
+
+    from ..fileutil import atomic_write_bytes
 
     sd = {k: v.detach().cpu().contiguous().clone() for k, v in bare(net).state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(sd, str(tmp), metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
-    os.replace(tmp, path)
+    data = save(sd, metadata={k: json.dumps(v, sort_keys=True) for k, v in sorted((meta or {}).items())})
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    if "__metadata__" in header:
+        header = {"__metadata__": dict(sorted(header.pop("__metadata__").items())), **header}
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # the tensors' data stays 8-byte aligned, as safetensors writes it
+    atomic_write_bytes(path, struct.pack("<Q", len(text)) + text + data[8 + n:])
 
 
 def rng_state() -> dict:
@@ -86,6 +97,27 @@ def write(root: Path, step: int, nets: dict[str, nn.Module | None], state: dict,
     for old in sorted(root.glob("step_*"))[:-max(1, keep)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+DONE = "done.json"  # what has been done after a checkpoint was written: the export, the validation at its step
+
+
+def completed(folder: Path) -> set[str]:
+    """The tasks that follow checkpoint ``folder`` and have finished (recorded in its ``done.json``)."""
+    import json
+
+    try:
+        data = json.loads((folder / DONE).read_text())
+    except (OSError, ValueError):
+        return set()
+    return set(data) if isinstance(data, list) else set()
+
+
+def mark(folder: Path, task: str) -> None:
+    """Record that ``task`` (``export``, ``val``) of checkpoint ``folder`` has finished."""
+    from ..fileutil import atomic_write_json
+
+    atomic_write_json(folder / DONE, sorted(completed(folder) | {task}))
 
 
 def read(folder: Path, nets: dict[str, nn.Module | None]) -> dict:

@@ -56,10 +56,12 @@ class RunLog:
                 self._writer.add_scalar(f"{prefix}/{k}", v, self.clock.step)
         self._writer.flush()
 
-    def truncate(self, step: int) -> None:
-        """Drop the rows of steps after ``step``; TensorBoard drops its events from ``step + 1`` on."""
+    def truncate(self, step: int, val_through: int | None = None) -> None:
+        """Drop the rows of steps after ``step`` (validation rows after ``val_through``, default ``step``);
+        TensorBoard drops its events from ``step + 1`` on."""
         self._purge_from = step + 1
         for name in LOGS:
+            last = val_through if name == "val.csv" and val_through is not None else step
             path = self.out / name
             if not path.is_file():
                 continue
@@ -68,8 +70,16 @@ class RunLog:
             if not rows or "step" not in rows[0]:
                 continue
             col = rows[0].index("step")
-            kept = [rows[0]] + [r for r in rows[1:] if r and int(float(r[col])) <= step]
+            kept = [rows[0]] + [r for r in rows[1:] if r and _step(r[col]) is not None and _step(r[col]) <= last]
             if len(kept) != len(rows):
                 buf = io.StringIO()
                 csv.writer(buf).writerows(kept)
                 atomic_write_text(path, buf.getvalue())
+
+
+def _step(text: str) -> int | None:
+    """A row's step, None for a row a kill cut short."""
+    try:
+        return int(float(text))
+    except ValueError:
+        return None

@@ -108,6 +108,7 @@ class Trainer:
                                       "or choose another --out")
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.out / "config.json", to_dict(cfg))
+            self.logs.truncate(0)  # rows of a run killed before its first checkpoint: this run starts again
 
     # -- components -------------------------------------------------------------------------------
     def _load_aesop_ae(self) -> L.FrozenAE:
@@ -256,10 +257,13 @@ class Trainer:
             bar.set_postfix(loss=f"{logs['total_g']:.4f}")
             if self.main and (self.step % self.cfg.log_every == 0 or self.step == end):
                 self._log(logs)
+            final = None
             if self.step % self.cfg.checkpoint_every == 0 or self.step == end:
-                self.save_checkpoint()
-            if self.cfg.val.every and self.step % self.cfg.val.every == 0 and self.main:
+                final = self.save_checkpoint()
+            if self._val_due() and self.main:
                 self.validate()
+                if final is not None:  # a resume from this checkpoint need not validate again
+                    ck.mark(final, "val")
         bar.close()
         return history
 
@@ -267,6 +271,9 @@ class Trainer:
         self.logs.train(logs)
 
     # -- validation -------------------------------------------------------------------------------
+    def _val_due(self) -> bool:
+        return bool(self.cfg.val.every) and self.step % self.cfg.val.every == 0
+
     def validate(self) -> dict[str, float]:
         """The EMA network on the validation set (:func:`.validation.validate`), logged."""
         means = validate(self.cfg, self.net_g_ema, self.step, self.device)
@@ -299,9 +306,14 @@ class Trainer:
         if self.opt_d is not None:
             state.update(opt_d=self.opt_d.state_dict(), sched_d=self.sched_d.state_dict())
         final = ck.write(self._ckpt_root(), self.step, self._nets(), state, self._meta(), self.cfg.keep_checkpoints)
+        self._export(final)
+        return final
+
+    def _export(self, final: Path) -> None:
+        """The EMA weights as ``RUN/ema.safetensors``, then recorded as done in the checkpoint."""
         export = self.out / ("ae_ema.safetensors" if self.cfg.kind == "ae" else "ema.safetensors")
         ck.save_weights(self.net_g_ema, export, self._meta())
-        return final
+        ck.mark(final, "export")
 
     def _resume(self) -> None:
         last = self._latest_checkpoint()
@@ -315,9 +327,17 @@ class Trainer:
             self.sched_d.load_state_dict(state["sched_d"])
         ck.set_rng_state(state["rng"])
         self.step = int(state["step"])
-        if self.main:
-            self.logs.truncate(self.step)
+        done = ck.completed(last)
+        redo_val = self._val_due() and "val" not in done
+        if self.main:  # a validation at the checkpoint's step that did not finish is run again below
+            self.logs.truncate(self.step, val_through=self.step - 1 if redo_val else self.step)
         self.log(f"resumed from {last} (step {self.step})")
+        if self.main and "export" not in done:
+            self.log(f"exporting the EMA weights of step {self.step} (the run stopped before it had)")
+            self._export(last)
+        if self.main and redo_val:
+            self.validate()
+            ck.mark(last, "val")
 
 
 __all__ = ["Trainer", "build_generator", "build_discriminator"]

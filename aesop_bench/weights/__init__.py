@@ -2,9 +2,9 @@
 loading that never runs code (``reader``)."""
 
 from .cache import Check, add, check, download, expected_hash, forget, get, recorded_path, require
-from .manifest import WeightsEntry, cache_path, entry, manifest
+from .manifest import WeightsEntry, cache_path, entry, is_published, manifest
 from .reader import is_torchscript, load_state_dict, load_torchscript_tensors, read_meta
 
 __all__ = ["Check", "WeightsEntry", "add", "cache_path", "check", "download", "entry", "expected_hash", "forget",
-           "get", "is_torchscript", "load_state_dict", "load_torchscript_tensors", "manifest", "read_meta",
+           "get", "is_published", "is_torchscript", "load_state_dict", "load_torchscript_tensors", "manifest", "read_meta",
            "recorded_path", "require"]

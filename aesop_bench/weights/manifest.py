@@ -42,6 +42,21 @@ class WeightsEntry:
                    used_by=tuple(d.get("used_by", ())), manual=d.get("manual", ""))
 
 
+@lru_cache(maxsize=1)
+def shipped() -> dict[str, WeightsEntry]:
+    """The entries packaged with aesop-bench, without the extra manifest: what is published."""
+    return {e["name"]: WeightsEntry.from_dict(e)
+            for e in json.loads(resources.files(__package__).joinpath("manifest.json").read_text())["entries"]}
+
+
+def is_published(name: str, digest: str) -> bool:
+    """Whether a file of sha256 ``digest`` is the published file of the packaged entry ``name``."""
+    e = shipped().get(name)
+    if e is None:
+        return False
+    return digest == e.sha256 if e.sha256 else bool(e.sha256_prefix and digest.startswith(e.sha256_prefix))
+
+
 @lru_cache(maxsize=8)
 def _manifest(extra: str | None, stamp: tuple = ()) -> dict[str, WeightsEntry]:
     shipped = resources.files(__package__).joinpath("manifest.json").read_text()
