@@ -188,3 +188,38 @@ def test_metric_features_of_one_image_and_of_a_list(stand_in_inception, random_i
     with torch.no_grad():
         want = [ref(x.float()[None] / 255)[0].flatten(1).double().numpy() for x in imgs]
     assert all(np.allclose(a, b, atol=1e-5, rtol=0) for a, b in zip(listed, want))
+
+
+def test_a_list_of_batches_means_all_their_images(stand_in_inception, random_inception_state, tmp_path,
+                                                  monkeypatch):
+    """``fid([a[:2], a[2:]], ...)`` uses all four images of ``a``; and features are cached under the Inception
+    weights' hash: another weights file in the same home computes them again."""
+    from aesop_bench import weights as wm
+    from aesop_bench.metrics.metric import Metric
+
+    g = torch.Generator().manual_seed(3)
+    a = torch.randint(0, 256, (4, 3, 40, 48), dtype=torch.uint8, generator=g)
+    b = torch.randint(0, 256, (4, 3, 40, 48), dtype=torch.uint8, generator=g)
+    fid = Metric("fid")
+    whole = fid(a, b)
+    assert fid([a[:2], a[2:]], [b[:2], b[2:]]) == whole == fid(list(a), list(b))
+    assert fid([a[:2], a[2:]], [b[:2], b[2:]]) != fid([a[0], a[2]], [b[0], b[2]])
+    # another pt_inception file (its batch-norm statistics changed) in the same home
+    from pytorch_fid import inception as ref_mod
+
+    old = fid.features(list(a))
+    other = {k: v.clone() for k, v in random_inception_state.items()}
+    for k in other:
+        if k.endswith("running_mean"):
+            other[k] += 0.05
+    p = tmp_path / "pt_inception-other.pth"
+    torch.save(other, p)
+    monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(write_manifest({"pt_inception": p}, tmp_path / "o.json")))
+    wm.download("pt_inception", log=None)
+    got = Metric("fid").features(list(a))
+    monkeypatch.setattr(ref_mod, "load_state_dict_from_url", lambda *a, **k: other)
+    ref = ref_mod.InceptionV3([3], resize_input=True, normalize_input=True, use_fid_inception=True).eval()
+    with torch.no_grad():
+        want = [ref(x.float()[None] / 255)[0].flatten(1).double().numpy() for x in a]
+    assert all(np.allclose(x, y, atol=1e-5, rtol=0) for x, y in zip(got, want))
+    assert not any(np.allclose(x, y, atol=1e-3) for x, y in zip(got, old))

@@ -90,3 +90,40 @@ def test_modules_with_equal_state_dicts_are_not_confused(small_set):
     assert near.mean(str(small_set), "psnr") != bil.mean(str(small_set), "psnr")
     with pytest.raises(AesopBenchError, match="cache=True needs identity="):
         ab.evaluate(lambda lr: lr, sets=str(small_set), download=False, cache=True)
+
+
+def test_non_finite_and_out_of_range_values_are_refused(small_set):
+    hr = torch.rand(1, 3, 32, 32)
+    patch = hr.clone()
+    patch[..., 8:16, 8:16] = float("nan")
+    psnr = ab.metric("psnr")
+    for bad in (patch, torch.full_like(hr, float("nan")), torch.full_like(hr, float("inf"))):
+        with pytest.raises(AesopBenchError, match="non-finite value"):
+            psnr(bad, hr)
+    with pytest.raises(AesopBenchError, match=r"\[0\.5, 1\.0000009\d*\]"):
+        psnr(torch.full_like(hr, 0.5).index_fill_(-1, torch.tensor([0]), 1.000001), hr)
+    with pytest.raises(AesopBenchError, match="empty"):
+        psnr(torch.zeros(0, 3, 8, 8), torch.zeros(0, 3, 8, 8))
+
+    class Net(nn.Module):
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def forward(self, x):
+            y = F.interpolate(x, scale_factor=4, mode="nearest")
+            return {"nan": y * float("nan"), "255": y * 255, "tuple": (y, y)}[self.out]
+
+    for out, msg in (("nan", "baby.png: model 'Net' returned .* non-finite"),
+                     ("255", r"baby.png: model 'Net' returned values in \[.*, 25\d\]"),
+                     ("tuple", "returned a tuple, not a tensor")):
+        with pytest.raises(AesopBenchError, match=msg):
+            ab.evaluate(Net(out), sets=str(small_set), metrics="psnr", download=False)
+
+
+def test_lr_psnr_checks_the_lr_size():
+    sr = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+    m = ab.metric("lr_psnr")
+    with pytest.raises(AesopBenchError, match=r"lr \(1, 3, 20, 20\) does not match sr \(1, 3, 64, 64\) at x4"):
+        m(sr, lr=torch.randint(0, 256, (1, 3, 20, 20), dtype=torch.uint8))
+    assert m(sr, lr=torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8)).shape == (1,)

@@ -57,8 +57,35 @@ def _load_pair(res: ResolvedSet, hr_file: Path, protocol: Protocol):
     return hr, lr
 
 
-def _super_resolve(model: "_LazyModel | _GivenModel", lrs: list, device: str) -> list:
-    """The SR image of each LR: from the SR cache, else from the model, the LRs of one shape in one batch."""
+# network outputs are clamped to [0, 1] before quantisation (as BasicSR's tensor2img): a GAN's small overshoot
+# is normal, values beyond these bounds mean another range (0-255, [-1, 1]) and are refused
+OUTPUT_RANGE = (-0.5, 1.5)
+
+
+def _check_output(model, batch, files) -> None:
+    """Refuse what the model returned when it is not an SR batch in [0, 1]: a tuple, non-finite values, or
+    values of another range, naming the image."""
+    import torch
+
+    if not isinstance(batch, torch.Tensor):
+        raise AesopBenchError(f"model {model.name!r} returned a {type(batch).__name__}, not a tensor; it must return "
+                              "the SR batch (N, C, H, W) alone (wrap a network that returns several outputs)")
+    for j, f in enumerate(files):
+        x = batch[j]
+        if not bool(torch.isfinite(x).all()):
+            raise AesopBenchError(f"{f}: model {model.name!r} returned {int((~torch.isfinite(x)).sum())} non-finite "
+                                  "value(s) (NaN or inf) for this image; check the network and its weights")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < OUTPUT_RANGE[0] or hi > OUTPUT_RANGE[1]:
+            raise AesopBenchError(f"{f}: model {model.name!r} returned values in [{lo:.6g}, {hi:.6g}] for this image; "
+                                  "an SR network returns [0, 1] (values within "
+                                  f"[{OUTPUT_RANGE[0]}, {OUTPUT_RANGE[1]}] are clamped): divide 0-255 outputs "
+                                  "by 255, map [-1, 1] outputs with (x + 1) / 2")
+
+
+def _super_resolve(model: "_LazyModel | _GivenModel", lrs: list, device: str, files: list | None = None) -> list:
+    """The SR image of each LR: from the SR cache, else from the model, the LRs of one shape in one batch
+    (``files``: the HR file of each LR, named in errors)."""
     import torch
 
     from ..imageio import quantize, read_image, to_float, write_image
@@ -80,6 +107,7 @@ def _super_resolve(model: "_LazyModel | _GivenModel", lrs: list, device: str) ->
         net = model.get()
         with torch.inference_mode():
             batch = net(torch.stack([to_float(lrs[i]) for i in idx]).to(device))
+        _check_output(model, batch, [files[i] if files else f"image {i}" for i in idx])
         want = (len(idx), *_sr_shape(lrs[idx[0]], model.scale))
         if tuple(batch.shape) != want:
             raise AesopBenchError(f"model {model.name!r} returned shape {tuple(batch.shape)} for LR "
@@ -165,5 +193,5 @@ class NetworkSource:
 
     def images(self, res, set_name, hr_files, protocol, need_lr):
         pairs = [_load_pair(res, f, protocol) for f in hr_files]
-        srs = _super_resolve(self.model, [lr for _, lr in pairs], self.device)
+        srs = _super_resolve(self.model, [lr for _, lr in pairs], self.device, list(hr_files))
         return [(hr, lr, sr) for (hr, lr), sr in zip(pairs, srs)]

@@ -78,6 +78,12 @@ class Metric:
                 return self.scorer(sr, hr, lr)
             except ValueError as exc:  # an input the metric is undefined for (e.g. too small for NIQE)
                 raise AesopBenchError(f"{self.name}: {exc}") from None
+            except RuntimeError as exc:  # a network's layers cannot shrink an image this small any further
+                if not any(t in str(exc) for t in ("too small", "Kernel size", "kernel size", "Padding size")):
+                    raise
+                raise AesopBenchError(f"{self.name}: the image ({sr.shape[-1]}x{sr.shape[-2]}) is too small for "
+                                      f"the metric's network ({str(exc).splitlines()[0]}); evaluate larger "
+                                      "images, or leave this metric out") from None
 
     def features(self, imgs: "torch.Tensor | Sequence[torch.Tensor]") -> "np.ndarray | list[np.ndarray]":
         """Distribution metrics: the features of one uint8 ``(C, H, W)`` image, or a list of the features of
@@ -105,7 +111,19 @@ class Metric:
                                       "; they must be the same size (crop the HR to the SR's area first)")
         if self.spec.kind == "lr_reference":
             lr = self._lr_for(sr, hr, lr)
+            self._check_lr(sr, lr)
         return self.score(sr, hr, lr)
+
+    def _check_lr(self, sr, lr) -> None:
+        """The LR must be the SR's size / scale (an SR up to scale - 1 pixels larger is compared on the LR's
+        area), with as many images and channels."""
+        s = self.protocol.scale
+        fits = all(lr.shape[d] * s <= sr.shape[d] < (lr.shape[d] + 1) * s for d in (-2, -1))
+        if not fits or lr.shape[:2] != sr.shape[:2]:
+            raise AesopBenchError(
+                f"{self.name}: lr {tuple(lr.shape)} does not match sr {tuple(sr.shape)} at x{s}: the LR must be "
+                f"the SR's size / {s} ({sr.shape[-1] // s}x{sr.shape[-2] // s}), with as many images and channels; "
+                "check the scale (ab.protocol(..., scale=N)) or give the LR of these images")
 
     # -- input checks ---------------------------------------------------------------------------------------
     def _prepare(self, x, what: str) -> torch.Tensor:
@@ -118,6 +136,9 @@ class Metric:
             x = x.unsqueeze(0)
         if x.dim() != 4:
             raise AesopBenchError(f"{self.name}: {what} must be (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
+        if 0 in x.shape:
+            raise AesopBenchError(f"{self.name}: {what} is empty (shape {tuple(x.shape)}); give at least one image "
+                                  "of at least one pixel")
         if x.shape[1] not in (1, 3):
             raise AesopBenchError(f"{self.name}: {what} has {x.shape[1]} channels (shape {tuple(x.shape)}); "
                                   "images must be RGB or grayscale, channels first (N, C, H, W)")
@@ -125,10 +146,7 @@ class Metric:
             if not x.is_floating_point():
                 raise AesopBenchError(f"{self.name}: {what} has dtype {x.dtype}; give uint8 (0-255) or float "
                                       "in [0, 1]")
-            lo, hi = float(x.min()), float(x.max())
-            if lo < 0 or hi > 1:
-                raise AesopBenchError(f"{self.name}: float {what} must lie in [0, 1], got values in [{lo:g}, {hi:g}]"
-                                      "; divide 0-255 floats by 255")
+            check_float_image(x, f"{self.name}: float {what}")
             x = quantize(x)
         x = x.detach().cpu()
         return to_rgb(x) if self.protocol.grayscale == "rgb" else x
@@ -151,12 +169,27 @@ class Metric:
         return set_distance(self.features(self._images(sr, "sr")), self.features(self._images(hr, "hr")))
 
     def _images(self, xs, what: str) -> list[torch.Tensor]:
+        """Every image of an ``(N, C, H, W)`` or ``(C, H, W)`` tensor, or of a list of such tensors."""
         if isinstance(xs, torch.Tensor):
-            xs = [xs] if xs.dim() == 3 else list(xs)
+            xs = [xs]
         if not isinstance(xs, Sequence) or not xs:
             raise AesopBenchError(f"{self.name}: {what} must be a non-empty (N, C, H, W) tensor or a list of "
-                                  "(C, H, W) tensors")
-        return [self._prepare(x, what)[0] for x in xs]
+                                  "(C, H, W) or (N, C, H, W) tensors")
+        return [img for x in xs for img in self._prepare(x, what)]
+
+
+def check_float_image(x: torch.Tensor, what: str) -> None:
+    """Refuse a float image with values outside [0, 1] or non-finite values (NaN would pass any range test and
+    become 0 when quantised), naming ``what``."""
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise AesopBenchError(f"{what} holds {bad} non-finite value(s) (NaN or inf) of {x.numel()}; the image is "
+                              "not defined there: check the network or the data that made it")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:
+        raise AesopBenchError(f"{what} must lie in [0, 1], got values in [{lo:.9g}, {hi:.9g}]; divide 0-255 "
+                              "floats by 255")
 
 
 def metric(name: str, protocol="paper", device="cpu", **options) -> Metric:

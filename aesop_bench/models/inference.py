@@ -107,4 +107,8 @@ class NetModel:
                 out = tiled_forward(self.net, x, self.scale, self.tile, self.tile_overlap)
             else:
                 out = self.net(x)
+        if not isinstance(out, torch.Tensor):
+            raise AesopBenchError(f"model {self.name!r} returned a {type(out).__name__}, not a tensor; it must "
+                                  "return the SR batch (N, C, H, W) alone (wrap a network that returns several "
+                                  "outputs)")
         return out.float()
