@@ -127,3 +127,173 @@ def test_lr_psnr_checks_the_lr_size():
     with pytest.raises(AesopBenchError, match=r"lr \(1, 3, 20, 20\) does not match sr \(1, 3, 64, 64\) at x4"):
         m(sr, lr=torch.randint(0, 256, (1, 3, 20, 20), dtype=torch.uint8))
     assert m(sr, lr=torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8)).shape == (1,)
+
+
+def _write_png_same_size(path, img) -> None:
+    """Rewrite ``path`` in place with ``img`` (uncompressed PNG: same dimensions, same byte length), keeping its
+    inode, size and modification time: only the content and the status-change time differ."""
+    import io
+    import os
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="PNG", compress_level=0)
+    _rewrite_in_place(path, buf.getvalue())
+
+
+def _rewrite_in_place(path, data: bytes) -> None:
+    import os
+
+    st = os.stat(path)
+    assert len(data) == st.st_size, "the rewrite must keep the size"
+    with open(path, "r+b") as f:
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_ino, after.st_mtime_ns) == (st.st_size, st.st_ino, st.st_mtime_ns)
+
+
+def test_every_input_of_a_stored_value_is_in_its_key(bench_root, tmp_path, monkeypatch):
+    """Change, one at a time, each input a stored value depends on (model file, HR, SR, LR, metric option,
+    metric weights, protocol field; the state-dict key and a module's attributes above), keeping sizes, inodes and
+    modification times where a file is rewritten: the rerun in the same home (and, where the run folder allows it,
+    the same run folder) equals a fresh run in an empty home."""
+    import itertools
+
+    from PIL import Image
+
+    from aesop_bench.imageio import read_image
+    from aesop_bench.models.archs.autoencoder_arch import AutoEncoder
+    from aesop_bench.train.checkpoint import save_weights
+
+    home = tmp_path / "aesop-bench-home"
+    counter = itertools.count()
+
+    def run(model, out=None, fresh=False, **kw):
+        monkeypatch.setenv("AESOP_BENCH_HOME", str(tmp_path / f"fresh{next(counter)}" if fresh else home))
+        res = ab.evaluate(model, sets=str(data), download=False, out=None if fresh else out, **kw)
+        monkeypatch.setenv("AESOP_BENCH_HOME", str(home))
+        return {(r.image, r.metric): r.value for r in res.per_image.itertuples()}, res.summary["sets"]
+
+    def same(model, out, **kw):
+        got = run(model, out, **kw)
+        assert got == run(model, fresh=True, **kw)
+        return got
+
+    data = tmp_path / "three"
+    (data / "HR").mkdir(parents=True)
+    (data / "LR_bicubic" / "X4").mkdir(parents=True)
+    for name in ("baby", "bird", "butterfly"):  # uncompressed PNGs: a rewrite with other pixels keeps the size
+        Image.open(bench_root / "Set5" / "HR" / f"{name}.png").save(data / "HR" / f"{name}.png", compress_level=0)
+        Image.open(bench_root / "Set5" / "LR_bicubic" / "X4" / f"{name}x4.png").save(
+            data / "LR_bicubic" / "X4" / f"{name}x4.png", compress_level=0)
+    torch.manual_seed(0)
+    ckpt = tmp_path / "tiny.safetensors"
+    net = RRDBNet(scale=4, **TINY)
+    net.load_state_dict(_tiny_sd(1))
+    save_weights(net, ckpt, {"arch": "rrdb", "opts": TINY})
+    aes = {}
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        aes[seed] = tmp_path / f"ae{seed}.safetensors"
+        save_weights(AutoEncoder(num_feat=16, num_block=1, num_grow_ch=8, enc_blocks=1), aes[seed],
+                     {"arch": "ae", "opts": {"num_feat": 16, "num_block": 1, "num_grow_ch": 8, "enc_blocks": 1}})
+
+    metrics = ["psnr", "lr_psnr"]
+    base = same(str(ckpt), tmp_path / "m1", metrics=metrics)
+    # the model file, rewritten in place with other weights
+    net.load_state_dict(_tiny_sd(2))
+    save_weights(net, tmp_path / "other.safetensors", {"arch": "rrdb", "opts": TINY})
+    _rewrite_in_place(ckpt, (tmp_path / "other.safetensors").read_bytes())
+    with pytest.raises(AesopBenchError, match="holds results of model"):
+        run(str(ckpt), tmp_path / "m1", metrics=metrics)  # the run folder is another model's
+    new_weights = same(str(ckpt), tmp_path / "m2", metrics=metrics)
+    assert new_weights != base
+    # an HR image, rewritten in place
+    hr_file = data / "HR" / "bird.png"
+    _write_png_same_size(hr_file, 255 - read_image(hr_file))
+    after_hr = same(str(ckpt), tmp_path / "m2", metrics=metrics)
+    assert after_hr[0][("bird", "psnr")] != new_weights[0][("bird", "psnr")]
+    assert after_hr[0][("baby", "psnr")] == new_weights[0][("baby", "psnr")]
+    # a protocol field: another run folder, the same home
+    assert same(str(ckpt), tmp_path / "m3", metrics=metrics, protocol=ab.protocol("paper", crop_border=0)) != \
+        after_hr
+    # an SR file and an LR file of a result folder (--lr-source folder)
+    sr_dir = tmp_path / "sr"
+    sr_dir.mkdir()
+    for f in (data / "HR").iterdir():
+        Image.open(f).save(sr_dir / f.name, compress_level=0)
+    folder_protocol = ab.protocol("paper", lr_source="folder")
+    before = same(sr_dir, tmp_path / "f1", metrics=metrics, protocol=folder_protocol)
+    _write_png_same_size(sr_dir / "baby.png", read_image(sr_dir / "baby.png") // 2)
+    after_sr = same(sr_dir, tmp_path / "f1", metrics=metrics, protocol=folder_protocol)
+    lr_file = data / "LR_bicubic" / "X4" / "butterflyx4.png"
+    _write_png_same_size(lr_file, 255 - read_image(lr_file))
+    after_lr = same(sr_dir, tmp_path / "f1", metrics=metrics, protocol=folder_protocol)
+    assert before[0][("baby", "psnr")] != after_sr[0][("baby", "psnr")]
+    assert after_sr[0][("butterfly", "lr_psnr")] != after_lr[0][("butterfly", "lr_psnr")]
+    # a metric option (the AE of ae_psnr), then the AE's weights rewritten in place
+    with_ae1 = same(sr_dir, tmp_path / "a1", metrics=["ae_psnr"], ae=str(aes[1]))
+    with_ae2 = same(sr_dir, tmp_path / "a1", metrics=["ae_psnr"], ae=str(aes[2]))
+    _rewrite_in_place(aes[2], aes[1].read_bytes())
+    assert same(sr_dir, tmp_path / "a1", metrics=["ae_psnr"], ae=str(aes[2]))[0] == with_ae1[0] != with_ae2[0]
+
+
+def test_an_interrupted_run_never_averages_two_definitions(small_set, tmp_path, monkeypatch):
+    from aesop_bench.metrics.metric import Metric
+    from aesop_bench.models.archs.autoencoder_arch import AutoEncoder
+    from aesop_bench.train.checkpoint import save_weights
+
+    opts = {"num_feat": 16, "num_block": 1, "num_grow_ch": 8, "enc_blocks": 1}
+    aes = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        aes.append(tmp_path / f"ae{seed}.safetensors")
+        save_weights(AutoEncoder(**opts), aes[-1], {"arch": "ae", "opts": opts})
+    out = tmp_path / "run"
+    first = ab.evaluate(Up("bicubic"), sets=str(small_set), metrics="ae_psnr", ae=str(aes[0]), out=out,
+                        identity="bicubic-up", download=False)
+    v1 = first.summary["metric_versions"]["ae_psnr"]
+    score, calls = Metric.score, []
+
+    def interrupted(self, *a):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # SIGINT after two images
+        return score(self, *a)
+
+    monkeypatch.setattr(Metric, "score", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ab.evaluate(Up("bicubic"), sets=str(small_set), metrics="ae_psnr", ae=str(aes[1]), out=out,
+                    identity="bicubic-up", download=False, batch=1)
+    summary = json.loads((out / "summary.json").read_text())
+    assert "ae_psnr" not in summary["sets"][str(small_set)]["metrics"]  # 2 of 3 images under the second AE
+    versions = {r["version"] for r in __import__("csv").DictReader(open(out / "per_image.csv"))}
+    assert len(versions) == 1 and versions != {v1}
+    monkeypatch.setattr(Metric, "score", score)
+    done = ab.evaluate(Up("bicubic"), sets=str(small_set), metrics="ae_psnr", ae=str(aes[1]), out=out,
+                       identity="bicubic-up", download=False)
+    assert len(calls) == 3  # the two stored images were not computed again
+    fresh = ab.evaluate(Up("bicubic"), sets=str(small_set), metrics="ae_psnr", ae=str(aes[1]), download=False)
+    assert done.summary["sets"] == fresh.summary["sets"] and done.summary["metric_versions"]["ae_psnr"] != v1
+
+
+def test_an_image_named_like_the_set_row(small_set, tmp_path):
+    shutil.copy(small_set / "bird.png", small_set / "*.png")
+    res = ab.evaluate(Up("nearest"), sets=str(small_set), metrics="psnr", download=False, out=tmp_path / "r")
+    assert sorted(res.per_image["image"]) == ["*", "baby", "bird", "butterfly"]
+    assert res.summary["sets"][str(small_set)]["n_images"] == 4
+    assert res.mean(str(small_set), "psnr") == pytest.approx(res.per_image["value"].mean(), abs=1e-12)
+
+
+def test_cache_clear_forgets_file_hashes(tmp_path, capsys):
+    from aesop_bench.fileutil import sha256_cached
+    from aesop_bench.paths import hashes_dir
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"a" * (2 << 20))
+    sha256_cached(big, persist=True)
+    assert (hashes_dir() / "hashes.json").is_file()
+    assert main(["cache", "clear", "all"]) == 0
+    assert "hashes" in capsys.readouterr().out and not hashes_dir().exists()
