@@ -6,8 +6,17 @@ Reading gives a ``uint8`` tensor ``(C, H, W)`` with ``C`` = 1 (grayscale) or 3
 * palette images are expanded to RGB;
 * an alpha channel is dropped when it is fully opaque; images with real
   transparency are refused (an SR benchmark has no defined answer for them);
-* 16-bit and floating-point images are refused: benchmark images are 8-bit,
-  and silently rescaling them would change every metric;
+* 16-bit and floating-point images are refused (PNG, TIFF, PPM/PGM, any
+  format): benchmark images are 8-bit, and silently rescaling them would
+  change every metric;
+* colour spaces other than grayscale and RGB (CMYK, LAB, YCbCr, HSV TIFFs) are
+  refused: their conversion to RGB needs a colour profile these files do not
+  fix;
+* animated files (PNG, WebP, GIF, TIFF with several frames) are refused:
+  which frame is the image is not defined;
+* an EXIF orientation other than 1 is refused: readers disagree on it
+  (OpenCV turns the image, PIL does not), so the pixels compared would depend
+  on the reader;
 * unreadable or truncated files are refused with the file named.
 
 Writing takes ``uint8`` ``(C, H, W)`` and writes PNG (lossless).
@@ -33,15 +42,50 @@ def _png_bit_depth(path: Path) -> int | None:
     return head[24] if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 else None
 
 
+def _bits(img: Image.Image, path: Path) -> int:
+    """The largest bits per sample the file declares (Pillow reads 16-bit RGB PNG, TIFF and PPM as 8-bit RGB)."""
+    if img.format == "PNG":
+        return _png_bit_depth(path) or 8
+    if img.format == "TIFF":
+        bits = img.tag_v2.get(258, (8,))
+        return max(bits) if isinstance(bits, tuple) else int(bits)
+    if img.format == "PPM" and img.tile and isinstance(img.tile[0].args, tuple) and len(img.tile[0].args) > 1:
+        return 16 if int(img.tile[0].args[1]) > 255 else 8  # the maxval of the header
+    return 8
+
+
+_MODES = ("1", "L", "P", "RGB", "RGBA", "LA")
+
+
+def _check_rules(img: Image.Image, path: Path) -> None:
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:
+        raise AesopBenchError(f"{path}: an animated or multi-page {img.format} with {frames} frames; which frame is "
+                              "the image is not defined. Save the frame you mean as a PNG")
+    orientation = img.getexif().get(0x0112)
+    if orientation not in (None, 1):
+        raise AesopBenchError(f"{path}: EXIF orientation {orientation} (the pixels are stored turned or mirrored); "
+                              "readers disagree on applying it. Save the image as it should be seen, without the "
+                              "orientation tag (e.g. PIL: ImageOps.exif_transpose(img).save(...))")
+    if img.mode not in _MODES and not img.mode.startswith("I") and img.mode != "F":
+        raise AesopBenchError(f"{path}: a {img.mode} image; benchmark images are grayscale or RGB, and converting "
+                              f"{img.mode} needs a colour profile. Convert it to an 8-bit RGB PNG with the "
+                              "profile it was made with")
+
+
+def _check_header(img: Image.Image, path: Path) -> None:
+    """The rules read from the file's header, before its pixels are decoded."""
+    _check_rules(img, path)
+    bits = _bits(img, path)
+    if bits > 8 or img.mode in ("I", "F") or img.mode.startswith("I;"):
+        what = f"{bits}-bit" if bits > 8 else f"{img.mode} (16-bit or floating point)"
+        raise AesopBenchError(
+            f"{path}: {what} image; benchmark images must be 8-bit. Convert it to an 8-bit PNG first "
+            "(e.g. with OpenCV: cv2.imwrite('x.png', (img / 257).round().astype('uint8'))).")
+
+
 def _to_8bit_array(img: Image.Image, path: Path) -> np.ndarray:
     mode = img.mode
-    if img.format == "PNG" and _png_bit_depth(path) == 16:
-        mode = "I;16"  # refused below, as 16-bit grayscale is
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F") or mode.startswith("I;"):
-        raise AesopBenchError(
-            f"{path}: {mode} image (16-bit or floating point); benchmark images must be 8-bit. "
-            "Convert it to an 8-bit PNG first (e.g. with PIL: img.point(lambda v: v / 257).convert('L'))."
-        )
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         mode = img.mode
@@ -58,20 +102,39 @@ def _to_8bit_array(img: Image.Image, path: Path) -> np.ndarray:
         return np.ascontiguousarray(arr[..., :-1])
     if mode == "L":
         return np.asarray(img)
-    if mode != "RGB":
-        img = img.convert("RGB")
-    return np.asarray(img)
+    return np.asarray(img)  # RGB
+
+
+PIXELS_ENV = "AESOP_BENCH_MAX_PIXELS"
+_PILLOW_LIMIT = Image.MAX_IMAGE_PIXELS
+
+
+def _pixel_limit() -> None:
+    """``$AESOP_BENCH_MAX_PIXELS``: the largest image read (Pillow's default, about 179 million, without it)."""
+    raw = os.environ.get(PIXELS_ENV, "").strip()
+    Image.MAX_IMAGE_PIXELS = _PILLOW_LIMIT
+    if raw:
+        try:
+            Image.MAX_IMAGE_PIXELS = max(1, int(raw)) // 2  # Pillow refuses twice its MAX_IMAGE_PIXELS
+        except ValueError:
+            raise AesopBenchError(f"${PIXELS_ENV}={raw!r}: give a whole number of pixels") from None
 
 
 def read_image(path: str | os.PathLike) -> torch.Tensor:
     """Read an 8-bit image as a ``uint8`` tensor ``(C, H, W)``, C in {1, 3}."""
     path = Path(path)
     try:
+        _pixel_limit()
         with Image.open(path) as img:
+            _check_header(img, path)
             img.load()
             arr = _to_8bit_array(img, path)
     except AesopBenchError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise AesopBenchError(
+            f"{path}: {exc.args[0] if exc.args else exc}. The limit ({Image.MAX_IMAGE_PIXELS * 2} pixels) guards "
+            f"against decompression bombs; for a file you trust, raise it with ${PIXELS_ENV}=PIXELS") from None
     except FileNotFoundError:
         raise AesopBenchError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -122,5 +185,5 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
     try:
         with Image.open(path) as img:
             return img.size
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None

@@ -173,3 +173,41 @@ def test_a_full_disk_is_one_clear_message(bench_root, tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert "no space left on the device writing" in err and "rows.jsonl" in err and "resumes" in err
     assert "Traceback" not in err
+
+
+def test_image_formats_the_rules_do_not_define_are_refused(tmp_path, monkeypatch):
+    """16-bit RGB TIFF and PPM (Pillow reads them as 8-bit), CMYK and LAB, animated PNG/WebP/TIFF, an EXIF
+    orientation, and an image over the pixel limit: each refused naming the file; 8-bit files of the same formats
+    are read."""
+    import cv2
+    from PIL import Image
+
+    from aesop_bench.imageio import read_image
+
+    deep = (np.arange(8 * 8 * 3).reshape(8, 8, 3) * 700).astype(np.uint16)
+    frames = [Image.new("RGB", (8, 8), (40 * i, 0, 0)) for i in range(3)]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    cases = {
+        "deep.tif": (lambda p: cv2.imwrite(str(p), deep), "16-bit image"),
+        "deep.ppm": (lambda p: cv2.imwrite(str(p), deep), "16-bit image"),
+        "cmyk.tif": (lambda p: Image.new("CMYK", (8, 8), (1, 2, 3, 4)).save(p), "a CMYK image"),
+        "lab.tif": (lambda p: Image.new("LAB", (8, 8), (1, 2, 3)).save(p), "a LAB image"),
+        "anim.png": (lambda p: frames[0].save(p, save_all=True, append_images=frames[1:]), "3 frames"),
+        "anim.webp": (lambda p: frames[0].save(p, save_all=True, append_images=frames[1:], lossless=True),
+                      "3 frames"),
+        "pages.tif": (lambda p: frames[0].save(p, save_all=True, append_images=frames[1:]), "3 frames"),
+        "turned.jpg": (lambda p: frames[0].save(p, exif=exif.tobytes()), "EXIF orientation 6"),
+    }
+    for name, (make, msg) in cases.items():
+        make(tmp_path / name)
+        with pytest.raises(AesopBenchError, match=f"{name}: .*{msg}"):
+            read_image(tmp_path / name)
+    for name in ("ok.tif", "ok.ppm"):
+        cv2.imwrite(str(tmp_path / name), deep.astype(np.uint8)[..., ::-1])
+        assert read_image(tmp_path / name).permute(1, 2, 0).numpy().tolist() == deep.astype(np.uint8).tolist()
+    monkeypatch.setenv("AESOP_BENCH_MAX_PIXELS", "60")  # the 8x8 image has 64
+    with pytest.raises(AesopBenchError, match="ok.tif: .*AESOP_BENCH_MAX_PIXELS"):
+        read_image(tmp_path / "ok.tif")
+    monkeypatch.setenv("AESOP_BENCH_MAX_PIXELS", str(2 * 89478485))
+    assert read_image(tmp_path / "ok.tif").shape == (3, 8, 8)
