@@ -297,3 +297,12 @@ def test_cache_clear_forgets_file_hashes(tmp_path, capsys):
     assert (hashes_dir() / "hashes.json").is_file()
     assert main(["cache", "clear", "all"]) == 0
     assert "hashes" in capsys.readouterr().out and not hashes_dir().exists()
+
+
+def test_sr_subfolders_differing_only_in_case_are_refused(bench_root, shared_data, tmp_path, capsys):
+    sr = tmp_path / "sr"
+    shutil.copytree(shared_data / "results" / "RDN" / "Set5", sr / "Set5")
+    shutil.copytree(shared_data / "results" / "RDN" / "Set5", sr / "set5")
+    assert main(["eval", "--sr", str(sr), "--sets", "set5,set14", "--metrics", "psnr", "--quiet",
+                 "--out", str(tmp_path / "r"), "--data-root", str(bench_root)]) == 2
+    assert "Set5/ and set5/ differ only in case" in capsys.readouterr().err

@@ -135,11 +135,19 @@ def list_images(folder: Path) -> list[Path]:
 def find_child(parent: Path, names) -> Path | None:
     if not parent.is_dir():
         return None
+    """The subfolder of ``parent`` named one of ``names`` (the first that exists, in any case); two subfolders that
+    differ only in case (``Set5/`` and ``set5/``) are an error naming both."""
     wanted = [n.lower() for n in names]
-    children = {c.name.lower(): c for c in parent.iterdir() if c.is_dir()}
+    children: dict[str, list[Path]] = {}
+    for c in sorted(parent.iterdir()):
+        if c.is_dir():
+            children.setdefault(c.name.lower(), []).append(c)
     for n in wanted:
         if n in children:
-            return children[n]
+            if len(children[n]) > 1:
+                raise AesopBenchError(f"{parent}: {' and '.join(c.name + '/' for c in children[n])} differ only in "
+                                      "case; which one is meant is not defined. Merge them or rename one")
+            return children[n][0]
     return None
 
 
