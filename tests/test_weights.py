@@ -270,3 +270,31 @@ def test_torchscript_tensors_are_read_without_jit_load(tmp_path, monkeypatch):
             dst.writestr(item, data)
     with pytest.raises(AesopBenchError, match="refers to __builtin__.print, which is not a tensor"):
         weights.load_state_dict(bad)
+
+
+def test_manifest_file_names_cannot_overwrite_the_cache_or_each_other(tmp_path, monkeypatch, shared_data):
+    src, digest = _blob(tmp_path)
+    _manifest(tmp_path, monkeypatch, [{"name": "evil", "file": "recorded.json", "urls": [src.as_uri()]}])
+    with pytest.raises(AesopBenchError, match="'recorded.json' is a name the weights cache keeps for itself"):
+        weights.manifest()
+    _manifest(tmp_path, monkeypatch, [{"name": "a", "file": "same.pth", "urls": [src.as_uri()]},
+                                      {"name": "b", "file": "same.pth", "urls": [src.as_uri()]}])
+    with pytest.raises(AesopBenchError, match="'a' and 'b' share the file 'same.pth'"):
+        weights.manifest()
+    _manifest(tmp_path, monkeypatch, [{"name": "a", "file": "pt_inception-2015-12-05-6726825d.pth",
+                                       "urls": [src.as_uri()]}])  # a shipped entry's file
+    with pytest.raises(AesopBenchError, match="share the file"):
+        weights.manifest()
+
+
+def test_an_unpinned_mat_file_is_loaded_before_it_is_trusted(tmp_path, monkeypatch, shared_data):
+    real = shared_data / "weights" / "niqe" / "modelparameters.mat"
+    cut = tmp_path / "src" / "cut.mat"
+    cut.parent.mkdir()
+    cut.write_bytes(real.read_bytes()[: real.stat().st_size // 2])
+    _manifest(tmp_path, monkeypatch, [{"name": "model", "file": "model.mat", "urls": [cut.as_uri()]}])
+    with pytest.raises(AesopBenchError, match="not a readable MATLAB file"):
+        weights.download("model", log=None)
+    assert not weights.recorded_path().is_file() or "model" not in json.loads(weights.recorded_path().read_text())
+    _manifest(tmp_path, monkeypatch, [{"name": "model", "file": "model.mat", "urls": [real.as_uri()]}])
+    assert weights.download("model", log=None).read_bytes() == real.read_bytes()

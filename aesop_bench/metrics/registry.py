@@ -316,6 +316,10 @@ def weights_validator(name: str):
         from .ae import build_ae
 
         return lambda path: build_ae(str(path))
+    if name == "niqe_pristine":
+        from .niqe import load_pristine
+
+        return load_pristine
     return zoo_validator(name)
 
 

@@ -68,7 +68,18 @@ def check(e: WeightsEntry, path: Path | None = None) -> Check:
 
 
 def readable_tensors(path: Path) -> None:
-    """The default validation: the file is a checkpoint of tensors that loads completely."""
+    """The default validation: the file is a checkpoint of tensors that loads completely (a MATLAB ``.mat`` file:
+    it loads and holds at least one array)."""
+    if path.suffix.lower() == ".mat":
+        from scipy.io import loadmat
+
+        try:
+            data = loadmat(str(path))
+        except Exception as exc:  # scipy raises several types for truncated or foreign files
+            raise AesopBenchError(f"{path}: not a readable MATLAB file ({type(exc).__name__}: {exc})") from None
+        if not any(not k.startswith("__") for k in data):
+            raise AesopBenchError(f"{path}: the MATLAB file holds no arrays")
+        return
     sd = load_state_dict(path)
     if not isinstance(sd, dict) or not sd:
         raise AesopBenchError(f"{path}: holds no tensors")
@@ -76,8 +87,6 @@ def readable_tensors(path: Path) -> None:
 
 def _validate(e: WeightsEntry, path: Path, validate: Validator | None) -> str | None:
     """None if the file is what ``e`` says it is, else why not."""
-    if e.file.endswith(".mat"):
-        return None  # not a tensor file (NIQE's MATLAB model; its hash is published)
     try:
         (validate or readable_tensors)(path)
     except AesopBenchError as exc:

@@ -37,9 +37,25 @@ class WeightsEntry:
         if not f or f != Path(f).name or f in (".", "..") or "\\" in f:
             raise AesopBenchError(f"weights entry {d.get('name')!r}: file {f!r} must be a plain file name (it is "
                                   "stored in the weights cache; no folders, no absolute paths)")
+        if f.lower() in RESERVED or f.startswith(".") or f.endswith(".tmp"):
+            raise AesopBenchError(f"weights entry {d.get('name')!r}: file {f!r} is a name the weights cache keeps "
+                                  f"for itself ({', '.join(sorted(RESERVED))}, hidden and .tmp files); name the "
+                                  "weight file after what it holds")
         return cls(name=d["name"], file=d["file"], urls=tuple(d.get("urls", ())), sha256=d.get("sha256"),
                    sha256_prefix=d.get("sha256_prefix"), size=d.get("size"), licence=d.get("licence", ""),
                    used_by=tuple(d.get("used_by", ())), manual=d.get("manual", ""))
+
+
+RESERVED = {"recorded.json", ".lock"}  # the cache's own files
+
+
+def _unique_files(entries: dict[str, "WeightsEntry"], source: str) -> None:
+    owner: dict[str, str] = {}
+    for e in entries.values():
+        other = owner.setdefault(e.file.lower(), e.name)
+        if other != e.name:
+            raise AesopBenchError(f"{source}: weights entries {other!r} and {e.name!r} share the file {e.file!r}; "
+                                  "each entry needs a file of its own in the weights cache")
 
 
 @lru_cache(maxsize=1)
@@ -68,6 +84,7 @@ def _manifest(extra: str | None, stamp: tuple = ()) -> dict[str, WeightsEntry]:
             raise AesopBenchError(f"AESOP_BENCH_WEIGHTS_MANIFEST={extra}: cannot read it ({exc})") from None
         for e in data.get("entries", []):
             entries[e["name"]] = WeightsEntry.from_dict(e)
+        _unique_files(entries, f"AESOP_BENCH_WEIGHTS_MANIFEST={extra}")
     return entries
 
 
