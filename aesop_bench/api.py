@@ -205,9 +205,9 @@ def _wrap(model, scale, device, precision, tile, tile_overlap, identity, name, c
 def load_run(path: str | os.PathLike) -> "pd.DataFrame":
     """The per-image values of a run folder as a DataFrame (set, image, metric, value, version, protocol); set-level
     values (FID, pFID) are in the summary, ``frame.attrs["summary"]``."""
-    import json
-
     import pandas as pd
+
+    from .evaluation.store import read_summary
 
     path = Path(path)
     csv_file, summary_file = path / "per_image.csv", path / "summary.json"
@@ -215,5 +215,5 @@ def load_run(path: str | os.PathLike) -> "pd.DataFrame":
         raise AesopBenchError(f"{path}: no per_image.csv/summary.json; give a folder written by `aesop-bench eval`")
     frame = pd.read_csv(csv_file, dtype=str, keep_default_na=False)
     frame["value"] = frame["value"].map(float).astype("float64")  # Python's float(): the stored repr, exactly
-    frame.attrs["summary"] = json.loads(summary_file.read_text())
+    frame.attrs["summary"] = read_summary(summary_file)
     return frame

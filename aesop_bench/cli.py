@@ -18,6 +18,9 @@ from .errors import AesopBenchError
 
 
 def _check_device(device: str) -> None:
+    from .distributed import check_device_name
+
+    check_device_name(device)
     if str(device).startswith("cuda"):
         import torch
 
@@ -503,6 +506,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         import errno
 
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            print(f"aesop-bench: error: cannot write {exc.filename or 'a file'}: {exc.strerror}. Choose a folder you "
+                  "can write: --out for results, $AESOP_BENCH_HOME for caches and weights (now "
+                  f"{os.environ.get('AESOP_BENCH_HOME', 'unset: ~/.cache/aesop-bench')})", file=sys.stderr)
+            return 2
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         where = f" writing {exc.filename}" if exc.filename else ""

@@ -30,3 +30,14 @@ def barrier(world: int) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def check_device_name(device) -> None:
+    """Refuse a device other than ``cpu``, ``cuda`` or ``cuda:N`` (the devices aesop-bench computes on)."""
+    import re
+
+    from .errors import AesopBenchError
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
+        raise AesopBenchError(f"--device {device!r}: use cpu, cuda or cuda:N (other backends such as mps are not "
+                              "supported: their kernels are not checked against the reference numbers)")

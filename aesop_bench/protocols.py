@@ -58,10 +58,12 @@ class Protocol:
             raise AesopBenchError(f"protocol grayscale rule {self.grayscale!r} unknown; use one of {GRAYSCALE_RULES}")
         if self.lr_source not in LR_SOURCES:
             raise AesopBenchError(f"LR source {self.lr_source!r} unknown; use one of {LR_SOURCES}")
-        if self.scale < 1:
-            raise AesopBenchError(f"scale must be a positive integer, got {self.scale}")
+        if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
+            raise AesopBenchError(f"scale must be a positive integer, got {self.scale!r}")
         for field_name in ("modcrop", "crop_border", "niqe_crop"):
             v = getattr(self, field_name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise AesopBenchError(f"--{field_name.replace('_', '-')} {v!r}: must be a whole number")
             if v is not None and int(v) < (1 if field_name == "modcrop" else 0):
                 raise AesopBenchError(f"--{field_name.replace('_', '-')} {v}: must be "
                                       f"{'a positive integer' if field_name == 'modcrop' else '0 or more'}")
@@ -86,6 +88,10 @@ class Protocol:
 
     def with_overrides(self, **kw) -> "Protocol":
         kw = {k: v for k, v in kw.items() if v is not None}
+        unknown = sorted(set(kw) - (set(self.__dataclass_fields__) - {"name", "version"}))
+        if unknown:
+            fields = ", ".join(f for f in self.__dataclass_fields__ if f not in ("name", "version"))
+            raise AesopBenchError(f"protocol option {', '.join(unknown)} unknown; the options are {fields}")
         return replace(self, **kw) if kw else self
 
 

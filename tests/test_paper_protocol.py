@@ -25,7 +25,6 @@ def _rows(run):
 def test_default_protocol_crops_hr_to_a_multiple_of_12_as_the_authors_data(bench_root, tmp_path, capsys):
     """Per image, the default protocol's bicubic PSNR equals BasicSR's calculate_psnr on the HR cropped to a
     multiple of 12 and the MATLAB-bicubic SR made from it (the authors' mod-12 test data)."""
-    import cv2
 
     from tests.references import basicsr_archs
 

@@ -84,6 +84,7 @@ def test_one_writer_per_run_folder(tmp_path):
     first = ResultStore(tmp_path / "run", model, get_protocol("paper").as_dict())
     with pytest.raises(AesopBenchError, match="being written by another evaluation"):
         ResultStore(tmp_path / "run", model, get_protocol("basicsr").as_dict())
+    first.add("set5", "baby", {"psnr": (30.0, "psnr-y-v1")})
     first.close()
     with pytest.raises(AesopBenchError, match="holds results of model 'm' under protocol 'paper'"):
         ResultStore(tmp_path / "run", model, get_protocol("basicsr").as_dict())
@@ -211,3 +212,101 @@ def test_image_formats_the_rules_do_not_define_are_refused(tmp_path, monkeypatch
         read_image(tmp_path / "ok.tif")
     monkeypatch.setenv("AESOP_BENCH_MAX_PIXELS", str(2 * 89478485))
     assert read_image(tmp_path / "ok.tif").shape == (3, 8, 8)
+
+
+def test_damaged_run_files_are_clear_errors(tmp_path):
+    from aesop_bench.evaluation.store import ResultStore
+    from aesop_bench.protocols import get_protocol
+
+    model, prot = {"name": "m", "identity": "m-1"}, get_protocol("paper").as_dict()
+    run = tmp_path / "run"
+    ResultStore(run, model, prot).close()
+    (run / "run.json").write_bytes(b"\xff{not json")
+    with pytest.raises(AesopBenchError, match="run.json is damaged"):
+        ResultStore(run, model, prot)
+    (run / "run.json").unlink()
+    good = json.dumps({"set": "s", "image": "a", "metric": "psnr", "value": 30.0, "version": "v"})
+    for bad, msg in ((json.dumps({"set": "s", "image": "b", "metric": "psnr", "version": "v"}), "'value'"),
+                     (json.dumps({"set": "s", "image": "b", "metric": "psnr", "value": "x", "version": "v"}),
+                      "value is not a number")):
+        (run / "rows.jsonl").write_text(f"{good}\n{bad}\n{good}\n")
+        with pytest.raises(AesopBenchError, match=f"rows.jsonl: line 2 is corrupt .*{msg}"):
+            ResultStore(run, model, prot)
+    # a binary tail (a kill mid-write) is dropped; a last row without its newline is ended before the next append
+    (run / "rows.jsonl").write_bytes(f"{good}\n".encode() + b"\x00\xff\xfe")
+    store = ResultStore(run, model, prot)
+    assert list(store.rows) == [("s", "a", "psnr")]
+    store.close()
+    (run / "rows.jsonl").write_text(good)
+    store = ResultStore(run, model, prot)
+    store.add("s", "b", {"psnr": (31.0, "v")})
+    store.close()
+    assert sorted(ResultStore(run, model, prot).rows) == [("s", "a", "psnr"), ("s", "b", "psnr")]
+
+
+def test_a_run_that_stored_nothing_leaves_its_folder_free(tmp_path):
+    from aesop_bench.evaluation.store import ResultStore
+    from aesop_bench.protocols import get_protocol
+
+    ResultStore(tmp_path / "run", {"name": "Set14", "identity": "x"}, get_protocol("paper").as_dict()).close()
+    ResultStore(tmp_path / "run", {"name": "bicubic", "identity": "y"}, get_protocol("basicsr").as_dict()).close()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["model"]["name"] == "bicubic"
+
+
+def test_unknown_options_devices_and_mistyped_cards(bench_root, tmp_path, capsys):
+    import aesop_bench as ab
+    from aesop_bench.models.zoo import resolve_model
+
+    with pytest.raises(AesopBenchError, match="protocol option foo unknown"):
+        ab.protocol(foo=1)
+    for device in ("mps", "foo"):
+        assert main(["eval", "--model", "bicubic", "--sets", "set5", "--device", device, "--quiet",
+                     "--data-root", str(bench_root), "--out", str(tmp_path / "r")]) == 2
+        assert f"--device '{device}': use cpu, cuda or cuda:N" in capsys.readouterr().err
+    with pytest.raises(AesopBenchError, match="--device 'mps'"):
+        ab.evaluate("bicubic", sets="set5", device="mps", data_root=bench_root, download=False)
+    (tmp_path / "w.pth").write_bytes(b"")
+    cards = {"arch_opts: 1.5": "arch_opts: the architecture's options are a mapping",
+             "arch_opts: [1]": "arch_opts: the architecture's options are a mapping",
+             "arch_opts: {num_feat: -3}": "num_feat = -3; give a whole number from 1",
+             "arch_opts: {num_block: 100000000}": "num_block = 100000000; give a whole number from 1 to 100",
+             "arch_opts: {scale: 2}": "takes no option 'scale' .the scale comes from the protocol",
+             "weights: 3": "weights 3: give a checkpoint path",
+             "weights: null": "weights None: give a checkpoint path",
+             "arch: [rrdb]": r"arch \['rrdb'\] unknown"}
+    for line, msg in cards.items():
+        fields = {"arch": "arch: rrdb", "weights": "weights: w.pth"}
+        fields[line.split(":")[0]] = line
+        (tmp_path / "card.yaml").write_text("\n".join(fields.values()) + "\n")
+        with pytest.raises(AesopBenchError, match=msg):
+            resolve_model(str(tmp_path / "card.yaml"))
+
+
+def test_mistyped_training_configs_name_the_key(tmp_path):
+    from aesop_bench.train.config import load_config
+    from aesop_bench.train.nets import build_generator
+
+    config = "smoke_ldl"
+    cases = {"data.scale=0": "data.scale: 0", "data.batch=0": "data.batch: 0", "checkpoint_every=0":
+             "checkpoint_every: 0", "log_every=0": "log_every: 0", "optim_g.lr=-1e-4": "optim_g.lr: -0.0001",
+             "optim_d.betas=[0.9]": r"optim_d.betas: \[0.9\]", "data.workers=-1": "data.workers: -1",
+             "seed=-1": "seed: -1", "steps=-5": "steps: -5", "ema=1.5": "ema: 1.5",
+             "generator.opts={num_block: 100000000}": "generator.opts: num_block = 100000000"}
+    for override, msg in cases.items():
+        with pytest.raises(AesopBenchError, match=f"config {msg}"):
+            load_config(config, [override])
+    with pytest.raises(AesopBenchError, match="config losses .* weight: -1.0; a loss weight is 0 or more"):
+        load_config(config, ["losses=[{type: ldl, weight: -1}, {type: gan, weight: 0.005}]"])
+    with pytest.raises(AesopBenchError, match="config data.scale 3 / generator: rrdb at x3"):
+        build_generator(load_config(config, ["data.scale=3", "data.patch=96"]))
+
+
+def test_a_mistyped_validation_set_fails_before_training(tmp_path, shared_data):
+    from aesop_bench.train.config import load_config
+    from aesop_bench.train.trainer import Trainer
+
+    for value, msg in (("set55", "config val.set: unknown benchmark set 'set55'"),):
+        cfg = load_config("smoke_ae", [f"val.set={value}", "val.every=5"])
+        with pytest.raises(AesopBenchError, match=msg):
+            Trainer(cfg, tmp_path / "run", shared_data / "train", log=lambda m: None)
+    assert not (tmp_path / "run" / "ckpt").exists()

@@ -133,7 +133,6 @@ def _write_png_same_size(path, img) -> None:
     """Rewrite ``path`` in place with ``img`` (uncompressed PNG: same dimensions, same byte length), keeping its
     inode, size and modification time: only the content and the status-change time differ."""
     import io
-    import os
 
     from PIL import Image
 
@@ -306,3 +305,76 @@ def test_sr_subfolders_differing_only_in_case_are_refused(bench_root, shared_dat
     assert main(["eval", "--sr", str(sr), "--sets", "set5,set14", "--metrics", "psnr", "--quiet",
                  "--out", str(tmp_path / "r"), "--data-root", str(bench_root)]) == 2
     assert "Set5/ and set5/ differ only in case" in capsys.readouterr().err
+
+
+def test_caches_are_optional_and_summaries_are_json(small_set, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from aesop_bench import imageio
+
+    def full(path, img):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    want = ab.evaluate(Up("nearest"), sets=str(small_set), metrics="psnr", download=False, identity="near")
+    shutil.rmtree(tmp_path / "aesop-bench-home" / "sr")
+    with monkeypatch.context() as m:
+        m.setattr(imageio, "write_image", full)
+        got = ab.evaluate(Up("nearest"), sets=str(small_set), metrics="psnr", download=False, identity="near")
+    assert got.summary["sets"] == want.summary["sets"]
+    assert not (tmp_path / "aesop-bench-home" / "sr").exists() or not any((tmp_path / "aesop-bench-home" / "sr")
+                                                                           .rglob("*.png"))
+    # identical images under basicsr: PSNR inf, written as text in strict JSON and read back as a float
+    out = tmp_path / "same"
+    _eval(["--sr", str(small_set), "--sets", str(small_set), "--metrics", "psnr", "--protocol", "basicsr",
+           "--out", str(out)], capsys)
+    strict = json.loads((out / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert strict["sets"][str(small_set)]["metrics"]["psnr"] == "inf"
+    assert ab.load_run(out).attrs["summary"]["sets"][str(small_set)]["metrics"]["psnr"] == float("inf")
+
+
+def test_an_unwritable_folder_is_a_clear_error(small_set, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from aesop_bench.evaluation import store
+
+    def refused(self, out_dir, *a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", str(out_dir))
+
+    monkeypatch.setattr(store.ResultStore, "__init__", refused)
+    assert main(["eval", "--model", "bicubic", "--sets", str(small_set), "--quiet", "--out", str(tmp_path / "r")]) == 2
+    assert f"cannot write {tmp_path / 'r'}: Permission denied. Choose a folder you can write" in \
+        capsys.readouterr().err
+
+
+def test_an_ae_given_as_a_file_is_not_downloaded(small_set, tmp_path, monkeypatch):
+    from aesop_bench import weights as wm
+    from aesop_bench.evaluation.runner import EvalConfig, _fetch_weights
+    from aesop_bench.protocols import get_protocol
+
+    fetched = []
+    monkeypatch.setattr(wm, "download", lambda name, **k: fetched.append(name))
+    (tmp_path / "ae.pth").write_bytes(b"")
+    cfg = EvalConfig(model="bicubic", sets=[str(small_set)], metrics=["ae_psnr"], protocol=get_protocol("paper"),
+                     data_root=tmp_path, out_dir=tmp_path / "r", ae=str(tmp_path / "ae.pth"))
+    _fetch_weights(cfg)
+    assert fetched == []
+
+
+def test_checkpoints_of_equal_weights_are_equal_files(tmp_path):
+    import os
+
+    from aesop_bench.train.checkpoint import save_weights
+
+    net = RRDBNet(scale=4, **TINY)
+    meta = {"arch": "rrdb", "opts": TINY, "scale": 4, "step": 5, "kind": "sr", "name": "x"}
+    for i in range(4):
+        save_weights(net, tmp_path / f"{i}.safetensors", dict(reversed(list(meta.items()))) if i % 2 else meta)
+    data = {(tmp_path / f"{i}.safetensors").read_bytes() for i in range(4)}
+    assert len(data) == 1
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "0.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+    from safetensors.torch import load_file
+
+    assert all(torch.equal(a, b) for a, b in zip(load_file(tmp_path / "0.safetensors").values(),
+                                                 [net.state_dict()[k] for k in sorted(net.state_dict())]))

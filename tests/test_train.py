@@ -176,7 +176,7 @@ def test_smoke_ae_then_aesop_training_and_eval(tmp_path, train_root, vgg19_stand
     run = tmp_path / "sr"
     assert sorted(p.name for p in (run / "ckpt").iterdir()) == ["step_0000010", "step_0000020"]
     assert {p.name for p in (run / "ckpt" / "step_0000020").iterdir()} == {
-        "net_g.safetensors", "net_g_ema.safetensors", "net_d.safetensors", "state.pt"}
+        "net_g.safetensors", "net_g_ema.safetensors", "net_d.safetensors", "state.pt", "done.json"}
     val = {(r["step"], r["metric"]): float(r["value"]) for r in csv.DictReader(open(run / "val.csv"))}
     assert ("10", "psnr") in val
     capsys.readouterr()

@@ -68,8 +68,10 @@ class EvalConfig:
     name: str | None = None  # the run's label in tables and plots
 
     def __post_init__(self):
+        from ..distributed import check_device_name
         from ..models.inference import check_tiling
 
+        check_device_name(self.device)
         check_tiling(self.tile, self.tile_overlap)
         if self.batch is not None and (isinstance(self.batch, bool) or not isinstance(self.batch, int)
                                        or self.batch < 1):
@@ -166,8 +168,8 @@ def _fetch_weights(cfg: EvalConfig) -> None:
         spec = get_spec(m)
         names = list(spec.needs)
         ae = cfg.metric_options(spec).get("ae")
-        if ae and not os.path.isfile(ae):
-            names = [ae if n == "aesop_ae" else n for n in names]
+        if ae:  # --ae replaces the released AE: a file is used as it is, a name is fetched instead
+            names = [n for n in names if n != "aesop_ae"] + ([] if os.path.isfile(ae) else [ae])
         for n in names:
             if n in wm.manifest() and not wm.cache_path(wm.entry(n)).is_file():
                 wm.download(n, log=cfg.log, validate=weights_validator(n))

@@ -114,8 +114,11 @@ def _super_resolve(model: "_LazyModel | _GivenModel", lrs: list, device: str, fi
                                   f"{(len(idx), *lr_shape)}; expected {want}")
         for j, i in enumerate(idx):
             out[i] = quantize(batch[j].cpu())
-            if paths[i] is not None:
-                write_image(paths[i], out[i])
+            if paths[i] is not None and model.cache:
+                try:
+                    write_image(paths[i], out[i])
+                except OSError:  # a full or read-only cache: the evaluation goes on without it
+                    model.cache = False
     return out
 
 

@@ -80,7 +80,16 @@ class ResultStore:
         path = self.dir / "run.json"
         run = {"schema": SCHEMA, "model": self.model, "protocol": self.protocol}
         if path.is_file():
-            old = json.loads(path.read_text())
+            try:
+                old = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(old, dict) or not isinstance(old.get("model", {}), dict):
+                    raise ValueError("not a JSON object with a model")
+            except ValueError as exc:
+                raise AesopBenchError(f"{path} is damaged ({exc}); it records which model and protocol the folder's "
+                                      "results belong to. Delete the run folder to start afresh") from None
+            if not self._has_rows() and self.rank == 0:  # a run that stored nothing: the folder is free
+                atomic_write_json(path, run)
+                return
             if old.get("model", {}).get("identity") != self.model.get("identity") or \
                     normalised(old.get("protocol", {})) != normalised(self.protocol):
                 from ..protocols import differences
@@ -99,6 +108,10 @@ class ResultStore:
             atomic_write_json(path, run)
         else:
             raise AesopBenchError(f"{path} is missing: rank 0 writes it before the other ranks start")
+
+    def _has_rows(self) -> bool:
+        return any(p.stat().st_size > 0 for p in [self.dir / "rows.jsonl", *self.dir.glob("rows.r*.jsonl")]
+                   if p.is_file())
 
     @property
     def rows_path(self) -> Path:
@@ -121,17 +134,21 @@ class ResultStore:
             if not line.strip():
                 continue
             try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
+                r = _row(line)
+            except (ValueError, KeyError, TypeError) as exc:
                 if i == len(lines) - 1:  # a write cut short by a kill: drop it
                     if path == self.rows_path:
                         self._truncate_to(len(data) - len(line))
                     continue
                 raise AesopBenchError(
-                    f"{path}: line {i + 1} is corrupt; delete the line (or the file, to recompute all)"
+                    f"{path}: line {i + 1} is corrupt ({exc}); delete the line (or the file, to recompute all)"
                 ) from None
             image = SET_ROW if r["image"] == _OLD_SET_ROW and r["metric"] in _SET_LEVEL else r["image"]
-            self.rows[(r["set"], image, r["metric"])] = (float(r["value"]), r["version"], r.get("src"))
+            self.rows[(r["set"], image, r["metric"])] = (r["value"], r["version"], r.get("src"))
+        if data and not data.endswith(b"\n") and path == self.rows_path and lines[-1].strip() and \
+                len(data) == path.stat().st_size:  # a whole last row without its newline: end it before appending
+            with open(path, "ab") as f:
+                f.write(b"\n")
 
     def _truncate_to(self, size: int) -> None:
         with open(self.rows_path, "r+b") as f:
@@ -229,8 +246,53 @@ class ResultStore:
                     if row is not None:
                         w.writerow([set_name, image, metric, repr(row[0]), row[1], pname])
         atomic_write_text(self.dir / "per_image.csv", out.getvalue())
-        atomic_write_json(self.dir / "summary.json", summary)
+        atomic_write_json(self.dir / "summary.json", json_safe(summary))
         return summary
+
+
+def json_safe(obj):
+    """``obj`` with non-finite floats as the strings ``"inf"``, ``"-inf"`` and ``"nan"`` (JSON has no such numbers;
+    PSNR of identical images is inf under ``basicsr``); :func:`read_summary` turns them back."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return repr(obj)
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def read_summary(path: Path) -> dict:
+    """A run's ``summary.json`` with its metric values as floats (also those written as text: inf, nan)."""
+    try:
+        s = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(s, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        raise AesopBenchError(f"{path} is damaged ({exc}); run the same `aesop-bench eval` again to rewrite "
+                              "it from the stored rows") from None
+    for entry in (s.get("sets") or {}).values():
+        metrics = entry.get("metrics", {}) if isinstance(entry, dict) else {}
+        for k, v in metrics.items():
+            if isinstance(v, str):
+                metrics[k] = float(v)
+    return s
+
+
+def _row(line: bytes) -> dict:
+    """A stored row, checked: set, image, metric and version are text, value a number, src text or absent."""
+    r = json.loads(line)
+    if not isinstance(r, dict):
+        raise ValueError("not a JSON object")
+    for key in ("set", "image", "metric", "version"):
+        if not isinstance(r[key], str):
+            raise TypeError(f"{key} is not text")
+    if isinstance(r["value"], bool) or not isinstance(r["value"], (int, float)):
+        raise TypeError("value is not a number")
+    if not isinstance(r.get("src", ""), str):
+        raise TypeError("src is not text")
+    r["value"] = float(r["value"])
+    return r
 
 
 def _mean(values: list[float]) -> float:

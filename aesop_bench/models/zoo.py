@@ -109,6 +109,8 @@ def build_arch(arch: str, scale: int = 4, **opts) -> "nn.Module":
     except TypeError as exc:  # an option the architecture does not take
         raise AesopBenchError(f"{arch} options {opts}: {exc}; the architecture's options are its constructor's "
                               "arguments (arch_opts in a card, opts in a checkpoint's metadata)") from None
+    except ValueError as exc:  # a scale (or option combination) the architecture cannot build
+        raise AesopBenchError(f"{arch} at x{scale}: {exc}") from None
 
 
 @dataclass(frozen=True)

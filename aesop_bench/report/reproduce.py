@@ -155,12 +155,12 @@ def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, devic
 
 def _stored_sets(run: Path, recipe: Recipe) -> set[str]:
     """Sets whose every metric of the recipe is in the run's summary (a finished evaluation)."""
-    import json
+    from ..evaluation.store import read_summary
 
     summary = run / "summary.json"
     if not summary.is_file():
         return set()
-    sets = json.loads(summary.read_text()).get("sets", {})
+    sets = read_summary(summary).get("sets", {})
     return {s for s, v in sets.items() if all(m in v.get("metrics", {}) for m in recipe.metrics)}
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AesopBenchError
+from ..evaluation.store import read_summary
 
 
 @dataclass
@@ -65,7 +66,7 @@ def read_run(path: str | Path, label: str | None = None) -> Run:
     summary_file = path / "summary.json"
     if not summary_file.is_file():
         raise AesopBenchError(f"{path}: no summary.json; give folders written by `aesop-bench eval`")
-    s = json.loads(summary_file.read_text())
+    s = read_summary(summary_file)
     per_image: dict[tuple[str, str], dict[str, float]] = {}
     pi = path / "per_image.csv"
     if pi.is_file():

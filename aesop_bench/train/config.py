@@ -206,9 +206,49 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
     check_terms(cfg.kind, weights)
     if "discriminator" in needs(weights) and cfg.discriminator is None:
         raise AesopBenchError("config: a gan loss term needs a discriminator (discriminator: {arch: vgg128})")
+    check_ranges(cfg)
     if cfg.data.patch % cfg.data.scale:
         raise AesopBenchError(f"config data.patch {cfg.data.patch} must be a multiple of the scale")
     return cfg
+
+
+def _bad(where: str, value, allowed: str):
+    return AesopBenchError(f"config {where}: {value!r}; {allowed}")
+
+
+def check_ranges(cfg: TrainConfig) -> None:
+    """Values of the right type but outside what they can mean: each an error naming the key and what is allowed."""
+    from ..models.zoo import check_arch_opts
+
+    d = cfg.data
+    whole = {"data.patch": (d.patch, 1), "data.batch": (d.batch, 1), "data.workers": (d.workers, 0),
+             "data.modcrop": (d.modcrop, 1), "seed": (cfg.seed, 0), "steps": (cfg.steps, 1),
+             "checkpoint_every": (cfg.checkpoint_every, 1), "keep_checkpoints": (cfg.keep_checkpoints, 1),
+             "log_every": (cfg.log_every, 1), "val.every": (cfg.val.every, 0)}
+    if d.micro_batch is not None:
+        whole["data.micro_batch"] = (d.micro_batch, 1)
+    for where, (value, low) in whole.items():
+        if value < low:
+            raise _bad(where, value, f"give a whole number, {low} or more")
+    if d.scale < 1:
+        raise _bad("data.scale", d.scale, "the upscaling factor is a whole number, 1 or more (the paper: 4)")
+    if not 0 <= cfg.ema < 1:
+        raise _bad("ema", cfg.ema, "the EMA decay lies in [0, 1) (the paper: 0.999)")
+    for name, o in (("optim_g", cfg.optim_g), ("optim_d", cfg.optim_d)):
+        if not o.lr > 0:
+            raise _bad(f"{name}.lr", o.lr, "the learning rate must be above 0 (the paper: 1e-4)")
+        if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
+            raise _bad(f"{name}.betas", o.betas, "Adam's betas are two numbers in [0, 1), e.g. [0.9, 0.99]")
+        if not o.eps > 0 or not 0 < o.gamma <= 1 or (o.clip is not None and not o.clip > 0):
+            raise _bad(name, {"eps": o.eps, "gamma": o.gamma, "clip": o.clip},
+                       "eps above 0, gamma in (0, 1], clip above 0 or absent")
+        if any(m < 1 for m in o.milestones) or list(o.milestones) != sorted(o.milestones):
+            raise _bad(f"{name}.milestones", o.milestones, "give increasing steps, 1 or more")
+    for t in cfg.losses:
+        if not t.weight >= 0:
+            raise _bad(f"losses {t.type} weight", t.weight, "a loss weight is 0 or more")
+    g = cfg.generator
+    check_arch_opts("ae" if cfg.kind == "ae" else g.arch, g.opts, "config generator.opts")
 
 
 def resume_config(run: str | Path, overrides: list[str] | None = None) -> TrainConfig:

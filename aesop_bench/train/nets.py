@@ -23,7 +23,10 @@ def build_generator(cfg: TrainConfig) -> nn.Module:
         return net
     if g.arch not in ARCHS:
         raise AesopBenchError(f"config generator.arch {g.arch!r}; choose one of {', '.join(ARCHS)}")
-    net = build_arch(g.arch, cfg.data.scale, **g.opts)
+    try:
+        net = build_arch(g.arch, cfg.data.scale, **g.opts)
+    except AesopBenchError as exc:
+        raise AesopBenchError(f"config data.scale {cfg.data.scale} / generator: {exc}") from None
     if g.init:
         from ..models.loading import load_strict
 

@@ -48,7 +48,7 @@ from .data import PairedPatches, StepSampler, training_images
 from .nets import build_discriminator, build_generator
 from .logs import RunLog
 from .objective import StepInputs, needs, objective
-from .validation import check_validation_metrics, validate
+from .validation import check_validation_metrics, prepare_validation_set, validate
 
 
 class Trainer:
@@ -76,6 +76,8 @@ class Trainer:
             net_g = net_g.to(memory_format=torch.channels_last)
         self.weights = {t.type: t.weight for t in cfg.losses}
         check_validation_metrics(cfg)
+        if self.main:
+            prepare_validation_set(cfg, log)
         wanted = needs(self.weights)
         self.aesop = self._load_aesop_ae() if "aesop_ae" in wanted else None
         self.vgg = self._load_vgg() if "vgg19" in wanted else None

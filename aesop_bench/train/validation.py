@@ -28,6 +28,32 @@ def check_validation_metrics(cfg: TrainConfig) -> None:
                                       f"`aesop-bench weights add {name} FILE`), or remove {m} from val.metrics")
 
 
+def prepare_validation_set(cfg: TrainConfig, log=print) -> None:
+    """Check the validation set at the start, not at the first validation (step 5000 in the paper's configs): a
+    mistyped name is an error, a registered set missing from its data root is downloaded now, and a set that is
+    still missing is an error naming where it was looked for."""
+    if not cfg.val.every:
+        return
+    from ..data.manage import download_set
+    from ..data.sets import SETS, expand_sets, resolve, set_folder
+    from ..paths import data_root
+
+    try:
+        names = expand_sets(cfg.val.set)
+    except AesopBenchError as exc:
+        raise AesopBenchError(f"config val.set: {exc}") from None
+    if len(names) != 1:
+        raise AesopBenchError(f"config val.set {cfg.val.set!r}: give one set")
+    root = data_root(cfg.val.data_root)
+    if names[0] in SETS and set_folder(names[0], root) is None:
+        log(f"validation set {names[0]}: not under {root}; downloading it before training starts")
+        download_set(names[0], root, log=log)
+    try:
+        resolve(names[0], root)
+    except AesopBenchError as exc:
+        raise AesopBenchError(f"config val.set: {exc}") from None
+
+
 @torch.no_grad()
 def validate(cfg: TrainConfig, net: nn.Module, step: int, device: torch.device) -> dict[str, float]:
     """Mean of each validation metric for ``net`` (the EMA generator or AE) at ``step``."""
