@@ -217,3 +217,14 @@ def test_a_batch_equals_its_images_one_by_one_and_keeps_each_hr(stand_in_backbon
     assert calls == [1, 3]
     assert torch.allclose(again, singles[1:], atol=1e-6, rtol=0)
     assert torch.equal(again[:2], batched[1:])  # the kept HR sides are read back as they were computed
+
+
+def test_an_image_too_small_for_the_network_is_named(stand_in_backbones, tmp_path):
+    import aesop_bench as ab
+    from aesop_bench.errors import AesopBenchError
+
+    wm.download("alexnet", log=None)
+    wm.add("lpips_alex_v0.1", _package_file(lpips_pkg, "weights", "v0.1", "alex.pth"))
+    tiny = torch.randint(0, 256, (1, 3, 8, 8), dtype=torch.uint8)
+    with pytest.raises(AesopBenchError, match=r"lpips: the image \(8x8\) is too small for the metric's network"):
+        ab.metric("lpips")(tiny, tiny)
