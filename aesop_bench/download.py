@@ -188,8 +188,11 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
 def recorded_hashes(record: Path) -> dict[str, str]:
     """The hashes recorded at first download in ``record`` (a JSON object ``{key: sha256}``)."""
     try:
-        return json.loads(record.read_text()) if record.is_file() else {}
-    except (OSError, json.JSONDecodeError) as exc:
+        known = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+        if not isinstance(known, dict) or not all(isinstance(v, str) for v in known.values()):
+            raise ValueError("not a JSON object of hashes")
+        return known
+    except (OSError, ValueError) as exc:  # ValueError: JSON and UTF-8 errors
         raise AesopBenchError(f"{record}: cannot read the recorded hashes ({exc}); delete the file to record them "
                               "again at the next download") from None
 

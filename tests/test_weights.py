@@ -298,3 +298,13 @@ def test_an_unpinned_mat_file_is_loaded_before_it_is_trusted(tmp_path, monkeypat
     assert not weights.recorded_path().is_file() or "model" not in json.loads(weights.recorded_path().read_text())
     _manifest(tmp_path, monkeypatch, [{"name": "model", "file": "model.mat", "urls": [real.as_uri()]}])
     assert weights.download("model", log=None).read_bytes() == real.read_bytes()
+
+
+def test_damaged_trust_records_are_a_clear_error(tmp_path, monkeypatch):
+    src, _ = _blob(tmp_path)
+    _manifest(tmp_path, monkeypatch, [{"name": "toy", "file": "toy.pth", "urls": [src.as_uri()]}])
+    weights.download("toy", log=None)
+    for content in (b"\xff\xfe not utf-8", b'["a", "b"]', b'{"toy": 3}'):
+        weights.recorded_path().write_bytes(content)
+        with pytest.raises(AesopBenchError, match="recorded.json: cannot read the recorded hashes"):
+            weights.check(weights.entry("toy"))
