@@ -41,7 +41,10 @@ def test_eval_all_metrics_end_to_end(tmp_path, shared_data, bench_root, capsys):
     assert set(got) == set(METRICS)
     assert all(math.isfinite(v) for k, v in got.items()), got
     assert set(summary["metric_versions"]) == set(METRICS)
-    assert summary["metric_versions"]["clipiqa"].endswith("split>40000")
+    # stand-in weights are not the published files: their hash is in every network metric's version
+    assert "+split>40000+w=" in summary["metric_versions"]["clipiqa"]
+    assert all("+w=" in summary["metric_versions"][m] for m in ("lpips", "dists", "fid", "maniqa", "musiq"))
+    assert "w=" not in summary["metric_versions"]["niqe"]  # the real NIQE model, as published
     rows = list(csv.DictReader(open(out / "per_image.csv")))
     per_image = {m for m, s in METRICS.items() if s.kind != "distribution"}
     assert {r["metric"] for r in rows} == per_image and len(rows) == 2 * len(per_image)

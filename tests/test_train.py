@@ -205,22 +205,26 @@ def _rows(path, drop=("sec_per_step",)):
     return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(open(path))]
 
 
-def test_resume_after_a_kill_logs_as_an_uninterrupted_run(tmp_path, train_root, bench_root):
-    over = ["steps=8", "checkpoint_every=4", "log_every=1", "val.every=2", f"val.data_root={bench_root}"]
-    _trainer("smoke_ae", tmp_path / "full", train_root, over).fit(progress=False)
-    rng_full = torch.get_rng_state()
-    cut = tmp_path / "cut"
-    tr = _trainer("smoke_ae", cut, train_root, over)
+def _killed_after(tr, last: int) -> None:
+    """Train until the process dies after step ``last`` (its logs written, nothing after it)."""
     step = tr.train_step
 
-    def killed(lr, hr):  # the process dies after step 6: steps 5-6 are logged but not checkpointed
-        if tr.step == 6:
+    def killed(lr, hr):
+        if tr.step == last:
             raise KeyboardInterrupt
         return step(lr, hr)
 
     tr.train_step = killed
     with pytest.raises(KeyboardInterrupt):
         tr.fit(progress=False)
+
+
+def test_resume_after_a_kill_logs_as_an_uninterrupted_run(tmp_path, train_root, bench_root):
+    over = ["steps=8", "checkpoint_every=4", "log_every=1", "val.every=2", f"val.data_root={bench_root}"]
+    _trainer("smoke_ae", tmp_path / "full", train_root, over).fit(progress=False)
+    rng_full = torch.get_rng_state()
+    cut = tmp_path / "cut"
+    _killed_after(_trainer("smoke_ae", cut, train_root, over), 6)  # steps 5-6 are logged but not checkpointed
     assert len(_rows(cut / "train_log.csv")) == 6 and len(_rows(cut / "val.csv")) == 3
     # a kill while writing the next checkpoint and the export leaves temporary files behind
     (cut / "ckpt" / ".tmp_step_0000008").mkdir()
@@ -268,17 +272,7 @@ def test_a_kill_between_a_checkpoint_and_its_export_or_validation_is_redone(tmp_
 
 def test_a_restart_before_the_first_checkpoint_logs_each_step_once(tmp_path, train_root):
     over = ["steps=2", "checkpoint_every=2", "log_every=1", "val.every=0"]
-    tr = _trainer("smoke_ae", tmp_path / "run", train_root, over)
-    step = tr.train_step
-
-    def killed(lr, hr):  # the process dies after step 1 was logged, before any checkpoint
-        if tr.step == 1:
-            raise KeyboardInterrupt
-        return step(lr, hr)
-
-    tr.train_step = killed
-    with pytest.raises(KeyboardInterrupt):
-        tr.fit(progress=False)
+    _killed_after(_trainer("smoke_ae", tmp_path / "run", train_root, over), 1)  # before any checkpoint
     _trainer("smoke_ae", tmp_path / "run", train_root, over).fit(progress=False)
     assert [r["step"] for r in _rows(tmp_path / "run" / "train_log.csv")] == ["1", "2"]
 

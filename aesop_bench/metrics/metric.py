@@ -202,7 +202,7 @@ def metric(name: str, protocol="paper", device="cpu", **options) -> Metric:
     [1.0, 1.0]
     >>> ab.metric("psnr", protocol=ab.protocol("matlab", crop_border=0)).protocol.effective_crop_border
     0
-    >>> ab.metric("clipiqa", split_above=1_000_000).version
-    'clipiqa-rn50-pyiqa0.1.16-v1+split>1000000'
+    >>> ab.metric("clipiqa", split_above=1_000_000).version   # + w=HASH unless the weights are the published ones
+    'clipiqa-rn50-pyiqa0.1.16-v1+split>1000000+w=unavailable'
     """
     return Metric(name, protocol, device, **options)
