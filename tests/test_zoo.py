@@ -75,6 +75,7 @@ def register(tmp_path, monkeypatch):
 LAYOUTS = {  # zoo name -> (architecture, how its official file stores the weights)
     "rrdb_psnr": ("rrdb", "basicsr_both"), "ldl_rrdb": ("rrdb", "basicsr_both"),
     "aesop_rrdb": ("rrdb", "basicsr_both"), "aesop_rrdb256": ("rrdb", "basicsr_both"),
+    "real_ldl_rrdb": ("rrdb", "basicsr_both"), "real_aesop_rrdb": ("rrdb", "basicsr_both"),
     "swinir_psnr": ("swinir", "params"), "ldl_swinir": ("swinir", "basicsr_both"),
     "aesop_swinir": ("swinir", "basicsr_both"), "esrgan": ("rrdb", "esrgan_repo"), "spsr": ("spsr", "raw"),
 }

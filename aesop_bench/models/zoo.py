@@ -122,7 +122,9 @@ class ZooEntry:
     keys: tuple[str, ...] = ("params_ema", "params")  # tried in order, then a raw state dict
     notes: str = ""
     arch_opts: dict = field(default_factory=dict)
-    paper: tuple[str, str, str] | None = None  # (backbone, method, train patch) in the AESOP paper's tables
+    # (backbone, method, train patch or "real" for real-world training) in the AESOP paper's tables: a model gets
+    # the paper's value of exactly this row, never another training's
+    paper: tuple[str, str, str] | None = None
 
 
 ZOO: dict[str, ZooEntry] = {e.name: e for e in [
@@ -142,6 +144,14 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
              paper=("RRDB", "AESOP", "256")),
     ZooEntry("aesop_swinir", "AESOP on SwinIR-M, HR patch 256, 190K iterations", "swinir", "aesop_swinir",
              paper=("SwinIR", "AESOP", "256")),
+    # Table 6 (real-world sets): the networks the authors' real-world test configs load, trained on
+    # Real-ESRGAN's degradations, not the bicubic-trained ones above
+    ZooEntry("real_ldl_rrdb", "Real-ESRGAN+LDL on RRDB, real-world degradations (the LDL release)", "rrdb",
+             "real_ldl_rrdb", notes="AESOP's test_Realworld_officialRealLDL.yml: net_g_RealESRGAN+LDL.pth, "
+             "param_key_g params_ema (LDL's own test config reads params)", paper=("RRDB", "LDL", "real")),
+    ZooEntry("real_aesop_rrdb", "AESOP on RRDB, real-world degradations, 400K iterations", "rrdb",
+             "real_aesop_rrdb", notes="AESOP's test_Realworld_AESOP_RRDB256.yml: RealAESOP_RRDB_400K.pth, "
+             "param_key_g params_ema", paper=("RRDB", "AESOP", "real")),
     ZooEntry("aesop_ae", "the released AESOP auto-encoder (AE-PSNR, AESOP loss); not an SR model", "ae",
              "aesop_ae"),
 ]}

@@ -53,7 +53,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            description="Table 1: LPIPS, DISTS, PSNR, SSIM on the seven benchmark sets"),
     Recipe("table4", "table4", {"SwinIR": ("ldl_swinir", "aesop_swinir")}, PAPER_SETS, ("ae_psnr", "lr_psnr"),
            description="Table 4: AE-PSNR and LR-PSNR of LDL and AESOP (SwinIR)"),
-    Recipe("table6", "table6", {"RRDB": ("esrgan", "ldl_rrdb", "aesop_rrdb")}, ("realsr_v3", "drealsr"),
+    Recipe("table6", "table6", {"RRDB": ("esrgan", "real_ldl_rrdb", "real_aesop_rrdb")}, ("realsr_v3", "drealsr"),
            ("niqe", "maniqa", "musiq", "clipiqa"), set_options=DREALSR_CLIPIQA,
            unavailable=("BSRGAN", "Real-ESRGAN"),
            description="Table 6: no-reference metrics on RealSRv3 and DRealSR (CLIP-IQA by quadrants on DRealSR)"),

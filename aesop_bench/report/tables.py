@@ -79,7 +79,7 @@ def paper_value(paper: dict, run: Run, set_name: str, metric: str) -> float | No
     backbone, method, patch = entry.paper
     s = paper_set_name(set_name)
     for (table, b, m, p, ss, mm), v in paper.items():
-        if (b, m, ss, mm) == (backbone, method, s, metric) and (p == patch or p == ""):
+        if (b, m, p, ss, mm) == (backbone, method, patch, s, metric):  # the model's full identity, no wildcard
             return v
     return None
 
