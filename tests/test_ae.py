@@ -108,6 +108,20 @@ def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
     assert abs(quantised - want) > 1e-3
     row = next(csv.DictReader(open(tmp_path / "run" / "per_image.csv")))
     assert row["version"].startswith("ae-psnr-y-float-v2+ae=AE_test.pth:")
+    # under matlab (8-bit Y rounded) the AE outputs' Y stays unrounded, as in the authors' code: BasicSR's
+    # function without the 1e-8, on the same images
+    from aesop_bench.metrics.metric import Metric
+
+    m = Metric("ae_psnr", "matlab", ae=str(ckpt))
+    assert m.version.endswith("+yfloat")
+    no_eps = 10 * torch.log10(1 / ((rgb_y(a) - rgb_y(b))[..., 4:-4, 4:-4] ** 2).mean()).item()
+    assert float(m.score(sr, hr, None)[0]) == pytest.approx(no_eps, abs=1e-6)
+
+
+def rgb_y(x):
+    """BT.601 Y of an (N, 3, H, W) float image in [0, 1], on the [0, 1] scale, unrounded (BasicSR's rgb2ycbcr_pt)."""
+    w = torch.tensor([65.481, 128.553, 24.966], dtype=x.dtype).view(1, 3, 1, 1)
+    return ((x * w).sum(1, keepdim=True) + 16.0) / 255.0
 
 
 def test_missing_released_ae_is_a_clear_error(monkeypatch):

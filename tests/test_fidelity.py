@@ -93,3 +93,24 @@ def test_too_small_image_is_a_clear_error():
         psnr(x, x, crop_border=4)
     with pytest.raises(ValueError, match="11x11"):
         ssim(x, x)
+
+
+def test_lr_psnr_rounds_a_grayscale_y_as_it_rounds_an_rgb_y(bench_root):
+    """Under ``matlab`` (Y rounded, grayscale kept) LR-PSNR of Set14's grayscale bridge rounds the downscaled SR
+    as the RGB path rounds Y: PSNR(round(imresize(SR, 1/4)), LR), with the MATLAB loop port as the resizer."""
+    import aesop_bench as ab
+    from aesop_bench.data.transforms import protocol_lr
+    from aesop_bench.imageio import read_image
+    from benchmarks.reference_impls import matlab_imresize_numpy
+
+    prot = ab.protocol("matlab")
+    hr = read_image(bench_root / "Set14" / "HR" / "bridge.png")
+    assert hr.shape[0] == 1
+    lr = protocol_lr(hr[:, :504, :504], prot)
+    sr = torch.from_numpy(np.clip(hr[0, :504, :504].numpy().astype(np.int16) + 3, 0, 255).astype(np.uint8))[None]
+    down = np.floor(matlab_imresize_numpy(sr[0].numpy().astype(np.float64), 0.25) + 0.5)
+    want = 10 * np.log10(255.0 ** 2 / np.mean((down - lr[0].numpy().astype(np.float64)) ** 2))
+    got = float(ab.metric("lr_psnr", protocol=prot)(sr, lr=lr)[0])
+    assert got == pytest.approx(want, abs=1e-9)
+    assert ab.metric("lr_psnr", protocol=prot).version.endswith("+grayround")
+    assert "+grayround" not in ab.metric("lr_psnr", protocol="paper").version

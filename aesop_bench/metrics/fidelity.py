@@ -65,6 +65,8 @@ def prepare(img: torch.Tensor, crop_border: int = 0, y_channel: bool = True, y_r
     x = to_255(_crop(img, crop_border))
     if y_channel and x.shape[1] == 3:
         x = rgb_to_y(x, y_round)
+    elif y_channel and y_round:  # a grayscale image is its own Y: rounded as the RGB path rounds Y (a no-op on 8 bits)
+        x = torch.floor(x + 0.5)
     return x
 
 

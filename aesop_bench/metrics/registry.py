@@ -91,7 +91,7 @@ class MetricSpec:
 
                 protocol = get_protocol("paper")
             tags.append(self.protocol_tag(protocol))
-        return "+".join([self.version, *tags])
+        return "+".join([self.version, *(t for t in tags if t)])
 
 
 class LazyNet:
@@ -159,7 +159,9 @@ def _ae_psnr(ctx: MetricContext):
     # AE(HR) is the same for every model evaluated on a set: kept on disk under the AE's hash
     tag = _ae_tag(ctx.options["ae"])
     cache = None if tag.endswith("unavailable") else HRCache(f"ae_psnr-{tag}", ctx.device)
-    return lambda sr, hr, lr: ae_psnr(sr, hr, net(), p.effective_crop_border, p.y_round, p.psnr_eps, hr_cache=cache)
+    # the AE's outputs are floats: their Y is never rounded (the authors' calculate_aepsnr_pytorch), whatever the
+    # protocol does with 8-bit images
+    return lambda sr, hr, lr: ae_psnr(sr, hr, net(), p.effective_crop_border, False, p.psnr_eps, hr_cache=cache)
 
 
 def _file_hash(spec: str) -> str | None:
@@ -253,7 +255,9 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
     MetricSpec("ssim", "full_reference", False, "ssim-y-gauss11-v1", _ssim,
                "SSIM on the Y channel, 11x11 Gaussian sigma 1.5, valid window, float64", "SSIM", 4),
     MetricSpec("lr_psnr", "lr_reference", False, "lr-psnr-y-matlabbicubic-nocrop-v1", _lr_psnr,
-               "PSNR(MATLAB-bicubic-downscaled SR, LR) on Y, no crop", "LR-PSNR", 3),
+               "PSNR(MATLAB-bicubic-downscaled SR, LR) on Y, no crop", "LR-PSNR", 3,
+               # under a rounding protocol a grayscale image's Y is rounded too (it was not before this tag)
+               protocol_tag=lambda p: "grayround" if p.y_round else ""),
     MetricSpec("lpips", "full_reference", True, "lpips-alex-v0.1-whole-v1", _perceptual("LPIPSAlex"),
                "LPIPS v0.1, AlexNet, inputs in [-1, 1], whole image, float32", "LPIPS", 4,
                ("alexnet", "lpips_alex_v0.1")),
@@ -262,7 +266,9 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
                ("vgg16", "dists_alpha_beta")),
     MetricSpec("ae_psnr", "full_reference", False, "ae-psnr-y-float-v2", _ae_psnr,
                "PSNR(AE(SR), AE(HR)) with the protocol's PSNR settings; AE outputs compared unquantised",
-               "AE-PSNR", 3, ("aesop_ae",), (_AE,)),
+               "AE-PSNR", 3, ("aesop_ae",), (_AE,),
+               # under a rounding protocol the AE outputs' Y stays unrounded (it was rounded before this tag)
+               protocol_tag=lambda p: "yfloat" if p.y_round else ""),
     MetricSpec("niqe", "no_reference", True, "niqe-live-yiq-round-v1", _niqe,
                "NIQE, LIVE pristine model, Y of YIQ rounded (IQA-PyTorch's default), the protocol's NIQE crop",
                "NIQE", 4, ("niqe_pristine",), protocol_tag=lambda p: f"crop{p.effective_niqe_crop}"),
