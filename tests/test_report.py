@@ -263,3 +263,15 @@ def test_paper_values_match_a_model_only_on_its_full_identity(shared_data, capsy
     assert main(["reproduce", "table6", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "real_ldl_rrdb" in out and "real_aesop_rrdb" in out and " aesop_rrdb " not in out
+
+
+def test_paper_values_are_keyed_by_table():
+    """Table 1 prints SwinIR AESOP's General100 SSIM as 0.8328 and Table 8 as 0.8327: each table's cell gets its
+    own table's value."""
+    from aesop_bench.report.runs import Run
+
+    paper = load_paper()
+    run = Run(path=None, label="x", model="aesop_swinir", identity="swinir[]", protocol={}, sets={}, versions={})
+    assert paper_value(paper, run, "general100", "ssim", "table1") == 0.8328
+    assert paper_value(paper, run, "general100", "ssim", "table8") == 0.8327
+    assert paper_value(paper, run, "general100", "ssim", "table4") == 0.8328  # not in Table 4: the first table

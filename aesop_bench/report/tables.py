@@ -72,16 +72,19 @@ def load_paper(path: str | Path | None = None) -> dict[tuple, float]:
     return out
 
 
-def paper_value(paper: dict, run: Run, set_name: str, metric: str) -> float | None:
+def paper_value(paper: dict, run: Run, set_name: str, metric: str, table: str | None = None) -> float | None:
+    """The paper's value of the run's model (its full identity: backbone, method, training patch; never a
+    wildcard) on a set and metric: from ``table`` where that table prints it (Table 1 and Table 8 differ in one
+    cell), else from the first table that does."""
     entry = ZOO.get(run.model)
     if entry is None or entry.paper is None:
         return None
     backbone, method, patch = entry.paper
     s = paper_set_name(set_name)
-    for (table, b, m, p, ss, mm), v in paper.items():
-        if (b, m, p, ss, mm) == (backbone, method, patch, s, metric):  # the model's full identity, no wildcard
-            return v
-    return None
+    found = [(t, v) for (t, b, m, p, ss, mm), v in paper.items() if (b, m, p, ss, mm) == (backbone, method, patch, s,
+                                                                                           metric)]
+    own = [v for t, v in found if t == table]
+    return own[0] if own else found[0][1] if found else None
 
 
 @dataclass
@@ -130,8 +133,8 @@ def build_table(runs: list[Run], layout: str = "table1", metrics: list[str] | No
             for i, v in enumerate(vals):
                 n = runs[i].sets.get(s, {}).get("n_images")
                 partial = v is not None and n is not None and full is not None and n < full
-                t.cells[(m, s, i)] = Cell(v, paper=paper_value(paper, runs[i], s, m) if compare_paper and not partial
-                                          else None, n=n if partial else None)
+                pv = paper_value(paper, runs[i], s, m, layout) if compare_paper and not partial else None
+                t.cells[(m, s, i)] = Cell(v, paper=pv, n=n if partial else None)
             _rank(t, m, s, [None if t.cells[(m, s, i)].n else v for i, v in enumerate(vals)], significance)
             if any(t.cells[(m, s, i)].n for i in range(len(runs))):
                 note = f"n=K: the value covers K of the set's {full} images; it is not ranked or compared"
