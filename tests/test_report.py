@@ -275,3 +275,14 @@ def test_paper_values_are_keyed_by_table():
     assert paper_value(paper, run, "general100", "ssim", "table1") == 0.8328
     assert paper_value(paper, run, "general100", "ssim", "table8") == 0.8327
     assert paper_value(paper, run, "general100", "ssim", "table4") == 0.8328  # not in Table 4: the first table
+
+
+def test_a_checkpoint_whose_paper_column_is_not_settled_is_marked_in_its_cells():
+    from aesop_bench.report.runs import Run
+    from aesop_bench.report.tables import to_markdown
+
+    run = Run(path=None, label="AESOP-SwinIR", model="aesop_swinir", identity="swinir[]", protocol={},
+              versions={}, sets={"general100": {"n_images": 100, "metrics": {"ssim": 0.83}}})
+    text = to_markdown(build_table([run], "table1", metrics=["ssim"], sets=["general100"], compare_paper=True))
+    assert "(0.8328?, +0.0" in text or "(0.8328?, -0.0" in text
+    assert "?: AESOP-SwinIR: the released file is AESOP_SwinIR256_190K.pth" in text

@@ -94,6 +94,7 @@ class Cell:
     paper: float | None = None
     insignificant: bool = False
     n: int | None = None  # images behind the value, where fewer than the set's: not ranked, no paper delta
+    unsettled: bool = False  # the paper's value is of a row the model's file may not be (zoo paper_note)
 
 
 @dataclass
@@ -134,7 +135,10 @@ def build_table(runs: list[Run], layout: str = "table1", metrics: list[str] | No
                 n = runs[i].sets.get(s, {}).get("n_images")
                 partial = v is not None and n is not None and full is not None and n < full
                 pv = paper_value(paper, runs[i], s, m, layout) if compare_paper and not partial else None
-                t.cells[(m, s, i)] = Cell(v, paper=pv, n=n if partial else None)
+                pnote = ZOO[runs[i].model].paper_note if runs[i].model in ZOO and pv is not None else ""
+                t.cells[(m, s, i)] = Cell(v, paper=pv, n=n if partial else None, unsettled=bool(pnote))
+                if pnote and f"?: {runs[i].label}: {pnote}" not in t.notes:
+                    t.notes.append(f"?: {runs[i].label}: {pnote}")
             _rank(t, m, s, [None if t.cells[(m, s, i)].n else v for i, v in enumerate(vals)], significance)
             if any(t.cells[(m, s, i)].n for i in range(len(runs))):
                 note = f"n=K: the value covers K of the set's {full} images; it is not ranked or compared"
@@ -189,7 +193,7 @@ def _cell_text(t: Table, metric: str, c: Cell, tex: bool) -> str:
         s += f" (n={c.n})"
     if c.paper is not None:
         d = "-" if c.value is None else f"{c.value - c.paper:+.{decimals(metric)}f}"
-        s += f" ({fmt(metric, c.paper)}, {d})"
+        s += f" ({fmt(metric, c.paper)}{'?' if c.unsettled else ''}, {d})"
     return s
 
 
