@@ -58,6 +58,15 @@ def fmt(metric: str, v: float | None) -> str:
     return "-" if v is None else f"{v:.{decimals(metric)}f}"
 
 
+class PaperValue(float):
+    """A value of the paper with the digits it prints (``text``): CALGAN's 0.077 is shown as 0.077, not 0.0770."""
+
+    def __new__(cls, text: str):
+        obj = super().__new__(cls, float(text))
+        obj.text = text
+        return obj
+
+
 def load_paper(path: str | Path | None = None) -> dict[tuple, float]:
     """(table, backbone, method, train_patch, set, metric) -> value, from the paper-tables CSV."""
     if path is None:
@@ -68,7 +77,7 @@ def load_paper(path: str | Path | None = None) -> dict[tuple, float]:
         text = Path(path).read_text()
     out = {}
     for r in csv.DictReader(text.splitlines()):
-        out[(r["table"], r["backbone"], r["method"], r["train_patch"], r["set"], r["metric"])] = float(r["value"])
+        out[(r["table"], r["backbone"], r["method"], r["train_patch"], r["set"], r["metric"])] = PaperValue(r["value"])
     return out
 
 
@@ -193,7 +202,8 @@ def _cell_text(t: Table, metric: str, c: Cell, tex: bool) -> str:
         s += f" (n={c.n})"
     if c.paper is not None:
         d = "-" if c.value is None else f"{c.value - c.paper:+.{decimals(metric)}f}"
-        s += f" ({fmt(metric, c.paper)}{'?' if c.unsettled else ''}, {d})"
+        shown = getattr(c.paper, "text", None) or fmt(metric, c.paper)  # as the paper prints it
+        s += f" ({shown}{'?' if c.unsettled else ''}, {d})"
     return s
 
 
