@@ -90,8 +90,9 @@ def check_arch_opts(arch: str, opts, where: str) -> dict:
         for v in values:
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or isinstance(v, int))
             if not ok or not lo <= v <= hi:
-                raise AesopBenchError(f"{where}: {name} = {value!r}; give {'a whole number' if kind is int else 'a number'}"
-                                      f" from {lo:g} to {hi:g}" + (" for each entry" if length else ""))
+                what = "a whole number" if kind is int else "a number"
+                raise AesopBenchError(f"{where}: {name} = {value!r}; give {what} from {lo:g} to {hi:g}"
+                                      + (" for each entry" if length else ""))
     return dict(opts)
 
 

@@ -6,5 +6,5 @@ from .manifest import WeightsEntry, cache_path, entry, is_published, manifest
 from .reader import is_torchscript, load_state_dict, load_torchscript_tensors, read_meta
 
 __all__ = ["Check", "WeightsEntry", "add", "cache_path", "check", "download", "entry", "expected_hash", "forget",
-           "get", "is_published", "is_torchscript", "load_state_dict", "load_torchscript_tensors", "manifest", "read_meta",
-           "recorded_path", "require"]
+           "get", "is_published", "is_torchscript", "load_state_dict", "load_torchscript_tensors", "manifest",
+           "read_meta", "recorded_path", "require"]
