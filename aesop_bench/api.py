@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from .errors import AesopBenchError
+from .evaluation.store import UNCACHED  # an identity nothing vouches for: never equal to another call's
 from .metrics.metric import Metric, metric
 
 if TYPE_CHECKING:
@@ -55,9 +56,6 @@ class Result:
     def mean(self, set_name: str, metric_name: str) -> float | None:
         """The set's value of a metric (mean over images, or the set-level value of FID/pFID)."""
         return self.summary["sets"].get(set_name, {}).get("metrics", {}).get(metric_name)
-
-
-UNCACHED = "uncached-"  # in the identity of an in-memory model nothing vouches for: never equal to another's
 
 
 def module_identity(net: "nn.Module", scale: int) -> str:

@@ -310,3 +310,20 @@ def test_a_mistyped_validation_set_fails_before_training(tmp_path, shared_data):
         with pytest.raises(AesopBenchError, match=msg):
             Trainer(cfg, tmp_path / "run", shared_data / "train", log=lambda m: None)
     assert not (tmp_path / "run" / "ckpt").exists()
+
+
+def test_an_unvouched_model_never_resumes_but_its_torchrun_ranks_share_the_folder(tmp_path):
+    from aesop_bench.evaluation.store import ResultStore
+    from aesop_bench.protocols import get_protocol
+
+    prot = get_protocol("paper").as_dict()
+    first = ResultStore(tmp_path / "run", {"name": "Up", "identity": "module:Up-x4-0f-uncached-111"}, prot)
+    first.add("s", "a", {"psnr": (30.0, "v")})
+    other_rank = ResultStore(tmp_path / "run", {"name": "Up", "identity": "module:Up-x4-0f-uncached-222"}, prot,
+                             rank=1)  # the same call on another rank drew its own suffix
+    assert other_rank.model["identity"] == "module:Up-x4-0f-uncached-111"
+    first.close()
+    with pytest.raises(AesopBenchError, match="resumes a run folder only under the identity="):
+        ResultStore(tmp_path / "run", {"name": "Up", "identity": "module:Up-x4-0f-uncached-333"}, prot)
+    with pytest.raises(AesopBenchError, match="holds results of model"):
+        ResultStore(tmp_path / "run", {"name": "Up", "identity": "module:Down-x4-0f-uncached-444"}, prot, rank=1)

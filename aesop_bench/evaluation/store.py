@@ -33,6 +33,7 @@ from ..protocols import normalised
 SCHEMA = 1
 SET_ROW = "/set"  # the image key of set-level values (FID, pFID): no file name can hold a "/"
 _OLD_SET_ROW = "*"  # what earlier versions wrote, read as SET_ROW for the set-level metrics
+UNCACHED = "uncached-"  # in the identity of an in-memory model nothing vouches for (aesop_bench.api)
 
 
 _SET_LEVEL = {name for name, spec in METRICS.items() if spec.kind == "distribution"}
@@ -90,7 +91,7 @@ class ResultStore:
             if not self._has_rows() and self.rank == 0:  # a run that stored nothing: the folder is free
                 atomic_write_json(path, run)
                 return
-            if old.get("model", {}).get("identity") != self.model.get("identity") or \
+            if not self._same_model(str(old.get("model", {}).get("identity")), str(self.model.get("identity"))) or \
                     normalised(old.get("protocol", {})) != normalised(self.protocol):
                 from ..protocols import differences
 
@@ -102,12 +103,24 @@ class ResultStore:
                     f"{self.protocol.get('name')!r}" + (f" ({what})" if what else "") +
                     ". Choose another --out folder, or delete that one to start afresh." +
                     (" A model in memory resumes a run folder only under the identity= (or cache=True) it was "
-                     "started with." if "uncached-" in str(self.model.get("identity")) else "")
+                     "started with." if UNCACHED in str(self.model.get("identity")) else "")
                 )
         elif self.rank == 0:
             atomic_write_json(path, run)
         else:
             raise AesopBenchError(f"{path} is missing: rank 0 writes it before the other ranks start")
+
+    def _same_model(self, stored: str, mine: str) -> bool:
+        """The folder's model is this run's. An in-memory model nothing vouches for has a new identity at every
+        call (``...uncached-RANDOM``), so it never resumes a folder; the ranks of one torchrun call each drew their
+        own, and rank R > 0 takes rank 0's."""
+        if stored == mine:
+            return True
+        tag = UNCACHED
+        if self.rank > 0 and tag in stored and tag in mine and stored.split(tag)[0] == mine.split(tag)[0]:
+            self.model = {**self.model, "identity": stored}
+            return True
+        return False
 
     def _has_rows(self) -> bool:
         return any(p.stat().st_size > 0 for p in [self.dir / "rows.jsonl", *self.dir.glob("rows.r*.jsonl")]
