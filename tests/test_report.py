@@ -286,3 +286,20 @@ def test_a_checkpoint_whose_paper_column_is_not_settled_is_marked_in_its_cells()
     text = to_markdown(build_table([run], "table1", metrics=["ssim"], sets=["general100"], compare_paper=True))
     assert "(0.8328?, +0.0" in text or "(0.8328?, -0.0" in text
     assert "?: AESOP-SwinIR: the released file is AESOP_SwinIR256_190K.pth" in text
+
+
+def test_runs_on_different_image_areas_are_refused_or_labelled(bench_root, tmp_path, capsys):
+    """A model's run compares the HR cropped to the protocol's modcrop (bicubic on Set5 under paper: the mod-12
+    area), a result folder's run the SR files' own area: report refuses to put them side by side unless told."""
+    model, folder = tmp_path / "model", tmp_path / "folder"
+    assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr", "--save-sr", "--quiet",
+                 "--no-download", "--data-root", str(bench_root), "--out", str(model)]) == 0
+    assert main(["eval", "--sr", str(model / "sr"), "--sets", "set5", "--metrics", "psnr", "--quiet",
+                 "--no-download", "--data-root", str(bench_root), "--out", str(folder)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(model), str(folder), "--metrics", "psnr"]) == 2
+    err = capsys.readouterr().err
+    assert "runs compare different image areas" in err and "the HR cropped to a multiple of 12" in err
+    assert "the SR files' area" in err
+    assert main(["report", str(model), str(folder), "--metrics", "psnr", "--allow-mixed"]) == 0
+    assert "mixed: runs compare different image areas" in capsys.readouterr().out
