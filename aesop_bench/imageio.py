@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -106,26 +107,30 @@ def _to_8bit_array(img: Image.Image, path: Path) -> np.ndarray:
 
 
 PIXELS_ENV = "AESOP_BENCH_MAX_PIXELS"
-_PILLOW_LIMIT = Image.MAX_IMAGE_PIXELS
 
 
-def _pixel_limit() -> None:
-    """``$AESOP_BENCH_MAX_PIXELS``: the largest image read (Pillow's default, about 179 million, without it)."""
+@contextmanager
+def _pixel_limit():
+    """``$AESOP_BENCH_MAX_PIXELS``: the largest image read (Pillow's limit, about 179 million, without it), set
+    for the read only: the caller's own Pillow setting is left as it was."""
     raw = os.environ.get(PIXELS_ENV, "").strip()
-    Image.MAX_IMAGE_PIXELS = _PILLOW_LIMIT
+    before = Image.MAX_IMAGE_PIXELS
     if raw:
         try:
             Image.MAX_IMAGE_PIXELS = max(1, int(raw)) // 2  # Pillow refuses twice its MAX_IMAGE_PIXELS
         except ValueError:
             raise AesopBenchError(f"${PIXELS_ENV}={raw!r}: give a whole number of pixels") from None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
 
 
 def read_image(path: str | os.PathLike) -> torch.Tensor:
     """Read an 8-bit image as a ``uint8`` tensor ``(C, H, W)``, C in {1, 3}."""
     path = Path(path)
     try:
-        _pixel_limit()
-        with Image.open(path) as img:
+        with _pixel_limit(), Image.open(path) as img:
             _check_header(img, path)
             img.load()
             arr = _to_8bit_array(img, path)
@@ -133,8 +138,8 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
         raise
     except Image.DecompressionBombError as exc:
         raise AesopBenchError(
-            f"{path}: {exc.args[0] if exc.args else exc}. The limit ({Image.MAX_IMAGE_PIXELS * 2} pixels) guards "
-            f"against decompression bombs; for a file you trust, raise it with ${PIXELS_ENV}=PIXELS") from None
+            f"{path}: {exc.args[0] if exc.args else exc}. The limit guards against decompression bombs; for a "
+            f"file you trust, raise it with ${PIXELS_ENV}=PIXELS") from None
     except FileNotFoundError:
         raise AesopBenchError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

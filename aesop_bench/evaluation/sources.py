@@ -19,13 +19,17 @@ from ..paths import sr_cache_dir
 from ..protocols import Protocol
 
 
-def _sr_cache_root(identity: str, scale: int) -> Path:
+def _sr_cache_root(identity: str, scale: int, device: str) -> Path:
+    """SR images of a model: under its identity, the scale, and torch's version and the device (a network's float
+    output, hence an 8-bit pixel near a rounding boundary, can differ between them)."""
+    from ..metrics.hrcache import device_tag
+
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in identity)
-    return sr_cache_dir() / safe / f"x{scale}"
+    return sr_cache_dir() / safe / f"x{scale}" / device_tag(device)
 
 
-def _sr_cache_path(identity: str, scale: int, lr) -> Path:
-    return cache_file(_sr_cache_root(identity, scale), tensor_key(lr), ".png")
+def _sr_cache_path(identity: str, scale: int, device: str, lr) -> Path:
+    return cache_file(_sr_cache_root(identity, scale, device), tensor_key(lr), ".png")
 
 
 def _load_pair(res: ResolvedSet, hr_file: Path, protocol: Protocol):
@@ -70,6 +74,9 @@ def _check_output(model, batch, files) -> None:
     if not isinstance(batch, torch.Tensor):
         raise AesopBenchError(f"model {model.name!r} returned a {type(batch).__name__}, not a tensor; it must return "
                               "the SR batch (N, C, H, W) alone (wrap a network that returns several outputs)")
+    if bool(torch.isfinite(batch).all()) and OUTPUT_RANGE[0] <= float(batch.min()) and \
+            float(batch.max()) <= OUTPUT_RANGE[1]:
+        return  # one check per batch; the image at fault is looked for only when there is one
     for j, f in enumerate(files):
         x = batch[j]
         if not bool(torch.isfinite(x).all()):
@@ -91,7 +98,7 @@ def _super_resolve(model: "_LazyModel | _GivenModel", lrs: list, device: str, fi
     from ..imageio import quantize, read_image, to_float, write_image
 
     out: list = [None] * len(lrs)
-    paths = [_sr_cache_path(model.identity, model.scale, lr) if model.cache else None for lr in lrs]
+    paths = [_sr_cache_path(model.identity, model.scale, device, lr) if model.cache else None for lr in lrs]
     shapes: dict[tuple, list[int]] = {}  # LR shape -> the cache misses of that shape
     for i, (lr, path) in enumerate(zip(lrs, paths)):
         if path is not None and path.is_file():
@@ -107,11 +114,11 @@ def _super_resolve(model: "_LazyModel | _GivenModel", lrs: list, device: str, fi
         net = model.get()
         with torch.inference_mode():
             batch = net(torch.stack([to_float(lrs[i]) for i in idx]).to(device))
-        _check_output(model, batch, [files[i] if files else f"image {i}" for i in idx])
         want = (len(idx), *_sr_shape(lrs[idx[0]], model.scale))
-        if tuple(batch.shape) != want:
+        if isinstance(batch, torch.Tensor) and tuple(batch.shape) != want:
             raise AesopBenchError(f"model {model.name!r} returned shape {tuple(batch.shape)} for LR "
                                   f"{(len(idx), *lr_shape)}; expected {want}")
+        _check_output(model, batch, [files[i] if files else f"image {i}" for i in idx])
         for j, i in enumerate(idx):
             out[i] = quantize(batch[j].cpu())
             if paths[i] is not None and model.cache:
@@ -177,7 +184,8 @@ class NetworkSource:
         self.protocol = cfg.protocol
         self._sets: dict[str, ResolvedSet] = {}
         if self.model.cache:  # partial SR images of a killed run (an hour old: other runs may share the cache)
-            remove_stale_temps(_sr_cache_root(self.identity, cfg.protocol.scale), ("*/.*.tmp",), min_age=3600)
+            remove_stale_temps(_sr_cache_root(self.identity, cfg.protocol.scale, cfg.device), ("*/.*.tmp",),
+                               min_age=3600)
 
     def prepare_set(self, set_name, res, log) -> None:
         self._sets[set_name] = res

@@ -116,8 +116,8 @@ class ResultStore:
         own, and rank R > 0 takes rank 0's."""
         if stored == mine:
             return True
-        tag = UNCACHED
-        if self.rank > 0 and tag in stored and tag in mine and stored.split(tag)[0] == mine.split(tag)[0]:
+        if self.rank > 0 and UNCACHED in stored and UNCACHED in mine and \
+                stored.split(UNCACHED)[0] == mine.split(UNCACHED)[0]:
             self.model = {**self.model, "identity": stored}
             return True
         return False

@@ -23,6 +23,7 @@ is computed once per protocol and reused by every model.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -120,17 +121,21 @@ def extractor(device="cpu", mode: str = "legacy_pytorch") -> nn.Module:
     return FIDFeatures(build_fid_inception(sd)).to(device)
 
 
-def _weights_hash(mode: str) -> str | None:
-    """A short hash of the feature network's weights file (None where it is absent)."""
+def _cache_root(mode: str, device) -> Path | None:
+    """Where features are kept: under the feature definition, the weights' hash, and torch's version and the device
+    (float32 features differ in their last bits between them); None where the weights are absent."""
     from ..fileutil import sha256_cached
+    from .hrcache import device_tag
 
     path = wm.cache_path(wm.entry(WEIGHTS[mode]))
-    return sha256_cached(path, persist=True)[:16] if path.is_file() else None
+    if not path.is_file():
+        return None
+    weights = sha256_cached(path, persist=True)[:12]
+    return features_dir() / FEATURE_VERSIONS[mode] / f"w{weights}" / device_tag(device)
 
 
-def _cache_path(kind: str, img: torch.Tensor, mode: str, weights: str):
-    """Features are kept under the feature definition and the weights' hash, by the image's bytes."""
-    return cache_file(features_dir() / FEATURE_VERSIONS[mode] / f"w{weights}" / kind, tensor_key(img), ".npy")
+def _cache_path(root, kind: str, img: torch.Tensor):
+    return cache_file(root / kind, tensor_key(img), ".npy")
 
 
 CHUNK = 16  # 299x299 inputs per forward
@@ -155,8 +160,8 @@ def images_features(imgs: list[torch.Tensor], kind: str, device="cpu", mode: str
 
     if mode not in FID_MODES:
         raise AesopBenchError(f"unknown --fid-mode {mode!r}; choose one of {', '.join(FID_MODES)}")
-    weights = _weights_hash(mode)
-    paths = [None if weights is None else _cache_path(kind, img, mode, weights) for img in imgs]
+    root = _cache_root(mode, device)
+    paths = [None if root is None else _cache_path(root, kind, img) for img in imgs]
     out = [_read(p) for p in paths]
     miss = [i for i, o in enumerate(out) if o is None]
     if not miss:
