@@ -21,3 +21,4 @@ def _doctest_environment(request, tmp_path, monkeypatch):
         pytest.fail(f"doctest data missing: {data / 'Set5'} (set AESOP_BENCH_DATA)")
     monkeypatch.setenv("AESOP_BENCH_DATA", str(data))
     monkeypatch.setenv("AESOP_BENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AESOP_BENCH_LDL_SOURCE", str(tmp_path / "no-ldl-archive.zip"))

@@ -30,7 +30,7 @@ def _check_device(device: str) -> None:
 
 
 def cmd_eval(args) -> int:
-    from .data.sets import expand_sets
+    from .data.sets import display_name, expand_sets
     from .protocols import get_protocol
     from .evaluation.runner import EvalConfig, evaluate
     from .metrics.registry import expand_metrics
@@ -42,7 +42,7 @@ def cmd_eval(args) -> int:
         raise AesopBenchError("give --model NAME (a network to run) or --sr DIR (a folder of SR images), one of them")
     _check_device(args.device)
     protocol = get_protocol(args.protocol, scale=args.scale, modcrop=args.modcrop, crop_border=args.crop_border,
-                            lr_source=args.lr_source)
+                            lr_source=args.lr_source, test_data=args.test_data)
     sets = expand_sets(args.sets)
     metrics = expand_metrics(args.metrics)
     what = Path(args.sr).resolve().name if args.sr else short_name(args.model)
@@ -65,6 +65,11 @@ def cmd_eval(args) -> int:
               f"{'- (SR files define the area)' if args.sr else protocol.effective_modcrop}, "
               f"crop {protocol.effective_crop_border}, Y {'rounded' if protocol.y_round else 'float'})")
         print(summary_table(summary, sets, metrics))
+        for s in sets:
+            data = summary["sets"].get(s, {}).get("data") or {}
+            if data.get("source") == "ldl" or data.get("fallback"):
+                print(f"{display_name(s)}: HR {data.get('hr')}; LR: {data.get('lr')}; area: {data.get('area')}" +
+                      (" (fallback: LDL's test data not at hand)" if data.get("fallback") else ""))
         for s, images in summary.get("sr_folder", {}).get("cropped", {}).items():
             print(f"{s}: {len(images)} image(s) evaluated on the SR's smaller area (HR cropped at the top-left): "
                   + ", ".join(images))
@@ -129,9 +134,17 @@ def cmd_data(args) -> int:
         print(f"wrote {n} sub-images to {args.dst}")
         return 0
     if args.action == "list":
+        from .data import ldl
+
         for s in SETS.values():
             print(f"{s.name:12s} {s.folder:12s} {s.n_images or '?':>4} images  {s.description}")
+        print(f"{'ldl':12s} {ldl.FOLDER:12s}       LDL's test data (HR and LR files of "
+              f"{', '.join(ldl.LDL_NAMES.values())}): the paper protocol reads {', '.join(ldl.PAPER_SETS)} from it")
         return 0
+    if (args.sets or "").lower() == "ldl":
+        return _data_ldl(args, root)
+    if args.source:
+        raise AesopBenchError("--from applies to `data download ldl` only")
     names = expand_sets(args.sets or "set5")
     if args.action == "download":
         for n in names:
@@ -149,6 +162,34 @@ def cmd_data(args) -> int:
             make_lr(n, root, args.scale, args.modcrop)
         return 0
     raise AesopBenchError(f"unknown data action {args.action!r}")
+
+
+def _data_ldl(args, root) -> int:
+    """``data download|verify ldl``: LDL's test data (aesop_bench.data.ldl)."""
+    from .data import ldl
+
+    if args.action == "download":
+        print(f"LDL's test data: ready in {ldl.download(root, args.source)}")
+        return 0
+    if args.action == "verify":
+        status = 0
+        for name in ldl.LDL_NAMES:
+            try:
+                res = ldl.resolve_ldl(name, root, args.scale)
+            except AesopBenchError as exc:
+                print(f"{ldl.LDL_NAMES[name]}: {exc}")
+                status = 1
+                continue
+            if res is None:
+                print(f"{ldl.LDL_NAMES[name]}: not in {root / ldl.FOLDER}" +
+                      (" (the paper protocol falls back to the set's own files)" if name in ldl.PAPER_SETS else ""))
+                status |= name in ldl.PAPER_SETS
+                continue
+            print(f"{ldl.LDL_NAMES[name]}: {len(res.hr_files)} HR/LR pairs, unchanged since their hashes were "
+                  f"recorded ({root / ldl.RECORD})")
+            print("\n".join(ldl.compare_with_public(name, root)))
+        return status
+    raise AesopBenchError(f"data {args.action} ldl: only download and verify apply to LDL's test data")
 
 
 def cmd_weights(args) -> int:
@@ -231,7 +272,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .data.sets import expand_sets
+    from .data.sets import display_name, expand_sets
     from .fileutil import atomic_write_text
     from .metrics.registry import expand_metrics
     from .report.runs import load_runs
@@ -355,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--crop-border", type=int, default=None, help="border cropped before PSNR/SSIM (default: scale)")
     e.add_argument("--lr-source", choices=["make", "folder"], default=None,
                    help="make LR with MATLAB bicubic (default) or read the set's LR folder")
+    e.add_argument("--test-data", choices=["own", "ldl"], default=None,
+                   help="ldl: Set14, Manga109, General100, Urban100 and DIV2K-val from LDL's HR and LR files (the "
+                        "paper protocol's default); own: every set from its own files")
     e.add_argument("--data-root", default=None, help="folder holding the sets (default $AESOP_BENCH_DATA)")
     e.add_argument("--out", default=None, help="results folder (default runs/MODEL-PROTOCOL or runs/DIR-PROTOCOL)")
     e.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -382,9 +426,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "training sub-images (HR and whole-image LR) from a folder of HR images; extract-subimages: "
                         "HR sub-images only")
     d.add_argument("sets", nargs="?", default=None,
-                   help="comma-separated set names or 'all' (default set5); prepare-train and extract-subimages: "
-                        "the folder of HR images")
+                   help="comma-separated set names or 'all' (default set5), or 'ldl' (LDL's test data, which "
+                        "the paper protocol reads for five sets); prepare-train and extract-subimages: the folder of "
+                        "HR images")
     d.add_argument("--data-root", default=None, help="folder holding the sets (default $AESOP_BENCH_DATA)")
+    d.add_argument("--from", dest="source", default=None,
+                   help="download ldl: an archive (file or URL) or a folder holding LDL's test sets, e.g. saved by "
+                        "hand from its Baidu or OneDrive mirror (default $AESOP_BENCH_LDL_SOURCE, else LDL's Google "
+                        "Drive folder through gdown)")
     d.add_argument("--scale", type=int, default=4, help="make-lr, prepare-train: the downscaling factor")
     d.add_argument("--modcrop", type=int, default=None,
                    help="make-lr: crop HR to a multiple of this (default the scale); prepare-train: default 12")

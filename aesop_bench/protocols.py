@@ -14,11 +14,21 @@ psnr_eps      1e-8 added to the MSE (0-1 scale):   0 (identical images: inf)    
 niqe_crop     0 (IQA-PyTorch's default)            the border crop              the border crop
 lr_source     ``make``: MATLAB-bicubic LR from     the same                     the same
               the modcropped HR
+test_data     ``ldl``: Set14, Manga109,            ``own``: every set's own     ``own``
+              General100, Urban100, DIV2K-val      files
+              from LDL's HR and LR files (the HR
+              cropped to LR x scale); the others
+              as above
 ============  ===================================  ===========================  ===========================
 
 ``paper`` is the protocol of the AESOP paper's numbers: the authors' evaluation code (BasicSR's PSNR/SSIM
-conventions in their PyTorch metric functions, with 1e-8 in the MSE) on HR images cropped to a multiple of 12
-with LR made from them, and NIQE as IQA-PyTorch computes it (no border crop). ``basicsr`` is BasicSR's own
+conventions in their PyTorch metric functions, with 1e-8 in the MSE) on the authors' test data, and NIQE as
+IQA-PyTorch computes it (no border crop). Their test configurations (``test_Synthetic_AESOP_*.yml``) read
+Set14, Manga109, General100, Urban100 and DIV2K100 from LDL's distributed test data (``sr_dataset_fromLDL``:
+pre-made LR files) and BSD100 and LSDIR from HR cropped to a multiple of 12 with MATLAB-bicubic LR
+(``sr_dataset_fp64mod12``); :mod:`aesop_bench.data.ldl` fetches LDL's files, and a set whose LDL files are not
+at hand falls back to its own files under the mod-12 rule, said in the log and recorded per set in the run's
+summary (``data``). ``basicsr`` is BasicSR's own
 ``calculate_psnr``/``calculate_ssim`` with ``test_y_channel`` on HR cropped to the scale, and ``matlab`` the
 classic convention of the published bicubic numbers.
 
@@ -34,6 +44,7 @@ from .errors import AesopBenchError
 
 LR_SOURCES = ("make", "folder")
 GRAYSCALE_RULES = ("rgb", "keep")
+TEST_DATA = ("own", "ldl")
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,7 @@ class Protocol:
     lr_source: str = "make"
     psnr_eps: float = 0.0  # added to the MSE on the 0-1 scale (the AESOP code: 1e-8)
     niqe_crop: int | None = None  # None: crop_border
+    test_data: str = "own"  # ldl: the sets LDL distributes come from its HR and LR files (data/ldl.py)
 
     @property
     def effective_niqe_crop(self) -> int:
@@ -58,6 +70,8 @@ class Protocol:
             raise AesopBenchError(f"protocol grayscale rule {self.grayscale!r} unknown; use one of {GRAYSCALE_RULES}")
         if self.lr_source not in LR_SOURCES:
             raise AesopBenchError(f"LR source {self.lr_source!r} unknown; use one of {LR_SOURCES}")
+        if self.test_data not in TEST_DATA:
+            raise AesopBenchError(f"test data {self.test_data!r} unknown; use one of {TEST_DATA}")
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
             raise AesopBenchError(f"scale must be a positive integer, got {self.scale!r}")
         for field_name in ("modcrop", "crop_border", "niqe_crop"):
@@ -96,7 +110,8 @@ class Protocol:
 
 
 PROTOCOLS: dict[str, Protocol] = {
-    "paper": Protocol(name="paper", modcrop=12, y_round=False, grayscale="rgb", psnr_eps=1e-8, niqe_crop=0),
+    "paper": Protocol(name="paper", modcrop=12, y_round=False, grayscale="rgb", psnr_eps=1e-8, niqe_crop=0,
+                      test_data="ldl"),
     "basicsr": Protocol(name="basicsr", y_round=False, grayscale="rgb"),
     "matlab": Protocol(name="matlab", y_round=True, grayscale="keep"),
 }
@@ -112,12 +127,13 @@ def get_protocol(name: str, **overrides) -> Protocol:
 
 DEFAULT_PROTOCOL = "paper"
 # the fields that move a number (the name and version only label them)
-NUMERIC_FIELDS = ("scale", "modcrop", "crop_border", "y_round", "grayscale", "lr_source", "psnr_eps", "niqe_crop")
+NUMERIC_FIELDS = ("scale", "modcrop", "crop_border", "y_round", "grayscale", "lr_source", "psnr_eps", "niqe_crop",
+                  "test_data")
 
 
 def normalised(d: dict) -> dict:
     """A stored protocol record with the fields added since it was written filled in with what they meant then
-    (no MSE offset; NIQE cropped by the border crop)."""
+    (no MSE offset; NIQE cropped by the border crop; every set's own files)."""
     return Protocol(**{k: d[k] for k in Protocol.__dataclass_fields__ if k in d}).as_dict() if d else d
 
 

@@ -55,6 +55,9 @@ def isolated_home(tmp_path, monkeypatch):
     # variable is absent.
     monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", "")
     monkeypatch.delenv("AESOP_BENCH_WEIGHTS_MANIFEST")
+    # LDL's test data (read by the paper protocol for five sets) comes from an archive that is not there: no test
+    # reaches Google Drive, and a paper-protocol run falls back to the sets' own files unless a test provides it
+    monkeypatch.setenv("AESOP_BENCH_LDL_SOURCE", str(tmp_path / "no-ldl-archive.zip"))
     return home
 
 

@@ -163,6 +163,13 @@ class ResolvedSet:
     hr_dir: Path | None
     hr_files: list[Path]
     lr_dirs: dict[int, Path]
+    modcrop: int | None = None  # replaces the protocol's modcrop for this set (LDL's files: the scale)
+    lr_source: str | None = None  # replaces the protocol's LR source for this set (LDL's files: folder)
+    data: dict = field(default_factory=dict)  # where its HR and LR come from and the area compared (recorded)
+
+    def protocol(self, protocol):
+        """``protocol`` as it applies to this set's files."""
+        return protocol.with_overrides(modcrop=self.modcrop, lr_source=self.lr_source)
 
     def lr_file(self, hr_file: Path, scale: int) -> Path | None:
         folder = self.lr_dirs.get(scale)

@@ -15,8 +15,9 @@ set's folder name, its name or an alias), or, for a single set, the images thems
 * **Colour.** The protocol's grayscale rule applies to the HR as for models. Under ``basicsr`` a grayscale
   file is replicated to RGB; under ``matlab`` (grayscale kept) an RGB SR of a grayscale HR (Set14 ``bridge``
   in many releases) is converted with MATLAB's ``rgb2gray`` weights and rounded.
-* **LR.** ``lr_psnr`` uses the LR the protocol makes from the HR (cropped to the SR's area, then to the
-  protocol's modcrop) or, with ``--lr-source folder``, the set's LR file.
+* **LR.** ``lr_psnr`` uses the LR the protocol makes from the HR cropped to the SR's area (then to a multiple of
+  the scale: the area every metric of the image compares, whatever the protocol's modcrop) or, with
+  ``--lr-source folder`` (and LDL's sets under ``paper``), the set's LR file.
 * **Identity.** A folder run is identified by the folder's path; every stored value also records a hash of
   the HR and SR files it was computed from, so editing one image recomputes that image alone, and the
   summary records a hash over all file names and bytes (``content``).
@@ -172,7 +173,7 @@ class FolderSource:
         ``--lr-source folder`` reads it."""
         sr_file = self.sets[set_name].sr_files[hr_file.name]
         parts = self._digest(hr_file) + self._digest(sr_file)
-        if self.protocol is not None and self.protocol.lr_source == "folder":
+        if self.protocol is not None and self._res[set_name].protocol(self.protocol).lr_source == "folder":
             lr_file = self._res[set_name].lr_file(hr_file, self.protocol.scale)
             parts += self._digest(lr_file) if lr_file is not None else b"-"
         return hashlib.sha256(parts).hexdigest()[:20]
@@ -227,8 +228,8 @@ def _lr(res: ResolvedSet, hr_file: Path, hr, protocol, sr_size):
     from ..data.transforms import protocol_lr, to_rgb
 
     s = protocol.scale
-    if protocol.lr_source == "make":
-        return protocol_lr(hr, protocol)
+    if protocol.lr_source == "make":  # of the compared area (the SR's), cropped to a multiple of the scale only
+        return protocol_lr(hr, protocol.with_overrides(modcrop=s))
     lr_file, lr = res.read_lr(hr_file, s)
     lr = to_rgb(lr) if protocol.grayscale == "rgb" or hr.shape[0] == 3 else lr
     if lr.shape[-2] * s > sr_size[0] or lr.shape[-1] * s > sr_size[1]:

@@ -31,7 +31,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.sets import SETS, ResolvedSet, fingerprints, resolve, set_folder
+from ..data.ldl import resolve_for
+from ..data.sets import SETS, ResolvedSet, fingerprints, set_folder
 from ..distributed import barrier, init
 from .. import threads
 from ..errors import AesopBenchError
@@ -144,9 +145,24 @@ def _source(cfg: "EvalConfig"):
     return NetworkSource(cfg)
 
 
-def _resolve_or_download(name: str, cfg: EvalConfig) -> ResolvedSet:
-    """A set ready to evaluate: a registered set is downloaded (or completed) when allowed and refused when
-    it lacks images or holds others; a folder is taken as it is."""
+def _resolve_or_download(name: str, cfg: EvalConfig, tried: set) -> ResolvedSet:
+    """A set ready to evaluate, as the protocol reads it (:func:`aesop_bench.data.ldl.resolve_for`): a registered
+    set is downloaded (or completed) when allowed and refused when it lacks images or holds others; a folder is
+    taken as it is. LDL's test data is fetched once per run where the protocol reads it and it is missing; when
+    that fails the set's own files are used, and the log and the run's record say so."""
+    from ..data import ldl
+
+    if ldl.reads_ldl(name, cfg.protocol) and ldl.set_dir(name, cfg.data_root, cfg.protocol.scale) is None \
+            and cfg.download and "ldl" not in tried:
+        tried.add("ldl")
+        cfg.log(f"{name}: LDL's test data (which the paper's evaluation reads) is not under {cfg.data_root}; "
+                "downloading")
+        try:
+            ldl.download(cfg.data_root, log=cfg.log, sets=[s for s in cfg.sets if ldl.reads_ldl(s, cfg.protocol)])
+        except (AesopBenchError, OSError) as exc:  # OSError: a read-only data root
+            cfg.log(f"{name}: {exc}")
+    if ldl.reads_ldl(name, cfg.protocol) and ldl.set_dir(name, cfg.data_root, cfg.protocol.scale) is not None:
+        return ldl.resolve_for(name, cfg.data_root, cfg.protocol)
     if name in SETS:
         from ..data.manage import download_set, incomplete, require_complete
 
@@ -157,7 +173,7 @@ def _resolve_or_download(name: str, cfg: EvalConfig) -> ResolvedSet:
             download_set(name, cfg.data_root, log=cfg.log)
         if set_folder(name, cfg.data_root) is not None:
             require_complete(name, cfg.data_root)
-    return resolve(name, cfg.data_root)
+    return ldl.resolve_for(name, cfg.data_root, cfg.protocol)
 
 
 def _fetch_weights(cfg: EvalConfig) -> None:
@@ -205,15 +221,20 @@ def _evaluate(cfg: EvalConfig) -> dict:
         store = ResultStore(cfg.out_dir, run_model, cfg.protocol.as_dict(), rank=rank)
     current = {m.name: m.version for m in metrics}  # a summary averages only rows of these definitions
     set_images: dict[str, list[str]] = {}
+    set_data: dict[str, dict] = {}  # set -> where its HR and LR came from, the area compared
     sources: dict[tuple[str, str], str] = {}  # (set, image) -> hash of its files (result folders)
+    tried: set = set()
     ok = False
     try:
         for name in cfg.sets:
             if rank == 0:
-                res = _resolve_or_download(name, cfg)
+                res = _resolve_or_download(name, cfg, tried)
+                if res.data.get("fallback"):
+                    cfg.log(f"{name}: {res.data['fallback']}")
             barrier(world)
             if rank != 0:
-                res = resolve(name, cfg.data_root)
+                res = resolve_for(name, cfg.data_root, cfg.protocol)
+            set_data[name] = res.data
             keys = [image_key(f) for f in res.hr_files]
             if len(set(keys)) != len(keys):
                 raise AesopBenchError(f"{res.hr_dir}: two images share a name stem; rename one of them")
@@ -253,7 +274,8 @@ def _evaluate(cfg: EvalConfig) -> dict:
         if ok:
             barrier(world)
         store.reload()
-        extra = {"sr_folder": source.record()} if source.kind == "folder" and source.sets else None
+        extra = {"sr_folder": source.record()} if source.kind == "folder" and source.sets else {}
+        extra["data"] = set_data
         try:
             if rank == 0 and (ok or store.rows):  # a run that failed before storing anything leaves no empty summary
                 summary = store.finalize(set_images, extra, sources, current)
@@ -295,7 +317,7 @@ def _evaluate_images(cfg, res, name, todo, metrics, store, source) -> None:
     need_lr = any(m.spec.kind == "lr_reference" for m in metrics)  # a model source makes the LR regardless
     bar = tqdm(total=len(todo), desc=f"{name}", unit="img", disable=not cfg.progress, leave=False, file=sys.stderr)
     for group in batches(todo, *batch_limits(cfg)):
-        triples = source.images(res, name, [f for f, _, _ in group], cfg.protocol, need_lr)
+        triples = source.images(res, name, [f for f, _, _ in group], res.protocol(cfg.protocol), need_lr)
         shapes: dict[tuple, list] = {}  # a header's size can still hide a different crop or channel count
         for item, t in zip(group, triples):
             shapes.setdefault(tuple(None if x is None else tuple(x.shape) for x in t), []).append((item, t))
@@ -363,7 +385,7 @@ def _save_missing_sr(cfg, res, name, source, rank, world) -> None:
 
     missing = [f for f in res.hr_files[rank::world] if not _sr_file(cfg, name, image_key(f)).is_file()]
     for group in batches(missing, *batch_limits(cfg), path=lambda f: f):
-        for hr_file, (_, _, sr) in zip(group, source.images(res, name, group, cfg.protocol, True)):
+        for hr_file, (_, _, sr) in zip(group, source.images(res, name, group, res.protocol(cfg.protocol), True)):
             write_image(_sr_file(cfg, name, image_key(hr_file)), sr)
 
 
@@ -380,7 +402,7 @@ def _evaluate_distribution(cfg, res, name, metrics, store, source, set_src) -> N
     # images of any size together (the feature networks see 299x299 inputs), within the pixel bound all the same:
     # a model that has not run yet makes their SR images here
     for group in batches(res.hr_files, *batch_limits(cfg), path=lambda f: f, same_size=False):
-        triples = source.images(res, name, group, cfg.protocol, False)
+        triples = source.images(res, name, group, res.protocol(cfg.protocol), False)
         for m in metrics:
             sr_feats[m.name] += m.features([sr for _, _, sr in triples])
             hr_feats[m.name] += m.features([hr for hr, _, _ in triples])

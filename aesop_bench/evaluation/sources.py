@@ -194,8 +194,9 @@ class NetworkSource:
         """The content of the files a stored value of this image comes from: the HR image (and the set's LR
         file where the protocol reads it). A stored value counts only while they are unchanged."""
         digests = [sha256_cached(hr_file)]
-        if self.protocol.lr_source == "folder" and self._sets[set_name].hr_dir is not None:
-            lr_file = self._sets[set_name].lr_file(hr_file, self.protocol.scale)
+        res = self._sets[set_name]
+        if res.protocol(self.protocol).lr_source == "folder" and res.hr_dir is not None:
+            lr_file = res.lr_file(hr_file, self.protocol.scale)
             digests.append(sha256_cached(lr_file) if lr_file is not None else "-")
         return hashlib.sha256("".join(digests).encode()).hexdigest()[:20]
 

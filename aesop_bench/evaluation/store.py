@@ -238,6 +238,14 @@ class ResultStore:
             out["left_out"] = {m: "stored under several versions; evaluate it again to choose one" for m in mixed}
         return out
 
+    def _previous_sets(self) -> dict:
+        """The ``sets`` of the summary an earlier call wrote ({} when there is none or it cannot be read)."""
+        try:
+            sets = read_summary(self.dir / "summary.json").get("sets", {})
+        except (AesopBenchError, OSError, AttributeError):
+            return {}
+        return sets if isinstance(sets, dict) else {}
+
     def finalize(self, set_images: dict[str, list[str]], extra: dict | None = None,
                  sources: dict | None = None, current: dict[str, str] | None = None) -> dict:
         """Write per_image.csv and summary.json for the sets of this run and those stored by earlier ones
@@ -246,7 +254,14 @@ class ResultStore:
         for s in sorted({k[0] for k in self.rows} - set(set_images)):
             set_images[s] = sorted({k[1] for k in self.rows if k[0] == s and k[1] != SET_ROW})
         summary = self.summary(set_images, sources, current)
-        summary.update(extra or {})
+        extra = dict(extra or {})
+        data = extra.pop("data", {})  # per set: where its HR and LR came from, the area compared
+        before = self._previous_sets()
+        for s, entry in summary["sets"].items():
+            record = data.get(s) or before.get(s, {}).get("data")
+            if record:
+                entry["data"] = record
+        summary.update(extra)
         chosen = self.versions(current)
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")

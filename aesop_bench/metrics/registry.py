@@ -254,7 +254,8 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
                "PSNR on the Y channel (BT.601), border crop = protocol, float64", "PSNR", 3),
     MetricSpec("ssim", "full_reference", False, "ssim-y-gauss11-v1", _ssim,
                "SSIM on the Y channel, 11x11 Gaussian sigma 1.5, valid window, float64", "SSIM", 4),
-    MetricSpec("lr_psnr", "lr_reference", False, "lr-psnr-y-matlabbicubic-nocrop-v1", _lr_psnr,
+    # v2: a result folder's LR is made from the SR files' area (v1: from the HR cropped to the protocol's modcrop)
+    MetricSpec("lr_psnr", "lr_reference", False, "lr-psnr-y-matlabbicubic-nocrop-v2", _lr_psnr,
                "PSNR(MATLAB-bicubic-downscaled SR, LR) on Y, no crop", "LR-PSNR", 3,
                # under a rounding protocol a grayscale image's Y is rounded too (it was not before this tag)
                protocol_tag=lambda p: "grayround" if p.y_round else ""),

@@ -137,11 +137,16 @@ def crop_panels(runs: list[Run], set_name: str, image: str, box: tuple[int, int,
     if not runs:
         raise AesopBenchError("give at least one run")
     protocol = runs[0].protocol
-    res = resolve(set_name, Path(data_root))
+    res = None
+    if (runs[0].sets.get(set_name, {}).get("data") or {}).get("source") == "ldl":  # the HR the run compared
+        from ..data.ldl import resolve_ldl
+
+        res = resolve_ldl(set_name, Path(data_root), protocol.get("scale", 4))
+    res = res or resolve(set_name, Path(data_root))
     hr_file = next((f for f in res.hr_files if f.stem == image), None)
     if hr_file is None:
         raise AesopBenchError(f"{image!r} is not an image of {set_name} under {data_root}")
-    hr = mod_crop(to_rgb(read_image(hr_file)), protocol.get("modcrop", 4))
+    hr = mod_crop(to_rgb(read_image(hr_file)), res.modcrop or protocol.get("modcrop", 4))
     scale = protocol.get("scale", 4)
     panels = [("HR", hr, "")]
     if not any(r.model == "bicubic" for r in runs):

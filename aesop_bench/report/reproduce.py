@@ -42,6 +42,7 @@ class Plan:
     set_downloads: list[tuple[str, str, int | None]] = field(default_factory=list)  # (set, file, bytes)
     weight_downloads: list[tuple[str, str, int | None]] = field(default_factory=list)  # (name, url, bytes)
     manual: list[str] = field(default_factory=list)  # what must be fetched by hand, and where it goes
+    ldl_missing: list[str] = field(default_factory=list)  # sets the protocol reads from LDL's files, not here
     runs: list[tuple[str, list[str]]] = field(default_factory=list)  # (model, sets still to compute)
     estimate_s: float = 0.0
 
@@ -69,6 +70,12 @@ class Plan:
                        ", ".join(f.rsplit("/", 1)[-1] for f, _ in files))
         out += [f"  weights {w}: {u} ({size(n)})" for w, u, n in self.weight_downloads]
         out += [f"  by hand: {m}" for m in self.manual]
+        if self.ldl_missing:
+            from ..data.ldl import MIRRORS
+
+            out.append(f"  LDL's test data for {', '.join(self.ldl_missing)} (the paper protocol's files for them): "
+                       f"from {MIRRORS[0]}, size unknown; where that fails, each set's own files are used under the "
+                       "mod-12 rule and the tables say so")
         todo = [(m, s) for m, s in self.runs if s]
         out.append(f"to compute: {sum(len(s) for _, s in todo)} (model, set) runs")
         out += [f"  {m}: {', '.join(s)}" for m, s in todo]
@@ -109,7 +116,13 @@ def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, devic
     from ..metrics.registry import get_spec
     from ..models.zoo import ZOO
 
+    from ..data import ldl
+    from ..protocols import get_protocol
+
     p = Plan(recipe, recipe.model_names(backbone), out)
+    protocol = get_protocol(recipe.protocol)
+    p.ldl_missing = [s for s in recipe.sets if ldl.reads_ldl(s, protocol)
+                     and ldl.set_dir(s, data_root, protocol.scale) is None]
     for s in recipe.sets:
         entry = SETS[s]
         present = set_folder(s, data_root) is not None
@@ -171,6 +184,13 @@ def _fetch(p: Plan, data_root: Path, log) -> None:
 
     for s in dict.fromkeys(s for s, _, _ in p.set_downloads):
         download_set(s, data_root, log=log)
+    if p.ldl_missing:
+        from ..data import ldl
+
+        try:
+            ldl.download(data_root, log=log, sets=p.ldl_missing)
+        except (AesopBenchError, OSError) as exc:
+            log(f"{exc}\n{', '.join(p.ldl_missing)}: the sets' own files are used under the mod-12 rule instead")
     for name, _, _ in p.weight_downloads:
         wm.download(name, log=log, validate=weights_validator(name))
 

@@ -24,13 +24,17 @@ class Run:
     sr_folder: dict = field(default_factory=dict)  # result-folder runs: path, files, cropped images
     source: str = "model"  # model | folder: where its SR images came from (the compared area follows from it)
 
-    @property
-    def area(self) -> str:
-        """The image area every metric of the run compares: a model's runs the HR cropped to the protocol's
-        modcrop, a result folder's runs the SR files' own area."""
+    def area(self, set_name: str) -> str:
+        """The image area every metric of the run compares on a set: a model's runs the HR (the set's own, or
+        LDL's under ``paper``) cropped as its record says, a result folder's runs the SR files' own area."""
         if self.source == "folder":
             return "the SR files' area"
-        return f"the HR cropped to a multiple of {self.protocol.get('modcrop', '?')}"
+        record = self.sets.get(set_name, {}).get("data") or {}
+        return record.get("area") or f"the HR cropped to a multiple of {self.protocol.get('modcrop', '?')}"
+
+    def fallback(self, set_name: str) -> str:
+        """Why a set was read from other files than the protocol's ('' when it was not)."""
+        return (self.sets.get(set_name, {}).get("data") or {}).get("fallback", "")
 
     def sr_image(self, set_name: str, image: str) -> Path:
         """Where the run's SR image of ``image`` is: in its result folder, or saved with ``--save-sr``."""
@@ -135,9 +139,11 @@ def check_comparable(runs: list[Run], metrics: list[str], allow_mixed: bool = Fa
         desc = "; ".join(f"{r.label}: {r.protocol.get('name')} (modcrop {r.protocol.get('modcrop')}, "
                          f"y_round {r.protocol.get('y_round')})" for r in runs)
         problems.append(f"runs use different protocols: {desc}")
-    areas = {r.area for r in runs}
-    if len(areas) > 1:  # bicubic on Set5 under paper: 28.395 on the mod-12 area, 28.429 on the whole image
-        problems.append("runs compare different image areas: " + "; ".join(f"{r.label}: {r.area}" for r in runs))
+    for set_name in sorted({s for r in runs for s in r.sets}):
+        have = [r for r in runs if set_name in r.sets]
+        if len({r.area(set_name) for r in have}) > 1:  # bicubic on Set5 under paper: 28.395 mod-12, 28.429 whole
+            problems.append(f"runs compare different image areas of {set_name}: " +
+                            "; ".join(f"{r.label}: {r.area(set_name)}" for r in have))
     for m in metrics:
         versions = {r.versions.get(m) for r in runs if r.versions.get(m)}
         if len(versions) > 1:
@@ -150,7 +156,8 @@ def check_comparable(runs: list[Run], metrics: list[str], allow_mixed: bool = Fa
 
 def check_paper_protocol(runs: list[Run], allow_mixed: bool = False) -> list[str]:
     """Refuse (or, with ``allow_mixed``, describe) runs whose protocol differs from the paper's in a field that
-    moves numbers: a 0.03 dB modcrop difference is larger than the deltas a paper comparison prints."""
+    moves numbers: a 0.03 dB modcrop difference is larger than the deltas a paper comparison prints. (Sets read
+    from other files than the paper's, where LDL's test data was missing, are labelled: :func:`fallbacks`.)"""
     from ..protocols import PROTOCOLS, differences
 
     paper = PROTOCOLS["paper"].as_dict()
@@ -164,3 +171,15 @@ def check_paper_protocol(runs: list[Run], allow_mixed: bool = False) -> list[str
         raise AesopBenchError("; ".join(problems) + ". Re-evaluate with --protocol paper to compare with the paper, "
                               "or pass --allow-mixed to label the differences")
     return problems
+
+
+def fallbacks(runs: list[Run]) -> list[str]:
+    """One line per set that some runs read from its own files where the protocol reads LDL's (not at hand)."""
+    by_set: dict[str, list[str]] = {}
+    for r in runs:
+        for s in r.sets:
+            if r.fallback(s):
+                by_set.setdefault(s, []).append(r.label)
+    return [f"{s} was read from its own files under the mod-12 rule, not from LDL's test data as the paper's "
+            f"evaluation reads it (`aesop-bench data download ldl`), by {', '.join(labels)}"
+            for s, labels in sorted(by_set.items())]

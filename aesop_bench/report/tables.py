@@ -323,12 +323,13 @@ def report(runs: list[Run], layout: str = "table1", metrics: list[str] | None = 
            compare_paper: bool = False, significance: bool = False, allow_mixed: bool = False) -> Table:
     """The table of ``runs`` in ``layout``, after checking they are comparable (``allow_mixed``: label runs of
     different protocols instead of refusing them), with notes on anything off the paper's protocol."""
-    from .runs import check_comparable, check_paper_protocol
+    from .runs import check_comparable, check_paper_protocol, fallbacks
 
     problems = check_comparable(runs, metrics or LAYOUTS.get(layout, ([], ""))[0], allow_mixed)
     off_paper = check_paper_protocol(runs, allow_mixed) if compare_paper else []
     table = build_table(runs, layout, metrics, sets, compare_paper, significance)
     table.notes += [f"not the paper's protocol: {p}" for p in off_paper]
+    table.notes += [f"not the paper's test data: {p}" for p in fallbacks(runs)]
     if problems:
         table.notes += [f"mixed: {p}" for p in problems]
         for r in runs:

@@ -1,7 +1,7 @@
 """Validation during training: the EMA network on the config's validation set, under the paper's protocol.
 
 An SR network goes through the evaluator itself (``aesop_bench.evaluate``), so a validation value equals what
-``aesop-bench eval`` reports for the exported checkpoint; an AE is scored on its reconstruction of the
+``aesop-bench eval --test-data own`` reports for the exported checkpoint (the set's own files, mod-12); an AE is scored on its reconstruction of the
 protocol's HR with the same metric objects. SR images are not cached (every validation has new weights).
 """
 
@@ -66,7 +66,8 @@ def validate(cfg: TrainConfig, net: nn.Module, step: int, device: torch.device) 
     from ..protocols import get_protocol
 
     v = cfg.val
-    protocol = get_protocol("paper", scale=cfg.data.scale)
+    # the set's own files (no download of LDL's test data in the middle of a training run)
+    protocol = get_protocol("paper", scale=cfg.data.scale, test_data="own")
     if cfg.kind == "sr":
         res = evaluate(CallableModel(net, protocol.scale, name=f"{cfg.name}@{step}"), sets=[v.set],
                        metrics=v.metrics, protocol=protocol, device=str(device), data_root=data_root(v.data_root))
