@@ -14,14 +14,41 @@ def ranks() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
+TIMEOUT_ENV = "AESOP_BENCH_DIST_TIMEOUT"  # minutes a rank waits for the others at a collective (default 60)
+
+
+def timeout():
+    """How long a rank waits at a collective: ``$AESOP_BENCH_DIST_TIMEOUT`` minutes, default 60 (gloo's default of
+    30 is shorter than a validation pass or a set's download on rank 0)."""
+    from datetime import timedelta
+
+    from .errors import AesopBenchError
+
+    raw = os.environ.get(TIMEOUT_ENV, "60")
+    try:
+        minutes = float(raw)
+        if not minutes > 0:
+            raise ValueError
+    except ValueError:
+        raise AesopBenchError(f"${TIMEOUT_ENV}={raw!r}: give the minutes a rank may wait, a positive number") from None
+    return timedelta(minutes=minutes)
+
+
 def init(device: str = "cpu") -> tuple[int, int, int]:
-    """Join the process group once (NCCL for CUDA training, gloo otherwise) and return :func:`ranks`."""
+    """Join the process group once (NCCL for CUDA training, gloo otherwise) and return :func:`ranks`. On CUDA each
+    process's current device is its ``LOCAL_RANK`` (so NCCL's barrier and ``cuda`` tensors go to its own GPU),
+    and the group is bound to it."""
     rank, world, local = ranks()
     if world > 1:
+        import torch
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
+            cuda = str(device).startswith("cuda")
+            if cuda:
+                torch.cuda.set_device(local)
+            kw = {"device_id": torch.device("cuda", local)} if cuda else {}
+            dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout(), **kw)
     return rank, world, local
 
 

@@ -44,16 +44,16 @@ def run_one(arch: str, device: str, precision: str, tile: int | None, overlap: i
     model = NetModel(arch, net, 4, arch, device, precision, tile, overlap)
     x = torch.rand(1, 3, 192, 256)
     base = _rss_kb()
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
     t = time.perf_counter()
     for _ in range(repeat):
         out = model(x)
-    if device == "cuda":
-        torch.cuda.synchronize()
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
     dt = (time.perf_counter() - t) / repeat
-    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda" else \
+    peak = torch.cuda.max_memory_allocated(device) / 2 ** 20 if str(device).startswith("cuda") else \
         (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
     torch.save(out.cpu(), os.environ["BENCH_OUT"])
     return {"seconds": dt, "peak_mib": peak}

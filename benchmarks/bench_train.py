@@ -37,16 +37,16 @@ def one(config: str, device: str, batch: int, steps: int, tmp: Path) -> dict:
     lr = torch.rand(batch, 3, cfg.data.patch // 4, cfg.data.patch // 4, device=tr.device)
     hr = torch.rand(batch, 3, cfg.data.patch, cfg.data.patch, device=tr.device)
     tr.train_step(lr, hr)  # warm-up
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
     t = time.perf_counter()
     for _ in range(steps):
         tr.train_step(lr, hr)
-    if device == "cuda":
-        torch.cuda.synchronize()
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
     dt = (time.perf_counter() - t) / steps
-    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda" else \
+    peak = torch.cuda.max_memory_allocated(device) / 2 ** 20 if str(device).startswith("cuda") else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"sec_per_step": dt, "peak_mib": peak}
 

@@ -176,20 +176,26 @@ def test_cli_eval_prints_a_table_and_json(bench_root, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_torchrun_shards_images_between_two_ranks(bench_root, tmp_path):
-    """Two gloo ranks share the images; the results equal those of one process."""
+    """Two gloo ranks share the images, also the SR images and Inception features of FID (the ranks make their
+    shares, rank 0 the distance); the results equal those of one process."""
     import os
     import socket
     import subprocess
     import sys
 
+    from benchmarks.standins import make_standins
+
+    make_standins(tmp_path / "standins", which=("pt_inception",))  # deterministic random Inception weights
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = ["-m", "aesop_bench", "eval", "--model", "bicubic", "--sets", "set5,set14", "--metrics",
-            "psnr,ssim,lr_psnr", "--protocol", "matlab", "--data-root", str(bench_root), "--quiet"]
+            "psnr,ssim,lr_psnr,fid", "--protocol", "matlab", "--data-root", str(bench_root), "--quiet"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], check=True, env=env, timeout=600,
                    capture_output=True)
+    assert main(["cache", "clear", "all"]) == 0  # the ranks compute the SR images and features again
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                            str(port), *args, "--out", str(tmp_path / "two")], env=env, timeout=600,
                           capture_output=True, text=True)
@@ -198,7 +204,7 @@ def test_torchrun_shards_images_between_two_ranks(bench_root, tmp_path):
     assert (tmp_path / "two" / "per_image.csv").read_text() == (tmp_path / "one" / "per_image.csv").read_text()
     one = json.loads((tmp_path / "one" / "summary.json").read_text())
     two = json.loads((tmp_path / "two" / "summary.json").read_text())
-    assert one["sets"] == two["sets"]
+    assert one["sets"] == two["sets"] and "fid" in two["sets"]["set14"]["metrics"]
 
 
 def test_stored_values_follow_the_images_they_came_from(bench_root, tmp_path):

@@ -327,6 +327,47 @@ def test_two_process_ddp_equals_one_process(tmp_path, train_root):
     assert not (tmp_path / "two" / "ckpt" / "step_0000004").with_name(".tmp_step_0000004").exists()
 
 
+@pytest.mark.slow
+def test_two_process_training_validates_and_resumes_as_one_process(tmp_path, train_root, bench_root):
+    """torchrun with two CPU processes (gloo), validating every 2 steps: rank 0 validates alone while the other
+    waits, and the validation log equals one process's; killed after its first checkpoint and resumed, it goes on
+    with each rank's own random state (seed + rank), saved per rank in the checkpoint."""
+    over = ["steps=4", "checkpoint_every=2", "log_every=1", "val.every=2", f"val.data_root={bench_root}",
+            "val.metrics=[psnr, lr_psnr]", "losses=[{type: l1, weight: 1.0}]", "discriminator=null"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    single = [sys.executable, "-m", "aesop_bench", "train", "sr", "--config", str(CONFIGS / "smoke_ldl.yaml"),
+              "--data-root", str(train_root), "--quiet"] + [a for o in over for a in ("--opt", o)]
+    proc = subprocess.run(single + ["--out", str(tmp_path / "one")], env=env, timeout=600, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), "-m", "aesop_bench"] + single[3:] + ["--out", str(tmp_path / "two")]
+    proc = subprocess.run([*ddp, "--opt", "steps=2"], env=env, timeout=600, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = torch.load(tmp_path / "two" / "ckpt" / "step_0000002" / "state.pt", weights_only=True)
+    ranks = state["rng_ranks"]
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
+    ddp[ddp.index("--master_port") + 1] = str(_free_port())
+    proc = subprocess.run([*ddp, "--resume", str(tmp_path / "two")], env=env, timeout=600, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = _rows(tmp_path / "one" / "val.csv"), _rows(tmp_path / "two" / "val.csv")
+    assert [(r["step"], r["metric"]) for r in two] == [(r["step"], r["metric"]) for r in one] == \
+        [("2", "psnr"), ("2", "lr_psnr"), ("4", "psnr"), ("4", "lr_psnr")]
+    for a, b in zip(one, two):
+        assert float(b["value"]) == pytest.approx(float(a["value"]), abs=1e-3), (a, b)
+
+
+def test_objectives_that_leave_parameters_untrained_are_refused(tmp_path, train_root):
+    """An AE trained with ae_lr alone leaves its decoder without a gradient (DDP would stop at the second step),
+    and SPSR's gradient branch trains only under SPSR's own objective: both are refused, naming why."""
+    tr = _trainer("smoke_ae", tmp_path / "ae", train_root, ["losses=[{type: ae_lr, weight: 1.0}]"])
+    with pytest.raises(AesopBenchError, match="get no gradient from this objective .*decoder"):
+        tr.train_step(*next(tr._batches()))
+    with pytest.raises(AesopBenchError, match="SPSR is in the zoo to be evaluated"):
+        _trainer("smoke_ldl", tmp_path / "spsr", train_root, ["generator.arch=spsr", "generator.opts={}"])
+
+
 def test_discriminator_batchnorm_as_the_authors_code():
     """The 256 discriminator pools BatchNorm statistics over all processes (the authors' nn.SyncBatchNorm),
     the 128 one keeps them per process; in one process on CPU the pooled layer is plain BatchNorm."""

@@ -20,7 +20,10 @@ repeats in well under a second plus start-up, and a killed one resumes.
 
 Under ``torchrun`` (WORLD_SIZE > 1) the images of each set are shared between
 the ranks (image i goes to rank i mod WORLD_SIZE); each rank stores its own
-rows, and rank 0 computes the set-level metrics and writes the results.
+rows and makes the SR images and FID/pFID features of its share (cached on
+disk), and rank 0 computes the set-level distances from them and writes the
+results. A rank waits for the others at most ``$AESOP_BENCH_DIST_TIMEOUT``
+minutes (default 60).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class EvalConfig:
     sr_dir: Path | None = None  # a folder of SR results instead of a model
     sr_suffix: str = ""
     name: str | None = None  # the run's label in tables and plots
+    alone: bool = False  # this process evaluates by itself even under torchrun (no collectives): validation
 
     def __post_init__(self):
         from ..distributed import check_device_name
@@ -202,7 +206,7 @@ def evaluate(cfg: EvalConfig) -> dict:
 def _evaluate(cfg: EvalConfig) -> dict:
     from ..metrics.metric import Metric
 
-    rank, world, _ = init()  # barriers only: gloo, CPU tensors on any device
+    rank, world, _ = (0, 1, 0) if cfg.alone else init()  # barriers only: gloo, CPU tensors on any device
     threads.apply(cfg.threads)
     if world > 1 and cfg.device == "cuda":
         cfg.device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
@@ -267,7 +271,10 @@ def _evaluate(cfg: EvalConfig) -> dict:
                 sources[(name, SET_ROW)] = set_src
             dist = [m for m in metrics if m.spec.kind == "distribution"
                     and not store.has(name, SET_ROW, m.name, m.version, set_src)]
-            if dist and rank == 0:
+            if dist and world > 1:  # every rank makes the SR and features of its share (cached on disk) ...
+                _share_features(cfg, res, name, dist, source, res.hr_files[rank::world])
+                barrier(world)
+            if dist and rank == 0:  # ... and rank 0 reads them back for the set's distance
                 _evaluate_distribution(cfg, res, name, dist, store, source, set_src)
         ok = True
     finally:
@@ -387,6 +394,16 @@ def _save_missing_sr(cfg, res, name, source, rank, world) -> None:
     for group in batches(missing, *batch_limits(cfg), path=lambda f: f):
         for hr_file, (_, _, sr) in zip(group, source.images(res, name, group, res.protocol(cfg.protocol), True)):
             write_image(_sr_file(cfg, name, image_key(hr_file)), sr)
+
+
+def _share_features(cfg, res, name, metrics, source, hr_files) -> None:
+    """The SR images and the features of one rank's share of a set, for the caches (SR images, features) that
+    rank 0 then reads instead of computing the whole set alone while the other ranks wait."""
+    for group in batches(hr_files, *batch_limits(cfg), path=lambda f: f, same_size=False):
+        triples = source.images(res, name, group, res.protocol(cfg.protocol), False)
+        for m in metrics:
+            m.features([sr for _, _, sr in triples])
+            m.features([hr for hr, _, _ in triples])
 
 
 def _evaluate_distribution(cfg, res, name, metrics, store, source, set_src) -> None:

@@ -35,9 +35,10 @@ def _gaussian_window() -> list[float]:
     return (g / g.sum()).tolist()
 
 
-@lru_cache(maxsize=1)
-def _gamma_table() -> tuple[torch.Tensor, torch.Tensor]:
-    gam = torch.arange(0.2, 10.0005, 0.001, dtype=torch.float64)
+@lru_cache(maxsize=4)
+def _gamma_table(device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The grid of AGGD shapes and their moment ratios, on ``device`` (one table per device)."""
+    gam = torch.arange(0.2, 10.0005, 0.001, dtype=torch.float64, device=device)
     gam = torch.round(gam * 1000) / 1000  # the grid 0.2:0.001:10, without accumulated rounding
     lg = torch.lgamma
     r_gam = torch.exp(2 * lg(2 / gam) - lg(1 / gam) - lg(3 / gam))
@@ -67,7 +68,7 @@ def _aggd(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     gammahat = left / right
     rhat = v.abs().mean(1) ** 2 / v2.mean(1)
     rhatnorm = rhat * (gammahat ** 3 + 1) * (gammahat + 1) / (gammahat ** 2 + 1) ** 2
-    gam, r_gam = _gamma_table()
+    gam, r_gam = _gamma_table(str(v.device))
     alpha = gam[_nearest(r_gam, rhatnorm)]
     scale = torch.sqrt(_gamma(1 / alpha) / _gamma(3 / alpha))
     return alpha, left * scale, right * scale
@@ -152,9 +153,9 @@ def niqe_gray(img: torch.Tensor, mu_pris: torch.Tensor, cov_pris: torch.Tensor, 
         raise ValueError(f"NIQE found fewer than two {BLOCK}x{BLOCK} blocks with finite features in the {w}x{h} "
                          "image (flat blocks give none); it is undefined for this image")
     cov = torch.cov(complete.T)
-    mu_pris = mu_pris.to(torch.float64).flatten()
+    mu_pris = mu_pris.to(torch.float64).to(mu.device).flatten()
     diff = (mu_pris - mu)[None]
-    inv = torch.linalg.pinv((cov_pris.to(torch.float64) + cov) / 2)
+    inv = torch.linalg.pinv((cov_pris.to(torch.float64).to(cov.device) + cov) / 2)
     return float(torch.sqrt(diff @ inv @ diff.T).squeeze())
 
 
@@ -183,7 +184,7 @@ def luminance(img: torch.Tensor, color_space: str = "yiq", variant: str = "pyiqa
         y = to_255(img)[0]
     elif color_space == "yiq" and variant == "pyiqa":
         x = (img.float() / 255.0) if img.dtype == torch.uint8 else img.float()
-        w = torch.tensor(_YIQ, dtype=torch.float32).t()
+        w = torch.tensor(_YIQ, dtype=torch.float32, device=x.device).t()
         y = (torch.matmul(x.permute(1, 2, 0), w)[..., 0] * 255.0).double()
     elif color_space == "yiq":
         r, g, b = to_255(img).unbind(0)

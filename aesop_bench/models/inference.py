@@ -60,10 +60,10 @@ def tiled_forward(net: nn.Module, x: torch.Tensor, scale: int, tile: int, overla
         for left in tile_starts(w, tw, tile - overlap):
             c0, c1 = _kept(left, tw, w, m_lo, m_hi)
             patch = net(x[..., top:top + th, left:left + tw])
-            if out is None:
-                out = patch.new_zeros(b, patch.shape[1], h * scale, w * scale)
-                weight = patch.new_zeros(1, 1, h * scale, w * scale)
-            keep = patch[..., (r0 - top) * scale:(r1 - top) * scale, (c0 - left) * scale:(c1 - left) * scale]
+            if out is None:  # overlapping tiles are summed and averaged in float32 (bf16 would round each sum)
+                out = patch.new_zeros(b, patch.shape[1], h * scale, w * scale, dtype=torch.float32)
+                weight = patch.new_zeros(1, 1, h * scale, w * scale, dtype=torch.float32)
+            keep = patch[..., (r0 - top) * scale:(r1 - top) * scale, (c0 - left) * scale:(c1 - left) * scale].float()
             out[..., r0 * scale:r1 * scale, c0 * scale:c1 * scale] += keep
             weight[..., r0 * scale:r1 * scale, c0 * scale:c1 * scale] += 1
     return out / weight

@@ -219,8 +219,12 @@ def reproduce(recipe: Recipe, backbone: str | None = None, device: str = "cpu", 
     if (p.set_downloads or p.weight_downloads) and not download:
         raise AesopBenchError("stopped before computing anything: files are missing and downloads are off "
                               "(--no-download); the list is above")
+    from ..distributed import barrier, init
+
+    rank, world, _ = init()  # every rank joins first, then waits (up to $AESOP_BENCH_DIST_TIMEOUT) for the fetch
     if rank == 0:
         _fetch(p, data_root, say)
+    barrier(world)
     protocol = get_protocol(recipe.protocol)
     for model, todo in p.runs:
         for s in todo:

@@ -46,17 +46,42 @@ def save_weights(net: nn.Module, path: Path, meta: dict | None = None) -> None:
     atomic_write_bytes(path, struct.pack("<Q", len(text)) + text + data[8 + n:])
 
 
-def rng_state() -> dict:
+def seed_all(seed: int) -> None:
+    """Seed torch (CPU and every CUDA device), Python and NumPy."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
+
+
+def rng_state(device: "torch.device | str | None" = None) -> dict:
+    """This process's generators: torch's CPU one, the CUDA one of ``device`` (a CUDA device), Python's, NumPy's."""
     np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-            "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
-            "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2])}
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+             "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
+             "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2])}
+    if device is not None and torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(torch.device(device))
+    return state
 
 
-def set_rng_state(s: dict) -> None:
+def set_rng_state(s: dict, device: "torch.device | str | None" = None) -> None:
     torch.set_rng_state(s["torch"])
     random.setstate((3, tuple(s["python"]), None if s["python_pos"] == -1 else s["python_pos"]))
     np.random.set_state(("MT19937", s["numpy_keys"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
+    if "cuda" in s and device is not None and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(s["cuda"], torch.device(device))
+
+
+def gather_rng_states(world: int, device=None) -> list[dict]:
+    """Every rank's :func:`rng_state`, in rank order (on every rank; the one state of a single process)."""
+    mine = rng_state(device)
+    if world == 1:
+        return [mine]
+    import torch.distributed as dist
+
+    out: list = [None] * world
+    dist.all_gather_object(out, mine)
+    return out
 
 
 def latest(root: Path) -> Path | None:

@@ -14,6 +14,12 @@ from ..models.zoo import ARCHS, build_arch
 from .config import TrainConfig
 
 
+# architectures the zoo evaluates but training does not support, and why
+NOT_TRAINABLE = {"spsr": "SPSR is in the zoo to be evaluated; its gradient branch trains only under SPSR's own "
+                         "objective (gradient-map losses), which aesop-bench does not implement, so that branch "
+                         "would get no gradient"}
+
+
 def build_generator(cfg: TrainConfig) -> nn.Module:
     g = cfg.generator
     if cfg.kind == "ae":
@@ -23,6 +29,9 @@ def build_generator(cfg: TrainConfig) -> nn.Module:
         return net
     if g.arch not in ARCHS:
         raise AesopBenchError(f"config generator.arch {g.arch!r}; choose one of {', '.join(ARCHS)}")
+    if g.arch in NOT_TRAINABLE:
+        raise AesopBenchError(f"config generator.arch {g.arch!r}: {NOT_TRAINABLE[g.arch]}; train one of "
+                              f"{', '.join(a for a in ARCHS if a not in NOT_TRAINABLE)}")
     try:
         net = build_arch(g.arch, cfg.data.scale, **g.opts)
     except AesopBenchError as exc:

@@ -28,12 +28,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import random
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import threads
@@ -63,9 +61,7 @@ class Trainer:
         if self.device.type == "cpu":
             threads.apply()  # $AESOP_BENCH_THREADS, else the cores other processes leave free
         self.main = self.rank == 0
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        random.seed(cfg.seed)
+        ck.seed_all(cfg.seed)  # the initial weights: one seed for every rank (DDP starts from rank 0's anyway)
         self.data_root = Path(data_root) if data_root else Path(os.environ.get("AESOP_BENCH_TRAIN_DATA", "."))
 
         net_g = build_generator(cfg).to(self.device)
@@ -98,6 +94,9 @@ class Trainer:
             self.opt_d = torch.optim.Adam(net_d.parameters(), lr=od.lr, betas=tuple(od.betas), eps=od.eps)
             self.sched_d = torch.optim.lr_scheduler.MultiStepLR(self.opt_d, od.milestones or [10 ** 12], od.gamma)
         self.step = 0
+        self._checked_grads = False
+        # from here each rank draws its own random numbers (SwinIR's DropPath masks, ...): seed + rank, BasicSR's rule
+        ck.seed_all(cfg.seed + self.rank)
         self.logs = RunLog(self.out, self)
         if self.main:
             for p in ck.clean_partial(self.out):
@@ -131,11 +130,13 @@ class Trainer:
         sampler = StepSampler(len(ds), c.batch, self.cfg.seed, self.step, self.rank, self.world)
         # the loader's own generator: starting its iterator draws a worker seed, which must not move the global
         # RNG (a resumed run starts its iterator mid-run, an uninterrupted one did so at step 0)
+        cuda = self.device.type == "cuda"  # page-locked batches, copied while the GPU computes
         loader = torch.utils.data.DataLoader(ds, batch_size=c.batch // self.world, sampler=sampler,
                                              num_workers=c.workers, persistent_workers=c.workers > 0,
+                                             pin_memory=cuda,
                                              generator=torch.Generator().manual_seed(self.cfg.seed + self.step))
         for lr, hr in loader:
-            yield lr.to(self.device), hr.to(self.device)
+            yield lr.to(self.device, non_blocking=cuda), hr.to(self.device, non_blocking=cuda)
 
     # -- one step ---------------------------------------------------------------------------------
     def _micro(self, n_local: int) -> int:
@@ -157,7 +158,7 @@ class Trainer:
         groups = list(zip(lr.split(group), hr.split(group)))
         if self.net_d is not None:
             self.net_d.requires_grad_(False)
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}  # detached, on the device: read back once per step, not per micro-batch
         srs = []
         self.opt_g.zero_grad(set_to_none=True)
         for k, (l, h) in enumerate(groups):
@@ -170,28 +171,50 @@ class Trainer:
                     x = StepInputs(l, h, self.net_g(l), micro=m)
                     srs.append(x.out.detach())
                 total, parts = objective(x, self, self.weights)
-                if not torch.isfinite(total):
-                    raise FloatingPointError(", ".join(f"{k2}={v.item():.4g}" for k2, v in parts.items()))
-                (total * share).backward()
-            for k2, v in parts.items():
-                sums[k2] = sums.get(k2, 0.0) + v.item() * share
-            sums["total_g"] = sums.get("total_g", 0.0) + total.item() * share
+                if total.requires_grad:  # a loss with no graph (a constant) is only checked, below
+                    (total * share).backward()
+            if not self._checked_grads:
+                self._check_all_trained()
+            for k2, v in [*parts.items(), ("total_g", total)]:
+                sums[k2] = sums.get(k2, 0.0) + v.detach().float() * share
+        self._stop_if_not_finite(sums)  # before the optimiser step: the weights stay those of the last good step
         if cfg.optim_g.clip:
             torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), cfg.optim_g.clip)
         self.opt_g.step()
-        logs = dict(sums)
         if "gan" in self.weights:
-            logs["d_real"], logs["d_fake"] = self._discriminator_step(groups, srs, len(lr), m, amp)
+            sums["d_real"], sums["d_fake"] = self._discriminator_step(groups, srs, len(lr), m, amp)
         self._ema_update()
         self.sched_g.step()
-        return logs
+        return dict(zip(sums, torch.stack(list(sums.values())).tolist()))
 
-    def _discriminator_step(self, groups, srs, n: int, m: int, amp) -> tuple[float, float]:
+    def _stop_if_not_finite(self, sums: dict) -> None:
+        """Raise FloatingPointError on every rank when any rank's loss is not finite (one rank stopping alone would
+        leave the others waiting in the next gradient reduction)."""
+        bad = (~torch.isfinite(sums["total_g"])).float().reshape(1)
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(bad)
+        if bad.item():
+            raise FloatingPointError(", ".join(f"{k}={float(v):.4g}" for k, v in sums.items()))
+
+    def _check_all_trained(self) -> None:
+        """Refuse, after the first backward pass, an objective that leaves generator parameters without a gradient:
+        they would never train, and under DDP the second step fails inside the gradient reduction."""
+        self._checked_grads = True
+        idle = [n for n, p in ck.bare(self.net_g).named_parameters() if p.requires_grad and p.grad is None]
+        if idle:
+            raise AesopBenchError(
+                f"config losses {', '.join(self.weights)}: {len(idle)} generator parameter(s) get no gradient from "
+                f"this objective ({', '.join(idle[:5])}{', ...' if len(idle) > 5 else ''}); they would never train "
+                "(and DDP stops at the second step). Add a loss term that uses them (an AE needs ae_recon)")
+
+    def _discriminator_step(self, groups, srs, n: int, m: int, amp) -> tuple:
         """The relativistic discriminator step: the real half, then the fake half, per micro-batch means."""
         cfg, d = self.cfg, self.net_d
         d.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
-        d_real = d_fake = 0.0
+        d_real = d_fake = 0.0  # detached tensors after the first micro-batch, read back with the step's losses
         for k, ((_, h), sr) in enumerate(zip(groups, srs)):
             share = len(h) / n
             with self._no_sync(d, k < len(groups) - 1):
@@ -203,8 +226,8 @@ class Trainer:
                 with amp:
                     l_fake = L.per_micro(L.gan_discriminator_fake, m, d(sr).float(), real_pred.detach().float())
                 (l_fake * share).backward()
-            d_real += l_real.item() * share
-            d_fake += l_fake.item() * share
+            d_real = d_real + l_real.detach() * share
+            d_fake = d_fake + l_fake.detach() * share
         if cfg.optim_d.clip:
             torch.nn.utils.clip_grad_norm_(d.parameters(), cfg.optim_d.clip)
         self.opt_d.step()
@@ -262,10 +285,12 @@ class Trainer:
             final = None
             if self.step % self.cfg.checkpoint_every == 0 or self.step == end:
                 final = self.save_checkpoint()
-            if self._val_due() and self.main:
-                self.validate()
-                if final is not None:  # a resume from this checkpoint need not validate again
-                    ck.mark(final, "val")
+            if self._val_due():
+                if self.main:
+                    self.validate()
+                    if final is not None:  # a resume from this checkpoint need not validate again
+                        ck.mark(final, "val")
+                barrier(self.world)  # the other ranks wait here, in no collective, while rank 0 validates
         bar.close()
         return history
 
@@ -301,10 +326,11 @@ class Trainer:
 
     def save_checkpoint(self) -> Path | None:
         barrier(self.world)
+        rngs = ck.gather_rng_states(self.world, self.device)  # every rank's generators, CPU and CUDA
         if not self.main:
             return None
         state = {"step": self.step, "opt_g": self.opt_g.state_dict(), "sched_g": self.sched_g.state_dict(),
-                 "rng": ck.rng_state()}
+                 "rng": rngs[0], "rng_ranks": rngs}
         if self.opt_d is not None:
             state.update(opt_d=self.opt_d.state_dict(), sched_d=self.sched_d.state_dict())
         final = ck.write(self._ckpt_root(), self.step, self._nets(), state, self._meta(), self.cfg.keep_checkpoints)
@@ -327,8 +353,16 @@ class Trainer:
         if self.opt_d is not None:
             self.opt_d.load_state_dict(state["opt_d"])
             self.sched_d.load_state_dict(state["sched_d"])
-        ck.set_rng_state(state["rng"])
         self.step = int(state["step"])
+        saved = state.get("rng_ranks") or [state["rng"]]
+        if len(saved) == self.world:
+            ck.set_rng_state(saved[self.rank], self.device)
+        else:  # another number of processes: rank r continues from seed + r + the step
+            ck.seed_all(self.cfg.seed + self.rank + self.step)
+            if self.main:
+                self.log(f"the checkpoint holds the random states of {len(saved)} process(es), this run has "
+                         f"{self.world}: each rank is seeded with seed + rank + step instead (the run goes on, not "
+                         "bit for bit as it would have)")
         done = ck.completed(last)
         redo_val = self._val_due() and "val" not in done
         if self.main:  # a validation at the checkpoint's step that did not finish is run again below
@@ -337,9 +371,11 @@ class Trainer:
         if self.main and "export" not in done:
             self.log(f"exporting the EMA weights of step {self.step} (the run stopped before it had)")
             self._export(last)
-        if self.main and redo_val:
-            self.validate()
-            ck.mark(last, "val")
+        if redo_val:
+            if self.main:
+                self.validate()
+                ck.mark(last, "val")
+            barrier(self.world)
 
 
 __all__ = ["Trainer", "build_generator", "build_discriminator"]

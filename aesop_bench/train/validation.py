@@ -7,6 +7,9 @@ protocol's HR with the same metric objects. SR images are not cached (every vali
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 
@@ -57,8 +60,9 @@ def prepare_validation_set(cfg: TrainConfig, log=print) -> None:
 @torch.no_grad()
 def validate(cfg: TrainConfig, net: nn.Module, step: int, device: torch.device) -> dict[str, float]:
     """Mean of each validation metric for ``net`` (the EMA generator or AE) at ``step``."""
-    from ..api import CallableModel, evaluate
-    from ..data.sets import resolve
+    from ..api import CallableModel
+    from ..data.sets import expand_sets, resolve
+    from ..evaluation.runner import EvalConfig, evaluate
     from ..data.transforms import mod_crop, to_rgb
     from ..imageio import quantize, read_image
     from ..metrics.metric import Metric
@@ -69,9 +73,16 @@ def validate(cfg: TrainConfig, net: nn.Module, step: int, device: torch.device) 
     # the set's own files (no download of LDL's test data in the middle of a training run)
     protocol = get_protocol("paper", scale=cfg.data.scale, test_data="own")
     if cfg.kind == "sr":
-        res = evaluate(CallableModel(net, protocol.scale, name=f"{cfg.name}@{step}"), sets=[v.set],
-                       metrics=v.metrics, protocol=protocol, device=str(device), data_root=data_root(v.data_root))
-        return {m: res.mean(v.set, m) for m in v.metrics if res.mean(v.set, m) is not None}
+        # this process alone, even under torchrun: the other ranks wait for it at a barrier, none of them inside
+        # the evaluator's collectives
+        with tempfile.TemporaryDirectory(prefix="aesop-bench-val-") as tmp:
+            names, metrics = expand_sets(v.set), expand_metrics(v.metrics)
+            summary = evaluate(EvalConfig(
+                model=CallableModel(net, protocol.scale, name=f"{cfg.name}@{step}"), sets=names, metrics=metrics,
+                protocol=protocol, data_root=data_root(v.data_root), out_dir=Path(tmp), device=str(device),
+                download=False, progress=False, log=lambda msg: None, alone=True))
+        means = summary["sets"][names[0]]["metrics"]
+        return {m: means[m] for m in metrics if m in means}
     metrics = [Metric(m, protocol, device) for m in v.metrics if m != "lr_psnr"]
     sums: dict[str, list[float]] = {}
     for f in resolve(v.set, data_root(v.data_root)).hr_files:

@@ -75,10 +75,13 @@ class PooledBatchNorm2d(nn.BatchNorm2d):
                 m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
                 self.running_mean.mul_(1 - m).add_(mean.detach().to(self.running_mean.dtype), alpha=m)
                 self.running_var.mul_(1 - m).add_((var.detach() * n / (n - 1)).to(self.running_var.dtype), alpha=m)
-        mean, var = mean.to(x.dtype).view(1, c, 1, 1), var.to(x.dtype).view(1, c, 1, 1)
-        out = (x - mean) * torch.rsqrt(var + self.eps)
+        # normalised in float32 at least (as nn.SyncBatchNorm and autocast's batch_norm): under bf16 a mean rounded
+        # to bf16 before x - mean would shift every activation
+        dt = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+        mean, var = mean.to(dt).view(1, c, 1, 1), var.to(dt).view(1, c, 1, 1)
+        out = (x.to(dt) - mean) * torch.rsqrt(var + self.eps)
         if self.affine:
-            out = out * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+            out = out * self.weight.to(dt).view(1, c, 1, 1) + self.bias.to(dt).view(1, c, 1, 1)
         return out
 
 

@@ -121,7 +121,7 @@ class SwinTransformerBlock(nn.Module):
         windows = window_partition(x, self.window_size).view(-1, self.window_size * self.window_size, c)
         if self.shift_size > 0:
             mask = self.attn_mask if tuple(self.input_resolution) == tuple(x_size) else \
-                self.calculate_mask(x_size).to(x.device)
+                _cached_mask(self, tuple(x_size), x.device)
         else:
             mask = None
         attn = self.attn(windows, mask=mask).view(-1, self.window_size, self.window_size, c)
@@ -235,3 +235,17 @@ class SwinIR(nn.Module):
         x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
         x = x / self.img_range + mean
         return x[:, :, : h * self.upscale, : w * self.upscale]
+
+
+_MASKS: dict = {}  # (window, shift, size, device) -> the shifted-window attention mask of that size
+
+
+def _cached_mask(block, size: tuple, device) -> "torch.Tensor":
+    """A shifted block's attention mask for an image size other than its training size, built once per size and
+    device (it depends only on the window, the shift and the size), not in every block of every forward."""
+    key = (block.window_size, block.shift_size, size, str(device))
+    if key not in _MASKS:
+        if len(_MASKS) > 64:
+            _MASKS.clear()
+        _MASKS[key] = block.calculate_mask(size).to(device)
+    return _MASKS[key]

@@ -1,0 +1,204 @@
+"""The GPU check: what only a CUDA machine can show, in one run that prints a table and exits non-zero on a
+failure.
+
+    python benchmarks/gpu_check.py [--train-data ../shared/data/train] [--data ../shared/data/benchmarks]
+
+Checks (each line says what it compares):
+
+* ``nccl-devices``: under ``torchrun`` each rank's current CUDA device is its LOCAL_RANK and the process group
+  is bound to it (``torch.cuda.set_device`` + ``device_id``);
+* ``train-ddp-val``: ``torchrun --nproc_per_node=<all GPUs>`` trains a smoke config with validation every 2 steps
+  (rank 0 validates alone, the others wait), killed after its first checkpoint and resumed;
+* ``cuda-rng``: a CUDA generator state saved and restored (as a checkpoint holds one per rank) gives the draws
+  of an uninterrupted run (SwinIR's DropPath masks after a resume), where re-seeding replayed step 0's;
+* ``bf16-tiles``: tiled bf16 inference accumulates overlapping tiles in float32 (output dtype float32, equal to
+  the untiled bf16 output within bf16's resolution);
+* ``pooled-bn-bf16``: the pooled BatchNorm normalises in float32 under bf16 autocast (against float32 within
+  bf16's resolution);
+* ``niqe-cuda``: NIQE of a CUDA tensor equals NIQE of the same image on the CPU;
+* ``speed``: seconds per x4 SR of a 256x192 LR by RRDB and SwinIR, fp32 and bf16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_devices(n: int) -> tuple[bool, str]:
+    code = ("import os, torch, torch.distributed as dist; from aesop_bench.distributed import init; "
+            "r, w, l = init('cuda'); ok = torch.cuda.current_device() == l; "
+            "t = torch.ones(1, device='cuda') * r; dist.all_reduce(t); dist.barrier(); "
+            "print('RANKOK' if ok and int(t.item()) == w * (w - 1) // 2 else 'RANKBAD', r, l, "
+            "torch.cuda.current_device()); dist.destroy_process_group()")
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--master_port",
+                        str(_port()), "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    good = p.returncode == 0 and p.stdout.count("RANKOK") == n
+    return good, f"{p.stdout.count('RANKOK')}/{n} ranks on their own device" + ("" if good else p.stderr[-500:])
+
+
+def check_train(n: int, train_data: Path, data: Path) -> tuple[bool, str]:
+    import torch
+
+    out = Path(tempfile.mkdtemp(prefix="gpu-check-train-"))
+    base = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--master_port"]
+    # no VGG19 (the machine may have no internet): L1 and the GAN with the U-Net discriminator
+    opts = ["steps=4", "checkpoint_every=2", "log_every=1", "val.every=2", f"val.data_root={data}",
+            "data.batch=" + str(4 * n), "losses=[{type: l1, weight: 1.0}, {type: gan, weight: 0.005}]"]
+    args = ["-m", "aesop_bench", "train", "sr", "--config", "smoke_ldl", "--data-root", str(train_data), "--device",
+            "cuda", "--quiet", "--out", str(out / "run")] + [a for o in opts for a in ("--opt", o)]
+    t = time.perf_counter()
+    first = subprocess.run(base + [str(_port())] + args + ["--opt", "steps=2"], capture_output=True, text=True,
+                           timeout=900, cwd=REPO)
+    if first.returncode:
+        return False, first.stderr[-800:]
+    state = torch.load(out / "run" / "ckpt" / "step_0000002" / "state.pt", weights_only=True)
+    ranks = state.get("rng_ranks", [])
+    cuda_saved = len(ranks) == n and all("cuda" in r for r in ranks)
+    second = subprocess.run(base + [str(_port())] + args + ["--resume", str(out / "run")], capture_output=True,
+                            text=True, timeout=900, cwd=REPO)
+    val = (out / "run" / "val.csv").read_text() if (out / "run" / "val.csv").is_file() else ""
+    good = second.returncode == 0 and val.count("\n") == 3 and cuda_saved
+    return good, (f"{n} GPU(s), {time.perf_counter() - t:.0f} s; CUDA RNG states saved for {len(ranks)} rank(s); "
+                  f"val.csv:\n{val}" + ("" if good else second.stderr[-800:]))
+
+
+def check_cuda_rng() -> tuple[bool, str]:
+    import torch
+
+    from aesop_bench.train import checkpoint as ck
+
+    dev = torch.device("cuda", 0)
+    ck.seed_all(3)
+    torch.rand(5, device=dev)
+    saved = ck.rng_state(dev)
+    want = torch.rand(5, device=dev)
+    ck.seed_all(0)  # what a resume did before: CUDA re-seeded, step-0 masks replayed
+    ck.set_rng_state(saved, dev)
+    got = torch.rand(5, device=dev)
+    return bool(torch.equal(got, want)), "CUDA draws after a restore equal the uninterrupted ones"
+
+
+def check_bf16_tiles() -> tuple[bool, str]:
+    import torch
+
+    from aesop_bench.models.inference import NetModel
+    from aesop_bench.models.zoo import ARCHS
+
+    torch.manual_seed(0)
+    net = ARCHS["rrdb"](4, num_feat=32, num_block=2, num_grow_ch=16)
+    x = torch.rand(1, 3, 96, 128)
+    whole = NetModel("rrdb", net, 4, "a", "cuda", "bf16")(x)
+    tiled = NetModel("rrdb", net, 4, "b", "cuda", "bf16", 48, 16)(x)
+    err = float((whole.float() - tiled.float()).abs().max())
+    return tiled.dtype == torch.float32 and err < 2 ** -6, f"tiled output {tiled.dtype}, max |tiled - whole| {err:.2e}"
+
+
+def check_pooled_bn() -> tuple[bool, str]:
+    import torch
+
+    from aesop_bench.models.archs.discriminator_arch import PooledBatchNorm2d
+
+    torch.manual_seed(0)
+    bn = PooledBatchNorm2d(8).cuda().train()
+    x = (torch.randn(4, 8, 16, 16, device="cuda") * 3 + 100)  # a large mean: bf16 rounding of it would show
+    import torch.distributed as dist
+
+    if not dist.is_initialized():  # a group of one: the pooled path (statistics through the all-reduce)
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_port()))
+        dist.init_process_group("nccl", rank=0, world_size=1, device_id=torch.device("cuda", 0))
+    import aesop_bench.models.archs.discriminator_arch as D
+
+    saved = dist.get_world_size
+    dist.get_world_size = lambda *a: 2  # take the pooled branch with one process
+    try:
+        ref = bn(x.float())
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = bn(x.bfloat16())
+    finally:
+        dist.get_world_size = saved
+    err = float((out.float() - ref).abs().max())
+    return err < 0.05, f"max |bf16 - fp32| {err:.3g} after normalisation ({D.__name__})"
+
+
+def check_niqe(data: Path) -> tuple[bool, str]:
+    import torch
+
+    from aesop_bench.imageio import read_image
+    from aesop_bench.metrics.niqe import niqe
+    from aesop_bench.metrics.niqe import load_pristine
+
+    mat = REPO.parent / "shared" / "data" / "weights" / "niqe" / "modelparameters.mat"
+    pristine = load_pristine(mat)
+    img = read_image(data / "Set5" / "HR" / "baby.png")[None]
+    cpu = float(niqe(img, pristine=pristine)[0])
+    gpu = float(niqe(img.cuda(), pristine=tuple(p.cuda() for p in pristine))[0])
+    return abs(cpu - gpu) < 1e-6, f"CPU {cpu:.6f}, CUDA {gpu:.6f}"
+
+
+def speed() -> tuple[bool, str]:
+    import torch
+
+    from aesop_bench.models.inference import NetModel
+    from aesop_bench.models.zoo import ARCHS
+
+    x = torch.rand(1, 3, 192, 256)
+    out = []
+    for arch in ("rrdb", "swinir"):
+        for prec in ("fp32", "bf16"):
+            m = NetModel(arch, ARCHS[arch](4), 4, arch, "cuda", prec)
+            m(x)
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            for _ in range(3):
+                m(x)
+            torch.cuda.synchronize()
+            out.append(f"{arch} {prec} {(time.perf_counter() - t) / 3:.3f} s")
+    return True, "; ".join(out)
+
+
+def main() -> int:
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train-data", default=str(REPO.parent / "shared" / "data" / "train"))
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "benchmarks"))
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("no CUDA device: this script checks what only a GPU can show")
+        return 2
+    n = torch.cuda.device_count()
+    print(f"{n} x {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+    checks = [("nccl-devices", lambda: check_devices(n)),
+              ("train-ddp-val", lambda: check_train(n, Path(args.train_data), Path(args.data))),
+              ("cuda-rng", check_cuda_rng), ("bf16-tiles", check_bf16_tiles), ("pooled-bn-bf16", check_pooled_bn),
+              ("niqe-cuda", lambda: check_niqe(Path(args.data))), ("speed", speed)]
+    failed = 0
+    for name, fn in checks:
+        try:
+            ok, what = fn()
+        except Exception as exc:  # noqa: BLE001 - a check that crashes is a failed check, the others still run
+            ok, what = False, f"{type(exc).__name__}: {exc}"
+        failed += not ok
+        print(f"{'PASS' if ok else 'FAIL'}  {name:15s} {what}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
