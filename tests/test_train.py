@@ -450,3 +450,35 @@ def test_pooled_batchnorm_pools_over_the_global_batch(tmp_path, train_root):
     _same(one, two, atol=1e-3)
     per_process = _run_variant(tmp_path, train_root, "per_process", common + ["sync_bn=false"], 1, steps=1)
     assert sum(not torch.allclose(one[k], per_process[k], atol=1e-2) for k in one if k.startswith("d.")) > 5
+
+
+def test_pooled_discriminator_with_micro_batched_generator_equals_the_whole_share(tmp_path, train_root):
+    """With the pooled (256) discriminator the generator keeps its micro-batches: the step's generator gradient
+    equals the one of the whole share in a single pass (GAN term and BatchNorm statistics over all 4 patches, its
+    means per micro-batch of 2), to float32 tolerance."""
+    from aesop_bench.train.objective import StepInputs, objective
+
+    over = ["discriminator={arch: vgg256, opts: {num_feat: 4}}", "data.patch=256", "data.batch=4",
+            "data.micro_batch=2", "losses=[{type: l1, weight: 0.01}, {type: gan, weight: 0.005}]", "sync_bn=true",
+            "data.hr_dirs=[BSD200]", "generator.opts={num_feat: 8, num_block: 1, num_grow_ch: 4}"]
+    tr = _trainer("smoke_ldl", tmp_path / "pooled", train_root, over)
+    assert tr._pooled
+    lr, hr = next(tr._batches())
+    tr.opt_g.step = lambda *a, **k: None  # keep the gradients, leave the weights
+    tr._discriminator_step = lambda *a, **k: (torch.zeros(()), torch.zeros(()))
+    tr._ema_update = lambda: None
+    seen = []
+    forward = tr.net_g.forward
+    tr.net_g.forward = lambda x: seen.append(len(x)) or forward(x)
+    logs = tr.train_step(lr, hr)
+    assert max(seen) == 2  # the generator never ran on the whole share
+    got = {n: p.grad.clone() for n, p in tr.net_g.named_parameters()}
+    tr.net_g.forward = forward
+    tr.opt_g.zero_grad(set_to_none=True)
+    tr.net_d.requires_grad_(False)
+    total, parts = objective(StepInputs(lr, hr, tr.net_g(lr), micro=2), tr, tr.weights)
+    total.backward()
+    for n, p in tr.net_g.named_parameters():
+        assert torch.allclose(got[n], p.grad, rtol=1e-4, atol=1e-7), n
+    assert logs["gan"] == pytest.approx(float(parts["gan"].detach()), rel=1e-5)
+    assert logs["total_g"] == pytest.approx(float(total.detach()), rel=1e-5)

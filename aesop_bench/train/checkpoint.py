@@ -72,6 +72,13 @@ def set_rng_state(s: dict, device: "torch.device | str | None" = None) -> None:
         torch.cuda.set_rng_state(s["cuda"], torch.device(device))
 
 
+def restore_rng(state: dict, device=None) -> None:
+    """Put torch's CPU generator (and ``device``'s CUDA one) back to ``state`` (:func:`rng_state`)."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and device is not None and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], torch.device(device))
+
+
 def gather_rng_states(world: int, device=None) -> list[dict]:
     """Every rank's :func:`rng_state`, in rank order (on every rank; the one state of a single process)."""
     mine = rng_state(device)

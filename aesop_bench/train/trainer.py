@@ -45,7 +45,7 @@ from .config import TrainConfig, to_dict
 from .data import PairedPatches, StepSampler, training_images
 from .nets import build_discriminator, build_generator
 from .logs import RunLog
-from .objective import StepInputs, needs, objective
+from .objective import TERMS, StepInputs, needs, objective
 from .validation import check_validation_metrics, prepare_validation_set, validate
 
 
@@ -152,26 +152,35 @@ class Trainer:
         if cfg.channels_last:
             lr, hr = lr.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last)
         m = self._micro(len(lr))
-        # with pooled BatchNorm the discriminator must see the rank's whole share at once; the generator (no
-        # BatchNorm) then runs on it in one pass too, and only the GAN's means are taken per micro-batch
-        group = len(lr) if self._pooled else m
-        groups = list(zip(lr.split(group), hr.split(group)))
+        groups = list(zip(lr.split(m), hr.split(m)))
         if self.net_d is not None:
             self.net_d.requires_grad_(False)
         sums: dict[str, torch.Tensor] = {}  # detached, on the device: read back once per step, not per micro-batch
         srs = []
         self.opt_g.zero_grad(set_to_none=True)
+        weights, grad_sr = self.weights, None
+        if self._pooled and "gan" in self.weights and cfg.kind == "sr":
+            # the pooled discriminator normalises over the rank's whole share: the GAN term and its gradient with
+            # respect to the SR images come from one pass over the share, while the generator, VGG19 and the AE
+            # keep their micro-batches (the generator runs once more, without a graph, to make the share's SR)
+            grad_sr, srs, states = self._pooled_gan(lr, hr, groups, m, amp, sums)
+            weights = {k: w for k, w in self.weights.items() if k != "gan"}
         for k, (l, h) in enumerate(groups):
             share = len(l) / len(lr)
+            if grad_sr is not None:
+                ck.restore_rng(states[k], self.device)  # DropPath draws the masks of the pass that made srs[k]
             with self._no_sync(self.net_g, k < len(groups) - 1), amp:
                 if cfg.kind == "ae":
                     out, z = self.net_g(h, return_bottleneck=True)
                     x = StepInputs(l, h, out, z)
                 else:
                     x = StepInputs(l, h, self.net_g(l), micro=m)
-                    srs.append(x.out.detach())
-                total, parts = objective(x, self, self.weights)
-                if total.requires_grad:  # a loss with no graph (a constant) is only checked, below
+                    if grad_sr is None:
+                        srs.append(x.out.detach())
+                total, parts = objective(x, self, weights) if weights else (x.out.sum() * 0, {})
+                if grad_sr is not None:  # the GAN term's gradient joins this micro-batch's backward pass
+                    torch.autograd.backward([total * share, x.out], [None, grad_sr[k * m:(k + 1) * m]])
+                elif total.requires_grad:  # a loss with no graph (a constant) is only checked, below
                     (total * share).backward()
             if not self._checked_grads:
                 self._check_all_trained()
@@ -182,10 +191,30 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), cfg.optim_g.clip)
         self.opt_g.step()
         if "gan" in self.weights:
-            sums["d_real"], sums["d_fake"] = self._discriminator_step(groups, srs, len(lr), m, amp)
+            # the pooled discriminator sees the whole share at once; otherwise one micro-batch at a time
+            d_groups = [(lr, hr)] if grad_sr is not None else groups
+            d_srs = [torch.cat(srs)] if grad_sr is not None else srs
+            sums["d_real"], sums["d_fake"] = self._discriminator_step(d_groups, d_srs, len(lr), m, amp)
         self._ema_update()
         self.sched_g.step()
         return dict(zip(sums, torch.stack(list(sums.values())).tolist()))
+
+    def _pooled_gan(self, lr, hr, groups, m: int, amp, sums: dict):
+        """The GAN term over the rank's whole share (pooled BatchNorm statistics), added to ``sums``: returns its
+        gradient with respect to the share's SR images, the SR images of each micro-batch, and the random state
+        before each micro-batch's generator pass (to replay it with a graph)."""
+        states, srs = [], []
+        with torch.no_grad(), amp:
+            for l, _ in groups:
+                states.append(ck.rng_state(self.device))
+                srs.append(self.net_g(l).detach())
+        sr = torch.cat(srs).requires_grad_(True)
+        with amp:
+            gan = TERMS["gan"].compute(StepInputs(lr, hr, sr, micro=m), self)
+        (grad,) = torch.autograd.grad(self.weights["gan"] * gan.float(), sr)
+        sums["gan"] = gan.detach().float()
+        sums["total_g"] = self.weights["gan"] * gan.detach().float()
+        return grad, srs, states
 
     def _stop_if_not_finite(self, sums: dict) -> None:
         """Raise FloatingPointError on every rank when any rank's loss is not finite (one rank stopping alone would
