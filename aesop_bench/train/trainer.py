@@ -20,7 +20,9 @@ global batch; a rank holding several micro-batches accumulates their gradients, 
 train the same way: every loss is a mean over one micro-batch, the relativistic GAN's means and per-process
 BatchNorm statistics (the 128 discriminator) are taken per micro-batch, and the step's gradient is the mean
 over the micro-batches. The 256 discriminator pools its BatchNorm statistics over the whole global batch, as
-the authors' ``nn.SyncBatchNorm`` does: it sees each rank's share in one pass. Only rank 0 writes.
+the authors' ``nn.SyncBatchNorm`` does: it sees each rank's share in one pass, and the generator's gradient
+from the GAN term is taken over that share (with respect to its SR images) and fed into each micro-batch's
+backward pass, so the generator, VGG19 and the AE keep their micro-batches. Only rank 0 writes.
 """
 
 from __future__ import annotations
