@@ -137,6 +137,48 @@ def fetch(url: str, dest: str | os.PathLike, sha256: str | None = None, *, retri
     return got
 
 
+def folder_md5(folder: str | os.PathLike) -> str:
+    """deepinv's ``calculate_md5_for_folder``: the MD5 of the concatenated hex MD5s of the folder's files in name
+    order (the MD5 of nothing when the folder holds anything but files), the checksum deepinv publishes for
+    DIV2K and LSDIR."""
+    import hashlib
+
+    folder = Path(folder)
+    h = hashlib.md5()
+    entries = sorted(os.listdir(folder)) if folder.is_dir() else []
+    if entries and all((folder / e).is_file() for e in entries):
+        for e in entries:
+            m = hashlib.md5()
+            with open(folder / e, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    m.update(block)
+            h.update(m.hexdigest().encode())
+    return h.hexdigest()
+
+
+class ProgressBar:
+    """A download's progress (bytes, size, rate) on stderr, for :func:`fetch`'s ``progress``."""
+
+    def __init__(self, desc: str, enabled: bool = True):
+        self.desc, self.enabled, self.bar = desc, enabled, None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            import sys
+
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=0, desc=self.desc, unit="B", unit_scale=True, unit_divisor=1024,
+                            file=sys.stderr, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _safe_target(root: Path, name: str) -> Path:
     target = (root / name).resolve()
     root_resolved = root.resolve()

@@ -174,3 +174,76 @@ def test_readme_main_command_with_a_local_server(server, mirror_sets, bench_root
         n = sum(1 for r in csv.DictReader(f) if r["set"] in ("set5", "set14"))
     got = list((tmp_path / "fresh").rglob("*.png"))
     assert len(got) == n
+
+
+def _deepinv_md5(folder):
+    """deepinv's calculate_md5_for_folder, written out here: MD5 of the joined hex MD5s of the files by name."""
+    import hashlib
+
+    joined = "".join(hashlib.md5((folder / n).read_bytes()).hexdigest() for n in sorted(os.listdir(folder)))
+    return hashlib.md5(joined.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["lsdir_val", "div2k_val"])
+def test_archive_sets_are_verified_with_the_published_folder_checksum(name, server, bench_root, tmp_path,
+                                                                      monkeypatch):
+    """LSDIR's val1.tar.gz and DIV2K's zip from a local server: the HR folder's deepinv checksum (LSDIR: the MD5
+    of the folder's MD5, as deepinv's split check) must match, each file's sha256 is recorded at the first
+    verified download; a changed file and a truncated archive are refused, with nothing recorded or placed."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from aesop_bench.data import manage
+    from aesop_bench.data.sets import SETS, Archive
+
+    www, url, _ = server
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in sorted((bench_root / "Set5" / "HR").iterdir()):
+        shutil.copy(f, src / f.name)
+    folder_md5 = _deepinv_md5(src)
+    lsdir = name == "lsdir_val"
+    published = hashlib.md5(folder_md5.encode()).hexdigest() if lsdir else folder_md5
+    members = "val1/HR/val" if lsdir else "DIV2K_valid_HR"
+
+    def build(path, files):
+        if lsdir:
+            with tarfile.open(path, "w:gz") as tf:
+                for f in files:
+                    tf.add(f, f"{members}/{f.name}")
+                tf.add(files[0], "val1/X4/val/" + files[0].name)  # the LR folders travel with it, unused
+        else:
+            with zipfile.ZipFile(path, "w") as zf:
+                for f in files:
+                    zf.write(f, f"{members}/{f.name}")
+
+    arc_name = "val1.tar.gz" if lsdir else "DIV2K_valid_HR.zip"
+    entry = dataclasses.replace(SETS[name], n_images=5,
+                                archive=Archive(f"{url}/{arc_name}", None, members, published, lsdir))
+    monkeypatch.setitem(SETS, name, entry)
+    data = tmp_path / "data"
+    record = data / manage.RECORDED_HASHES
+    # a changed file: the checksum fails, the download is deleted, nothing recorded or placed
+    changed = tmp_path / "changed"
+    shutil.copytree(src, changed)
+    (changed / "bird.png").write_bytes((changed / "bird.png").read_bytes() + b"\0")
+    build(www / arc_name, sorted(changed.iterdir()))
+    with pytest.raises(AesopBenchError, match="do not match the published checksum"):
+        manage.download_set(name, data, log=None)
+    assert not record.exists() and not (data / entry.folder / "HR").exists()
+    # a truncated archive: refused, deleted
+    build(www / arc_name, sorted(src.iterdir()))
+    (www / arc_name).write_bytes((www / arc_name).read_bytes()[:3000])
+    with pytest.raises(AesopBenchError, match="cannot be extracted|do not match"):
+        manage.download_set(name, data, log=None)
+    assert not record.exists() and not (data / entry.folder / "HR").exists()
+    # the real one
+    build(www / arc_name, sorted(src.iterdir()))
+    manage.download_set(name, data, log=None)
+    assert sorted(p.name for p in (data / entry.folder / "HR").iterdir()) == sorted(p.name for p in src.iterdir())
+    rec = json.loads(record.read_text())
+    assert rec[f"{name}/HR/bird.png"] == hashlib.sha256((src / "bird.png").read_bytes()).hexdigest()
+    assert manage.verify_set(name, data).status == "canonical"
+    (data / entry.folder / "HR" / "bird.png").write_bytes(b"damaged")
+    assert manage.verify_set(name, data).status == "differs"

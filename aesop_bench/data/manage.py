@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import tarfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AesopBenchError
-from ..download import extract, fetch, github_raw_url, record_first_hash
+from ..download import ProgressBar, extract, fetch, folder_md5, github_raw_url, record_first_hash
 from ..fileutil import sha256_file
 from .sets import HR_DIRS, SETS, find_child, fingerprints, list_images, resolve, set_folder
 
@@ -35,19 +39,48 @@ def download_set(name: str, data_root: Path, log=print) -> Path:
     if entry.archive is not None:
         arc = entry.archive
         cache = Path(data_root) / ".downloads" / Path(arc.url).name
-        got = fetch(arc.url, cache, arc.sha256)
-        if arc.sha256 is None:
-            record_first_hash(Path(data_root) / RECORDED_HASHES, arc.url, got, log)
+        hr = root / "HR"
+        if hr.exists():
+            raise AesopBenchError(f"{hr} exists already; remove it to download {name} again")
+        bar = ProgressBar(f"{name}: {Path(arc.url).name}", enabled=log is not None)
+        try:
+            got = fetch(arc.url, cache, arc.sha256, progress=bar)
+        finally:
+            bar.close()
         staging = Path(data_root) / ".downloads" / f"{name}.extract"
-        extract(cache, staging)
+        if staging.exists():
+            shutil.rmtree(staging)
+        try:
+            extract(cache, staging)
+        except (AesopBenchError, OSError, EOFError, zipfile.BadZipFile, tarfile.TarError) as exc:
+            cache.unlink(missing_ok=True)
+            raise AesopBenchError(f"{cache}: the archive from {arc.url} cannot be extracted ({exc}); it was deleted: "
+                                  "run the command again to download it anew") from None
         src = staging / arc.members
         if not src.is_dir():
             raise AesopBenchError(f"{cache}: expected a folder {arc.members}/ in the archive; the archive has changed")
-        hr = root / "HR"
+        if arc.folder_md5:
+            digest = folder_md5(src)
+            digest = hashlib.md5(digest.encode()).hexdigest() if arc.md5_of_md5 else digest
+            if digest != arc.folder_md5:
+                cache.unlink(missing_ok=True)
+                shutil.rmtree(staging, ignore_errors=True)
+                raise AesopBenchError(
+                    f"{name}: the files of {arc.members}/ in {arc.url} do not match the published checksum "
+                    f"(deepinv's folder MD5 {arc.folder_md5}, got {digest}); the download was deleted and nothing "
+                    "was recorded. Run the command again; if it fails again the source has changed: fetch the set "
+                    f"by hand and put its HR images in {hr}")
+        record = Path(data_root) / RECORDED_HASHES
+        if arc.sha256 is None:
+            record_first_hash(record, arc.url, got, log)
+        for f in sorted(src.iterdir()):  # each verified file's sha256, as the first verified download gave it
+            if f.is_file():
+                record_first_hash(record, f"{name}/HR/{f.name}", sha256_file(f), None)
         hr.parent.mkdir(parents=True, exist_ok=True)
-        if hr.exists():
-            raise AesopBenchError(f"{hr} exists already; remove it to download {name} again")
         src.rename(hr)
+        shutil.rmtree(staging, ignore_errors=True)
+        _say(log, f"{name}: {len(list_images(hr))} images in {hr}" +
+             (" (folder checksum verified)" if arc.folder_md5 else ""))
         return root
     raise AesopBenchError(f"{name}: no pinned public source is known. {entry.manual}")
 
@@ -83,7 +116,16 @@ def verify_set(name: str, data_root: Path) -> VerifyReport:
     if root is None:
         return VerifyReport(name, "missing")
     if not rows:
-        return VerifyReport(name, "unpinned")
+        arc = SETS[name].archive if name in SETS else None
+        if arc is None or not arc.folder_md5:
+            return VerifyReport(name, "unpinned")
+        hr_dir = _hr_dir(root)
+        digest = folder_md5(hr_dir)
+        digest = hashlib.md5(digest.encode()).hexdigest() if arc.md5_of_md5 else digest
+        n = len(list_images(hr_dir))
+        # the published checksum covers the folder as a whole: which file differs is not known
+        return VerifyReport(name, "canonical", n) if digest == arc.folder_md5 else \
+            VerifyReport(name, "differs", 0, differing=[f"{hr_dir} (folder MD5 {digest}, published {arc.folder_md5})"])
     rep = VerifyReport(name, "canonical")
     hr_dir = _hr_dir(root)
     by_dir: dict[str, set[str]] = {}

@@ -14,7 +14,8 @@ truth (no-reference metrics only), like RealSR and DRealSR.
 Fingerprints (``fingerprints.csv``, shipped with the package) give the sha256
 and public source (repository, commit, path) of the canonical files of Set5,
 Set14, BSD100, Urban100 and Manga109; downloads of these are pinned to those
-commits and verified.
+commits and verified. DIV2K-val and LSDIR-val come from their official archives,
+verified with the folder checksums deepinv publishes for them.
 """
 
 from __future__ import annotations
@@ -35,11 +36,17 @@ PAPER_SETS = ("set14", "manga109", "general100", "urban100", "div2k_val", "bsd10
 
 @dataclass(frozen=True)
 class Archive:
-    """An archive to download and extract; ``members`` is the folder in it that holds the HR images."""
+    """An archive to download and extract; ``members`` is the folder in it that holds the HR images.
+
+    ``folder_md5``: a published checksum of that folder's files, as deepinv computes it
+    (:func:`aesop_bench.download.folder_md5`; ``md5_of_md5``: of a split of folders, one here, as deepinv's
+    LSDIR does); the extracted files are refused unless they match it."""
 
     url: str
     sha256: str | None
     members: str
+    folder_md5: str | None = None
+    md5_of_md5: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,12 +75,14 @@ SETS: dict[str, BenchmarkSet] = {s.name: s for s in [
                         "put its 100 images in General100/HR/."),
     BenchmarkSet("div2k_val", "DIV2K_val", "DIV2K validation images 0801-0900", 100,
                  aliases=("div2k", "div2k-val"), extra_folders=("DIV2K_valid_HR", "DIV2K"), label="DIV2K-val",
+                 # deepinv's published checksum of DIV2K_valid_HR (deepinv/datasets/div2k.py)
                  archive=Archive("https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip", None,
-                                 "DIV2K_valid_HR")),
+                                 "DIV2K_valid_HR", folder_md5="542325e500b0a474c7ad18bae922da72")),
     BenchmarkSet("lsdir_val", "LSDIR_val", "LSDIR validation set (250 images)", 250,
                  aliases=("lsdir", "lsdir-val"), extra_folders=("LSDIR",), label="LSDIR", paper_name="lsdir",
-                 manual="LSDIR's validation HR images come from its project page (ofsoundof.github.io/lsdir-data); "
-                        "put the 250 HR images in LSDIR_val/HR/."),
+                 # the official archive; deepinv's published checksum of its val split (deepinv/datasets/lsdir.py)
+                 archive=Archive("https://data.vision.ee.ethz.ch/yawli/val1.tar.gz", None, "val1/HR/val",
+                                 folder_md5="972ba478c530b76eb9404b038597f65f", md5_of_md5=True)),
     BenchmarkSet("realsr_v3", "RealSRv3", "RealSR (V3) x4 test LR images (Canon and Nikon)", None,
                  aliases=("realsr",), has_hr=False,
                  manual="RealSR V3 comes from github.com/csjcai/RealSR; put the x4 test LR images in RealSRv3/LR/."),
