@@ -54,6 +54,12 @@ def cmd_eval(args) -> int:
                      precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
                      sr_dir=Path(args.sr) if args.sr else None, sr_suffix=args.sr_suffix, name=args.name,
                      threads=args.threads, batch=args.batch)
+    if args.fetch_only:
+        from .evaluation.runner import prefetch
+
+        for line in prefetch(cfg):
+            print(line)
+        return 0
     summary = evaluate(cfg)
     if int(os.environ.get("RANK", 0)) != 0:
         return 0  # under torchrun, rank 0 reports
@@ -136,8 +142,14 @@ def cmd_data(args) -> int:
     if args.action == "list":
         from .data import ldl
 
+        from .data.sets import fingerprints
+
         for s in SETS.values():
-            print(f"{s.name:12s} {s.folder:12s} {s.n_images or '?':>4} images  {s.description}")
+            how = ("pinned public files, sha256" if fingerprints(s.name) else
+                   "official archive, deepinv's folder checksum" if s.archive and s.archive.folder_md5 else
+                   "official archive, hash recorded at first download" if s.archive else
+                   "by hand (no pinned public source): " + s.manual)
+            print(f"{s.name:12s} {s.folder:12s} {s.n_images or '?':>4} images  {s.description}; {how}")
         print(f"{'ldl':12s} {ldl.FOLDER:12s}       LDL's test data (HR and LR files of "
               f"{', '.join(ldl.LDL_NAMES.values())}): the paper protocol reads {', '.join(ldl.PAPER_SETS)} from it")
         return 0
@@ -363,7 +375,7 @@ def cmd_reproduce(args) -> int:
     for recipe in recipes:
         out = Path(args.out) / recipe.name if args.out and len(recipes) > 1 else (Path(args.out) if args.out else None)
         reproduce(recipe, args.backbone, args.device, data_root(args.data_root), out, args.dry_run,
-                  not args.no_download, args.threads, not args.quiet, log=print)
+                  not args.no_download, args.threads, not args.quiet, log=print, fetch_only=args.fetch_only)
     return 0
 
 
@@ -404,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu", help="cpu or cuda")
     e.add_argument("--save-sr", action="store_true", help="also write SR images to OUT/sr/SET/")
     e.add_argument("--no-download", action="store_true", help="never download missing sets")
+    e.add_argument("--fetch-only", action="store_true",
+                   help="download and verify every set and weight file this evaluation needs, print their total "
+                        "size, compute nothing (then run it with --no-download, e.g. on nodes without internet)")
     e.add_argument("--ae", default=None, help="auto-encoder of ae_psnr: weights name or checkpoint (default aesop_ae)")
     e.add_argument("--clipiqa-split-above", type=int, default=None,
                    help="score images with more pixels than this by quadrants in clipiqa (the paper: DRealSR)")
@@ -480,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--dry-run", action="store_true",
                     help="list what would be downloaded and computed, with sizes and a time estimate; do nothing")
     rp.add_argument("--no-download", action="store_true", help="stop instead of downloading missing files")
+    rp.add_argument("--fetch-only", action="store_true",
+                    help="download and verify every set and weight file of the table, compute nothing")
     rp.add_argument("--threads", type=int, default=None, help="CPU threads (see eval --threads)")
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
     rp.set_defaults(func=cmd_reproduce)

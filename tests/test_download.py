@@ -247,3 +247,73 @@ def test_archive_sets_are_verified_with_the_published_folder_checksum(name, serv
     assert manage.verify_set(name, data).status == "canonical"
     (data / entry.folder / "HR" / "bird.png").write_bytes(b"damaged")
     assert manage.verify_set(name, data).status == "differs"
+
+
+def test_eval_fetch_only_fetches_all_seven_paper_sets_with_no_manual_step(server, mirror_sets, bench_root,
+                                                                            tmp_path, monkeypatch, capsys):
+    """`eval --sets all --fetch-only` under the paper protocol against a local server: LDL's test data (Set14,
+    Manga109, General100, Urban100, DIV2K100 as an archive like its mirrors'), BSD100 pinned to its public
+    commit, LSDIR from its archive with the folder checksum; nothing computed, nothing placed by hand, and the
+    evaluation then finds every set offline. (LDL's sets other than Set14 and LSDIR are small stand-in images
+    in the real layout and counts.)"""
+    import dataclasses
+    import hashlib
+
+    import numpy as np
+    from PIL import Image
+
+    from aesop_bench.cli import main
+    from aesop_bench.data import ldl
+    from aesop_bench.data.ldl import resolve_for
+    from aesop_bench.data.sets import PAPER_SETS, SETS, Archive
+    from aesop_bench.protocols import get_protocol
+
+    www, url, _ = server
+    mirror_sets(["bsd100"])
+    monkeypatch.setenv("AESOP_BENCH_GITHUB_RAW", url)
+    rng = np.random.default_rng(0)
+
+    def tiny(path, size):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+
+    with zipfile.ZipFile(www / "LDL_testsets.zip", "w") as zf:
+        for f in sorted((bench_root / "Set14" / "HR").iterdir()):
+            img = Image.open(f).convert("RGB")
+            buf = io.BytesIO()
+            img.save(buf, "PNG")
+            zf.writestr(f"testsets/Set14/HR/{f.name}", buf.getvalue())
+            buf = io.BytesIO()
+            img.resize((img.width // 4, img.height // 4), Image.BICUBIC).save(buf, "PNG")
+            zf.writestr(f"testsets/Set14/LR/{f.name}", buf.getvalue())
+        stage = tmp_path / "stage"
+        for name in ("manga109", "general100", "urban100", "div2k_val"):
+            folder = ldl.LDL_NAMES[name]
+            for i in range(SETS[name].n_images):
+                tiny(stage / folder / "HR" / f"img{i:03d}.png", 32)
+                tiny(stage / folder / "LR" / f"img{i:03d}.png", 8)
+        for f in sorted(stage.rglob("*.png")):
+            zf.write(f, "testsets/" + f.relative_to(stage).as_posix())
+    monkeypatch.setenv("AESOP_BENCH_LDL_SOURCE", f"{url}/LDL_testsets.zip")
+    lsdir = tmp_path / "lsdir"
+    for i in range(250):
+        tiny(lsdir / f"{i + 1:07d}.png", 16)
+    with tarfile.open(www / "val1.tar.gz", "w:gz") as tf:
+        for f in sorted(lsdir.iterdir()):
+            tf.add(f, f"val1/HR/val/{f.name}")
+    joined = "".join(hashlib.md5(f.read_bytes()).hexdigest() for f in sorted(lsdir.iterdir()))
+    checksum = hashlib.md5(hashlib.md5(joined.encode()).hexdigest().encode()).hexdigest()
+    monkeypatch.setitem(SETS, "lsdir_val", dataclasses.replace(
+        SETS["lsdir_val"], archive=Archive(f"{url}/val1.tar.gz", None, "val1/HR/val", checksum, True)))
+
+    data = tmp_path / "data"
+    assert main(["eval", "--model", "bicubic", "--sets", "all", "--metrics", "psnr,ssim", "--fetch-only",
+                 "--data-root", str(data), "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "total" in out and "fallback" not in out
+    assert not (tmp_path / "run").exists()  # nothing computed
+    paper = get_protocol("paper")
+    for name in PAPER_SETS:
+        res = resolve_for(name, data, paper)
+        assert len(res.hr_files) == SETS[name].n_images and "fallback" not in res.data, name
+        assert res.data["source"] == ("own" if name in ("bsd100", "lsdir_val") else "ldl"), name

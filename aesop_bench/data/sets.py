@@ -72,7 +72,8 @@ SETS: dict[str, BenchmarkSet] = {s.name: s for s in [
     BenchmarkSet("manga109", "Manga109", "Manga109 (Matsui et al. 2017)", 109),
     BenchmarkSet("general100", "General100", "General100 (Dong et al. 2016)", 100,
                  manual="General100 ships with FSRCNN's training data (mmlab.ie.cuhk.edu.hk/projects/FSRCNN.html); "
-                        "put its 100 images in General100/HR/."),
+                        "put its 100 images in General100/HR/ (the paper protocol reads LDL's copy instead: "
+                        "`aesop-bench data download ldl`)."),
     BenchmarkSet("div2k_val", "DIV2K_val", "DIV2K validation images 0801-0900", 100,
                  aliases=("div2k", "div2k-val"), extra_folders=("DIV2K_valid_HR", "DIV2K"), label="DIV2K-val",
                  # deepinv's published checksum of DIV2K_valid_HR (deepinv/datasets/div2k.py)

@@ -195,6 +195,40 @@ def _fetch_weights(cfg: EvalConfig) -> None:
                 wm.download(n, log=cfg.log, validate=weights_validator(n))
 
 
+def prefetch(cfg: EvalConfig) -> list[str]:
+    """Download and verify what ``evaluate(cfg)`` needs (each set as the protocol reads it, LDL's data included,
+    the metrics' weights, a zoo model's weights) and compute nothing; one line per set and weight file, then the
+    total size on disk."""
+    from .. import weights as wm
+
+    if not cfg.download:
+        raise AesopBenchError("--fetch-only downloads: leave out --no-download")
+    lines, total, tried = [], 0, set()
+    for name in cfg.sets:
+        res = _resolve_or_download(name, cfg, tried)
+        files = [*res.hr_files, *(f for f in (res.lr_file(h, cfg.protocol.scale) for h in res.hr_files) if f)] \
+            if res.lr_source == "folder" else list(res.hr_files)
+        size = sum(f.stat().st_size for f in files)
+        total += size
+        lines.append(f"{name}: {len(res.hr_files)} images, {size / 1e6:.1f} MB, {res.data.get('hr', res.root)}" +
+                     (f" (LR: {res.data['lr']})" if res.data.get("source") == "ldl" else "") +
+                     (" (fallback: LDL's test data not at hand)" if res.data.get("fallback") else ""))
+    _fetch_weights(cfg)
+    names = [n for m in cfg.metrics for n in get_spec(m).needs]
+    if isinstance(cfg.model, str) and cfg.sr_dir is None:
+        from ..models.zoo import ZOO, resolve_model
+
+        resolve_model(cfg.model, cfg.arch, download=True)
+        names += [ZOO[cfg.model].weights] if cfg.model in ZOO and ZOO[cfg.model].weights else []
+    for n in dict.fromkeys(names):
+        path = wm.cache_path(wm.entry(n)) if n in wm.manifest() else None
+        if path is not None and path.is_file():
+            total += path.stat().st_size
+            lines.append(f"weights {n}: {path.stat().st_size / 1e6:.1f} MB, {path}")
+    lines.append(f"total {total / 1e6:.1f} MB, verified; run the same command with --no-download to compute")
+    return lines
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Run the evaluation described by ``cfg`` and return the summary (also written to ``cfg.out_dir``)."""
     from ..determinism import deterministic

@@ -197,7 +197,7 @@ def _fetch(p: Plan, data_root: Path, log) -> None:
 
 def reproduce(recipe: Recipe, backbone: str | None = None, device: str = "cpu", data_root: Path | None = None,
               out: Path | None = None, dry_run: bool = False, download: bool = True, threads: int | None = None,
-              progress: bool = False, log=print) -> dict:
+              progress: bool = False, log=print, fetch_only: bool = False) -> dict:
     """Reproduce ``recipe``; returns ``{"plan", "table", "files", "verdict"}`` (only ``plan`` for a dry run)."""
     from ..distributed import ranks
     from ..evaluation.runner import EvalConfig, evaluate
@@ -216,6 +216,8 @@ def reproduce(recipe: Recipe, backbone: str | None = None, device: str = "cpu", 
     if p.manual:
         raise AesopBenchError("stopped before computing anything: fetch these by hand first:\n  " +
                               "\n  ".join(p.manual))
+    if fetch_only and not download:
+        raise AesopBenchError("--fetch-only downloads: leave out --no-download")
     if (p.set_downloads or p.weight_downloads) and not download:
         raise AesopBenchError("stopped before computing anything: files are missing and downloads are off "
                               "(--no-download); the list is above")
@@ -225,6 +227,9 @@ def reproduce(recipe: Recipe, backbone: str | None = None, device: str = "cpu", 
     if rank == 0:
         _fetch(p, data_root, say)
     barrier(world)
+    if fetch_only:
+        say("fetched; run the same command with --no-download to compute (e.g. where there is no internet)")
+        return {"plan": p}
     protocol = get_protocol(recipe.protocol)
     for model, todo in p.runs:
         for s in todo:
