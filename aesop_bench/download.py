@@ -13,9 +13,9 @@
 ``$AESOP_BENCH_GITHUB_RAW`` replaces ``https://raw.githubusercontent.com``
 (a mirror, or a local server in tests).
 
-Besides ``http(s)://`` and ``file://``, :func:`http_url` turns ``gdrive://FILE_ID`` (Google Drive, including
-the confirmation step of large files) and ``gdrive-folder://FOLDER_ID/[SUB/]FILE`` (a file of a public Drive
-folder, found by name in the folder's embedded listing) into a URL to fetch. ``$AESOP_BENCH_GDRIVE_LIST`` and
+Besides ``http(s)://`` and ``file://``, ``gdrive://FILE_ID`` (a Google Drive file) and
+``gdrive-folder://FOLDER_ID/[SUB/]FILE`` (a file of a public Drive folder, found by name) are fetched with gdown
+(:func:`fetch_any`); with a mirror of Drive's URLs, :func:`http_url` turns them into URLs of the mirror. ``$AESOP_BENCH_GDRIVE_LIST`` and
 ``$AESOP_BENCH_GDRIVE_FILE`` replace the two Drive URL templates (``{id}`` stands for the folder or file ID),
 e.g. for a mirror.
 
@@ -314,6 +314,59 @@ def http_url(url: str) -> str:
     if url.startswith("gdrive://"):
         return os.environ.get("AESOP_BENCH_GDRIVE_FILE", GDRIVE).format(id=url[len("gdrive://"):])
     return url
+
+
+def _mirrored() -> bool:
+    """Whether the Drive URL templates are replaced (a mirror, or a local server in tests)."""
+    return bool(os.environ.get("AESOP_BENCH_GDRIVE_LIST") or os.environ.get("AESOP_BENCH_GDRIVE_FILE"))
+
+
+def fetch_any(url: str, dest: str | os.PathLike, sha256: str | None = None, log=print) -> str:
+    """:func:`fetch` for every URL form: Google Drive files and folder entries go through gdown (it follows Drive's
+    pages and confirmation steps as they change), the others through :func:`fetch`. The hand-written Drive
+    listing above is used only where gdown cannot go: a mirror of Drive's URLs ($AESOP_BENCH_GDRIVE_LIST /
+    $AESOP_BENCH_GDRIVE_FILE), since gdown has no setting for another host."""
+    if url.startswith(("gdrive://", "gdrive-folder://")) and not _mirrored():
+        return _gdown_fetch(url, Path(dest), sha256, log)
+    return fetch(http_url(url), dest, sha256)
+
+
+def _gdown_fetch(url: str, dest: Path, sha256: str | None, log) -> str:
+    try:
+        import gdown
+    except ImportError:
+        raise AesopBenchError("gdown is needed for Google Drive downloads: pip install 'gdown>=6'") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        if url.startswith("gdrive-folder://"):
+            folder, *path = url[len("gdrive-folder://"):].strip("/").split("/")
+            *subdirs, name = path
+            listing = gdown.download_folder(id=folder, output=str(dest.parent / ".listing"), quiet=True,
+                                            skip_download=True) or []
+            hits = [f for f in listing if Path(f.path).name == name
+                    and tuple(Path(f.path).parts[:-1][-len(subdirs):] if subdirs else ()) == tuple(subdirs)]
+            if not hits:
+                raise AesopBenchError(f"{url}: {name} is not in the Google Drive folder (or its subfolders); the "
+                                      "folder may have changed: fetch the file by hand")
+            file_id = hits[0].id
+        else:
+            file_id = url[len("gdrive://"):]
+        if gdown.download(id=file_id, output=str(part), quiet=log is None, resume=True) is None:
+            raise OSError("gdown returned nothing")
+    except AesopBenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - gdown raises its own and requests' errors
+        raise AesopBenchError(f"download failed: {browsable(url)} -> {dest} ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}). Check the network and run the "
+                              "command again: it resumes") from None
+    got = sha256_file(part)
+    if sha256 and got != sha256:
+        part.unlink(missing_ok=True)
+        raise AesopBenchError(f"sha256 mismatch for {browsable(url)}: expected {sha256}, got {got}. The partial file "
+                              "was deleted; the source may have changed. Run the command again, or use a mirror.")
+    os.replace(part, dest)
+    return got
 
 
 def browsable(url: str) -> str:

@@ -201,6 +201,42 @@ def test_files_in_google_drive_folders_are_found_by_name(tmp_path, monkeypatch, 
         weights.download("gone", log=None)
 
 
+def test_google_drive_files_go_through_gdown(tmp_path, monkeypatch):
+    """Without a mirror, Drive files and folder entries are fetched with gdown (its network calls stood in for
+    here): the folder's listing names the file, gdown downloads it by id, the sha256 is checked as for any URL, and
+    a file that does not match is deleted."""
+    import shutil
+    import types
+
+    import gdown
+
+    src, digest = _blob(tmp_path)
+    calls = []
+
+    def listing(id=None, output=None, quiet=False, skip_download=False, **kw):
+        calls.append(("list", id, skip_download))
+        return [types.SimpleNamespace(id="README_ID", path="README.txt", local_path=""),
+                types.SimpleNamespace(id="FILE_ID", path="models & logs/AESOP_RRDB128_290K.pth", local_path="")]
+
+    def fetch_file(id=None, output=None, quiet=False, resume=False, **kw):
+        calls.append(("get", id, resume))
+        shutil.copy(src if id == "FILE_ID" else tmp_path / "src" / "other.pth", output)
+        return output
+
+    monkeypatch.setattr(gdown, "download_folder", listing)
+    monkeypatch.setattr(gdown, "download", fetch_file)
+    _blob(tmp_path, "other.pth", seed=1)
+    _manifest(tmp_path, monkeypatch, [
+        {"name": "toy", "file": "toy.pth", "urls": ["gdrive-folder://ROOT_ID/models & logs/AESOP_RRDB128_290K.pth"],
+         "sha256": digest},
+        {"name": "wrong", "file": "wrong.pth", "urls": ["gdrive://OTHER_ID"], "sha256": digest}])
+    assert weights.download("toy", log=None).read_bytes() == src.read_bytes()
+    assert calls == [("list", "ROOT_ID", True), ("get", "FILE_ID", True)]
+    with pytest.raises(AesopBenchError, match="sha256 mismatch"):
+        weights.download("wrong", log=None)
+    assert not weights.cache_path(weights.entry("wrong")).exists()
+
+
 def test_html_page_instead_of_the_file_is_refused(tmp_path, monkeypatch):
     page = tmp_path / "page.html"
     page.write_text("<!DOCTYPE html><html><body>Google Drive can't scan this file</body></html>")

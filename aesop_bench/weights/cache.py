@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..download import browsable, fetch, forget_hash, http_url, record_first_hash, recorded_hashes, refuse_html
+from ..download import browsable, fetch_any, forget_hash, record_first_hash, recorded_hashes, refuse_html
 from ..errors import AesopBenchError
 from ..fileutil import sha256_cached
 from ..paths import weights_dir
@@ -111,7 +111,7 @@ def download(name: str, log=print, validate: Validator | None = None) -> Path:
     errors = []
     for url in e.urls:
         try:
-            digest = fetch(http_url(url), dest, want)
+            digest = fetch_any(url, dest, want, log)
             refuse_html(dest, url, "download it in a browser and use `aesop-bench weights add`")
         except AesopBenchError as exc:
             errors.append(str(exc))
