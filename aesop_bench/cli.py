@@ -209,9 +209,17 @@ def cmd_weights(args) -> int:
     from .metrics.registry import weights_validator
 
     if args.action == "list":
+        from .weights.cache import hash_status
+
+        print(f"{'name':22s} {'file':10s} {'hash':15s} {'file name':48s} licence  [used by]")
         for name, e in weights.manifest().items():
             c = weights.check(e)
-            print(f"{name:18s} {c.status:10s} {e.file:48s} {e.licence}  [{', '.join(e.used_by)}]")
+            status = "absent" if c.status == "missing" else c.status
+            print(f"{name:22s} {status:10s} {hash_status(e):15s} {e.file:48s} {e.licence}  "
+                  f"[{', '.join(e.used_by)}]")
+        print("file: absent = not yet downloaded. hash: pinned = published sha256; prefix = published sha256 "
+              "prefix (file name); recorded = the sha256 of the first download; first-download = to be recorded "
+              "at the first download")
         return 0
     unknown = [n for n in (args.names or []) if n not in weights.manifest()] if args.action != "add" else []
     if unknown:

@@ -344,3 +344,21 @@ def test_damaged_trust_records_are_a_clear_error(tmp_path, monkeypatch):
         weights.recorded_path().write_bytes(content)
         with pytest.raises(AesopBenchError, match="recorded.json: cannot read the recorded hashes"):
             weights.check(weights.entry("toy"))
+
+
+def test_weights_list_says_how_each_file_is_verified(tmp_path, monkeypatch, capsys):
+    """`weights list`: per entry, whether the file is here and whether its hash is published (pinned), a published
+    prefix, recorded at the first download, or still to be recorded."""
+    from aesop_bench.cli import main
+
+    src, digest = _blob(tmp_path)
+    _manifest(tmp_path, monkeypatch, [
+        {"name": "pinned", "file": "p.pth", "urls": [src.as_uri()], "sha256": digest},
+        {"name": "prefixed", "file": f"x-{digest[:8]}.pth", "urls": [src.as_uri()], "sha256_prefix": digest[:8]},
+        {"name": "unpinned", "file": "u.pth", "urls": [src.as_uri()], "sha256": None}])
+    weights.download("unpinned", log=None)
+    assert main(["weights", "list"]) == 0
+    rows = {line.split()[0]: line.split()[1:3] for line in capsys.readouterr().out.splitlines()
+            if line.split()[0] in ("pinned", "prefixed", "unpinned")}
+    assert rows == {"pinned": ["absent", "pinned"], "prefixed": ["absent", "prefix"],
+                    "unpinned": ["recorded", "recorded"]}

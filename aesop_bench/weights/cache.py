@@ -39,6 +39,17 @@ def expected_hash(e: WeightsEntry) -> tuple[str | None, str]:
     return None, "unpinned"
 
 
+def hash_status(e: WeightsEntry) -> str:
+    """How an entry's file is verified: a published sha256 (pinned), a published hash prefix (the file-name
+    prefix of torchvision and BasicSR), a hash recorded at its first download, or none yet (recorded at the
+    first download)."""
+    if e.sha256:
+        return "pinned"
+    if recorded_hashes(recorded_path()).get(e.name):
+        return "recorded" + ("+prefix" if e.sha256_prefix else "")
+    return "prefix" if e.sha256_prefix else "first-download"
+
+
 @dataclass
 class Check:
     name: str
