@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -362,3 +363,13 @@ def test_weights_list_says_how_each_file_is_verified(tmp_path, monkeypatch, caps
             if line.split()[0] in ("pinned", "prefixed", "unpinned")}
     assert rows == {"pinned": ["absent", "pinned"], "prefixed": ["absent", "prefix"],
                     "unpinned": ["recorded", "recorded"]}
+
+
+def test_the_checkout_weights_readme_matches_the_manifest():
+    """weights/README.md lists every shipped entry with its source, licence and hash status, as the manifest
+    says (regenerate it with the command it names when the manifest changes)."""
+    from aesop_bench.weights.manifest import readme, shipped
+
+    text = (Path(__file__).resolve().parents[1] / "weights" / "README.md").read_text()
+    assert text == readme()
+    assert all(f"| {name} | `{e.file}` |" in text for name, e in shipped().items())

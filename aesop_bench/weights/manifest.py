@@ -106,3 +106,28 @@ def entry(name: str) -> WeightsEntry:
 
 def cache_path(e: WeightsEntry) -> Path:
     return weights_dir() / e.file
+
+
+def readme() -> str:
+    """The checkout's ``weights/README.md``: every shipped entry with its source, licence and hash status, from the
+    manifest (a test keeps the file equal to it)."""
+    from ..download import browsable
+
+    def status(e: WeightsEntry) -> str:
+        if e.sha256:
+            return f"pinned sha256 `{e.sha256[:16]}...`"
+        if e.sha256_prefix:
+            return f"published sha256 prefix `{e.sha256_prefix}` (file name)"
+        return "none published: recorded at the first download"
+
+    lines = ["# Weights", "",
+             "The weight files aesop-bench downloads, from its manifest (`aesop_bench/weights/manifest.json`). Files "
+             "are downloaded on first use into `$AESOP_BENCH_HOME/weights` (`aesop-bench weights download NAME`), "
+             "verified against the hash below, and never committed; `aesop-bench weights list` shows which are "
+             "present. This file is generated from the manifest: `python -c \"from aesop_bench.weights.manifest "
+             "import readme; print(readme(), end='')\" > weights/README.md`.", "",
+             "| name | file | source | licence | hash | used by |", "|---|---|---|---|---|---|"]
+    for e in shipped().values():
+        source = ", ".join(browsable(u) for u in e.urls) or f"by hand: {e.manual}"
+        lines.append(f"| {e.name} | `{e.file}` | {source} | {e.licence} | {status(e)} | {', '.join(e.used_by)} |")
+    return "\n".join(lines) + "\n"
