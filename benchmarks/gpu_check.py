@@ -16,7 +16,9 @@ Checks (each line says what it compares):
   the untiled bf16 output within bf16's resolution);
 * ``pooled-bn-bf16``: the pooled BatchNorm normalises in float32 under bf16 autocast (against float32 within
   bf16's resolution);
-* ``niqe-cuda``: NIQE of a CUDA tensor equals NIQE of the same image on the CPU;
+* ``niqe-device``: NIQE of a CUDA tensor equals NIQE of the same image on the CPU;
+* ``metrics-device``: every per-image metric on CUDA against the CPU on three Set14 images (stand-in weights
+  for the networks; the largest differences are printed);
 * ``speed``: seconds per x4 SR of a 256x192 LR by RRDB and SwinIR, fp32 and bf16.
 """
 
@@ -166,6 +168,53 @@ def check_niqe(data: Path, device: str) -> tuple[bool, str]:
     return abs(cpu - gpu) < 1e-6, f"CPU {cpu:.6f}, {device} {gpu:.6f}"
 
 
+# largest |device - CPU| accepted per metric: float64 fidelity metrics exactly, networks in float32
+METRIC_TOLERANCE = {"psnr": 1e-6, "ssim": 1e-8, "lr_psnr": 1e-6, "niqe": 1e-5}
+NETWORK_TOLERANCE = 1e-3
+
+
+def check_metrics(data: Path, device: str, quick: bool) -> tuple[bool, str]:
+    """Every per-image metric on ``device`` against the same metric on the CPU, on three Set14 images (crops in
+    quick mode), with deterministic stand-in weights for the networks (the machine may have no internet; both
+    devices use the same weights)."""
+    import torch
+
+    from aesop_bench.data.imresize import imresize
+    from aesop_bench.imageio import read_image
+    from aesop_bench.metrics.metric import Metric
+    from aesop_bench.metrics.registry import METRICS
+    from benchmarks.standins import make_standins
+
+    os.environ["AESOP_BENCH_HOME"] = tempfile.mkdtemp(prefix="gpu-check-home-")  # stand-ins apart from real files
+    names = [m for m, spec in METRICS.items() if spec.kind != "distribution"]
+    if quick:  # the large IQA networks take minutes on a CPU
+        names = [m for m in names if m not in ("maniqa", "musiq", "clipiqa")]
+    needs = tuple(sorted({n for m in names for n in METRICS[m].needs}))
+    shared = Path(os.environ.get("AESOP_BENCH_SHARED") or REPO.parent / "shared" / "data")
+    make_standins(Path(os.environ["AESOP_BENCH_HOME"]) / "standins",
+                  shared / "weights" / "niqe" / "modelparameters.mat", which=needs)
+    worst, failed = [], []
+    for stem in ("baboon", "comic", "zebra"):
+        hr = read_image(data / "Set14" / "HR" / f"{stem}.png")[None]
+        h, w = hr.shape[-2:]
+        hr = hr[..., : (96 if quick else h) // 12 * 12, : (192 if quick else w) // 12 * 12]  # NIQE: 2 blocks
+        lr = imresize(hr[0], 0.25)[None]
+        sr = imresize(lr[0], 4.0)[None]
+        for m in names:
+            got = [float(Metric(m, "paper", d)(sr, hr, lr)[0]) for d in ("cpu", device)]
+            diff = abs(got[1] - got[0])
+            tol = METRIC_TOLERANCE.get(m, NETWORK_TOLERANCE) * max(1.0, abs(got[0]))
+            worst.append((diff, m))
+            if not diff <= tol:
+                failed.append(f"{m} on {stem}: CPU {got[0]:.6g}, {device} {got[1]:.6g}")
+    per_metric: dict[str, float] = {}
+    for d, m in worst:
+        per_metric[m] = max(per_metric.get(m, 0.0), d)
+    top = sorted(((d, m) for m, d in per_metric.items()), reverse=True)[:3]
+    return not failed, (f"{len(names)} metrics x 3 Set14 images; largest |{device} - CPU|: " +
+                        ", ".join(f"{m} {d:.2e}" for d, m in top) + ("; " + "; ".join(failed) if failed else ""))
+
+
 def speed(device: str, quick: bool) -> tuple[bool, str]:
     import torch
 
@@ -211,6 +260,7 @@ def main() -> int:
               ("train-ddp-val", lambda: check_train(n, Path(args.train_data), Path(args.data), dev)),
               ("rng-restore", lambda: check_cuda_rng(dev)), ("bf16-tiles", lambda: check_bf16_tiles(dev)),
               ("pooled-bn-bf16", lambda: check_pooled_bn(dev)), ("niqe-device", lambda: check_niqe(Path(args.data), dev)),
+              ("metrics-device", lambda: check_metrics(Path(args.data), dev, args.quick)),
               ("speed", lambda: speed(dev, args.quick))]
     failed = 0
     for name, fn in checks:
