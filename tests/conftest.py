@@ -67,11 +67,16 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
     cut_after: int | None = None
     ranges_seen: list = []
     no_length: bool = False  # send no Content-Length: the client cannot tell a cut response from a whole one
+    delay: float = 0.0  # seconds before each response: a slow source
 
     def log_message(self, *a):
         pass
 
     def do_GET(self):
+        if type(self).delay:
+            import time
+
+            time.sleep(type(self).delay)
         path = Path(self.translate_path(self.path))
         if not path.is_file():
             self.send_error(404)
@@ -105,7 +110,7 @@ def server(tmp_path):
     """A static file server on 127.0.0.1 standing in for the internet: (its folder, its URL, its handler)."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = type("H", (_RangeHandler,), {"ranges_seen": [], "cut_after": None, "no_length": False})
+    handler = type("H", (_RangeHandler,), {"ranges_seen": [], "cut_after": None, "no_length": False, "delay": 0.0})
 
     def make(*a, **k):
         return handler(*a, directory=str(root), **k)

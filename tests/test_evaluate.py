@@ -207,6 +207,42 @@ def test_torchrun_shards_images_between_two_ranks(bench_root, tmp_path):
     assert one["sets"] == two["sets"] and "fid" in two["sets"]["set14"]["metrics"]
 
 
+@pytest.mark.slow
+def test_a_slow_rank_0_download_is_waited_for_as_long_as_the_timeout_says(server, mirror_sets, bench_root,
+                                                                         tmp_path):
+    """Two gloo ranks; rank 0 downloads Set5 from a slow source (1 s per file) while rank 1 waits at a barrier.
+    The wait is bounded by $AESOP_BENCH_DIST_TIMEOUT (gloo's own default is 30 minutes): 0.02 minutes is too short
+    and the run stops; 0.5 minutes is enough and the run equals one process's."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    www, url, handler = server
+    mirror_sets(["set5"])
+    handler.delay = 1.0
+
+    def run(out, minutes):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = dict(os.environ, OMP_NUM_THREADS="1", AESOP_BENCH_GITHUB_RAW=url, AESOP_BENCH_DIST_TIMEOUT=str(minutes))
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                               "--master_port", str(port), "-m", "aesop_bench", "eval", "--model", "bicubic",
+                               "--sets", "set5", "--metrics", "psnr", "--protocol", "matlab", "--quiet",
+                               "--data-root", str(tmp_path / out / "data"), "--out", str(tmp_path / out / "run")],
+                              env=env, timeout=600, capture_output=True, text=True)
+
+    short = run("short", 0.02)
+    assert short.returncode != 0 and "timed out" in short.stderr.lower(), short.stderr[-3000:]
+    proc = run("enough", 0.5)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr", "--protocol", "matlab",
+                 "--quiet", "--data-root", str(bench_root), "--out", str(tmp_path / "one")]) == 0
+    assert (tmp_path / "enough" / "run" / "per_image.csv").read_text() == \
+        (tmp_path / "one" / "per_image.csv").read_text()
+
+
 def test_stored_values_follow_the_images_they_came_from(bench_root, tmp_path):
     import shutil
 
