@@ -480,5 +480,5 @@ def test_pooled_discriminator_with_micro_batched_generator_equals_the_whole_shar
     total.backward()
     for n, p in tr.net_g.named_parameters():
         assert torch.allclose(got[n], p.grad, rtol=1e-4, atol=1e-7), n
-    assert logs["gan"] == pytest.approx(float(parts["gan"].detach()), rel=1e-5)
-    assert logs["total_g"] == pytest.approx(float(total.detach()), rel=1e-5)
+    assert float(logs["gan"]) == pytest.approx(float(parts["gan"].detach()), rel=1e-5)
+    assert float(logs["total_g"]) == pytest.approx(float(total.detach()), rel=1e-5)

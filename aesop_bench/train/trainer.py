@@ -2,7 +2,10 @@
 
 One step: the generator's objective (the config's weighted loss terms) -> backward -> optional gradient
 clipping -> Adam; then, with a ``gan`` term, the discriminator's relativistic step (real half, fake half);
-then the EMA update (decay 0.999) and the schedulers. bf16 autocast and channels_last are opt-in.
+then the EMA update (decay 0.999) and the schedulers. bf16 autocast and channels_last are opt-in. The losses stay
+on the device and are read back once per log step (and before each checkpoint and validation), so a GPU is not
+made to wait every micro-batch; a non-finite loss stops the run at that read-back, before any checkpoint could
+hold its weights.
 
 Checkpoints (``ckpt/step_NNNNNNN/``, written to a temporary folder and renamed, the last N kept):
 ``net_g.safetensors``, ``net_g_ema.safetensors``, ``net_d.safetensors`` and ``state.pt`` (step, optimiser
@@ -157,7 +160,7 @@ class Trainer:
         groups = list(zip(lr.split(m), hr.split(m)))
         if self.net_d is not None:
             self.net_d.requires_grad_(False)
-        sums: dict[str, torch.Tensor] = {}  # detached, on the device: read back once per step, not per micro-batch
+        sums: dict[str, torch.Tensor] = {}  # detached, on the device: read back once per log step (fit)
         srs = []
         self.opt_g.zero_grad(set_to_none=True)
         weights, grad_sr = self.weights, None
@@ -188,7 +191,6 @@ class Trainer:
                 self._check_all_trained()
             for k2, v in [*parts.items(), ("total_g", total)]:
                 sums[k2] = sums.get(k2, 0.0) + v.detach().float() * share
-        self._stop_if_not_finite(sums)  # before the optimiser step: the weights stay those of the last good step
         if cfg.optim_g.clip:
             torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), cfg.optim_g.clip)
         self.opt_g.step()
@@ -199,7 +201,7 @@ class Trainer:
             sums["d_real"], sums["d_fake"] = self._discriminator_step(d_groups, d_srs, len(lr), m, amp)
         self._ema_update()
         self.sched_g.step()
-        return dict(zip(sums, torch.stack(list(sums.values())).tolist()))
+        return sums  # device tensors: read back by fit once per log step (_settle), not here
 
     def _pooled_gan(self, lr, hr, groups, m: int, amp, sums: dict):
         """The GAN term over the rank's whole share (pooled BatchNorm statistics), added to ``sums``: returns its
@@ -217,17 +219,6 @@ class Trainer:
         sums["gan"] = gan.detach().float()
         sums["total_g"] = self.weights["gan"] * gan.detach().float()
         return grad, srs, states
-
-    def _stop_if_not_finite(self, sums: dict) -> None:
-        """Raise FloatingPointError on every rank when any rank's loss is not finite (one rank stopping alone would
-        leave the others waiting in the next gradient reduction)."""
-        bad = (~torch.isfinite(sums["total_g"])).float().reshape(1)
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.all_reduce(bad)
-        if bad.item():
-            raise FloatingPointError(", ".join(f"{k}={float(v):.4g}" for k, v in sums.items()))
 
     def _check_all_trained(self) -> None:
         """Refuse, after the first backward pass, an objective that leaves generator parameters without a gradient:
@@ -289,32 +280,33 @@ class Trainer:
             return history
         batches = self._batches()
         bar = tqdm(total=end - self.step, disable=not (progress and self.main), file=sys.stderr, unit="step")
+        pending: list[dict] = []  # steps whose losses are still on the device (read back together, see _settle)
         t0 = time.perf_counter()
         while self.step < end:
             lr, hr = next(batches)
             self.net_g.train()
             if self.net_d is not None:
                 self.net_d.train()
-            try:
-                logs = self.train_step(lr, hr)
-            except FloatingPointError as exc:
-                last = self._latest_checkpoint()
-                raise AesopBenchError(
-                    f"non-finite loss at step {self.step + 1} ({exc}); the run stopped. The last good checkpoint "
-                    f"is {last or 'none yet'}; lower the learning rate or check the data, then --resume."
-                ) from None
+            logs = self.train_step(lr, hr)
             self.step += 1
             logs["step"] = self.step
             logs["lr"] = self.opt_g.param_groups[0]["lr"]
-            logs["sec_per_step"] = (time.perf_counter() - t0)
-            t0 = time.perf_counter()
             history.append(logs)
+            pending.append(logs)
             bar.update(1)
-            bar.set_postfix(loss=f"{logs['total_g']:.4f}")
-            if self.main and (self.step % self.cfg.log_every == 0 or self.step == end):
+            log_due = self.step % self.cfg.log_every == 0 or self.step == end
+            ckpt_due = self.step % self.cfg.checkpoint_every == 0 or self.step == end
+            if log_due or ckpt_due or self._val_due():
+                # one read-back for the steps since the last: the losses become numbers, and a non-finite one
+                # stops the run here, before any checkpoint could hold its weights
+                self._settle(pending, time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                bar.set_postfix(loss=f"{logs['total_g']:.4f}")
+                pending = []
+            if self.main and log_due:
                 self._log(logs)
             final = None
-            if self.step % self.cfg.checkpoint_every == 0 or self.step == end:
+            if ckpt_due:
                 final = self.save_checkpoint()
             if self._val_due():
                 if self.main:
@@ -324,6 +316,29 @@ class Trainer:
                 barrier(self.world)  # the other ranks wait here, in no collective, while rank 0 validates
         bar.close()
         return history
+
+    def _settle(self, rows: list[dict], seconds: float) -> None:
+        """The losses of ``rows`` (steps' logs holding device tensors) as numbers, in one read-back, and
+        ``sec_per_step`` as the mean over them; raise when any rank's total loss of any of them is not finite
+        (every rank raises together: one stopping alone would leave the others waiting)."""
+        keys = [k for k, v in rows[0].items() if isinstance(v, torch.Tensor)]
+        flat = torch.stack([torch.stack([r[k].float().reshape(()) for k in keys]) for r in rows])
+        bad = (~torch.isfinite(flat[:, keys.index("total_g")])).float()
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(bad)
+        values, bad = flat.cpu().tolist(), bad.cpu().tolist()
+        for r, v in zip(rows, values):
+            r.update(zip(keys, v))
+            r["sec_per_step"] = seconds / len(rows)
+        first = next((r for r, b in zip(rows, bad) if b), None)
+        if first is not None:
+            last = self._latest_checkpoint()
+            parts = ", ".join(f"{k}={first[k]:.4g}" for k in keys)
+            raise AesopBenchError(
+                f"non-finite loss at step {first['step']} ({parts}); the run stopped. The last good checkpoint "
+                f"is {last or 'none yet'}; lower the learning rate or check the data, then --resume.")
 
     def _log(self, logs: dict) -> None:
         self.logs.train(logs)
