@@ -248,6 +248,7 @@ def main() -> int:
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "benchmarks"))
     ap.add_argument("--device", default="cuda", help="cuda, or cpu to run the same code paths without a GPU")
     ap.add_argument("--quick", action="store_true", help="tiny inputs and one process: seconds (for CI on the CPU)")
+    ap.add_argument("--skip", default="", help="comma-separated checks to leave out")
     args = ap.parse_args()
     dev = args.device
     if dev.startswith("cuda") and not torch.cuda.is_available():
@@ -263,8 +264,13 @@ def main() -> int:
               ("pooled-bn-bf16", lambda: check_pooled_bn(dev)), ("niqe-device", lambda: check_niqe(Path(args.data), dev)),
               ("metrics-device", lambda: check_metrics(Path(args.data), dev, args.quick)),
               ("speed", lambda: speed(dev, args.quick))]
+    skip = {c.strip() for c in args.skip.split(",") if c.strip()}
+    unknown = skip - {name for name, _ in checks}
+    if unknown:
+        print(f"--skip: unknown checks {', '.join(sorted(unknown))}; they are {', '.join(n for n, _ in checks)}")
+        return 2
     failed = 0
-    for name, fn in checks:
+    for name, fn in [(n, f) for n, f in checks if n not in skip]:
         try:
             ok, what = fn()
         except Exception as exc:  # noqa: BLE001 - a check that crashes is a failed check, the others still run
