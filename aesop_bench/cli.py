@@ -573,7 +573,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        from .distributed import finish
+
+        finish()  # under torchrun: the ranks end together
+        return code
     except AesopBenchError as exc:
         print(f"aesop-bench: error: {exc}", file=sys.stderr)
         return 2

@@ -49,7 +49,33 @@ def init(device: str = "cpu") -> tuple[int, int, int]:
                 torch.cuda.set_device(local)
             kw = {"device_id": torch.device("cuda", local)} if cuda else {}
             dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout(), **kw)
+            import atexit
+
+            # a process that ends with its group alive can abort in the interpreter's teardown ("terminate called
+            # without an active exception": gloo's threads outlive Python); an error exit closes it here too
+            atexit.register(_destroy)
     return rank, world, local
+
+
+def _destroy() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def finish() -> None:
+    """End a command's process group, if it joined one: every rank waits for the others (none closes its
+    connections while a peer still talks to it), then the group is destroyed."""
+    import sys
+
+    if "torch.distributed" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def barrier(world: int) -> None:
