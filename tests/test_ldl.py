@@ -178,3 +178,29 @@ def test_a_result_folder_row_compares_one_area(bench_root, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert b[k] == pytest.approx(a[k], abs=1e-9), k
+
+
+def test_general100_ldl_names_match_the_pinned_copy_unpadded(tmp_path):
+    """LDL may name General100's images ``im_1.png`` where the pinned copy has ``im_001.png``: the comparison
+    with the public copy pairs them by number (one identical, one with a changed pixel), with none unmatched."""
+    from aesop_bench.data.sets import fingerprints
+
+    rows = fingerprints("general100")
+    assert [r["file"] for r in rows] == [f"HR/im_{i:03d}.png" for i in range(1, 101)]
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    for i in range(1, 101):
+        img = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        (root / "General100" / "HR").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / "General100" / "HR" / f"im_{i:03d}.png")
+        if i <= 2:
+            for sub in ("HR", "LR"):
+                (root / "LDL" / "General100" / sub).mkdir(parents=True, exist_ok=True)
+            if i == 2:
+                img[3, 5] = 255 - img[3, 5]
+            Image.fromarray(img).save(root / "LDL" / "General100" / "HR" / f"im_{i}.png")
+            Image.fromarray(img[::4, ::4]).save(root / "LDL" / "General100" / "LR" / f"im_{i}.png")
+    lines = ldl.compare_with_public("general100", root)
+    assert lines[0].startswith("General100: 2 LDL HR images; 1 identical") and "1 differ" in lines[0], lines
+    assert "without a public copy" not in lines[0]
+    assert "im_2: LDL 16x16, public 16x16; over the common 16x16: 1 pixels differ" in lines[1], lines

@@ -79,11 +79,11 @@ def test_dry_run_touches_nothing(served, tmp_path, capsys):
 
 def test_a_set_with_no_pinned_source_stops_before_computing(served, tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(RECIPE.replace("sets: [set5, set14]", "sets: [set5, general100]"))
+    recipe.write_text(RECIPE.replace("sets: [set5, set14]", "sets: [set5, drealsr]"))
     assert main(["reproduce", str(recipe), "--data-root", str(tmp_path / "data"), "--out",
                  str(tmp_path / "out")]) == 2
     captured = capsys.readouterr()
-    assert "stopped before computing anything" in captured.err and "General100/HR" in captured.err
+    assert "stopped before computing anything" in captured.err and "DRealSR/LR" in captured.err
     assert not (tmp_path / "out" / "runs").exists() and not (tmp_path / "data").exists()
 
 

@@ -260,6 +260,13 @@ def _find_set(folder: Path, ldl_name: str) -> Path | None:
     return None
 
 
+def _same_name(stem: str) -> str:
+    """A file name with its numbers unpadded (``im_001`` and ``im_1`` name the same General100 image)."""
+    import re
+
+    return re.sub(r"\d+", lambda m: str(int(m.group())), stem.lower())
+
+
 def compare_with_public(name: str, data_root: Path) -> list[str]:
     """Each LDL HR image of set ``name`` against the set's own (pinned public) copy of the same name, over their
     common top-left area: one line per set, then one per image that differs in size or pixels."""
@@ -272,11 +279,11 @@ def compare_with_public(name: str, data_root: Path) -> list[str]:
     if own_root is None:
         return [f"{LDL_NAMES[name]}: no public copy under {data_root} to compare with (`aesop-bench data download "
                 f"{name}`)"]
-    own = {f.stem: f for f in resolve(name, data_root).hr_files}
+    own = {_same_name(f.stem): f for f in resolve(name, data_root).hr_files}
     lines, same, unmatched = [], 0, []
     ldl_files = list_images(find_child(folder, ("HR",)))
     for f in ldl_files:
-        pub = own.get(f.stem)
+        pub = own.get(_same_name(f.stem))
         if pub is None:
             unmatched.append(f.name)
             continue

@@ -13,7 +13,7 @@ truth (no-reference metrics only), like RealSR and DRealSR.
 
 Fingerprints (``fingerprints.csv``, shipped with the package) give the sha256
 and public source (repository, commit, path) of the canonical files of Set5,
-Set14, BSD100, Urban100 and Manga109; downloads of these are pinned to those
+Set14, BSD100, Urban100, Manga109 and General100; downloads of these are pinned to those
 commits and verified. DIV2K-val and LSDIR-val come from their official archives,
 verified with the folder checksums deepinv publishes for them.
 """
@@ -70,10 +70,8 @@ SETS: dict[str, BenchmarkSet] = {s.name: s for s in [
     BenchmarkSet("bsd100", "BSD100", "BSD100: the BSDS300 test images", 100, aliases=("b100",)),
     BenchmarkSet("urban100", "Urban100", "Urban100 (Huang et al. 2015)", 100),
     BenchmarkSet("manga109", "Manga109", "Manga109 (Matsui et al. 2017)", 109),
-    BenchmarkSet("general100", "General100", "General100 (Dong et al. 2016)", 100,
-                 manual="General100 ships with FSRCNN's training data (mmlab.ie.cuhk.edu.hk/projects/FSRCNN.html); "
-                        "put its 100 images in General100/HR/ (the paper protocol reads LDL's copy instead: "
-                        "`aesop-bench data download ldl`)."),
+    # pinned to a PNG copy that equals the BMP release pixel for pixel (see the README's Data section)
+    BenchmarkSet("general100", "General100", "General100 (Dong et al. 2016)", 100),
     BenchmarkSet("div2k_val", "DIV2K_val", "DIV2K validation images 0801-0900", 100,
                  aliases=("div2k", "div2k-val"), extra_folders=("DIV2K_valid_HR", "DIV2K"), label="DIV2K-val",
                  # deepinv's published checksum of DIV2K_valid_HR (deepinv/datasets/div2k.py)
@@ -86,10 +84,14 @@ SETS: dict[str, BenchmarkSet] = {s.name: s for s in [
                                  folder_md5="972ba478c530b76eb9404b038597f65f", md5_of_md5=True)),
     BenchmarkSet("realsr_v3", "RealSRv3", "RealSR (V3) x4 test LR images (Canon and Nikon)", None,
                  aliases=("realsr",), has_hr=False,
-                 manual="RealSR V3 comes from github.com/csjcai/RealSR; put the x4 test LR images in RealSRv3/LR/."),
+                 manual="RealSR V3 comes from github.com/csjcai/RealSR, whose README links one Google Drive file "
+                        "of the whole dataset (train and test, every scale) with no published checksum, so nothing "
+                        "could verify a download; put the x4 test LR images (Canon and Nikon, Test/4/*_LR4.png) in "
+                        "RealSRv3/LR/."),
     BenchmarkSet("drealsr", "DRealSR", "DRealSR x4 test LR images", None, has_hr=False,
                  manual="DRealSR comes from github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-"
-                        "Super-Resolution; put the x4 test LR images in DRealSR/LR/."),
+                        "Super-Resolution, whose README links Google Drive and Baidu folders with no published "
+                        "checksum, so nothing could verify a download; put the x4 test LR images in DRealSR/LR/."),
 ]}
 
 _ALIASES = {a: s.name for s in SETS.values() for a in (s.name, s.folder.lower(), *s.aliases)}
