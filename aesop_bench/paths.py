@@ -4,6 +4,8 @@
   ``$AESOP_BENCH_HOME/data``.
 * ``$AESOP_BENCH_HOME`` (default ``~/.cache/aesop-bench``): the cache root
   holding downloaded weights, cached SR images and other derived files.
+* Weights: ``$AESOP_BENCH_WEIGHTS``, else the checkout's ``weights/`` folder when aesop-bench runs from a
+  source checkout and ``$AESOP_BENCH_HOME`` is not set, else ``$AESOP_BENCH_HOME/weights``.
 
 The derived caches (:data:`DERIVED`) hold values that are computed again when they are missing, so they may
 be deleted at any time no evaluation is running (``aesop-bench cache clear``).
@@ -37,8 +39,20 @@ def sr_cache_dir() -> Path:
     return home() / "sr"
 
 
+def checkout_weights() -> Path | None:
+    """The ``weights/`` folder of the source checkout aesop-bench runs from (it holds the generated
+    ``README.md``), or None for an installed package."""
+    repo = Path(__file__).resolve().parents[1]
+    folder = repo / "weights"
+    return folder if (folder / "README.md").is_file() and (repo / "pyproject.toml").is_file() else None
+
+
 def weights_dir() -> Path:
-    return home() / "weights"
+    env = os.environ.get("AESOP_BENCH_WEIGHTS")
+    if env:
+        return Path(env).expanduser()
+    checkout = None if os.environ.get("AESOP_BENCH_HOME") else checkout_weights()
+    return checkout or home() / "weights"
 
 
 def features_dir() -> Path:

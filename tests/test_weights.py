@@ -373,3 +373,24 @@ def test_the_checkout_weights_readme_matches_the_manifest():
     text = (Path(__file__).resolve().parents[1] / "weights" / "README.md").read_text()
     assert text == readme()
     assert all(f"| {name} | `{e.file}` |" in text for name, e in shipped().items())
+
+
+def test_a_checkout_stores_weights_in_its_weights_folder(monkeypatch, tmp_path):
+    """From a checkout with no $AESOP_BENCH_HOME, weights go to the checkout's weights/ (git ignores all but its
+    README); $AESOP_BENCH_HOME keeps them under it, and $AESOP_BENCH_WEIGHTS overrides both."""
+    import subprocess
+
+    from aesop_bench.paths import weights_dir
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.delenv("AESOP_BENCH_HOME", raising=False)
+    monkeypatch.delenv("AESOP_BENCH_WEIGHTS", raising=False)
+    assert weights_dir() == repo / "weights"
+    monkeypatch.setenv("AESOP_BENCH_HOME", str(tmp_path / "home"))
+    assert weights_dir() == tmp_path / "home" / "weights"
+    monkeypatch.setenv("AESOP_BENCH_WEIGHTS", str(tmp_path / "w"))
+    assert weights_dir() == tmp_path / "w"
+    if (repo / ".git").exists():
+        ignored = subprocess.run(["git", "check-ignore", "weights/net.pth", "weights/README.md"], cwd=repo,
+                                 capture_output=True, text=True).stdout.split()
+        assert ignored == ["weights/net.pth"]

@@ -1,8 +1,8 @@
 """The verified cache of weight files: checks, downloads, files added by hand, hashes recorded at first use.
 
-Files are cached in ``$AESOP_BENCH_HOME/weights``. Where no hash is published, the hash of the first complete
-download (or of a file added by hand) is recorded in ``recorded.json`` there, and every later use is checked
-against it; ``forget`` removes a record. A file is recorded only after it loads as what its entry says it is
+Files are cached in :func:`aesop_bench.paths.weights_dir` (a checkout's ``weights/``, else
+``$AESOP_BENCH_HOME/weights``). Where no hash is published, the hash of the first complete download (or of
+a file added by hand) is recorded in ``recorded.json`` there, and every later use is checked against it; ``forget`` removes a record. A file is recorded only after it loads as what its entry says it is
 (``validate``; by default: a readable file of tensors), so a truncated or wrong file never becomes the trusted
 one.
 """

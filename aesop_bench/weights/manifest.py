@@ -122,9 +122,10 @@ def readme() -> str:
 
     lines = ["# Weights", "",
              "The weight files aesop-bench downloads, from its manifest (`aesop_bench/weights/manifest.json`). Files "
-             "are downloaded on first use into `$AESOP_BENCH_HOME/weights` (`aesop-bench weights download NAME`), "
-             "verified against the hash below, and never committed; `aesop-bench weights list` shows which are "
-             "present. This file is generated from the manifest: `python -c \"from aesop_bench.weights.manifest "
+             "are downloaded on first use into this folder when aesop-bench runs from a checkout (else into "
+             "`$AESOP_BENCH_HOME/weights`; `$AESOP_BENCH_WEIGHTS` names another folder), by `aesop-bench weights "
+             "download NAME` or the command that needs them, verified against the hash below, and never committed "
+             "(`.gitignore`); `aesop-bench weights list` shows which are present. This file is generated from the manifest: `python -c \"from aesop_bench.weights.manifest "
              "import readme; print(readme(), end='')\" > weights/README.md`.", "",
              "| name | file | source | licence | hash | used by |", "|---|---|---|---|---|---|"]
     for e in shipped().values():
