@@ -50,6 +50,7 @@ def isolated_home(tmp_path, monkeypatch):
     home = tmp_path / "aesop-bench-home"
     home.mkdir()
     monkeypatch.setenv("AESOP_BENCH_HOME", str(home))
+    monkeypatch.delenv("AESOP_BENCH_WEIGHTS", raising=False)  # weights under that home too
     # No extra manifest, and whatever a test sets (benchmarks/standins.py sets os.environ directly) is undone at
     # its end: setenv records the variable's original state for restoring; delenv alone records nothing when the
     # variable is absent.
