@@ -17,11 +17,12 @@ from pathlib import Path
 from .errors import AesopBenchError
 
 
-def _check_device(device: str) -> None:
+def _check_device(device: str, present: bool = True) -> None:
+    """Refuse an unknown device, and (``present``) a CUDA device this machine does not have."""
     from .distributed import check_device_name
 
     check_device_name(device)
-    if str(device).startswith("cuda"):
+    if present and str(device).startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
@@ -376,14 +377,18 @@ def cmd_train(args) -> int:
 
 def cmd_reproduce(args) -> int:
     from .paths import data_root
-    from .report.reproduce import recipes_for, reproduce
+    from .report.reproduce import grand_total, recipes_for, reproduce
 
-    _check_device(args.device)
+    _check_device(args.device, present=not args.dry_run)  # a dry run estimates a GPU's time on any machine
     recipes = recipes_for(args.table)
+    plans = []
     for recipe in recipes:
         out = Path(args.out) / recipe.name if args.out and len(recipes) > 1 else (Path(args.out) if args.out else None)
-        reproduce(recipe, args.backbone, args.device, data_root(args.data_root), out, args.dry_run,
-                  not args.no_download, args.threads, not args.quiet, log=print, fetch_only=args.fetch_only)
+        plans.append(reproduce(recipe, args.backbone, args.device, data_root(args.data_root), out, args.dry_run,
+                               not args.no_download, args.threads, not args.quiet, log=print,
+                               fetch_only=args.fetch_only)["plan"])
+    if args.dry_run and len(plans) > 1:
+        print(grand_total(plans, args.device))
     return 0
 
 

@@ -19,7 +19,13 @@ Checks (each line says what it compares):
 * ``niqe-device``: NIQE of a CUDA tensor equals NIQE of the same image on the CPU;
 * ``metrics-device``: every per-image metric on CUDA against the CPU on three Set14 images (stand-in weights
   for the networks; the largest differences are printed);
-* ``speed``: seconds per x4 SR of a 256x192 LR by RRDB and SwinIR, fp32 and bf16.
+* ``speed``: seconds per x4 SR of a 256x192 LR by RRDB and SwinIR, fp32 and bf16;
+* ``projection``: ``eval --sets all --metrics all`` for one RRDB and one SwinIR model (one pass over the paper's
+  seven sets, at their typical sizes), from the seconds per HR megapixel measured above.
+
+On a GPU (not ``--quick``) the measured seconds per HR megapixel (networks in fp32, every per-image metric) are
+written to ``$AESOP_BENCH_HOME/gpu_costs.json``, where ``reproduce --dry-run --device cuda`` reads them in place
+of its declared costs.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+
+MEASURED: dict[str, float] = {}  # seconds per HR megapixel on the device: "model:ARCH" and metric names
 
 
 def _port() -> int:
@@ -201,8 +210,16 @@ def check_metrics(data: Path, device: str, quick: bool) -> tuple[bool, str]:
         hr = hr[..., : (96 if quick else h) // 12 * 12, : (192 if quick else w) // 12 * 12]  # NIQE: 2 blocks
         lr = imresize(hr[0], 0.25)[None]
         sr = imresize(lr[0], 4.0)[None]
+        mpix = hr.shape[-1] * hr.shape[-2] / 1e6
         for m in names:
-            got = [float(Metric(m, "paper", d)(sr, hr, lr)[0]) for d in ("cpu", device)]
+            got = [float(Metric(m, "paper", "cpu")(sr, hr, lr)[0])]
+            metric = Metric(m, "paper", device)
+            metric(sr, hr, lr)  # once to load the weights and warm up
+            _sync(device)
+            t = time.perf_counter()
+            got.append(float(metric(sr, hr, lr)[0]))
+            _sync(device)
+            MEASURED[m] = max(MEASURED.get(m, 0.0), (time.perf_counter() - t) / mpix)
             diff = abs(got[1] - got[0])
             tol = METRIC_TOLERANCE.get(m, NETWORK_TOLERANCE) * max(1.0, abs(got[0]))
             worst.append((diff, m))
@@ -214,6 +231,13 @@ def check_metrics(data: Path, device: str, quick: bool) -> tuple[bool, str]:
     top = sorted(((d, m) for m, d in per_metric.items()), reverse=True)[:3]
     return not failed, (f"{len(names)} metrics x {len(stems)} Set14 image(s); largest |{device} - CPU|: " +
                         ", ".join(f"{m} {d:.2e}" for d, m in top) + ("; " + "; ".join(failed) if failed else ""))
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
 
 
 def speed(device: str, quick: bool) -> tuple[bool, str]:
@@ -236,8 +260,38 @@ def speed(device: str, quick: bool) -> tuple[bool, str]:
                 m(x)
             if cuda:
                 torch.cuda.synchronize(device)
-            out.append(f"{arch} {prec} {(time.perf_counter() - t) / (1 if quick else 3):.3f} s")
+            sec = (time.perf_counter() - t) / (1 if quick else 3)
+            out.append(f"{arch} {prec} {sec:.3f} s")
+            if prec == "fp32":
+                MEASURED[f"model:{arch}"] = sec / (x.shape[-1] * x.shape[-2] * 16 / 1e6)
     return True, f"x4 of a {x.shape[-1]}x{x.shape[-2]} LR: " + "; ".join(out)
+
+
+def projection() -> tuple[bool, str]:
+    """``--sets all --metrics all`` for one model of each backbone: the measured seconds per HR megapixel (the
+    declared ones where a figure was not measured) times the paper's seven sets at their typical sizes."""
+    from aesop_bench.data.sets import PAPER_SETS, SETS
+    from aesop_bench.metrics.registry import METRICS
+    from aesop_bench.report.reproduce import TYPICAL_MPIX, gpu_costs
+
+    costs = {**gpu_costs()[0], **MEASURED}
+    mpix = sum(SETS[s].n_images * TYPICAL_MPIX[s] for s in PAPER_SETS)
+    metrics = sum(costs.get(m, 0.1) for m in METRICS)
+    parts = [f"{arch} {mpix * (costs[f'model:{arch}'] + metrics) / 60:.1f} min" for arch in ("rrdb", "swinir")]
+    unmeasured = sorted(k for k in [*METRICS, "model:rrdb", "model:swinir"] if k not in MEASURED)
+    return True, (f"{mpix:.0f} HR megapixels, every metric: " + ", ".join(parts) +
+                  (f" (declared costs for {', '.join(unmeasured)})" if unmeasured else ""))
+
+
+def write_costs(path: Path, device_name: str) -> None:
+    import datetime
+    import json
+
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"device": device_name, "torch": torch.__version__,
+                                "date": datetime.date.today().isoformat(), "seconds_per_mpix": MEASURED}, indent=1))
 
 
 def main() -> int:
@@ -256,14 +310,18 @@ def main() -> int:
               "paths on the CPU)")
         return 2
     n = torch.cuda.device_count() if dev.startswith("cuda") else (1 if args.quick else 2)
-    print(f"{n} x {torch.cuda.get_device_name(0) if dev.startswith('cuda') else 'CPU process'}, torch "
-          f"{torch.__version__}")
+    device_name = torch.cuda.get_device_name(0) if dev.startswith("cuda") else "CPU process"
+    print(f"{n} x {device_name}, torch {torch.__version__}")
+    from aesop_bench.paths import home
+    from aesop_bench.report.reproduce import GPU_COSTS_FILE
+
+    costs_file = home() / GPU_COSTS_FILE  # before a check points $AESOP_BENCH_HOME at its stand-ins
     checks = [("devices", lambda: check_devices(max(n, 2) if not dev.startswith("cuda") else n, dev)),
               ("train-ddp-val", lambda: check_train(n, Path(args.train_data), Path(args.data), dev)),
               ("rng-restore", lambda: check_cuda_rng(dev)), ("bf16-tiles", lambda: check_bf16_tiles(dev)),
               ("pooled-bn-bf16", lambda: check_pooled_bn(dev)), ("niqe-device", lambda: check_niqe(Path(args.data), dev)),
               ("metrics-device", lambda: check_metrics(Path(args.data), dev, args.quick)),
-              ("speed", lambda: speed(dev, args.quick))]
+              ("speed", lambda: speed(dev, args.quick)), ("projection", projection)]
     skip = {c.strip() for c in args.skip.split(",") if c.strip()}
     unknown = skip - {name for name, _ in checks}
     if unknown:
@@ -277,6 +335,9 @@ def main() -> int:
             ok, what = False, f"{type(exc).__name__}: {exc}"
         failed += not ok
         print(f"{'PASS' if ok else 'FAIL'}  {name:15s} {what}", flush=True)
+    if dev.startswith("cuda") and not args.quick and MEASURED:
+        write_costs(costs_file, device_name)
+        print(f"measured costs written to {costs_file} (reproduce --dry-run --device cuda reads them)")
     return 1 if failed else 0
 
 

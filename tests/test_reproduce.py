@@ -77,6 +77,36 @@ def test_dry_run_touches_nothing(served, tmp_path, capsys):
     assert not weights.cache_path(weights.entry("aesop_rrdb")).exists()
 
 
+def test_dry_run_estimates_a_gpu_without_one_and_totals_the_tables(served, tmp_path, capsys):
+    """`--device cuda --dry-run` on a machine with no GPU: an estimate from the declared per-pixel costs, saying
+    so, then from the costs benchmarks/gpu_check.py measured once its file is there; `reproduce all` adds a
+    grand total that is the sum of the tables' own lines."""
+    import re
+
+    from aesop_bench.paths import home
+    from aesop_bench.report.reproduce import CPU_SECONDS_PER_MPIX, GPU_COSTS_FILE
+
+    args = ["reproduce", str(served), "--backbone", "rrdb", "--dry-run", "--device", "cuda", "--data-root",
+            str(tmp_path / "data"), "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    declared = capsys.readouterr().out
+    assert "on one GPU (declared costs: FLOP counts" in declared and "on a 2-core CPU" in declared
+    # measured costs: ten times the CPU's for everything gives a GPU estimate ten times the CPU one
+    (home() / GPU_COSTS_FILE).write_text(json.dumps({"device": "Test GPU", "date": "2026-01-01", "seconds_per_mpix": {
+        k: 10 * v for k, v in CPU_SECONDS_PER_MPIX.items()}}))
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "measured by benchmarks/gpu_check.py on Test GPU (2026-01-01)" in out
+    gpu, cpu = re.search(r"estimate: about (\d+) min on one GPU .*; about (\d+) min on a 2-core CPU", out).groups()
+    assert abs(int(gpu) - 10 * int(cpu)) <= 10
+
+    assert main(["reproduce", "all", "--dry-run", "--device", "cuda", "--data-root", str(tmp_path / "data")]) == 0
+    out = capsys.readouterr().out
+    n_runs = sum(int(x) for x in re.findall(r"to compute: (\d+) \(model, set\) runs", out))
+    assert re.search(rf"grand total over 5 tables: .* {n_runs} \(model, set\) runs to compute, .* on one GPU", out)
+    assert not (tmp_path / "data").exists()
+
+
 def test_a_set_with_no_pinned_source_stops_before_computing(served, tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE.replace("sets: [set5, set14]", "sets: [set5, drealsr]"))

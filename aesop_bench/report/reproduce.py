@@ -23,12 +23,46 @@ from .recipes import Recipe
 # Rough CPU cost, in seconds per HR megapixel on one 2-core x86 machine (this project's CI class), for the
 # estimate of --dry-run. Anchored on timings of that machine class (DISTS about 13 CPU-s for a 0.8-megapixel
 # Urban100 image, CLIP-IQA about 3.6 s per image once its prompts are encoded once, MANIQA and NIQE likewise);
-# the networks' figures are rougher. GPU costs are not measured: the estimate says so on --device cuda.
+# the networks' figures are rougher.
 CPU_SECONDS_PER_MPIX = {
     "model:rrdb": 40.0, "model:swinir": 90.0, "model:spsr": 60.0, "model:bicubic": 0.3,
     "psnr": 0.05, "ssim": 0.3, "lr_psnr": 0.3, "lpips": 3.0, "dists": 16.0, "ae_psnr": 45.0, "niqe": 2.0,
     "maniqa": 30.0, "musiq": 8.0, "clipiqa": 4.0, "fid": 3.0, "pfid": 6.0,
 }
+# Declared GPU cost (--device cuda), in seconds per HR megapixel, until benchmarks/gpu_check.py has measured
+# this machine's (``gpu_costs.json`` in $AESOP_BENCH_HOME, which replaces these key by key). The networks: their
+# FLOPs per HR megapixel, counted with torch's FlopCounterMode (RRDB 2.24 TFLOP, SwinIR-M 1.63 TFLOP; SPSR
+# taken as 1.5 x RRDB), at an assumed sustained 50 TFLOP/s for convolutions and 25 TFLOP/s for SwinIR's
+# windowed attention (a fraction of a current datacentre GPU's TF32/bf16 peak). The metrics: their CPU cost
+# above divided by 40, a rough CPU-to-GPU ratio for these networks, at least 0.005 s.
+GPU_MODEL_SECONDS_PER_MPIX = {"model:rrdb": 2.24 / 50, "model:swinir": 1.63 / 25, "model:spsr": 1.5 * 2.24 / 50,
+                              "model:bicubic": 0.005}
+GPU_COSTS_FILE = "gpu_costs.json"
+
+
+def gpu_costs() -> tuple[dict[str, float], str]:
+    """Seconds per HR megapixel on a GPU per model architecture and metric, and where they come from: the
+    declared figures, replaced key by key by those ``benchmarks/gpu_check.py`` measured on this machine."""
+    import json
+
+    from ..paths import home
+
+    costs = dict(GPU_MODEL_SECONDS_PER_MPIX)
+    costs.update({k: max(v / 40, 0.005) for k, v in CPU_SECONDS_PER_MPIX.items() if not k.startswith("model:")})
+    measured = home() / GPU_COSTS_FILE
+    if measured.is_file():
+        try:
+            rec = json.loads(measured.read_text())
+            got = {k: float(v) for k, v in rec["seconds_per_mpix"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return costs, f"declared costs: {measured} is unreadable, run benchmarks/gpu_check.py again"
+        costs.update(got)
+        return costs, (f"measured by benchmarks/gpu_check.py on {rec.get('device', '?')} ({rec.get('date', '?')}) "
+                       f"for {', '.join(sorted(got))}; declared for the rest")
+    return costs, ("declared costs: FLOP counts at an assumed throughput; run benchmarks/gpu_check.py on the GPU "
+                   "to measure them")
+
+
 # typical HR megapixels per image, where the set is not on disk yet
 TYPICAL_MPIX = {"set5": 0.15, "set14": 0.22, "bsd100": 0.15, "urban100": 0.8, "manga109": 0.95,
                 "general100": 0.1, "div2k_val": 2.8, "lsdir_val": 1.6, "realsr_v3": 0.5, "drealsr": 1.2}
@@ -44,7 +78,17 @@ class Plan:
     manual: list[str] = field(default_factory=list)  # what must be fetched by hand, and where it goes
     ldl_missing: list[str] = field(default_factory=list)  # sets the protocol reads from LDL's files, not here
     runs: list[tuple[str, list[str]]] = field(default_factory=list)  # (model, sets still to compute)
-    estimate_s: float = 0.0
+    estimate_s: float = 0.0  # on a 2-core CPU
+    gpu_estimate_s: float = 0.0  # on one GPU (see gpu_costs)
+    gpu_source: str = ""
+
+    @property
+    def download_bytes(self) -> int:
+        return sum(n or 0 for _, _, n in self.set_downloads + self.weight_downloads)
+
+    @property
+    def n_runs(self) -> int:
+        return sum(len(s) for _, s in self.runs)
 
     def run_dir(self, model: str) -> Path:
         return self.out / "runs" / f"{model}-{self.recipe.protocol}"
@@ -57,9 +101,8 @@ class Plan:
                f"{', '.join(self.recipe.metrics)}, protocol {self.recipe.protocol}"]
         if self.recipe.unavailable:
             out.append(f"not reproducible (no public weights): {', '.join(self.recipe.unavailable)}")
-        total = sum(n or 0 for _, _, n in self.set_downloads + self.weight_downloads)
         out.append(f"to download: {len(self.set_downloads)} set files, {len(self.weight_downloads)} weight files "
-                   f"({total / 1e6:.1f} MB where sizes are known)")
+                   f"({self.download_bytes / 1e6:.1f} MB where sizes are known)")
         by_set: dict[str, list[tuple[str, int | None]]] = {}
         for s, f, n in self.set_downloads:
             by_set.setdefault(s, []).append((f, n))
@@ -80,11 +123,30 @@ class Plan:
         out.append(f"to compute: {sum(len(s) for _, s in todo)} (model, set) runs")
         out += [f"  {m}: {', '.join(s)}" for m, s in todo]
         if device.startswith("cuda"):
-            out.append(f"estimate: {self.estimate_s / 60:.0f} min at this project's measured CPU costs; no GPU costs "
-                       "are measured yet, expect much less on a GPU")
+            out.append(f"estimate: about {_minutes(self.gpu_estimate_s)} on one GPU ({self.gpu_source}); about "
+                       f"{_minutes(self.estimate_s)} on a 2-core CPU")
         else:
-            out.append(f"estimate: about {self.estimate_s / 60:.0f} min on a 2-core CPU")
+            out.append(f"estimate: about {_minutes(self.estimate_s)} on a 2-core CPU")
         return out
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
+def grand_total(plans: list[Plan], device: str) -> str:
+    """One line over several recipes' plans (``reproduce all --dry-run``); a file or run two recipes share is
+    counted once."""
+    files = {(s, f): n for p in plans for s, f, n in p.set_downloads}
+    files.update({(w, u): n for p in plans for w, u, n in p.weight_downloads})
+    runs = {(p.run_dir(m), s) for p in plans for m, todo in p.runs for s in todo}
+    cpu = sum(p.estimate_s for p in plans)
+    line = (f"grand total over {len(plans)} tables: {len(files)} files to download "
+            f"({sum(n or 0 for n in files.values()) / 1e6:.1f} MB where sizes are known), {len(runs)} (model, set) "
+            f"runs to compute, about {_minutes(cpu)} on a 2-core CPU")
+    if device.startswith("cuda"):
+        line += f", about {_minutes(sum(p.gpu_estimate_s for p in plans))} on one GPU"
+    return line + " (a run two tables share is computed once: the totals are upper bounds)"
 
 
 def _mpix(set_name: str, data_root: Path) -> tuple[int, float]:
@@ -154,6 +216,7 @@ def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, devic
         else:
             p.manual.append(f"weights {name} ({e.file}): {e.manual}; then `aesop-bench weights add {name} FILE`")
     sizes = {s: _mpix(s, data_root) for s in recipe.sets}
+    gpu, p.gpu_source = gpu_costs()
     for m in p.models:
         run = p.run_dir(m)
         stored = _stored_sets(run, recipe)
@@ -162,7 +225,10 @@ def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, devic
         arch = ZOO[m].arch
         per_mpix = CPU_SECONDS_PER_MPIX.get(f"model:{arch}", 60.0) + sum(
             CPU_SECONDS_PER_MPIX.get(x, 5.0) for x in recipe.metrics)
-        p.estimate_s += sum(sizes[s][1] for s in todo) * per_mpix
+        gpu_per_mpix = gpu.get(f"model:{arch}", 0.1) + sum(gpu.get(x, 0.1) for x in recipe.metrics)
+        mpix = sum(sizes[s][1] for s in todo)
+        p.estimate_s += mpix * per_mpix
+        p.gpu_estimate_s += mpix * gpu_per_mpix
     return p
 
 
@@ -291,4 +357,4 @@ def recipes_for(name: str) -> list[Recipe]:
     return list(RECIPES.values()) if name == "all" else [load_recipe(name)]
 
 
-__all__ = ["plan", "reproduce", "recipes_for", "Plan"]
+__all__ = ["plan", "reproduce", "recipes_for", "Plan", "grand_total", "gpu_costs"]
