@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tarfile
 import zipfile
@@ -10,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AesopBenchError
-from ..download import ProgressBar, extract, fetch, folder_md5, github_raw_url, record_first_hash
+from ..download import ProgressBar, extract, fetch, github_raw_url, record_first_hash
 from ..fileutil import sha256_file
 from .sets import HR_DIRS, SETS, find_child, fingerprints, list_images, resolve, set_folder
 
@@ -60,8 +59,7 @@ def download_set(name: str, data_root: Path, log=print) -> Path:
         if not src.is_dir():
             raise AesopBenchError(f"{cache}: expected a folder {arc.members}/ in the archive; the archive has changed")
         if arc.folder_md5:
-            digest = folder_md5(src)
-            digest = hashlib.md5(digest.encode()).hexdigest() if arc.md5_of_md5 else digest
+            digest = arc.checksum(src)
             if digest != arc.folder_md5:
                 cache.unlink(missing_ok=True)
                 shutil.rmtree(staging, ignore_errors=True)
@@ -120,8 +118,7 @@ def verify_set(name: str, data_root: Path) -> VerifyReport:
         if arc is None or not arc.folder_md5:
             return VerifyReport(name, "unpinned")
         hr_dir = _hr_dir(root)
-        digest = folder_md5(hr_dir)
-        digest = hashlib.md5(digest.encode()).hexdigest() if arc.md5_of_md5 else digest
+        digest = arc.checksum(hr_dir)
         n = len(list_images(hr_dir))
         # the published checksum covers the folder as a whole: which file differs is not known
         return VerifyReport(name, "canonical", n) if digest == arc.folder_md5 else \

@@ -48,6 +48,15 @@ class Archive:
     folder_md5: str | None = None
     md5_of_md5: bool = False
 
+    def checksum(self, folder: Path) -> str:
+        """The checksum of ``folder`` as ``folder_md5`` is published (deepinv's folder MD5, or its MD5)."""
+        import hashlib
+
+        from ..download import folder_md5
+
+        digest = folder_md5(folder)
+        return hashlib.md5(digest.encode()).hexdigest() if self.md5_of_md5 else digest
+
 
 @dataclass(frozen=True)
 class BenchmarkSet:
