@@ -293,7 +293,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .data.sets import display_name, expand_sets
+    from .data.sets import expand_sets
     from .fileutil import atomic_write_text
     from .metrics.registry import expand_metrics
     from .report.runs import load_runs

@@ -162,7 +162,6 @@ def check_pooled_bn(device: str) -> tuple[bool, str]:
 
 
 def check_niqe(data: Path, device: str) -> tuple[bool, str]:
-    import torch
 
     from aesop_bench.imageio import read_image
     from aesop_bench.metrics.niqe import niqe
@@ -186,7 +185,6 @@ def check_metrics(data: Path, device: str, quick: bool) -> tuple[bool, str]:
     """Every per-image metric on ``device`` against the same metric on the CPU, on three Set14 images (crops in
     quick mode), with deterministic stand-in weights for the networks (the machine may have no internet; both
     devices use the same weights)."""
-    import torch
 
     from aesop_bench.data.imresize import imresize
     from aesop_bench.imageio import read_image
