@@ -19,6 +19,8 @@ Checks (each line says what it compares):
 * ``niqe-device``: NIQE of a CUDA tensor equals NIQE of the same image on the CPU;
 * ``metrics-device``: every per-image metric on CUDA against the CPU on three Set14 images (stand-in weights
   for the networks; the largest differences are printed);
+* ``evaluator``: ``aesop_bench.evaluate`` of an RRDB on Set14 with every metric at batch 1 and at the default
+  batch (time, peak memory; the values must agree);
 * ``speed``: seconds per x4 SR of a 256x192 LR by RRDB and SwinIR, fp32 and bf16;
 * ``projection``: ``eval --sets all --metrics all`` for one RRDB and one SwinIR model (one pass over the paper's
   seven sets, at their typical sizes), from the seconds per HR megapixel measured above.
@@ -265,6 +267,46 @@ def speed(device: str, quick: bool) -> tuple[bool, str]:
     return True, f"x4 of a {x.shape[-1]}x{x.shape[-2]} LR: " + "; ".join(out)
 
 
+def check_evaluator(data: Path, device: str, quick: bool) -> tuple[bool, str]:
+    """``aesop_bench.evaluate`` of an RRDB (deterministic random weights) on Set14 with every metric (stand-in
+    weights for the metric networks), at batch 1 and at the device's default batch: time, peak GPU memory, and
+    the same values both ways."""
+    import torch
+
+    import aesop_bench as ab
+    from aesop_bench.metrics.registry import METRICS
+    from aesop_bench.models.zoo import ARCHS
+    from benchmarks.standins import make_standins
+
+    metrics = ["psnr", "ssim", "lpips", "niqe"] if quick else list(METRICS)
+    needs = tuple(sorted({n for m in metrics for n in METRICS[m].needs}))
+    shared = Path(os.environ.get("AESOP_BENCH_SHARED") or REPO.parent / "shared" / "data")
+    os.environ["AESOP_BENCH_HOME"] = tempfile.mkdtemp(prefix="gpu-check-eval-")
+    make_standins(Path(os.environ["AESOP_BENCH_HOME"]) / "standins",
+                  shared / "weights" / "niqe" / "modelparameters.mat", which=needs)
+    torch.manual_seed(0)
+    net = ARCHS["rrdb"](4, **({"num_feat": 16, "num_block": 1, "num_grow_ch": 8} if quick else {}))
+    net = net.to(device).eval()
+    sets = "set5" if quick else "set14"
+    got, parts = [], []
+    for batch in (1, None):
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(device)
+        t = time.perf_counter()
+        res = ab.evaluate(net, sets=sets, metrics=metrics, device=device, data_root=data, download=False,
+                          batch=batch)
+        _sync(device)
+        sec = time.perf_counter() - t
+        peak = f", peak {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if device.startswith("cuda") else ""
+        parts.append(f"batch {batch or 'default'} {sec:.1f} s{peak}")
+        got.append(res.per_image.set_index(["image", "metric"])["value"].astype(float))
+    worst = float((got[0] - got[1]).abs().max())
+    scale = float(got[0].abs().max())
+    good = worst <= NETWORK_TOLERANCE * max(1.0, scale) and len(got[0]) == len(got[1])
+    return good, (f"RRDB on {sets}, {len(metrics)} metrics: " + "; ".join(parts) +
+                  f"; largest |batch 1 - default| {worst:.2e}")
+
+
 def projection() -> tuple[bool, str]:
     """``--sets all --metrics all`` for one model of each backbone: the measured seconds per HR megapixel (the
     declared ones where a figure was not measured) times the paper's seven sets at their typical sizes."""
@@ -319,6 +361,7 @@ def main() -> int:
               ("rng-restore", lambda: check_cuda_rng(dev)), ("bf16-tiles", lambda: check_bf16_tiles(dev)),
               ("pooled-bn-bf16", lambda: check_pooled_bn(dev)), ("niqe-device", lambda: check_niqe(Path(args.data), dev)),
               ("metrics-device", lambda: check_metrics(Path(args.data), dev, args.quick)),
+              ("evaluator", lambda: check_evaluator(Path(args.data), dev, args.quick)),
               ("speed", lambda: speed(dev, args.quick)), ("projection", projection)]
     skip = {c.strip() for c in args.skip.split(",") if c.strip()}
     unknown = skip - {name for name, _ in checks}
