@@ -327,7 +327,7 @@ def cmd_plot(args) -> int:
     if args.kind == "pd":
         check_comparable(runs, [args.x, args.y], args.allow_mixed)
         for p in pd_plot(runs, args.set, args.x, args.y, args.out or f"reports/pd_{args.set}.png", args.title,
-                         args.xlabel, args.ylabel):
+                         args.xlabel, args.ylabel, log=lambda m: print(m, file=sys.stderr)):
             print(f"wrote {p}")
     else:
         box = tuple(int(v) for v in args.box.split(",")) if args.box else None
@@ -487,10 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", formatter_class=_FMT,
                        help="tables in the paper's layouts from evaluation runs")
     r.add_argument("runs", nargs="+", help="run folders written by aesop-bench eval")
-    r.add_argument("--layout", default="table1", help="table1, table4, table6, table7 or generic")
+    r.add_argument("--layout", default=None, help="table1, table4, table6, table7 or generic (default: runs as "
+                   "columns, with --metrics or every metric the runs have)")
     r.add_argument("--format", default="md", help="comma-separated: md, tex, csv")
     r.add_argument("--out", default=None, help="output path without suffix (default: print)")
-    r.add_argument("--metrics", default=None, help="metrics (generic layout, or to override)")
+    r.add_argument("--metrics", default=None, help="metrics (default: the layout's; without a layout, every "
+                   "metric the runs have)")
     r.add_argument("--sets", default=None, help="sets to show (default: those in the runs, paper order)")
     r.add_argument("--compare-paper", action="store_true", help="add the paper's values and the differences")
     r.add_argument("--significance", action="store_true",

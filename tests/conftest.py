@@ -22,12 +22,18 @@ def _benchmarks_root() -> Path:
     return Path(env) if env else _shared_root() / "benchmarks"
 
 
+def missing_data_reason() -> str:
+    """One reason for every test that needs the shared test data and cannot find it (so that pytest's summary
+    prints it once)."""
+    return (f"shared test data not found in {_shared_root()} ($AESOP_BENCH_SHARED; benchmark images in "
+            f"{_benchmarks_root()}, $AESOP_BENCH_DATA): see the README's Tests section")
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
-        msg = f"test data missing: {path} (set AESOP_BENCH_SHARED / AESOP_BENCH_DATA)"
         if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+            pytest.fail(f"test data missing: {path}; " + missing_data_reason())
+        pytest.skip(missing_data_reason())
     return path
 
 

@@ -86,15 +86,15 @@ def test_table1_markdown_and_csv(runs):
     rs = load_runs([runs["bicubic"], runs["trained"], runs["interp"]])
     t = build_table(rs, "table1")
     md = to_markdown(t)
-    assert t.sets == ["set14", "bsd100", "set5"]
+    assert t.sets == ["set5", "set14", "bsd100"]  # the canonical order
     lines = [line for line in md.splitlines() if line.startswith("| ")]
     assert lines[0].startswith("| Metric | Set | bicubic | trained |")
     assert len(lines) == 1 + 4 * 3  # header + (LPIPS, DISTS, PSNR, SSIM) x three sets
     psnr_row = next(line for line in lines if "PSNR ↑" in line)
-    values = {r.label: r.value("set14", "psnr") for r in rs}
+    values = {r.label: r.value("set5", "psnr") for r in rs}
     best = max(values, key=values.get)
     assert f"**{values[best]:.3f}**" in psnr_row
-    assert "| DISTS ↓ | Set14 | - | - |" in md  # not computed: a dash
+    assert "| DISTS ↓ | Set5 | - | - |" in md  # not computed: a dash
     rows = list(csv.DictReader(to_csv(t).splitlines()))
     got = {(r["metric"], r["set"], r["run"]): r["value"] for r in rows}
     assert float(got[("lpips", "bsd100", "trained")]) == pytest.approx(rs[1].value("bsd100", "lpips"))
@@ -303,3 +303,47 @@ def test_runs_on_different_image_areas_are_refused_or_labelled(bench_root, tmp_p
     assert "the SR files' area" in err
     assert main(["report", str(model), str(folder), "--metrics", "psnr", "--allow-mixed"]) == 0
     assert "mixed: runs compare different image areas" in capsys.readouterr().out
+
+
+def test_report_shows_what_was_computed_in_the_canonical_order(runs, bench_root, tmp_path, capsys, monkeypatch):
+    """Without --layout: every metric the runs have (registry order), sets Set5, Set14, BSD100; no backbone
+    groups for runs that do not declare two backbones, groups where they do; --metrics of a metric no run has is
+    an error naming what each run has; a PD plot names the runs it leaves out and why."""
+    import sys
+
+    from aesop_bench.metrics.registry import METRICS
+
+    this = sys.modules[__name__]
+    assert main(["report", str(runs["bicubic"]), str(runs["trained"])]) == 0
+    md = capsys.readouterr().out
+    rows = [[c.strip() for c in line.split("|")[1:3]] for line in md.splitlines() if line.startswith("| ")][1:]
+    have = {"psnr", "ssim", "lpips", "lr_psnr", "ae_psnr"}  # what the fixture's runs hold
+    assert [r[0] for r in rows if r[0]] == [f"{METRICS[m].label} {'↓' if METRICS[m].lower_better else '↑'}"
+                                            for m in METRICS if m in have]
+    assert [r[1] for r in rows[:3]] == ["Set5", "Set14", "BSD100"]
+    assert "Backbones" not in md and "DISTS" not in md
+    capsys.readouterr()
+    assert main(["report", str(runs["bicubic"]), str(runs["trained"]), "--format", "tex"]) == 0
+    assert "\\multicolumn" not in capsys.readouterr().out
+
+    # two declared backbones: the groups come back, runs without one last
+    monkeypatch.setitem(MODELS, "swin", ("runs/swin.safetensors", "swinir[]-x4-00112233445566aa"))
+    monkeypatch.setitem(MEANS, "swin", MEANS["trained"])
+    swin = _write_run(tmp_path / "swin", bench_root, "swin", seed=5)
+    assert main(["report", str(runs["bicubic"]), str(runs["trained"]), str(swin), "--format", "md,tex"]) == 0
+    out = capsys.readouterr().out
+    assert "Backbones: RRDB: trained / SwinIR: swin / other: bicubic" in out
+    assert "\\multicolumn{1}{c}{RRDB} & \\multicolumn{1}{c}{SwinIR} & \\multicolumn{1}{c}{other}" in out
+
+    # a metric no run has
+    assert main(["report", str(runs["bicubic"]), str(runs["trained"]), "--metrics", "dists"]) == 2
+    err = capsys.readouterr().err
+    assert "no run has dists" in err and "bicubic: psnr, ssim, lr_psnr, lpips, ae_psnr" in err
+
+    # a run without Set14 is left out of Set14's PD plot, and said so
+    monkeypatch.setattr(this, "SETS", {"set5": "Set5"})
+    only5 = _write_run(tmp_path / "only5", bench_root, "interp", seed=7)
+    assert main(["plot", "pd", str(runs["bicubic"]), str(runs["trained"]), str(only5), "--set", "set14",
+                 "--out", str(tmp_path / "pd.png")]) == 0
+    err = capsys.readouterr().err
+    assert "left out of the plot: " in err and "(not evaluated on set14)" in err

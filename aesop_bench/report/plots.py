@@ -37,20 +37,33 @@ def _save(plt, fig, out: str | Path) -> list[Path]:
 
 
 def pd_plot(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr", out: str | Path = "pd.png",
-            title: str | None = None, xlabel: str | None = None, ylabel: str | None = None) -> list[Path]:
+            title: str | None = None, xlabel: str | None = None, ylabel: str | None = None, log=None) -> list[Path]:
     plt = _mpl()
-    fig = pd_figure(runs, set_name, x, y, title, xlabel, ylabel)
+    fig = pd_figure(runs, set_name, x, y, title, xlabel, ylabel, log)
     return _save(plt, fig, out)
 
 
+def _missing(r: Run, set_name: str, metrics: tuple[str, ...]) -> str:
+    """Why a run has no point on a set's plot ('' when it has one)."""
+    if set_name not in r.sets:
+        return f"not evaluated on {set_name}"
+    lacking = [m for m in metrics if r.value(set_name, m) is None]
+    return f"no {' or '.join(lacking)} on {set_name}" if lacking else ""
+
+
 def pd_figure(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr", title: str | None = None,
-              xlabel: str | None = None, ylabel: str | None = None):
-    """The PD plot as a matplotlib figure (see :func:`pd_plot`)."""
+              xlabel: str | None = None, ylabel: str | None = None, log=None):
+    """The PD plot as a matplotlib figure (see :func:`pd_plot`); runs without both values on the set are left
+    out, each named with the reason through ``log``."""
     plt = _mpl()
-    pts = [(r, r.value(set_name, x), r.value(set_name, y)) for r in runs]
-    pts = [(r, a, b) for r, a, b in pts if a is not None and b is not None]
+    dropped = [(r, _missing(r, set_name, (x, y))) for r in runs]
+    dropped = [(r, why) for r, why in dropped if why]
+    pts = [(r, r.value(set_name, x), r.value(set_name, y)) for r in runs if not _missing(r, set_name, (x, y))]
     if not pts:
-        raise AesopBenchError(f"no run has both {x} and {y} on {set_name}")
+        raise AesopBenchError(f"no run has both {x} and {y} on {set_name}: " +
+                              "; ".join(f"{r.label}: {why}" for r, why in dropped))
+    if dropped and log is not None:
+        log("left out of the plot: " + "; ".join(f"{r.label} ({why})" for r, why in dropped))
     from .tables import set_size
 
     full = set_size(set_name, [r for r, _, _ in pts])

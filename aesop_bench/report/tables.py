@@ -3,11 +3,12 @@
 Layouts:
 
 * ``table1``: LPIPS, DISTS, PSNR, SSIM; one row per metric and set; one column per run, grouped by
-  backbone (RRDB, SwinIR, ...).
+  backbone (RRDB, SwinIR) where runs of both are compared.
 * ``table4``: AE-PSNR and LR-PSNR; one row per metric and run; one column per set.
 * ``table6``: NIQE, MANIQA, MUSIQ, CLIP-IQA on the real-world sets; runs as columns.
 * ``table7``: FID and pFID; runs as columns.
-* ``generic``: any ``--metrics`` and ``--sets``; runs as columns.
+* ``generic``: any ``--metrics`` and ``--sets``; runs as columns. Without a layout, ``report`` uses it with the
+  metrics the runs have.
 
 In each comparison group (a row when runs are columns; a metric block's column when runs are rows) the
 best value is bold and the second underlined, following each metric's direction (arrows in the headers).
@@ -23,7 +24,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.sets import PAPER_SETS, display_name, paper_set_name, set_label
+from ..data.sets import SETS, display_name, paper_set_name, set_label
 from ..errors import AesopBenchError
 from ..metrics.registry import METRICS
 from ..models.zoo import ZOO
@@ -131,9 +132,8 @@ def build_table(runs: list[Run], layout: str = "table1", metrics: list[str] | No
         for s in r.sets:
             if s not in present:
                 present.append(s)
-    if not sets:
-        order = list(PAPER_SETS) + ["set5", "realsr_v3", "drealsr"]
-        sets = [s for s in order if s in present] + [s for s in present if s not in order]
+    if not sets:  # the registry's order: Set5, Set14, BSD100, Urban100, Manga109, ..., the real-world sets
+        sets = [s for s in SETS if s in present] + [s for s in present if s not in SETS]
     t = Table(layout, orientation, metrics, sets, runs)
     paper = load_paper(paper_csv) if compare_paper else {}
     for m in metrics:
@@ -207,11 +207,22 @@ def _cell_text(t: Table, metric: str, c: Cell, tex: bool) -> str:
     return s
 
 
+BACKBONES = ("RRDB", "SwinIR")  # the families a run's model can declare; bicubic and result folders have none
+
+
 def _groups(t: Table) -> list[tuple[str, list[int]]]:
+    """Column groups by backbone, where runs of two or more backbones are compared (else one unnamed group);
+    runs that declare none (bicubic, result folders, other networks) come last, as "other"."""
+    def backbone(r: Run) -> str:
+        return r.backbone if r.source == "model" and r.backbone in BACKBONES else "other"
+
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(t.runs):
-        groups.setdefault(r.backbone, []).append(i)
-    return list(groups.items())
+        groups.setdefault(backbone(r), []).append(i)
+    if len([g for g in groups if g != "other"]) < 2:
+        return [("", list(range(len(t.runs))))]
+    return [(g, groups[g]) for g in groups if g != "other"] + ([("other", groups["other"])] if "other" in groups
+                                                              else [])
 
 
 def _grid(t: Table, tex: bool) -> tuple[list[str], list[list[str]]]:
@@ -319,12 +330,34 @@ def summary_table(summary: dict, sets: list[str], metrics: list[str]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def report(runs: list[Run], layout: str = "table1", metrics: list[str] | None = None, sets: list[str] | None = None,
-           compare_paper: bool = False, significance: bool = False, allow_mixed: bool = False) -> Table:
+def computed_metrics(runs: list[Run]) -> list[str]:
+    """The metrics any of ``runs`` has a value of, in the registry's order (others after them)."""
+    have = {m for r in runs for v in r.sets.values() for m, x in v.get("metrics", {}).items() if x is not None}
+    return [m for m in METRICS if m in have] + sorted(have - set(METRICS))
+
+
+def check_metrics_present(runs: list[Run], metrics: list[str], every: bool = True) -> None:
+    """Refuse a table with a metric none of the runs has (rows of dashes), naming what each run has; ``every``
+    False: only a table where no metric has a value (a paper layout keeps its rows, with dashes, otherwise)."""
+    have = set(computed_metrics(runs))
+    absent = [m for m in metrics if m not in have]
+    if absent and (every or len(absent) == len(metrics)):
+        each = "; ".join(f"{r.label}: {', '.join(computed_metrics([r])) or 'nothing'}" for r in runs)
+        raise AesopBenchError(f"no run has {', '.join(absent)}; the runs have {each}. Ask for those metrics "
+                              "(--metrics), or evaluate the runs with the others first")
+
+
+def report(runs: list[Run], layout: str | None = None, metrics: list[str] | None = None,
+           sets: list[str] | None = None, compare_paper: bool = False, significance: bool = False,
+           allow_mixed: bool = False) -> Table:
     """The table of ``runs`` in ``layout``, after checking they are comparable (``allow_mixed``: label runs of
-    different protocols instead of refusing them), with notes on anything off the paper's protocol."""
+    different protocols instead of refusing them), with notes on anything off the paper's protocol. Without a
+    layout: runs as columns, the metrics given, else every metric the runs have (in the registry's order)."""
     from .runs import check_comparable, check_paper_protocol, fallbacks
 
+    if layout is None:
+        layout, metrics = "generic", metrics or computed_metrics(runs)
+    check_metrics_present(runs, metrics or LAYOUTS.get(layout, ([], ""))[0], every=bool(metrics))
     problems = check_comparable(runs, metrics or LAYOUTS.get(layout, ([], ""))[0], allow_mixed)
     off_paper = check_paper_protocol(runs, allow_mixed) if compare_paper else []
     table = build_table(runs, layout, metrics, sets, compare_paper, significance)
