@@ -347,3 +347,34 @@ def test_report_shows_what_was_computed_in_the_canonical_order(runs, bench_root,
                  "--out", str(tmp_path / "pd.png")]) == 0
     err = capsys.readouterr().err
     assert "left out of the plot: " in err and "(not evaluated on set14)" in err
+
+
+def test_pd_figures_a_paper_accepts(runs, tmp_path):
+    """The PDF embeds TrueType (Type 42) fonts, no Type 3; no marker touches the axes' frame and the legend
+    covers none; a run's colour and marker depend on its label alone, not on the other runs or their order."""
+    from aesop_bench.report.plots import _point_boxes, pd_figure, pd_plot
+
+    rs = load_runs([runs["bicubic"], runs["trained"], runs["interp"]])
+    png, pdf = pd_plot(rs, "bsd100", "lpips", "psnr", tmp_path / "pd.png")
+    raw = pdf.read_bytes()
+    subtypes = set(re.findall(rb"/Subtype\s*/(Type3|TrueType|CIDFontType2|Type1|Type0)", raw))
+    assert b"Type3" not in subtypes and subtypes & {b"TrueType", b"CIDFontType2"}, subtypes
+
+    fig = pd_figure(rs, "bsd100", "lpips", "psnr")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    frame = ax.get_window_extent(fig.canvas.get_renderer())
+    legend = ax.get_legend().get_window_extent(fig.canvas.get_renderer())
+    boxes = _point_boxes(fig, ax)
+    assert boxes and all(frame.x0 < b.x0 and b.x1 < frame.x1 and frame.y0 < b.y0 and b.y1 < frame.y1 for b in boxes)
+    assert not any(legend.overlaps(b) for b in boxes)
+
+    def styles(fig):
+        ax = fig.axes[0]
+        return {c.get_label(): (tuple(c.get_facecolor()[0]), c.get_paths()[0].vertices.tobytes())
+                for c in ax.collections}
+
+    one = styles(pd_figure([rs[0], rs[1]], "bsd100", "lpips", "psnr"))
+    two = styles(pd_figure([rs[1], rs[0]], "set14", "lpips", "psnr"))
+    assert one["bicubic"] == two["bicubic"] and one["trained"] == two["trained"]
+    assert one["bicubic"] != one["trained"]

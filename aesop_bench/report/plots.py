@@ -26,14 +26,42 @@ def _mpl():
 
 
 def _save(plt, fig, out: str | Path) -> list[Path]:
-    """Write the figure as PNG and PDF beside each other, then close it."""
+    """Write the figure as PNG and PDF beside each other, then close it. The PDF embeds its fonts as TrueType
+    (Type 42): submission checks (IEEE, CVF) reject the Type 3 fonts matplotlib writes by default."""
+    import matplotlib
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
-    for p in paths:
-        fig.savefig(p)
+    with matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
+        for p in paths:
+            fig.savefig(p)
     plt.close(fig)
     return paths
+
+
+MARKERS = "osD^v<>ph*"
+
+
+def run_style(labels: list[str]) -> dict[str, tuple[str, str]]:
+    """``label -> (colour, marker)``: a function of the label alone (one method looks the same in every figure),
+    from a hash of it; two labels of one figure that hash alike are told apart by the next free style, in the
+    labels' alphabetical order."""
+    import zlib
+
+    from matplotlib import colormaps
+
+    colours = colormaps["tab10"].colors
+    n = len(colours)
+    taken: set[int] = set()
+    out = {}
+    for lab in sorted(set(labels)):
+        k = zlib.crc32(lab.encode()) % n
+        while k in taken and len(taken) < n:
+            k = (k + 1) % n
+        taken.add(k)
+        out[lab] = (colours[k], MARKERS[k % len(MARKERS)])
+    return out
 
 
 def pd_plot(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr", out: str | Path = "pd.png",
@@ -78,7 +106,6 @@ def pd_figure(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr",
         fam = r.interp_family()
         if fam:
             families.setdefault(fam[0], []).append((fam[1], a, b, False))
-    markers = "osD^v<>ph*"
     singles = [(r, a, b) for r, a, b in pts if not r.interp_family()]
     for name, members in families.items():  # the sweep's end points, where they were evaluated on their own
         start, end = name.split(" -> ")
@@ -88,14 +115,17 @@ def pd_figure(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr",
             elif end in (r.label, r.model) or _stem(r.model) == end:
                 members.append((1.0, a, b, True))
     labels = []
+    style = run_style([f"interp {name}" for name in families] + [r.label for r, _, _ in singles])
     for name, members in sorted(families.items()):
         members.sort()
         ax.plot([m[1] for m in members], [m[2] for m in members], "-", marker=".", lw=1, ms=4,
-                label=f"interp {name}", zorder=1)
+                label=f"interp {name}", zorder=1, color=style[f"interp {name}"][0])
         # alpha labels for the sweep's own points; an end point drawn as a run of its own keeps its marker only
         labels += [(f"{alpha:g}", a, b) for alpha, a, b, own in members if not own]
-    for k, (r, a, b) in enumerate(singles):
-        ax.scatter([a], [b], marker=markers[k % len(markers)], s=22, label=r.label, zorder=2)
+    for r, a, b in singles:
+        colour, marker = style[r.label]
+        ax.scatter([a], [b], marker=marker, s=22, label=r.label, zorder=2, color=colour)
+    ax.margins(0.12)  # no marker on the axes' frame
     ax.set_xlabel(xlabel or f"{metric_label(x)} {'↓' if lower_better(x) else '↑'}", fontsize=7)
     ax.set_ylabel(ylabel or f"{metric_label(y)} {'↓' if lower_better(y) else '↑'}", fontsize=7)
     ax.tick_params(labelsize=6)
@@ -104,12 +134,47 @@ def pd_figure(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr",
     # the better direction, as the legend's title (the legend is placed where it hides no point)
     glyph = {(True, False): "↖", (True, True): "↙", (False, False): "↗", (False, True): "↘"}[
         (lower_better(x), lower_better(y))]
-    leg = ax.legend(fontsize=5, loc="best", frameon=True, framealpha=0.8, title=f"better {glyph}",
-                    title_fontsize=6)
-    leg.get_frame().set_linewidth(0.3)
     fig.tight_layout()
+    _place_legend(fig, ax, dict(fontsize=5, frameon=True, framealpha=0.8, title=f"better {glyph}",
+                                title_fontsize=6))
     _place_labels(fig, ax, labels)
     return fig
+
+
+LEGEND_CORNERS = ("upper right", "upper left", "lower left", "lower right", "center right", "center left",
+                  "upper center", "lower center")
+
+
+def _point_boxes(fig, ax) -> list:
+    """Display-space boxes of every marker and line vertex drawn in ``ax``, a marker's size wide."""
+    from matplotlib.transforms import Bbox
+
+    fig.canvas.draw()
+    pts = []
+    for coll in ax.collections:
+        pts += [tuple(p) for p in ax.transData.transform(coll.get_offsets())]
+    for line in ax.lines:
+        pts += [tuple(p) for p in ax.transData.transform(line.get_xydata())]
+    r = 4 * fig.dpi / 72  # about a marker's half width, in pixels
+    return [Bbox([[x - r, y - r], [x + r, y + r]]) for x, y in pts]
+
+
+def _place_legend(fig, ax, kw: dict) -> None:
+    """The legend in the first corner of the axes where it covers no point; where every corner does, below
+    the axes (the figure grows to hold it)."""
+    boxes = _point_boxes(fig, ax)
+    renderer = fig.canvas.get_renderer()
+    for loc in LEGEND_CORNERS:
+        leg = ax.legend(loc=loc, **kw)
+        leg.get_frame().set_linewidth(0.3)
+        fig.canvas.draw()
+        frame = leg.get_window_extent(renderer)
+        if not any(frame.overlaps(b) for b in boxes):
+            return
+        leg.remove()
+    leg = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, **kw)
+    leg.get_frame().set_linewidth(0.3)
+    fig.tight_layout()
 
 
 def _stem(model: str) -> str:
@@ -122,10 +187,11 @@ OFFSETS = ((3, 2), (3, -7), (-9, 2), (-9, -7), (3, 8), (-9, 8), (3, -13), (-9, -
 
 
 def _place_labels(fig, ax, labels) -> None:
-    """Annotate points, trying offsets until a label's box overlaps no label placed before it."""
+    """Annotate points, trying offsets until a label's box overlaps no label placed before it (nor the legend)."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    placed = []
+    legend = ax.get_legend()
+    placed = [legend.get_window_extent(renderer)] if legend is not None else []
     for text, a, b in labels:
         for dx, dy in OFFSETS:
             ann = ax.annotate(text, (a, b), textcoords="offset points", xytext=(dx, dy), fontsize=5)
