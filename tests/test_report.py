@@ -378,3 +378,36 @@ def test_pd_figures_a_paper_accepts(runs, tmp_path):
     two = styles(pd_figure([rs[1], rs[0]], "set14", "lpips", "psnr"))
     assert one["bicubic"] == two["bicubic"] and one["trained"] == two["trained"]
     assert one["bicubic"] != one["trained"]
+
+
+def test_crop_sheet_captions_every_panel_and_checks_the_box_on_what_panels_show(runs, bench_root, shared_data,
+                                                                                   tmp_path, capsys):
+    """The added bicubic panel is captioned with its PSNR (equal to the evaluator's for the image); a bicubic run
+    without saved images is drawn from the protocol's LR; the overview is titled with the set's label; a result
+    folder's 512x512 SR files are cropped over their own area (the mod-12 HR is 504x504), and a box outside a
+    panel names the panel, its size and what it shows."""
+    from aesop_bench.report.plots import crop_panels, crop_sheet
+
+    assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr", "--data-root",
+                 str(bench_root), "--quiet", "--out", str(tmp_path / "bic")]) == 0
+    real = load_runs([tmp_path / "bic"])[0]
+    _, _, panels = crop_panels(load_runs([runs["trained"]]), "set5", "butterfly", None, bench_root)
+    assert [p[0] for p in panels] == ["HR", "Bicubic", "trained"]
+    assert panels[1][2] == f"PSNR {real.images('set5', 'psnr')['butterfly']:.3f}"
+    # the real bicubic run has no saved SR images: drawn from the LR, captioned with its stored value
+    _, _, panels = crop_panels([real], "set5", "butterfly", None, bench_root)
+    assert [p[0] for p in panels] == ["HR", "bicubic"] and panels[1][2].startswith("PSNR ")
+    out = crop_sheet([real], "set5", "butterfly", None, bench_root, tmp_path / "c.png")
+    assert out[0].is_file()
+
+    capsys.readouterr()
+    assert main(["eval", "--sr", str(shared_data / "results" / "RDN"), "--sets", "set5", "--metrics", "psnr",
+                 "--data-root", str(bench_root), "--quiet", "--out", str(tmp_path / "rdn")]) == 0
+    rdn = load_runs([tmp_path / "rdn"])
+    hr, box, panels = crop_panels(rdn, "set5", "baby", (420, 420, 90, 90), bench_root)
+    assert tuple(hr.shape[-2:]) == (512, 512) and all(tuple(p[1].shape[-2:]) == (90, 90) for p in panels)
+    with pytest.raises(AesopBenchError, match=r"outside what these panels show: HR \(512x512, the HR over the SR "
+                                              r"files' area\);.*\(512x512, the SR file\)"):
+        crop_panels(rdn, "set5", "baby", (430, 430, 90, 90), bench_root)
+    assert main(["plot", "crops", str(tmp_path / "bic"), "--set", "set5", "--image", "butterfly", "--data-root",
+                 str(bench_root), "--out", str(tmp_path / "c2.png")]) == 0

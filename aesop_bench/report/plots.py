@@ -207,47 +207,82 @@ def _place_labels(fig, ax, labels) -> None:
 def crop_panels(runs: list[Run], set_name: str, image: str, box: tuple[int, int, int, int] | None,
                 data_root: str | Path):
     """The crop sheet's content: the HR image, the box, and ``(label, crop, caption)`` per panel (HR, bicubic
-    unless a run is bicubic, each run's SR with its per-image PSNR and LPIPS where stored)."""
+    unless a run is bicubic, each run's SR), every SR panel captioned with its PSNR and, where stored, LPIPS.
+
+    The HR is shown over the area the runs compared (the protocol's crop; a result folder's SR files' own area),
+    and the box is checked against what each panel shows. A bicubic run with no saved images is drawn from the
+    protocol's LR, as the evaluator made it."""
     from ..data.imresize import imresize
     from ..data.sets import resolve
-    from ..data.transforms import mod_crop, to_rgb
+    from ..data.transforms import mod_crop, protocol_lr, to_rgb
     from ..imageio import read_image
+    from ..metrics.metric import Metric
+    from ..protocols import Protocol
 
     if not runs:
         raise AesopBenchError("give at least one run")
-    protocol = runs[0].protocol
+    record = runs[0].protocol
+    protocol = Protocol(**{k: record[k] for k in Protocol.__dataclass_fields__ if k in record})
     res = None
     if (runs[0].sets.get(set_name, {}).get("data") or {}).get("source") == "ldl":  # the HR the run compared
         from ..data.ldl import resolve_ldl
 
-        res = resolve_ldl(set_name, Path(data_root), protocol.get("scale", 4))
+        res = resolve_ldl(set_name, Path(data_root), protocol.scale)
     res = res or resolve(set_name, Path(data_root))
+    protocol = res.protocol(protocol)
     hr_file = next((f for f in res.hr_files if f.stem == image), None)
     if hr_file is None:
         raise AesopBenchError(f"{image!r} is not an image of {set_name} under {data_root}")
-    hr = mod_crop(to_rgb(read_image(hr_file)), res.modcrop or protocol.get("modcrop", 4))
-    scale = protocol.get("scale", 4)
-    panels = [("HR", hr, "")]
+    raw = to_rgb(read_image(hr_file))
+    scale = protocol.scale
+    files = [r.sr_image(set_name, image) for r in runs]
+    missing = [i for i, r in enumerate(runs) if not files[i].is_file() and r.model != "bicubic"]
+    if missing:
+        raise AesopBenchError(f"{files[missing[0]]}: no saved SR image; evaluate {runs[missing[0]].label} with "
+                              "--save-sr")
+    saved = {i: to_rgb(read_image(f)) for i, f in enumerate(files) if f.is_file()}
+    if runs and all(r.source == "folder" for r in runs):  # result folders compare the SR files' own area
+        h, w = min(img.shape[-2] for img in saved.values()), min(img.shape[-1] for img in saved.values())
+        hr, hr_what = raw[:, :h, :w], "the HR over the SR files' area"
+        lr = imresize(mod_crop(hr, scale), 1.0 / scale)  # the LR of that area, as a folder's LR-PSNR uses
+    else:
+        hr = mod_crop(raw, protocol.effective_modcrop)
+        hr_what = f"the HR cropped to a multiple of {protocol.effective_modcrop}"
+        lr_file = res.lr_file(hr_file, scale) if protocol.lr_source == "folder" else None
+        lr = to_rgb(read_image(lr_file)) if lr_file is not None else protocol_lr(raw, protocol)
+
+    def bicubic():  # MATLAB bicubic of the uint8 LR, uint8 as the evaluator's
+        return imresize(lr, float(scale))
+
+    srs = [(r, saved[i], "the SR file") if i in saved else (r, bicubic(), "bicubic of the protocol's LR")
+           for i, r in enumerate(runs)]
+    psnr = Metric("psnr", protocol)
+
+    def caption(r: Run | None, img) -> str:
+        stored = r.images(set_name, "psnr").get(image) if r is not None else None
+        h, w = min(img.shape[-2], hr.shape[-2]), min(img.shape[-1], hr.shape[-1])
+        v = stored if stored is not None else float(psnr(img[:, :h, :w], hr[:, :h, :w])[0])
+        parts = [f"{metric_label('psnr')} {v:.{decimals('psnr')}f}"]
+        if r is not None and image in r.images(set_name, "lpips"):
+            parts.append(f"{metric_label('lpips')} {r.images(set_name, 'lpips')[image]:.{decimals('lpips')}f}")
+        return "  ".join(parts)
+
+    panels = [("HR", hr, "", hr_what)]
     if not any(r.model == "bicubic" for r in runs):
-        panels.append(("Bicubic", imresize(imresize(hr, 1 / scale), float(scale)), ""))
-    for r in runs:
-        p = r.sr_image(set_name, image)
-        if not p.is_file():
-            raise AesopBenchError(f"{p}: no saved SR image; evaluate {r.label} with --save-sr")
-        values = [f"{metric_label(m)} {r.images(set_name, m)[image]:.{decimals(m)}f}"
-                  for m in ("psnr", "lpips") if image in r.images(set_name, m)]
-        panels.append((r.label, to_rgb(read_image(p)), "  ".join(values)))
+        img = bicubic()
+        panels.append(("Bicubic", img, caption(None, img), "bicubic of the protocol's LR"))
+    panels += [(r.label, img, caption(r, img), what) for r, img, what in srs]
     h, w = hr.shape[-2:]
     if box is None:
         s = min(96, h, w)
         box = ((w - s) // 2, (h - s) // 2, s, s)
     x0, y0, bw, bh = box
-    out = []
-    for label, img, caption in panels:  # result-folder images may be a few pixels smaller than the HR
-        ph, pw = img.shape[-2:]
-        if x0 < 0 or y0 < 0 or x0 + bw > pw or y0 + bh > ph:
-            raise AesopBenchError(f"crop box {box} lies outside the {pw}x{ph} image of {label}")
-        out.append((label, img[:, y0:y0 + bh, x0:x0 + bw], caption))
+    outside = [f"{label} ({img.shape[-1]}x{img.shape[-2]}, {what})" for label, img, _, what in panels
+               if x0 < 0 or y0 < 0 or x0 + bw > img.shape[-1] or y0 + bh > img.shape[-2]]
+    if outside:
+        raise AesopBenchError(f"crop box {box} (x, y, width, height) lies outside what these panels show: "
+                              f"{'; '.join(outside)}; choose a box inside every panel")
+    out = [(label, img[:, y0:y0 + bh, x0:x0 + bw], cap) for label, img, cap, _ in panels]
     return hr, box, out
 
 
@@ -264,7 +299,7 @@ def crop_sheet(runs: list[Run], set_name: str, image: str, box: tuple[int, int, 
     ax = axes[0]
     ax.imshow(hr.permute(1, 2, 0).numpy())
     ax.add_patch(Rectangle((x0, y0), bw, bh, fill=False, edgecolor="red", lw=0.8))
-    ax.set_title(f"{image} ({set_name})", fontsize=5)
+    ax.set_title(f"{image} ({set_label(set_name)})", fontsize=5)
     for ax, (label, crop, caption) in zip(axes[1:], panels):
         ax.imshow(crop.permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(label if len(label) <= 24 else label[:23] + "…", fontsize=5)
