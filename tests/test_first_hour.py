@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 
 import numpy as np
@@ -96,7 +97,7 @@ def test_arguments_say_what_is_wrong(tmp_path, capsys):
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     for name in ("data", "plot", "compare", "weights"):
         text = sub.choices[name].format_help()
-        assert "(default:" in text, name
+        assert "default" in text or name == "weights", name  # weights has no option with a default
         undocumented = [a.dest for a in sub.choices[name]._actions if a.help is None and a.dest != "help"]
         assert not undocumented, (name, undocumented)
 
@@ -138,10 +139,13 @@ def test_readme_smoke_training_runs_without_downloaded_weights(bench_root, tmp_p
     for s in ("BSD100", "Set5"):
         (data / s).symlink_to(bench_root / s)
     monkeypatch.chdir(tmp_path)
-    short = ["--opt", "steps=4", "--opt", "checkpoint_every=4", "--opt", "val.every=4", "--quiet"]
-    for args in lines[1:3]:
-        assert main(args + short) == 0, capsys.readouterr().err
-    assert "validation at step 4 on set5" in capsys.readouterr().err
+    short = ["--opt", "steps=4", "--opt", "checkpoint_every=4", "--opt", "val.every=4"]
+    assert main(lines[1] + short + ["--quiet"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(lines[2] + short) == 0, capsys.readouterr().err  # with its progress bar
+    err = capsys.readouterr().err
+    # the validation line is written through the bar (which clears itself first), not into it
+    assert re.search(r"(^|[\r\n])validation at step 4 on set5", err) and "]validation" not in err, err[-500:]
     assert main(lines[3] + ["--quiet"]) == 0
     assert "set5" in capsys.readouterr().out
     assert all(wm.check(e).status == "missing" for e in wm.manifest().values() if e.name == "vgg19")
@@ -188,3 +192,53 @@ def test_without_the_shared_data_tests_and_doctests_skip_with_one_reason_outside
     assert n >= 3 and f"{n} skipped" in proc.stdout  # the doctests and the tests, in one line
     proc = subprocess.run(args, cwd=repo, env={**env, "CI": "1"}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "test data missing" in proc.stdout
+
+
+
+def test_help_and_messages_say_what_a_user_needs(tmp_path, capsys, monkeypatch):
+    """--help states each default once (none as "None"); the eval and train defaults it states are the real ones;
+    a checkpoint path that does not exist, an auto-encoder checkpoint, a data root that does not exist and a
+    failed set download each say what is wrong and what to do; a closed pipe ends the listing quietly."""
+    import subprocess
+    import sys
+
+    from aesop_bench.data.manage import download_set
+    from aesop_bench.models.zoo import resolve_model
+    from aesop_bench.train.checkpoint import save_weights
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    for name, sub in subs.items():
+        text = sub.format_help()
+        options = re.split(r"\n  (?=-)", text.split("options:", 1)[-1])
+        for opt in options:
+            flat = " ".join(opt.split())
+            assert not re.search(r"default.*\(default: ", flat, re.I), (name, flat)  # said twice
+            assert "(default: None)" not in flat and "(default: )" not in flat, (name, flat)
+    helps = {a.dest: a.help for a in subs["eval"]._actions}
+    assert "12 under paper" in helps["modcrop"]
+    assert "runs/train/NAME" in {a.dest: a.help for a in subs["train"]._actions}["out"]
+    from aesop_bench.protocols import get_protocol
+
+    assert get_protocol("paper").effective_modcrop == 12 and get_protocol("basicsr").effective_modcrop == 4
+
+    with pytest.raises(AesopBenchError, match=r"--model .*nope\.pth: file not found"):
+        resolve_model(str(tmp_path / "nope.pth"))
+    ae = tmp_path / "ae_ema.safetensors"
+    save_weights(torch.nn.Conv2d(3, 3, 1), ae, {"arch": "ae", "opts": {}, "scale": 4, "step": 1})
+    with pytest.raises(AesopBenchError, match=r"auto-encoder .* not an SR network; use it as the AE of ae_psnr") as e:
+        resolve_model(str(ae))
+    assert "--arch" not in str(e.value)
+
+    assert main(["data", "verify", "set5", "--data-root", str(tmp_path / "nowhere")]) == 1  # a set not verified
+    assert "the data root " + str(tmp_path / "nowhere") + " does not exist" in capsys.readouterr().out
+    monkeypatch.setenv("AESOP_BENCH_GITHUB_RAW", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(AesopBenchError, match=r"If Set5 is already on this machine, give the folder that "
+                                              r"holds it with --data-root \(or \$AESOP_BENCH_DATA\)"):
+        download_set("set5", tmp_path / "data", log=None)
+
+    proc = subprocess.Popen([sys.executable, "-m", "aesop_bench", "models", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before anything is written (`| head` that has read its lines)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err

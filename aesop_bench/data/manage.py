@@ -22,10 +22,19 @@ def _say(log, msg: str) -> None:
 
 
 def download_set(name: str, data_root: Path, log=print) -> Path:
-    """Download a registered set into ``data_root/FOLDER``; pinned files are sha256-verified."""
+    """Download a registered set into ``data_root/FOLDER``; pinned files are sha256-verified. A failure says
+    how to use a copy of the set that is already on the machine."""
     entry = SETS.get(name)
     if entry is None:
         raise AesopBenchError(f"{name!r} is not a registered set; only registered sets can be downloaded")
+    try:
+        return _download_set(name, entry, data_root, log)
+    except AesopBenchError as exc:
+        raise AesopBenchError(f"{exc} If {entry.folder} is already on this machine, give the folder that holds "
+                              f"it with --data-root (or $AESOP_BENCH_DATA); now {data_root}.") from None
+
+
+def _download_set(name: str, entry, data_root: Path, log) -> Path:
     root = set_folder(name, data_root) or Path(data_root) / entry.folder
     rows = fingerprints(name)
     if rows:
@@ -91,9 +100,10 @@ class VerifyReport:
     differing: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    detail: str = ""  # where a missing set was looked for, and what to do
 
     def line(self) -> str:
-        parts = [f"{self.name}: {self.status}"]
+        parts = [f"{self.name}: {self.status}" + (f" ({self.detail})" if self.detail else "")]
         if self.n_files:
             parts.append(f"{self.n_files} files checked")
         for label, items in (("differ", self.differing), ("missing", self.missing), ("not canonical", self.extra)):
@@ -112,7 +122,11 @@ def verify_set(name: str, data_root: Path) -> VerifyReport:
     rows = fingerprints(name)
     root = set_folder(name, data_root)
     if root is None:
-        return VerifyReport(name, "missing")
+        folder = SETS[name].folder if name in SETS else name
+        where = f"no {folder} folder (any case) in {data_root}" if Path(data_root).is_dir() else \
+            f"the data root {data_root} does not exist"
+        return VerifyReport(name, "missing", detail=f"{where}; give --data-root or $AESOP_BENCH_DATA, or run "
+                                                   f"`aesop-bench data download {name}`")
     if not rows:
         arc = SETS[name].archive if name in SETS else None
         if arc is None or not arc.folder_md5:

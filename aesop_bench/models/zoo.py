@@ -301,6 +301,9 @@ def short_name(model: str) -> str:
     return "-".join(parts)
 
 
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
+
+
 def resolve_model(name: str, arch: str | None = None, download: bool = True) -> ModelSpec | None:
     """A :class:`ModelSpec` for ``name`` (None for ``bicubic``); ``download=False`` never fetches weights."""
     if name == "bicubic":
@@ -333,8 +336,18 @@ def resolve_model(name: str, arch: str | None = None, download: bool = True) -> 
         if not arch:
             raise AesopBenchError(f"--model {name}: a checkpoint needs --arch ({' or '.join(ARCHS)})")
         if arch not in ARCHS:
-            raise AesopBenchError(f"--arch {arch!r} unknown; choose one of {', '.join(ARCHS)}")
+            if arch == "ae" and arch == meta.get("arch"):
+                raise AesopBenchError(f"--model {name}: the checkpoint is an auto-encoder (it maps an HR image to "
+                                      "itself), not an SR network; use it as the AE of ae_psnr (--ae "
+                                      f"{name}) or of the aesop loss")
+            where = "--arch" if arch != meta.get("arch") else "the checkpoint's recorded architecture"
+            raise AesopBenchError(f"--model {name}: {where} {arch!r} is not one aesop-bench evaluates; choose "
+                                  f"one of {', '.join(ARCHS)}")
         return ModelSpec(path.stem, arch, path, arch_opts=opts)
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES or os.sep in name or "/" in name:
+        raise AesopBenchError(f"--model {name}: file not found" + (f" (in {path.parent.resolve()})"
+                                                                   if path.parent.is_dir() else
+                                                                   f"; the folder {path.parent} does not exist"))
     raise AesopBenchError(f"unknown model {name!r}: not a zoo name ({', '.join(ZOO)}), a checkpoint file, "
                           "a model card or interp:A,B@ALPHA")
 

@@ -108,8 +108,9 @@ class Plan:
             by_set.setdefault(s, []).append((f, n))
         for s, files in by_set.items():
             known = [n for _, n in files if n is not None]
-            out.append(f"  set {s}: {len(files)} files ({sum(known) / 1e6:.1f} MB" +
-                       (")" if len(known) == len(files) else ", some sizes unknown)") + ": " +
+            out.append(f"  set {s}: {len(files)} files (" + ("size unknown" if not known else
+                                                              f"{sum(known) / 1e6:.1f} MB") +
+                       ("" if len(known) in (0, len(files)) else ", some sizes unknown") + "): " +
                        ", ".join(f.rsplit("/", 1)[-1] for f, _ in files))
         out += [f"  weights {w}: {u} ({size(n)})" for w, u, n in self.weight_downloads]
         out += [f"  by hand: {m}" for m in self.manual]
