@@ -212,12 +212,14 @@ def cmd_weights(args) -> int:
     if args.action == "list":
         from .weights.cache import hash_status
 
-        print(f"{'name':22s} {'file':10s} {'hash':15s} {'file name':48s} licence  [used by]")
+        rows = [("name", "file", "hash", "file name", "licence", "used by")]
         for name, e in weights.manifest().items():
-            c = weights.check(e)
-            status = "absent" if c.status == "missing" else c.status
-            print(f"{name:22s} {status:10s} {hash_status(e):15s} {e.file:48s} {e.licence}  "
-                  f"[{', '.join(e.used_by)}]")
+            status = weights.check(e).status
+            rows.append((name, "absent" if status == "missing" else status, hash_status(e), e.file, e.licence,
+                         ", ".join(e.used_by)))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5])
         print("file: absent = not yet downloaded. hash: pinned = published sha256; prefix = published sha256 "
               "prefix (file name); recorded = the sha256 of the first download; first-download = to be recorded "
               "at the first download")

@@ -359,10 +359,17 @@ def test_weights_list_says_how_each_file_is_verified(tmp_path, monkeypatch, caps
         {"name": "unpinned", "file": "u.pth", "urls": [src.as_uri()], "sha256": None}])
     weights.download("unpinned", log=None)
     assert main(["weights", "list"]) == 0
-    rows = {line.split()[0]: line.split()[1:3] for line in capsys.readouterr().out.splitlines()
-            if line.split()[0] in ("pinned", "prefixed", "unpinned")}
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split()[1:3] for line in lines if line.split()[0] in ("pinned", "prefixed",
+                                                                                        "unpinned")}
     assert rows == {"pinned": ["absent", "pinned"], "prefixed": ["absent", "prefix"],
                     "unpinned": ["recorded", "recorded"]}
+    # a header, and every column starting where its header does
+    header = lines[0]
+    assert header.split()[:3] == ["name", "file", "hash"]
+    starts = [header.index(h) for h in ("file", "hash", "file name")]  # (the test entries have no licence)
+    table = [line for line in lines[1:] if line.split()[0] in rows]
+    assert all(line[s - 1] == " " and line[s] != " " for line in table for s in starts), table
 
 
 def test_the_checkout_weights_readme_matches_the_manifest():
