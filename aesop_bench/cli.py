@@ -317,6 +317,16 @@ def cmd_report(args) -> int:
             path = Path(args.out).with_suffix(suffix)
             atomic_write_text(path, write(table))
             print(f"wrote {path}")
+    if args.html:
+        from .paths import data_root
+        from .report.site import write_site
+
+        # the runs read again: a mixed table relabels the runs it was given
+        index = write_site(load_runs(args.runs), args.html, data_root(args.data_root),
+                           metrics=expand_metrics(args.metrics) if args.metrics else None,
+                           sets=expand_sets(args.sets) if args.sets else None, baseline=args.baseline,
+                           copy_images=args.copy_images, allow_mixed=args.allow_mixed)
+        print(f"wrote {index} (open it in a browser, from disk)")
     return 0
 
 
@@ -516,6 +526,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--significance", action="store_true",
                    help="mark values not significantly different from the best (Wilcoxon, per image)")
     r.add_argument("--allow-mixed", action="store_true", help="label runs of different protocols instead of refusing")
+    r.add_argument("--html", default=None, metavar="DIR",
+                   help="also write a results browser into DIR: open DIR/index.html from disk (table, PD plot, "
+                        "per-image values, a side-by-side image viewer)")
+    r.add_argument("--copy-images", action="store_true",
+                   help="--html: copy the images into DIR/images (else the page reads them where they are)")
+    r.add_argument("--baseline", default=None, help="--html: the run the per-image differences are taken from "
+                                                    "(its label; default: the first run)")
+    r.add_argument("--data-root", default=None, help="--html: folder holding the sets, for the HR images (default "
+                                                     "$AESOP_BENCH_DATA)")
     r.set_defaults(func=cmd_report)
 
     rp = sub.add_parser("reproduce", formatter_class=_FMT,
