@@ -101,7 +101,8 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
              tile: int | None = None, tile_overlap: int = 32, name: str | None = None, identity: str | None = None,
              arch: str | None = None, sr_suffix: str = "", ae: str | None = None,
              clipiqa_split_above: int | None = None, fid_mode: str = "legacy_pytorch",
-             progress: bool = False, batch: int | None = None, cache: bool = False) -> Result:
+             progress: bool = False, batch: int | None = None, cache: bool = False,
+             metric_options: dict | None = None) -> Result:
     """Evaluate ``model`` on benchmark ``sets`` with ``metrics`` under ``protocol``.
 
     ``model`` is a ``torch.nn.Module`` (LR -> SR, float in [0, 1]; its training mode and device are restored
@@ -114,6 +115,10 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
     whenever the outputs could), or, for an ``nn.Module``, ``cache=True``: the class name and a hash of the
     state dict (every parameter and buffer) are its identity, which the caller declares to determine its outputs.
     Otherwise every call computes afresh and a run folder (``out=``) is not resumed by a later call.
+
+    ``metric_options``: ``{metric: {option: value}}`` in each metric's own option names (``aesop-bench metrics
+    list`` shows them), e.g. ``{"clipiqa": {"split_above": 1_000_000}}``; an unknown metric or option is an error
+    naming the valid ones. They override ``ae``, ``clipiqa_split_above`` and ``fid_mode``.
 
     A run folder is written only with ``out=`` (then it resumes like ``aesop-bench eval --out``). ``batch``: images
     per call of the model and of the network metrics (of one size, except for the FID features; default: up to 16
@@ -154,7 +159,7 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
                      device=device or "cpu", download=download, progress=progress, ae=ae,
                      clipiqa_split_above=clipiqa_split_above, fid_mode=fid_mode, arch=arch, precision=precision,
                      tile=tile, tile_overlap=tile_overlap, sr_dir=sr_dir, sr_suffix=sr_suffix, name=name,
-                     batch=batch)
+                     batch=batch, metric_opts=metric_options or {})
     try:
         summary = run(cfg)
         frame = load_run(cfg.out_dir)

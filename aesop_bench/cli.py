@@ -30,6 +30,22 @@ def _check_device(device: str, present: bool = True) -> None:
                                   f"CUDA build {torch.version.cuda or 'none'}); use --device cpu")
 
 
+def _metric_options(items: list[str]) -> dict:
+    """``["clipiqa.split_above=1000000", ...]`` -> ``{"clipiqa": {"split_above": 1000000}}`` (values read as
+    YAML scalars: numbers, booleans, strings)."""
+    import yaml
+
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        metric, dot, option = key.partition(".")
+        if not (sep and dot and metric and option):
+            raise AesopBenchError(f"--metric-option {item!r}: write METRIC.OPTION=VALUE, e.g. "
+                                  "clipiqa.split_above=1000000")
+        out.setdefault(metric.strip(), {})[option.strip()] = yaml.safe_load(value)
+    return out
+
+
 def cmd_eval(args) -> int:
     from .data.sets import display_name, expand_sets
     from .protocols import get_protocol
@@ -54,7 +70,7 @@ def cmd_eval(args) -> int:
                      clipiqa_split_above=args.clipiqa_split_above, fid_mode=args.fid_mode, arch=args.arch,
                      precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
                      sr_dir=Path(args.sr) if args.sr else None, sr_suffix=args.sr_suffix, name=args.name,
-                     threads=args.threads, batch=args.batch)
+                     threads=args.threads, batch=args.batch, metric_opts=_metric_options(args.metric_option))
     if args.fetch_only:
         from .evaluation.runner import prefetch
 
@@ -463,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ae", default=None, help="auto-encoder of ae_psnr: weights name or checkpoint (default aesop_ae)")
     e.add_argument("--clipiqa-split-above", type=int, default=None,
                    help="score images with more pixels than this by quadrants in clipiqa (the paper: DRealSR)")
+    e.add_argument("--metric-option", action="append", default=[], metavar="METRIC.OPTION=VALUE",
+                   help="an option of one metric in its own name (repeatable; `aesop-bench metrics list` shows "
+                        "them), e.g. clipiqa.split_above=1000000")
     e.add_argument("--fid-mode", choices=["legacy_pytorch", "clean"], default="legacy_pytorch",
                    help="FID/pFID features: pytorch-fid as the LDL/AESOP scripts (default) or clean-fid")
     e.add_argument("--format", choices=["table", "json"], default="table")

@@ -71,11 +71,15 @@ class EvalConfig:
     sr_suffix: str = ""
     name: str | None = None  # the run's label in tables and plots
     alone: bool = False  # this process evaluates by itself even under torchrun (no collectives): validation
+    # {metric: {option: value}} in each metric's own option names (`aesop-bench metrics list` shows them); they
+    # override the flat fields above (ae, clipiqa_split_above, fid_mode)
+    metric_opts: dict = field(default_factory=dict)
 
     def __post_init__(self):
         from ..distributed import check_device_name
         from ..models.inference import check_tiling
 
+        check_metric_options(self.metric_opts)
         check_device_name(self.device)
         check_tiling(self.tile, self.tile_overlap)
         if self.batch is not None and (isinstance(self.batch, bool) or not isinstance(self.batch, int)
@@ -85,8 +89,26 @@ class EvalConfig:
 
     def metric_options(self, spec) -> dict:
         """The options of this run that ``spec`` declares (None: the metric's default)."""
-        given = {"ae": self.ae, "split_above": self.clipiqa_split_above, "fid_mode": self.fid_mode}
+        given = {"ae": self.ae, "split_above": self.clipiqa_split_above, "fid_mode": self.fid_mode,
+                 **self.metric_opts.get(spec.name, {})}
         return {o.name: given.get(o.name) for o in spec.options}
+
+
+FLAT_METRIC_OPTIONS = ("ae", "clipiqa_split_above", "fid_mode")  # EvalConfig fields that are metric options
+
+
+def check_metric_options(options) -> None:
+    """Refuse ``{metric: {option: value}}`` naming a metric or an option that does not exist, naming the valid
+    ones (each metric's spec is the one place its options are defined)."""
+    from ..metrics.registry import METRICS
+
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise AesopBenchError(f"metric options {options!r}: give {{metric: {{option: value}}}}, e.g. "
+                              "{'clipiqa': {'split_above': 1000000}}")
+    for name, opts in options.items():
+        if name not in METRICS:
+            raise AesopBenchError(f"metric options for {name!r}: no such metric; the metrics: {', '.join(METRICS)}")
+        METRICS[name].resolve_options(opts)  # names the metric's options when one is unknown
 
 
 def image_key(path: Path) -> str:

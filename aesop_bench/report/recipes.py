@@ -8,7 +8,7 @@ numbers beside the results. Adding a paper's table is adding a recipe here, or w
     sets: [set5, set14]
     metrics: [psnr, ssim]
     protocol: paper
-    set_options: {drealsr: {clipiqa_split_above: 1000000}}   # per-set metric options
+    set_options: {drealsr: {clipiqa: {split_above: 1000000}}}   # per-set metric options
     unavailable: [SwinIR+GAN]                                 # methods of the table with no public weights
 """
 
@@ -21,7 +21,7 @@ from ..data.sets import PAPER_SETS, SETS
 from ..errors import AesopBenchError
 
 # the paper splits DRealSR images into four quadrants for CLIP-IQA (memory); 2,000 x 1,500 and larger
-DREALSR_CLIPIQA = {"drealsr": {"clipiqa_split_above": 1_000_000}}
+DREALSR_CLIPIQA = {"drealsr": {"clipiqa": {"split_above": 1_000_000}}}
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,39 @@ class Recipe:
                 raise AesopBenchError(f"{self.name} has no {backbone} models; its backbones: {', '.join(self.models)}")
             return list(self.models[found[backbone.lower()]])
         return [m for ms in self.models.values() for m in ms]
+
+    def eval_options(self, set_name: str) -> dict:
+        """The evaluation options of ``set_name`` as :class:`~aesop_bench.evaluation.runner.EvalConfig` takes
+        them: ``{metric: {option: value}}`` entries as its ``metric_opts``, the flat names as they are."""
+        opts = check_set_options(self.set_options, self.name).get(set_name, {})
+        nested = {k: v for k, v in opts.items() if isinstance(v, dict)}
+        return {**{k: v for k, v in opts.items() if not isinstance(v, dict)},
+                **({"metric_opts": nested} if nested else {})}
+
+
+def check_set_options(set_options, where: str) -> dict:
+    """Refuse per-set options that are neither ``{metric: {option: value}}`` (each metric's own option names)
+    nor one of the flat option names, naming what is valid; returns them."""
+    from ..evaluation.runner import FLAT_METRIC_OPTIONS, check_metric_options
+    from ..metrics.registry import METRICS
+
+    if not isinstance(set_options, dict):
+        raise AesopBenchError(f"{where}: set_options maps sets to their options, e.g. {{drealsr: {{clipiqa: "
+                              "{split_above: 1000000}}}}")
+    for set_name, opts in set_options.items():
+        if set_name not in SETS or not isinstance(opts, dict):
+            raise AesopBenchError(f"{where}: set_options[{set_name!r}] must be a registered set's options; sets: "
+                                  f"{', '.join(SETS)}")
+        flat = {k for k, v in opts.items() if not isinstance(v, dict)}
+        unknown = sorted(flat - set(FLAT_METRIC_OPTIONS))
+        if unknown:
+            options = "; ".join(f"{m}: {', '.join(o.name for o in spec.options)}" for m, spec in METRICS.items()
+                                if spec.options)
+            raise AesopBenchError(f"{where}: set_options[{set_name!r}] has unknown option(s) {', '.join(unknown)}. "
+                                  f"Give {{metric: {{option: value}}}} with a metric's own options ({options}), or "
+                                  f"one of {', '.join(FLAT_METRIC_OPTIONS)}")
+        check_metric_options({k: v for k, v in opts.items() if isinstance(v, dict)})
+    return set_options
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
@@ -94,5 +127,6 @@ def load_recipe(name_or_path: str) -> Recipe:
         raise AesopBenchError(f"{path}: unknown zoo models {unknown} / sets {bad_sets}")
     return Recipe(name=data.get("name", path.stem), layout=data.get("layout", "generic"), models=models,
                   sets=tuple(data["sets"]), metrics=tuple(expand_metrics(list(data["metrics"]))),
-                  protocol=data.get("protocol", "paper"), set_options=data.get("set_options", {}),
+                  protocol=data.get("protocol", "paper"),
+                  set_options=check_set_options(data.get("set_options", {}), str(path)),
                   unavailable=tuple(data.get("unavailable", ())), description=data.get("description", ""))

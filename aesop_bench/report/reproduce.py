@@ -300,7 +300,7 @@ def reproduce(recipe: Recipe, backbone: str | None = None, device: str = "cpu", 
     protocol = get_protocol(recipe.protocol)
     for model, todo in p.runs:
         for s in todo:
-            opts = recipe.set_options.get(s, {})
+            opts = recipe.eval_options(s)
             cfg = EvalConfig(model=model, sets=[s], metrics=list(recipe.metrics), protocol=protocol,
                              data_root=data_root, out_dir=p.run_dir(model), device=device, download=False,
                              progress=progress, log=say, threads=threads, **opts)
