@@ -185,6 +185,11 @@
   function imageControls() {
     fillSelect(document.getElementById("img-set"), [["", "all"], ...D.sets.map((x) => [x.name, x.label])], "");
     const ms = D.metrics.filter((m) => m.per_image);
+    if (!ms.length) {
+      document.getElementById("image-table").replaceChildren(h("p", { class: "hint",
+        text: "these runs hold no per-image values (set-level metrics only)" }));
+      return;
+    }
     fillSelect(document.getElementById("img-metric"), ms.map((m) => [m.name, m.label]),
       ms.some((m) => m.name === "lpips") ? "lpips" : (ms[0] || {}).name);
     fillSelect(document.getElementById("img-baseline"), D.runs.map((r, i) => [String(i), r.label]), String(D.baseline));
