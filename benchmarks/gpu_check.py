@@ -21,6 +21,8 @@ Checks (each line says what it compares):
   for the networks; the largest differences are printed);
 * ``evaluator``: ``aesop_bench.evaluate`` of an RRDB on Set14 with every metric at batch 1 and at the default
   batch (time, peak memory; the values must agree);
+* ``train-speed``: AE pretraining, AESOP and LDL training on RRDB (the paper's configs), fp32 and bf16, 100
+  steps each: seconds per step and peak memory;
 * ``speed``: seconds per x4 SR of a 256x192 LR by RRDB and SwinIR, fp32 and bf16;
 * ``projection``: ``eval --sets all --metrics all`` for one RRDB and one SwinIR model (one pass over the paper's
   seven sets, at their typical sizes), from the seconds per HR megapixel measured above.
@@ -307,6 +309,45 @@ def check_evaluator(data: Path, device: str, quick: bool) -> tuple[bool, str]:
                   f"; largest |batch 1 - default| {worst:.2e}")
 
 
+def check_train_speed(train_data: Path, device: str, quick: bool, steps: int) -> tuple[bool, str]:
+    """AE pretraining, AESOP and LDL training (the paper's RRDB configs; the smoke configs in quick mode), fp32
+    and bf16: seconds per step (the mean after the first quarter of the steps) and peak GPU memory. Patches come
+    from BSD200 with their LR made on the fly; VGG19 and the AE are stand-ins, and the generator starts from
+    random weights (the machine may have no internet; none of it changes the time of a step)."""
+    import torch
+
+    from aesop_bench.train.config import load_config
+    from aesop_bench.train.trainer import Trainer
+    from benchmarks.standins import make_standins
+
+    home = Path(tempfile.mkdtemp(prefix="gpu-check-train-speed-"))
+    os.environ["AESOP_BENCH_HOME"] = str(home)
+    shared = Path(os.environ.get("AESOP_BENCH_SHARED") or REPO.parent / "shared" / "data")
+    make_standins(home / "standins", shared / "weights" / "niqe" / "modelparameters.mat", which=("vgg19", "aesop_ae"))
+    configs = ("smoke_ae", "smoke_aesop", "smoke_ldl") if quick else ("ae_rrdb", "aesop_rrdb", "ldl_rrdb")
+    n = 2 if quick else steps
+    cuda = device.startswith("cuda")
+    parts = []
+    for name in configs:
+        for bf16 in (False, True):
+            over = [f"steps={n}", f"checkpoint_every={n}", "val.every=0", f"log_every={max(1, n // 4)}",
+                    "data.hr_dirs=[BSD200]", "data.lr_dirs=[]", "data.make_lr=true", "generator.init=null",
+                    f"amp_bf16={'true' if bf16 else 'false'}"]
+            cfg = load_config(name, over)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            trainer = Trainer(cfg, home / f"{name}-{'bf16' if bf16 else 'fp32'}", train_data, device,
+                              log=lambda m: None)
+            rows = [r["sec_per_step"] for r in trainer.fit(progress=False) if "sec_per_step" in r]
+            later = rows[len(rows) // 4:] or rows
+            peak = f", {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB" if cuda else ""
+            parts.append(f"{name} {'bf16' if bf16 else 'fp32'} {sum(later) / len(later):.3f} s/step{peak}")
+            del trainer
+            if cuda:
+                torch.cuda.empty_cache()
+    return True, f"{n} steps each: " + "; ".join(parts)
+
+
 def projection() -> tuple[bool, str]:
     """``--sets all --metrics all`` for one model of each backbone: the measured seconds per HR megapixel (the
     declared ones where a figure was not measured) times the paper's seven sets at their typical sizes."""
@@ -343,6 +384,7 @@ def main() -> int:
     ap.add_argument("--device", default="cuda", help="cuda, or cpu to run the same code paths without a GPU")
     ap.add_argument("--quick", action="store_true", help="tiny inputs and one process: seconds (for CI on the CPU)")
     ap.add_argument("--skip", default="", help="comma-separated checks to leave out")
+    ap.add_argument("--train-steps", type=int, default=100, help="train-speed: steps per configuration")
     args = ap.parse_args()
     dev = args.device
     if dev.startswith("cuda") and not torch.cuda.is_available():
@@ -362,6 +404,7 @@ def main() -> int:
               ("pooled-bn-bf16", lambda: check_pooled_bn(dev)), ("niqe-device", lambda: check_niqe(Path(args.data), dev)),
               ("metrics-device", lambda: check_metrics(Path(args.data), dev, args.quick)),
               ("evaluator", lambda: check_evaluator(Path(args.data), dev, args.quick)),
+              ("train-speed", lambda: check_train_speed(Path(args.train_data), dev, args.quick, args.train_steps)),
               ("speed", lambda: speed(dev, args.quick)), ("projection", projection)]
     skip = {c.strip() for c in args.skip.split(",") if c.strip()}
     unknown = skip - {name for name, _ in checks}
