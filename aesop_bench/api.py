@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,25 +147,31 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
     elif not isinstance(model, str):
         model, device, restore = _wrap(model, prot.scale, device, precision, tile, tile_overlap, identity, name,
                                        cache)
-    tmp = None
-    if out is None:
-        if int(os.environ.get("WORLD_SIZE", 1)) > 1:
-            raise AesopBenchError("under torchrun, give evaluate(..., out=FOLDER): the ranks share one run folder")
-        tmp = Path(tempfile.mkdtemp(prefix="aesop-bench-run-"))
+    if out is None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise AesopBenchError("under torchrun, give evaluate(..., out=FOLDER): the ranks share one run folder")
     cfg = EvalConfig(model=model, sets=expand_sets(sets), metrics=expand_metrics(metrics), protocol=prot,
-                     data_root=default_root(data_root), out_dir=Path(out) if out is not None else tmp,
+                     data_root=default_root(data_root), out_dir=Path(out) if out is not None else None,
                      device=device or "cpu", download=download, progress=progress, ae=ae,
                      clipiqa_split_above=clipiqa_split_above, fid_mode=fid_mode, arch=arch, precision=precision,
                      tile=tile, tile_overlap=tile_overlap, sr_dir=sr_dir, sr_suffix=sr_suffix, name=name,
                      batch=batch, metric_opts=metric_options or {})
     try:
-        summary = run(cfg)
-        frame = load_run(cfg.out_dir)
+        if out is not None:
+            summary = run(cfg)
+            frame = load_run(cfg.out_dir)
+        else:  # computed in memory: no run folder is written
+            import pandas as pd
+
+            from .evaluation.runner import evaluate_in_memory
+            from .evaluation.store import PER_IMAGE_COLUMNS
+
+            summary, rows = evaluate_in_memory(cfg)
+            frame = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
+            frame["value"] = frame["value"].astype("float64")
+            frame.attrs["summary"] = summary
     finally:
         if restore is not None:
             restore()
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     return Result(summary=summary, per_image=frame, out=None if out is None else Path(out))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -185,3 +187,39 @@ def test_version_strings_of_stored_runs_are_unchanged(monkeypatch, tmp_path):
     assert METRICS["pfid"].version_for({"fid_mode": "clean"}) == "pfid-299patches-zeropad-v1+clean"
     assert METRICS["psnr"].version_for({}) == "psnr-y-v1"
     assert ab.metric("lpips").version == "lpips-alex-v0.1-whole-v1"
+
+
+def test_evaluate_without_out_computes_in_memory_and_writes_nothing(bench_root, tmp_path):
+    """`ab.evaluate(module)` without out=, as a training loop calls it: after a first call (which may record file
+    hashes), further calls make no write system call at all (/proc/self/io), leave no file anywhere they could
+    write, and give the values an `out=` run stores."""
+    import subprocess
+    import sys
+
+    code = """
+import os, sys, torch
+import aesop_bench as ab
+def io():
+    with open('/proc/self/io') as f:
+        return {k: int(v) for k, v in (line.split(': ') for line in f)}
+net = torch.nn.Sequential(torch.nn.Upsample(scale_factor=4, mode='bicubic'))
+first = ab.evaluate(net, sets='set5', metrics=['psnr', 'ssim'], download=False)
+before = io()
+for _ in range(3):
+    again = ab.evaluate(net, sets='set5', metrics=['psnr', 'ssim'], download=False)
+after = io()
+stored = ab.evaluate(net, sets='set5', metrics=['psnr', 'ssim'], download=False, out=sys.argv[1])
+same = again.per_image.sort_values(['image', 'metric']).reset_index(drop=True).equals(
+    stored.per_image.sort_values(['image', 'metric']).reset_index(drop=True))
+print('WRITES', after['syscw'] - before['syscw'], 'SAME', same, again.mean('set5', 'psnr') == stored.mean('set5', 'psnr'))
+"""
+    home, tmp, cwd = tmp_path / "home", tmp_path / "tmp", tmp_path / "cwd"
+    for d in (home, tmp, cwd):
+        d.mkdir()
+    env = dict(os.environ, AESOP_BENCH_HOME=str(home), TMPDIR=str(tmp), AESOP_BENCH_DATA=str(bench_root),
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "WRITES 0 SAME True True" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert not any(tmp.iterdir()) and not any(cwd.iterdir())

@@ -42,7 +42,7 @@ from ..errors import AesopBenchError
 from ..metrics.registry import get_spec, weights_validator
 from ..protocols import Protocol
 from .sources import NetworkSource
-from .store import SET_ROW, ResultStore
+from .store import SET_ROW, MemoryStore, ResultStore
 
 
 @dataclass
@@ -52,7 +52,7 @@ class EvalConfig:
     metrics: list[str]
     protocol: Protocol
     data_root: Path
-    out_dir: Path
+    out_dir: Path | None  # None: the rows are kept in memory, nothing is written (evaluate_in_memory)
     device: str = "cpu"
     save_sr: bool = False
     download: bool = True
@@ -256,13 +256,27 @@ def evaluate(cfg: EvalConfig) -> dict:
     from ..determinism import deterministic
 
     with deterministic():
+        return _evaluate(cfg)[0]
+
+
+def evaluate_in_memory(cfg: EvalConfig) -> tuple[dict, list[dict]]:
+    """Run ``cfg`` with ``out_dir=None``: the summary and the per-image rows (``store.PER_IMAGE_COLUMNS``), with
+    nothing written (no run folder, no lock, no rows file) and nothing resumed."""
+    from ..determinism import deterministic
+
+    if cfg.out_dir is not None:
+        raise AesopBenchError("evaluate_in_memory takes a config with out_dir=None")
+    with deterministic():
         return _evaluate(cfg)
 
 
-def _evaluate(cfg: EvalConfig) -> dict:
+def _evaluate(cfg: EvalConfig) -> tuple[dict, list[dict] | None]:
     from ..metrics.metric import Metric
 
     rank, world, _ = (0, 1, 0) if cfg.alone else init()  # barriers only: gloo, CPU tensors on any device
+    if cfg.out_dir is None and (world > 1 or cfg.save_sr):
+        raise AesopBenchError("give an output folder (out=): " + ("under torchrun the ranks share one run folder"
+                                                                  if world > 1 else "--save-sr writes into it"))
     threads.apply(cfg.threads)
     if world > 1 and cfg.device == "cuda":
         cfg.device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
@@ -274,7 +288,9 @@ def _evaluate(cfg: EvalConfig) -> dict:
         _fetch_weights(cfg)
     barrier(world)
     metrics = [Metric(m, cfg.protocol, cfg.device, **cfg.metric_options(get_spec(m))) for m in cfg.metrics]
-    if rank == 0:
+    if cfg.out_dir is None:
+        store = MemoryStore(run_model, cfg.protocol.as_dict())
+    elif rank == 0:
         store = ResultStore(cfg.out_dir, run_model, cfg.protocol.as_dict())
     barrier(world)
     if rank != 0:
@@ -346,7 +362,7 @@ def _evaluate(cfg: EvalConfig) -> dict:
                 summary = store.summary(set_images, sources, current)
         finally:
             store.close()
-    return summary
+    return summary, getattr(store, "table", None)
 
 
 def _say_stale(cfg, store, name, keys, todo, metrics) -> None:

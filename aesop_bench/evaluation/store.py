@@ -250,6 +250,19 @@ class ResultStore:
                  sources: dict | None = None, current: dict[str, str] | None = None) -> dict:
         """Write per_image.csv and summary.json for the sets of this run and those stored by earlier ones
         (``extra``: more top-level entries of the summary)."""
+        summary, table = self.final(set_images, extra, sources, current)
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(PER_IMAGE_COLUMNS)
+        for r in table:
+            w.writerow([r["set"], r["image"], r["metric"], repr(r["value"]), r["version"], r["protocol"]])
+        atomic_write_text(self.dir / "per_image.csv", out.getvalue())
+        atomic_write_json(self.dir / "summary.json", json_safe(summary))
+        return summary
+
+    def final(self, set_images: dict[str, list[str]], extra: dict | None = None, sources: dict | None = None,
+              current: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
+        """The summary and the per-image rows (``PER_IMAGE_COLUMNS``) that :meth:`finalize` writes."""
         set_images = dict(set_images)
         for s in sorted({k[0] for k in self.rows} - set(set_images)):
             set_images[s] = sorted({k[1] for k in self.rows if k[0] == s and k[1] != SET_ROW})
@@ -263,18 +276,45 @@ class ResultStore:
                 entry["data"] = record
         summary.update(extra)
         chosen = self.versions(current)
-        out = io.StringIO()
-        w = csv.writer(out, lineterminator="\n")
-        w.writerow(["set", "image", "metric", "value", "version", "protocol"])
+        table = []
         pname = self.protocol.get("name", "")
         for set_name, images in set_images.items():
             for image in images:
                 for metric in sorted(m for (s, i, m) in self.rows if s == set_name and i == image):
                     row = self._counted(set_name, image, metric, sources or {}, chosen)
                     if row is not None:
-                        w.writerow([set_name, image, metric, repr(row[0]), row[1], pname])
-        atomic_write_text(self.dir / "per_image.csv", out.getvalue())
-        atomic_write_json(self.dir / "summary.json", json_safe(summary))
+                        table.append({"set": set_name, "image": image, "metric": metric, "value": row[0],
+                                      "version": row[1], "protocol": pname})
+        return summary, table
+
+
+PER_IMAGE_COLUMNS = ("set", "image", "metric", "value", "version", "protocol")
+
+
+class MemoryStore(ResultStore):
+    """A run's rows in memory only (``aesop_bench.evaluate`` without ``out=``, training validation): nothing is
+    written and nothing is resumed; :meth:`finalize` keeps the per-image rows in ``table``."""
+
+    def __init__(self, model: dict, protocol: dict):
+        self.dir = None
+        self.model, self.protocol, self.rank = model, protocol, 0
+        self._lock = None
+        self.rows = {}
+        self.table: list[dict] = []
+
+    def reload(self) -> None:  # nothing is stored elsewhere
+        pass
+
+    def add(self, set_name: str, image: str, values: dict[str, tuple[float, str]], src: str | None = None) -> None:
+        for metric, (value, version) in values.items():
+            self.rows[(set_name, image, metric)] = (float(value), version, src)
+
+    def _previous_sets(self) -> dict:
+        return {}
+
+    def finalize(self, set_images: dict[str, list[str]], extra: dict | None = None,
+                 sources: dict | None = None, current: dict[str, str] | None = None) -> dict:
+        summary, self.table = self.final(set_images, extra, sources, current)
         return summary
 
 

@@ -7,8 +7,6 @@ protocol's HR with the same metric objects. SR images are not cached (every vali
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -62,7 +60,7 @@ def validate(cfg: TrainConfig, net: nn.Module, step: int, device: torch.device) 
     """Mean of each validation metric for ``net`` (the EMA generator or AE) at ``step``."""
     from ..api import CallableModel
     from ..data.sets import expand_sets, resolve
-    from ..evaluation.runner import EvalConfig, evaluate
+    from ..evaluation.runner import EvalConfig, evaluate_in_memory
     from ..data.transforms import mod_crop, to_rgb
     from ..imageio import quantize, read_image
     from ..metrics.metric import Metric
@@ -75,12 +73,12 @@ def validate(cfg: TrainConfig, net: nn.Module, step: int, device: torch.device) 
     if cfg.kind == "sr":
         # this process alone, even under torchrun: the other ranks wait for it at a barrier, none of them inside
         # the evaluator's collectives
-        with tempfile.TemporaryDirectory(prefix="aesop-bench-val-") as tmp:
-            names, metrics = expand_sets(v.set), expand_metrics(v.metrics)
-            summary = evaluate(EvalConfig(
-                model=CallableModel(net, protocol.scale, name=f"{cfg.name}@{step}"), sets=names, metrics=metrics,
-                protocol=protocol, data_root=data_root(v.data_root), out_dir=Path(tmp), device=str(device),
-                download=False, progress=False, log=lambda msg: None, alone=True))
+        # (in memory: nothing is written)
+        names, metrics = expand_sets(v.set), expand_metrics(v.metrics)
+        summary, _ = evaluate_in_memory(EvalConfig(
+            model=CallableModel(net, protocol.scale, name=f"{cfg.name}@{step}"), sets=names, metrics=metrics,
+            protocol=protocol, data_root=data_root(v.data_root), out_dir=None, device=str(device),
+            download=False, progress=False, log=lambda msg: None, alone=True))
         means = summary["sets"][names[0]]["metrics"]
         return {m: means[m] for m in metrics if m in means}
     metrics = [Metric(m, protocol, device) for m in v.metrics if m != "lr_psnr"]
