@@ -101,9 +101,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_metrics(args) -> int:
-    from .metrics.registry import describe
+    from .metrics.registry import describe_metrics
 
-    print(describe(args.format))
+    print(describe_metrics(args.format))
     return 0
 
 
@@ -304,9 +304,9 @@ def cmd_cache(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .models.zoo import describe
+    from .models.zoo import describe_models
 
-    print(describe())
+    print(describe_models())
     return 0
 
 

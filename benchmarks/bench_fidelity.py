@@ -90,8 +90,8 @@ def main() -> None:
     rows.append(("Y-SSIM", n / t_ours, n / t_ref, f"{max(abs(a - b) for a, b in zip(s_ours, s_ref)):.2e}"))
 
     print(f"{n} images ({args.sets}), {torch.get_num_threads()} threads, CPU")
-    print(f"| quantity | aesop-bench img/s | reference img/s | speed-up | largest difference |")
-    print(f"|---|---:|---:|---:|---|")
+    print("| quantity | aesop-bench img/s | reference img/s | speed-up | largest difference |")
+    print("|---|---:|---:|---:|---|")
     for name, a, b, d in rows:
         print(f"| {name} | {a:.1f} | {b:.1f} | {a / b:.1f}x | {d} |")
 

@@ -99,7 +99,7 @@ def match_files(hr_files: list[Path], sr_files: list[Path], suffix: str = "") ->
     return {stems[s].name: fs[0] for s, fs in owners.items()}, ignored
 
 
-def _size(path: Path) -> tuple[int, int]:
+def _height_width(path: Path) -> tuple[int, int]:
     from PIL import Image
 
     try:
@@ -114,7 +114,7 @@ def check_sizes(files: SetFiles, res: ResolvedSet) -> None:
     bad = []
     for hr_file in res.hr_files:
         sr = files.sr_files[hr_file.name]
-        (sh, sw), (hh, hw) = _size(sr), _size(hr_file)
+        (sh, sw), (hh, hw) = _height_width(sr), _height_width(hr_file)
         if (sh, sw) == (hh, hw):
             continue
         if sh <= hh and sw <= hw and hh - sh < MAX_CROP and hw - sw < MAX_CROP:

@@ -52,8 +52,10 @@ class MetricContext:
     options: dict = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MetricSpec:
+    """One metric's entry in the table: every field by its name."""
+
     name: str
     kind: str
     lower_better: bool
@@ -250,42 +252,60 @@ _FID_MODE = Option("fid_mode", "legacy_pytorch", "features: legacy_pytorch (pyto
                    lambda v: v)
 
 METRICS: dict[str, MetricSpec] = {m.name: m for m in [
-    MetricSpec("psnr", "full_reference", False, "psnr-y-v1", _psnr,
-               "PSNR on the Y channel (BT.601), border crop = protocol, float64", "PSNR", 3),
-    MetricSpec("ssim", "full_reference", False, "ssim-y-gauss11-v1", _ssim,
-               "SSIM on the Y channel, 11x11 Gaussian sigma 1.5, valid window, float64", "SSIM", 4),
+    MetricSpec(
+        name="psnr", kind="full_reference", lower_better=False, version="psnr-y-v1", make=_psnr,
+        description="PSNR on the Y channel (BT.601), border crop = protocol, float64", label="PSNR", decimals=3),
+    MetricSpec(
+        name="ssim", kind="full_reference", lower_better=False, version="ssim-y-gauss11-v1", make=_ssim,
+        description="SSIM on the Y channel, 11x11 Gaussian sigma 1.5, valid window, float64", label="SSIM",
+        decimals=4),
     # v2: a result folder's LR is made from the SR files' area (v1: from the HR cropped to the protocol's modcrop)
-    MetricSpec("lr_psnr", "lr_reference", False, "lr-psnr-y-matlabbicubic-nocrop-v2", _lr_psnr,
-               "PSNR(MATLAB-bicubic-downscaled SR, LR) on Y, no crop", "LR-PSNR", 3,
-               # under a rounding protocol a grayscale image's Y is rounded too (it was not before this tag)
-               protocol_tag=lambda p: "grayround" if p.y_round else ""),
-    MetricSpec("lpips", "full_reference", True, "lpips-alex-v0.1-whole-v1", _perceptual("LPIPSAlex"),
-               "LPIPS v0.1, AlexNet, inputs in [-1, 1], whole image, float32", "LPIPS", 4,
-               ("alexnet", "lpips_alex_v0.1")),
-    MetricSpec("dists", "full_reference", True, "dists-vgg16-whole-v1", _perceptual("DISTS"),
-               "DISTS, VGG16, inputs in [0, 1], whole image, no resize, float32", "DISTS", 4,
-               ("vgg16", "dists_alpha_beta")),
-    MetricSpec("ae_psnr", "full_reference", False, "ae-psnr-y-float-v2", _ae_psnr,
-               "PSNR(AE(SR), AE(HR)) with the protocol's PSNR settings; AE outputs compared unquantised",
-               "AE-PSNR", 3, ("aesop_ae",), (_AE,),
-               # under a rounding protocol the AE outputs' Y stays unrounded (it was rounded before this tag)
-               protocol_tag=lambda p: "yfloat" if p.y_round else ""),
-    MetricSpec("niqe", "no_reference", True, "niqe-live-yiq-round-v1", _niqe,
-               "NIQE, LIVE pristine model, Y of YIQ rounded (IQA-PyTorch's default), the protocol's NIQE crop",
-               "NIQE", 4, ("niqe_pristine",), protocol_tag=lambda p: f"crop{p.effective_niqe_crop}"),
-    MetricSpec("maniqa", "no_reference", False, "maniqa-koniq-pyiqa0.1.16-v1", _iqa("maniqa"),
-               "MANIQA (KonIQ-10k), IQA-PyTorch, 20 uniform 224 crops", "MANIQA", 4, ("maniqa_koniq",)),
-    MetricSpec("musiq", "no_reference", False, "musiq-koniq-pyiqa0.1.16-v1", _iqa("musiq"),
-               "MUSIQ (KonIQ-10k), IQA-PyTorch", "MUSIQ", 4, ("musiq_koniq",)),
-    MetricSpec("clipiqa", "no_reference", False, "clipiqa-rn50-pyiqa0.1.16-v1", _iqa("clipiqa"),
-               "CLIP-IQA, CLIP RN50, IQA-PyTorch prompts; quadrant split above a pixel count", "CLIP-IQA", 4,
-               ("clip_rn50",), (_SPLIT,)),
-    MetricSpec("fid", "distribution", True, "fid-whole299-v1", _features("whole"),
-               "FID, one Inception feature per whole image resized to 299, SR set vs HR set", "FID", 3,
-               ("pt_inception",), (_FID_MODE,)),
-    MetricSpec("pfid", "distribution", True, "pfid-299patches-zeropad-v1", _features("patch"),
-               "patch-FID: non-overlapping 299x299 patches (zero-padded if smaller), SR vs HR patches", "pFID", 3,
-               ("pt_inception",), (_FID_MODE,)),
+    MetricSpec(
+        name="lr_psnr", kind="lr_reference", lower_better=False, version="lr-psnr-y-matlabbicubic-nocrop-v2",
+        make=_lr_psnr, description="PSNR(MATLAB-bicubic-downscaled SR, LR) on Y, no crop", label="LR-PSNR",
+        decimals=3,
+        # under a rounding protocol a grayscale image's Y is rounded too (it was not before this tag)
+        protocol_tag=lambda p: "grayround" if p.y_round else ""),
+    MetricSpec(
+        name="lpips", kind="full_reference", lower_better=True, version="lpips-alex-v0.1-whole-v1",
+        make=_perceptual("LPIPSAlex"), description="LPIPS v0.1, AlexNet, inputs in [-1, 1], whole image, float32",
+        label="LPIPS", decimals=4, needs=("alexnet", "lpips_alex_v0.1")),
+    MetricSpec(
+        name="dists", kind="full_reference", lower_better=True, version="dists-vgg16-whole-v1",
+        make=_perceptual("DISTS"), description="DISTS, VGG16, inputs in [0, 1], whole image, no resize, float32",
+        label="DISTS", decimals=4, needs=("vgg16", "dists_alpha_beta")),
+    MetricSpec(
+        name="ae_psnr", kind="full_reference", lower_better=False, version="ae-psnr-y-float-v2", make=_ae_psnr,
+        description="PSNR(AE(SR), AE(HR)) with the protocol's PSNR settings; AE outputs compared unquantised",
+        label="AE-PSNR", decimals=3, needs=("aesop_ae",), options=(_AE,),
+        # under a rounding protocol the AE outputs' Y stays unrounded (it was rounded before this tag)
+        protocol_tag=lambda p: "yfloat" if p.y_round else ""),
+    MetricSpec(
+        name="niqe", kind="no_reference", lower_better=True, version="niqe-live-yiq-round-v1", make=_niqe,
+        description="NIQE, LIVE pristine model, Y of YIQ rounded (IQA-PyTorch's default), the protocol's NIQE crop",
+        label="NIQE", decimals=4, needs=("niqe_pristine",), protocol_tag=lambda p: f"crop{p.effective_niqe_crop}"),
+    MetricSpec(
+        name="maniqa", kind="no_reference", lower_better=False, version="maniqa-koniq-pyiqa0.1.16-v1",
+        make=_iqa("maniqa"), description="MANIQA (KonIQ-10k), IQA-PyTorch, 20 uniform 224 crops", label="MANIQA",
+        decimals=4, needs=("maniqa_koniq",)),
+    MetricSpec(
+        name="musiq", kind="no_reference", lower_better=False, version="musiq-koniq-pyiqa0.1.16-v1",
+        make=_iqa("musiq"), description="MUSIQ (KonIQ-10k), IQA-PyTorch", label="MUSIQ", decimals=4,
+        needs=("musiq_koniq",)),
+    MetricSpec(
+        name="clipiqa", kind="no_reference", lower_better=False, version="clipiqa-rn50-pyiqa0.1.16-v1",
+        make=_iqa("clipiqa"),
+        description="CLIP-IQA, CLIP RN50, IQA-PyTorch prompts; quadrant split above a pixel count",
+        label="CLIP-IQA", decimals=4, needs=("clip_rn50",), options=(_SPLIT,)),
+    MetricSpec(
+        name="fid", kind="distribution", lower_better=True, version="fid-whole299-v1", make=_features("whole"),
+        description="FID, one Inception feature per whole image resized to 299, SR set vs HR set", label="FID",
+        decimals=3, needs=("pt_inception",), options=(_FID_MODE,)),
+    MetricSpec(
+        name="pfid", kind="distribution", lower_better=True, version="pfid-299patches-zeropad-v1",
+        make=_features("patch"),
+        description="patch-FID: non-overlapping 299x299 patches (zero-padded if smaller), SR vs HR patches",
+        label="pFID", decimals=3, needs=("pt_inception",), options=(_FID_MODE,)),
 ]}
 
 
@@ -317,7 +337,7 @@ def weights_validator(name: str):
     """How to check that a file is what the weights entry ``name`` says it is, before its hash is trusted:
     the zoo network it belongs to with strict keys, the AESOP auto-encoder, or (None) a readable file of
     tensors."""
-    from ..models.zoo import weights_validator as zoo_validator
+    from ..models.zoo import model_weights_validator as zoo_validator
 
     if name == "aesop_ae":
         from .ae import build_ae
@@ -330,7 +350,7 @@ def weights_validator(name: str):
     return zoo_validator(name)
 
 
-def describe(fmt: str = "table") -> str:
+def describe_metrics(fmt: str = "table") -> str:
     """The registry as a table (or JSON): name, kind, direction, version with its option tags, the status of
     the weights it needs, description; then each option with its default."""
     import json

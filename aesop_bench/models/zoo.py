@@ -322,7 +322,7 @@ def resolve_model(name: str, arch: str | None = None, download: bool = True) -> 
         e = ZOO[name]
         if e.arch not in ARCHS:
             raise AesopBenchError(f"{name} is {e.description}; it cannot be evaluated as an SR model")
-        path = wm.get(e.weights, download_missing=download, validate=weights_validator(e.weights))
+        path = wm.get(e.weights, download_missing=download, validate=model_weights_validator(e.weights))
         return ModelSpec(name, e.arch, path, e.keys or DEFAULT_KEYS, dict(e.arch_opts))
     path = Path(name)
     if path.suffix.lower() in (".yaml", ".yml", ".json") and path.is_file():
@@ -383,7 +383,7 @@ def _from_card(path: Path) -> ModelSpec:
                      strict_key=bool(card.get("key")))
 
 
-def weights_validator(weights_name: str):
+def model_weights_validator(weights_name: str):
     """A check that a file holds the network of the zoo entry that uses the weights ``weights_name``: it must
     load into that architecture with strict keys (None if no SR zoo entry uses them)."""
     for e in ZOO.values():
@@ -415,7 +415,7 @@ def identity_of(spec: ModelSpec | None, scale: int, precision: str = "fp32", til
     return spec.identity(scale) + run_suffix(precision, tile, tile_overlap)
 
 
-def describe() -> str:
+def describe_models() -> str:
     """The zoo as a table: name, architecture, parameter count, weights status, description."""
     counts: dict[str, str] = {}
     lines = [f"{'name':14s} {'arch':7s} {'params':>8s}  {'weights':10s} description"]

@@ -48,7 +48,7 @@ def _aesop(x: StepInputs, nets) -> "torch.Tensor":
     return nets.aesop(x.out, x.hr)
 
 
-def _perceptual(x: StepInputs, nets) -> "torch.Tensor":
+def _perceptual_term(x: StepInputs, nets) -> "torch.Tensor":
     from .losses import perceptual
 
     return perceptual(nets.vgg, x.out, x.hr)
@@ -86,7 +86,7 @@ def _ae_lr(x: StepInputs, nets) -> "torch.Tensor":
 TERMS: dict[str, Term] = {t.name: t for t in [
     Term("l1", "sr", "mean |SR - HR|", _l1),
     Term("aesop", "sr", "mean |AE(SR) - AE(HR)|, the frozen AESOP auto-encoder", _aesop, ("aesop_ae",)),
-    Term("perceptual", "sr", "VGG19 feature L1 (BasicSR's PerceptualLoss)", _perceptual, ("vgg19",)),
+    Term("perceptual", "sr", "VGG19 feature L1 (BasicSR's PerceptualLoss)", _perceptual_term, ("vgg19",)),
     Term("ldl", "sr", "LDL's artifact-map-weighted L1 (needs the EMA generator)", _ldl),
     Term("gan", "sr", "relativistic average GAN, generator side", _gan, ("discriminator",)),
     Term("ae_recon", "ae", "AE pretraining: L1(AE(HR), HR)", _ae_recon),
