@@ -150,9 +150,20 @@ def test_results_of_another_protocol_are_not_mixed(bench_root, tmp_path):
 
 
 def test_modcrop_12_changes_the_evaluated_area(bench_root, tmp_path):
+    """--modcrop 12 equals evaluating HR files cropped to multiples of 12 beforehand (with Pillow, here), and
+    differs from the default crop to the scale."""
+    from PIL import Image
+
     a = evaluate(_cfg(bench_root, tmp_path / "a", ["set14"], protocol="basicsr"))
     b = evaluate(_cfg(bench_root, tmp_path / "b", ["set14"], protocol="basicsr", modcrop=12))
     assert b["protocol"]["modcrop"] == 12
+    cropped = tmp_path / "data" / "Set14" / "HR"
+    cropped.mkdir(parents=True)
+    for f in sorted((bench_root / "Set14" / "HR").glob("*.png")):
+        img = Image.open(f)
+        img.crop((0, 0, img.width // 12 * 12, img.height // 12 * 12)).save(cropped / f.name)
+    c = evaluate(_cfg(tmp_path / "data", tmp_path / "c", ["set14"], protocol="basicsr"))
+    assert b["sets"]["set14"]["metrics"] == c["sets"]["set14"]["metrics"]
     assert a["sets"]["set14"]["metrics"]["psnr"] != b["sets"]["set14"]["metrics"]["psnr"]
 
 
