@@ -38,6 +38,7 @@ def test_musiq_equals_pyiqa(tmp_path, bench_root):
     assert torch.allclose(iqa.score("musiq", x, net=ours).float(), ref(x).flatten().float().cpu(), atol=1e-5)
 
 
+@pytest.mark.calibration
 def test_maniqa_equals_pyiqa(tmp_path, bench_root):
     from pyiqa.archs.maniqa_arch import MANIQA
 
@@ -63,6 +64,7 @@ def _random_clip(tmp_path):
     return path
 
 
+@pytest.mark.calibration
 def test_clipiqa_equals_pyiqa_and_splits_into_quadrants(tmp_path, bench_root, monkeypatch):
     from pyiqa.archs import clipiqa_arch
     from pyiqa.archs.clip_model import build_model
