@@ -69,8 +69,7 @@ class _Images:
         if self.copy:
             dst = self.out / "images" / Path(*where)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            if not dst.is_file() or dst.stat().st_size != path.stat().st_size:
-                shutil.copyfile(path, dst)
+            shutil.copyfile(path, dst)  # always: a copy left by an earlier page may be of another image
             path = dst
         rel = os.path.relpath(Path(path).resolve(), self.out.resolve())
         return quote(Path(rel).as_posix())
@@ -105,11 +104,9 @@ def site_data(runs: list[Run], out: Path, data_root: Path | None = None, metrics
     }
     from ..data.sets import set_label
 
-    hr_notes = {}
     for s in table.sets:
         names = sorted({im for r in runs for m in per_image_metrics for im in r.images(s, m)})
         hr, why = _hr_files(s, runs, data_root)
-        hr_notes[s] = why
         data["sets"].append({"name": s, "label": set_label(s), "images": names,
                              "hr": {im: images.url(hr[im], "HR", s, hr[im].name) for im in names if im in hr},
                              "hr_note": why})
