@@ -57,6 +57,8 @@ def isolated_home(tmp_path, monkeypatch):
     home.mkdir()
     monkeypatch.setenv("AESOP_BENCH_HOME", str(home))
     monkeypatch.delenv("AESOP_BENCH_WEIGHTS", raising=False)  # weights under that home too
+    # the benchmark images where the code under test looks for them by default, as the fixtures find them
+    monkeypatch.setenv("AESOP_BENCH_DATA", str(_benchmarks_root()))
     # No extra manifest, and whatever a test sets (benchmarks/standins.py sets os.environ directly) is undone at
     # its end: setenv records the variable's original state for restoring; delenv alone records nothing when the
     # variable is absent.
