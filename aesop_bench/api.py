@@ -98,7 +98,7 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
              data_root: str | os.PathLike | None = None, download: bool = True, precision: str = "fp32",
              tile: int | None = None, tile_overlap: int = 32, name: str | None = None, identity: str | None = None,
              arch: str | None = None, sr_suffix: str = "", ae: str | None = None,
-             clipiqa_split_above: int | None = None, fid_mode: str = "legacy_pytorch",
+             clipiqa_split_above: int | None = None, fid_mode: str | None = None,
              progress: bool = False, batch: int | None = None, cache: bool = False,
              metric_options: dict | None = None) -> Result:
     """Evaluate ``model`` on benchmark ``sets`` with ``metrics`` under ``protocol``.
@@ -116,7 +116,11 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
 
     ``metric_options``: ``{metric: {option: value}}`` in each metric's own option names (``aesop-bench metrics
     list`` shows them), e.g. ``{"clipiqa": {"split_above": 1_000_000}}``; an unknown metric or option is an error
-    naming the valid ones. They override ``ae``, ``clipiqa_split_above`` and ``fid_mode``.
+    naming the valid ones. ``ae``, ``clipiqa_split_above`` and ``fid_mode`` are shorthands for the options of
+    every metric that has them (``ae_psnr``; ``clipiqa``; ``fid`` and ``pfid``); ``metric_options`` wins over them.
+
+    ``device``, ``precision``, ``tile``, ``tile_overlap`` and ``batch`` make one
+    :class:`~aesop_bench.models.options.RunOptions`.
 
     A run folder is written only with ``out=`` (then it resumes like ``aesop-bench eval --out``). ``batch``: images
     per call of the model and of the network metrics (of one size, except for the FID features; default: up to 16
@@ -132,12 +136,15 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
     (5, True)
     """
     from .data.sets import expand_sets
-    from .protocols import Protocol, get_protocol
-    from .evaluation.runner import EvalConfig, evaluate as run
-    from .metrics.registry import expand_metrics
+    from .evaluation.config import EvalConfig
+    from .metrics.registry import expand_metrics, metric_options as check_options
+    from .models.options import RunOptions
     from .paths import data_root as default_root
+    from .protocols import Protocol, get_protocol
 
     prot = protocol if isinstance(protocol, Protocol) else get_protocol(str(protocol))
+    run = RunOptions(device=device or "cpu", precision=precision, tile=tile, tile_overlap=tile_overlap, batch=batch)
+    options = check_options(metric_options, ae=ae, clipiqa_split_above=clipiqa_split_above, fid_mode=fid_mode)
     restore = None
     sr_dir = None
     if _is_folder(model):
@@ -145,19 +152,18 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
     elif isinstance(model, os.PathLike):
         model = str(model)
     elif not isinstance(model, str):
-        model, device, restore = _wrap(model, prot.scale, device, precision, tile, tile_overlap, identity, name,
-                                       cache)
+        model, run, restore = _wrap(model, prot.scale, run, device is not None, identity, name, cache)
     if out is None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
         raise AesopBenchError("under torchrun, give evaluate(..., out=FOLDER): the ranks share one run folder")
     cfg = EvalConfig(model=model, sets=expand_sets(sets), metrics=expand_metrics(metrics), protocol=prot,
-                     data_root=default_root(data_root), out_dir=Path(out) if out is not None else None,
-                     device=device or "cpu", download=download, progress=progress, ae=ae,
-                     clipiqa_split_above=clipiqa_split_above, fid_mode=fid_mode, arch=arch, precision=precision,
-                     tile=tile, tile_overlap=tile_overlap, sr_dir=sr_dir, sr_suffix=sr_suffix, name=name,
-                     batch=batch, metric_opts=metric_options or {})
+                     data_root=default_root(data_root), out_dir=Path(out) if out is not None else None, run=run,
+                     metric_options=options, download=download, progress=progress, arch=arch, sr_dir=sr_dir,
+                     sr_suffix=sr_suffix, name=name)
     try:
         if out is not None:
-            summary = run(cfg)
+            from .evaluation.runner import evaluate as run_and_store
+
+            summary = run_and_store(cfg)
             frame = load_run(cfg.out_dir)
         else:  # computed in memory: no run folder is written
             import pandas as pd
@@ -175,8 +181,9 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
     return Result(summary=summary, per_image=frame, out=None if out is None else Path(out))
 
 
-def _wrap(model, scale, device, precision, tile, tile_overlap, identity, name, cache=False):
-    """An in-memory model as the evaluator's model, and a function restoring the module's state."""
+def _wrap(model, scale, run, device_given, identity, name, cache=False):
+    """An in-memory model as the evaluator's model, the run options (on the module's device unless a device was
+    given), and a function restoring the module's state."""
     import torch.nn as nn
 
     from .models.inference import NetModel
@@ -184,27 +191,27 @@ def _wrap(model, scale, device, precision, tile, tile_overlap, identity, name, c
     if isinstance(model, nn.Module):
         params = list(model.parameters()) + list(model.buffers())
         home_device = params[0].device if params else None
-        device = device or (str(home_device) if home_device is not None else "cpu")
+        if not device_given and home_device is not None:
+            run = run.on(str(home_device))
         was_training = model.training
         cached = identity is not None or bool(cache)  # the caller vouches for the identity (or the state dict)
         if identity is None:
             identity = module_identity(model, scale) + ("" if cache else f"-{UNCACHED}{uuid.uuid4().hex[:12]}")
-        wrapped = NetModel(name or type(model).__name__, model, scale, identity, device, precision, tile,
-                           tile_overlap)
+        wrapped = NetModel(name or type(model).__name__, model, scale, identity, run)
         wrapped.cache = cached
 
         def restore():
             model.train(was_training)
             if home_device is not None:
                 model.to(home_device)
-        return wrapped, device, restore
+        return wrapped, run, restore
     if all(hasattr(model, a) for a in ("identity", "scale", "name")):
-        return model, device, None  # already an evaluator model
+        return model, run, None  # already an evaluator model
     if callable(model):
         if cache and identity is None:
             raise AesopBenchError("cache=True needs identity= for a callable that is not an nn.Module: nothing else "
                                   "says when its outputs would change")
-        return CallableModel(model, scale, identity, name), device, None
+        return CallableModel(model, scale, identity, name), run, None
     raise AesopBenchError(f"cannot evaluate a {type(model).__name__}: give an nn.Module, a callable LR -> SR, a zoo "
                           "name, a checkpoint path or a folder of SR images")
 

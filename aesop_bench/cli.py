@@ -49,8 +49,10 @@ def _metric_options(items: list[str]) -> dict:
 def cmd_eval(args) -> int:
     from .data.sets import display_name, expand_sets
     from .protocols import get_protocol
-    from .evaluation.runner import EvalConfig, evaluate
-    from .metrics.registry import expand_metrics
+    from .evaluation.config import EvalConfig
+    from .evaluation.runner import evaluate
+    from .metrics.registry import expand_metrics, metric_options
+    from .models.options import RunOptions
     from .models.zoo import short_name
     from .paths import data_root
     from .report.tables import summary_table
@@ -64,15 +66,17 @@ def cmd_eval(args) -> int:
     metrics = expand_metrics(args.metrics)
     what = Path(args.sr).resolve().name if args.sr else short_name(args.model)
     out = Path(args.out) if args.out else Path("runs") / f"{what.replace('->', '-to-')}-{protocol.name}"
+    run = RunOptions(device=args.device, precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
+                     batch=args.batch)
+    options = metric_options(_metric_options(args.metric_option), ae=args.ae, fid_mode=args.fid_mode,
+                             clipiqa_split_above=args.clipiqa_split_above)
     cfg = EvalConfig(model=args.model, sets=sets, metrics=metrics, protocol=protocol,
-                     data_root=data_root(args.data_root), out_dir=out, device=args.device,
-                     save_sr=args.save_sr, download=not args.no_download, progress=not args.quiet, ae=args.ae,
-                     clipiqa_split_above=args.clipiqa_split_above, fid_mode=args.fid_mode, arch=args.arch,
-                     precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
+                     data_root=data_root(args.data_root), out_dir=out, run=run, metric_options=options,
+                     save_sr=args.save_sr, download=not args.no_download, progress=not args.quiet, arch=args.arch,
                      sr_dir=Path(args.sr) if args.sr else None, sr_suffix=args.sr_suffix, name=args.name,
-                     threads=args.threads, batch=args.batch, metric_opts=_metric_options(args.metric_option))
+                     threads=args.threads)
     if args.fetch_only:
-        from .evaluation.runner import prefetch
+        from .evaluation.prepare import prefetch
 
         for line in prefetch(cfg):
             print(line)
@@ -482,8 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--metric-option", action="append", default=[], metavar="METRIC.OPTION=VALUE",
                    help="an option of one metric in its own name (repeatable; `aesop-bench metrics list` shows "
                         "them), e.g. clipiqa.split_above=1000000")
-    e.add_argument("--fid-mode", choices=["legacy_pytorch", "clean"], default="legacy_pytorch",
-                   help="FID/pFID features: pytorch-fid as the LDL/AESOP scripts (default) or clean-fid")
+    e.add_argument("--fid-mode", choices=["legacy_pytorch", "clean"], default=None,
+                   help="FID/pFID features: pytorch-fid as the LDL/AESOP scripts (default: legacy_pytorch) or "
+                        "clean-fid")
     e.add_argument("--format", choices=["table", "json"], default="table")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument("--threads", type=int, default=None,

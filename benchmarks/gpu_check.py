@@ -124,13 +124,14 @@ def check_bf16_tiles(device: str) -> tuple[bool, str]:
     import torch
 
     from aesop_bench.models.inference import NetModel
+    from aesop_bench.models.options import RunOptions
     from aesop_bench.models.zoo import ARCHS
 
     torch.manual_seed(0)
     net = ARCHS["rrdb"](4, num_feat=32, num_block=2, num_grow_ch=16)
     x = torch.rand(1, 3, 96, 128)
-    whole = NetModel("rrdb", net, 4, "a", device, "bf16")(x)
-    tiled = NetModel("rrdb", net, 4, "b", device, "bf16", 48, 16)(x)
+    whole = NetModel("rrdb", net, 4, "a", RunOptions(device=device, precision="bf16"))(x)
+    tiled = NetModel("rrdb", net, 4, "b", RunOptions(device=device, precision="bf16", tile=48, tile_overlap=16))(x)
     err = float((whole.float() - tiled.float()).abs().max())
     return tiled.dtype == torch.float32 and err < 2 ** -6, f"tiled output {tiled.dtype}, max |tiled - whole| {err:.2e}"
 
@@ -246,6 +247,7 @@ def speed(device: str, quick: bool) -> tuple[bool, str]:
     import torch
 
     from aesop_bench.models.inference import NetModel
+    from aesop_bench.models.options import RunOptions
     from aesop_bench.models.zoo import ARCHS
 
     x = torch.rand(1, 3, *((16, 16) if quick else (192, 256)))
@@ -253,7 +255,7 @@ def speed(device: str, quick: bool) -> tuple[bool, str]:
     out = []
     for arch in ("rrdb", "swinir"):
         for prec in ("fp32", "bf16"):
-            m = NetModel(arch, ARCHS[arch](4), 4, arch, device, prec)
+            m = NetModel(arch, ARCHS[arch](4), 4, arch, RunOptions(device=device, precision=prec))
             m(x)
             if cuda:
                 torch.cuda.synchronize(device)

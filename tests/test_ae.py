@@ -70,7 +70,8 @@ def test_strict_loading_lists_missing_and_unexpected_keys():
 
 def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
     from aesop_bench.protocols import get_protocol
-    from aesop_bench.evaluation.runner import EvalConfig, evaluate
+    from aesop_bench.evaluation.config import EvalConfig
+    from aesop_bench.evaluation.runner import evaluate
     from aesop_bench.imageio import quantize, read_image
     from aesop_bench.data.imresize import imresize
     from aesop_bench.metrics.fidelity import psnr
@@ -86,7 +87,7 @@ def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
     Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(folder / "a.png")
     cfg = EvalConfig(model="bicubic", sets=[str(folder)], metrics=["ae_psnr"], protocol=get_protocol("paper"),
                      data_root=tmp_path, out_dir=tmp_path / "run", progress=False, download=False,
-                     log=lambda m: None, ae=str(ckpt))
+                     log=lambda m: None, metric_options={"ae_psnr": {"ae": str(ckpt)}})
     got = evaluate(cfg)["sets"][str(folder)]["metrics"]["ae_psnr"]
     ae = AutoEncoder()
     ae.load_state_dict(official_ae_state_dict(sd))

@@ -12,7 +12,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from aesop_bench.errors import AesopBenchError
-from aesop_bench.evaluation.runner import EvalConfig, batch_limits, batches, evaluate
+from aesop_bench.evaluation.batching import batches
+from aesop_bench.evaluation.config import EvalConfig
+from aesop_bench.evaluation.runner import evaluate
+from aesop_bench.models.options import RunOptions
 from aesop_bench.protocols import get_protocol
 
 from .test_evaluate import _published
@@ -43,7 +46,7 @@ def test_batched_bicubic_reproduces_the_published_numbers_image_for_image(bench_
     assert len(calls) == 119 and all(c[0] == 1 for c in calls)
     calls.clear()
     monkeypatch.setenv("AESOP_BENCH_HOME", str(tmp_path / "fresh-home"))  # no SR cache: the model runs again
-    summary = evaluate(_cfg(bench_root, tmp_path / "many", SETS, metrics, batch=8))
+    summary = evaluate(_cfg(bench_root, tmp_path / "many", SETS, metrics, run=RunOptions(batch=8)))
     assert sum(c[0] for c in calls) == 119 and max(c[0] for c in calls) == 8
     assert len(calls) <= 5 + 14 + 14  # BSD100: 100 images of two sizes in 14 calls at most
     published = _published(shared_data)
@@ -107,7 +110,7 @@ def test_a_metric_failing_in_a_batch_names_the_file_and_keeps_the_rest(bench_roo
         return real(sr, hr, *a, **k)
     monkeypatch.setattr(fidelity, "ssim", flaky)
     with pytest.raises(AesopBenchError, match=f"{bad.name}: ssim: undefined on this image"):
-        evaluate(_cfg(bench_root, tmp_path / "run", ["bsd100"], ["psnr", "ssim"], batch=8))
+        evaluate(_cfg(bench_root, tmp_path / "run", ["bsd100"], ["psnr", "ssim"], run=RunOptions(batch=8)))
     stored = _values(tmp_path / "run")
     assert ("bsd100", bad.stem, "psnr") in stored and ("bsd100", bad.stem, "ssim") not in stored
     assert ("bsd100", files[0].stem, "ssim") in stored  # the batch's other images kept both
@@ -115,7 +118,7 @@ def test_a_metric_failing_in_a_batch_names_the_file_and_keeps_the_rest(bench_roo
     psnr_calls = []
     real_psnr = fidelity.psnr
     monkeypatch.setattr(fidelity, "psnr", lambda sr, *a, **k: psnr_calls.append(len(sr)) or real_psnr(sr, *a, **k))
-    summary = evaluate(_cfg(bench_root, tmp_path / "run", ["bsd100"], ["psnr", "ssim"], batch=8))
+    summary = evaluate(_cfg(bench_root, tmp_path / "run", ["bsd100"], ["psnr", "ssim"], run=RunOptions(batch=8)))
     assert sum(psnr_calls) == 100 - sum(1 for k in stored if k[2] == "psnr")  # only the images never reached
     assert set(summary["sets"]["bsd100"]["metrics"]) == {"psnr", "ssim"}
 
@@ -131,18 +134,15 @@ def test_batches_hold_images_of_one_size_within_the_pixel_bound(bench_root):
     assert len(groups) == sum(-(-n // 3) for n in [sum(1 for s in sizes.values() if s == wh)
                                                     for wh in set(sizes.values())])
     assert [len(g) for g in batches(files, 1)] == [1] * 100
-    cfg = _cfg(bench_root, bench_root, ["set5"], ["psnr"])
-    assert batch_limits(cfg) == (1, None)
-    cfg.device = "cuda"
-    assert batch_limits(cfg) == (16, 4_000_000)
-    cfg.batch = 3
-    assert batch_limits(cfg) == (3, None)
+    assert RunOptions().batch_limits() == (1, None)
+    assert RunOptions(device="cuda").batch_limits() == (16, 4_000_000)
+    assert RunOptions(device="cuda", batch=3).batch_limits() == (3, None)
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5])
 def test_a_batch_that_is_not_a_positive_count_is_refused(bench_root, tmp_path, bad):
     with pytest.raises(AesopBenchError, match=f"--batch {bad}"):
-        _cfg(bench_root, tmp_path, ["set5"], ["psnr"], batch=bad)
+        _cfg(bench_root, tmp_path, ["set5"], ["psnr"], run=RunOptions(batch=bad))
 
 
 def test_cli_batch_option(bench_root, tmp_path, capsys):

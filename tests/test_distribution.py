@@ -74,7 +74,9 @@ def test_eval_fid_and_pfid(stand_in_inception, random_inception_state, bench_roo
     from pytorch_fid import inception as ref_mod
 
     from aesop_bench.data.transforms import mod_crop
-    from aesop_bench.evaluation.runner import EvalConfig, evaluate
+    from aesop_bench.evaluation.config import EvalConfig
+    from aesop_bench.evaluation.runner import evaluate
+    from aesop_bench.models.options import RunOptions
     from aesop_bench.imageio import read_image
     from aesop_bench.paths import home
     from aesop_bench.protocols import get_protocol
@@ -82,7 +84,8 @@ def test_eval_fid_and_pfid(stand_in_inception, random_inception_state, bench_roo
     def run(out):
         cfg = EvalConfig(model="bicubic", sets=["set5"], metrics=["psnr", "fid", "pfid"],
                          protocol=get_protocol("basicsr"), data_root=bench_root, out_dir=tmp_path / out,
-                         progress=False, download=False, log=lambda m: None, save_sr=True, batch=batch)
+                         progress=False, download=False, log=lambda m: None, save_sr=True,
+                         run=RunOptions(batch=batch))
         return evaluate(cfg)["sets"]["set5"]["metrics"]
 
     sizes = []  # inputs per forward of the feature network

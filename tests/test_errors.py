@@ -12,7 +12,8 @@ from aesop_bench.cli import main
 from aesop_bench.data.sets import expand_sets
 from aesop_bench.errors import AesopBenchError
 from aesop_bench.protocols import get_protocol
-from aesop_bench.evaluation.runner import EvalConfig, evaluate
+from aesop_bench.evaluation.config import EvalConfig
+from aesop_bench.evaluation.runner import evaluate
 from aesop_bench.imageio import read_image
 from aesop_bench.metrics.registry import expand_metrics
 

@@ -10,7 +10,8 @@ import pytest
 
 from aesop_bench.cli import main
 from aesop_bench.protocols import get_protocol
-from aesop_bench.evaluation.runner import EvalConfig, evaluate
+from aesop_bench.evaluation.config import EvalConfig
+from aesop_bench.evaluation.runner import evaluate
 
 PUBLISHED = "reference/published_x4.csv"
 

@@ -60,7 +60,7 @@ def _table(out):
 
 def test_shipped_recipes_cover_the_papers_tables():
     assert {"table1", "table4", "table6", "table7", "table9"} <= set(RECIPES)
-    assert RECIPES["table6"].eval_options("drealsr") == {"metric_opts": {"clipiqa": {"split_above": 1_000_000}}}
+    assert RECIPES["table6"].eval_options("drealsr") == {"clipiqa": {"split_above": 1_000_000}}
     assert load_recipe("table1").model_names("swinir") == ["ldl_swinir", "aesop_swinir"]
 
 
@@ -171,7 +171,7 @@ def test_metric_options_are_given_in_each_metrics_own_names_and_unknown_ones_are
     them); a flat `split_above` (the metric's name without the metric) is refused naming what is valid, as an
     unknown metric or option is through the API's and the command line's metric options."""
     from aesop_bench.errors import AesopBenchError
-    from aesop_bench.evaluation.runner import EvalConfig
+    from aesop_bench.evaluation.config import EvalConfig
     from aesop_bench.metrics.registry import METRICS
     from aesop_bench.protocols import get_protocol
 
@@ -179,12 +179,12 @@ def test_metric_options_are_given_in_each_metrics_own_names_and_unknown_ones_are
     good = tmp_path / "good.yaml"
     good.write_text(base + "set_options: {set14: {clipiqa: {split_above: 1000}}}\n")
     opts = load_recipe(str(good)).eval_options("set14")
-    assert opts == {"metric_opts": {"clipiqa": {"split_above": 1000}}}
+    assert opts == {"clipiqa": {"split_above": 1000}}
     cfg = EvalConfig(model="bicubic", sets=["set14"], metrics=["psnr"], protocol=get_protocol("paper"),
-                     data_root=tmp_path, out_dir=tmp_path / "o", **opts)
+                     data_root=tmp_path, out_dir=tmp_path / "o", metric_options=opts)
     spec = METRICS["clipiqa"]
-    assert spec.version_for(cfg.metric_options(spec)) == spec.version_for({"split_above": 1000})
-    assert spec.version_for(cfg.metric_options(spec)) != spec.version_for({})
+    assert spec.version_for(cfg.options_for("clipiqa")) == spec.version_for({"split_above": 1000})
+    assert spec.version_for(cfg.options_for("clipiqa")) != spec.version_for({})
     bad = tmp_path / "bad.yaml"
     bad.write_text(base + "set_options: {set14: {split_above: 1000}}\n")
     with pytest.raises(AesopBenchError, match=r"unknown option\(s\) split_above\. Give \{metric: \{option: "
@@ -192,7 +192,7 @@ def test_metric_options_are_given_in_each_metrics_own_names_and_unknown_ones_are
         load_recipe(str(bad))
     with pytest.raises(AesopBenchError, match=r"metric 'clipiqa' takes no option nope; its options: split_above"):
         EvalConfig(model="bicubic", sets=["set14"], metrics=["psnr"], protocol=get_protocol("paper"),
-                   data_root=tmp_path, out_dir=tmp_path / "o", metric_opts={"clipiqa": {"nope": 1}})
+                   data_root=tmp_path, out_dir=tmp_path / "o", metric_options={"clipiqa": {"nope": 1}})
     assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metric-option", "niqe.crop=3",
                  "--out", str(tmp_path / "o")]) == 2
     assert "metric 'niqe' takes no option crop" in capsys.readouterr().err

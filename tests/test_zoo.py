@@ -157,7 +157,9 @@ def test_tiling_is_exact_within_the_receptive_margin():
 
 def test_zoo_model_through_the_evaluator(register, tmp_path):
     from aesop_bench.protocols import get_protocol
-    from aesop_bench.evaluation.runner import EvalConfig, evaluate
+    from aesop_bench.evaluation.config import EvalConfig
+    from aesop_bench.evaluation.runner import evaluate
+    from aesop_bench.models.options import RunOptions
 
     register("rrdb_psnr", {"params_ema": _random_sd(RRDBNet(), 9)})
     folder = tmp_path / "mini"
@@ -179,9 +181,9 @@ def test_zoo_model_through_the_evaluator(register, tmp_path):
     whole = run("whole")
     assert (tmp_path / "whole" / "sr" / "mini" / "a.png").is_file()
     assert whole["model"]["identity"].startswith("rrdb[")
-    tiled = run("tiled", tile=8, tile_overlap=4)
+    tiled = run("tiled", run=RunOptions(tile=8, tile_overlap=4))
     assert tiled["model"]["identity"].endswith("-tile8o4")
-    bf16 = run("bf16", precision="bf16")
+    bf16 = run("bf16", run=RunOptions(precision="bf16"))
     assert bf16["model"]["precision"] == "bf16" and bf16["model"]["identity"].endswith("-bf16")
 
 

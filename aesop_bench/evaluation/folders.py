@@ -127,9 +127,10 @@ def check_sizes(files: SetFiles, res: ResolvedSet) -> None:
 
 
 class FolderSource:
-    """SR images read from a folder; see the module docstring."""
+    """SR images read from a folder; see the module docstring. Follows :class:`.sources.Source`."""
 
-    kind = "folder"
+    source_type = "folder"
+    writes_sr = False
 
     def __init__(self, root: str | Path, n_sets: int, suffix: str = "", name: str | None = None,
                  protocol=None):
@@ -151,6 +152,8 @@ class FolderSource:
         return self._digests[path]
 
     def prepare_set(self, set_name: str, res: ResolvedSet, log) -> None:
+        if res.hr_dir is None:
+            raise AesopBenchError(f"set {set_name!r} has no HR images to match SR files against")
         folder = set_subfolder(self.root, set_name, self.n_sets == 1)
         try:
             sr_files, ignored = match_files(res.hr_files, list_images(folder), self.suffix)
@@ -188,6 +191,12 @@ class FolderSource:
         return h.hexdigest()[:20]
 
     def record(self) -> dict:
+        """The summary's ``sr_folder`` entry: the folder, its content hash, and each set's files."""
+        if not self.sets:
+            return {}
+        return {"sr_folder": self._folder_record()}
+
+    def _folder_record(self) -> dict:
         return {"path": str(self.root), "suffix": self.suffix, "content": self.content(),
                 "cropped": {s: {k: list(v) for k, v in sorted(f.cropped.items())}
                             for s, f in self.sets.items() if f.cropped},

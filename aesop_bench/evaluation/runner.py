@@ -11,12 +11,13 @@ For each image of each set:
    (``sr_dir``, see :mod:`.folders`), from its file;
 4. each metric not yet in the results store is computed and stored.
 
-The model is a zoo name, checkpoint, card or interpolation (a string), or an
-object following the model interface of :class:`aesop_bench.models.inference.NetModel` (an in-memory
-network wrapped by :func:`aesop_bench.api.evaluate`).
+:class:`Runner` does this in steps that read one at a time: :meth:`~Runner.plan` a set (which images lack which
+values), :meth:`~Runner.compute_images` per batch, :meth:`~Runner.compute_distribution` (set-level values), and
+:meth:`~Runner.summarise`. Where the SR images come from is a :class:`~.sources.Source`; what is asked is an
+:class:`~.config.EvalConfig`; the sets and weights are made ready by :mod:`.prepare`.
 
-Images whose metrics are all stored are not even read, so a finished run
-repeats in well under a second plus start-up, and a killed one resumes.
+Images whose metrics are all stored are not even read, and a run that finds every value stored answers without
+importing torch; a killed run resumes.
 
 Under ``torchrun`` (WORLD_SIZE > 1) the images of each set are shared between
 the ranks (image i goes to rank i mod WORLD_SIZE); each rank stores its own
@@ -28,406 +29,297 @@ minutes (default 60).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..data.ldl import resolve_for
-from ..data.sets import SETS, ResolvedSet, fingerprints, set_folder
+from ..data.sets import ResolvedSet
 from ..distributed import barrier, init
-from .. import threads
 from ..errors import AesopBenchError
-from ..metrics.registry import get_spec, weights_validator
-from ..protocols import Protocol
-from .sources import NetworkSource
+from ..metrics.registry import get_spec
+from .batching import batches
+from .config import EvalConfig
+from .prepare import fetch_weights, resolve_or_download
+from .sources import NetworkSource, Source
 from .store import SET_ROW, MemoryStore, ResultStore
-
-
-@dataclass
-class EvalConfig:
-    model: "str | object | None"  # a name/path, a model object, or None with sr_dir
-    sets: list[str]
-    metrics: list[str]
-    protocol: Protocol
-    data_root: Path
-    out_dir: Path | None  # None: the rows are kept in memory, nothing is written (evaluate_in_memory)
-    device: str = "cpu"
-    save_sr: bool = False
-    download: bool = True
-    ae: str | None = None  # the auto-encoder of ae_psnr (weights name or path)
-    clipiqa_split_above: int | None = None  # pixels; larger images are scored by quadrants
-    fid_mode: str = "legacy_pytorch"
-    arch: str | None = None  # for checkpoint paths
-    precision: str = "fp32"
-    tile: int | None = None
-    tile_overlap: int = 32
-    progress: bool = True
-    threads: int | None = None  # CPU threads (None: $AESOP_BENCH_THREADS, else the free cores; see threads.py)
-    batch: int | None = None  # images of one size per network call (None: AUTO_BATCH on a GPU, 1 on the CPU)
-    log: object = field(default=lambda msg: print(msg, file=sys.stderr))
-    sr_dir: Path | None = None  # a folder of SR results instead of a model
-    sr_suffix: str = ""
-    name: str | None = None  # the run's label in tables and plots
-    alone: bool = False  # this process evaluates by itself even under torchrun (no collectives): validation
-    # {metric: {option: value}} in each metric's own option names (`aesop-bench metrics list` shows them); they
-    # override the flat fields above (ae, clipiqa_split_above, fid_mode)
-    metric_opts: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        from ..distributed import check_device_name
-        from ..models.inference import check_tiling
-
-        check_metric_options(self.metric_opts)
-        check_device_name(self.device)
-        check_tiling(self.tile, self.tile_overlap)
-        if self.batch is not None and (isinstance(self.batch, bool) or not isinstance(self.batch, int)
-                                       or self.batch < 1):
-            raise AesopBenchError(f"--batch {self.batch!r}: give a whole number of images, 1 or more (1: one image "
-                                  "per network call), or leave it out")
-
-    def metric_options(self, spec) -> dict:
-        """The options of this run that ``spec`` declares (None: the metric's default)."""
-        given = {"ae": self.ae, "split_above": self.clipiqa_split_above, "fid_mode": self.fid_mode,
-                 **self.metric_opts.get(spec.name, {})}
-        return {o.name: given.get(o.name) for o in spec.options}
-
-
-FLAT_METRIC_OPTIONS = ("ae", "clipiqa_split_above", "fid_mode")  # EvalConfig fields that are metric options
-
-
-def check_metric_options(options) -> None:
-    """Refuse ``{metric: {option: value}}`` naming a metric or an option that does not exist, naming the valid
-    ones (each metric's spec is the one place its options are defined)."""
-    from ..metrics.registry import METRICS
-
-    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
-        raise AesopBenchError(f"metric options {options!r}: give {{metric: {{option: value}}}}, e.g. "
-                              "{'clipiqa': {'split_above': 1000000}}")
-    for name, opts in options.items():
-        if name not in METRICS:
-            raise AesopBenchError(f"metric options for {name!r}: no such metric; the metrics: {', '.join(METRICS)}")
-        METRICS[name].resolve_options(opts)  # names the metric's options when one is unknown
 
 
 def image_key(path: Path) -> str:
     return path.stem
 
 
-AUTO_BATCH = (16, 4_000_000)  # on a GPU: at most 16 images and 4 million HR pixels per batch
-
-
-def batch_limits(cfg: "EvalConfig") -> tuple[int, int | None]:
-    """Images per batch and HR pixels per batch (None: no bound) for ``cfg``: ``cfg.batch`` images when given,
-    else :data:`AUTO_BATCH` on a GPU, and one image on the CPU (where a batch runs no faster)."""
-    if cfg.batch is not None:
-        return cfg.batch, None
-    return AUTO_BATCH if str(cfg.device).startswith("cuda") else (1, None)
-
-
-def batches(items: list, size: int, pixels: int | None = None, path=lambda item: item[0], same_size: bool = True):
-    """``items`` (each naming its HR file through ``path``) in batches of at most ``size`` images and ``pixels``
-    HR pixels (always one image at least), read from the files' headers: of one size each, or with
-    ``same_size=False`` consecutive images of any size (for networks that resize them; a model still runs once
-    per LR shape). Files whose header cannot be read go alone in a batch of one size (reading them says what is
-    wrong)."""
-    from ..imageio import image_size
-
-    if size == 1:
-        yield from ([item] for item in items)
-        return
-    if not same_size:
-        group, used = [], 0
-        for item in items:
-            wh = image_size(path(item))
-            px = wh[0] * wh[1] if wh else 0
-            if group and (len(group) == size or (pixels is not None and used + px > pixels)):
-                yield group
-                group, used = [], 0
-            group.append(item)
-            used += px
-        if group:
-            yield group
-        return
-    by_size: dict = {}
-    for item in items:
-        by_size.setdefault(image_size(path(item)), []).append(item)
-    for wh, group in by_size.items():
-        n = 1 if wh is None else size if pixels is None else max(1, min(size, pixels // (wh[0] * wh[1])))
-        for i in range(0, len(group), n):
-            yield group[i:i + n]
-
-
-def _source(cfg: "EvalConfig"):
+def make_source(cfg: EvalConfig) -> Source:
+    """The run's source of SR images: its result folder, or its model."""
     if cfg.sr_dir is not None:
         from .folders import FolderSource
 
-        if cfg.model is not None:
-            raise AesopBenchError("give either a model or an SR folder (--sr), not both")
         return FolderSource(cfg.sr_dir, len(cfg.sets), cfg.sr_suffix, protocol=cfg.protocol)
-    if cfg.model is None:
-        raise AesopBenchError("nothing to evaluate: give a model (--model) or a folder of SR images (--sr)")
-    return NetworkSource(cfg)
+    return NetworkSource(cfg.model, cfg.protocol, cfg.run, cfg.arch, cfg.download)
 
 
-def _resolve_or_download(name: str, cfg: EvalConfig, tried: set) -> ResolvedSet:
-    """A set ready to evaluate, as the protocol reads it (:func:`aesop_bench.data.ldl.resolve_for`): a registered
-    set is downloaded (or completed) when allowed and refused when it lacks images or holds others; a folder is
-    taken as it is. LDL's test data is fetched once per run where the protocol reads it and it is missing; when
-    that fails the set's own files are used, and the log and the run's record say so."""
-    from ..data import ldl
+@dataclass
+class SetPlan:
+    """One set as the runner works on it: its files, each image's key, and what is missing from the store."""
 
-    if ldl.reads_ldl(name, cfg.protocol) and ldl.set_dir(name, cfg.data_root, cfg.protocol.scale) is None \
-            and cfg.download and "ldl" not in tried:
-        tried.add("ldl")
-        cfg.log(f"{name}: LDL's test data (which the paper's evaluation reads) is not under {cfg.data_root}; "
-                "downloading")
+    name: str
+    res: ResolvedSet
+    keys: list[str]
+    sources: dict[str, str]  # image key -> hash of the files its values come from
+    todo: list[tuple[Path, str, str]]  # (HR file, key, source hash) of the images missing a per-image value
+    set_source: str  # hash of every file the set-level values come from
+    distribution: list[str]  # set-level metrics missing from the store
+
+
+class Runner:
+    """One evaluation (``Runner(cfg).run()``); see the module docstring for its steps.
+
+    >>> from aesop_bench.protocols import get_protocol
+    >>> from aesop_bench.paths import data_root
+    >>> cfg = EvalConfig(model="bicubic", sets=["set5"], metrics=["psnr"], protocol=get_protocol("paper"),
+    ...                  data_root=data_root(), out_dir=None, download=False, progress=False)
+    >>> summary, rows = Runner(cfg).run()
+    >>> len(rows), round(summary["sets"]["set5"]["metrics"]["psnr"], 3)   # bicubic x4 on Set5, paper protocol
+    (5, 28.395)
+    """
+
+    def __init__(self, cfg: EvalConfig):
+        self.cfg = cfg
+        self.rank, self.world, _ = (0, 1, 0) if cfg.alone else init()  # barriers only: gloo, any device
+        if cfg.out_dir is None and (self.world > 1 or cfg.save_sr):
+            raise AesopBenchError("give an output folder (out=): " + (
+                "under torchrun the ranks share one run folder" if self.world > 1 else "--save-sr writes into it"))
+        if self.world > 1 and cfg.run.device == "cuda":
+            cfg.run = cfg.run.on(f"cuda:{os.environ.get('LOCAL_RANK', 0)}")
+        self.source = make_source(cfg)
+        self.versions = {m: cfg.version_of(m) for m in cfg.metrics}  # torch-free: what the store is asked for
+        self.per_image = [m for m in cfg.metrics if get_spec(m).kind != "distribution"]
+        self.log = cfg.log if self.rank == 0 else (lambda msg: None)
+        self.set_images: dict[str, list[str]] = {}
+        self.set_data: dict[str, dict] = {}  # set -> where its HR and LR came from, the area compared
+        self.sources: dict[tuple[str, str], str] = {}  # (set, image) -> hash of its files
+        self._tried: set = set()
+        self._computing = False
+
+    @cached_property
+    def metrics(self) -> dict:
+        """The metric objects, built when something is to be computed (their module imports torch)."""
+        from ..metrics.metric import Metric
+
+        return {m: Metric(m, self.cfg.protocol, self.cfg.run.device, **self.cfg.options_for(m))
+                for m in self.cfg.metrics}
+
+    def _compute(self) -> None:
+        """What computing needs once per run: torch's threads and deterministic kernels."""
+        if not self._computing:
+            from .. import threads
+            from ..determinism import deterministic
+
+            self._computing = True
+            threads.apply(self.cfg.threads)
+            self._stack.enter_context(deterministic())
+
+    def _store(self):
+        cfg = self.cfg
+        record = {"name": self.source.name, "identity": self.source.identity, "precision": cfg.run.precision,
+                  "source": self.source.source_type}
+        if cfg.name:
+            record["label"] = cfg.name
+        if cfg.out_dir is None:
+            return MemoryStore(record, cfg.protocol.as_dict())
+        if self.rank == 0:
+            store = ResultStore(cfg.out_dir, record, cfg.protocol.as_dict())
+        barrier(self.world)
+        return store if self.rank == 0 else ResultStore(cfg.out_dir, record, cfg.protocol.as_dict(), rank=self.rank)
+
+    def run(self) -> tuple[dict, list[dict] | None]:
+        """Evaluate every set; the summary (written to ``out_dir`` when there is one) and, in memory, the rows."""
+        if self.cfg.download and self.rank == 0:
+            fetch_weights(self.cfg)
+        barrier(self.world)
+        self.store = self._store()
+        ok = False
+        with contextlib.ExitStack() as self._stack:
+            try:
+                for name in self.cfg.sets:
+                    self.run_set(self.plan(name))
+                ok = True
+            finally:
+                if ok:
+                    barrier(self.world)
+                summary = self.summarise(ok)
+        return summary, getattr(self.store, "table", None)
+
+    def plan(self, name: str) -> SetPlan:
+        """Resolve the set (rank 0 downloads it where allowed), check it suits the metrics and the source, and
+        find the images whose values are missing or no longer count."""
+        if self.rank == 0:
+            res = resolve_or_download(name, self.cfg, self._tried)
+            if res.data.get("fallback"):
+                self.log(f"{name}: {res.data['fallback']}")
+        barrier(self.world)
+        if self.rank != 0:
+            res = resolve_for(name, self.cfg.data_root, self.cfg.protocol)
+        keys = [image_key(f) for f in res.hr_files]
+        if len(set(keys)) != len(keys):
+            raise AesopBenchError(f"{res.hr_dir}: two images share a name stem; rename one of them")
+        if res.hr_dir is None and any(get_spec(m).kind in ("full_reference", "distribution") for m in self.versions):
+            raise AesopBenchError(f"set {name!r} has no HR images; use no-reference metrics (and lr_psnr) only on it")
+        self.source.prepare_set(name, res, self.log)
+        sources = {k: self.source.row_source(name, f) for f, k in zip(res.hr_files, keys)}
+        todo = [(f, k, sources[k]) for f, k in zip(res.hr_files, keys)
+                if not all(self.store.has(name, k, m, self.versions[m], sources[k]) for m in self.per_image)]
+        h = hashlib.sha256()
+        for k in keys:
+            h.update(sources[k].encode())
+        set_source = h.hexdigest()[:20]
+        self.set_images[name], self.set_data[name] = keys, res.data
+        self.sources.update({(name, k): src for k, src in sources.items()})
+        self.sources[(name, SET_ROW)] = set_source
+        return SetPlan(name, res, keys, sources, todo, set_source, distribution=[])
+
+    def run_set(self, plan: SetPlan) -> None:
+        """Per-image values of this rank's share, ``--save-sr`` files, then the set-level values."""
+        if self.rank == 0:
+            self._say_stale(plan)
+        mine = plan.todo[self.rank::self.world]
+        if mine and self.per_image:
+            self.compute_images(plan, mine)
+        if self.cfg.save_sr and self.source.writes_sr:
+            self._save_missing_sr(plan)
+        barrier(self.world)
+        self.store.reload()
+        plan.distribution = [m for m in self.versions if get_spec(m).kind == "distribution"
+                             and not self.store.has(plan.name, SET_ROW, m, self.versions[m], plan.set_source)]
+        if plan.distribution and self.world > 1:  # every rank makes the SR and features of its share (cached
+            self._share_features(plan)            # on disk) ...
+            barrier(self.world)
+        if plan.distribution and self.rank == 0:  # ... and rank 0 reads them back for the set's distance
+            self.compute_distribution(plan)
+
+    def _say_stale(self, plan: SetPlan) -> None:
+        """Say which stored values no longer count: images whose files changed since (recomputed), and images no
+        longer in the set (left out)."""
+        rows = self.store.rows
+        changed = [k for _, k, src in plan.todo
+                   if any(rows.get((plan.name, k, m), (0, 0, src))[2] != src for m in self.per_image)]
+        gone = sorted({i for (s, i, _) in rows if s == plan.name and i != SET_ROW} - set(plan.keys))
+
+        def shown(items):
+            return ", ".join(items[:10]) + (f" (+{len(items) - 10} more)" if len(items) > 10 else "")
+
+        if changed:
+            self.log(f"{plan.name}: {len(changed)} image(s) differ from the files their stored values came from; "
+                     f"recomputing: {shown(changed)}")
+        if gone:
+            self.log(f"{plan.name}: {len(gone)} image(s) with stored values are no longer in the set; left out: "
+                     f"{shown(gone)}")
+
+    def _images(self, plan: SetPlan, hr_files: list[Path], need_lr: bool) -> list[tuple]:
+        self._compute()
+        return self.source.images(plan.res, plan.name, hr_files, plan.res.protocol(self.cfg.protocol), need_lr)
+
+    def _bar(self, total: int, desc: str):
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="img", disable=not self.cfg.progress, leave=False, file=sys.stderr)
+
+    def compute_images(self, plan: SetPlan, todo: list) -> None:
+        """Per-image metrics of ``todo`` (``(HR file, key, source hash)``), batch by batch."""
+        need_lr = any(get_spec(m).kind == "lr_reference" for m in self.per_image)
+        bar = self._bar(len(todo), plan.name)
+        for group in batches(todo, *self.cfg.run.batch_limits()):
+            triples = self._images(plan, [f for f, _, _ in group], need_lr)
+            shapes: dict[tuple, list] = {}  # a header's size can still hide a different crop or channel count
+            for item, t in zip(group, triples):
+                shapes.setdefault(tuple(None if x is None else tuple(x.shape) for x in t), []).append((item, t))
+            for run in shapes.values():
+                self._score_batch(plan.name, run)
+            bar.update(len(group))
+        bar.close()
+
+    def _score_batch(self, name: str, run: list) -> None:
+        """Every metric missing from the store on a batch of images of one shape; each image's values are stored
+        even when a later metric fails."""
+        import torch
+
+        if self.cfg.save_sr and self.source.writes_sr:
+            from ..imageio import write_image
+
+            for (_, key, _), (_, _, sr) in run:
+                write_image(self._sr_file(name, key), sr)
+        # (sr, hr, lr) batches, the order of Metric.score, from the sources' (hr, lr, sr)
+        stacked = [None if run[0][1][i] is None else torch.stack([t[i] for _, t in run]) for i in (2, 0, 1)]
+        values: list[dict] = [{} for _ in run]
         try:
-            ldl.download(cfg.data_root, log=cfg.log, sets=[s for s in cfg.sets if ldl.reads_ldl(s, cfg.protocol)])
-        except (AesopBenchError, OSError) as exc:  # OSError: a read-only data root
-            cfg.log(f"{name}: {exc}")
-    if ldl.reads_ldl(name, cfg.protocol) and ldl.set_dir(name, cfg.data_root, cfg.protocol.scale) is not None:
-        return ldl.resolve_for(name, cfg.data_root, cfg.protocol)
-    if name in SETS:
-        from ..data.manage import download_set, incomplete, require_complete
+            for m in self.per_image:
+                want = [j for j, ((_, key, src), _) in enumerate(run)
+                        if not self.store.has(name, key, m, self.versions[m], src)]
+                if want:
+                    _score(self.metrics[m], stacked, want, [f for (f, _, _), _ in run], values)
+        finally:
+            for ((_, key, src), _), vals in zip(run, values):
+                if vals:
+                    self.store.add(name, key, vals, src)
 
-        absent = set_folder(name, cfg.data_root) is None
-        if cfg.download and (absent or incomplete(name, cfg.data_root)[0]) and (SETS[name].archive or absent or
-                                                                                 fingerprints(name)):
-            cfg.log(f"{name}: {'not under ' + str(cfg.data_root) if absent else 'incomplete'}; downloading")
-            download_set(name, cfg.data_root, log=cfg.log)
-        if set_folder(name, cfg.data_root) is not None:
-            require_complete(name, cfg.data_root)
-    return ldl.resolve_for(name, cfg.data_root, cfg.protocol)
+    def _sr_file(self, set_name: str, key: str) -> Path:
+        """Where ``--save-sr`` writes an image's SR."""
+        return self.cfg.out_dir / "sr" / Path(set_name).name / f"{key}.png"
 
+    def _save_missing_sr(self, plan: SetPlan) -> None:
+        """``--save-sr`` on images whose metrics were stored earlier: their SR comes from the SR cache."""
+        from ..imageio import write_image
 
-def _fetch_weights(cfg: EvalConfig) -> None:
-    """Download the weight files the run's metrics need and the cache lacks (``--no-download``: never)."""
-    from .. import weights as wm
+        missing = [f for f in plan.res.hr_files[self.rank::self.world]
+                   if not self._sr_file(plan.name, image_key(f)).is_file()]
+        for group in batches(missing, *self.cfg.run.batch_limits(), path=lambda f: f):
+            for hr_file, (_, _, sr) in zip(group, self._images(plan, group, True)):
+                write_image(self._sr_file(plan.name, image_key(hr_file)), sr)
 
-    for m in cfg.metrics:
-        spec = get_spec(m)
-        names = list(spec.needs)
-        ae = cfg.metric_options(spec).get("ae")
-        if ae:  # --ae replaces the released AE: a file is used as it is, a name is fetched instead
-            names = [n for n in names if n != "aesop_ae"] + ([] if os.path.isfile(ae) else [ae])
-        for n in names:
-            if n in wm.manifest() and not wm.cache_path(wm.entry(n)).is_file():
-                wm.download(n, log=cfg.log, validate=weights_validator(n))
+    def _features(self, plan: SetPlan, hr_files: list[Path], bar=None) -> dict[str, tuple[list, list]]:
+        """The SR and HR features of ``hr_files`` for each missing set-level metric (cached on disk), in batches
+        of images of any size (the feature networks see 299x299 inputs) within the pixel bound all the same."""
+        feats: dict[str, tuple[list, list]] = {m: ([], []) for m in plan.distribution}
+        for group in batches(hr_files, *self.cfg.run.batch_limits(), path=lambda f: f, same_size=False):
+            triples = self._images(plan, group, False)  # a model that has not run yet makes its SR images here
+            for m in plan.distribution:
+                feats[m][0].extend(self.metrics[m].features([sr for _, _, sr in triples]))
+                feats[m][1].extend(self.metrics[m].features([hr for hr, _, _ in triples]))
+            if bar is not None:
+                bar.update(len(group))
+        return feats
 
+    def _share_features(self, plan: SetPlan) -> None:
+        """This rank's share of the SR images and features, for the caches that rank 0 then reads instead of
+        computing the whole set alone while the other ranks wait."""
+        self._features(plan, plan.res.hr_files[self.rank::self.world])
 
-def prefetch(cfg: EvalConfig) -> list[str]:
-    """Download and verify what ``evaluate(cfg)`` needs (each set as the protocol reads it, LDL's data included,
-    the metrics' weights, a zoo model's weights) and compute nothing; one line per set and weight file, then the
-    total size on disk."""
-    from .. import weights as wm
+    def compute_distribution(self, plan: SetPlan) -> None:
+        """Set-level metrics: features of every SR and HR image (cached), then one distance per set."""
+        from ..metrics.distribution import set_distance
 
-    if not cfg.download:
-        raise AesopBenchError("--fetch-only downloads: leave out --no-download")
-    lines, total, tried = [], 0, set()
-    for name in cfg.sets:
-        res = _resolve_or_download(name, cfg, tried)
-        files = [*res.hr_files, *(f for f in (res.lr_file(h, cfg.protocol.scale) for h in res.hr_files) if f)] \
-            if res.lr_source == "folder" else list(res.hr_files)
-        size = sum(f.stat().st_size for f in files)
-        total += size
-        lines.append(f"{name}: {len(res.hr_files)} images, {size / 1e6:.1f} MB, {res.data.get('hr', res.root)}" +
-                     (f" (LR: {res.data['lr']})" if res.data.get("source") == "ldl" else "") +
-                     (" (fallback: LDL's test data not at hand)" if res.data.get("fallback") else ""))
-    _fetch_weights(cfg)
-    names = [n for m in cfg.metrics for n in get_spec(m).needs]
-    if isinstance(cfg.model, str) and cfg.sr_dir is None:
-        from ..models.zoo import ZOO, resolve_model
+        bar = self._bar(len(plan.res.hr_files), f"{plan.name} features")
+        feats = self._features(plan, plan.res.hr_files, bar)
+        bar.close()
+        self.store.add(plan.name, SET_ROW, {m: (set_distance(*feats[m]), self.versions[m])
+                                            for m in plan.distribution}, plan.set_source)
 
-        resolve_model(cfg.model, cfg.arch, download=True)
-        names += [ZOO[cfg.model].weights] if cfg.model in ZOO and ZOO[cfg.model].weights else []
-    for n in dict.fromkeys(names):
-        path = wm.cache_path(wm.entry(n)) if n in wm.manifest() else None
-        if path is not None and path.is_file():
-            total += path.stat().st_size
-            lines.append(f"weights {n}: {path.stat().st_size / 1e6:.1f} MB, {path}")
-    lines.append(f"total {total / 1e6:.1f} MB, verified; run the same command with --no-download to compute")
-    return lines
-
-
-def evaluate(cfg: EvalConfig) -> dict:
-    """Run the evaluation described by ``cfg`` and return the summary (also written to ``cfg.out_dir``)."""
-    from ..determinism import deterministic
-
-    with deterministic():
-        return _evaluate(cfg)[0]
-
-
-def evaluate_in_memory(cfg: EvalConfig) -> tuple[dict, list[dict]]:
-    """Run ``cfg`` with ``out_dir=None``: the summary and the per-image rows (``store.PER_IMAGE_COLUMNS``), with
-    nothing written (no run folder, no lock, no rows file) and nothing resumed."""
-    from ..determinism import deterministic
-
-    if cfg.out_dir is not None:
-        raise AesopBenchError("evaluate_in_memory takes a config with out_dir=None")
-    with deterministic():
-        return _evaluate(cfg)
-
-
-def _evaluate(cfg: EvalConfig) -> tuple[dict, list[dict] | None]:
-    from ..metrics.metric import Metric
-
-    rank, world, _ = (0, 1, 0) if cfg.alone else init()  # barriers only: gloo, CPU tensors on any device
-    if cfg.out_dir is None and (world > 1 or cfg.save_sr):
-        raise AesopBenchError("give an output folder (out=): " + ("under torchrun the ranks share one run folder"
-                                                                  if world > 1 else "--save-sr writes into it"))
-    threads.apply(cfg.threads)
-    if world > 1 and cfg.device == "cuda":
-        cfg.device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
-    source = _source(cfg)
-    run_model = {"name": source.name, "identity": source.identity, "precision": cfg.precision, "source": source.kind}
-    if cfg.name:
-        run_model["label"] = cfg.name
-    if cfg.download and rank == 0:
-        _fetch_weights(cfg)
-    barrier(world)
-    metrics = [Metric(m, cfg.protocol, cfg.device, **cfg.metric_options(get_spec(m))) for m in cfg.metrics]
-    if cfg.out_dir is None:
-        store = MemoryStore(run_model, cfg.protocol.as_dict())
-    elif rank == 0:
-        store = ResultStore(cfg.out_dir, run_model, cfg.protocol.as_dict())
-    barrier(world)
-    if rank != 0:
-        store = ResultStore(cfg.out_dir, run_model, cfg.protocol.as_dict(), rank=rank)
-    current = {m.name: m.version for m in metrics}  # a summary averages only rows of these definitions
-    set_images: dict[str, list[str]] = {}
-    set_data: dict[str, dict] = {}  # set -> where its HR and LR came from, the area compared
-    sources: dict[tuple[str, str], str] = {}  # (set, image) -> hash of its files (result folders)
-    tried: set = set()
-    ok = False
-    try:
-        for name in cfg.sets:
-            if rank == 0:
-                res = _resolve_or_download(name, cfg, tried)
-                if res.data.get("fallback"):
-                    cfg.log(f"{name}: {res.data['fallback']}")
-            barrier(world)
-            if rank != 0:
-                res = resolve_for(name, cfg.data_root, cfg.protocol)
-            set_data[name] = res.data
-            keys = [image_key(f) for f in res.hr_files]
-            if len(set(keys)) != len(keys):
-                raise AesopBenchError(f"{res.hr_dir}: two images share a name stem; rename one of them")
-            if res.hr_dir is None and any(m.spec.kind in ("full_reference", "distribution") for m in metrics):
-                raise AesopBenchError(f"set {name!r} has no HR images; use no-reference metrics (and lr_psnr) "
-                                      "only on it")
-            if res.hr_dir is None and source.kind == "folder":
-                raise AesopBenchError(f"set {name!r} has no HR images to match SR files against")
-            source.prepare_set(name, res, cfg.log if rank == 0 else (lambda msg: None))
-            set_images[name] = keys
-            per_image = [m for m in metrics if m.spec.kind != "distribution"]
-            todo = []
-            for f, k in zip(res.hr_files, keys):
-                src = source.row_source(name, f)
-                if src is not None:
-                    sources[(name, k)] = src
-                if not all(store.has(name, k, m.name, m.version, src) for m in per_image):
-                    todo.append((f, k, src))
-            if rank == 0:
-                _say_stale(cfg, store, name, keys, todo, per_image)
-            mine = todo[rank::world]
-            if mine and per_image:
-                _evaluate_images(cfg, res, name, mine, per_image, store, source)
-            if cfg.save_sr and source.kind == "model":
-                _save_missing_sr(cfg, res, name, source, rank, world)
-            barrier(world)
-            store.reload()
-            set_src = _set_source(source, name, res)
-            if set_src is not None:
-                sources[(name, SET_ROW)] = set_src
-            dist = [m for m in metrics if m.spec.kind == "distribution"
-                    and not store.has(name, SET_ROW, m.name, m.version, set_src)]
-            if dist and world > 1:  # every rank makes the SR and features of its share (cached on disk) ...
-                _share_features(cfg, res, name, dist, source, res.hr_files[rank::world])
-                barrier(world)
-            if dist and rank == 0:  # ... and rank 0 reads them back for the set's distance
-                _evaluate_distribution(cfg, res, name, dist, store, source, set_src)
-        ok = True
-    finally:
-        if ok:
-            barrier(world)
+    def summarise(self, ok: bool) -> dict:
+        """The run's summary of the current definitions' values; rank 0 writes it (a run that failed before
+        storing anything leaves no empty summary)."""
+        store = self.store
         store.reload()
-        extra = {"sr_folder": source.record()} if source.kind == "folder" and source.sets else {}
-        extra["data"] = set_data
+        extra = {**self.source.record(), "data": self.set_data}
         try:
-            if rank == 0 and (ok or store.rows):  # a run that failed before storing anything leaves no empty summary
-                summary = store.finalize(set_images, extra, sources, current)
-            else:
-                summary = store.summary(set_images, sources, current)
+            if self.rank == 0 and (ok or store.rows):
+                return store.finalize(self.set_images, extra, self.sources, self.versions)
+            return store.summary(self.set_images, self.sources, self.versions)
         finally:
             store.close()
-    return summary, getattr(store, "table", None)
-
-
-def _say_stale(cfg, store, name, keys, todo, metrics) -> None:
-    """Say which stored values no longer count: images whose files changed since (recomputed), and images no
-    longer in the set (left out)."""
-    changed = [k for _, k, src in todo if any(store.rows.get((name, k, m.name), (0, m.version, src))[2] != src
-                                              for m in metrics)]
-    gone = sorted({i for (s, i, _) in store.rows if s == name and i != SET_ROW} - set(keys))
-
-    def shown(items):
-        return ", ".join(items[:10]) + (f" (+{len(items) - 10} more)" if len(items) > 10 else "")
-
-    if changed:
-        cfg.log(f"{name}: {len(changed)} image(s) differ from the files their stored values came from; "
-                f"recomputing: {shown(changed)}")
-    if gone:
-        cfg.log(f"{name}: {len(gone)} image(s) with stored values are no longer in the set; left out: {shown(gone)}")
-
-
-def _set_source(source, set_name, res) -> str | None:
-    """The hash of every file a set-level value comes from."""
-    h = hashlib.sha256()
-    for f in res.hr_files:
-        h.update(source.row_source(set_name, f).encode())
-    return h.hexdigest()[:20]
-
-
-def _evaluate_images(cfg, res, name, todo, metrics, store, source) -> None:
-    from tqdm import tqdm
-
-    need_lr = any(m.spec.kind == "lr_reference" for m in metrics)  # a model source makes the LR regardless
-    bar = tqdm(total=len(todo), desc=f"{name}", unit="img", disable=not cfg.progress, leave=False, file=sys.stderr)
-    for group in batches(todo, *batch_limits(cfg)):
-        triples = source.images(res, name, [f for f, _, _ in group], res.protocol(cfg.protocol), need_lr)
-        shapes: dict[tuple, list] = {}  # a header's size can still hide a different crop or channel count
-        for item, t in zip(group, triples):
-            shapes.setdefault(tuple(None if x is None else tuple(x.shape) for x in t), []).append((item, t))
-        for run in shapes.values():
-            _score_batch(cfg, name, run, metrics, store, source)
-        bar.update(len(group))
-    bar.close()
-
-
-def _score_batch(cfg, name, run, metrics, store, source) -> None:
-    """Every metric missing from the store on a batch of images of one shape; each image's values are stored
-    even when a later metric fails."""
-    import torch
-
-    from ..imageio import write_image
-
-    if cfg.save_sr and source.kind == "model":
-        for (_, key, _), (_, _, sr) in run:
-            write_image(_sr_file(cfg, name, key), sr)
-    # (sr, hr, lr) batches, the order of Metric.score, from the sources' (hr, lr, sr)
-    stacked = [None if run[0][1][i] is None else torch.stack([t[i] for _, t in run]) for i in (2, 0, 1)]
-    values: list[dict] = [{} for _ in run]
-    try:
-        for m in metrics:
-            want = [j for j, ((_, key, src), _) in enumerate(run) if not store.has(name, key, m.name, m.version, src)]
-            if want:
-                _score(m, stacked, want, [f for (f, _, _), _ in run], values)
-    finally:
-        for ((_, key, src), _), vals in zip(run, values):
-            if vals:
-                store.add(name, key, vals, src)
 
 
 def _score(m, stacked, want, files, values) -> None:
@@ -453,49 +345,14 @@ def _score(m, stacked, want, files, values) -> None:
         values[j][m.name] = (float(v), m.version)
 
 
-def _sr_file(cfg, set_name: str, key: str) -> Path:
-    """Where ``--save-sr`` writes an image's SR."""
-    return cfg.out_dir / "sr" / Path(set_name).name / f"{key}.png"
+def evaluate(cfg: EvalConfig) -> dict:
+    """Run the evaluation described by ``cfg`` and return the summary (also written to ``cfg.out_dir``)."""
+    return Runner(cfg).run()[0]
 
 
-def _save_missing_sr(cfg, res, name, source, rank, world) -> None:
-    """``--save-sr`` on images whose metrics were stored earlier: their SR comes from the SR cache."""
-    from ..imageio import write_image
-
-    missing = [f for f in res.hr_files[rank::world] if not _sr_file(cfg, name, image_key(f)).is_file()]
-    for group in batches(missing, *batch_limits(cfg), path=lambda f: f):
-        for hr_file, (_, _, sr) in zip(group, source.images(res, name, group, res.protocol(cfg.protocol), True)):
-            write_image(_sr_file(cfg, name, image_key(hr_file)), sr)
-
-
-def _share_features(cfg, res, name, metrics, source, hr_files) -> None:
-    """The SR images and the features of one rank's share of a set, for the caches (SR images, features) that
-    rank 0 then reads instead of computing the whole set alone while the other ranks wait."""
-    for group in batches(hr_files, *batch_limits(cfg), path=lambda f: f, same_size=False):
-        triples = source.images(res, name, group, res.protocol(cfg.protocol), False)
-        for m in metrics:
-            m.features([sr for _, _, sr in triples])
-            m.features([hr for hr, _, _ in triples])
-
-
-def _evaluate_distribution(cfg, res, name, metrics, store, source, set_src) -> None:
-    """Set-level metrics: features of every SR and HR image (cached), then one distance per set."""
-    from tqdm import tqdm
-
-    from ..metrics.distribution import set_distance
-
-    sr_feats: dict[str, list] = {m.name: [] for m in metrics}
-    hr_feats: dict[str, list] = {m.name: [] for m in metrics}
-    bar = tqdm(total=len(res.hr_files), desc=f"{name} features", unit="img", disable=not cfg.progress,
-               leave=False, file=sys.stderr)
-    # images of any size together (the feature networks see 299x299 inputs), within the pixel bound all the same:
-    # a model that has not run yet makes their SR images here
-    for group in batches(res.hr_files, *batch_limits(cfg), path=lambda f: f, same_size=False):
-        triples = source.images(res, name, group, res.protocol(cfg.protocol), False)
-        for m in metrics:
-            sr_feats[m.name] += m.features([sr for _, _, sr in triples])
-            hr_feats[m.name] += m.features([hr for hr, _, _ in triples])
-        bar.update(len(group))
-    bar.close()
-    store.add(name, SET_ROW, {m.name: (set_distance(sr_feats[m.name], hr_feats[m.name]), m.version)
-                              for m in metrics}, set_src)
+def evaluate_in_memory(cfg: EvalConfig) -> tuple[dict, list[dict]]:
+    """Run ``cfg`` with ``out_dir=None``: the summary and the per-image rows (``store.PER_IMAGE_COLUMNS``), with
+    nothing written (no run folder, no lock, no rows file) and nothing resumed."""
+    if cfg.out_dir is not None:
+        raise AesopBenchError("evaluate_in_memory takes a config with out_dir=None")
+    return Runner(cfg).run()

@@ -2,30 +2,57 @@
 output for it, cached on disk under the model's identity and the LR's content (a rerun, or another metric,
 reads the cache instead of running the network). Result folders are the other source (:mod:`.folders`).
 
-A source gives ``images(res, set_name, hr_files, protocol, need_lr) -> [(hr, lr, sr), ...]`` (uint8 CHW
-tensors, one triple per HR file; a model runs once on the LRs of one shape), ``name``, ``identity``, ``kind``,
-and the hooks ``prepare_set``, ``row_source`` and ``record``.
+Every source follows :class:`Source`; the runner asks it, and never which kind of source it is.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Callable, Protocol as Interface
 
 from ..data.sets import ResolvedSet
 from ..errors import AesopBenchError
 from ..fileutil import cache_file, remove_stale_temps, sha256_cached, tensor_key
 from ..paths import sr_cache_dir
+from ..models.options import RunOptions
 from ..protocols import Protocol
 
 
-def _sr_cache_root(identity: str, scale: int, device: str) -> Path:
+class Source(Interface):
+    """Where a run's SR images come from (:class:`NetworkSource`, :class:`~.folders.FolderSource`)."""
+
+    name: str  # shown in tables
+    identity: str  # what the run's rows are stored under
+    source_type: str  # recorded in the summary: "model" or "folder"
+    writes_sr: bool  # whether ``--save-sr`` has images to write (a folder's are already files)
+
+    def prepare_set(self, set_name: str, res: ResolvedSet, log: Callable[[str], None]) -> None:
+        """Get ready for one set, refusing a set this source cannot evaluate (naming it)."""
+
+    def row_source(self, set_name: str, hr_file: Path) -> str:
+        """A hash of every file one image's values come from: a stored value counts while it is unchanged."""
+
+    def images(self, res: ResolvedSet, set_name: str, hr_files: list[Path], protocol: Protocol,
+               need_lr: bool) -> list[tuple]:
+        """``[(hr, lr, sr), ...]``: uint8 ``(C, H, W)`` tensors, one triple per HR file (``lr`` may be None when
+        not ``need_lr``)."""
+
+    def record(self) -> dict:
+        """Entries for the run's summary (``{}``: none)."""
+
+
+def _sr_cache_root(identity: str, scale: int, device: str | None = None) -> Path:
     """SR images of a model: under its identity, the scale, and torch's version and the device (a network's float
-    output, hence an 8-bit pixel near a rounding boundary, can differ between them)."""
+    output, hence an 8-bit pixel near a rounding boundary, can differ between them); ``device=None``: the folder of
+    every device's (without torch)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in identity)
+    root = sr_cache_dir() / safe / f"x{scale}"
+    if device is None:
+        return root / "any"
     from ..metrics.hrcache import device_tag
 
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in identity)
-    return sr_cache_dir() / safe / f"x{scale}" / device_tag(device)
+    return root / device_tag(device)
 
 
 def _sr_cache_path(identity: str, scale: int, device: str, lr) -> Path:
@@ -134,28 +161,23 @@ def _sr_shape(lr, scale: int) -> tuple[int, int, int]:
 
 
 class _LazyModel:
-    """Builds the network on the first SR cache miss, so cached runs never load weights."""
+    """Builds the network on the first SR cache miss, so cached runs never load weights (nor import torch)."""
 
     cache = True
 
-    def __init__(self, cfg):
+    def __init__(self, model: str, arch: str | None, scale: int, run: RunOptions, download: bool):
         from ..models.zoo import identity_of, resolve_model
 
-        self.cfg = cfg
-        self.name, self.scale = cfg.model, cfg.protocol.scale
+        self.name, self.scale, self.run = model, scale, run
         self._model = None
-        self.spec = resolve_model(cfg.model, cfg.arch, download=cfg.download)  # resolved once per run
-        self.identity = identity_of(self.spec, self.scale, cfg.precision, cfg.tile, cfg.tile_overlap)
+        self.spec = resolve_model(model, arch, download=download)  # resolved once per run
+        self.identity = identity_of(self.spec, scale, run)  # the built model's identity is this same string
 
     def get(self):
         if self._model is None:
             from ..models.zoo import build_model
 
-            c = self.cfg
-            self._model = build_model(self.spec, self.scale, c.device, c.precision, c.tile, c.tile_overlap)
-            if self._model.identity != self.identity:
-                raise AesopBenchError(f"model identity changed while loading: {self.identity} -> "
-                                      f"{self._model.identity}")
+            self._model = build_model(self.spec, self.scale, self.run)
         return self._model
 
 
@@ -174,18 +196,23 @@ class _GivenModel:
 
 
 class NetworkSource:
-    """SR images made by a model from the protocol's LR (cached on disk by the model's identity)."""
+    """SR images made by a model from the protocol's LR (cached on disk by the model's identity).
 
-    kind = "model"
+    ``model``: a zoo name, checkpoint, card or interpolation (built on the first SR cache miss, with ``arch`` for
+    a bare checkpoint), or a model object (:class:`aesop_bench.models.inference.NetModel`'s interface)."""
 
-    def __init__(self, cfg):
-        self.model = _LazyModel(cfg) if isinstance(cfg.model, str) else _GivenModel(cfg.model, cfg.protocol.scale)
-        self.name, self.identity, self.device = self.model.name, self.model.identity, cfg.device
-        self.protocol = cfg.protocol
+    source_type = "model"
+    writes_sr = True
+
+    def __init__(self, model, protocol: Protocol, run: RunOptions, arch: str | None = None, download: bool = True):
+        self.model = _LazyModel(model, arch, protocol.scale, run, download) if isinstance(model, str) \
+            else _GivenModel(model, protocol.scale)
+        self.name, self.identity, self.device = self.model.name, self.model.identity, run.device
+        self.protocol = protocol
         self._sets: dict[str, ResolvedSet] = {}
-        if self.model.cache:  # partial SR images of a killed run (an hour old: other runs may share the cache)
-            remove_stale_temps(_sr_cache_root(self.identity, cfg.protocol.scale, cfg.device), ("*/.*.tmp",),
-                               min_age=3600)
+        if self.model.cache:  # partial SR images of a killed run, on any device (an hour old: other runs may share
+            # the cache)
+            remove_stale_temps(_sr_cache_root(self.identity, protocol.scale).parent, ("*/*/.*.tmp",), min_age=3600)
 
     def prepare_set(self, set_name, res, log) -> None:
         self._sets[set_name] = res

@@ -309,6 +309,46 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
 ]}
 
 
+# flat names that set an option of every metric declaring it (``eval --ae``, ``--clipiqa-split-above``,
+# ``--fid-mode``; the same keywords of ``aesop_bench.evaluate`` and flat names in recipes)
+SHORTHANDS = {"ae": "ae", "clipiqa_split_above": "split_above", "fid_mode": "fid_mode"}
+
+
+def metric_options(nested: dict | None = None, **shorthands) -> dict:
+    """``{metric: {option: value}}``, checked by each metric's spec: ``nested`` in the metrics' own option names,
+    completed by :data:`SHORTHANDS` (None: not given; ``nested`` wins where both set an option). An unknown metric,
+    option or shorthand is an error naming the valid ones.
+
+    >>> metric_options({"clipiqa": {"split_above": 10}}, fid_mode="clean")
+    {'fid': {'fid_mode': 'clean'}, 'pfid': {'fid_mode': 'clean'}, 'clipiqa': {'split_above': 10}}
+    """
+    nested = {} if nested is None else nested
+    if not isinstance(nested, dict) or not all(isinstance(v, dict) for v in nested.values()):
+        raise AesopBenchError(f"metric options {nested!r}: give {{metric: {{option: value}}}}, e.g. "
+                              "{'clipiqa': {'split_above': 1000000}}")
+    unknown = sorted(set(shorthands) - set(SHORTHANDS))
+    if unknown:
+        raise AesopBenchError(f"unknown option(s) {', '.join(unknown)}. Give {{metric: {{option: value}}}} with a "
+                              f"metric's own options ({option_names()}), or one of {', '.join(SHORTHANDS)}")
+    out: dict[str, dict] = {}
+    for flat, value in shorthands.items():
+        if value is not None:
+            for spec in METRICS.values():
+                if any(o.name == SHORTHANDS[flat] for o in spec.options):
+                    out.setdefault(spec.name, {})[SHORTHANDS[flat]] = value
+    for name, opts in nested.items():
+        if name not in METRICS:
+            raise AesopBenchError(f"metric options for {name!r}: no such metric; the metrics: {', '.join(METRICS)}")
+        METRICS[name].resolve_options(opts)  # names the metric's options when one is unknown
+        out.setdefault(name, {}).update(opts)
+    return out
+
+
+def option_names() -> str:
+    """Every metric's options, as ``metric: option, option; ...``."""
+    return "; ".join(f"{m}: {', '.join(o.name for o in spec.options)}" for m, spec in METRICS.items() if spec.options)
+
+
 def get_spec(name: str) -> MetricSpec:
     try:
         return METRICS[name.strip().lower()]

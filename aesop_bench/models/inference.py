@@ -16,22 +16,7 @@ import torch.nn as nn
 
 from ..determinism import deterministic
 from ..errors import AesopBenchError
-from .identity import run_suffix
-
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-MIN_TILE = 8  # LR pixels (a SwinIR window); smaller tiles only multiply the work and the seams
-
-
-def check_tiling(tile: int | None, overlap: int) -> None:
-    """Refuse tile settings that cannot work: a tile of at least MIN_TILE LR pixels, larger than the overlap."""
-    if tile is None:
-        return
-    if tile < MIN_TILE or not 0 <= overlap < tile:
-        raise AesopBenchError(f"--tile {tile} --tile-overlap {overlap}: the tile must be at least {MIN_TILE} LR "
-                              "pixels and larger than the overlap, and the overlap 0 or more (e.g. --tile 128 "
-                              "--tile-overlap 32); leave --tile out to run whole images")
+from .options import RunOptions
 
 
 def tile_starts(size: int, tile: int, stride: int) -> list[int]:
@@ -78,18 +63,22 @@ class NetModel:
     (values outside ``[0, 1]`` are clamped by the evaluator's quantisation); ``name``, ``scale``; ``to(device)``;
     ``identity``, a stable string that changes whenever the outputs could change (architecture, weights hash,
     precision, tiling); SR images are cached under it.
+
+    ``identity`` is given without the run options; :meth:`RunOptions.identity` appends what of them changes the
+    outputs.
+
+    >>> import torch
+    >>> m = NetModel("up", torch.nn.Upsample(scale_factor=2), 2, "up-x2", RunOptions(tile=8, tile_overlap=2))
+    >>> m.identity, tuple(m(torch.rand(1, 3, 20, 20)).shape)
+    ('up-x2-tile8o2', (1, 3, 40, 40))
     """
 
-    def __init__(self, name: str, net: nn.Module, scale: int, identity: str, device: str = "cpu",
-                 precision: str = "fp32", tile: int | None = None, tile_overlap: int = 32):
-        if precision not in PRECISIONS:
-            raise AesopBenchError(f"--precision {precision!r} unknown; use fp32 or bf16")
-        check_tiling(tile, tile_overlap)
-        self.name, self.scale, self.precision = name, scale, precision
-        self.tile, self.tile_overlap = tile, tile_overlap
-        self.identity = identity + run_suffix(precision, tile, tile_overlap)
+    def __init__(self, name: str, net: nn.Module, scale: int, identity: str, run: RunOptions = RunOptions()):
+        self.name, self.scale, self.run = name, scale, run
+        self.precision, self.tile, self.tile_overlap = run.precision, run.tile, run.tile_overlap
+        self.identity = run.identity(identity)
         self.net = net.eval()
-        self.device = torch.device(device)
+        self.device = torch.device(run.device)
         self.net.to(self.device)
 
     def to(self, device):

@@ -23,7 +23,8 @@ from .. import weights as wm
 from ..errors import AesopBenchError
 from ..fileutil import sha256_cached
 
-from .identity import BICUBIC_IDENTITY, run_suffix
+from .identity import BICUBIC_IDENTITY
+from .options import RunOptions
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -394,25 +395,23 @@ def model_weights_validator(weights_name: str):
     return None
 
 
-def build_model(spec: ModelSpec | None, scale: int = 4, device: str = "cpu", precision: str = "fp32",
-                tile: int | None = None, tile_overlap: int = 32) -> "Bicubic | NetModel":
-    """The evaluator's model for a resolved spec (None: bicubic)."""
+def build_model(spec: ModelSpec | None, scale: int = 4, run: RunOptions = RunOptions()) -> "Bicubic | NetModel":
+    """The evaluator's model for a resolved spec (None: bicubic); its ``identity`` is :func:`identity_of`'s."""
     if spec is None:
         from .bicubic import Bicubic
 
         return Bicubic(scale)
     from .inference import NetModel
 
-    return NetModel(spec.name, spec.build(scale), scale, spec.identity(scale), device, precision, tile,
-                    tile_overlap)
+    return NetModel(spec.name, spec.build(scale), scale, spec.identity(scale), run)
 
 
-def identity_of(spec: ModelSpec | None, scale: int, precision: str = "fp32", tile: int | None = None,
-                tile_overlap: int = 32) -> str:
-    """A stable string that changes whenever the model's outputs could (weights hash, settings)."""
+def identity_of(spec: ModelSpec | None, scale: int, run: RunOptions = RunOptions()) -> str:
+    """A stable string that changes whenever the model's outputs could (weights hash, settings), without building
+    the network."""
     if spec is None:
         return BICUBIC_IDENTITY
-    return spec.identity(scale) + run_suffix(precision, tile, tile_overlap)
+    return run.identity(spec.identity(scale))
 
 
 def describe_models() -> str:

@@ -45,19 +45,19 @@ class Recipe:
         return [m for ms in self.models.values() for m in ms]
 
     def eval_options(self, set_name: str) -> dict:
-        """The evaluation options of ``set_name`` as :class:`~aesop_bench.evaluation.runner.EvalConfig` takes
-        them: ``{metric: {option: value}}`` entries as its ``metric_opts``, the flat names as they are."""
+        """The metric options of ``set_name`` as :class:`~aesop_bench.evaluation.config.EvalConfig` takes them
+        (``{metric: {option: value}}``), from nested entries and the flat shorthands alike."""
+        from ..metrics.registry import metric_options
+
         opts = check_set_options(self.set_options, self.name).get(set_name, {})
-        nested = {k: v for k, v in opts.items() if isinstance(v, dict)}
-        return {**{k: v for k, v in opts.items() if not isinstance(v, dict)},
-                **({"metric_opts": nested} if nested else {})}
+        return metric_options({k: v for k, v in opts.items() if isinstance(v, dict)},
+                              **{k: v for k, v in opts.items() if not isinstance(v, dict)})
 
 
 def check_set_options(set_options, where: str) -> dict:
     """Refuse per-set options that are neither ``{metric: {option: value}}`` (each metric's own option names)
-    nor one of the flat option names, naming what is valid; returns them."""
-    from ..evaluation.runner import FLAT_METRIC_OPTIONS, check_metric_options
-    from ..metrics.registry import METRICS
+    nor a shorthand (:data:`~aesop_bench.metrics.registry.SHORTHANDS`), naming what is valid; returns them."""
+    from ..metrics.registry import metric_options
 
     if not isinstance(set_options, dict):
         raise AesopBenchError(f"{where}: set_options maps sets to their options, e.g. {{drealsr: {{clipiqa: "
@@ -66,15 +66,11 @@ def check_set_options(set_options, where: str) -> dict:
         if set_name not in SETS or not isinstance(opts, dict):
             raise AesopBenchError(f"{where}: set_options[{set_name!r}] must be a registered set's options; sets: "
                                   f"{', '.join(SETS)}")
-        flat = {k for k, v in opts.items() if not isinstance(v, dict)}
-        unknown = sorted(flat - set(FLAT_METRIC_OPTIONS))
-        if unknown:
-            options = "; ".join(f"{m}: {', '.join(o.name for o in spec.options)}" for m, spec in METRICS.items()
-                                if spec.options)
-            raise AesopBenchError(f"{where}: set_options[{set_name!r}] has unknown option(s) {', '.join(unknown)}. "
-                                  f"Give {{metric: {{option: value}}}} with a metric's own options ({options}), or "
-                                  f"one of {', '.join(FLAT_METRIC_OPTIONS)}")
-        check_metric_options({k: v for k, v in opts.items() if isinstance(v, dict)})
+        try:
+            metric_options({k: v for k, v in opts.items() if isinstance(v, dict)},
+                           **{k: v for k, v in opts.items() if not isinstance(v, dict)})
+        except AesopBenchError as exc:
+            raise AesopBenchError(f"{where}: set_options[{set_name!r}]: {exc}") from None
     return set_options
 
 

@@ -267,7 +267,9 @@ def reproduce(recipe: Recipe, backbone: str | None = None, device: str = "cpu", 
               progress: bool = False, log=print, fetch_only: bool = False) -> dict:
     """Reproduce ``recipe``; returns ``{"plan", "table", "files", "verdict"}`` (only ``plan`` for a dry run)."""
     from ..distributed import ranks
-    from ..evaluation.runner import EvalConfig, evaluate
+    from ..evaluation.config import EvalConfig
+    from ..evaluation.runner import evaluate
+    from ..models.options import RunOptions
     from ..paths import data_root as default_root
     from ..protocols import get_protocol
 
@@ -300,10 +302,10 @@ def reproduce(recipe: Recipe, backbone: str | None = None, device: str = "cpu", 
     protocol = get_protocol(recipe.protocol)
     for model, todo in p.runs:
         for s in todo:
-            opts = recipe.eval_options(s)
             cfg = EvalConfig(model=model, sets=[s], metrics=list(recipe.metrics), protocol=protocol,
-                             data_root=data_root, out_dir=p.run_dir(model), device=device, download=False,
-                             progress=progress, log=say, threads=threads, **opts)
+                             data_root=data_root, out_dir=p.run_dir(model), run=RunOptions(device=device),
+                             metric_options=recipe.eval_options(s), download=False, progress=progress, log=say,
+                             threads=threads)
             evaluate(cfg)
     if rank != 0:
         return {"plan": p}

@@ -60,7 +60,9 @@ def validate(cfg: TrainConfig, net: nn.Module, step: int, device: torch.device) 
     """Mean of each validation metric for ``net`` (the EMA generator or AE) at ``step``."""
     from ..api import CallableModel
     from ..data.sets import expand_sets, resolve
-    from ..evaluation.runner import EvalConfig, evaluate_in_memory
+    from ..evaluation.config import EvalConfig
+    from ..evaluation.runner import evaluate_in_memory
+    from ..models.options import RunOptions
     from ..data.transforms import mod_crop, to_rgb
     from ..imageio import quantize, read_image
     from ..metrics.metric import Metric
@@ -77,7 +79,7 @@ def validate(cfg: TrainConfig, net: nn.Module, step: int, device: torch.device) 
         names, metrics = expand_sets(v.set), expand_metrics(v.metrics)
         summary, _ = evaluate_in_memory(EvalConfig(
             model=CallableModel(net, protocol.scale, name=f"{cfg.name}@{step}"), sets=names, metrics=metrics,
-            protocol=protocol, data_root=data_root(v.data_root), out_dir=None, device=str(device),
+            protocol=protocol, data_root=data_root(v.data_root), out_dir=None, run=RunOptions(device=str(device)),
             download=False, progress=False, log=lambda msg: None, alone=True))
         means = summary["sets"][names[0]]["metrics"]
         return {m: means[m] for m in metrics if m in means}
