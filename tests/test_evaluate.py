@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -304,3 +305,22 @@ def test_temporary_files_of_a_killed_run_are_removed(bench_root, tmp_path):
     os.utime(old, (0, 0))
     evaluate(_cfg(bench_root, tmp_path, ["set5"], metrics=("psnr",)))
     assert not any(p.exists() for p in left + [old]) and young.exists()
+
+
+def test_a_finished_rerun_imports_no_torch_and_repeats_the_values(bench_root, tmp_path):
+    """A run whose values are all stored answers from the store alone: a fresh process repeating it never imports
+    torch, and prints the values of the first run."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AESOP_BENCH_HOME": str(tmp_path / "home"), "AESOP_BENCH_DATA": str(bench_root)}
+    args = ["eval", "--model", "bicubic", "--sets", "set5,set14", "--metrics", "psnr,ssim", "--protocol", "matlab",
+            "--no-download", "--quiet", "--out", str(tmp_path / "run")]
+    probe = ("import sys; from aesop_bench.cli import main; rc = main(sys.argv[1:]); "
+             "print('torch imported:', 'torch' in sys.modules); sys.exit(rc)")
+    first, again = (subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True, text=True,
+                                   timeout=300) for _ in range(2))
+    assert first.returncode == 0 and "torch imported: True" in first.stdout, first.stderr[-2000:]
+    assert again.returncode == 0 and "torch imported: False" in again.stdout, again.stderr[-2000:]
+    table = [line for line in first.stdout.splitlines() if line.startswith(("set5", "set14"))]
+    assert len(table) == 2 and table == [line for line in again.stdout.splitlines() if line.startswith(("set5", "set14"))]

@@ -12,11 +12,6 @@ from aesop_bench.models.archs.autoencoder_arch import AutoEncoder
 from aesop_bench.train import losses as L
 
 
-def test_l1():
-    a, b = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.5, 1.0]])
-    assert L.l1(a, b).item() == pytest.approx((0.5 + 3.0) / 2)
-
-
 def test_aesop_gradient_equals_autograd_and_ae_stays_frozen():
     torch.manual_seed(0)
     ae = AutoEncoder(num_block=1)
@@ -118,3 +113,31 @@ def test_vgg_features_load_from_full_or_feature_only_files_and_refuse_others():
         L.VGGFeatures({k: v for k, v in sd.items() if k != "features.34.bias"})
     with pytest.raises(AesopBenchError, match="unexpected keys: params"):
         L.VGGFeatures({"params": sd["features.0.weight"], **sd})
+
+
+def test_objective_weights_the_terms_it_is_given_by_hand():
+    """objective() on constant images with stand-in networks whose losses are closed forms: SR = 0.25, HR = 0;
+    an AE that doubles its input; a discriminator that averages its input (real 0, fake 0.25)."""
+    from aesop_bench.errors import AesopBenchError
+    from aesop_bench.train.losses import FrozenAE
+    from aesop_bench.train.objective import Networks, StepInputs, objective
+
+    class Scale(torch.nn.Module):
+        def __init__(self, k):
+            super().__init__()
+            self.k = k
+
+        def forward(self, x):
+            return self.k * x
+
+    hr = torch.zeros(2, 3, 8, 8)
+    x = StepInputs(lr=torch.zeros(2, 3, 2, 2), hr=hr, out=torch.full_like(hr, 0.25), micro=2)
+    nets = Networks(aesop_ae=FrozenAE(Scale(2.0)), discriminator=lambda t: t.flatten(1).mean(1, keepdim=True))
+    total, parts = objective(x, nets, {"l1": 0.01, "aesop": 1.0, "gan": 0.005})
+    # the relativistic generator loss: (BCE(0 - 0.25, 0) + BCE(0.25 - 0, 1)) / 2 = log(1 + e^-0.25)
+    gan = math.log1p(math.exp(-0.25))
+    assert list(parts) == ["l1", "aesop", "gan"]
+    assert [float(v) for v in parts.values()] == pytest.approx([0.25, 0.5, gan], abs=1e-7)
+    assert float(total) == pytest.approx(0.01 * 0.25 + 0.5 + 0.005 * gan, abs=1e-7)
+    with pytest.raises(AesopBenchError, match="need vgg19, which were not built"):
+        objective(x, nets, {"perceptual": 1.0})

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
+from PIL import Image
 
+import aesop_bench as ab
 from aesop_bench import weights as wm
+from aesop_bench.cli import main
+from aesop_bench.errors import AesopBenchError
 from aesop_bench.imageio import read_image
 from aesop_bench.metrics import niqe as N
 
@@ -68,3 +74,21 @@ def test_the_fast_window_and_table_search_equal_conv2d_and_argmin(bench_root):
                                      dtype=torch.float64)])
     want = torch.argmin((table[None, :] - values[:, None]) ** 2, dim=1)
     assert torch.equal(N._nearest(table, values), want)
+
+
+def test_niqe_on_an_image_with_one_block_is_a_clear_error(shared_data, tmp_path, capsys):
+    from aesop_bench import weights as wm
+
+    wm.add("niqe_pristine", shared_data / "weights" / "niqe" / "modelparameters.mat")
+    small = next(f for f in sorted((shared_data / "train" / "T91").glob("*.bmp")) if max(Image.open(f).size) < 192)
+    img = torch.from_numpy(np.array(Image.open(small).convert("RGB"))).permute(2, 0, 1)  # a single 96x96 block
+    with pytest.raises(AesopBenchError, match=r"niqe: NIQE needs at least two 96x96 blocks"):
+        ab.metric("niqe")(img)
+    folder = tmp_path / "small"
+    folder.mkdir()
+    Image.open(small).convert("RGB").save(folder / "tiny.png")
+    assert main(["eval", "--model", "bicubic", "--sets", str(folder), "--metrics", "niqe", "--quiet",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "tiny.png: niqe: NIQE needs at least two 96x96 blocks" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "summary.json").exists()  # a failed first run leaves no empty summary

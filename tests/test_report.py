@@ -411,3 +411,41 @@ def test_crop_sheet_captions_every_panel_and_checks_the_box_on_what_panels_show(
         crop_panels(rdn, "set5", "baby", (430, 430, 90, 90), bench_root)
     assert main(["plot", "crops", str(tmp_path / "bic"), "--set", "set5", "--image", "butterfly", "--data-root",
                  str(bench_root), "--out", str(tmp_path / "c2.png")]) == 0
+
+
+def test_report_skips_training_runs_and_shipped_configs_load_by_name(bench_root, tmp_path, capsys):
+    from aesop_bench.train.config import load_config, shipped_configs
+
+    assert {"aesop_rrdb", "smoke_ae", "ae_rrdb"} <= set(shipped_configs())
+    assert load_config("aesop_rrdb").name == "aesop_rrdb"
+    with pytest.raises(AesopBenchError, match="no shipped config of that name; shipped configs: ae_rrdb"):
+        load_config("aesop_rrbd")
+    runs = tmp_path / "runs"
+    (runs / "train" / "x" / "ckpt").mkdir(parents=True)
+    (runs / "train" / "x" / "config.json").write_text("{}")
+    assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr", "--quiet",
+                 "--out", str(runs / "bicubic-paper"), "--data-root", str(bench_root)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(runs / "bicubic-paper"), str(runs / "train"), str(runs / "train" / "x"),
+                 "--layout", "generic", "--metrics", "psnr"]) == 0
+    out = capsys.readouterr()
+    assert "bicubic" in out.out and out.err.count("a training run") == 2
+
+
+def test_compare_picks_a_metric_both_runs_have(bench_root, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr,ssim", "--quiet",
+                     "--out", str(out), "--data-root", str(bench_root), "--name", out.name]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b)]) == 0
+    assert capsys.readouterr().out.startswith("psnr: b minus a")
+    assert main(["compare", str(a), str(b), "--metric", "lpips"]) == 2
+    assert "a has ['psnr', 'ssim']" in capsys.readouterr().err
+    # the output-clash error names the protocols and what differs, not the whole records
+    assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr", "--quiet", "--out", str(a),
+                 "--protocol", "matlab", "--data-root", str(bench_root)]) == 2
+    err = capsys.readouterr().err
+    assert "under protocol 'paper'; this run is model 'bicubic' under 'matlab' (modcrop 12 vs 4" in err
+    assert err.count("crop_border") <= 1
+    assert json.loads((a / "run.json").read_text())["protocol"]["name"] == "paper"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import random
+import re
 import json
 import os
 import socket
@@ -18,7 +19,7 @@ import yaml
 
 from aesop_bench.cli import main
 from aesop_bench.errors import AesopBenchError
-from aesop_bench.train.config import load_config
+from aesop_bench.train.config import DataConfig, load_config
 from aesop_bench.train.data import PairedPatches, StepSampler, extract_subimages, training_images
 from aesop_bench.train.trainer import Trainer
 
@@ -71,14 +72,14 @@ def test_config_errors_name_the_key(tmp_path):
 
 def test_patches_are_reproducible_and_aligned(train_root):
     files = training_images([train_root / "T91"])[:5]
-    ds = PairedPatches(files, 48, 4, 12, seed=3)
+    ds = PairedPatches(files, DataConfig(patch=48, scale=4, modcrop=12, make_lr=True), seed=3)
     lr, hr = ds[(2, 1)]
     lr2, hr2 = ds[(2, 1)]
     assert torch.equal(lr, lr2) and torch.equal(hr, hr2) and lr.shape == (3, 12, 12) and hr.shape == (3, 48, 48)
     from aesop_bench.data.imresize import imresize
 
     # with flips off, the LR patch is the MATLAB-bicubic LR of the whole image, cropped where the HR patch is
-    ds_plain = PairedPatches(files, 48, 4, 12, seed=3, flip=False, rot=False)
+    ds_plain = PairedPatches(files, DataConfig(patch=48, make_lr=True, flip=False, rot=False), seed=3)
     lr, hr = ds_plain[(0, 0)]
     full_lr, full_hr = ds_plain._load_pair(0)
     assert full_lr.shape[-1] * 4 == full_hr.shape[-1]
@@ -146,7 +147,8 @@ def test_prepare_train_cuts_the_whole_image_lr(tmp_path, train_root, capsys):
     # shipped paper configs read prepared HR/LR folders; a missing LR is an error naming the command
     cfg = load_config(CONFIGS / "aesop_rrdb.yaml")
     assert cfg.data.lr_dirs and not cfg.data.make_lr
-    ds = PairedPatches(training_images([dst / "HR"]), 48, 4, 12, lr_dirs=[tmp_path / "nowhere"], make_lr=False)
+    ds = PairedPatches(training_images([dst / "HR"]), DataConfig(patch=48, make_lr=False),
+                       lr_dirs=[tmp_path / "nowhere"])
     with pytest.raises(AesopBenchError, match="aesop-bench data prepare-train"):
         ds[(0, 0)]
 
@@ -482,3 +484,33 @@ def test_pooled_discriminator_with_micro_batched_generator_equals_the_whole_shar
         assert torch.allclose(got[n], p.grad, rtol=1e-4, atol=1e-7), n
     assert float(logs["gan"]) == pytest.approx(float(parts["gan"].detach()), rel=1e-5)
     assert float(logs["total_g"]) == pytest.approx(float(total.detach()), rel=1e-5)
+
+
+def test_readme_smoke_training_runs_without_downloaded_weights(bench_root, tmp_path, capsys, monkeypatch):
+    """The README's smoke-training lines, on a data folder holding BSD100 and Set5 (as `data download` leaves
+    them), shortened to a few steps: AE pretraining, AESOP training through that AE, evaluation of the result."""
+    import shlex
+    from pathlib import Path
+
+    from aesop_bench import weights as wm
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme[readme.index("A smoke training that runs on a fresh machine"):]
+    block = block[block.index("```bash") + 7:block.index("```", block.index("```bash") + 7)]
+    lines = [shlex.split(x)[1:] for x in block.strip().splitlines()]
+    assert [x[:2] for x in lines] == [["data", "download"], ["train", "ae"], ["train", "sr"], ["eval", "--model"]]
+    data = tmp_path / "data"
+    data.mkdir()
+    for s in ("BSD100", "Set5"):
+        (data / s).symlink_to(bench_root / s)
+    monkeypatch.chdir(tmp_path)
+    short = ["--opt", "steps=4", "--opt", "checkpoint_every=4", "--opt", "val.every=4"]
+    assert main(lines[1] + short + ["--quiet"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(lines[2] + short) == 0, capsys.readouterr().err  # with its progress bar
+    err = capsys.readouterr().err
+    # the validation line is written through the bar (which clears itself first), not into it
+    assert re.search(r"(^|[\r\n])validation at step 4 on set5", err) and "]validation" not in err, err[-500:]
+    assert main(lines[3] + ["--quiet"]) == 0
+    assert "set5" in capsys.readouterr().out
+    assert all(wm.check(e).status == "missing" for e in wm.manifest().values() if e.name == "vgg19")

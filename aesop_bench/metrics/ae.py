@@ -10,34 +10,10 @@ in float32; the PSNR in float64.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 
-from .. import weights as wm
 from ..imageio import to_unit_rgb
-
-DEFAULT_AE = "aesop_ae"
-
-
-def ae_path(spec: str) -> Path:
-    if os.path.isfile(spec):
-        return Path(spec)
-    return wm.get(spec, download_missing=False, validate=lambda p: build_ae(str(p)))
-
-
-def build_ae(spec: str):
-    """An AutoEncoder with the weights of ``spec`` (manifest name or checkpoint): the authors' layout or one
-    pretrained here (whose size comes from the file's metadata)."""
-    from ..models.archs.autoencoder_arch import AutoEncoder, official_ae_state_dict
-    from ..models.loading import load_strict, pick_state_dict
-
-    path = ae_path(spec)
-    net = AutoEncoder(**wm.read_meta(path).get("opts", {}))
-    load_strict(net, official_ae_state_dict(pick_state_dict(wm.load_state_dict(path), path)), path)
-    return net
-
+from ..models.ae import DEFAULT_AE, build_ae
 
 @torch.no_grad()
 def ae_psnr(sr: torch.Tensor, hr: torch.Tensor, ae, crop_border: int, y_round: bool, eps: float = 0.0,

@@ -380,7 +380,7 @@ def weights_validator(name: str):
     from ..models.zoo import model_weights_validator as zoo_validator
 
     if name == "aesop_ae":
-        from .ae import build_ae
+        from ..models.ae import build_ae
 
         return lambda path: build_ae(str(path))
     if name == "niqe_pristine":

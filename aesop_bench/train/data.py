@@ -28,6 +28,7 @@ from ..data.sets import list_images
 from ..data.transforms import mod_crop, to_rgb
 from ..errors import AesopBenchError
 from ..imageio import read_image
+from .config import DataConfig
 
 
 def training_images(folders: list[Path]) -> list[Path]:
@@ -43,10 +44,19 @@ def training_images(folders: list[Path]) -> list[Path]:
 
 
 class PairedPatches(Dataset):
-    def __init__(self, hr_files: list[Path], patch: int, scale: int = 4, modcrop: int = 12, seed: int = 0,
-                 lr_dirs: list[Path] | None = None, flip: bool = True, rot: bool = True, make_lr: bool = True):
-        self.hr_files, self.patch, self.scale, self.modcrop = hr_files, patch, scale, modcrop
-        self.seed, self.lr_dirs, self.flip, self.rot, self.make_lr = seed, lr_dirs or [], flip, rot, make_lr
+    """``(lr, hr)`` patches of ``hr_files`` as ``data`` says (patch, scale, modcrop, flip, rot, make_lr), the LR
+    read from ``lr_dirs`` (``data.lr_dirs`` resolved against the data root); item ``(epoch, index)``.
+
+    >>> from aesop_bench.train.config import DataConfig
+    >>> ds = PairedPatches([], DataConfig(patch=48, make_lr=True), seed=3)
+    >>> len(ds), ds.patch, ds.scale
+    (0, 48, 4)
+    """
+
+    def __init__(self, hr_files: list[Path], data: "DataConfig", seed: int = 0, lr_dirs: list[Path] | None = None):
+        self.hr_files, self.patch, self.scale, self.modcrop = hr_files, data.patch, data.scale, data.modcrop
+        self.seed, self.lr_dirs, self.flip, self.rot = seed, lr_dirs or [], data.flip, data.rot
+        self.make_lr = data.make_lr
         self._lr_cache = lru_cache(maxsize=256)(self._load_pair)
 
     def __len__(self) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from ..errors import AesopBenchError
-from ..models.archs.discriminator_arch import UNetDiscriminatorSN, VGGStyleDiscriminator
+from ..models.archs.discriminator_arch import DISCRIMINATORS
 from ..models.zoo import ARCHS, build_arch
 from .config import TrainConfig
 
@@ -56,11 +56,13 @@ def _init_state(init: str, key: str | None, arch: str) -> dict:
 
 
 def build_discriminator(cfg: TrainConfig) -> nn.Module | None:
+    """The config's discriminator (None without one), from :data:`DISCRIMINATORS`."""
     d = cfg.discriminator
     if d is None:
         return None
-    if d.arch in ("vgg128", "vgg256"):
-        return VGGStyleDiscriminator(3, d.opts.get("num_feat", 64), int(d.arch[3:]), pooled_bn=cfg.sync_bn)
-    if d.arch == "unet":
-        return UNetDiscriminatorSN(3, **d.opts)
-    raise AesopBenchError(f"config discriminator.arch {d.arch!r}; choose vgg128, vgg256 or unet")
+    if d.arch not in DISCRIMINATORS:
+        raise AesopBenchError(f"config discriminator.arch {d.arch!r}; choose {', '.join(DISCRIMINATORS)}")
+    try:
+        return DISCRIMINATORS[d.arch](pooled_bn=cfg.sync_bn, **d.opts)
+    except TypeError as exc:
+        raise AesopBenchError(f"config discriminator.opts {d.opts}: {exc}") from None

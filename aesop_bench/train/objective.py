@@ -5,8 +5,14 @@ listed terms, computed in the table's order. Config validation and the trainer's
 table, so adding a loss is adding a row: the LDL and AESOP configs differ by one line (``l1`` x0.01 and
 ``ldl`` vs ``aesop`` x1; see ``configs/``).
 
-Each term computes from the step's tensors (:class:`StepInputs`) and the trainer's networks (``nets``:
-``net_d``, ``net_g_ema``, ``aesop``, ``vgg``); ``needs`` names the networks the trainer must build for it.
+Each term computes from the step's tensors (:class:`StepInputs`) and the networks it declares in ``needs``,
+which are the fields of :class:`Networks` it reads; the trainer builds those of the config's terms.
+
+>>> import torch
+>>> x = StepInputs(lr=torch.zeros(1, 3, 2, 2), hr=torch.zeros(1, 3, 8, 8), out=torch.full((1, 3, 8, 8), 0.5))
+>>> total, parts = objective(x, Networks(), {"l1": 0.01})
+>>> round(float(total), 6), {k: round(float(v), 6) for k, v in parts.items()}
+(0.005, {'l1': 0.5})
 """
 
 from __future__ import annotations
@@ -30,54 +36,64 @@ class StepInputs:
 
 
 @dataclass(frozen=True)
+class Networks:
+    """The networks loss terms read, each field named as terms declare it in ``needs`` (None: not built)."""
+
+    aesop_ae: Any = None  # the frozen AESOP auto-encoder's loss (losses.FrozenAE)
+    vgg19: Any = None  # VGG19 features (losses.VGGFeatures)
+    discriminator: Any = None  # the discriminator as trained (DDP-wrapped under torchrun)
+    generator_ema: Any = None  # the EMA of the generator (LDL's artifact map)
+
+
+@dataclass(frozen=True)
 class Term:
     name: str
-    kind: str  # sr | ae: the training it belongs to
+    training: str  # sr | ae: the training it belongs to
     description: str
-    compute: Callable[[StepInputs, Any], "torch.Tensor"]
-    needs: tuple[str, ...] = ()  # discriminator | aesop_ae | vgg19
+    compute: Callable[[StepInputs, Networks], "torch.Tensor"]
+    needs: tuple[str, ...] = ()  # fields of Networks
 
 
-def _l1(x: StepInputs, nets) -> "torch.Tensor":
+def _l1(x: StepInputs, nets: Networks) -> "torch.Tensor":
     from .losses import l1
 
     return l1(x.out, x.hr)
 
 
-def _aesop(x: StepInputs, nets) -> "torch.Tensor":
-    return nets.aesop(x.out, x.hr)
+def _aesop(x: StepInputs, nets: Networks) -> "torch.Tensor":
+    return nets.aesop_ae(x.out, x.hr)
 
 
-def _perceptual_term(x: StepInputs, nets) -> "torch.Tensor":
+def _perceptual_term(x: StepInputs, nets: Networks) -> "torch.Tensor":
     from .losses import perceptual
 
-    return perceptual(nets.vgg, x.out, x.hr)
+    return perceptual(nets.vgg19, x.out, x.hr)
 
 
-def _ldl(x: StepInputs, nets) -> "torch.Tensor":
+def _ldl(x: StepInputs, nets: Networks) -> "torch.Tensor":
     import torch
 
     from .losses import ldl
 
     with torch.no_grad():
-        sr_ema = nets.net_g_ema(x.lr)
+        sr_ema = nets.generator_ema(x.lr)
     return ldl(x.hr, x.out, sr_ema)
 
 
-def _gan(x: StepInputs, nets) -> "torch.Tensor":
+def _gan(x: StepInputs, nets: Networks) -> "torch.Tensor":
     from .losses import gan_generator, per_micro
 
-    real = nets.net_d(x.hr).detach()
-    return per_micro(gan_generator, x.micro, real, nets.net_d(x.out))
+    real = nets.discriminator(x.hr).detach()
+    return per_micro(gan_generator, x.micro, real, nets.discriminator(x.out))
 
 
-def _ae_recon(x: StepInputs, nets) -> "torch.Tensor":
+def _ae_recon(x: StepInputs, nets: Networks) -> "torch.Tensor":
     from .losses import l1
 
     return l1(x.out, x.hr)
 
 
-def _ae_lr(x: StepInputs, nets) -> "torch.Tensor":
+def _ae_lr(x: StepInputs, nets: Networks) -> "torch.Tensor":
     from .losses import l1
 
     return l1(x.z, x.lr)
@@ -87,7 +103,7 @@ TERMS: dict[str, Term] = {t.name: t for t in [
     Term("l1", "sr", "mean |SR - HR|", _l1),
     Term("aesop", "sr", "mean |AE(SR) - AE(HR)|, the frozen AESOP auto-encoder", _aesop, ("aesop_ae",)),
     Term("perceptual", "sr", "VGG19 feature L1 (BasicSR's PerceptualLoss)", _perceptual_term, ("vgg19",)),
-    Term("ldl", "sr", "LDL's artifact-map-weighted L1 (needs the EMA generator)", _ldl),
+    Term("ldl", "sr", "LDL's artifact-map-weighted L1 (needs the EMA generator)", _ldl, ("generator_ema",)),
     Term("gan", "sr", "relativistic average GAN, generator side", _gan, ("discriminator",)),
     Term("ae_recon", "ae", "AE pretraining: L1(AE(HR), HR)", _ae_recon),
     Term("ae_lr", "ae", "AE pretraining: L1(encoder(HR), LR)", _ae_lr),
@@ -95,13 +111,14 @@ TERMS: dict[str, Term] = {t.name: t for t in [
 
 
 def check_terms(kind: str, weights: dict[str, float]) -> None:
-    """Refuse unknown terms and terms of the other kind of training, naming the known ones."""
+    """Refuse unknown terms and terms of the other training (a config's ``kind``: sr or ae), naming the known
+    ones."""
     for name in weights:
         if name not in TERMS:
             raise AesopBenchError(f"config losses: unknown loss {name!r}; choose from {', '.join(TERMS)}")
-        if TERMS[name].kind != kind:
-            mine = [t.name for t in TERMS.values() if t.kind == kind]
-            raise AesopBenchError(f"config losses: {name!r} is a loss of {TERMS[name].kind} training, not of a "
+        if TERMS[name].training != kind:
+            mine = [t.name for t in TERMS.values() if t.training == kind]
+            raise AesopBenchError(f"config losses: {name!r} is a loss of {TERMS[name].training} training, not of a "
                                   f"kind: {kind} config; use {', '.join(mine)}")
     if not weights:
         raise AesopBenchError("config losses: empty; list the weighted terms of the objective, e.g. "
@@ -109,11 +126,16 @@ def check_terms(kind: str, weights: dict[str, float]) -> None:
 
 
 def needs(weights: dict[str, float]) -> set[str]:
+    """The :class:`Networks` fields the weighted terms read."""
     return {n for name in weights for n in TERMS[name].needs}
 
 
-def objective(x: StepInputs, nets, weights: dict[str, float]) -> tuple["torch.Tensor", dict]:
-    """The weighted total and each term's value, terms in the table's order."""
+def objective(x: StepInputs, nets: Networks, weights: dict[str, float]) -> tuple["torch.Tensor", dict]:
+    """The weighted total and each term's value, terms in the table's order; a term whose network is missing from
+    ``nets`` is an error naming it."""
+    missing = sorted(n for n in needs(weights) if getattr(nets, n) is None)
+    if missing:
+        raise AesopBenchError(f"the objective's terms need {', '.join(missing)}, which were not built")
     parts = {name: t.compute(x, nets) for name, t in TERMS.items() if name in weights}
     total = sum(weights[k] * v.float() for k, v in parts.items())
     return total, parts

@@ -50,7 +50,7 @@ from .config import TrainConfig, to_dict
 from .data import PairedPatches, StepSampler, training_images
 from .nets import build_discriminator, build_generator
 from .logs import RunLog
-from .objective import TERMS, StepInputs, needs, objective
+from .objective import TERMS, Networks, StepInputs, needs, objective
 from .validation import check_validation_metrics, prepare_validation_set, validate
 
 
@@ -80,8 +80,8 @@ class Trainer:
         if self.main:
             prepare_validation_set(cfg, log)
         wanted = needs(self.weights)
-        self.aesop = self._load_aesop_ae() if "aesop_ae" in wanted else None
-        self.vgg = self._load_vgg() if "vgg19" in wanted else None
+        aesop_ae = self._load_aesop_ae() if "aesop_ae" in wanted else None
+        vgg19 = self._load_vgg() if "vgg19" in wanted else None
         self._pooled = net_d is not None and any(isinstance(m, PooledBatchNorm2d) for m in net_d.modules())
 
         if self.world > 1:
@@ -91,6 +91,7 @@ class Trainer:
             net_g = DDP(net_g, device_ids=ids)
             net_d = DDP(net_d, device_ids=ids) if net_d is not None else None
         self.net_g, self.net_d = net_g, net_d
+        self.nets = Networks(aesop_ae=aesop_ae, vgg19=vgg19, discriminator=net_d, generator_ema=self.net_g_ema)
         og, od = cfg.optim_g, cfg.optim_d
         self.opt_g = torch.optim.Adam(net_g.parameters(), lr=og.lr, betas=tuple(og.betas), eps=og.eps)
         self.sched_g = torch.optim.lr_scheduler.MultiStepLR(self.opt_g, og.milestones or [10 ** 12], og.gamma)
@@ -118,7 +119,7 @@ class Trainer:
 
     # -- components -------------------------------------------------------------------------------
     def _load_aesop_ae(self) -> L.FrozenAE:
-        from ..metrics.ae import DEFAULT_AE, build_ae
+        from ..models.ae import DEFAULT_AE, build_ae
 
         return L.FrozenAE(build_ae(self.cfg.ae or DEFAULT_AE)).to(self.device)
 
@@ -130,8 +131,7 @@ class Trainer:
     def _batches(self):
         c = self.cfg.data
         hr_files = training_images([self.data_root / d for d in c.hr_dirs])
-        ds = PairedPatches(hr_files, c.patch, c.scale, c.modcrop, self.cfg.seed,
-                           [self.data_root / d for d in c.lr_dirs], c.flip, c.rot, c.make_lr)
+        ds = PairedPatches(hr_files, c, self.cfg.seed, [self.data_root / d for d in c.lr_dirs])
         sampler = StepSampler(len(ds), c.batch, self.cfg.seed, self.step, self.rank, self.world)
         # the loader's own generator: starting its iterator draws a worker seed, which must not move the global
         # RNG (a resumed run starts its iterator mid-run, an uninterrupted one did so at step 0)
@@ -182,7 +182,7 @@ class Trainer:
                     x = StepInputs(l, h, self.net_g(l), micro=m)
                     if grad_sr is None:
                         srs.append(x.out.detach())
-                total, parts = objective(x, self, weights) if weights else (x.out.sum() * 0, {})
+                total, parts = objective(x, self.nets, weights) if weights else (x.out.sum() * 0, {})
                 if grad_sr is not None:  # the GAN term's gradient joins this micro-batch's backward pass
                     torch.autograd.backward([total * share, x.out], [None, grad_sr[k * m:(k + 1) * m]])
                 elif total.requires_grad:  # a loss with no graph (a constant) is only checked, below

@@ -155,3 +155,17 @@ class UNetDiscriminatorSN(nn.Module):
         out = act(self.conv7(x6))
         out = act(self.conv8(out))
         return self.conv9(out)
+
+
+def _vgg(size: int):
+    def build(pooled_bn: bool | None = None, num_feat: int = 64) -> nn.Module:
+        return VGGStyleDiscriminator(3, num_feat, size, pooled_bn=pooled_bn)
+    return build
+
+
+def _unet(pooled_bn: bool | None = None, **opts) -> nn.Module:
+    return UNetDiscriminatorSN(3, **opts)  # spectral norm, no BatchNorm: nothing to pool
+
+
+# discriminator architectures by name: builder(pooled_bn, **opts) (a config's discriminator: {arch, opts})
+DISCRIMINATORS = {"vgg128": _vgg(128), "vgg256": _vgg(256), "unet": _unet}
