@@ -22,8 +22,9 @@ def _published(shared_data: Path) -> dict:
     return {r["set"]: (float(r["psnr_y"]), float(r["ssim_y"])) for r in rows if r["method"] == "bicubic"}
 
 
-def _cfg(bench_root, tmp_path, sets, metrics=("psnr", "ssim"), protocol="matlab", **kw) -> EvalConfig:
-    return EvalConfig(model="bicubic", sets=list(sets), metrics=list(metrics), protocol=get_protocol(protocol, **kw),
+def _cfg(bench_root, tmp_path, sets, metrics=("psnr", "ssim"), protocol="matlab", model="bicubic",
+         **kw) -> EvalConfig:
+    return EvalConfig(model=model, sets=list(sets), metrics=list(metrics), protocol=get_protocol(protocol, **kw),
                       data_root=bench_root, out_dir=tmp_path / "run", progress=False, download=False,
                       log=lambda m: None)
 
@@ -76,44 +77,24 @@ def test_results_files_have_the_documented_shape(bench_root, tmp_path):
         assert v == pytest.approx(summary["sets"]["set5"]["metrics"][m], abs=1e-12)
 
 
-class _Boom(Exception):
-    pass
+def test_killed_run_resumes_to_identical_results(bench_root, tmp_path):
+    """A model that fails at its eighth image (and a half-written line left), resumed: same files as a clean run,
+    and only the missing images run."""
+    from .standin_models import ModelFailed, RecordingBicubic
 
-
-def test_killed_run_resumes_to_identical_results(bench_root, tmp_path, monkeypatch):
-    """Interrupt after a few images (and leave a half-written line), resume: same files as a clean run."""
-    clean = evaluate(_cfg(bench_root, tmp_path / "clean", ["set5", "set14"], metrics=("psnr", "ssim", "lr_psnr")))
-
-    from aesop_bench.evaluation import store as store_mod
-
-    calls = {"n": 0}
-    real_add = store_mod.ResultStore.add
-
-    def flaky_add(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 8:
-            raise _Boom()
-        return real_add(self, *a, **k)
-
-    monkeypatch.setattr(store_mod.ResultStore, "add", flaky_add)
-    cfg = _cfg(bench_root, tmp_path / "killed", ["set5", "set14"], metrics=("psnr", "ssim", "lr_psnr"))
-    with pytest.raises(_Boom):
+    metrics = ("psnr", "ssim", "lr_psnr")
+    clean = evaluate(_cfg(bench_root, tmp_path / "clean", ["set5", "set14"], metrics, model=RecordingBicubic()))
+    cfg = _cfg(bench_root, tmp_path / "killed", ["set5", "set14"], metrics, model=RecordingBicubic(fail_at=8))
+    with pytest.raises(ModelFailed):
         evaluate(cfg)
-    monkeypatch.setattr(store_mod.ResultStore, "add", real_add)
     rows_file = tmp_path / "killed" / "run" / "rows.jsonl"
     kept = rows_file.read_text().count("\n")
     assert kept == 7 * 3  # seven images stored before the interruption
     with open(rows_file, "a") as f:
         f.write('{"set": "set14", "image": "bar')  # a write cut short by a kill
-    resumed_calls = {"n": 0}
-
-    def counting_add(self, set_name, image, values, src=None):
-        resumed_calls["n"] += 1
-        return real_add(self, set_name, image, values, src)
-
-    monkeypatch.setattr(store_mod.ResultStore, "add", counting_add)
+    cfg.model = again = RecordingBicubic()
     resumed = evaluate(cfg)
-    assert resumed_calls["n"] == 19 - 7  # only the missing images were computed
+    assert len(again.calls) == 19 - 7  # only the missing images were computed
     assert resumed["sets"] == clean["sets"]
     assert (tmp_path / "killed" / "run" / "per_image.csv").read_text() == \
         (tmp_path / "clean" / "run" / "per_image.csv").read_text()
@@ -131,15 +112,12 @@ def test_a_finished_run_reads_no_image(bench_root, tmp_path, monkeypatch):
     assert evaluate(cfg)["sets"] == first["sets"]
 
 
-def test_sr_cache_is_reused_by_other_metrics(bench_root, tmp_path, monkeypatch):
-    evaluate(_cfg(bench_root, tmp_path / "a", ["set5"], metrics=("psnr",)))
-    from aesop_bench.models import bicubic
+def test_sr_cache_is_reused_by_other_metrics(bench_root, tmp_path):
+    from .standin_models import RecordingBicubic
 
-    def no_model(*a, **k):
-        raise AssertionError("SR recomputed although cached")
-
-    monkeypatch.setattr(bicubic.Bicubic, "__call__", no_model)
-    out = evaluate(_cfg(bench_root, tmp_path / "a", ["set5"], metrics=("psnr", "ssim")))
+    evaluate(_cfg(bench_root, tmp_path / "a", ["set5"], metrics=("psnr",), model=RecordingBicubic(cache=True)))
+    never = RecordingBicubic(cache=True, fail_at=1)  # the same model, failing if it runs: the SR cache answers
+    out = evaluate(_cfg(bench_root, tmp_path / "a", ["set5"], metrics=("psnr", "ssim"), model=never))
     assert set(out["sets"]["set5"]["metrics"]) == {"psnr", "ssim"}
 
 

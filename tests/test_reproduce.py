@@ -32,13 +32,19 @@ def served(server, mirror_sets, tmp_path, monkeypatch):
     (no hash: trusted on first download once it loads as an RRDBNet)."""
     from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
 
+    from aesop_bench.models.zoo import ZOO
+
+    from .small_zoo import SMALL_RRDB, small_entries
+
     www, url, _ = server
     mirror_sets(["set5", "set14"])
+    for name, entry in small_entries().items():  # small RRDBs under the zoo's names (tests/small_zoo.py)
+        monkeypatch.setitem(ZOO, name, entry)
     entries = []
     torch.manual_seed(0)
     # one stand-in network under both names: the same weights make the same model identity, so the SR cache
-    # runs the (full-size, slow on a CPU) RRDB once per image for both models
-    sd = {k: v * 0.2 if v.is_floating_point() else v for k, v in RRDBNet().state_dict().items()}
+    # runs it once per image for both models
+    sd = {k: v * 0.2 if v.is_floating_point() else v for k, v in RRDBNet(**SMALL_RRDB).state_dict().items()}
     torch.save({"params_ema": sd}, tmp_path / "standin.pth")
     for name, file, pinned in [("esrgan_official", "RRDB_ESRGAN_x4.pth", True),
                                ("aesop_rrdb", "AESOP_RRDB128_290K.pth", False)]:
@@ -121,7 +127,8 @@ def test_reproduce_end_to_end_killed_resumed_and_idle_on_rerun(served, shared_da
     data, out = tmp_path / "data", tmp_path / "out"
     args = ["reproduce", str(served), "--backbone", "rrdb", "--data-root", str(data), "--quiet"]
     # killed midway (SIGKILL once the first model has stored rows)
-    proc = subprocess.Popen([sys.executable, "-m", "aesop_bench", *args, "--out", str(out), "--threads", "2"],
+    small_zoo = os.path.join(os.path.dirname(__file__), "small_zoo.py")  # the same small zoo entries
+    proc = subprocess.Popen([sys.executable, small_zoo, *args, "--out", str(out), "--threads", "2"],
                             env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows = out / "runs" / "esrgan-paper" / "rows.jsonl"
     deadline = time.time() + 600
