@@ -279,10 +279,12 @@ def cmd_weights(args) -> int:
 
 
 def cmd_cache(args) -> int:
+    from .cache import BUDGETS, budget_bytes
     from .paths import DERIVED, data_root, folder_size, home, weights_dir
 
     if args.action == "list":
-        rows = [(name, what, fn()) for name, (what, fn) in DERIVED.items()]
+        rows = [(name, what + (f"; budget {budget_bytes(name) / 1e9:g} GB (${BUDGETS[name][0]})" if name in BUDGETS
+                               else ""), fn()) for name, (what, fn) in DERIVED.items()]
         rows += [("weights", "downloaded weights (`aesop-bench weights forget` drops one)", weights_dir()),
                  ("data", "benchmark sets", data_root())]
         print(f"cache root {home()} ($AESOP_BENCH_HOME)")

@@ -11,8 +11,9 @@ BasicSR's ``calculate_psnr_pt`` (the authors' computation). Weights are determin
 (benchmarks/standins.py) where the real files are not at hand: speed does not depend on their values.
 
 "model 1" is the bicubic x4 SR of the set's HR images; "model 2" the bicubic x2 SR of the same HR images, a
-second model evaluated after the first. For the full-reference network metrics (LPIPS, DISTS, AE-PSNR) the
-project keeps each HR's side on disk, so model 2 pays only its SR side; the references recompute it. Each
+second model evaluated after the first; "model 3" the x4 SR mirrored, a third. For the full-reference network
+metrics (LPIPS, DISTS, AE-PSNR) the project keeps each HR's side on disk from the second model on, so model 3 pays
+only its SR side; the references recompute it. Each
 metric first runs on one warm-up image (building networks, loading weights; it is not timed, and its HR side is
 cached like the others'). The heavy network metrics run on ``--heavy-images`` images.
 
@@ -184,7 +185,8 @@ def run(args, tmp: Path) -> None:
     hrs = hrs[: max(args.images, args.heavy_images) + 1]
     lrs = [imresize(h, 0.25) for h in hrs]
     models = {"model 1": [imresize(lr, 4.0) for lr in lrs],
-              "model 2": [imresize(imresize(h, 0.5), 2.0) for h in hrs]}
+              "model 2": [imresize(imresize(h, 0.5), 2.0) for h in hrs],
+              "model 3": [imresize(lr, 4.0).flip(-1) for lr in lrs]}
     device = args.device
     print(f"set {args.set}, device {device}, {n_threads} torch threads of {os.cpu_count()} cores, "
           f"load average {_load()}")
@@ -195,7 +197,7 @@ def run(args, tmp: Path) -> None:
         # BasicSR's protocol; AE-PSNR with the MSE offset of the authors' calculate_psnr_pt (the paper protocol)
         metric = Metric(name, "paper" if name == "ae_psnr" else "basicsr", device)
         for label, srs in models.items():
-            if label == "model 2" and name not in HR_SIDE:
+            if label != "model 1" and name not in HR_SIDE:
                 continue
             items = list(zip(srs, hrs, lrs))
 

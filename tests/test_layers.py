@@ -14,7 +14,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "aesop_bench"
 LAYERS = [
     ("core", ["errors", "paths", "fileutil", "determinism", "distributed", "threads", "protocols", "download",
-              "imageio"]),
+              "imageio", "cache"]),
     ("data", ["data"]),
     ("weights", ["weights"]),
     ("models", ["models"]),

@@ -151,9 +151,9 @@ def test_the_hr_side_is_computed_once_per_image_for_every_model(stand_in_backbon
         return out, len(calls)
 
     off, n_off = values("0")
-    first, n_first = values("20")  # writes the HR's features with the first model
+    first, n_first = values("20")  # the first model marks the HR seen, the second writes its features
     again, n_again = values("20")  # every model reads them
-    assert (n_off, n_first, n_again) == (6, 4, 3)  # SR and HR per model; HR once; SR only
+    assert (n_off, n_first, n_again) == (6, 5, 3)  # SR and HR per model; HR twice; SR only
     assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(off, first, again))  # bit-identical
     direct = net_cls.from_manager()(models[0].float() / 255, hr.float() / 255).double()
     assert torch.equal(off[0], direct)  # the network the reference-package tests compare
@@ -178,14 +178,10 @@ def test_a_full_hr_cache_keeps_no_more_and_changes_nothing(stand_in_backbones, b
     assert torch.equal(got, Metric("lpips", "basicsr")(sr, hr))
 
 
-def test_a_disk_that_refuses_the_hr_cache_costs_nothing_but_the_cache(monkeypatch, tmp_path):
-    import errno
-
+def test_a_disk_that_refuses_the_hr_cache_costs_nothing_but_the_cache(tmp_path):
     from aesop_bench.metrics import hrcache
 
-    def full(*a, **k):
-        raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(hrcache, "atomic_file", full)
+    (tmp_path / "c").write_bytes(b"")  # a file where the cache's folder would be: every write fails (OSError)
     cache = hrcache.HRCache("lpips-test", "cpu", base=tmp_path / "c")
     calls = []
     hr = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
@@ -211,8 +207,13 @@ def test_a_batch_equals_its_images_one_by_one_and_keeps_each_hr(stand_in_backbon
     batched = Metric(name, "basicsr")(srs[:3], hrs[:3])
     assert calls == [3, 3]  # the three HR images in one call, then the three SR images
     assert torch.allclose(batched, singles[:3], atol=1e-6, rtol=0)
-    kept = list((Path(os.environ["AESOP_BENCH_HOME"]) / "hr_features").rglob("*.pt"))
-    assert len(kept) == 3  # one entry per image, not per batch
+    kept = Path(os.environ["AESOP_BENCH_HOME"]) / "hr_features"
+    assert not list(kept.rglob("*.pt"))  # seen once: nothing written yet
+    assert torch.equal(Metric(name, "basicsr")(srs[:3], hrs[:3]), batched)  # seen again: written
+    assert len(list(kept.rglob("*.pt"))) == 3  # one entry per image, not per batch
+    calls.clear()
+    assert torch.allclose(Metric(name, "basicsr")(srs[1:4], hrs[1:4]), singles[1:4], atol=1e-6, rtol=0)
+    assert calls == [1, 3]  # the one HR image not kept, then the three SR images
     calls.clear()
     again = Metric(name, "basicsr")(srs[1:], hrs[1:])  # two HR images kept, one new
     assert calls == [1, 3]

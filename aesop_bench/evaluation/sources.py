@@ -13,7 +13,8 @@ from typing import Callable, Protocol as Interface
 
 from ..data.sets import ResolvedSet
 from ..errors import AesopBenchError
-from ..fileutil import cache_file, remove_stale_temps, sha256_cached, tensor_key
+from ..cache import PNG, Store
+from ..fileutil import remove_stale_temps, sha256_cached, tensor_key
 from ..paths import sr_cache_dir
 from ..models.options import RunOptions
 from ..protocols import Protocol
@@ -55,8 +56,9 @@ def _sr_cache_root(identity: str, scale: int, device: str | None = None) -> Path
     return root / device_tag(device)
 
 
-def _sr_cache_path(identity: str, scale: int, device: str, lr) -> Path:
-    return cache_file(_sr_cache_root(identity, scale, device), tensor_key(lr), ".png")
+def _sr_store(identity: str, scale: int, device: str) -> Store:
+    """The SR images of a model: PNG files keyed by the LR's content (:func:`_sr_cache_root`)."""
+    return Store("sr", _sr_cache_root(identity, scale, device), PNG)
 
 
 def _load_pair(res: ResolvedSet, hr_file: Path, protocol: Protocol):
@@ -122,20 +124,19 @@ def _super_resolve(model: "_LazyModel | _GivenModel", lrs: list, device: str, fi
     (``files``: the HR file of each LR, named in errors)."""
     import torch
 
-    from ..imageio import quantize, read_image, to_float, write_image
+    from ..imageio import quantize, to_float
 
     out: list = [None] * len(lrs)
-    paths = [_sr_cache_path(model.identity, model.scale, device, lr) if model.cache else None for lr in lrs]
+    if model.cache and getattr(model, "store", None) is None:  # one per run: a disk that refuses stops its writes
+        model.store = _sr_store(model.identity, model.scale, device)
+    store = model.store if model.cache else None
+    keys = [tensor_key(lr) for lr in lrs] if store is not None else [None] * len(lrs)
     shapes: dict[tuple, list[int]] = {}  # LR shape -> the cache misses of that shape
-    for i, (lr, path) in enumerate(zip(lrs, paths)):
-        if path is not None and path.is_file():
-            try:
-                sr = read_image(path)
-                if tuple(sr.shape) == _sr_shape(lr, model.scale):
-                    out[i] = sr
-                    continue
-            except AesopBenchError:
-                pass  # a damaged cache entry is recomputed
+    for i, (lr, key) in enumerate(zip(lrs, keys)):
+        sr = store.get(key) if store is not None else None
+        if sr is not None and tuple(sr.shape) == _sr_shape(lr, model.scale):
+            out[i] = sr
+            continue
         shapes.setdefault(tuple(lr.shape), []).append(i)
     for lr_shape, idx in shapes.items():
         net = model.get()
@@ -148,11 +149,8 @@ def _super_resolve(model: "_LazyModel | _GivenModel", lrs: list, device: str, fi
         _check_output(model, batch, [files[i] if files else f"image {i}" for i in idx])
         for j, i in enumerate(idx):
             out[i] = quantize(batch[j].cpu())
-            if paths[i] is not None and model.cache:
-                try:
-                    write_image(paths[i], out[i])
-                except OSError:  # a full or read-only cache: the evaluation goes on without it
-                    model.cache = False
+            if store is not None:
+                store.put(keys[i], out[i])
     return out
 
 

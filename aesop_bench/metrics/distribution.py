@@ -31,7 +31,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import weights as wm
-from ..fileutil import atomic_write_bytes, cache_file, tensor_key
+from ..cache import ARRAY, Store
+from ..fileutil import tensor_key
 from ..paths import features_dir
 
 PATCH = 299
@@ -134,8 +135,8 @@ def _cache_root(mode: str, device) -> Path | None:
     return features_dir() / FEATURE_VERSIONS[mode] / f"w{weights}" / device_tag(device)
 
 
-def _cache_path(root, kind: str, img: torch.Tensor):
-    return cache_file(root / kind, tensor_key(img), ".npy")
+def _valid(arr) -> bool:
+    return arr.ndim == 2 and arr.shape[1] == 2048 and arr.dtype == np.float64
 
 
 CHUNK = 16  # 299x299 inputs per forward
@@ -161,8 +162,9 @@ def images_features(imgs: list[torch.Tensor], kind: str, device="cpu", mode: str
     if mode not in FID_MODES:
         raise AesopBenchError(f"unknown --fid-mode {mode!r}; choose one of {', '.join(FID_MODES)}")
     root = _cache_root(mode, device)
-    paths = [None if root is None else _cache_path(root, kind, img) for img in imgs]
-    out = [_read(p) for p in paths]
+    store = None if root is None else Store("features", root / kind, ARRAY, valid=_valid)
+    keys = [tensor_key(img) for img in imgs] if store is not None else []
+    out = [store.get(k) for k in keys] if store is not None else [None] * len(imgs)
     miss = [i for i, o in enumerate(out) if o is None]
     if not miss:
         return out
@@ -174,31 +176,13 @@ def images_features(imgs: list[torch.Tensor], kind: str, device="cpu", mode: str
     else:
         feats = torch.cat([net(flat[i:i + CHUNK].to(device), resize=False) for i in range(0, len(flat), CHUNK)])
     feats = feats.double().cpu().numpy()
-    import io
-
     start = 0
     for i, x in zip(miss, inputs):
         out[i] = feats[start:start + len(x)]
         start += len(x)
-        if paths[i] is not None:
-            buf = io.BytesIO()
-            np.save(buf, out[i])
-            try:
-                atomic_write_bytes(paths[i], buf.getvalue())
-            except OSError:  # a full or read-only cache: the features are computed all the same
-                pass
+        if store is not None:
+            store.put(keys[i], out[i])
     return out
-
-
-def _read(path) -> np.ndarray | None:
-    """A cached feature array, or None where it is absent or damaged (then it is computed again)."""
-    if path is None or not path.is_file():
-        return None
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None
-    return arr if arr.ndim == 2 and arr.shape[1] == 2048 and arr.dtype == np.float64 else None
 
 
 def _inputs(img: torch.Tensor, kind: str, mode: str) -> torch.Tensor:

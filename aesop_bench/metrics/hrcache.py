@@ -3,41 +3,29 @@
 A benchmark evaluates many models on the same HR images, and LPIPS, DISTS and AE-PSNR would otherwise
 recompute the HR's features (or AE(HR)) for every model. :class:`HRCache` keeps them under
 ``$AESOP_BENCH_HOME/hr_features/<metric and weights>/<torch version and device>/``, keyed by the HR's
-bytes, so that every model after the first pays only its SR side. The tensors are stored exactly as the
+bytes, so that later models pay only their SR side. ``second_sight`` (LPIPS, DISTS: large feature maps from
+cheap networks) writes an HR's tensors when a second model asks for them, the first leaving a marker: writing them
+costs a run that evaluates one model about as much as computing them (``benchmarks/bench_metrics.py``), so a
+one-model run pays nothing, and every model after the second reads them. AE(HR) (a few MB from an expensive
+network) is written at once. The tensors are stored exactly as the
 network returned them (float32, ``torch.save``), so a value is bit-identical with and without the cache.
 
 The folder grows by the size of the feature maps: about 10 MB (LPIPS), 130 MB (DISTS) and 3 MB (AE-PSNR)
-per 512x512 image. ``$AESOP_BENCH_HR_CACHE_GB`` bounds it (default 20; 0 turns the cache off): once full,
-new entries are not written (the images already kept stay useful to every later model, where evicting the
-oldest would make a model-by-model sweep miss every time). ``aesop-bench cache`` shows its size and
+per 512x512 image. It is the ``hr_features`` kind of :mod:`aesop_bench.cache` (budget
+``$AESOP_BENCH_HR_CACHE_GB``, default 20; 0 turns it off); ``aesop-bench cache`` shows its size and
 ``aesop-bench cache clear hr_features`` empties it.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from ..errors import AesopBenchError
-from ..fileutil import atomic_file, cache_file, tensor_key
-from ..paths import folder_size, hr_features_dir
-
-BUDGET_ENV = "AESOP_BENCH_HR_CACHE_GB"
-DEFAULT_GB = 20.0
-_used: dict[Path, int] = {}  # bytes under each cache root, counted once per process and kept up to date
-
-
-def budget_bytes() -> int:
-    raw = os.environ.get(BUDGET_ENV, "").strip()
-    try:
-        gb = float(raw) if raw else DEFAULT_GB
-    except ValueError:
-        raise AesopBenchError(f"${BUDGET_ENV}={raw!r} is not a number; give the HR feature cache's size in GB "
-                              "(0 turns it off)") from None
-    return int(max(gb, 0.0) * 1e9)
+from ..cache import TENSORS, Store
+from ..fileutil import tensor_key
+from ..paths import hr_features_dir
 
 
 def device_tag(dev: torch.device | str) -> str:
@@ -51,9 +39,10 @@ class HRCache:
     """HR-side tensors of one metric definition (``name``: the metric, its version and its weights' hashes)
     computed on ``device``."""
 
-    def __init__(self, name: str, device: torch.device | str, base: Path | None = None):
-        self.base = Path(base) if base is not None else hr_features_dir()
-        self.folder = self.base / name.replace(":", "_").replace("=", "_").replace("/", "_") / device_tag(device)
+    def __init__(self, name: str, device: torch.device | str, base: Path | None = None, second_sight: bool = False):
+        base = Path(base) if base is not None else hr_features_dir()
+        self.folder = base / name.replace(":", "_").replace("=", "_").replace("/", "_") / device_tag(device)
+        self.store = Store("hr_features", self.folder, TENSORS, second_sight=second_sight)
 
     def get(self, hr: torch.Tensor, compute: Callable[[], list[torch.Tensor]]) -> list[torch.Tensor]:
         """The tensors ``compute()`` returns for ``hr`` (one entry, whatever its batch size), read from the disk
@@ -65,42 +54,21 @@ class HRCache:
         """The tensors ``compute(hr)`` returns for a ``(N, C, H, W)`` batch, kept image by image: the images an
         earlier run kept are read from the disk and ``compute`` runs once, on the batch of the others (its
         tensors have one row per image of that batch). ``per_image=False`` keeps the batch as one entry."""
-        budget = budget_bytes()
-        if budget == 0:
+        if not self.store.enabled:
             return [t.cpu() for t in compute(hr)]
         items = [hr[i:i + 1] for i in range(len(hr))] if per_image else [hr]
-        paths = [cache_file(self.folder, tensor_key(x), ".pt") for x in items]
-        parts = [self._read(p) for p in paths]
+        keys = [tensor_key(x) for x in items]
+        parts = [self.store.get(k) for k in keys]
         miss = [i for i, p in enumerate(parts) if p is None]
         if miss:
             sub = hr if len(miss) == len(items) else hr[miss]
             out = [t.detach().cpu() for t in compute(sub)]
             for j, i in enumerate(miss):  # each image's own rows, copied out of the batch's storage
                 parts[i] = out if len(miss) == 1 else [t[j:j + 1].clone() for t in out]
-                self._write(paths[i], parts[i], budget)
+                self.store.put(keys[i], parts[i])
         if len(parts) == 1:
             return parts[0]
         return [torch.cat(level) for level in zip(*parts)]
 
-    @staticmethod
-    def _read(path: Path) -> list[torch.Tensor] | None:
-        if not path.is_file():
-            return None
-        try:  # mapped, not read: the pages are read as the metric uses them
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:  # a damaged entry is computed again and replaced
-            return None
 
-    def _write(self, path: Path, tensors: list[torch.Tensor], budget: int) -> None:
-        size = sum(t.numel() * t.element_size() for t in tensors)
-        if self.base not in _used:
-            _used[self.base] = folder_size(self.base)[0]
-        if _used[self.base] + size <= budget:
-            try:
-                with atomic_file(path, durable=False) as f:  # a lost entry is computed again
-                    torch.save(tensors, f)
-                _used[self.base] += size
-            except OSError:  # a full or read-only disk: the value is computed all the same; stop trying
-                _used[self.base] = budget
-
-__all__ = ["HRCache", "budget_bytes", "device_tag", "BUDGET_ENV"]
+__all__ = ["HRCache", "device_tag"]

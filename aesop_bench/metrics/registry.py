@@ -136,18 +136,20 @@ def _lr_psnr(ctx: MetricContext):
     return fn
 
 
-def _perceptual(cls_name: str):
+def _perceptual(name: str):
+    """The scorer maker of LPIPS or DISTS (``name``), whose HR side is kept by an HR cache on the CPU."""
     def make(ctx: MetricContext):
         from . import perceptual
         from .hrcache import HRCache
 
-        spec = METRICS["lpips" if cls_name == "LPIPSAlex" else "dists"]
-        net = LazyNet(lambda: getattr(perceptual, cls_name).from_manager().to(ctx.device))
-        fn = perceptual.lpips if cls_name == "LPIPSAlex" else perceptual.dists
+        cls, fn = {"lpips": (perceptual.LPIPSAlex, perceptual.lpips),
+                   "dists": (perceptual.DISTS, perceptual.dists)}[name]
+        net = LazyNet(lambda: cls.from_manager().to(ctx.device))
         # the HR's features are kept for the next model on the CPU only: on a GPU the HR forward costs less than
         # reading its feature maps back (a 2040x1356 image has 1.4 GB of DISTS features)
-        tag = _weights_tag(spec.needs)
-        cache = HRCache(f"{spec.version}-{tag}", ctx.device) if tag and str(ctx.device) == "cpu" else None
+        tag = _weights_tag(METRICS[name].needs)
+        cache = HRCache(f"{METRICS[name].version}-{tag}", ctx.device, second_sight=True) \
+            if tag and str(ctx.device) == "cpu" else None
         return lambda sr, hr, lr: fn(sr.to(ctx.device), hr.to(ctx.device), net=net(), hr_cache=cache).cpu()
     return make
 
@@ -268,11 +270,11 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
         protocol_tag=lambda p: "grayround" if p.y_round else ""),
     MetricSpec(
         name="lpips", kind="full_reference", lower_better=True, version="lpips-alex-v0.1-whole-v1",
-        make=_perceptual("LPIPSAlex"), description="LPIPS v0.1, AlexNet, inputs in [-1, 1], whole image, float32",
+        make=_perceptual("lpips"), description="LPIPS v0.1, AlexNet, inputs in [-1, 1], whole image, float32",
         label="LPIPS", decimals=4, needs=("alexnet", "lpips_alex_v0.1")),
     MetricSpec(
         name="dists", kind="full_reference", lower_better=True, version="dists-vgg16-whole-v1",
-        make=_perceptual("DISTS"), description="DISTS, VGG16, inputs in [0, 1], whole image, no resize, float32",
+        make=_perceptual("dists"), description="DISTS, VGG16, inputs in [0, 1], whole image, no resize, float32",
         label="DISTS", decimals=4, needs=("vgg16", "dists_alpha_beta")),
     MetricSpec(
         name="ae_psnr", kind="full_reference", lower_better=False, version="ae-psnr-y-float-v2", make=_ae_psnr,
