@@ -1,17 +1,17 @@
 """The content-addressed caches, one layer for all: SR images (PNG), the HR side of the full-reference network
 metrics (tensors) and FID/pFID features (arrays).
 
-A :class:`Store` keeps values of one kind under a folder whose path names everything that made them (model
+A :class:`Store` keeps values of one cache under a folder whose path names everything that made them (model
 identity or metric version, weights hash, torch version and device); an entry's file is named by its key, the
 sha256 of the input it was computed from (:func:`aesop_bench.fileutil.tensor_key`), fanned out by the key's first
 two characters. Entries are written atomically without fsync (a lost entry is computed again; a killed write
 leaves a temporary file that is swept later) and read back, or None where absent or damaged (then computed
 again). The metrics' math knows nothing of this: the code around it asks a store.
 
-Each kind has a size budget in GB (:data:`BUDGETS`, from its environment variable; 0 turns it off). A full kind
+Each cache has a size budget in GB (:data:`BUDGETS`, from its environment variable; 0 turns it off). A full cache
 writes no new entries and keeps what it has: the entries kept stay useful to every later model, where evicting
-the oldest would make a model-by-model sweep miss every time. ``aesop-bench cache`` shows each kind's size and
-budget, and ``aesop-bench cache clear KIND`` evicts it. Torch-free until a tensor is read or written.
+the oldest would make a model-by-model sweep miss every time. ``aesop-bench cache`` shows each one's size and
+budget, and ``aesop-bench cache clear NAME`` evicts it. Torch-free until a tensor is read or written.
 
 >>> import tempfile
 >>> store = Store("features", Path(tempfile.mkdtemp()) / "demo", ARRAY)
@@ -32,10 +32,10 @@ from .errors import AesopBenchError
 from .fileutil import atomic_file, cache_file
 from .paths import DERIVED, folder_size
 
-# kind -> (environment variable, default GB)
+# cache name -> (environment variable, default GB)
 BUDGETS = {"sr": ("AESOP_BENCH_SR_CACHE_GB", 50.0), "features": ("AESOP_BENCH_FEATURES_CACHE_GB", 10.0),
            "hr_features": ("AESOP_BENCH_HR_CACHE_GB", 20.0)}
-_used: dict[Path, int] = {}  # bytes under each kind's folder, counted once per process and kept up to date
+_used: dict[Path, int] = {}  # bytes under each cache's folder, counted once per process and kept up to date
 
 
 @dataclass(frozen=True)
@@ -91,33 +91,34 @@ TENSORS = Codec(".pt", _write_tensors, _read_tensors)  # lists of tensors, exact
 ARRAY = Codec(".npy", _write_array, _read_array)  # NumPy arrays
 
 
-def budget_bytes(kind: str) -> int:
-    """The size budget of a cache kind in bytes, from its environment variable (GB; 0: off)."""
-    env, default = BUDGETS[kind]
+def budget_bytes(name: str) -> int:
+    """The size budget of a cache (a key of :data:`BUDGETS`) in bytes, from its environment variable (GB; 0: off)."""
+    env, default = BUDGETS[name]
     raw = os.environ.get(env, "").strip()
     try:
         gb = float(raw) if raw else default
     except ValueError:
-        raise AesopBenchError(f"${env}={raw!r} is not a number; give the {kind} cache's size in GB (0 turns it "
+        raise AesopBenchError(f"${env}={raw!r} is not a number; give the {name} cache's size in GB (0 turns it "
                               "off)") from None
     return int(max(gb, 0.0) * 1e9)
 
 
 class Store:
-    """Values of one ``kind`` (a key of :data:`BUDGETS`) under ``folder``, in ``codec``; see the module docstring.
+    """Values of the cache ``name`` (a key of :data:`BUDGETS`) under ``folder``, in ``codec``; see the module
+    docstring.
 
     ``second_sight``: an entry is written the second time its key is put, not the first (the first leaves an
     empty marker): for values that are large to write and quick to compute, a run that sees an input once (one
     model) pays nothing for the cache, and the runs after it read what the second one wrote."""
 
-    def __init__(self, kind: str, folder: Path, codec: Codec, valid: Callable[[Any], bool] | None = None,
+    def __init__(self, name: str, folder: Path, codec: Codec, valid: Callable[[Any], bool] | None = None,
                  second_sight: bool = False):
-        if kind not in BUDGETS:
-            raise AesopBenchError(f"cache kind {kind!r} unknown; one of {', '.join(BUDGETS)}")
-        self.kind, self.folder, self.codec = kind, Path(folder), codec
+        if name not in BUDGETS:
+            raise AesopBenchError(f"cache {name!r} unknown; one of {', '.join(BUDGETS)}")
+        self.name, self.folder, self.codec = name, Path(folder), codec
         self.valid = valid or codec.valid
         self.second_sight = second_sight
-        self.budget = budget_bytes(kind)
+        self.budget = budget_bytes(name)
 
     @property
     def enabled(self) -> bool:
@@ -127,7 +128,7 @@ class Store:
         return cache_file(self.folder, key, self.codec.suffix)
 
     def get(self, key: str):
-        """The value kept under ``key``, or None (absent, damaged, or the kind turned off)."""
+        """The value kept under ``key``, or None (absent, damaged, or the cache turned off)."""
         path = self.path(key)
         if not self.enabled or not path.is_file():
             return None
@@ -138,13 +139,13 @@ class Store:
         return value if self.valid(value) else None
 
     def put(self, key: str, value) -> bool:
-        """Keep ``value`` under ``key`` unless the kind is full or off (or, with ``second_sight``, this is the
+        """Keep ``value`` under ``key`` unless the cache is full or off (or, with ``second_sight``, this is the
         key's first put); whether it was kept. A full or read-only disk stops this store's writes: the values are
         computed all the same."""
         if not self.enabled:
             return False
         path = self.path(key)
-        root = DERIVED[self.kind][1]()
+        root = DERIVED[self.name][1]()
         if root not in _used:
             _used[root] = folder_size(root)[0]
         if _used[root] >= self.budget:
@@ -171,5 +172,5 @@ class Store:
 
 
 def usage() -> dict[str, tuple[int, int]]:
-    """Each kind's bytes on disk and budget."""
-    return {kind: (folder_size(DERIVED[kind][1]())[0], budget_bytes(kind)) for kind in BUDGETS}
+    """Each cache's bytes on disk and budget."""
+    return {name: (folder_size(DERIVED[name][1]())[0], budget_bytes(name)) for name in BUDGETS}

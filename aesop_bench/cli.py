@@ -358,7 +358,7 @@ def cmd_plot(args) -> int:
     from .paths import data_root
 
     runs = load_runs(args.runs, log=lambda m: print(m, file=sys.stderr))
-    if args.kind == "pd":
+    if args.figure == "pd":
         check_comparable(runs, [args.x, args.y], args.allow_mixed)
         for p in pd_plot(runs, args.set, args.x, args.y, args.out or f"reports/pd_{args.set}.png", args.title,
                          args.xlabel, args.ylabel, log=lambda m: print(m, file=sys.stderr)):
@@ -526,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", formatter_class=_FMT,
                        help="AE pretraining (ae) or SR training (sr)")
-    t.add_argument("kind", choices=["ae", "sr"])
+    t.add_argument("kind", choices=["ae", "sr"], help="the training: ae (pretrain the auto-encoder) or sr (the "
+                   "config's kind)")
     t.add_argument("--config", default=None, help="YAML experiment: a file, or a shipped config by name (aesop_rrdb, "
                                                   "smoke_ae, ...)")
     t.add_argument("--opt", action="append", default=[], help="override: key.path=value (repeatable)")
@@ -581,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", formatter_class=_FMT,
                        help="perception-distortion plots and visual comparison sheets")
-    pl.add_argument("kind", choices=["pd", "crops"], help="pd: perception-distortion plot; crops: a crop sheet")
+    pl.add_argument("figure", choices=["pd", "crops"], help="pd: perception-distortion plot; crops: a crop sheet")
     pl.add_argument("runs", nargs="+", help="run folders written by aesop-bench eval")
     pl.add_argument("--set", required=True, help="the set to plot")
     pl.add_argument("--x", default="lpips", help="pd: the metric on the x axis")

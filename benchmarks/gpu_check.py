@@ -201,7 +201,7 @@ def check_metrics(data: Path, device: str, quick: bool) -> tuple[bool, str]:
     names = [m for m, spec in METRICS.items() if spec.kind != "distribution"]
     if quick:  # the large IQA networks take minutes on a CPU
         names = [m for m in names if m not in ("maniqa", "musiq", "clipiqa")]
-    needs = tuple(sorted({n for m in names for n in METRICS[m].needs}))
+    needs = tuple(sorted({n for m in names for n in METRICS[m].weights}))
     shared = Path(os.environ.get("AESOP_BENCH_SHARED") or REPO.parent / "shared" / "data")
     make_standins(Path(os.environ["AESOP_BENCH_HOME"]) / "standins",
                   shared / "weights" / "niqe" / "modelparameters.mat", which=needs)
@@ -283,7 +283,7 @@ def check_evaluator(data: Path, device: str, quick: bool) -> tuple[bool, str]:
     from benchmarks.standins import make_standins
 
     metrics = ["psnr", "ssim", "lpips", "niqe"] if quick else list(METRICS)
-    needs = tuple(sorted({n for m in metrics for n in METRICS[m].needs}))
+    needs = tuple(sorted({n for m in metrics for n in METRICS[m].weights}))
     shared = Path(os.environ.get("AESOP_BENCH_SHARED") or REPO.parent / "shared" / "data")
     os.environ["AESOP_BENCH_HOME"] = tempfile.mkdtemp(prefix="gpu-check-eval-")
     make_standins(Path(os.environ["AESOP_BENCH_HOME"]) / "standins",

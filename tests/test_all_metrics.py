@@ -19,7 +19,7 @@ from benchmarks.standins import make_standins
 def _standins_and_mini_set(tmp_path, shared_data, bench_root, h, w):
     """Stand-ins for every metric's weights, and two real Set5 images cropped small so that the heavy networks
     stay quick on a CPU."""
-    needs = tuple(sorted({n for spec in METRICS.values() for n in spec.needs}))
+    needs = tuple(sorted({n for spec in METRICS.values() for n in spec.weights}))
     make_standins(tmp_path / "standins", shared_data / "weights" / "niqe" / "modelparameters.mat", which=needs)
     folder = tmp_path / "mini"
     (folder / "HR").mkdir(parents=True)

@@ -478,7 +478,7 @@ def test_pooled_discriminator_with_micro_batched_generator_equals_the_whole_shar
     tr.net_g.forward = forward
     tr.opt_g.zero_grad(set_to_none=True)
     tr.net_d.requires_grad_(False)
-    total, parts = objective(StepInputs(lr, hr, tr.net_g(lr), micro=2), tr, tr.weights)
+    total, parts = objective(StepInputs(lr, hr, tr.net_g(lr), micro=2), tr.nets, tr.weights)
     total.backward()
     for n, p in tr.net_g.named_parameters():
         assert torch.allclose(got[n], p.grad, rtol=1e-4, atol=1e-7), n

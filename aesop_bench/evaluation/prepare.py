@@ -48,7 +48,7 @@ def weight_names(cfg: EvalConfig) -> list[str]:
     used as it is, a name is fetched instead)."""
     names: list[str] = []
     for m in cfg.metrics:
-        needs = list(get_spec(m).needs)
+        needs = list(get_spec(m).weights)
         ae = cfg.options_for(m).get("ae")
         if ae:
             needs = [n for n in needs if n != "aesop_ae"] + ([] if os.path.isfile(ae) else [ae])
@@ -92,7 +92,7 @@ def prefetch(cfg: EvalConfig) -> list[str]:
         lines.append(line)
         total += size
     fetch_weights(cfg)
-    names = [n for m in cfg.metrics for n in get_spec(m).needs]
+    names = [n for m in cfg.metrics for n in get_spec(m).weights]
     if isinstance(cfg.model, str):
         from ..models.zoo import ZOO, resolve_model
 

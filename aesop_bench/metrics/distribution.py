@@ -143,17 +143,17 @@ CHUNK = 16  # 299x299 inputs per forward
 
 
 @torch.no_grad()
-def image_features(img: torch.Tensor, kind: str, device="cpu", mode: str = "legacy_pytorch",
+def image_features(img: torch.Tensor, view: str, device="cpu", mode: str = "legacy_pytorch",
                    net=None) -> np.ndarray:
-    """Features of one uint8 ``(C, H, W)`` image: ``kind`` 'whole' -> (1, 2048), 'patch' -> (k, 2048). Cached.
+    """Features of one uint8 ``(C, H, W)`` image: ``view`` 'whole' -> (1, 2048), 'patch' -> (k, 2048). Cached.
 
     ``net``: a callable returning the feature network, called only on a cache miss (default: build one).
     """
-    return images_features([img], kind, device, mode, net)[0]
+    return images_features([img], view, device, mode, net)[0]
 
 
 @torch.no_grad()
-def images_features(imgs: list[torch.Tensor], kind: str, device="cpu", mode: str = "legacy_pytorch",
+def images_features(imgs: list[torch.Tensor], view: str, device="cpu", mode: str = "legacy_pytorch",
                     net=None) -> list[np.ndarray]:
     """:func:`image_features` of each image; those not cached go through the network together, CHUNK inputs
     (whole images resized one by one, or patches) per forward."""
@@ -162,13 +162,13 @@ def images_features(imgs: list[torch.Tensor], kind: str, device="cpu", mode: str
     if mode not in FID_MODES:
         raise AesopBenchError(f"unknown --fid-mode {mode!r}; choose one of {', '.join(FID_MODES)}")
     root = _cache_root(mode, device)
-    store = None if root is None else Store("features", root / kind, ARRAY, valid=_valid)
+    store = None if root is None else Store("features", root / view, ARRAY, valid=_valid)
     keys = [tensor_key(img) for img in imgs] if store is not None else []
     out = [store.get(k) for k in keys] if store is not None else [None] * len(imgs)
     miss = [i for i, o in enumerate(out) if o is None]
     if not miss:
         return out
-    inputs = [_inputs(imgs[i].expand(3, -1, -1) if imgs[i].shape[0] == 1 else imgs[i], kind, mode) for i in miss]
+    inputs = [_inputs(imgs[i].expand(3, -1, -1) if imgs[i].shape[0] == 1 else imgs[i], view, mode) for i in miss]
     flat = torch.cat(inputs)
     net = net() if net is not None else extractor(device, mode)
     if mode == "clean":
@@ -185,11 +185,11 @@ def images_features(imgs: list[torch.Tensor], kind: str, device="cpu", mode: str
     return out
 
 
-def _inputs(img: torch.Tensor, kind: str, mode: str) -> torch.Tensor:
+def _inputs(img: torch.Tensor, view: str, mode: str) -> torch.Tensor:
     """The network inputs of a uint8 ``(3, H, W)`` image: the whole image at 299x299, or its patches."""
     if mode == "clean":
-        return clean_resize(img)[None].float() if kind == "whole" else patches(img.float())
-    if kind == "whole":
+        return clean_resize(img)[None].float() if view == "whole" else patches(img.float())
+    if view == "whole":
         return F.interpolate(img.float().div(255.0)[None], size=(PATCH, PATCH), mode="bilinear", align_corners=False)
     return patches(img.float().div(255.0))
 

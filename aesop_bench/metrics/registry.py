@@ -64,7 +64,7 @@ class MetricSpec:
     description: str
     label: str
     decimals: int
-    needs: tuple[str, ...] = ()  # weights-manifest names
+    weights: tuple[str, ...] = ()  # weights-manifest names
     options: tuple[Option, ...] = ()
     protocol_tag: Callable[["Protocol"], str] | None = None  # what of the protocol the version records
 
@@ -84,7 +84,7 @@ class MetricSpec:
         # weights other than the published ones (a stand-in, a file added by hand for an entry with no published
         # hash) are named by their hash, so values computed with them never count for others; the AE of ae_psnr
         # is named by its option's tag
-        weights = _unpublished_weights_tag([n for n in self.needs if not (n == "aesop_ae" and "ae" in opts)])
+        weights = _unpublished_weights_tag([n for n in self.weights if not (n == "aesop_ae" and "ae" in opts)])
         if weights:
             tags.append(weights)
         if self.protocol_tag is not None:
@@ -147,7 +147,7 @@ def _perceptual(name: str):
         net = LazyNet(lambda: cls.from_manager().to(ctx.device))
         # the HR's features are kept for the next model on the CPU only: on a GPU the HR forward costs less than
         # reading its feature maps back (a 2040x1356 image has 1.4 GB of DISTS features)
-        tag = _weights_tag(METRICS[name].needs)
+        tag = _weights_tag(METRICS[name].weights)
         cache = HRCache(f"{METRICS[name].version}-{tag}", ctx.device, second_sight=True) \
             if tag and str(ctx.device) == "cpu" else None
         return lambda sr, hr, lr: fn(sr.to(ctx.device), hr.to(ctx.device), net=net(), hr_cache=cache).cpu()
@@ -237,13 +237,13 @@ def _iqa(name: str):
     return make
 
 
-def _features(kind: str):
+def _features(view: str):
     def make(ctx: MetricContext):
         from .distribution import extractor, images_features
 
         mode = ctx.options["fid_mode"]
         net = LazyNet(lambda: extractor(ctx.device, mode))
-        return lambda imgs: images_features(imgs, kind, ctx.device, mode, net=net)
+        return lambda imgs: images_features(imgs, view, ctx.device, mode, net=net)
     return make
 
 
@@ -271,43 +271,43 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
     MetricSpec(
         name="lpips", kind="full_reference", lower_better=True, version="lpips-alex-v0.1-whole-v1",
         make=_perceptual("lpips"), description="LPIPS v0.1, AlexNet, inputs in [-1, 1], whole image, float32",
-        label="LPIPS", decimals=4, needs=("alexnet", "lpips_alex_v0.1")),
+        label="LPIPS", decimals=4, weights=("alexnet", "lpips_alex_v0.1")),
     MetricSpec(
         name="dists", kind="full_reference", lower_better=True, version="dists-vgg16-whole-v1",
         make=_perceptual("dists"), description="DISTS, VGG16, inputs in [0, 1], whole image, no resize, float32",
-        label="DISTS", decimals=4, needs=("vgg16", "dists_alpha_beta")),
+        label="DISTS", decimals=4, weights=("vgg16", "dists_alpha_beta")),
     MetricSpec(
         name="ae_psnr", kind="full_reference", lower_better=False, version="ae-psnr-y-float-v2", make=_ae_psnr,
         description="PSNR(AE(SR), AE(HR)) with the protocol's PSNR settings; AE outputs compared unquantised",
-        label="AE-PSNR", decimals=3, needs=("aesop_ae",), options=(_AE,),
+        label="AE-PSNR", decimals=3, weights=("aesop_ae",), options=(_AE,),
         # under a rounding protocol the AE outputs' Y stays unrounded (it was rounded before this tag)
         protocol_tag=lambda p: "yfloat" if p.y_round else ""),
     MetricSpec(
         name="niqe", kind="no_reference", lower_better=True, version="niqe-live-yiq-round-v1", make=_niqe,
         description="NIQE, LIVE pristine model, Y of YIQ rounded (IQA-PyTorch's default), the protocol's NIQE crop",
-        label="NIQE", decimals=4, needs=("niqe_pristine",), protocol_tag=lambda p: f"crop{p.effective_niqe_crop}"),
+        label="NIQE", decimals=4, weights=("niqe_pristine",), protocol_tag=lambda p: f"crop{p.effective_niqe_crop}"),
     MetricSpec(
         name="maniqa", kind="no_reference", lower_better=False, version="maniqa-koniq-pyiqa0.1.16-v1",
         make=_iqa("maniqa"), description="MANIQA (KonIQ-10k), IQA-PyTorch, 20 uniform 224 crops", label="MANIQA",
-        decimals=4, needs=("maniqa_koniq",)),
+        decimals=4, weights=("maniqa_koniq",)),
     MetricSpec(
         name="musiq", kind="no_reference", lower_better=False, version="musiq-koniq-pyiqa0.1.16-v1",
         make=_iqa("musiq"), description="MUSIQ (KonIQ-10k), IQA-PyTorch", label="MUSIQ", decimals=4,
-        needs=("musiq_koniq",)),
+        weights=("musiq_koniq",)),
     MetricSpec(
         name="clipiqa", kind="no_reference", lower_better=False, version="clipiqa-rn50-pyiqa0.1.16-v1",
         make=_iqa("clipiqa"),
         description="CLIP-IQA, CLIP RN50, IQA-PyTorch prompts; quadrant split above a pixel count",
-        label="CLIP-IQA", decimals=4, needs=("clip_rn50",), options=(_SPLIT,)),
+        label="CLIP-IQA", decimals=4, weights=("clip_rn50",), options=(_SPLIT,)),
     MetricSpec(
         name="fid", kind="distribution", lower_better=True, version="fid-whole299-v1", make=_features("whole"),
         description="FID, one Inception feature per whole image resized to 299, SR set vs HR set", label="FID",
-        decimals=3, needs=("pt_inception",), options=(_FID_MODE,)),
+        decimals=3, weights=("pt_inception",), options=(_FID_MODE,)),
     MetricSpec(
         name="pfid", kind="distribution", lower_better=True, version="pfid-299patches-zeropad-v1",
         make=_features("patch"),
         description="patch-FID: non-overlapping 299x299 patches (zero-padded if smaller), SR vs HR patches",
-        label="pFID", decimals=3, needs=("pt_inception",), options=(_FID_MODE,)),
+        label="pFID", decimals=3, weights=("pt_inception",), options=(_FID_MODE,)),
 ]}
 
 
@@ -402,7 +402,7 @@ def describe_metrics(fmt: str = "table") -> str:
     rows = []
     for name, spec in METRICS.items():
         status = []
-        for n in spec.needs:
+        for n in spec.weights:
             try:
                 status.append(f"{n}:{wm.check(wm.entry(n)).status}")
             except AesopBenchError:

@@ -207,7 +207,7 @@ def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, devic
     for m in p.models:
         needed.append(ZOO[m].weights)
         for metric in recipe.metrics:
-            needed += list(get_spec(metric).needs)
+            needed += list(get_spec(metric).weights)
     for name in dict.fromkeys(n for n in needed if n):
         e = wm.entry(name)
         if wm.cache_path(e).is_file():

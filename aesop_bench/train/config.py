@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import AesopBenchError
-from .objective import check_terms, needs
+from .objective import check_terms, networks_read
 
 
 @dataclass
@@ -204,7 +204,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
             raise AesopBenchError(f"config losses: {t.type!r} is listed twice; give it once with its weight")
         weights[t.type] = t.weight
     check_terms(cfg.kind, weights)
-    if "discriminator" in needs(weights) and cfg.discriminator is None:
+    if "discriminator" in networks_read(weights) and cfg.discriminator is None:
         raise AesopBenchError("config: a gan loss term needs a discriminator (discriminator: {arch: vgg128})")
     check_ranges(cfg)
     if cfg.data.patch % cfg.data.scale:

@@ -5,7 +5,7 @@ listed terms, computed in the table's order. Config validation and the trainer's
 table, so adding a loss is adding a row: the LDL and AESOP configs differ by one line (``l1`` x0.01 and
 ``ldl`` vs ``aesop`` x1; see ``configs/``).
 
-Each term computes from the step's tensors (:class:`StepInputs`) and the networks it declares in ``needs``,
+Each term computes from the step's tensors (:class:`StepInputs`) and the networks it declares in ``networks``,
 which are the fields of :class:`Networks` it reads; the trainer builds those of the config's terms.
 
 >>> import torch
@@ -37,7 +37,7 @@ class StepInputs:
 
 @dataclass(frozen=True)
 class Networks:
-    """The networks loss terms read, each field named as terms declare it in ``needs`` (None: not built)."""
+    """The networks loss terms read, each field named as terms declare it in ``networks`` (None: not built)."""
 
     aesop_ae: Any = None  # the frozen AESOP auto-encoder's loss (losses.FrozenAE)
     vgg19: Any = None  # VGG19 features (losses.VGGFeatures)
@@ -51,7 +51,7 @@ class Term:
     training: str  # sr | ae: the training it belongs to
     description: str
     compute: Callable[[StepInputs, Networks], "torch.Tensor"]
-    needs: tuple[str, ...] = ()  # fields of Networks
+    networks: tuple[str, ...] = ()  # fields of Networks
 
 
 def _l1(x: StepInputs, nets: Networks) -> "torch.Tensor":
@@ -125,15 +125,15 @@ def check_terms(kind: str, weights: dict[str, float]) -> None:
                               "[{type: l1, weight: 1.0}]")
 
 
-def needs(weights: dict[str, float]) -> set[str]:
+def networks_read(weights: dict[str, float]) -> set[str]:
     """The :class:`Networks` fields the weighted terms read."""
-    return {n for name in weights for n in TERMS[name].needs}
+    return {n for name in weights for n in TERMS[name].networks}
 
 
 def objective(x: StepInputs, nets: Networks, weights: dict[str, float]) -> tuple["torch.Tensor", dict]:
     """The weighted total and each term's value, terms in the table's order; a term whose network is missing from
     ``nets`` is an error naming it."""
-    missing = sorted(n for n in needs(weights) if getattr(nets, n) is None)
+    missing = sorted(n for n in networks_read(weights) if getattr(nets, n) is None)
     if missing:
         raise AesopBenchError(f"the objective's terms need {', '.join(missing)}, which were not built")
     parts = {name: t.compute(x, nets) for name, t in TERMS.items() if name in weights}

@@ -50,7 +50,7 @@ from .config import TrainConfig, to_dict
 from .data import PairedPatches, StepSampler, training_images
 from .nets import build_discriminator, build_generator
 from .logs import RunLog
-from .objective import TERMS, Networks, StepInputs, needs, objective
+from .objective import TERMS, Networks, StepInputs, networks_read, objective
 from .validation import check_validation_metrics, prepare_validation_set, validate
 
 
@@ -79,7 +79,7 @@ class Trainer:
         check_validation_metrics(cfg)
         if self.main:
             prepare_validation_set(cfg, log)
-        wanted = needs(self.weights)
+        wanted = networks_read(self.weights)
         aesop_ae = self._load_aesop_ae() if "aesop_ae" in wanted else None
         vgg19 = self._load_vgg() if "vgg19" in wanted else None
         self._pooled = net_d is not None and any(isinstance(m, PooledBatchNorm2d) for m in net_d.modules())
@@ -214,7 +214,7 @@ class Trainer:
                 srs.append(self.net_g(l).detach())
         sr = torch.cat(srs).requires_grad_(True)
         with amp:
-            gan = TERMS["gan"].compute(StepInputs(lr, hr, sr, micro=m), self)
+            gan = TERMS["gan"].compute(StepInputs(lr, hr, sr, micro=m), self.nets)
         (grad,) = torch.autograd.grad(self.weights["gan"] * gan.float(), sr)
         sums["gan"] = gan.detach().float()
         sums["total_g"] = self.weights["gan"] * gan.detach().float()

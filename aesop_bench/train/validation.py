@@ -22,7 +22,7 @@ def check_validation_metrics(cfg: TrainConfig) -> None:
     if not cfg.val.every:
         return
     for m in expand_metrics(cfg.val.metrics):
-        for name in get_spec(m).needs:
+        for name in get_spec(m).weights:
             if wm.check(wm.entry(name)).status == "missing":
                 raise AesopBenchError(f"config val.metrics: {m} needs the weights {name!r}, which are not in "
                                       f"the cache; run `aesop-bench weights download {name}` (or "
