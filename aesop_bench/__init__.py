@@ -4,8 +4,8 @@ The Python API (see :mod:`aesop_bench.api`)::
 
     import aesop_bench as ab
     ab.metric("lpips")(sr, hr)                      # per-image values
-    res = ab.evaluate(net, sets=["set5", "set14"], metrics=["psnr", "ssim", "lpips"])
-    res.summary, res.per_image                     # summary.json's dict, a pandas DataFrame
+    result = ab.evaluate(net, sets=["set5", "set14"], metrics=["psnr", "ssim", "lpips"])
+    result.summary, result.per_image                # summary.json's dict, a pandas DataFrame
     ab.load_run("runs/bicubic-basicsr")            # any run folder as a DataFrame
 
 Names are imported on first use, so ``import aesop_bench`` (and the command line) starts without torch.

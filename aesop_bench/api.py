@@ -128,11 +128,11 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
 
     >>> import torch.nn.functional as F
     >>> import aesop_bench as ab
-    >>> res = ab.evaluate(lambda lr: F.interpolate(lr, scale_factor=4, mode="nearest"), sets="set5",
+    >>> result = ab.evaluate(lambda lr: F.interpolate(lr, scale_factor=4, mode="nearest"), sets="set5",
     ...                   metrics=["psnr"], download=False)
-    >>> sorted(res.per_image.columns)
+    >>> sorted(result.per_image.columns)
     ['image', 'metric', 'protocol', 'set', 'value', 'version']
-    >>> len(res.per_image), 20 < res.mean("set5", "psnr") < 30
+    >>> len(result.per_image), 20 < result.mean("set5", "psnr") < 30
     (5, True)
     """
     from .data.sets import expand_sets
@@ -161,17 +161,17 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
                      sr_suffix=sr_suffix, name=name)
     try:
         if out is not None:
-            from .evaluation.runner import evaluate as run_and_store
+            from .evaluation.runner import run_evaluation
 
-            summary = run_and_store(cfg)
+            summary = run_evaluation(cfg)
             frame = load_run(cfg.out_dir)
         else:  # computed in memory: no run folder is written
             import pandas as pd
 
-            from .evaluation.runner import evaluate_in_memory
+            from .evaluation.runner import run_in_memory
             from .evaluation.store import PER_IMAGE_COLUMNS
 
-            summary, rows = evaluate_in_memory(cfg)
+            summary, rows = run_in_memory(cfg)
             frame = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
             frame["value"] = frame["value"].astype("float64")
             frame.attrs["summary"] = summary

@@ -50,7 +50,7 @@ def cmd_eval(args) -> int:
     from .data.sets import display_name, expand_sets
     from .protocols import get_protocol
     from .evaluation.config import EvalConfig
-    from .evaluation.runner import evaluate
+    from .evaluation.runner import run_evaluation
     from .metrics.registry import expand_metrics, metric_options
     from .models.options import RunOptions
     from .models.zoo import short_name
@@ -81,7 +81,7 @@ def cmd_eval(args) -> int:
         for line in prefetch(cfg):
             print(line)
         return 0
-    summary = evaluate(cfg)
+    summary = run_evaluation(cfg)
     if int(os.environ.get("RANK", 0)) != 0:
         return 0  # under torchrun, rank 0 reports
     if args.format == "json":

@@ -184,7 +184,7 @@ def quantize(img: torch.Tensor) -> torch.Tensor:
     return torch.round(img.detach().to(torch.float32).clamp(0.0, 1.0) * 255.0).to(torch.uint8)
 
 
-def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+def width_height(path: str | os.PathLike) -> tuple[int, int] | None:
     """An image file's ``(width, height)`` from its header (the pixels are not read); None where it cannot be
     read."""
     try:

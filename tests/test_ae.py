@@ -71,7 +71,7 @@ def test_strict_loading_lists_missing_and_unexpected_keys():
 def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
     from aesop_bench.protocols import get_protocol
     from aesop_bench.evaluation.config import EvalConfig
-    from aesop_bench.evaluation.runner import evaluate
+    from aesop_bench.evaluation.runner import run_evaluation as evaluate
     from aesop_bench.imageio import quantize, read_image
     from aesop_bench.data.imresize import imresize
     from aesop_bench.metrics.fidelity import psnr

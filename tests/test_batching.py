@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from aesop_bench.errors import AesopBenchError
 from aesop_bench.evaluation.batching import batches
 from aesop_bench.evaluation.config import EvalConfig
-from aesop_bench.evaluation.runner import evaluate
+from aesop_bench.evaluation.runner import run_evaluation as evaluate
 from aesop_bench.models.options import RunOptions
 from aesop_bench.protocols import get_protocol
 

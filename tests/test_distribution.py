@@ -75,7 +75,7 @@ def test_eval_fid_and_pfid(stand_in_inception, random_inception_state, bench_roo
 
     from aesop_bench.data.transforms import mod_crop
     from aesop_bench.evaluation.config import EvalConfig
-    from aesop_bench.evaluation.runner import evaluate
+    from aesop_bench.evaluation.runner import run_evaluation as evaluate
     from aesop_bench.models.options import RunOptions
     from aesop_bench.imageio import read_image
     from aesop_bench.paths import home

@@ -13,7 +13,7 @@ from aesop_bench.data.sets import expand_sets
 from aesop_bench.errors import AesopBenchError
 from aesop_bench.protocols import get_protocol
 from aesop_bench.evaluation.config import EvalConfig
-from aesop_bench.evaluation.runner import evaluate
+from aesop_bench.evaluation.runner import run_evaluation as evaluate
 from aesop_bench.imageio import read_image
 from aesop_bench.metrics.registry import expand_metrics
 

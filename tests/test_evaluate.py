@@ -12,7 +12,7 @@ import pytest
 from aesop_bench.cli import main
 from aesop_bench.protocols import get_protocol
 from aesop_bench.evaluation.config import EvalConfig
-from aesop_bench.evaluation.runner import evaluate
+from aesop_bench.evaluation.runner import run_evaluation as evaluate
 
 PUBLISHED = "reference/published_x4.csv"
 

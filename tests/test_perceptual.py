@@ -103,7 +103,7 @@ def test_real_heads_and_stand_in_backbones_load_through_the_manager(stand_in_bac
 def test_eval_computes_lpips_and_dists(stand_in_backbones, bench_root, tmp_path):
     from aesop_bench.protocols import get_protocol
     from aesop_bench.evaluation.config import EvalConfig
-    from aesop_bench.evaluation.runner import evaluate
+    from aesop_bench.evaluation.runner import run_evaluation as evaluate
 
     for name in ("alexnet", "vgg16"):
         wm.download(name, log=None)

@@ -158,7 +158,7 @@ def test_tiling_is_exact_within_the_receptive_margin():
 def test_zoo_model_through_the_evaluator(register, tmp_path):
     from aesop_bench.protocols import get_protocol
     from aesop_bench.evaluation.config import EvalConfig
-    from aesop_bench.evaluation.runner import evaluate
+    from aesop_bench.evaluation.runner import run_evaluation as evaluate
     from aesop_bench.models.options import RunOptions
 
     register("rrdb_psnr", {"params_ema": _random_sd(RRDBNet(), 9)})

@@ -11,7 +11,7 @@ def batches(items: list, size: int, pixels: int | None = None, path=lambda item:
     ``same_size=False`` consecutive images of any size (for networks that resize them; a model still runs once
     per LR shape). Files whose header cannot be read go alone in a batch of one size (reading them says what is
     wrong)."""
-    from ..imageio import image_size
+    from ..imageio import width_height
 
     if size == 1:
         yield from ([item] for item in items)
@@ -19,7 +19,7 @@ def batches(items: list, size: int, pixels: int | None = None, path=lambda item:
     if not same_size:
         group, used = [], 0
         for item in items:
-            wh = image_size(path(item))
+            wh = width_height(path(item))
             px = wh[0] * wh[1] if wh else 0
             if group and (len(group) == size or (pixels is not None and used + px > pixels)):
                 yield group
@@ -31,7 +31,7 @@ def batches(items: list, size: int, pixels: int | None = None, path=lambda item:
         return
     by_size: dict = {}
     for item in items:
-        by_size.setdefault(image_size(path(item)), []).append(item)
+        by_size.setdefault(width_height(path(item)), []).append(item)
     for wh, group in by_size.items():
         n = 1 if wh is None else size if pixels is None else max(1, min(size, pixels // (wh[0] * wh[1])))
         for i in range(0, len(group), n):

@@ -345,14 +345,15 @@ def _score(m, stacked, want, files, values) -> None:
         values[j][m.name] = (float(v), m.version)
 
 
-def evaluate(cfg: EvalConfig) -> dict:
-    """Run the evaluation described by ``cfg`` and return the summary (also written to ``cfg.out_dir``)."""
+def run_evaluation(cfg: EvalConfig) -> dict:
+    """Run the evaluation described by ``cfg`` and return the summary (also written to ``cfg.out_dir``). The
+    public entry point for users is :func:`aesop_bench.evaluate`, which builds the config."""
     return Runner(cfg).run()[0]
 
 
-def evaluate_in_memory(cfg: EvalConfig) -> tuple[dict, list[dict]]:
+def run_in_memory(cfg: EvalConfig) -> tuple[dict, list[dict]]:
     """Run ``cfg`` with ``out_dir=None``: the summary and the per-image rows (``store.PER_IMAGE_COLUMNS``), with
     nothing written (no run folder, no lock, no rows file) and nothing resumed."""
     if cfg.out_dir is not None:
-        raise AesopBenchError("evaluate_in_memory takes a config with out_dir=None")
+        raise AesopBenchError("run_in_memory takes a config with out_dir=None")
     return Runner(cfg).run()

@@ -268,7 +268,7 @@ def reproduce(recipe: Recipe, backbone: str | None = None, device: str = "cpu", 
     """Reproduce ``recipe``; returns ``{"plan", "table", "files", "verdict"}`` (only ``plan`` for a dry run)."""
     from ..distributed import ranks
     from ..evaluation.config import EvalConfig
-    from ..evaluation.runner import evaluate
+    from ..evaluation.runner import run_evaluation
     from ..models.options import RunOptions
     from ..paths import data_root as default_root
     from ..protocols import get_protocol
@@ -306,7 +306,7 @@ def reproduce(recipe: Recipe, backbone: str | None = None, device: str = "cpu", 
                              data_root=data_root, out_dir=p.run_dir(model), run=RunOptions(device=device),
                              metric_options=recipe.eval_options(s), download=False, progress=progress, log=say,
                              threads=threads)
-            evaluate(cfg)
+            run_evaluation(cfg)
     if rank != 0:
         return {"plan": p}
     return _write_table(p, backbone, say)

@@ -61,7 +61,7 @@ def validate(cfg: TrainConfig, net: nn.Module, step: int, device: torch.device) 
     from ..api import CallableModel
     from ..data.sets import expand_sets, resolve
     from ..evaluation.config import EvalConfig
-    from ..evaluation.runner import evaluate_in_memory
+    from ..evaluation.runner import run_in_memory
     from ..models.options import RunOptions
     from ..data.transforms import mod_crop, to_rgb
     from ..imageio import quantize, read_image
@@ -77,7 +77,7 @@ def validate(cfg: TrainConfig, net: nn.Module, step: int, device: torch.device) 
         # the evaluator's collectives
         # (in memory: nothing is written)
         names, metrics = expand_sets(v.set), expand_metrics(v.metrics)
-        summary, _ = evaluate_in_memory(EvalConfig(
+        summary, _ = run_in_memory(EvalConfig(
             model=CallableModel(net, protocol.scale, name=f"{cfg.name}@{step}"), sets=names, metrics=metrics,
             protocol=protocol, data_root=data_root(v.data_root), out_dir=None, run=RunOptions(device=str(device)),
             download=False, progress=False, log=lambda msg: None, alone=True))
