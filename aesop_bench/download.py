@@ -21,6 +21,9 @@ e.g. for a mirror.
 
 Files with no published hash are trusted on first download: :func:`record_first_hash` keeps the hash of the
 first complete download in a JSON record, and later downloads must match it.
+
+Length: every transport (HTTP with resume, file URLs, GitHub raw files, Google Drive through gdown) ends in one
+verify-and-extract path.
 """
 
 from __future__ import annotations

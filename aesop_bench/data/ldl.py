@@ -19,6 +19,9 @@ URL or file (``aesop-bench data download ldl --from FILE``; ``$AESOP_BENCH_LDL_S
 archive saved by hand. No hash is published: the sha256 of every file is recorded at its first download (or
 first use, for files placed by hand) and checked at every later use. :func:`compare_with_public` checks each
 LDL HR image against the pinned public copy of the same image over their common area.
+
+Length: LDL's five sets share one Drive folder, one download, one layout and one fallback rule, so they are kept
+together.
 """
 
 from __future__ import annotations

@@ -25,6 +25,9 @@ rows and makes the SR images and FID/pFID features of its share (cached on
 disk), and rank 0 computes the set-level distances from them and writes the
 results. A rank waits for the others at most ``$AESOP_BENCH_DIST_TIMEOUT``
 minutes (default 60).
+
+Length: the runner's steps read in order in one file; the config (:mod:`.config`), the sets and weights
+(:mod:`.prepare`), batching (:mod:`.batching`) and the sources live apart.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ Layout of a run folder::
 A run killed at any moment leaves at most one partial line at the end of
 ``rows.jsonl``; it is ignored when the run is started again, and only the
 missing rows are computed. The final files are written atomically.
+
+Length: the run folder's files (rows, lock, summary, CSV) and the in-memory store share one row format and one
+summary builder.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ whatever networks it needs and builds them on first use.
   :func:`set_distance` of the SR and HR features.
 
 :class:`aesop_bench.metrics.metric.Metric` is the object users hold.
+
+Length: the table of metrics sits beside the small scorer makers it names, so that an entry reads whole.
 """
 
 from __future__ import annotations

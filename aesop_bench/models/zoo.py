@@ -8,6 +8,9 @@
 * a model card (``.yaml``/``.json``): ``{arch, weights, key, scale, arch_opts}``;
 * ``interp:A,B@ALPHA``: network interpolation ``(1 - ALPHA) * A + ALPHA * B`` parameter by parameter
   (ESRGAN's PD-curve recipe); A and B must share an architecture.
+
+Length: a model name's whole path to a network is here: the zoo table, specs, checkpoints, cards, interpolations and
+identities.
 """
 
 from __future__ import annotations

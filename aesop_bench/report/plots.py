@@ -4,6 +4,9 @@ PD plot: one point per run at (x metric, y metric) on one set; runs of a network
 (``interp:A,B@ALPHA``) are joined by a line per family in order of ALPHA, with their end points (A and B
 evaluated on their own) when present. Axis labels carry arrows for the better direction, and an arrow in
 the legend's title points to the better corner. Sized for a paper column (3.4 in wide); written as PNG and PDF.
+
+Length: the PD plot and the crop sheet share the loading of runs, the label-stable styles and the figure
+conventions.
 """
 
 from __future__ import annotations
@@ -204,23 +207,15 @@ def _place_labels(fig, ax, labels) -> None:
             continue
 
 
-def crop_panels(runs: list[Run], set_name: str, image: str, box: tuple[int, int, int, int] | None,
-                data_root: str | Path):
-    """The crop sheet's content: the HR image, the box, and ``(label, crop, caption)`` per panel (HR, bicubic
-    unless a run is bicubic, each run's SR), every SR panel captioned with its PSNR and, where stored, LPIPS.
-
-    The HR is shown over the area the runs compared (the protocol's crop; a result folder's SR files' own area),
-    and the box is checked against what each panel shows. A bicubic run with no saved images is drawn from the
-    protocol's LR, as the evaluator made it."""
+def _compared_area(runs: list[Run], set_name: str, image: str, data_root: str | Path):
+    """The HR of ``image`` over the area the runs compared, what that area is, its LR, the protocol, and each
+    run's saved SR image (by run index)."""
     from ..data.imresize import imresize
     from ..data.sets import resolve
     from ..data.transforms import mod_crop, protocol_lr, to_rgb
     from ..imageio import read_image
-    from ..metrics.metric import Metric
     from ..protocols import Protocol
 
-    if not runs:
-        raise AesopBenchError("give at least one run")
     record = runs[0].protocol
     protocol = Protocol(**{k: record[k] for k in Protocol.__dataclass_fields__ if k in record})
     res = None
@@ -241,7 +236,7 @@ def crop_panels(runs: list[Run], set_name: str, image: str, box: tuple[int, int,
         raise AesopBenchError(f"{files[missing[0]]}: no saved SR image; evaluate {runs[missing[0]].label} with "
                               "--save-sr")
     saved = {i: to_rgb(read_image(f)) for i, f in enumerate(files) if f.is_file()}
-    if runs and all(r.source == "folder" for r in runs):  # result folders compare the SR files' own area
+    if all(r.source == "folder" for r in runs):  # result folders compare the SR files' own area
         h, w = min(img.shape[-2] for img in saved.values()), min(img.shape[-1] for img in saved.values())
         hr, hr_what = raw[:, :h, :w], "the HR over the SR files' area"
         lr = imresize(mod_crop(hr, scale), 1.0 / scale)  # the LR of that area, as a folder's LR-PSNR uses
@@ -250,9 +245,42 @@ def crop_panels(runs: list[Run], set_name: str, image: str, box: tuple[int, int,
         hr_what = f"the HR cropped to a multiple of {protocol.effective_modcrop}"
         lr_file = res.lr_file(hr_file, scale) if protocol.lr_source == "folder" else None
         lr = to_rgb(read_image(lr_file)) if lr_file is not None else protocol_lr(raw, protocol)
+    return hr, hr_what, lr, protocol, saved
+
+
+def _cut(panels: list, box: tuple[int, int, int, int] | None, hr):
+    """The box (default: 96 pixels at the centre) and each panel's crop; a box outside a panel is an error naming
+    each such panel."""
+    h, w = hr.shape[-2:]
+    if box is None:
+        s = min(96, h, w)
+        box = ((w - s) // 2, (h - s) // 2, s, s)
+    x0, y0, bw, bh = box
+    outside = [f"{label} ({img.shape[-1]}x{img.shape[-2]}, {what})" for label, img, _, what in panels
+               if x0 < 0 or y0 < 0 or x0 + bw > img.shape[-1] or y0 + bh > img.shape[-2]]
+    if outside:
+        raise AesopBenchError(f"crop box {box} (x, y, width, height) lies outside what these panels show: "
+                              f"{'; '.join(outside)}; choose a box inside every panel")
+    return box, [(label, img[:, y0:y0 + bh, x0:x0 + bw], cap) for label, img, cap, _ in panels]
+
+
+def crop_panels(runs: list[Run], set_name: str, image: str, box: tuple[int, int, int, int] | None,
+                data_root: str | Path):
+    """The crop sheet's content: the HR image, the box, and ``(label, crop, caption)`` per panel (HR, bicubic
+    unless a run is bicubic, each run's SR), every SR panel captioned with its PSNR and, where stored, LPIPS.
+
+    The HR is shown over the area the runs compared (the protocol's crop; a result folder's SR files' own area),
+    and the box is checked against what each panel shows. A bicubic run with no saved images is drawn from the
+    protocol's LR, as the evaluator made it."""
+    from ..data.imresize import imresize
+    from ..metrics.metric import Metric
+
+    if not runs:
+        raise AesopBenchError("give at least one run")
+    hr, hr_what, lr, protocol, saved = _compared_area(runs, set_name, image, data_root)
 
     def bicubic():  # MATLAB bicubic of the uint8 LR, uint8 as the evaluator's
-        return imresize(lr, float(scale))
+        return imresize(lr, float(protocol.scale))
 
     srs = [(r, saved[i], "the SR file") if i in saved else (r, bicubic(), "bicubic of the protocol's LR")
            for i, r in enumerate(runs)]
@@ -272,17 +300,7 @@ def crop_panels(runs: list[Run], set_name: str, image: str, box: tuple[int, int,
         img = bicubic()
         panels.append(("Bicubic", img, caption(None, img), "bicubic of the protocol's LR"))
     panels += [(r.label, img, caption(r, img), what) for r, img, what in srs]
-    h, w = hr.shape[-2:]
-    if box is None:
-        s = min(96, h, w)
-        box = ((w - s) // 2, (h - s) // 2, s, s)
-    x0, y0, bw, bh = box
-    outside = [f"{label} ({img.shape[-1]}x{img.shape[-2]}, {what})" for label, img, _, what in panels
-               if x0 < 0 or y0 < 0 or x0 + bw > img.shape[-1] or y0 + bh > img.shape[-2]]
-    if outside:
-        raise AesopBenchError(f"crop box {box} (x, y, width, height) lies outside what these panels show: "
-                              f"{'; '.join(outside)}; choose a box inside every panel")
-    out = [(label, img[:, y0:y0 + bh, x0:x0 + bw], cap) for label, img, cap, _ in panels]
+    box, out = _cut(panels, box, hr)
     return hr, box, out
 
 

@@ -10,6 +10,8 @@ the paper's value and the difference in every cell, and the PD plot of the table
 
 Output folder (default ``reports/reproduce/RECIPE[-BACKBONE]``): ``runs/MODEL-PROTOCOL/`` (one run folder per
 model), ``RECIPE.md``, ``.tex``, ``.csv``, ``pd_SET.png``.
+
+Length: a recipe's plan, fetch, evaluation and table are the stages of one command, read top to bottom.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ best value is bold and the second underlined, following each metric's direction 
 With ``compare_paper`` the paper's value and the difference follow each value that the paper reports;
 with ``significance`` a value whose per-image difference to the best is not significant (Wilcoxon,
 p >= 0.05) is marked with a tilde.
+
+Length: every table layout of the paper (Tables 1, 4, 6, 7 and generic), in Markdown and LaTeX, goes through one
+cell formatter.
 """
 
 from __future__ import annotations

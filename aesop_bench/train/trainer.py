@@ -26,6 +26,9 @@ over the micro-batches. The 256 discriminator pools its BatchNorm statistics ove
 the authors' ``nn.SyncBatchNorm`` does: it sees each rank's share in one pass, and the generator's gradient
 from the GAN term is taken over that share (with respect to its SR images) and fed into each micro-batch's
 backward pass, so the generator, VGG19 and the AE keep their micro-batches. Only rank 0 writes.
+
+Length: one training step and its variants (DDP, micro-batches, the pooled GAN), checkpoints and validation share
+the Trainer's state.
 """
 
 from __future__ import annotations
