@@ -36,7 +36,11 @@ __all__ = ["metric", "Metric", "evaluate", "load_run", "protocol", "Result", "mo
 
 def protocol(name: str = "paper", **overrides):
     """A protocol by name (``paper``, ``basicsr``, ``matlab``) with overrides: scale, modcrop, crop_border,
-    lr_source."""
+    lr_source, ...
+
+    >>> protocol("matlab", crop_border=0).as_dict()["crop_border"]
+    0
+    """
     from .protocols import get_protocol
 
     return get_protocol(name, **overrides)
@@ -45,7 +49,13 @@ def protocol(name: str = "paper", **overrides):
 @dataclass
 class Result:
     """What :func:`evaluate` returns: ``summary`` (the dict of ``summary.json``), ``per_image`` (a DataFrame with
-    columns set, image, metric, value, version, protocol) and ``out`` (the run folder, or None)."""
+    columns set, image, metric, value, version, protocol) and ``out`` (the run folder, or None).
+
+    >>> import pandas as pd
+    >>> r = Result({"sets": {"set5": {"metrics": {"psnr": 28.4}}}}, pd.DataFrame())
+    >>> r.mean("set5", "psnr"), r.mean("set14", "psnr")
+    (28.4, None)
+    """
 
     summary: dict
     per_image: "pd.DataFrame"
@@ -57,7 +67,14 @@ class Result:
 
 
 def module_identity(net: "nn.Module", scale: int) -> str:
-    """A content hash of a network's parameters and buffers (names, dtypes, shapes, values) and its class."""
+    """A content hash of a network's parameters and buffers (names, dtypes, shapes, values) and its class.
+
+    >>> import torch
+    >>> a, b = torch.nn.Conv2d(3, 3, 3), torch.nn.Conv2d(3, 3, 3)
+    >>> _ = b.load_state_dict(a.state_dict())
+    >>> module_identity(a, 4) == module_identity(b, 4), module_identity(a, 4).startswith("module:Conv2d-x4-")
+    (True, True)
+    """
     import torch
 
     h = hashlib.sha256(type(net).__qualname__.encode())
@@ -71,7 +88,13 @@ def module_identity(net: "nn.Module", scale: int) -> str:
 class CallableModel:
     """A callable LR -> SR (float ``(N, C, h, w)`` in [0, 1] in, the same out at ``scale`` times the size).
 
-    Without ``identity`` its outputs are not cached on disk (nothing says when they would change)."""
+    Without ``identity`` its outputs are not cached on disk (nothing says when they would change).
+
+    >>> import torch
+    >>> m = CallableModel(lambda lr: lr.repeat_interleave(2, -1).repeat_interleave(2, -2), 2, identity="nn-x2")
+    >>> tuple(m(torch.rand(1, 3, 4, 4)).shape), m.cache
+    ((1, 3, 8, 8), True)
+    """
 
     def __init__(self, fn: Callable, scale: int, identity: str | None = None, name: str | None = None):
         self.fn, self.scale = fn, scale
@@ -218,7 +241,13 @@ def _wrap(model, scale, run, device_given, identity, name, cache=False):
 
 def load_run(path: str | os.PathLike) -> "pd.DataFrame":
     """The per-image values of a run folder as a DataFrame (set, image, metric, value, version, protocol); set-level
-    values (FID, pFID) are in the summary, ``frame.attrs["summary"]``."""
+    values (FID, pFID) are in the summary, ``frame.attrs["summary"]``.
+
+    >>> load_run("no-such-run")
+    Traceback (most recent call last):
+    ...
+    aesop_bench.errors.AesopBenchError: no-such-run: no per_image.csv/summary.json; give a folder written by `aesop-bench eval`
+    """
     import pandas as pd
 
     from .evaluation.store import read_summary

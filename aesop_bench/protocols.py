@@ -49,6 +49,18 @@ TEST_DATA = ("own", "ldl")
 
 @dataclass(frozen=True)
 class Protocol:
+    """A named set of evaluation conventions; every stored value records the protocol it was computed under
+    (:meth:`as_dict`). ``modcrop``, ``crop_border`` and ``niqe_crop`` left None follow the scale (the border crop).
+
+    >>> p = Protocol(name="mine", scale=2, y_round=True)
+    >>> p.effective_modcrop, p.effective_crop_border, p.with_overrides(crop_border=0).effective_crop_border
+    (2, 2, 0)
+    >>> Protocol(name="bad", scale=4, modcrop=6)
+    Traceback (most recent call last):
+    ...
+    aesop_bench.errors.AesopBenchError: modcrop 6 must be a multiple of the scale 4
+    """
+
     name: str
     version: int = 1
     scale: int = 4
@@ -118,6 +130,11 @@ PROTOCOLS: dict[str, Protocol] = {
 
 
 def get_protocol(name: str, **overrides) -> Protocol:
+    """A registered protocol (``paper``, ``basicsr``, ``matlab``; any case) with ``overrides`` (None: unchanged).
+
+    >>> get_protocol("paper").effective_modcrop, get_protocol("Paper", modcrop=4, scale=None).effective_modcrop
+    (12, 4)
+    """
     try:
         base = PROTOCOLS[name.lower()]
     except KeyError:
@@ -138,6 +155,10 @@ def normalised(d: dict) -> dict:
 
 
 def differences(a: dict, b: dict) -> dict[str, tuple]:
-    """The fields that move numbers and differ between two protocol records: ``{field: (a, b)}``."""
+    """The fields that move numbers and differ between two protocol records: ``{field: (a, b)}``.
+
+    >>> differences(get_protocol("basicsr").as_dict(), get_protocol("matlab").as_dict())
+    {'y_round': (False, True), 'grayscale': ('rgb', 'keep')}
+    """
     a, b = normalised(a), normalised(b)
     return {k: (a.get(k), b.get(k)) for k in NUMERIC_FIELDS if a.get(k) != b.get(k)}

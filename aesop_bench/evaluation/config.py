@@ -4,17 +4,6 @@ recipes and training validation, and read by the runner (:mod:`.runner`).
 How the model runs is one :class:`~aesop_bench.models.options.RunOptions`; the metrics' options are one
 ``{metric: {option: value}}`` checked by each metric's spec (:func:`aesop_bench.metrics.registry.metric_options`).
 Torch-free.
-
->>> from aesop_bench.protocols import get_protocol
->>> cfg = EvalConfig(model="bicubic", sets=["set5"], metrics=["psnr", "fid"], protocol=get_protocol("paper"),
-...                  data_root=Path("data"), out_dir=None, metric_options={"fid": {"fid_mode": "clean"}})
->>> cfg.options_for("fid"), cfg.run.batch_limits()
-({'fid_mode': 'clean'}, (1, None))
->>> EvalConfig(model="bicubic", sets=["set5"], metrics=["fid"], protocol=get_protocol("paper"),
-...            data_root=Path("data"), out_dir=None, metric_options={"fid": {"mode": "clean"}})
-Traceback (most recent call last):
-...
-aesop_bench.errors.AesopBenchError: metric 'fid' takes no option mode; its options: fid_mode
 """
 
 from __future__ import annotations
@@ -37,7 +26,19 @@ def _stderr(msg: str) -> None:
 class EvalConfig:
     """One evaluation: what (``model``, or ``sr_dir`` with ``model=None``), on which ``sets``, with which
     ``metrics`` under ``protocol``, and where the rows go (``out_dir``; None keeps them in memory and writes
-    nothing)."""
+    nothing).
+
+    >>> from aesop_bench.protocols import get_protocol
+    >>> cfg = EvalConfig(model="bicubic", sets=["set5"], metrics=["psnr", "fid"], protocol=get_protocol("paper"),
+    ...                  data_root=Path("data"), out_dir=None, metric_options={"fid": {"fid_mode": "clean"}})
+    >>> cfg.options_for("fid"), cfg.run.batch_limits()
+    ({'fid_mode': 'clean'}, (1, None))
+    >>> EvalConfig(model="bicubic", sets=["set5"], metrics=["fid"], protocol=get_protocol("paper"),
+    ...            data_root=Path("data"), out_dir=None, metric_options={"fid": {"mode": "clean"}})
+    Traceback (most recent call last):
+    ...
+    aesop_bench.errors.AesopBenchError: metric 'fid' takes no option mode; its options: fid_mode
+    """
 
     model: "str | object | None"  # a name/path, a model object, or None with sr_dir
     sets: list[str]

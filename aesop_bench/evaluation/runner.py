@@ -53,6 +53,7 @@ from .store import SET_ROW, MemoryStore, ResultStore
 
 
 def image_key(path: Path) -> str:
+    """What an image is stored under in its set: its file's stem (``Path("a/baby.png")`` -> ``baby``)."""
     return path.stem
 
 
@@ -67,7 +68,8 @@ def make_source(cfg: EvalConfig) -> Source:
 
 @dataclass
 class SetPlan:
-    """One set as the runner works on it: its files, each image's key, and what is missing from the store."""
+    """One set as the runner works on it (:meth:`Runner.plan`): its files, each image's key, and what is missing
+    from the store."""
 
     name: str
     res: ResolvedSet
@@ -350,13 +352,24 @@ def _score(m, stacked, want, files, values) -> None:
 
 def run_evaluation(cfg: EvalConfig) -> dict:
     """Run the evaluation described by ``cfg`` and return the summary (also written to ``cfg.out_dir``). The
-    public entry point for users is :func:`aesop_bench.evaluate`, which builds the config."""
+    public entry point for users is :func:`aesop_bench.evaluate`, which builds the config.
+
+    >>> import tempfile
+    >>> from aesop_bench.paths import data_root
+    >>> from aesop_bench.protocols import get_protocol
+    >>> out = Path(tempfile.mkdtemp()) / "run"
+    >>> cfg = EvalConfig(model="bicubic", sets=["set5"], metrics=["psnr"], protocol=get_protocol("matlab"),
+    ...                  data_root=data_root(), out_dir=out, download=False, progress=False)
+    >>> round(run_evaluation(cfg)["sets"]["set5"]["metrics"]["psnr"], 2), (out / "per_image.csv").is_file()
+    (28.42, True)
+    """
     return Runner(cfg).run()[0]
 
 
 def run_in_memory(cfg: EvalConfig) -> tuple[dict, list[dict]]:
     """Run ``cfg`` with ``out_dir=None``: the summary and the per-image rows (``store.PER_IMAGE_COLUMNS``), with
-    nothing written (no run folder, no lock, no rows file) and nothing resumed."""
+    nothing written (no run folder, no lock, no rows file) and nothing resumed. :class:`Runner` shows an example.
+    """
     if cfg.out_dir is not None:
         raise AesopBenchError("run_in_memory takes a config with out_dir=None")
     return Runner(cfg).run()

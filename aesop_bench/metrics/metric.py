@@ -43,6 +43,11 @@ class Metric:
     an ``(N, C, H, W)`` tensor or a sequence of ``(C, H, W)`` tensors (sizes may differ).
 
     Networks are built on the first call and kept by the object.
+
+    >>> m = Metric("ssim", "basicsr")
+    >>> hr = torch.arange(64 * 64 * 3).reshape(1, 3, 64, 64).remainder(251).to(torch.uint8)
+    >>> float(m(hr, hr)), m.version
+    (1.0, 'ssim-y-gauss11-v1')
     """
 
     def __init__(self, name: str, protocol="paper", device="cpu", **options):
