@@ -131,7 +131,7 @@ def test_missing_released_ae_is_a_clear_error(monkeypatch):
 
 
 def test_the_hr_side_is_computed_once_and_the_values_do_not_move(tmp_path):
-    from aesop_bench.metrics.ae import ae_psnr
+    from aesop_bench.metrics.ae import ae_hr_side, ae_psnr, ae_psnr_from_hr_side
     from aesop_bench.metrics.hrcache import HRCache
 
     torch.manual_seed(0)
@@ -143,14 +143,15 @@ def test_the_hr_side_is_computed_once_and_the_values_do_not_move(tmp_path):
     plain = [ae_psnr(sr, hr, ae, 4, False, 1e-8) for sr in srs]
     calls.clear()
     cache = HRCache("ae_psnr-test", "cpu", base=tmp_path / "c")
-    cached = [ae_psnr(sr, hr, ae, 4, False, 1e-8, hr_cache=cache) for sr in srs]
+    score = cache.around(lambda x: ae_hr_side(ae, x), lambda x, ae_hr: ae_psnr_from_hr_side(x, ae_hr, ae, 4, False, 1e-8))
+    cached = [score(sr, hr) for sr in srs]
     assert len(calls) == 3 + 1  # three SR images, and the HR once: later models read AE(HR) from the disk
     assert all(torch.equal(a, b) for a, b in zip(plain, cached))  # bit-identical
     assert len(list((tmp_path / "c").rglob("*.pt"))) == 1
 
 
 def test_a_batch_keeps_ae_hr_image_by_image(tmp_path):
-    from aesop_bench.metrics.ae import ae_psnr
+    from aesop_bench.metrics.ae import ae_hr_side, ae_psnr, ae_psnr_from_hr_side
     from aesop_bench.metrics.hrcache import HRCache
 
     torch.manual_seed(0)
@@ -162,11 +163,12 @@ def test_a_batch_keeps_ae_hr_image_by_image(tmp_path):
     singles = torch.cat([ae_psnr(sr[i:i + 1], hr[i:i + 1], ae, 4, False, 1e-8) for i in range(3)])
     cache = HRCache("ae_psnr-test", "cpu", base=tmp_path / "c")
     calls.clear()
-    batched = ae_psnr(sr[:2], hr[:2], ae, 4, False, 1e-8, hr_cache=cache)
+    score = cache.around(lambda x: ae_hr_side(ae, x), lambda x, ae_hr: ae_psnr_from_hr_side(x, ae_hr, ae, 4, False, 1e-8))
+    batched = score(sr[:2], hr[:2])
     assert calls == [2, 2] and len(list((tmp_path / "c").rglob("*.pt"))) == 2
     calls.clear()
-    again = ae_psnr(sr, hr, ae, 4, False, 1e-8, hr_cache=cache)
-    assert calls == [3, 1]  # the SR batch, and AE(HR) of the one image not kept
+    again = score(sr, hr)
+    assert calls == [1, 3]  # AE(HR) of the one image not kept, then the SR batch
     # float32 convolutions of a batch round differently from one image's (here 3e-7 dB)
     assert torch.allclose(batched, singles[:2], atol=1e-5, rtol=0) and torch.allclose(again, singles, atol=1e-5)
     assert torch.equal(again[:2], batched)

@@ -68,17 +68,26 @@ def test_dists_equals_the_dists_package(bench_root, monkeypatch):
     assert torch.allclose(got, want, atol=1e-6, rtol=0), (got, want)
 
 
-@pytest.fixture()
-def stand_in_backbones(tmp_path, monkeypatch):
-    """Deterministic random AlexNet and VGG16 (the ImageNet files cannot be fetched here) registered
-    through a test manifest, next to the real LPIPS heads and DISTS alpha/beta of the shipped manifest."""
+@pytest.fixture(scope="module")
+def _backbone_files(tmp_path_factory):
+    """Deterministic random AlexNet and VGG16, made once, and their ``features.*`` saved (a file of only the
+    features is what the metrics load; a tenth of the full file's bytes)."""
     torch.manual_seed(2)
     alex = torchvision.models.alexnet(weights=None)
     vgg = torchvision.models.vgg16(weights=None)
+    folder = tmp_path_factory.mktemp("backbones")
     files = {}
     for name, model in (("alexnet", alex), ("vgg16", vgg)):
-        files[name] = tmp_path / f"{name}-standin.pth"
-        torch.save(model.state_dict(), files[name])
+        files[name] = folder / f"{name}-standin.pth"
+        torch.save({k: v for k, v in model.state_dict().items() if k.startswith("features.")}, files[name])
+    return alex, vgg, files
+
+
+@pytest.fixture()
+def stand_in_backbones(_backbone_files, tmp_path, monkeypatch):
+    """The random AlexNet and VGG16 (the ImageNet files cannot be fetched here) registered through a test
+    manifest, next to the real LPIPS heads and DISTS alpha/beta of the shipped manifest."""
+    alex, vgg, files = _backbone_files
     monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(write_manifest(files, tmp_path / "m.json")))
     return alex, vgg
 

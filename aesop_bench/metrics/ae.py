@@ -16,19 +16,27 @@ from ..imageio import to_unit_rgb
 from ..models.ae import DEFAULT_AE, build_ae
 
 @torch.no_grad()
-def ae_psnr(sr: torch.Tensor, hr: torch.Tensor, ae, crop_border: int, y_round: bool, eps: float = 0.0,
-            hr_cache=None) -> torch.Tensor:
-    """PSNR(AE(SR), AE(HR)). ``hr_cache``: an :class:`~aesop_bench.metrics.hrcache.HRCache` (named after the AE)
-    where AE(HR) is kept for the next model evaluated on the same images."""
+def ae_hr_side(ae, hr: torch.Tensor) -> list[torch.Tensor]:
+    """``[AE(HR)]`` in float32, as the network returns it: what AE-PSNR compares SR images with (and what a
+    cache may keep)."""
+    dev = next(ae.parameters()).device
+    return [ae(to_unit_rgb(hr).to(dev)).float()]
+
+
+@torch.no_grad()
+def ae_psnr_from_hr_side(sr: torch.Tensor, ae_hr: list[torch.Tensor], ae, crop_border: int, y_round: bool,
+                         eps: float = 0.0) -> torch.Tensor:
+    """PSNR(AE(SR), AE(HR)) given ``ae_hr``, the :func:`ae_hr_side` of the HR images."""
     from .fidelity import psnr
 
     dev = next(ae.parameters()).device
     out_sr = ae(to_unit_rgb(sr).to(dev)).double().cpu()
-
-    def hr_side(x):
-        return [ae(to_unit_rgb(x).to(dev)).float()]
-    out_hr = (hr_side(hr) if hr_cache is None else hr_cache.get_batch(hr, hr_side))[0].double().cpu()
-    return psnr(out_sr, out_hr, crop_border, True, y_round, eps)
+    return psnr(out_sr, ae_hr[0].double().cpu(), crop_border, True, y_round, eps)
 
 
-__all__ = ["ae_psnr", "build_ae", "DEFAULT_AE"]
+def ae_psnr(sr: torch.Tensor, hr: torch.Tensor, ae, crop_border: int, y_round: bool, eps: float = 0.0) -> torch.Tensor:
+    """PSNR(AE(SR), AE(HR)) per image, with the PSNR settings of the protocol (module docstring)."""
+    return ae_psnr_from_hr_side(sr, ae_hr_side(ae, hr), ae, crop_border, y_round, eps)
+
+
+__all__ = ["ae_psnr", "ae_hr_side", "ae_psnr_from_hr_side", "build_ae", "DEFAULT_AE"]

@@ -44,6 +44,20 @@ class HRCache:
         self.folder = base / name.replace(":", "_").replace("=", "_").replace("/", "_") / device_tag(device)
         self.store = Store("hr_features", self.folder, TENSORS, second_sight=second_sight)
 
+    def around(self, hr_side: Callable[[torch.Tensor], list[torch.Tensor]],
+               from_hr_side: Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor]):
+        """A scorer ``(sr, hr) -> values`` of a metric given as two pure functions, its HR side (``hr_side(hr)``)
+        and its comparison (``from_hr_side(sr, hr_side)``), with the HR side kept here image by image.
+
+        >>> import tempfile
+        >>> cache, seen = HRCache("demo", "cpu", base=Path(tempfile.mkdtemp())), []
+        >>> score = cache.around(lambda hr: seen.append(len(hr)) or [hr.float() * 2], lambda sr, f: (sr - f[0]).sum((1, 2, 3)))
+        >>> x = torch.ones(2, 1, 2, 2)
+        >>> score(x, x).tolist(), score(x, x).tolist(), seen   # the HR side computed once, then read
+        ([-4.0, -4.0], [-4.0, -4.0], [2])
+        """
+        return lambda sr, hr: from_hr_side(sr, self.get_batch(hr, hr_side))
+
     def get(self, hr: torch.Tensor, compute: Callable[[], list[torch.Tensor]]) -> list[torch.Tensor]:
         """The tensors ``compute()`` returns for ``hr`` (one entry, whatever its batch size), read from the disk
         when an earlier run kept them (on the CPU; move them where they are needed)."""

@@ -159,31 +159,36 @@ class DISTS(nn.Module):
         return (1 - (d1 + d2)).flatten()
 
 
-def _score(net, sr: torch.Tensor, hr: torch.Tensor, hr_cache) -> torch.Tensor:
+@torch.no_grad()
+def hr_side(net: "LPIPSAlex | DISTS", hr: torch.Tensor) -> list[torch.Tensor]:
+    """The HR images' features: what a metric compares SR images with (and what a cache may keep)."""
+    from ..determinism import deterministic
+
+    with deterministic():
+        return net.features(to_unit_rgb(hr))
+
+
+@torch.no_grad()
+def from_hr_side(net: "LPIPSAlex | DISTS", sr: torch.Tensor, fy: list[torch.Tensor]) -> torch.Tensor:
+    """The metric per image between ``sr`` and the HR images whose :func:`hr_side` is ``fy``."""
     from ..determinism import deterministic
 
     x = to_unit_rgb(sr)
     with deterministic():
-        if hr_cache is None:
-            return net(x, to_unit_rgb(hr)).double()
-        fy = hr_cache.get_batch(hr, lambda sub: net.features(to_unit_rgb(sub.to(x.device))))
         return net.distance(x, [f.to(x.device) for f in fy]).double()
 
 
-@torch.no_grad()
-def lpips(sr: torch.Tensor, hr: torch.Tensor, net: LPIPSAlex | None = None, hr_cache=None) -> torch.Tensor:
+def lpips(sr: torch.Tensor, hr: torch.Tensor, net: LPIPSAlex | None = None) -> torch.Tensor:
     """LPIPS per image for uint8 or [0, 1] float ``(N, 3, H, W)`` tensors (lower is better).
 
-    ``net``: the network to use (default: one built from the weights manager for this call). ``hr_cache``: an
-    :class:`~aesop_bench.metrics.hrcache.HRCache` that keeps each HR's features for the next model.
+    ``net``: the network to use (default: one built from the weights manager for this call).
     """
     net = net if net is not None else LPIPSAlex.from_manager().to(sr.device)
-    return _score(net, sr, hr, hr_cache)
+    return from_hr_side(net, sr, hr_side(net, hr.to(sr.device)))
 
 
-@torch.no_grad()
-def dists(sr: torch.Tensor, hr: torch.Tensor, net: DISTS | None = None, hr_cache=None) -> torch.Tensor:
-    """DISTS per image for uint8 or [0, 1] float ``(N, 3, H, W)`` tensors (lower is better); ``hr_cache`` as
+def dists(sr: torch.Tensor, hr: torch.Tensor, net: DISTS | None = None) -> torch.Tensor:
+    """DISTS per image for uint8 or [0, 1] float ``(N, 3, H, W)`` tensors (lower is better); ``net`` as
     :func:`lpips`."""
     net = net if net is not None else DISTS.from_manager().to(sr.device)
-    return _score(net, sr, hr, hr_cache)
+    return from_hr_side(net, sr, hr_side(net, hr.to(sr.device)))

@@ -142,22 +142,36 @@ def _perceptual(name: str):
     """The scorer maker of LPIPS or DISTS (``name``), whose HR side is kept by an HR cache on the CPU."""
     def make(ctx: MetricContext):
         from . import perceptual
-        from .hrcache import HRCache
 
-        cls, fn = {"lpips": (perceptual.LPIPSAlex, perceptual.lpips),
-                   "dists": (perceptual.DISTS, perceptual.dists)}[name]
+        cls = {"lpips": perceptual.LPIPSAlex, "dists": perceptual.DISTS}[name]
         net = LazyNet(lambda: cls.from_manager().to(ctx.device))
-        # the HR's features are kept for the next model on the CPU only: on a GPU the HR forward costs less than
-        # reading its feature maps back (a 2040x1356 image has 1.4 GB of DISTS features)
-        tag = _weights_tag(METRICS[name].weights)
-        cache = HRCache(f"{METRICS[name].version}-{tag}", ctx.device, second_sight=True) \
-            if tag and str(ctx.device) == "cpu" else None
-        return lambda sr, hr, lr: fn(sr.to(ctx.device), hr.to(ctx.device), net=net(), hr_cache=cache).cpu()
+        score = _with_hr_side(lambda hr: perceptual.hr_side(net(), hr),
+                              lambda sr, fy: perceptual.from_hr_side(net(), sr, fy),
+                              # on the CPU only: on a GPU the HR forward costs less than reading its feature maps
+                              # back (a 2040x1356 image has 1.4 GB of DISTS features)
+                              _hr_cache(name, ctx) if str(ctx.device) == "cpu" else None)
+        return lambda sr, hr, lr: score(sr.to(ctx.device), hr.to(ctx.device)).cpu()
     return make
 
 
+def _hr_cache(name: str, ctx: MetricContext):
+    """The HR cache of LPIPS or DISTS, named after the metric's version and weights (None without the weights);
+    written from an image's second model on (large feature maps of a cheap network: see hrcache)."""
+    from .hrcache import HRCache
+
+    tag = _weights_tag(METRICS[name].weights)
+    return HRCache(f"{METRICS[name].version}-{tag}", ctx.device, second_sight=True) if tag else None
+
+
+def _with_hr_side(hr_side, from_hr_side, cache):
+    """A metric given as its pure HR side and comparison, with the HR side kept by ``cache`` (None: computed)."""
+    if cache is None:
+        return lambda sr, hr: from_hr_side(sr, hr_side(hr))
+    return cache.around(hr_side, from_hr_side)
+
+
 def _ae_psnr(ctx: MetricContext):
-    from .ae import ae_psnr, build_ae
+    from .ae import ae_hr_side, ae_psnr_from_hr_side, build_ae
     from .hrcache import HRCache
 
     p = ctx.protocol
@@ -167,7 +181,10 @@ def _ae_psnr(ctx: MetricContext):
     cache = None if tag.endswith("unavailable") else HRCache(f"ae_psnr-{tag}", ctx.device)
     # the AE's outputs are floats: their Y is never rounded (the authors' calculate_aepsnr_pytorch), whatever the
     # protocol does with 8-bit images
-    return lambda sr, hr, lr: ae_psnr(sr, hr, net(), p.effective_crop_border, False, p.psnr_eps, hr_cache=cache)
+    score = _with_hr_side(lambda hr: ae_hr_side(net(), hr),
+                          lambda sr, ae_hr: ae_psnr_from_hr_side(sr, ae_hr, net(), p.effective_crop_border, False,
+                                                                 p.psnr_eps), cache)
+    return lambda sr, hr, lr: score(sr, hr)
 
 
 def _file_hash(spec: str) -> str | None:
