@@ -11,12 +11,12 @@ import hashlib
 from pathlib import Path
 from typing import Callable, Protocol as Interface
 
+from ..cache import PNG, Store
 from ..data.sets import ResolvedSet
 from ..errors import AesopBenchError
-from ..cache import PNG, Store
 from ..fileutil import remove_stale_temps, sha256_cached, tensor_key
-from ..paths import sr_cache_dir
 from ..models.options import RunOptions
+from ..paths import sr_cache_dir
 from ..protocols import Protocol
 
 
@@ -43,17 +43,18 @@ class Source(Interface):
         """Entries for the run's summary (``{}``: none)."""
 
 
-def _sr_cache_root(identity: str, scale: int, device: str | None = None) -> Path:
-    """SR images of a model: under its identity, the scale, and torch's version and the device (a network's float
-    output, hence an 8-bit pixel near a rounding boundary, can differ between them); ``device=None``: the folder of
-    every device's (without torch)."""
+def _sr_model_dir(identity: str, scale: int) -> Path:
+    """The SR images of a model at one scale, on every device (without torch)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in identity)
-    root = sr_cache_dir() / safe / f"x{scale}"
-    if device is None:
-        return root / "any"
+    return sr_cache_dir() / safe / f"x{scale}"
+
+
+def _sr_cache_root(identity: str, scale: int, device: str) -> Path:
+    """SR images of a model: under its identity, the scale, and torch's version and the device (a network's float
+    output, hence an 8-bit pixel near a rounding boundary, can differ between them)."""
     from ..metrics.hrcache import device_tag
 
-    return root / device_tag(device)
+    return _sr_model_dir(identity, scale) / device_tag(device)
 
 
 def _sr_store(identity: str, scale: int, device: str) -> Store:
@@ -210,7 +211,7 @@ class NetworkSource:
         self._sets: dict[str, ResolvedSet] = {}
         if self.model.cache:  # partial SR images of a killed run, on any device (an hour old: other runs may share
             # the cache)
-            remove_stale_temps(_sr_cache_root(self.identity, protocol.scale).parent, ("*/*/.*.tmp",), min_age=3600)
+            remove_stale_temps(_sr_model_dir(self.identity, protocol.scale), ("*/*/.*.tmp",), min_age=3600)
 
     def prepare_set(self, set_name, res, log) -> None:
         self._sets[set_name] = res
