@@ -122,9 +122,11 @@ class Store:
 
     @property
     def enabled(self) -> bool:
+        """Whether the cache is on (a budget above 0, and no failed write)."""
         return self.budget > 0
 
     def path(self, key: str) -> Path:
+        """The file of ``key``'s entry."""
         return cache_file(self.folder, key, self.codec.suffix)
 
     def get(self, key: str):

@@ -118,6 +118,11 @@ def fingerprints(set_name: str) -> list[dict]:
 
 
 def canonical_name(name: str) -> str:
+    """The registry's name of a set from any of its aliases, in any case.
+
+    >>> canonical_name("Set14"), canonical_name("DIV2K-val")
+    ('set14', 'div2k_val')
+    """
     key = name.strip().lower()
     if key in _ALIASES:
         return _ALIASES[key]
@@ -149,15 +154,16 @@ def expand_sets(spec: str | list[str]) -> list[str]:
 
 
 def list_images(folder: Path) -> list[Path]:
+    """The image files of ``folder`` (not its subfolders, no hidden files), sorted by name."""
     return sorted(p for p in folder.iterdir()
                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
 
 
 def find_child(parent: Path, names) -> Path | None:
-    if not parent.is_dir():
-        return None
     """The subfolder of ``parent`` named one of ``names`` (the first that exists, in any case); two subfolders that
     differ only in case (``Set5/`` and ``set5/``) are an error naming both."""
+    if not parent.is_dir():
+        return None
     wanted = [n.lower() for n in names]
     children: dict[str, list[Path]] = {}
     for c in sorted(parent.iterdir()):
@@ -193,6 +199,7 @@ class ResolvedSet:
         return protocol.with_overrides(modcrop=self.modcrop, lr_source=self.lr_source)
 
     def lr_file(self, hr_file: Path, scale: int) -> Path | None:
+        """The set's LR file of ``hr_file`` at ``scale`` (``NAMExS``, or the HR's own name), None where absent."""
         folder = self.lr_dirs.get(scale)
         if folder is None:
             return None
@@ -217,6 +224,8 @@ class ResolvedSet:
 
 
 def set_folder(name: str, data_root: Path) -> Path | None:
+    """Where a set's files are: a folder given by path as it is, a registered set under ``data_root`` by any of
+    its folder names (None where absent)."""
     if os.path.isdir(name) and name not in SETS:
         return Path(name)
     entry = SETS.get(name)
@@ -263,6 +272,11 @@ def resolve(name: str, data_root: Path) -> ResolvedSet:
 
 
 def display_name(name: str) -> str:
+    """A set's name in messages: a registered set's name, a folder's last component.
+
+    >>> display_name("set5"), display_name("/data/mine/Faces")
+    ('set5', 'Faces')
+    """
     return Path(name).name if name not in SETS else name
 
 

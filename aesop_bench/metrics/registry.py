@@ -49,6 +49,8 @@ class Option:
 
 @dataclass(frozen=True)
 class MetricContext:
+    """What a scorer is built for: the protocol, the device, and the metric's resolved options."""
+
     protocol: "Protocol"
     device: str = "cpu"
     options: dict = field(default_factory=dict)
@@ -371,6 +373,11 @@ def option_names() -> str:
 
 
 def get_spec(name: str) -> MetricSpec:
+    """A metric's registry entry by name (any case).
+
+    >>> get_spec("LPIPS").lower_better, get_spec("psnr").label
+    (True, 'PSNR')
+    """
     try:
         return METRICS[name.strip().lower()]
     except KeyError:
@@ -378,6 +385,11 @@ def get_spec(name: str) -> MetricSpec:
 
 
 def expand_metrics(spec: str | list[str]) -> list[str]:
+    """Metric names from ``a,b`` or a list (``all``: every metric), checked, each once, in the order given.
+
+    >>> expand_metrics("psnr, SSIM,psnr")
+    ['psnr', 'ssim']
+    """
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[str] = []
     for item in (i.strip().lower() for i in items):

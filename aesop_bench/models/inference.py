@@ -20,6 +20,11 @@ from .options import RunOptions
 
 
 def tile_starts(size: int, tile: int, stride: int) -> list[int]:
+    """Where tiles of ``tile`` pixels start along ``size``, every ``stride``, the last flush with the border.
+
+    >>> tile_starts(100, 40, 30), tile_starts(30, 40, 30)
+    ([0, 30, 60], [0])
+    """
     if size <= tile:
         return [0]
     starts = list(range(0, size - tile, stride))
@@ -34,6 +39,7 @@ def _kept(start: int, length: int, size: int, margin_lo: int, margin_hi: int) ->
 
 
 def tiled_forward(net: nn.Module, x: torch.Tensor, scale: int, tile: int, overlap: int) -> torch.Tensor:
+    """``net(x)`` computed tile by tile (module docstring), in float32."""
     if not 0 <= overlap < tile:
         raise AesopBenchError(f"--tile-overlap {overlap} must lie in [0, --tile {tile})")
     b, c, h, w = x.shape

@@ -20,6 +20,11 @@ import torch.nn.functional as F
 
 
 def l1(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference.
+
+    >>> float(l1(torch.tensor([1.0, -2.0]), torch.tensor([0.5, 1.0])))
+    1.75
+    """
     return (sr - hr).abs().mean()
 
 
@@ -79,6 +84,7 @@ class VGGFeatures(nn.Module):
 
 
 def perceptual(vgg: VGGFeatures, sr: torch.Tensor, hr: torch.Tensor, weights=PERCEPTUAL_WEIGHTS) -> torch.Tensor:
+    """The weighted L1 distance of VGG19 features (the HR's without gradient)."""
     fs = vgg(sr)
     with torch.no_grad():
         fh = vgg(hr)
@@ -100,10 +106,12 @@ def gan_generator(real_pred: torch.Tensor, fake_pred: torch.Tensor) -> torch.Ten
 
 
 def gan_discriminator_real(real_pred: torch.Tensor, fake_pred_detached: torch.Tensor) -> torch.Tensor:
+    """Relativistic average GAN, discriminator side, the real half."""
     return _bce(real_pred - fake_pred_detached.mean(), 1.0) * 0.5
 
 
 def gan_discriminator_fake(fake_pred: torch.Tensor, real_pred_detached: torch.Tensor) -> torch.Tensor:
+    """Relativistic average GAN, discriminator side, the fake half."""
     return _bce(fake_pred - real_pred_detached.mean(), 0.0) * 0.5
 
 
@@ -116,6 +124,8 @@ def local_variance(r: torch.Tensor, ksize: int = 7) -> torch.Tensor:
 
 
 def artifact_map(hr: torch.Tensor, sr: torch.Tensor, sr_ema: torch.Tensor, ksize: int = 7) -> torch.Tensor:
+    """LDL's per-pixel weight (module docstring): patch variance^(1/5) x local variance, zero where the EMA
+    generator's residual is larger."""
     r_ema = (hr - sr_ema).abs().sum(1, keepdim=True)
     r = (hr - sr).abs().sum(1, keepdim=True)
     patch = r.var(dim=(-1, -2, -3), keepdim=True) ** (1 / 5)
@@ -124,5 +134,6 @@ def artifact_map(hr: torch.Tensor, sr: torch.Tensor, sr_ema: torch.Tensor, ksize
 
 
 def ldl(hr: torch.Tensor, sr: torch.Tensor, sr_ema: torch.Tensor) -> torch.Tensor:
+    """LDL's loss: L1 of the artifact-map-weighted SR and HR."""
     w = artifact_map(hr, sr, sr_ema)
     return l1(w * sr, w * hr)

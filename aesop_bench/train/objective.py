@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class StepInputs:
+    """The tensors of one step a loss term reads."""
+
     lr: "torch.Tensor"
     hr: "torch.Tensor"
     out: "torch.Tensor"  # the generator's output: SR, or the AE's reconstruction of HR
@@ -47,6 +49,8 @@ class Networks:
 
 @dataclass(frozen=True)
 class Term:
+    """One row of the loss table: its name, the training it belongs to, what it computes and reads."""
+
     name: str
     training: str  # sr | ae: the training it belongs to
     description: str
