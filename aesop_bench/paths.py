@@ -18,6 +18,8 @@ from pathlib import Path
 
 
 def home() -> Path:
+    """The cache root: ``$AESOP_BENCH_HOME``, else ``$XDG_CACHE_HOME/aesop-bench``, else
+    ``~/.cache/aesop-bench``."""
     env = os.environ.get("AESOP_BENCH_HOME")
     if env:
         return Path(env).expanduser()
@@ -27,6 +29,11 @@ def home() -> Path:
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:
+    """Where benchmark sets live: ``explicit`` (``--data-root``), else ``$AESOP_BENCH_DATA``, else ``home()/data``.
+
+    >>> str(data_root("~/sets")).endswith("/sets")
+    True
+    """
     if explicit:
         return Path(explicit).expanduser()
     env = os.environ.get("AESOP_BENCH_DATA")
@@ -36,6 +43,7 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def sr_cache_dir() -> Path:
+    """The SR image cache (``home()/sr``)."""
     return home() / "sr"
 
 
@@ -48,6 +56,8 @@ def checkout_weights() -> Path | None:
 
 
 def weights_dir() -> Path:
+    """The weights store: ``$AESOP_BENCH_WEIGHTS``, else a source checkout's ``weights/`` when
+    ``$AESOP_BENCH_HOME`` is unset, else ``home()/weights``."""
     env = os.environ.get("AESOP_BENCH_WEIGHTS")
     if env:
         return Path(env).expanduser()
@@ -56,14 +66,17 @@ def weights_dir() -> Path:
 
 
 def features_dir() -> Path:
+    """The FID/pFID feature cache (``home()/features``)."""
     return home() / "features"
 
 
 def hr_features_dir() -> Path:
+    """The HR-side cache of LPIPS, DISTS and AE-PSNR (``home()/hr_features``)."""
     return home() / "hr_features"
 
 
 def hashes_dir() -> Path:
+    """The memoised sha256 of large files (``home()/hashes``)."""
     return home() / "hashes"
 
 

@@ -214,6 +214,7 @@ class NetworkSource:
             remove_stale_temps(_sr_model_dir(self.identity, protocol.scale), ("*/*/.*.tmp",), min_age=3600)
 
     def prepare_set(self, set_name, res, log) -> None:
+        """Remember the set: its LR files are part of :meth:`row_source` where the protocol reads them."""
         self._sets[set_name] = res
 
     def row_source(self, set_name, hr_file) -> str:
@@ -227,9 +228,12 @@ class NetworkSource:
         return hashlib.sha256("".join(digests).encode()).hexdigest()[:20]
 
     def record(self) -> dict:
+        """Nothing: the model's identity is in the run's record already."""
         return {}
 
     def images(self, res, set_name, hr_files, protocol, need_lr):
+        """``[(hr, lr, sr), ...]``: the protocol's HR and LR of each file, and the model's SR of that LR (from the
+        SR cache, else the model on the LRs of one shape together)."""
         pairs = [_load_pair(res, f, protocol) for f in hr_files]
         srs = _super_resolve(self.model, [lr for _, lr in pairs], self.device, list(hr_files))
         return [(hr, lr, sr) for (hr, lr), sr in zip(pairs, srs)]

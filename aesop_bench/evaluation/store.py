@@ -43,6 +43,10 @@ _SET_LEVEL = {name for name, spec in METRICS.items() if spec.kind == "distributi
 
 
 class ResultStore:
+    """A run folder's stored values: ``rows.jsonl`` (one line per value, appended as computed), one rank's
+    ``rows.rN.jsonl`` under torchrun, and at the end ``per_image.csv`` and ``summary.json`` (module docstring).
+    A value is looked up by (set, image, metric) and counts only under its version and source hash."""
+
     def __init__(self, out_dir: str | os.PathLike, model: dict, protocol: dict, rank: int = 0):
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +135,7 @@ class ResultStore:
 
     @property
     def rows_path(self) -> Path:
+        """The rows file this rank appends to."""
         return self.dir / ("rows.jsonl" if self.rank == 0 else f"rows.r{self.rank}.jsonl")
 
     def reload(self) -> None:
@@ -171,6 +176,7 @@ class ResultStore:
             f.truncate(size)
 
     def has(self, set_name: str, image: str, metric: str, version: str, src: str | None = None) -> bool:
+        """Whether a value of ``metric`` for the image is stored under this version and source hash."""
         row = self.rows.get((set_name, image, metric))
         return row is not None and row[1] == version and row[2] == src
 
@@ -305,10 +311,11 @@ class MemoryStore(ResultStore):
         self.rows = {}
         self.table: list[dict] = []
 
-    def reload(self) -> None:  # nothing is stored elsewhere
-        pass
+    def reload(self) -> None:
+        """Nothing to read: no other process stores rows here."""
 
     def add(self, set_name: str, image: str, values: dict[str, tuple[float, str]], src: str | None = None) -> None:
+        """Keep one image's values (``{metric: (value, version)}``) in memory."""
         for metric, (value, version) in values.items():
             self.rows[(set_name, image, metric)] = (float(value), version, src)
 
@@ -317,6 +324,7 @@ class MemoryStore(ResultStore):
 
     def finalize(self, set_images: dict[str, list[str]], extra: dict | None = None,
                  sources: dict | None = None, current: dict[str, str] | None = None) -> dict:
+        """The summary of the rows in memory; the per-image rows are kept in ``table``."""
         summary, self.table = self.final(set_images, extra, sources, current)
         return summary
 
