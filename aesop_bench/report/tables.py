@@ -41,24 +41,37 @@ LAYOUTS = {
     "generic": ([], "runs_as_columns"),
 }
 def label(metric: str) -> str:
+    """A metric's column label (its registry entry's; an unknown name as it is)."""
     return METRICS[metric].label if metric in METRICS else metric
 
 
 def decimals(metric: str) -> int:
+    """The decimals a metric is shown with (4 for a metric the registry does not know)."""
     return METRICS[metric].decimals if metric in METRICS else 4
 
 
 def lower_better(metric: str) -> bool:
+    """Whether lower values of a metric are better."""
     return METRICS[metric].lower_better if metric in METRICS else False
 
 
 def arrow(metric: str, tex: bool = False) -> str:
+    """The better direction as an arrow, Unicode or LaTeX.
+
+    >>> arrow("lpips"), arrow("psnr")
+    ('↓', '↑')
+    """
     if tex:
         return "$\\downarrow$" if lower_better(metric) else "$\\uparrow$"
     return "↓" if lower_better(metric) else "↑"
 
 
 def fmt(metric: str, v: float | None) -> str:
+    """A value with the metric's decimals, ``-`` where there is none.
+
+    >>> fmt("psnr", 28.41736), fmt("lpips", None)
+    ('28.417', '-')
+    """
     return "-" if v is None else f"{v:.{decimals(metric)}f}"
 
 
@@ -102,6 +115,8 @@ def paper_value(paper: dict, run: Run, set_name: str, metric: str, table: str | 
 
 @dataclass
 class Cell:
+    """One value of a table with its rank in its row (1 best, 2 second) and the paper's value where compared."""
+
     value: float | None
     rank: int = 0  # 1 best, 2 second
     paper: float | None = None
@@ -112,6 +127,9 @@ class Cell:
 
 @dataclass
 class Table:
+    """A table before formatting: its layout, orientation, metrics, sets and cells (Markdown and LaTeX format
+    it)."""
+
     layout: str
     orientation: str
     metrics: list[str]
@@ -124,6 +142,8 @@ class Table:
 def build_table(runs: list[Run], layout: str = "table1", metrics: list[str] | None = None,
                 sets: list[str] | None = None, compare_paper: bool = False, significance: bool = False,
                 paper_csv: str | Path | None = None) -> Table:
+    """The table of ``runs`` in a paper layout: the metrics and sets asked (default: those the runs have), each
+    row's best and second marked, and with ``compare_paper`` the paper's value of each cell the paper has."""
     if layout not in LAYOUTS:
         raise AesopBenchError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     default_metrics, orientation = LAYOUTS[layout]
