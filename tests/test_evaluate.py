@@ -302,3 +302,17 @@ def test_a_finished_rerun_imports_no_torch_and_repeats_the_values(bench_root, tm
     assert again.returncode == 0 and "torch imported: False" in again.stdout, again.stderr[-2000:]
     table = [line for line in first.stdout.splitlines() if line.startswith(("set5", "set14"))]
     assert len(table) == 2 and table == [line for line in again.stdout.splitlines() if line.startswith(("set5", "set14"))]
+
+
+def test_both_sources_follow_the_source_interface(bench_root, tmp_path):
+    """The runner asks a source only what ``Source`` declares: a model and a result folder both answer it, and
+    say what they are."""
+    from aesop_bench.evaluation.folders import FolderSource
+    from aesop_bench.evaluation.sources import NetworkSource, Source
+    from aesop_bench.models.options import RunOptions
+
+    sources = [NetworkSource("bicubic", get_protocol("paper"), RunOptions(), download=False),
+               FolderSource(bench_root / "Set5" / "HR", 1, protocol=get_protocol("paper"))]
+    assert all(isinstance(s, Source) for s in sources)
+    assert [(s.source_type, s.writes_sr) for s in sources] == [("model", True), ("folder", False)]
+    assert sources[1].record() == {}  # nothing evaluated yet: no sr_folder entry

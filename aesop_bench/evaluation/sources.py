@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable, Protocol as Interface
+from typing import Callable, Protocol as Interface, runtime_checkable
 
 from ..cache import PNG, Store
 from ..data.sets import ResolvedSet
@@ -20,6 +20,7 @@ from ..paths import sr_cache_dir
 from ..protocols import Protocol
 
 
+@runtime_checkable
 class Source(Interface):
     """Where a run's SR images come from (:class:`NetworkSource`, :class:`~.folders.FolderSource`)."""
 
