@@ -42,7 +42,8 @@ def run_one(arch: str, device: str, precision: str, tile: int | None, overlap: i
 
     torch.manual_seed(0)
     net = ARCHS[arch](4)
-    model = NetModel(arch, net, 4, arch, RunOptions(device=device, precision=precision, tile=tile, tile_overlap=overlap))
+    model = NetModel(arch, net, 4, arch,
+                     RunOptions(device=device, precision=precision, tile=tile, tile_overlap=overlap))
     x = torch.rand(1, 3, 192, 256)
     base = _rss_kb()
     if str(device).startswith("cuda"):

@@ -143,7 +143,8 @@ def test_the_hr_side_is_computed_once_and_the_values_do_not_move(tmp_path):
     plain = [ae_psnr(sr, hr, ae, 4, False, 1e-8) for sr in srs]
     calls.clear()
     cache = HRCache("ae_psnr-test", "cpu", base=tmp_path / "c")
-    score = cache.around(lambda x: ae_hr_side(ae, x), lambda x, ae_hr: ae_psnr_from_hr_side(x, ae_hr, ae, 4, False, 1e-8))
+    score = cache.around(lambda x: ae_hr_side(ae, x),
+                         lambda x, ae_hr: ae_psnr_from_hr_side(x, ae_hr, ae, 4, False, 1e-8))
     cached = [score(sr, hr) for sr in srs]
     assert len(calls) == 3 + 1  # three SR images, and the HR once: later models read AE(HR) from the disk
     assert all(torch.equal(a, b) for a, b in zip(plain, cached))  # bit-identical
@@ -163,7 +164,8 @@ def test_a_batch_keeps_ae_hr_image_by_image(tmp_path):
     singles = torch.cat([ae_psnr(sr[i:i + 1], hr[i:i + 1], ae, 4, False, 1e-8) for i in range(3)])
     cache = HRCache("ae_psnr-test", "cpu", base=tmp_path / "c")
     calls.clear()
-    score = cache.around(lambda x: ae_hr_side(ae, x), lambda x, ae_hr: ae_psnr_from_hr_side(x, ae_hr, ae, 4, False, 1e-8))
+    score = cache.around(lambda x: ae_hr_side(ae, x),
+                         lambda x, ae_hr: ae_psnr_from_hr_side(x, ae_hr, ae, 4, False, 1e-8))
     batched = score(sr[:2], hr[:2])
     assert calls == [2, 2] and len(list((tmp_path / "c").rglob("*.pt"))) == 2
     calls.clear()

@@ -300,8 +300,9 @@ def test_a_finished_rerun_imports_no_torch_and_repeats_the_values(bench_root, tm
                                    timeout=300) for _ in range(2))
     assert first.returncode == 0 and "torch imported: True" in first.stdout, first.stderr[-2000:]
     assert again.returncode == 0 and "torch imported: False" in again.stdout, again.stderr[-2000:]
-    table = [line for line in first.stdout.splitlines() if line.startswith(("set5", "set14"))]
-    assert len(table) == 2 and table == [line for line in again.stdout.splitlines() if line.startswith(("set5", "set14"))]
+    def table(proc):
+        return [line for line in proc.stdout.splitlines() if line.startswith(("set5", "set14"))]
+    assert len(table(first)) == 2 and table(first) == table(again)
 
 
 def test_both_sources_follow_the_source_interface(bench_root, tmp_path):

@@ -51,7 +51,10 @@ class HRCache:
 
         >>> import tempfile
         >>> cache, seen = HRCache("demo", "cpu", base=Path(tempfile.mkdtemp())), []
-        >>> score = cache.around(lambda hr: seen.append(len(hr)) or [hr.float() * 2], lambda sr, f: (sr - f[0]).sum((1, 2, 3)))
+        >>> def double(hr):
+        ...     seen.append(len(hr))
+        ...     return [hr.float() * 2]
+        >>> score = cache.around(double, lambda sr, f: (sr - f[0]).sum((1, 2, 3)))
         >>> x = torch.ones(2, 1, 2, 2)
         >>> score(x, x).tolist(), score(x, x).tolist(), seen   # the HR side computed once, then read
         ([-4.0, -4.0], [-4.0, -4.0], [2])
