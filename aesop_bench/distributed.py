@@ -79,6 +79,7 @@ def finish() -> None:
 
 
 def barrier(world: int) -> None:
+    """Wait for every rank (nothing to wait for in one process)."""
     if world > 1:
         import torch.distributed as dist
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
@@ -130,8 +131,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write_bytes` of UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    """:func:`atomic_write_bytes` of indented JSON with a final newline."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")

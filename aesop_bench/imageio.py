@@ -153,6 +153,7 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
 
 
 def encode_png(img: torch.Tensor, compress_level: int = 1) -> bytes:
+    """A uint8 ``(C, H, W)`` tensor as PNG bytes (lossless; level 1: fast, a little larger)."""
     if img.dtype != torch.uint8 or img.dim() != 3:
         raise ValueError(f"encode_png expects uint8 (C, H, W), got {img.dtype} {tuple(img.shape)}")
     arr = img.permute(1, 2, 0).cpu().numpy()

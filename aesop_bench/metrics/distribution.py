@@ -195,6 +195,7 @@ def _inputs(img: torch.Tensor, view: str, mode: str) -> torch.Tensor:
 
 
 def set_distance(sr_feats: list[np.ndarray], hr_feats: list[np.ndarray]) -> float:
+    """The Frechet distance between the SR and HR features of a set (each image's rows stacked)."""
     from .frechet import frechet_distance_features
 
     a, b = np.concatenate(sr_feats), np.concatenate(hr_feats)

@@ -160,6 +160,7 @@ def niqe_gray(img: torch.Tensor, mu_pris: torch.Tensor, cov_pris: torch.Tensor, 
 
 
 def load_pristine(path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pristine model's mean and covariance from the official ``modelparameters.mat``."""
     from scipy.io import loadmat
 
     m = loadmat(str(path))

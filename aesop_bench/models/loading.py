@@ -9,6 +9,8 @@ from ..errors import AesopBenchError
 
 
 def load_strict(net: nn.Module, sd: dict, source, hint: str = "Check --arch and the scale.") -> None:
+    """Load ``sd`` into ``net`` with every key and shape matching; a mismatch is an error naming ``source``, the
+    keys missing, unexpected or of another shape, and ``hint``."""
     own = net.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))

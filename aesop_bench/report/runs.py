@@ -13,6 +13,9 @@ from ..evaluation.store import read_summary
 
 @dataclass
 class Run:
+    """A run folder as the reports read it: its label, model, protocol, each set's summary and the per-image
+    values (:func:`read_run`)."""
+
     path: Path
     label: str
     model: str
@@ -51,9 +54,11 @@ class Run:
         return family(self.identity)
 
     def value(self, set_name: str, metric: str) -> float | None:
+        """The set's value of a metric (mean over images, or the set-level FID/pFID), None where absent."""
         return self.sets.get(set_name, {}).get("metrics", {}).get(metric)
 
     def images(self, set_name: str, metric: str) -> dict[str, float]:
+        """``{image: value}`` of a metric on a set."""
         return self.per_image.get((set_name, metric), {})
 
     def interp_family(self) -> tuple[str, float] | None:
@@ -75,6 +80,7 @@ def model_label(model: str) -> str:
 
 
 def read_run(path: str | Path, label: str | None = None) -> Run:
+    """The run folder ``path`` (its summary.json and per_image.csv), labelled ``label`` or as the run says."""
     path = Path(path)
     summary_file = path / "summary.json"
     if not summary_file.is_file():

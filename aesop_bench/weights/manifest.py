@@ -21,6 +21,8 @@ from ..paths import weights_dir
 
 @dataclass(frozen=True)
 class WeightsEntry:
+    """One weights file: its name, file name in the store, URLs, sha256 (or none published), licence and users."""
+
     name: str
     file: str
     urls: tuple[str, ...]
@@ -33,6 +35,7 @@ class WeightsEntry:
 
     @classmethod
     def from_dict(cls, d: dict) -> "WeightsEntry":
+        """An entry from a manifest's JSON object; a file name that is not a bare name is refused."""
         f = str(d.get("file", ""))
         if not f or f != Path(f).name or f in (".", "..") or "\\" in f:
             raise AesopBenchError(f"weights entry {d.get('name')!r}: file {f!r} must be a plain file name (it is "
@@ -89,6 +92,7 @@ def _manifest(extra: str | None, stamp: tuple = ()) -> dict[str, WeightsEntry]:
 
 
 def manifest() -> dict[str, WeightsEntry]:
+    """Every entry by name: the packaged manifest, with ``$AESOP_BENCH_WEIGHTS_MANIFEST``'s entries over it."""
     extra = os.environ.get("AESOP_BENCH_WEIGHTS_MANIFEST")
     stamp = ()
     if extra and os.path.isfile(extra):
@@ -98,6 +102,7 @@ def manifest() -> dict[str, WeightsEntry]:
 
 
 def entry(name: str) -> WeightsEntry:
+    """The manifest entry ``name``; an unknown name is an error pointing to `aesop-bench weights list`."""
     try:
         return manifest()[name]
     except KeyError:
@@ -105,6 +110,7 @@ def entry(name: str) -> WeightsEntry:
 
 
 def cache_path(e: WeightsEntry) -> Path:
+    """Where the entry's file lives in the weights store (present or not)."""
     return weights_dir() / e.file
 
 
