@@ -120,6 +120,8 @@ def build_arch(arch: str, scale: int = 4, **opts) -> "nn.Module":
 
 @dataclass(frozen=True)
 class ZooEntry:
+    """One named model of the zoo: architecture, weights entry, state-dict keys, and its row in the paper."""
+
     name: str
     description: str
     arch: str = "none"
@@ -243,6 +245,8 @@ class ModelSpec:
         return f"{self.arch}[{opts}]-x{scale}-{sha256_cached(self.weights_path)[:16]}{key}"
 
     def state_dict(self) -> dict:
+        """The network's weights (an interpolation's: the two models' floats mixed by alpha), keys converted to the
+        architecture's."""
         if self.parts:
             (a, b), alpha = self.parts
             sa, sb = a.state_dict(), b.state_dict()
@@ -254,6 +258,7 @@ class ModelSpec:
         return convert_keys(_extract(ckpt, self.keys, self.weights_path, self.strict_key), self.arch)
 
     def build(self, scale: int) -> "nn.Module":
+        """The network with its weights loaded strictly, in eval mode and without gradients."""
         from .loading import load_strict
 
         net = build_arch(self.arch, scale, **self.arch_opts)

@@ -26,6 +26,9 @@ DREALSR_CLIPIQA = {"drealsr": {"clipiqa": {"split_above": 1_000_000}}}
 
 @dataclass(frozen=True)
 class Recipe:
+    """A paper table to reproduce: its layout, the zoo models per backbone, the sets and metrics, the protocol,
+    per-set metric options, and the paper's rows no zoo model has."""
+
     name: str
     layout: str  # a report layout (report.tables.LAYOUTS)
     models: dict[str, tuple[str, ...]]  # backbone -> zoo names, in the table's order
@@ -37,6 +40,7 @@ class Recipe:
     description: str = ""
 
     def model_names(self, backbone: str | None = None) -> list[str]:
+        """The zoo models of one backbone (any case), or of all."""
         if backbone is not None:
             found = {b.lower(): b for b in self.models}
             if backbone.lower() not in found:

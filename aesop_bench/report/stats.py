@@ -11,6 +11,9 @@ from ..errors import AesopBenchError
 
 @dataclass
 class Paired:
+    """Two runs compared image by image on one set and metric: the means, the mean difference (b - a) with its
+    confidence interval, and a p-value."""
+
     set: str
     metric: str
     n: int
@@ -22,6 +25,7 @@ class Paired:
     p_value: float
 
     def significant(self, alpha: float = 0.05) -> bool:
+        """Whether the difference is significant at ``alpha``."""
         return self.p_value < alpha
 
 

@@ -20,6 +20,8 @@ from .objective import check_terms, networks_read
 
 @dataclass
 class DataConfig:
+    """A config's ``data:``: the training images, patches, batch and augmentation."""
+
     hr_dirs: list[str] = field(default_factory=list)  # folders of HR images (relative to --data-root)
     lr_dirs: list[str] = field(default_factory=list)  # LR folders (same names as the HR files)
     make_lr: bool = False  # LR made on the fly from each (sub-)image instead (not the paper's data: see README)
@@ -35,6 +37,8 @@ class DataConfig:
 
 @dataclass
 class NetConfig:
+    """A config's ``generator:`` or ``discriminator:``: the architecture, its options and initial weights."""
+
     arch: str = "rrdb"  # rrdb | swinir | ae | vgg128 | vgg256 | unet
     opts: dict = field(default_factory=dict)
     init: str | None = None  # weights name or checkpoint path
@@ -43,12 +47,16 @@ class NetConfig:
 
 @dataclass
 class LossTerm:
+    """One weighted term of a config's ``losses:`` list."""
+
     type: str  # a term of objective.TERMS
     weight: float = 1.0
 
 
 @dataclass
 class OptimConfig:
+    """A config's ``optim_g:`` or ``optim_d:``: Adam's settings, the learning-rate milestones, gradient clipping."""
+
     lr: float = 1e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     eps: float = 1e-8  # Adam's epsilon (PyTorch's and BasicSR's default)
@@ -59,6 +67,8 @@ class OptimConfig:
 
 @dataclass
 class ValConfig:
+    """A config's ``val:``: how often, on which set, with which metrics the EMA generator is validated."""
+
     every: int = 5000
     set: str = "set5"
     metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim", "lr_psnr"])
@@ -67,6 +77,8 @@ class ValConfig:
 
 @dataclass
 class TrainConfig:
+    """A whole training experiment, as a shipped or user YAML file gives it (:func:`load_config`)."""
+
     name: str = "run"
     kind: str = "sr"  # sr | ae
     seed: int = 0
@@ -151,6 +163,11 @@ def _coerce(tp, value, where):
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """``--opt key.path=value`` overrides (values read as YAML) applied to a config's data.
+
+    >>> apply_overrides({"data": {"batch": 16}}, ["data.batch=4", "name=x"])
+    {'data': {'batch': 4}, 'name': 'x'}
+    """
     for item in overrides or []:
         if "=" not in item:
             raise AesopBenchError(f"--opt {item!r}: write key.path=value")
@@ -171,6 +188,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "configs"  # installed with the 
 
 
 def shipped_configs() -> list[str]:
+    """The names of the configs shipped with the package (``aesop_rrdb``, ``smoke_ae``, ...)."""
     return sorted(p.stem for p in SHIPPED.glob("*.yaml"))
 
 
