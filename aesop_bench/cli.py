@@ -47,6 +47,7 @@ def _metric_options(items: list[str]) -> dict:
 
 
 def cmd_eval(args) -> int:
+    """`aesop-bench eval`: evaluate a model or a folder of SR images; prints one row per set."""
     from .data.sets import display_name, expand_sets
     from .protocols import get_protocol
     from .evaluation.config import EvalConfig
@@ -105,6 +106,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_metrics(args) -> int:
+    """`aesop-bench metrics list`: the metric registry as a table or JSON."""
     from .metrics.registry import describe_metrics
 
     print(describe_metrics(args.format))
@@ -112,6 +114,7 @@ def cmd_metrics(args) -> int:
 
 
 def cmd_results(args) -> int:
+    """`aesop-bench results`: a run folder's per-image values as CSV, JSON or parquet."""
     from .api import load_run
 
     frame = load_run(args.run)
@@ -137,6 +140,7 @@ def cmd_results(args) -> int:
 
 
 def cmd_data(args) -> int:
+    """`aesop-bench data ...`: list, download, verify and prepare benchmark and training sets."""
     from .data.manage import download_set, make_lr, verify_set
     from .data.sets import SETS, expand_sets
     from .paths import data_root
@@ -226,6 +230,7 @@ def _data_ldl(args, root) -> int:
 
 
 def cmd_weights(args) -> int:
+    """`aesop-bench weights ...`: list, download, verify, add and forget weight files."""
     from . import weights
     from .metrics.registry import weights_validator
 
@@ -279,6 +284,7 @@ def cmd_weights(args) -> int:
 
 
 def cmd_cache(args) -> int:
+    """`aesop-bench cache [clear NAME|all]`: the caches' sizes and budgets, or delete what is recomputed."""
     from .cache import BUDGETS, budget_bytes
     from .paths import DERIVED, data_root, folder_size, home, weights_dir
 
@@ -310,6 +316,7 @@ def cmd_cache(args) -> int:
 
 
 def cmd_models(args) -> int:
+    """`aesop-bench models list`: the zoo."""
     from .models.zoo import describe_models
 
     print(describe_models())
@@ -317,6 +324,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_report(args) -> int:
+    """`aesop-bench report RUN...`: tables in the paper's layouts, or the results browser (``--html``)."""
     from .data.sets import expand_sets
     from .fileutil import atomic_write_text
     from .metrics.registry import expand_metrics
@@ -353,6 +361,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    """`aesop-bench plot pd|crops RUN...`: a perception-distortion plot or a crop sheet."""
     from .report.plots import crop_sheet, pd_plot
     from .report.runs import check_comparable, load_runs
     from .paths import data_root
@@ -374,6 +383,7 @@ def cmd_plot(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    """`aesop-bench compare A B`: paired per-image statistics of two runs."""
     from .report.runs import load_runs
     from .report.stats import compare_runs
 
@@ -382,6 +392,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_train(args) -> int:
+    """`aesop-bench train ae|sr`: train from a config, or resume a run."""
     from .train.config import load_config, resume_config
     from .train.trainer import Trainer
 
@@ -413,6 +424,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
+    """`aesop-bench reproduce RECIPE`: fetch, evaluate and tabulate a paper table (``--dry-run``: plan)."""
     from .paths import data_root
     from .report.reproduce import grand_total, recipes_for, reproduce
 
