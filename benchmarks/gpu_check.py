@@ -28,8 +28,8 @@ Checks (each line says what it compares):
   seven sets, at their typical sizes), from the seconds per HR megapixel measured above.
 
 On a GPU (not ``--quick``) the measured seconds per HR megapixel (networks in fp32, every per-image metric) are
-written to ``$AESOP_BENCH_HOME/gpu_costs.json``, where ``reproduce --dry-run --device cuda`` reads them in place
-of its declared costs.
+written to ``$AESOP_BENCH_HOME/gpu_costs.json`` (one record per GPU and torch version), where ``reproduce --dry-run
+--device cuda`` reads the latest in place of its declared costs.
 """
 
 from __future__ import annotations
@@ -368,13 +368,13 @@ def projection() -> tuple[bool, str]:
 
 def write_costs(path: Path, device_name: str) -> None:
     import datetime
-    import json
 
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"device": device_name, "torch": torch.__version__,
-                                "date": datetime.date.today().isoformat(), "seconds_per_mpix": MEASURED}, indent=1))
+    from aesop_bench.report.reproduce import add_cost_record
+
+    add_cost_record({"device": device_name, "torch": torch.__version__, "date": datetime.date.today().isoformat(),
+                     "seconds_per_mpix": MEASURED}, path)
 
 
 def main() -> int:

@@ -97,12 +97,13 @@ def test_dry_run_estimates_a_gpu_without_one_and_totals_the_tables(served, tmp_p
     assert main(args) == 0
     declared = capsys.readouterr().out
     assert "on one GPU (declared costs: FLOP counts" in declared and "on a 2-core CPU" in declared
-    # measured costs: ten times the CPU's for everything gives a GPU estimate ten times the CPU one
+    # measured costs: ten times the CPU's for everything gives a GPU estimate ten times the CPU one (a file of one
+    # record, as benchmarks/gpu_check.py wrote it before it kept one record per GPU and torch version)
     (home() / GPU_COSTS_FILE).write_text(json.dumps({"device": "Test GPU", "date": "2026-01-01", "seconds_per_mpix": {
         k: 10 * v for k, v in CPU_SECONDS_PER_MPIX.items()}}))
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "measured by benchmarks/gpu_check.py on Test GPU (2026-01-01)" in out
+    assert "measured by benchmarks/gpu_check.py on Test GPU (2026-01-01, torch ?)" in out
     gpu, cpu = re.search(r"estimate: about (\d+) min on one GPU .*; about (\d+) min on a 2-core CPU", out).groups()
     assert abs(int(gpu) - 10 * int(cpu)) <= 10
 
@@ -203,3 +204,21 @@ def test_metric_options_are_given_in_each_metrics_own_names_and_unknown_ones_are
     assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metric-option", "niqe.crop=3",
                  "--out", str(tmp_path / "o")]) == 2
     assert "metric 'niqe' takes no option crop" in capsys.readouterr().err
+
+
+def test_measured_gpu_costs_are_kept_per_gpu_and_torch_version(tmp_path, monkeypatch):
+    """Each GPU and torch version keeps its own record; the estimate uses the latest, or the GPU asked for, and
+    names the others."""
+    from aesop_bench.report.reproduce import add_cost_record, cost_records, gpu_costs
+
+    path = tmp_path / "gpu_costs.json"
+    measured = [("GPU A", "2.14.1", "2026-03-01", 0.5), ("GPU B", "2.14.1", "2026-05-01", 0.2),
+                ("GPU A", "2.14.1", "2026-06-01", 0.4)]  # GPU A measured again: its record is replaced
+    for device, torch_version, date, psnr in measured:
+        add_cost_record({"device": device, "torch": torch_version, "date": date, "seconds_per_mpix": {"psnr": psnr}},
+                        path)
+    assert [(r["device"], r["seconds_per_mpix"]["psnr"]) for r in cost_records(path)] == [("GPU B", 0.2), ("GPU A", 0.4)]
+    monkeypatch.setenv("AESOP_BENCH_HOME", str(tmp_path))
+    costs, source = gpu_costs()
+    assert costs["psnr"] == 0.4 and "on GPU A (2026-06-01, torch 2.14.1)" in source and "also measured: GPU B" in source
+    assert gpu_costs("GPU B")[0]["psnr"] == 0.2

@@ -42,27 +42,60 @@ GPU_MODEL_SECONDS_PER_MPIX = {"model:rrdb": 2.24 / 50, "model:swinir": 1.63 / 25
 GPU_COSTS_FILE = "gpu_costs.json"
 
 
-def gpu_costs() -> tuple[dict[str, float], str]:
+def gpu_costs(device: str | None = None) -> tuple[dict[str, float], str]:
     """Seconds per HR megapixel on a GPU per model architecture and metric, and where they come from: the
-    declared figures, replaced key by key by those ``benchmarks/gpu_check.py`` measured on this machine."""
-    import json
-
-    from ..paths import home
-
+    declared figures, replaced key by key by those ``benchmarks/gpu_check.py`` measured. ``gpu_costs.json`` keeps
+    one record per GPU and torch version: the record of ``device`` (a GPU's name) where given, else the latest."""
     costs = dict(GPU_MODEL_SECONDS_PER_MPIX)
     costs.update({k: max(v / 40, 0.005) for k, v in CPU_SECONDS_PER_MPIX.items() if not k.startswith("model:")})
-    measured = home() / GPU_COSTS_FILE
-    if measured.is_file():
-        try:
-            rec = json.loads(measured.read_text())
-            got = {k: float(v) for k, v in rec["seconds_per_mpix"].items()}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return costs, f"declared costs: {measured} is unreadable, run benchmarks/gpu_check.py again"
-        costs.update(got)
-        return costs, (f"measured by benchmarks/gpu_check.py on {rec.get('device', '?')} ({rec.get('date', '?')}) "
-                       f"for {', '.join(sorted(got))}; declared for the rest")
-    return costs, ("declared costs: FLOP counts at an assumed throughput; run benchmarks/gpu_check.py on the GPU "
-                   "to measure them")
+    measured = _costs_path()
+    try:
+        records = cost_records(measured)
+        mine = [r for r in records if device is None or r.get("device") == device]
+        rec = max(mine, key=lambda r: str(r.get("date", ""))) if mine else None
+        got = {k: float(v) for k, v in rec["seconds_per_mpix"].items()} if rec else {}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return costs, f"declared costs: {measured} is unreadable, run benchmarks/gpu_check.py again"
+    if not got:
+        return costs, ("declared costs: FLOP counts at an assumed throughput; run benchmarks/gpu_check.py on the "
+                       "GPU to measure them")
+    costs.update(got)
+    others = sorted({str(r.get("device")) for r in records} - {str(rec.get("device"))})
+    return costs, (f"measured by benchmarks/gpu_check.py on {rec.get('device', '?')} ({rec.get('date', '?')}, "
+                   f"torch {rec.get('torch', '?')}) for {', '.join(sorted(got))}; declared for the rest" +
+                   (f"; also measured: {', '.join(others)}" if others else ""))
+
+
+def _costs_path() -> Path:
+    from ..paths import home
+
+    return home() / GPU_COSTS_FILE
+
+
+def cost_records(path: Path | None = None) -> list[dict]:
+    """The measured-cost records of ``gpu_costs.json`` (a file of one record, as written before, is one)."""
+    import json
+
+    path = path or _costs_path()
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    return list(data["records"]) if "records" in data else [data]
+
+
+def add_cost_record(record: dict, path: Path | None = None) -> Path:
+    """Keep ``record`` (device, torch, date, seconds_per_mpix) in ``gpu_costs.json``, replacing the record of the
+    same GPU and torch version."""
+    from ..fileutil import atomic_write_json
+
+    path = path or _costs_path()
+    try:
+        kept = [r for r in cost_records(path) if (r.get("device"), r.get("torch")) !=
+                (record.get("device"), record.get("torch"))]
+    except (ValueError, KeyError, TypeError):  # an unreadable file is replaced
+        kept = []
+    atomic_write_json(path, {"records": [*kept, record]})
+    return path
 
 
 # typical HR megapixels per image, where the set is not on disk yet
