@@ -165,13 +165,13 @@ def _point_boxes(fig, ax) -> list:
 def _place_legend(fig, ax, kw: dict) -> None:
     """The legend in the first corner of the axes where it covers no point; where every corner does, below
     the axes (the figure grows to hold it)."""
+    fig.canvas.draw()  # once: the axes' limits and layout, which the points' and the legend's boxes are in
     boxes = _point_boxes(fig, ax)
     renderer = fig.canvas.get_renderer()
     for loc in LEGEND_CORNERS:
         leg = ax.legend(loc=loc, **kw)
         leg.get_frame().set_linewidth(0.3)
-        fig.canvas.draw()
-        frame = leg.get_window_extent(renderer)
+        frame = leg.get_window_extent(renderer)  # placed in its corner without drawing the figure again
         if not any(frame.overlaps(b) for b in boxes):
             return
         leg.remove()
