@@ -40,13 +40,12 @@ _used: dict[Path, int] = {}  # bytes under each cache's folder, counted once per
 
 @dataclass(frozen=True)
 class Codec:
-    """How values of one type are files: ``write(file, value)``, ``read(path) -> value`` (raising on a damaged
-    file), and ``valid(value)``, a check of what was read."""
+    """How values of one type are files: ``write(file, value)`` and ``read(path) -> value`` (raising on a damaged
+    file)."""
 
     suffix: str
     write: Callable[[Any, Any], None]
     read: Callable[[Path], Any]
-    valid: Callable[[Any], bool] = lambda value: True
 
 
 def _write_png(f, img) -> None:
@@ -105,7 +104,7 @@ def budget_bytes(name: str) -> int:
 
 class Store:
     """Values of the cache ``name`` (a key of :data:`BUDGETS`) under ``folder``, in ``codec``; see the module
-    docstring.
+    docstring. ``valid(value)``: a check of what is read back (a value failing it is computed again).
 
     ``second_sight``: an entry is written the second time its key is put, not the first (the first leaves an
     empty marker): for values that are large to write and quick to compute, a run that sees an input once (one
@@ -116,7 +115,7 @@ class Store:
         if name not in BUDGETS:
             raise AesopBenchError(f"cache {name!r} unknown; one of {', '.join(BUDGETS)}")
         self.name, self.folder, self.codec = name, Path(folder), codec
-        self.valid = valid or codec.valid
+        self.valid = valid or (lambda value: True)
         self.second_sight = second_sight
         self.budget = budget_bytes(name)
 
@@ -171,8 +170,3 @@ class Store:
             return False
         _used[root] += size
         return True
-
-
-def usage() -> dict[str, tuple[int, int]]:
-    """Each cache's bytes on disk and budget."""
-    return {name: (folder_size(DERIVED[name][1]())[0], budget_bytes(name)) for name in BUDGETS}

@@ -75,5 +75,4 @@ class EvalConfig:
 
     def version_of(self, metric: str) -> str:
         """The version string ``metric``'s values are stored under in this run (torch-free)."""
-        return get_spec(metric).version_for(get_spec(metric).resolve_options(self.options_for(metric)),
-                                            self.protocol)
+        return get_spec(metric).version_for(self.options_for(metric), self.protocol)

@@ -74,7 +74,6 @@ class SetPlan:
     name: str
     res: ResolvedSet
     keys: list[str]
-    sources: dict[str, str]  # image key -> hash of the files its values come from
     todo: list[tuple[Path, str, str]]  # (HR file, key, source hash) of the images missing a per-image value
     set_source: str  # hash of every file the set-level values come from
     distribution: list[str]  # set-level metrics missing from the store
@@ -185,7 +184,7 @@ class Runner:
         self.set_images[name], self.set_data[name] = keys, res.data
         self.sources.update({(name, k): src for k, src in sources.items()})
         self.sources[(name, SET_ROW)] = set_source
-        return SetPlan(name, res, keys, sources, todo, set_source, distribution=[])
+        return SetPlan(name, res, keys, todo, set_source, distribution=[])
 
     def run_set(self, plan: SetPlan) -> None:
         """Per-image values of this rank's share, ``--save-sr`` files, then the set-level values."""

@@ -39,7 +39,8 @@ def check_tiling(tile: int | None, overlap: int) -> None:
 class RunOptions:
     """Where and how a network runs. ``precision``, ``tile`` and ``tile_overlap`` change its outputs and are part
     of its identity (:meth:`identity`); ``device`` is part of the SR cache's key; ``batch`` (images per network
-    call; None: :data:`AUTO_BATCH` on a GPU, 1 on the CPU) changes nothing but speed and memory.
+    call; None: :data:`AUTO_BATCH` on a GPU, 1 on the CPU) is not part of either: its values agree with one
+    image per call to float32 rounding (an 8-bit SR pixel can move by one level), and are shared with it.
 
     >>> RunOptions(device="cuda").batch_limits(), RunOptions(batch=4).batch_limits()
     ((16, 4000000), (4, None))
