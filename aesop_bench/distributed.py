@@ -58,22 +58,33 @@ def init(device: str = "cpu") -> tuple[int, int, int]:
 
 
 def _destroy() -> None:
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        gc.collect()  # see finish
         dist.destroy_process_group()
 
 
 def finish() -> None:
     """End a command's process group, if it joined one: every rank waits for the others (none closes its
-    connections while a peer still talks to it), then the group is destroyed."""
+    connections while a peer still talks to it), then the group is destroyed.
+
+    ``destroy_process_group`` only drops the registry's reference: a DDP wrapper still alive keeps the gloo
+    backend and its threads until the interpreter's teardown, where they abort the process ("terminate called
+    without an active exception"). A finished command's objects (a trainer and its logger refer to each other)
+    are unreachable but not yet freed, so they are collected first."""
     import sys
 
     if "torch.distributed" not in sys.modules:
         return
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 
