@@ -49,7 +49,7 @@ def protocol(name: str = "paper", **overrides):
 @dataclass
 class Result:
     """What :func:`evaluate` returns: ``summary`` (the dict of ``summary.json``), ``per_image`` (a DataFrame with
-    columns set, image, metric, value, version, protocol) and ``out`` (the run folder, or None).
+    columns set, image, metric, value, version, protocol, set_complete) and ``out`` (the run folder, or None).
 
     >>> import pandas as pd
     >>> r = Result({"sets": {"set5": {"metrics": {"psnr": 28.4}}}}, pd.DataFrame())
@@ -62,8 +62,27 @@ class Result:
     out: Path | None = None
 
     def mean(self, set_name: str, metric_name: str) -> float | None:
-        """The set's value of a metric (mean over images, or the set-level value of FID/pFID)."""
+        """The set's value of a metric (mean over images, or the set-level value of FID/pFID); None where the set
+        is incomplete for it (:meth:`partial` gives the value over the images that have one, with their count)."""
         return self.summary["sets"].get(set_name, {}).get("metrics", {}).get(metric_name)
+
+    def complete(self, set_name: str) -> bool | None:
+        """Whether every value of the set covers all its images (None: the run folder has no record of what the
+        set holds, an earlier version's folder).
+
+        >>> import pandas as pd
+        >>> r = Result({"sets": {"bsd100": {"n_images": 100, "complete": False, "metrics": {},
+        ...                                 "partial": {"psnr": {"n": 48, "of": 100, "mean": 25.79}}}}}, pd.DataFrame())
+        >>> r.complete("bsd100"), r.mean("bsd100", "psnr"), r.partial("bsd100", "psnr")["n"]
+        (False, None, 48)
+        """
+        entry = self.summary["sets"].get(set_name, {})
+        return False if entry.get("partial") else entry.get("complete")
+
+    def partial(self, set_name: str, metric_name: str) -> dict | None:
+        """A metric's value over part of a set: ``{"n": images with a value, "of": the set's images, "mean": their
+        mean, "other_files": values stored from other files, not counted}``; None where the set is whole."""
+        return (self.summary["sets"].get(set_name, {}).get("partial") or {}).get(metric_name)
 
 
 def module_identity(net: "nn.Module", scale: int) -> str:
@@ -154,7 +173,7 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
     >>> result = ab.evaluate(lambda lr: F.interpolate(lr, scale_factor=4, mode="nearest"), sets="set5",
     ...                   metrics=["psnr"], download=False)
     >>> sorted(result.per_image.columns)
-    ['image', 'metric', 'protocol', 'set', 'value', 'version']
+    ['image', 'metric', 'protocol', 'set', 'set_complete', 'value', 'version']
     >>> len(result.per_image), 20 < result.mean("set5", "psnr") < 30
     (5, True)
     """
@@ -197,7 +216,7 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
             summary, rows = run_in_memory(cfg)
             frame = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
             frame["value"] = frame["value"].astype("float64")
-            frame.attrs["summary"] = summary
+            _mark_sets(frame, summary)
     finally:
         if restore is not None:
             restore()
@@ -240,8 +259,10 @@ def _wrap(model, scale, run, device_given, identity, name, cache=False):
 
 
 def load_run(path: str | os.PathLike) -> "pd.DataFrame":
-    """The per-image values of a run folder as a DataFrame (set, image, metric, value, version, protocol); set-level
-    values (FID, pFID) are in the summary, ``frame.attrs["summary"]``.
+    """The per-image values of a run folder as a DataFrame (set, image, metric, value, version, protocol,
+    set_complete); set-level values (FID, pFID) are in the summary, ``frame.attrs["summary"]``. ``set_complete`` is
+    "true" where the image's set has every value on every image, "false" where it is incomplete (its set values are
+    not given) and "" where no record of the set says (a folder written by an earlier version).
 
     >>> load_run("no-such-run")
     Traceback (most recent call last):
@@ -258,5 +279,15 @@ def load_run(path: str | os.PathLike) -> "pd.DataFrame":
         raise AesopBenchError(f"{path}: no per_image.csv/summary.json; give a folder written by `aesop-bench eval`")
     frame = pd.read_csv(csv_file, dtype=str, keep_default_na=False)
     frame["value"] = frame["value"].map(float).astype("float64")  # Python's float(): the stored repr, exactly
-    frame.attrs["summary"] = read_summary(summary_file)
+    _mark_sets(frame, read_summary(summary_file))
     return frame
+
+
+def _mark_sets(frame: "pd.DataFrame", summary: dict) -> None:
+    """Add ``set_complete`` to per-image rows (``load_run``) and attach the summary (``frame.attrs``)."""
+    state = {}
+    for s, entry in (summary.get("sets") or {}).items():
+        complete = False if entry.get("partial") else entry.get("complete")
+        state[s] = "" if complete is None else str(bool(complete)).lower()
+    frame["set_complete"] = frame["set"].map(lambda s: state.get(s, "")).astype(str)
+    frame.attrs["summary"] = summary

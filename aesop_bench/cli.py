@@ -128,7 +128,12 @@ def cmd_results(args) -> int:
             raise AesopBenchError(f"parquet needs pyarrow: pip install pyarrow ({exc})") from None
         print(f"wrote {args.out}")
         return 0
-    text = frame.to_csv(index=False) if args.format == "csv" else frame.to_json(orient="records", indent=1)
+    if args.format == "csv":
+        text = frame.to_csv(index=False)
+    else:  # json.dumps writes each float's shortest exact form (pandas' to_json rounds to 10 digits)
+        from .evaluation.store import json_safe
+
+        text = json.dumps(json_safe(frame.to_dict(orient="records")), indent=1, allow_nan=False) + "\n"
     if args.out:
         from .fileutil import atomic_write_text
 

@@ -6,6 +6,7 @@ Evaluation needs barriers only (gloo, whatever the device); training on GPUs use
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 
@@ -95,6 +96,40 @@ def barrier(world: int) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+@contextlib.contextmanager
+def together(world: int):
+    """Run a block on every rank, then wait for all of them; an error on any rank is raised on every rank.
+
+    A rank that fails alone (rank 0 finding a set missing, or the run folder locked) would otherwise leave the
+    others waiting at the next collective until the peer's connection closes under them (a raw gloo error on each).
+    Here the ranks exchange their outcome: the failed rank raises its own error, the others an
+    :class:`~aesop_bench.errors.AesopBenchError` naming that rank and its message. In one process the block just
+    runs.
+    """
+    if world <= 1:
+        yield
+        return
+    import torch.distributed as dist
+
+    from .errors import AesopBenchError
+
+    error = None
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - every failure is told to the other ranks, then raised again
+        error = exc
+    outcome = [None] * world
+    mine = None if error is None else f"{type(error).__name__}: {error}" if not isinstance(error, AesopBenchError) \
+        else str(error)
+    dist.all_gather_object(outcome, mine)
+    if error is not None:
+        raise error
+    failed = [(r, msg) for r, msg in enumerate(outcome) if msg is not None]
+    if failed:
+        rank, msg = failed[0]
+        raise AesopBenchError(f"rank {rank} stopped: {msg}")
 
 
 def check_device_name(device) -> None:

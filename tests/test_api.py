@@ -76,7 +76,7 @@ def test_callables_folders_and_run_folders(bench_root, shared_data, tmp_path):
     assert named.mean("set5", "psnr") == res.mean("set5", "psnr")
     frame = ab.load_run(out)
     assert frame.attrs["summary"]["model"]["label"] == "nearest"
-    assert list(frame.columns) == ["set", "image", "metric", "value", "version", "protocol"]
+    assert list(frame.columns) == ["set", "image", "metric", "value", "version", "protocol", "set_complete"]
     assert frame["value"].mean() == pytest.approx(res.mean("set5", "psnr"), abs=1e-12)
     folder = ab.evaluate(shared_data / "results" / "RDN", sets="set5", metrics="psnr,ssim", data_root=bench_root,
                          download=False)
@@ -132,10 +132,13 @@ def test_metrics_list_and_results_command(bench_root, tmp_path, capsys):
     capsys.readouterr()
     assert main(["results", str(run)]) == 0
     printed = capsys.readouterr().out
-    assert printed == (run / "per_image.csv").read_text()
+    stored = (run / "per_image.csv").read_text().splitlines()
+    assert printed.splitlines() == [stored[0] + ",set_complete"] + [line + ",true" for line in stored[1:]]
     assert main(["results", str(run), "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 10 and {r["metric"] for r in rows} == {"psnr", "ssim"}
+    # every digit of the stored value (pandas' to_json would round to 10 decimals)
+    assert [repr(r["value"]) for r in rows] == [line.split(",")[3] for line in stored[1:]]
     assert main(["results", str(run), "--format", "parquet"]) == 2
     assert "--out" in capsys.readouterr().err
     pq = tmp_path / "r.parquet"

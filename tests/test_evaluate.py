@@ -316,4 +316,4 @@ def test_both_sources_follow_the_source_interface(bench_root, tmp_path):
                FolderSource(bench_root / "Set5" / "HR", 1, protocol=get_protocol("paper"))]
     assert all(isinstance(s, Source) for s in sources)
     assert [(s.source_type, s.writes_sr) for s in sources] == [("model", True), ("folder", False)]
-    assert sources[1].record() == {}  # nothing evaluated yet: no sr_folder entry
+    assert sources[1].record({}) == {}  # nothing evaluated yet: no sr_folder entry

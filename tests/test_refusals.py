@@ -104,7 +104,7 @@ def test_partial_sets_are_marked_not_ranked():
     t = build_table([run("a", 30.0, 2), run("b", 25.0, 14), run("c", 24.0, 14)], "generic", metrics=["psnr"])
     assert [t.cells[("psnr", "set14", i)].rank for i in range(3)] == [0, 1, 2]
     text = to_markdown(t)
-    assert "30.000 (n=2)" in text and "covers K of the set's 14 images" in text
+    assert "30.000 (n=2/14)" in text and "covers K of the set's N images" in text
 
 
 def _eval(model, sets, out, *extra):

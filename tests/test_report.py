@@ -41,10 +41,11 @@ def _write_run(folder, bench_root, key, protocol="paper", seed=0, metrics=("psnr
     images = {}
     for s in SETS:
         images[s] = sorted(p.stem for p in (bench_root / SETS[s] / "HR").glob("*.png"))
+        store.plan_set(s, {image: None for image in images[s]}, "-", {})
         for image in images[s]:
             ms = list(metrics) + (["ae_psnr"] if s == "set5" else [])
             store.add(s, image, {m: (MEANS[key][m] * (1 + 0.02 * rng.standard_normal()), f"{m}-v1") for m in ms})
-    store.finalize(images)
+    store.finalize()
     store.close()
     return folder
 

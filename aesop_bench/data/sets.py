@@ -286,6 +286,35 @@ def set_label(name: str) -> str:
     return (entry.label or entry.folder) if entry else Path(name).name
 
 
+def set_labels(names: list[str], short=None) -> dict[str, str]:
+    """``short`` (default :func:`set_label`) of each set, with the folder as given where two sets of ``names``
+    would share a label (``a/Faces`` and ``b/Faces`` are two sets).
+
+    >>> set_labels(["set14", "a/Faces", "b/Faces"])
+    {'set14': 'Set14', 'a/Faces': 'a/Faces', 'b/Faces': 'b/Faces'}
+    """
+    short = {n: (short or set_label)(n) for n in names}
+    counts: dict[str, int] = {}
+    for label in short.values():
+        counts[label] = counts.get(label, 0) + 1
+    return {n: label if counts[label] == 1 else n for n, label in short.items()}
+
+
+def sr_subfolder(name: str) -> str:
+    """The subfolder of a run's ``sr/`` that holds a set's saved SR images: a registered set's name; a folder's
+    name followed by a hash of the set's name (its path as given), so that two folders of one name never share
+    one.
+
+    >>> sr_subfolder("set5"), sr_subfolder("a/Faces") != sr_subfolder("b/Faces")
+    ('set5', True)
+    """
+    if name in SETS:
+        return name
+    import hashlib
+
+    return f"{Path(name).name}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
 def paper_set_name(name: str) -> str:
     """A set as the paper's tables name it."""
     entry = SETS.get(name)

@@ -26,6 +26,7 @@ set's folder name, its name or an alias), or, for a single set, the images thems
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class SetFiles:
     sr_files: dict[str, Path]  # HR file name -> SR file
     cropped: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)  # HR stem -> (sr h, w, hr h, w)
     ignored: list[str] = field(default_factory=list)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # HR stem -> (sr h, w): the compared area
 
 
 def set_subfolder(root: Path, set_name: str, only_set: bool) -> Path:
@@ -115,6 +117,7 @@ def check_sizes(files: SetFiles, res: ResolvedSet) -> None:
     for hr_file in res.hr_files:
         sr = files.sr_files[hr_file.name]
         (sh, sw), (hh, hw) = _height_width(sr), _height_width(hr_file)
+        files.sizes[hr_file.stem] = (sh, sw)
         if (sh, sw) == (hh, hw):
             continue
         if sh <= hh and sw <= hw and hh - sh < MAX_CROP and hw - sw < MAX_CROP:
@@ -181,27 +184,46 @@ class FolderSource:
             parts += self._digest(lr_file) if lr_file is not None else b"-"
         return hashlib.sha256(parts).hexdigest()[:20]
 
-    def content(self) -> str:
-        """A hash over the names and bytes of every SR file evaluated so far."""
+    def content(self, set_name: str) -> str:
+        """A hash over the names and bytes of a set's SR files."""
         h = hashlib.sha256()
-        for s in sorted(self.sets):
-            for name, f in sorted(self.sets[s].sr_files.items()):
-                h.update(f"{s}/{f.name}\0".encode())
-                h.update(self._digest(f))
+        for name, f in sorted(self.sets[set_name].sr_files.items()):
+            h.update(f"{f.name}\0".encode())
+            h.update(self._digest(f))
         return h.hexdigest()[:20]
 
-    def record(self) -> dict:
-        """The summary's ``sr_folder`` entry: the folder, its content hash, and each set's files."""
-        if not self.sets:
-            return {}
-        return {"sr_folder": self._folder_record()}
+    def describe_set(self, set_name: str, res: ResolvedSet) -> dict:
+        """The set's data record as this folder is compared: the HR's source, the LR ``lr_psnr`` uses, the SR files'
+        area (with a hash of every image's compared size, so that folders of other sizes are not compared as
+        one), and the folder's files of the set."""
+        files = self.sets[set_name]
+        data = {k: v for k, v in res.data.items() if k not in ("area", "lr")}
+        reads_lr = self.protocol is not None and res.protocol(self.protocol).lr_source == "folder"
+        data["lr"] = (res.data.get("lr", "the set's LR files") + " (lr_psnr)") if reads_lr else \
+            "MATLAB bicubic (double precision) of the HR cropped to each SR file's area, then to a multiple of the " \
+            "scale (lr_psnr)"
+        cropped = f"; {len(files.cropped)} HR image(s) cropped at the top-left to their smaller SR" \
+            if files.cropped else ""
+        data["area"] = f"the SR files' area (each HR as large as its SR file{cropped})"
+        data["sizes"] = hashlib.sha256(json.dumps(sorted(files.sizes.items())).encode()).hexdigest()[:16]
+        data["sr_folder"] = {"content": self.content(set_name), "suffix": self.suffix,
+                             "cropped": {k: list(v) for k, v in sorted(files.cropped.items())},
+                             "files": {Path(hr).stem: str(sr.relative_to(self.root))
+                                       for hr, sr in sorted(files.sr_files.items())}}
+        return data
 
-    def _folder_record(self) -> dict:
-        return {"path": str(self.root), "suffix": self.suffix, "content": self.content(),
-                "cropped": {s: {k: list(v) for k, v in sorted(f.cropped.items())}
-                            for s, f in self.sets.items() if f.cropped},
-                "files": {s: {Path(hr).stem: str(sr.relative_to(self.root)) for hr, sr in sorted(f.sr_files.items())}
-                          for s, f in self.sets.items()}}
+    def record(self, sets: dict[str, dict]) -> dict:
+        """The summary's ``sr_folder`` entry, from the records of every set of this folder in the run folder (those
+        of earlier calls too): the folder, a hash of its files, and each set's files and cropped images."""
+        mine = {s: r["data"]["sr_folder"] for s, r in sets.items() if "sr_folder" in (r.get("data") or {})}
+        if not mine:
+            return {}
+        h = hashlib.sha256()
+        for s in sorted(mine):
+            h.update(f"{s}\0{mine[s]['content']}\0".encode())
+        return {"sr_folder": {"path": str(self.root), "suffix": self.suffix, "content": h.hexdigest()[:20],
+                              "cropped": {s: r["cropped"] for s, r in mine.items() if r["cropped"]},
+                              "files": {s: r["files"] for s, r in mine.items()}}}
 
     def images(self, res: ResolvedSet, set_name: str, hr_files: list[Path], protocol, need_lr: bool):
         """``[(hr, lr, sr), ...]`` uint8 ``(C, H, W)``, one per HR file: the HR cropped to the SR's area, its LR

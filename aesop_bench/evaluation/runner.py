@@ -41,8 +41,8 @@ from functools import cached_property
 from pathlib import Path
 
 from ..data.ldl import resolve_for
-from ..data.sets import ResolvedSet
-from ..distributed import barrier, init
+from ..data.sets import ResolvedSet, sr_subfolder
+from ..distributed import barrier, init, together
 from ..errors import AesopBenchError
 from ..metrics.registry import get_spec
 from .batching import batches
@@ -103,9 +103,6 @@ class Runner:
         self.versions = {m: cfg.version_of(m) for m in cfg.metrics}  # torch-free: what the store is asked for
         self.per_image = [m for m in cfg.metrics if get_spec(m).kind != "distribution"]
         self.log = cfg.log if self.rank == 0 else (lambda msg: None)
-        self.set_images: dict[str, list[str]] = {}
-        self.set_data: dict[str, dict] = {}  # set -> where its HR and LR came from, the area compared
-        self.sources: dict[tuple[str, str], str] = {}  # (set, image) -> hash of its files
         self._tried: set = set()
         self._computing = False
 
@@ -135,16 +132,25 @@ class Runner:
             record["label"] = cfg.name
         if cfg.out_dir is None:
             return MemoryStore(record, cfg.protocol.as_dict())
-        if self.rank == 0:
-            store = ResultStore(cfg.out_dir, record, cfg.protocol.as_dict())
-        barrier(self.world)
-        return store if self.rank == 0 else ResultStore(cfg.out_dir, record, cfg.protocol.as_dict(), rank=self.rank)
+        store = None
+        with together(self.world):  # rank 0 opens (and may refuse) the folder first
+            if self.rank == 0:
+                store = ResultStore(cfg.out_dir, record, cfg.protocol.as_dict())
+        try:
+            with together(self.world):
+                if self.rank > 0:
+                    store = ResultStore(cfg.out_dir, record, cfg.protocol.as_dict(), rank=self.rank)
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
+        return store
 
     def run(self) -> tuple[dict, list[dict] | None]:
         """Evaluate every set; the summary (written to ``out_dir`` when there is one) and, in memory, the rows."""
-        if self.cfg.download and self.rank == 0:
-            fetch_weights(self.cfg)
-        barrier(self.world)
+        with together(self.world):
+            if self.cfg.download and self.rank == 0:
+                fetch_weights(self.cfg)
         self.store = self._store()
         ok = False
         with contextlib.ExitStack() as self._stack:
@@ -161,49 +167,57 @@ class Runner:
     def plan(self, name: str) -> SetPlan:
         """Resolve the set (rank 0 downloads it where allowed), check it suits the metrics and the source, and
         find the images whose values are missing or no longer count."""
-        if self.rank == 0:
-            res = resolve_or_download(name, self.cfg, self._tried)
-            if res.data.get("fallback"):
-                self.log(f"{name}: {res.data['fallback']}")
-        barrier(self.world)
-        if self.rank != 0:
-            res = resolve_for(name, self.cfg.data_root, self.cfg.protocol)
-        keys = [image_key(f) for f in res.hr_files]
-        if len(set(keys)) != len(keys):
-            raise AesopBenchError(f"{res.hr_dir}: two images share a name stem; rename one of them")
-        if res.hr_dir is None and any(get_spec(m).kind in ("full_reference", "distribution") for m in self.versions):
-            raise AesopBenchError(f"set {name!r} has no HR images; use no-reference metrics (and lr_psnr) only on it")
-        self.source.prepare_set(name, res, self.log)
-        sources = {k: self.source.row_source(name, f) for f, k in zip(res.hr_files, keys)}
+        with together(self.world):
+            if self.rank == 0:
+                res = resolve_or_download(name, self.cfg, self._tried)
+                if res.data.get("fallback"):
+                    self.log(f"{name}: {res.data['fallback']}")
+        with together(self.world):
+            if self.rank != 0:
+                res = resolve_for(name, self.cfg.data_root, self.cfg.protocol)
+            keys = [image_key(f) for f in res.hr_files]
+            self._check_set(name, res, keys)
+            self.source.prepare_set(name, res, self.log)
+            sources = {k: self.source.row_source(name, f) for f, k in zip(res.hr_files, keys)}
         todo = [(f, k, sources[k]) for f, k in zip(res.hr_files, keys)
                 if not all(self.store.has(name, k, m, self.versions[m], sources[k]) for m in self.per_image)]
         h = hashlib.sha256()
         for k in keys:
             h.update(sources[k].encode())
         set_source = h.hexdigest()[:20]
-        self.set_images[name], self.set_data[name] = keys, res.data
-        self.sources.update({(name, k): src for k, src in sources.items()})
-        self.sources[(name, SET_ROW)] = set_source
+        self.store.plan_set(name, sources, set_source, self.source.describe_set(name, res))
         return SetPlan(name, res, keys, todo, set_source, distribution=[])
+
+    def _check_set(self, name: str, res: ResolvedSet, keys: list[str]) -> None:
+        """Refuse a set the metrics cannot be computed on, before anything is computed."""
+        if len(set(keys)) != len(keys):
+            raise AesopBenchError(f"{res.hr_dir}: two images share a name stem; rename one of them")
+        if res.hr_dir is None and any(get_spec(m).kind in ("full_reference", "distribution") for m in self.versions):
+            raise AesopBenchError(f"set {name!r} has no HR images; use no-reference metrics (and lr_psnr) only on it")
+        if "fid" in self.versions and len(keys) < 2:
+            raise AesopBenchError(f"set {name!r} has {len(keys)} image; fid compares the distributions of a set's "
+                                  "images (one feature per image) and needs at least 2: leave it out on this set "
+                                  "(pfid takes 299x299 patches and may still apply)")
 
     def run_set(self, plan: SetPlan) -> None:
         """Per-image values of this rank's share, ``--save-sr`` files, then the set-level values."""
         if self.rank == 0:
             self._say_stale(plan)
         mine = plan.todo[self.rank::self.world]
-        if mine and self.per_image:
-            self.compute_images(plan, mine)
-        if self.cfg.save_sr and self.source.writes_sr:
-            self._save_missing_sr(plan)
-        barrier(self.world)
+        with together(self.world):
+            if mine and self.per_image:
+                self.compute_images(plan, mine)
+            if self.cfg.save_sr and self.source.writes_sr:
+                self._save_missing_sr(plan)
         self.store.reload()
         plan.distribution = [m for m in self.versions if get_spec(m).kind == "distribution"
                              and not self.store.has(plan.name, SET_ROW, m, self.versions[m], plan.set_source)]
         if plan.distribution and self.world > 1:  # every rank makes the SR and features of its share (cached
-            self._share_features(plan)            # on disk) ...
-            barrier(self.world)
-        if plan.distribution and self.rank == 0:  # ... and rank 0 reads them back for the set's distance
-            self.compute_distribution(plan)
+            with together(self.world):            # on disk) ...
+                self._share_features(plan)
+        with together(self.world):
+            if plan.distribution and self.rank == 0:  # ... and rank 0 reads them back for the set's distance
+                self.compute_distribution(plan)
 
     def _say_stale(self, plan: SetPlan) -> None:
         """Say which stored values no longer count: images whose files changed since (recomputed), and images no
@@ -272,7 +286,7 @@ class Runner:
 
     def _sr_file(self, set_name: str, key: str) -> Path:
         """Where ``--save-sr`` writes an image's SR."""
-        return self.cfg.out_dir / "sr" / Path(set_name).name / f"{key}.png"
+        return self.cfg.out_dir / "sr" / sr_subfolder(set_name) / f"{key}.png"
 
     def _save_missing_sr(self, plan: SetPlan) -> None:
         """``--save-sr`` on images whose metrics were stored earlier: their SR comes from the SR cache."""
@@ -314,15 +328,20 @@ class Runner:
 
     def summarise(self, ok: bool) -> dict:
         """The run's summary of the current definitions' values; rank 0 writes it (a run that failed before
-        storing anything leaves no empty summary)."""
+        storing anything leaves no empty summary, nor a run folder it created)."""
         store = self.store
         store.reload()
-        extra = {**self.source.record(), "data": self.set_data}
+        extra = self.source.record(store.sets)
+        args = (self.versions, list(self.cfg.sets), list(self.versions))
         try:
             if self.rank == 0 and (ok or store.rows):
-                return store.finalize(self.set_images, extra, self.sources, self.versions)
-            return store.summary(self.set_images, self.sources, self.versions)
+                return store.finalize(extra, *args)
+            summary = store.summary(*args)
+            summary.update(extra)
+            return summary
         finally:
+            if not ok:
+                store.discard_if_empty()
             store.close()
 
 

@@ -40,8 +40,12 @@ class Source(Interface):
         """``[(hr, lr, sr), ...]``: uint8 ``(C, H, W)`` tensors, one triple per HR file (``lr`` may be None when
         not ``need_lr``)."""
 
-    def record(self) -> dict:
-        """Entries for the run's summary (``{}``: none)."""
+    def describe_set(self, set_name: str, res: ResolvedSet) -> dict:
+        """What the run compares on a set (recorded before its values are computed): where its HR and LR come from
+        and the image area, as this source uses them."""
+
+    def record(self, sets: dict[str, dict]) -> dict:
+        """Entries for the run's summary, from the set records of the run folder (``{}``: none)."""
 
 
 def _sr_model_dir(identity: str, scale: int) -> Path:
@@ -228,7 +232,11 @@ class NetworkSource:
             digests.append(sha256_cached(lr_file) if lr_file is not None else "-")
         return hashlib.sha256("".join(digests).encode()).hexdigest()[:20]
 
-    def record(self) -> dict:
+    def describe_set(self, set_name, res) -> dict:
+        """The set's data record as the protocol reads it (:attr:`ResolvedSet.data`)."""
+        return res.data
+
+    def record(self, sets) -> dict:
         """Nothing: the model's identity is in the run's record already."""
         return {}
 

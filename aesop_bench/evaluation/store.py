@@ -3,17 +3,27 @@
 Layout of a run folder::
 
     run.json        model and protocol of the run (fixed at the first start)
+    sets.json       each set as it was last planned: its images with the hash of the files each
+                    image's values come from, and where its data came from (written before any
+                    value of the set is computed)
     rows.jsonl      one JSON object per (set, image, metric), appended and
-                    fsynced as each image finishes; a row may carry ``src``,
-                    a hash of the files it was computed from (result
-                    folders), and then counts only while they are unchanged (rank R > 0 of a torchrun
-                    evaluation appends to rows.rR.jsonl; all are read back)
+                    fsynced as each image finishes; a row carries ``src``,
+                    a hash of the files it was computed from, and counts only while they are
+                    unchanged (rank R > 0 of a torchrun evaluation appends to rows.rR.jsonl, which
+                    the next run folds into rows.jsonl before it reads or writes anything)
     per_image.csv   set,image,metric,value,version,protocol (written at the end)
-    summary.json    {"model", "protocol", "sets": {SET: {"n_images", "metrics": {M: mean}}}, ...}
+    summary.json    {"model", "protocol", "sets": {SET: {"n_images", "complete", "metrics": {M: mean},
+                    "partial": {M: {"n", "of", "mean", "other_files"}}, "data"}}, ...}
+
+A set's mean is given only when every image of the set, as ``sets.json`` records it, has a value computed
+from its current files under one version; otherwise the set is marked incomplete (``complete`` false, or
+None where no record says what the set holds) and its values are listed under ``partial`` with their
+count, never as the set's value.
 
 A run killed at any moment leaves at most one partial line at the end of
 ``rows.jsonl``; it is ignored when the run is started again, and only the
-missing rows are computed. The final files are written atomically.
+missing rows are computed. The final files are written atomically. Non-finite values are written as the
+strings ``"inf"``, ``"-inf"`` and ``"nan"`` (every line is strict JSON).
 
 Length: the run folder's files (rows, lock, summary, CSV) and the in-memory store share one row format and one
 summary builder.
@@ -44,11 +54,13 @@ _SET_LEVEL = {name for name, spec in METRICS.items() if spec.kind == "distributi
 
 class ResultStore:
     """A run folder's stored values: ``rows.jsonl`` (one line per value, appended as computed), one rank's
-    ``rows.rN.jsonl`` under torchrun, and at the end ``per_image.csv`` and ``summary.json`` (module docstring).
-    A value is looked up by (set, image, metric) and counts only under its version and source hash."""
+    ``rows.rN.jsonl`` under torchrun, each set's record in ``sets.json``, and at the end ``per_image.csv`` and
+    ``summary.json`` (module docstring). A value is looked up by (set, image, metric) and counts only under its
+    version and source hash."""
 
     def __init__(self, out_dir: str | os.PathLike, model: dict, protocol: dict, rank: int = 0):
         self.dir = Path(out_dir)
+        self._made = _missing_parents(self.dir) if rank == 0 else []
         self.dir.mkdir(parents=True, exist_ok=True)
         self.model = model
         self.protocol = protocol
@@ -57,9 +69,13 @@ class ResultStore:
         if rank == 0:  # the folder is ours now: partial files of a killed run go
             remove_stale_temps(self.dir, (".*.tmp", "sr/*/.*.tmp"))
         self.rows: dict[tuple[str, str, str], tuple[float, str, str | None]] = {}
+        self.sets: dict[str, dict] = {}
         try:
             self._check_run_file()
+            if rank == 0:
+                self._fold_rank_files()
             self._load_rows()
+            self.sets = _read_sets(self.dir / SETS_FILE)
         except BaseException:
             self.close()
             raise
@@ -83,6 +99,20 @@ class ResultStore:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+    def discard_if_empty(self) -> None:
+        """Remove the run folder (and the parents) this store created, when it holds no value: an evaluation that
+        failed before computing anything leaves no empty folder behind."""
+        if self.rank != 0 or not self._made or self._has_rows():
+            return
+        self.close()
+        for name in (".lock", "run.json", SETS_FILE):
+            (self.dir / name).unlink(missing_ok=True)
+        for folder in self._made:  # deepest first; a folder something else wrote into stays
+            try:
+                folder.rmdir()
+            except OSError:
+                return
 
     def _check_run_file(self) -> None:
         path = self.dir / "run.json"
@@ -129,9 +159,27 @@ class ResultStore:
             return True
         return False
 
+    def _rank_files(self) -> list[Path]:
+        return sorted(self.dir.glob("rows.r*.jsonl"), key=lambda p: p.name)
+
     def _has_rows(self) -> bool:
-        return any(p.stat().st_size > 0 for p in [self.dir / "rows.jsonl", *self.dir.glob("rows.r*.jsonl")]
-                   if p.is_file())
+        return any(p.stat().st_size > 0 for p in [self.dir / "rows.jsonl", *self._rank_files()] if p.is_file())
+
+    def _fold_rank_files(self) -> None:
+        """Fold the rank files an earlier torchrun evaluation left into ``rows.jsonl`` (rank 0, holding the lock,
+        before anything is read or appended). Their rows are newer than every row of ``rows.jsonl`` written
+        before that evaluation, and no row of it (each image belongs to one rank), so ``rows.jsonl`` is rewritten
+        with each key's latest row, in that order; a row appended to ``rows.jsonl`` later is then the newest.
+        Left unfolded, a rank file read after ``rows.jsonl`` would put its older rows back over newer ones."""
+        ranks = self._rank_files()
+        if not ranks:
+            return
+        self._load_rows()
+        atomic_write_text(self.dir / "rows.jsonl", "".join(
+            _row_line(s, i, m, *v) for (s, i, m), v in self.rows.items()))
+        for path in ranks:
+            path.unlink()
+        self.rows = {}
 
     @property
     def rows_path(self) -> Path:
@@ -144,7 +192,7 @@ class ResultStore:
         self._load_rows()
 
     def _load_rows(self) -> None:
-        for path in [self.dir / "rows.jsonl"] + sorted(self.dir.glob("rows.r*.jsonl")):
+        for path in [self.dir / "rows.jsonl"] + self._rank_files():
             if path.is_file():
                 self._load_file(path)
 
@@ -175,6 +223,18 @@ class ResultStore:
         with open(self.rows_path, "r+b") as f:
             f.truncate(size)
 
+    def plan_set(self, set_name: str, images: dict[str, str], set_source: str, data: dict) -> None:
+        """Record what a set holds before any of its values is computed: ``images`` (each image's key and the
+        hash of the files its values come from), ``set_source`` (the hash the set-level values are stored under)
+        and ``data`` (where its HR and LR came from, the area compared). Summaries count a set's rows against the
+        latest record, so a set stopped halfway, or planned again on other files, is never averaged as whole."""
+        self.sets[set_name] = {"images": dict(images), "set_source": set_source, "data": data}
+        if self.rank == 0:
+            self._write_sets()
+
+    def _write_sets(self) -> None:
+        atomic_write_json(self.dir / SETS_FILE, {"schema": SCHEMA, "sets": json_safe(self.sets)})
+
     def has(self, set_name: str, image: str, metric: str, version: str, src: str | None = None) -> bool:
         """Whether a value of ``metric`` for the image is stored under this version and source hash."""
         row = self.rows.get((set_name, image, metric))
@@ -184,10 +244,7 @@ class ResultStore:
         """Store one image's metric values (``{metric: (value, version)}``) durably."""
         buf = io.StringIO()
         for metric, (value, version) in values.items():
-            row = {"set": set_name, "image": image, "metric": metric, "value": float(value), "version": version}
-            if src is not None:
-                row["src"] = src
-            buf.write(json.dumps(row) + "\n")
+            buf.write(_row_line(set_name, image, metric, float(value), version, src))
             self.rows[(set_name, image, metric)] = (float(value), version, src)
         with open(self.rows_path, "a", encoding="utf-8") as f:
             f.write(buf.getvalue())
@@ -209,57 +266,85 @@ class ResultStore:
                 chosen[metric] = next(iter(versions))
         return chosen
 
-    def _counted(self, set_name: str, image: str, metric: str, sources: dict, chosen: dict) -> tuple | None:
-        """The stored row if it counts: computed from the image's current files, under the chosen version."""
-        row = self.rows.get((set_name, image, metric))
-        if row is None or chosen.get(metric) != row[1] or sources.get((set_name, image), row[2]) != row[2]:
-            return None
-        return row
+    def _set_order(self, order: list[str] | None) -> list[str]:
+        """The sets a summary covers: those of this run (``order``), then every other set with a record or rows."""
+        order = [s for s in (order or []) if s in self.sets]
+        others = ({k[0] for k in self.rows} | set(self.sets)) - set(order)
+        return order + sorted(others)
 
-    def summary(self, set_images: dict[str, list[str]], sources: dict | None = None,
-                current: dict[str, str] | None = None) -> dict:
-        """Means over each set's images, for every metric that covers all of them with rows of one version
-        (``sources``: the current ``src`` of ``(set, image)`` keys, rows computed from other files do not count;
-        ``current``: the version of each metric this run computes, rows of other versions do not count)."""
-        sources = sources or {}
+    def summary(self, current: dict[str, str] | None = None, order: list[str] | None = None,
+                asked: list[str] | None = None) -> dict:
+        """Each set's means (module docstring: only over the whole set as recorded, of one version per metric,
+        from the images' current files), its completeness and the values of an incomplete set with their
+        counts. ``current``: the version of each metric this run computes (rows of other versions do not count);
+        ``order``: this run's sets, first; ``asked``: the metrics this run computes, reported as missing on its
+        sets where no image has them yet."""
         chosen = self.versions(current)
         sets: dict[str, dict] = {}
         versions: dict[str, str] = {}
-        for set_name, images in set_images.items():
-            by_metric: dict[str, list[float]] = {}
-            set_level: dict[str, float] = {}
-            for image in [*images, SET_ROW]:
-                for metric in chosen:
-                    row = self._counted(set_name, image, metric, sources, chosen)
-                    if row is None:
-                        continue
-                    versions[metric] = row[1]
-                    if image == SET_ROW:
-                        set_level[metric] = row[0]
-                    else:
-                        by_metric.setdefault(metric, []).append(row[0])
-            means = {m: _mean(v) for m, v in by_metric.items() if len(v) == len(images)}
-            means.update(set_level)
-            sets[set_name] = {"n_images": len(images), "metrics": dict(sorted(means.items()))}
+        for set_name in self._set_order(order):
+            entry, used = self._set_summary(set_name, chosen, asked if set_name in (order or []) else None)
+            sets[set_name] = entry
+            versions.update(used)
         mixed = sorted({k[2] for k in self.rows} - set(chosen))
         out = {"model": self.model, "protocol": self.protocol, "sets": sets, "metric_versions": versions}
         if mixed:
             out["left_out"] = {m: "stored under several versions; evaluate it again to choose one" for m in mixed}
         return out
 
-    def _previous_sets(self) -> dict:
-        """The ``sets`` of the summary an earlier call wrote ({} when there is none or it cannot be read)."""
-        try:
-            sets = read_summary(self.dir / "summary.json").get("sets", {})
-        except (AesopBenchError, OSError, AttributeError):
-            return {}
-        return sets if isinstance(sets, dict) else {}
+    def _set_summary(self, set_name: str, chosen: dict, asked: list[str] | None) -> tuple[dict, dict]:
+        """One set's summary entry and the versions its values were computed under."""
+        record = self.sets.get(set_name)
+        if record is None:  # rows with no record of the set (a folder written before records): whole is unknown
+            images = {i: None for (s, i, _) in self.rows if s == set_name and i != SET_ROW}
+            set_source = None
+        else:
+            images, set_source = record["images"], record["set_source"]
+        n = len(images)
+        metrics, partial, used = {}, {}, {}
+        for metric in sorted(m for m in chosen if any(k[0] == set_name and k[2] == m for k in self.rows)):
+            if metric in _SET_LEVEL:
+                row = self.rows.get((set_name, SET_ROW, metric))
+                if row[1] == chosen[metric] and record is not None and row[2] == set_source:
+                    metrics[metric], used[metric] = row[0], row[1]
+                elif row[1] == chosen[metric]:  # of other files than the set's now, or of a set not on record
+                    partial[metric] = {"n": 0, "of": n if record else None, "set_value": "of other files"
+                                       if record else "unverified"}
+                continue
+            counted, other = [], 0
+            for image, src in images.items():
+                row = self.rows.get((set_name, image, metric))
+                if row is None or row[1] != chosen[metric]:
+                    continue
+                if record is None or row[2] == src:
+                    counted.append(row[0])
+                else:
+                    other += 1
+            if counted:
+                used[metric] = chosen[metric]
+            if record is not None and len(counted) == n and n:
+                metrics[metric] = _mean(counted)
+            elif counted or other:
+                partial[metric] = {"n": len(counted), "of": n if record else None, **(
+                    {"mean": _mean(counted)} if counted else {}), **({"other_files": other} if other else {})}
+        for metric in asked or []:
+            if metric not in metrics and metric not in partial:
+                partial[metric] = {"n": 0, "of": n}
+        entry = {"n_images": n, "complete": None if record is None else not partial, "metrics": metrics}
+        if partial:
+            entry["partial"] = partial
+        if record is None:
+            entry["unverified"] = ("no record of the set's images in this run folder (written by an earlier "
+                                   "version); evaluate the set into this folder again to count it")
+        elif record.get("data"):
+            entry["data"] = record["data"]
+        return entry, used
 
-    def finalize(self, set_images: dict[str, list[str]], extra: dict | None = None,
-                 sources: dict | None = None, current: dict[str, str] | None = None) -> dict:
+    def finalize(self, extra: dict | None = None, current: dict[str, str] | None = None,
+                 order: list[str] | None = None, asked: list[str] | None = None) -> dict:
         """Write per_image.csv and summary.json for the sets of this run and those stored by earlier ones
-        (``extra``: more top-level entries of the summary)."""
-        summary, table = self.final(set_images, extra, sources, current)
+        (``extra``: more top-level entries of the summary; the other arguments: :meth:`summary`)."""
+        summary, table = self.final(extra, current, order, asked)
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")
         w.writerow(PER_IMAGE_COLUMNS)
@@ -269,35 +354,30 @@ class ResultStore:
         atomic_write_json(self.dir / "summary.json", json_safe(summary))
         return summary
 
-    def final(self, set_images: dict[str, list[str]], extra: dict | None = None, sources: dict | None = None,
-              current: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
-        """The summary and the per-image rows (``PER_IMAGE_COLUMNS``) that :meth:`finalize` writes."""
-        set_images = dict(set_images)
-        for s in sorted({k[0] for k in self.rows} - set(set_images)):
-            set_images[s] = sorted({k[1] for k in self.rows if k[0] == s and k[1] != SET_ROW})
-        summary = self.summary(set_images, sources, current)
-        extra = dict(extra or {})
-        data = extra.pop("data", {})  # per set: where its HR and LR came from, the area compared
-        before = self._previous_sets()
-        for s, entry in summary["sets"].items():
-            record = data.get(s) or before.get(s, {}).get("data")
-            if record:
-                entry["data"] = record
-        summary.update(extra)
+    def final(self, extra: dict | None = None, current: dict[str, str] | None = None,
+              order: list[str] | None = None, asked: list[str] | None = None) -> tuple[dict, list[dict]]:
+        """The summary and the per-image rows (``PER_IMAGE_COLUMNS``) that :meth:`finalize` writes: the rows that
+        count (current files, the summary's version), including those of an incomplete set."""
+        summary = self.summary(current, order, asked)
+        summary.update(extra or {})
         chosen = self.versions(current)
         table = []
         pname = self.protocol.get("name", "")
-        for set_name, images in set_images.items():
-            for image in images:
+        for set_name in summary["sets"]:
+            record = self.sets.get(set_name)
+            images = record["images"] if record else \
+                {i: None for i in sorted({k[1] for k in self.rows if k[0] == set_name and k[1] != SET_ROW})}
+            for image, src in images.items():
                 for metric in sorted(m for (s, i, m) in self.rows if s == set_name and i == image):
-                    row = self._counted(set_name, image, metric, sources or {}, chosen)
-                    if row is not None:
-                        table.append({"set": set_name, "image": image, "metric": metric, "value": row[0],
-                                      "version": row[1], "protocol": pname})
+                    value, version, row_src = self.rows[(set_name, image, metric)]
+                    if version == chosen.get(metric) and (record is None or row_src == src):
+                        table.append({"set": set_name, "image": image, "metric": metric, "value": value,
+                                      "version": version, "protocol": pname})
         return summary, table
 
 
 PER_IMAGE_COLUMNS = ("set", "image", "metric", "value", "version", "protocol")
+SETS_FILE = "sets.json"
 
 
 class MemoryStore(ResultStore):
@@ -308,25 +388,55 @@ class MemoryStore(ResultStore):
         self.dir = None
         self.model, self.protocol, self.rank = model, protocol, 0
         self._lock = None
+        self._made = []
         self.rows = {}
+        self.sets = {}
         self.table: list[dict] = []
 
     def reload(self) -> None:
         """Nothing to read: no other process stores rows here."""
+
+    def _write_sets(self) -> None:
+        """Nothing to write: the records live in memory."""
+
+    def discard_if_empty(self) -> None:
+        """Nothing to remove: no folder was made."""
 
     def add(self, set_name: str, image: str, values: dict[str, tuple[float, str]], src: str | None = None) -> None:
         """Keep one image's values (``{metric: (value, version)}``) in memory."""
         for metric, (value, version) in values.items():
             self.rows[(set_name, image, metric)] = (float(value), version, src)
 
-    def _previous_sets(self) -> dict:
-        return {}
-
-    def finalize(self, set_images: dict[str, list[str]], extra: dict | None = None,
-                 sources: dict | None = None, current: dict[str, str] | None = None) -> dict:
+    def finalize(self, extra: dict | None = None, current: dict[str, str] | None = None,
+                 order: list[str] | None = None, asked: list[str] | None = None) -> dict:
         """The summary of the rows in memory; the per-image rows are kept in ``table``."""
-        summary, self.table = self.final(set_images, extra, sources, current)
+        summary, self.table = self.final(extra, current, order, asked)
         return summary
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """The folders ``mkdir(parents=True)`` would create for ``folder``, deepest first."""
+    made, p = [], folder.absolute()
+    while not p.exists() and p != p.parent:
+        made.append(p)
+        p = p.parent
+    return made
+
+
+def _read_sets(path: Path) -> dict:
+    """The set records of ``sets.json`` ({} when there is none). A damaged file is an error: without it no
+    summary can say whether a set is whole."""
+    if not path.is_file():
+        return {}
+    try:
+        sets = json.loads(path.read_text(encoding="utf-8"))["sets"]
+        if not isinstance(sets, dict) or not all(isinstance(r, dict) and isinstance(r.get("images"), dict)
+                                                 for r in sets.values()):
+            raise ValueError("not a set record per set")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AesopBenchError(f"{path} is damaged ({exc}); delete it and evaluate the folder's sets into it "
+                              "again (their stored values are reused)") from None
+    return sets
 
 
 def json_safe(obj):
@@ -358,9 +468,23 @@ def read_summary(path: Path) -> dict:
     return s
 
 
+def _row_line(set_name: str, image: str, metric: str, value: float, version: str, src: str | None) -> str:
+    """One line of ``rows.jsonl``: strict JSON, a non-finite value as text (:func:`json_safe`)."""
+    row = {"set": set_name, "image": image, "metric": metric, "value": json_safe(float(value)), "version": version}
+    if src is not None:
+        row["src"] = src
+    return json.dumps(row, allow_nan=False) + "\n"
+
+
+_NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
 def _row(line: bytes) -> dict:
-    """A stored row, checked: set, image, metric and version are text, value a number, src text or absent."""
+    """A stored row, checked: set, image, metric and version are text, value a number (or ``"inf"``, ``"-inf"``,
+    ``"nan"``), src text or absent."""
     r = json.loads(line)
+    if isinstance(r, dict) and isinstance(r.get("value"), str) and r["value"] in _NON_FINITE:
+        r["value"] = _NON_FINITE[r["value"]]
     if not isinstance(r, dict):
         raise ValueError("not a JSON object")
     for key in ("set", "image", "metric", "version"):

@@ -22,7 +22,6 @@ is computed once per protocol and reused by every model.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 
 from .. import weights as wm
 from ..cache import ARRAY, Store
+from ..errors import AesopBenchError
 from ..fileutil import tensor_key
 from ..paths import features_dir
 
@@ -157,8 +157,6 @@ def images_features(imgs: list[torch.Tensor], view: str, device="cpu", mode: str
                     net=None) -> list[np.ndarray]:
     """:func:`image_features` of each image; those not cached go through the network together, CHUNK inputs
     (whole images resized one by one, or patches) per forward."""
-    from ..errors import AesopBenchError
-
     if mode not in FID_MODES:
         raise AesopBenchError(f"unknown --fid-mode {mode!r}; choose one of {', '.join(FID_MODES)}")
     root = _cache_root(mode, device)
@@ -195,10 +193,13 @@ def _inputs(img: torch.Tensor, view: str, mode: str) -> torch.Tensor:
 
 
 def set_distance(sr_feats: list[np.ndarray], hr_feats: list[np.ndarray]) -> float:
-    """The Frechet distance between the SR and HR features of a set (each image's rows stacked)."""
+    """The Frechet distance between the SR and HR features of a set (each image's rows stacked); a side with fewer
+    than 2 features (one image for FID, one patch for pFID) has no covariance and is refused."""
     from .frechet import frechet_distance_features
 
     a, b = np.concatenate(sr_feats), np.concatenate(hr_feats)
     if len(a) < 2 or len(b) < 2:
-        return math.nan
+        raise AesopBenchError(f"a Frechet distance needs at least 2 features on each side; this set gives "
+                              f"{len(a)} SR and {len(b)} HR feature(s) (FID: one per image, pFID: one per 299x299 "
+                              "patch): evaluate it on a set with more images")
     return frechet_distance_features(a, b)

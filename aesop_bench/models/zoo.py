@@ -238,7 +238,7 @@ class ModelSpec:
         (one checkpoint holds several networks: BasicSR's ``params`` and ``params_ema``)."""
         if self.parts:
             (a, b), alpha = self.parts
-            return f"interp({a.identity(scale)},{b.identity(scale)},{alpha:g})"
+            return f"interp({a.identity(scale)},{b.identity(scale)},{exact(alpha)})"
         opts = ",".join(f"{k}={v}" for k, v in sorted(self.arch_opts.items()))
         key = "" if self.keys == DEFAULT_KEYS and not self.strict_key else \
             f"-key={'|'.join(self.keys)}{'!' if self.strict_key else ''}"
@@ -267,6 +267,17 @@ class ModelSpec:
 
 
 INTERP = re.compile(r"interp:([^,]+),([^@]+)@([0-9]*\.?[0-9]+)")
+
+
+def exact(x: float) -> str:
+    """``x`` as text that reads back as the same float: ``%g`` where that is exact (identities written before
+    keep their form), else Python's shortest round-trip form.
+
+    >>> exact(0.3), exact(1.0), exact(0.30000049)
+    ('0.3', '1', '0.30000049')
+    """
+    short = f"{x:g}"
+    return short if float(short) == x else repr(x)
 
 
 def parse_interp(model: str) -> tuple[str, str, str] | None:

@@ -44,7 +44,9 @@ class Run:
         rel = self.sr_folder.get("files", {}).get(set_name, {}).get(image)
         if rel is not None:
             return Path(self.sr_folder["path"]) / rel
-        return self.path / "sr" / Path(set_name).name / f"{image}.png"
+        from ..data.sets import sr_subfolder
+
+        return self.path / "sr" / sr_subfolder(set_name) / f"{image}.png"
 
     @property
     def backbone(self) -> str:
@@ -56,6 +58,16 @@ class Run:
     def value(self, set_name: str, metric: str) -> float | None:
         """The set's value of a metric (mean over images, or the set-level FID/pFID), None where absent."""
         return self.sets.get(set_name, {}).get("metrics", {}).get(metric)
+
+    def partial(self, set_name: str, metric: str) -> dict | None:
+        """A metric's value over part of a set (``{"n", "of", "mean", ...}``: the summary's ``partial`` entry), None
+        where the set is whole or the metric absent."""
+        return (self.sets.get(set_name, {}).get("partial") or {}).get(metric)
+
+    def complete(self, set_name: str) -> bool | None:
+        """Whether every value of the set covers all its images (None: no record says what the set holds)."""
+        entry = self.sets.get(set_name, {})
+        return False if entry.get("partial") else entry.get("complete")
 
     def images(self, set_name: str, metric: str) -> dict[str, float]:
         """``{image: value}`` of a metric on a set."""

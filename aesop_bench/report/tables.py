@@ -27,7 +27,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.sets import SETS, display_name, paper_set_name, set_label
+from ..data.sets import SETS, display_name, paper_set_name, set_label, set_labels
 from ..errors import AesopBenchError
 from ..metrics.registry import METRICS
 from ..models.zoo import ZOO
@@ -122,6 +122,7 @@ class Cell:
     paper: float | None = None
     insignificant: bool = False
     n: int | None = None  # images behind the value, where fewer than the set's: not ranked, no paper delta
+    of: int | None = None  # the set's images, where n is given (None: not known)
     unsettled: bool = False  # the paper's value is of a row the model's file may not be (zoo paper_note)
 
 
@@ -164,19 +165,38 @@ def build_table(runs: list[Run], layout: str = "table1", metrics: list[str] | No
             full = set_size(s, runs)
             vals = [r.value(s, m) for r in runs]
             for i, v in enumerate(vals):
-                n = runs[i].sets.get(s, {}).get("n_images")
-                partial = v is not None and n is not None and full is not None and n < full
+                v, n, of = _cell_value(runs[i], s, m, full)
+                vals[i] = v
+                partial = n is not None
                 pv = paper_value(paper, runs[i], s, m, layout) if compare_paper and not partial else None
                 pnote = ZOO[runs[i].model].paper_note if runs[i].model in ZOO and pv is not None else ""
-                t.cells[(m, s, i)] = Cell(v, paper=pv, n=n if partial else None, unsettled=bool(pnote))
+                t.cells[(m, s, i)] = Cell(v, paper=pv, n=n, of=of, unsettled=bool(pnote))
                 if pnote and f"?: {runs[i].label}: {pnote}" not in t.notes:
                     t.notes.append(f"?: {runs[i].label}: {pnote}")
-            _rank(t, m, s, [None if t.cells[(m, s, i)].n else v for i, v in enumerate(vals)], significance)
-            if any(t.cells[(m, s, i)].n for i in range(len(runs))):
-                note = f"n=K: the value covers K of the set's {full} images; it is not ranked or compared"
+            _rank(t, m, s, [None if t.cells[(m, s, i)].n is not None else v for i, v in enumerate(vals)], significance)
+            if any(t.cells[(m, s, i)].n is not None for i in range(len(runs))):
+                note = "n=K/N: the value covers K of the set's N images (? where no record says N); it is not " \
+                       "ranked or compared"
                 if note not in t.notes:
                     t.notes.append(note)
     return t
+
+
+def _cell_value(run: Run, set_name: str, metric: str, full: int | None) -> tuple[float | None, int | None,
+                                                                              int | None]:
+    """``(value, n, of)`` of a cell: the set's value (``n`` None), or a value over part of the set with its count:
+    a summary's ``partial`` entry, or a summary written before those whose image count is below the set's."""
+    v = run.value(set_name, metric)
+    entry = run.sets.get(set_name, {})
+    if v is not None:
+        n = entry.get("n_images")
+        if entry.get("complete") is None and n is not None and full is not None and n < full:
+            return v, n, full
+        return v, None, None
+    part = run.partial(set_name, metric)
+    if part and part.get("mean") is not None:
+        return part["mean"], part["n"], part.get("of")
+    return None, None, None
 
 
 def set_size(set_name: str, runs: list[Run]) -> int | None:
@@ -221,8 +241,8 @@ def _cell_text(t: Table, metric: str, c: Cell, tex: bool) -> str:
         s = f"\\underline{{{s}}}" if tex else f"<u>{s}</u>"
     if c.insignificant:
         s += "$^{\\sim}$" if tex else "~"
-    if c.n:
-        s += f" (n={c.n})"
+    if c.n is not None:
+        s += f" (n={c.n}/{'?' if c.of is None else c.of})"
     if c.paper is not None:
         d = "-" if c.value is None else f"{c.value - c.paper:+.{decimals(metric)}f}"
         shown = getattr(c.paper, "text", None) or fmt(metric, c.paper)  # as the paper prints it
@@ -253,14 +273,15 @@ def _grid(t: Table, tex: bool) -> tuple[list[str], list[list[str]]]:
     if t.orientation == "runs_as_columns":
         order = [i for _, idx in _groups(t) for i in idx]
         header = ["Metric", "Set"] + [t.runs[i].label for i in order]
+        labels = set_labels(t.sets)
         body = []
         for m in t.metrics:
             for k, s in enumerate(t.sets):
                 name = f"{label(m)} {arrow(m, tex)}" if k == 0 else ""
-                body.append([name, set_label(s)] +
+                body.append([name, labels[s]] +
                             [_cell_text(t, m, t.cells[(m, s, i)], tex) for i in order])
         return header, body
-    header = ["Metric", "Method"] + [set_label(s) for s in t.sets]
+    header = ["Metric", "Method"] + list(set_labels(t.sets).values())
     body = []
     for m in t.metrics:
         for i, r in enumerate(t.runs):
@@ -275,9 +296,9 @@ def to_markdown(t: Table) -> str:
     if t.orientation == "runs_as_columns" and len(_groups(t)) > 1:
         groups = " / ".join(f"{name}: {', '.join(t.runs[i].label for i in idx)}" for name, idx in _groups(t))
         lines.append(f"Backbones: {groups}\n")
-    lines.append("| " + " | ".join(header) + " |")
+    lines.append("| " + " | ".join(map(_md_escape, header)) + " |")
     lines.append("|" + "---|" * 2 + "---:|" * (len(header) - 2))
-    lines += ["| " + " | ".join(row) + " |" for row in body]
+    lines += ["| " + " | ".join(map(_md_escape, row)) + " |" for row in body]
     notes = ["**bold**: best, <u>underlined</u>: second best per comparison"]
     if any(c.insignificant for c in t.cells.values()):
         notes.append("~: not significantly different from the best (Wilcoxon signed-rank, p >= 0.05)")
@@ -285,6 +306,16 @@ def to_markdown(t: Table) -> str:
         notes.append("(paper value, difference) after values the paper reports")
     notes += t.notes
     return "\n".join(lines) + "\n\n" + "; ".join(notes) + ".\n"
+
+
+def _md_escape(s: str) -> str:
+    """A table cell's text with ``|`` escaped and line breaks as spaces, so a label or set name cannot split a
+    Markdown row.
+
+    >>> _md_escape("a|b")
+    'a\\\\|b'
+    """
+    return s.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def _tex_escape(s: str) -> str:
@@ -338,19 +369,62 @@ def to_csv(t: Table) -> str:
 
 def summary_table(summary: dict, sets: list[str], metrics: list[str]) -> str:
     """An evaluation summary as a plain-text table: one row per set (with its image count), one column per
-    metric."""
+    metric. A value over part of a set is shown with its count, ``28.417 (n=3/5)``, never alone; lines under the
+    table say which sets are incomplete and why (:func:`incomplete_notes`)."""
     header = ["set", "images"] + metrics
     rows = []
+    labels = set_labels(sets, display_name)
     for s in sets:
         entry = summary["sets"].get(s, {})
-        vals = entry.get("metrics", {})
-        rows.append([display_name(s), str(entry.get("n_images", 0))] + [fmt(m, vals.get(m)) for m in metrics])
+        vals, partial = entry.get("metrics", {}), entry.get("partial", {})
+        rows.append([labels[s], str(entry.get("n_images", 0))] +
+                    [fmt(m, vals[m]) if m in vals else partial_text(m, partial.get(m)) for m in metrics])
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
 
     def line(r):
         return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
 
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+    notes = incomplete_notes(summary, sets)
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows] + notes)
+
+
+def partial_text(metric: str, part: dict | None) -> str:
+    """A value over part of a set with its count (``28.417 (n=3/5)``), ``- (n=0/5)`` where no image has one yet,
+    ``-`` where nothing is stored.
+
+    >>> partial_text("psnr", {"n": 3, "of": 5, "mean": 28.41736}), partial_text("psnr", None)
+    ('28.417 (n=3/5)', '-')
+    """
+    if not part:
+        return "-"
+    of = "?" if part.get("of") is None else part["of"]
+    return f"{fmt(metric, part.get('mean'))} (n={part.get('n', 0)}/{of})"
+
+
+def incomplete_notes(summary: dict, sets: list[str] | None = None) -> list[str]:
+    """One line per set of ``summary`` whose values do not cover it whole: how many images each metric covers,
+    how many stored values came from other files than the set's now, and sets no record describes.
+
+    >>> incomplete_notes({"sets": {"bsd100": {"n_images": 100, "complete": False, "metrics": {},
+    ...                   "partial": {"psnr": {"n": 48, "of": 100, "mean": 25.8}}}}})
+    ['bsd100 is incomplete: psnr on 48 of 100 images; its set values are not given (evaluate it again to finish)']
+    """
+    out = []
+    for s in sets or list(summary.get("sets", {})):
+        entry = summary.get("sets", {}).get(s) or {}
+        if entry.get("complete", True) and not entry.get("partial"):
+            continue
+        parts = []
+        for m, p in sorted((entry.get("partial") or {}).items()):
+            if "set_value" in p:
+                parts.append(f"{m} computed {'on other files' if p['set_value'] == 'of other files' else 'unverified'}")
+                continue
+            of = "?" if p.get("of") is None else p["of"]
+            other = f" ({p['other_files']} stored from other files, not counted)" if p.get("other_files") else ""
+            parts.append(f"{m} on {p.get('n', 0)} of {of} images{other}")
+        why = entry.get("unverified") or "its set values are not given (evaluate it again to finish)"
+        out.append(f"{display_name(s)} is incomplete: {'; '.join(parts) or 'no values'}; {why}")
+    return out
 
 
 def computed_metrics(runs: list[Run]) -> list[str]:
