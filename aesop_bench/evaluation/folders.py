@@ -214,14 +214,17 @@ class FolderSource:
 
     def record(self, sets: dict[str, dict]) -> dict:
         """The summary's ``sr_folder`` entry, from the records of every set of this folder in the run folder (those
-        of earlier calls too): the folder, a hash of its files, and each set's files and cropped images."""
+        of earlier calls too): the folder, the suffix (per set where they differ), a hash of its files, and each
+        set's files and cropped images."""
         mine = {s: r["data"]["sr_folder"] for s, r in sets.items() if "sr_folder" in (r.get("data") or {})}
         if not mine:
             return {}
         h = hashlib.sha256()
         for s in sorted(mine):
             h.update(f"{s}\0{mine[s]['content']}\0".encode())
-        return {"sr_folder": {"path": str(self.root), "suffix": self.suffix, "content": h.hexdigest()[:20],
+        suffixes = {s: r["suffix"] for s, r in mine.items()}
+        suffix = next(iter(suffixes.values())) if len(set(suffixes.values())) == 1 else suffixes
+        return {"sr_folder": {"path": str(self.root), "suffix": suffix, "content": h.hexdigest()[:20],
                               "cropped": {s: r["cropped"] for s, r in mine.items() if r["cropped"]},
                               "files": {s: r["files"] for s, r in mine.items()}}}
 

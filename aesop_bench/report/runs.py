@@ -35,6 +35,10 @@ class Run:
         record = self.sets.get(set_name, {}).get("data") or {}
         return record.get("area") or f"the HR cropped to a multiple of {self.protocol.get('modcrop', '?')}"
 
+    def sizes(self, set_name: str) -> str | None:
+        """A hash of the compared size of every image of a set, where the run recorded one (result folders)."""
+        return (self.sets.get(set_name, {}).get("data") or {}).get("sizes")
+
     def fallback(self, set_name: str) -> str:
         """Why a set was read from other files than the protocol's ('' when it was not)."""
         return (self.sets.get(set_name, {}).get("data") or {}).get("fallback", "")
@@ -162,6 +166,10 @@ def check_comparable(runs: list[Run], metrics: list[str], allow_mixed: bool = Fa
         if len({r.area(set_name) for r in have}) > 1:  # bicubic on Set5 under paper: 28.395 mod-12, 28.429 whole
             problems.append(f"runs compare different image areas of {set_name}: " +
                             "; ".join(f"{r.label}: {r.area(set_name)}" for r in have))
+        sizes = {r.label: r.sizes(set_name) for r in have if r.sizes(set_name)}
+        if len(set(sizes.values())) > 1:  # result folders of 512x512 and 504x504 images compare other areas
+            problems.append(f"result folders hold SR images of different sizes on {set_name} (their values cover "
+                            f"different areas): {', '.join(sizes)}")
     for m in metrics:
         versions = {r.versions.get(m) for r in runs if r.versions.get(m)}
         if len(versions) > 1:
