@@ -237,6 +237,14 @@ def test_every_input_of_a_stored_value_is_in_its_key(bench_root, tmp_path, monke
     with_ae2 = same(sr_dir, tmp_path / "a1", metrics=["ae_psnr"], ae=str(aes[2]))
     _rewrite_in_place(aes[2], aes[1].read_bytes())
     assert same(sr_dir, tmp_path / "a1", metrics=["ae_psnr"], ae=str(aes[2]))[0] == with_ae1[0] != with_ae2[0]
+    # a set stopped after its first image: no value of the set until it is whole, then a fresh run's
+    from .standin_models import ModelFailed, RecordingBicubic
+
+    with pytest.raises(ModelFailed):
+        run(RecordingBicubic(fail_at=2), tmp_path / "p1", metrics=metrics)
+    stopped = json.loads((tmp_path / "p1" / "summary.json").read_text())["sets"][str(data)]
+    assert stopped["complete"] is False and stopped["metrics"] == {} and stopped["partial"]["psnr"]["n"] == 1
+    assert same(RecordingBicubic(), tmp_path / "p1", metrics=metrics)[1][str(data)]["complete"] is True
 
 
 def test_an_interrupted_run_never_averages_two_definitions(small_set, tmp_path, monkeypatch):
