@@ -59,9 +59,18 @@ def test_a_set_stopped_halfway_is_marked_and_never_averaged_as_whole(bench_root,
     mean3 = entry["partial"]["psnr"]["mean"]
     assert f"{mean3:.3f} (n=3/8)" in table and "**" + f"{mean3:.3f}" not in table, (row, table)
 
+    # paired statistics: against a whole run refused, against a run stopped at the same image marked
+    fresh = _evaluate(RecordingBicubic(), [str(folder)], tmp_path / "fresh")
+    assert main(["compare", str(tmp_path / "fresh"), str(out), "--metric", "psnr"]) == 2
+    assert "cover different images (8 vs 3" in capsys.readouterr().err
+    with pytest.raises(ModelFailed):
+        _evaluate(RecordingBicubic(fail_at=4), [str(folder)], tmp_path / "also-stopped")
+    assert main(["compare", str(tmp_path / "also-stopped"), str(out), "--metric", "psnr"]) == 0
+    compared = capsys.readouterr().out
+    assert f"| {folder} | 3* |" in compared and "incomplete in" in compared
+
     # finishing the set gives the value of an uninterrupted run
     again = _evaluate(RecordingBicubic(), [str(folder)], out)
-    fresh = _evaluate(RecordingBicubic(), [str(folder)], tmp_path / "fresh")
     assert again.complete(str(folder)) is True
     assert again.mean(str(folder), "psnr") == fresh.mean(str(folder), "psnr")
 

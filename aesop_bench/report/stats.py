@@ -73,8 +73,14 @@ def compare_runs(a, b, metric: str | None = None, allow_mixed: bool = False) -> 
         raise AesopBenchError("the two runs share no set")
     lines = [f"{metric}: {b.label} minus {a.label}; mean difference, bootstrap 95% CI, Wilcoxon signed-rank p",
              "| set | images | mean A | mean B | B - A | 95% CI | p |", "|---|---:|---:|---:|---:|---|---:|"]
+    incomplete = []
     for s in sets:
         r = paired(a.images(s, metric), b.images(s, metric), s, metric)
-        lines.append(f"| {s} | {r.n} | {r.mean_a:.4f} | {r.mean_b:.4f} | {r.mean_diff:+.4f} | "
-                     f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}] | {r.p_value:.3g} |")
-    return "\n".join(lines)
+        partial = [run.label for run in (a, b) if run.partial(s, metric) is not None]
+        n = f"{r.n}*" if partial else str(r.n)
+        if partial:
+            incomplete.append(f"*{s}: incomplete in {', '.join(partial)} (the images both have; not the set's "
+                              "value)")
+        lines.append(f"| {s.replace('|', chr(92) + '|')} | {n} | {r.mean_a:.4f} | {r.mean_b:.4f} | "
+                     f"{r.mean_diff:+.4f} | [{r.ci_low:+.4f}, {r.ci_high:+.4f}] | {r.p_value:.3g} |")
+    return "\n".join(lines + incomplete)
