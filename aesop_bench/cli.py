@@ -378,10 +378,7 @@ def cmd_plot(args) -> int:
                          args.xlabel, args.ylabel, log=lambda m: print(m, file=sys.stderr)):
             print(f"wrote {p}")
     else:
-        box = tuple(int(v) for v in args.box.split(",")) if args.box else None
-        if box is not None and len(box) != 4:
-            raise AesopBenchError("--box takes x,y,width,height in HR pixels")
-        for p in crop_sheet(runs, args.set, args.image, box, data_root(args.data_root),
+        for p in crop_sheet(runs, args.set, args.image, args.box or None, data_root(args.data_root),
                             args.out or f"reports/crops_{args.set}_{args.image}.png"):
             print(f"wrote {p}")
     return 0

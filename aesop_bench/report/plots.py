@@ -11,6 +11,8 @@ conventions.
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 
 from ..data.sets import set_label
@@ -207,6 +209,16 @@ def _place_labels(fig, ax, labels) -> None:
             continue
 
 
+def sr_advice(r: Run) -> str:
+    """What to do where a run's SR images are not found: a model's run saves them with ``eval --save-sr``; a result
+    folder's run reads them from the folder it evaluated, which has moved or changed since."""
+    if r.source != "folder":
+        return f"evaluate {r.label} with --save-sr"
+    return (f"the run reads them from its result folder {r.sr_folder.get('path', '?')}, which was moved or changed "
+            "since: put the folder back there, or evaluate it again where it is now (aesop-bench eval --sr FOLDER "
+            f"--name {shlex.quote(r.label)} --out {shlex.quote(str(r.path))})")
+
+
 def _compared_area(runs: list[Run], set_name: str, image: str, data_root: str | Path):
     """The HR of ``image`` over the area the runs compared, what that area is, its LR, the protocol, and each
     run's saved SR image (by run index)."""
@@ -233,8 +245,8 @@ def _compared_area(runs: list[Run], set_name: str, image: str, data_root: str | 
     files = [r.sr_image(set_name, image) for r in runs]
     missing = [i for i, r in enumerate(runs) if not files[i].is_file() and r.model != "bicubic"]
     if missing:
-        raise AesopBenchError(f"{files[missing[0]]}: no saved SR image; evaluate {runs[missing[0]].label} with "
-                              "--save-sr")
+        raise AesopBenchError(f"{files[missing[0]]}: no such SR image of {runs[missing[0]].label}; "
+                              f"{sr_advice(runs[missing[0]])}")
     saved = {i: to_rgb(read_image(f)) for i, f in enumerate(files) if f.is_file()}
     if all(r.source == "folder" for r in runs):  # result folders compare the SR files' own area
         h, w = min(img.shape[-2] for img in saved.values()), min(img.shape[-1] for img in saved.values())
@@ -248,23 +260,50 @@ def _compared_area(runs: list[Run], set_name: str, image: str, data_root: str | 
     return hr, hr_what, lr, protocol, saved
 
 
-def _cut(panels: list, box: tuple[int, int, int, int] | None, hr):
-    """The box (default: 96 pixels at the centre) and each panel's crop; a box outside a panel is an error naming
-    each such panel."""
+def _centre_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """The default crop: 96 pixels (fewer in a smaller image) at the centre."""
+    s = min(96, width, height)
+    return (width - s) // 2, (height - s) // 2, s, s
+
+
+def parse_box(box, width: int, height: int) -> tuple[int, int, int, int]:
+    """``box`` (``--box``'s text ``"x,y,width,height"``, or four numbers) as four integers: an origin at or right
+    of and below the image's top-left corner, and a positive size; else an error naming the value, the
+    ``width`` x ``height`` image and what to write. (Whether it lies inside each panel is :func:`_cut`'s check.)
+
+    >>> parse_box("10, 20,96,96", 256, 256)
+    (10, 20, 96, 96)
+    """
+    text = box if isinstance(box, str) else ",".join(map(str, box))
+    parts = [p.strip() for p in text.split(",")]
+    fix = (f"the image is {width}x{height} (HR pixels, width x height); write --box x,y,width,height as four "
+           f"integers, x and y from 0, width and height above 0, x + width <= {width}, y + height <= {height}: "
+           f"e.g. --box {','.join(map(str, _centre_box(width, height)))}")
+    if len(parts) != 4 or not all(re.fullmatch(r"-?[0-9]+", p) for p in parts):
+        raise AesopBenchError(f"--box {text!r} is not four integers x,y,width,height; {fix}")
+    x, y, w, h = (int(p) for p in parts)
+    if w <= 0 or h <= 0 or x < 0 or y < 0:
+        raise AesopBenchError(f"--box {text!r} is not an area of the image; {fix}")
+    return x, y, w, h
+
+
+def _cut(panels: list, box: str | tuple[int, int, int, int] | None, hr):
+    """The box (default: :func:`_centre_box`; else :func:`parse_box`) and each panel's crop; a box outside a panel
+    is an error naming each such panel."""
     h, w = hr.shape[-2:]
-    if box is None:
-        s = min(96, h, w)
-        box = ((w - s) // 2, (h - s) // 2, s, s)
+    box = _centre_box(w, h) if box is None else parse_box(box, w, h)
     x0, y0, bw, bh = box
     outside = [f"{label} ({img.shape[-1]}x{img.shape[-2]}, {what})" for label, img, _, what in panels
-               if x0 < 0 or y0 < 0 or x0 + bw > img.shape[-1] or y0 + bh > img.shape[-2]]
+               if x0 + bw > img.shape[-1] or y0 + bh > img.shape[-2]]
     if outside:
+        inner = _centre_box(*(min(img.shape[k] for _, img, _, _ in panels) for k in (-1, -2)))
         raise AesopBenchError(f"crop box {box} (x, y, width, height) lies outside what these panels show: "
-                              f"{'; '.join(outside)}; choose a box inside every panel")
+                              f"{'; '.join(outside)}; choose a box inside every panel (--box x,y,width,height in "
+                              f"HR pixels, e.g. --box {','.join(map(str, inner))})")
     return box, [(label, img[:, y0:y0 + bh, x0:x0 + bw], cap) for label, img, cap, _ in panels]
 
 
-def crop_panels(runs: list[Run], set_name: str, image: str, box: tuple[int, int, int, int] | None,
+def crop_panels(runs: list[Run], set_name: str, image: str, box: str | tuple[int, int, int, int] | None,
                 data_root: str | Path):
     """The crop sheet's content: the HR image, the box, and ``(label, crop, caption)`` per panel (HR, bicubic
     unless a run is bicubic, each run's SR), every SR panel captioned with its PSNR and, where stored, LPIPS.
@@ -304,7 +343,7 @@ def crop_panels(runs: list[Run], set_name: str, image: str, box: tuple[int, int,
     return hr, box, out
 
 
-def crop_sheet(runs: list[Run], set_name: str, image: str, box: tuple[int, int, int, int] | None,
+def crop_sheet(runs: list[Run], set_name: str, image: str, box: str | tuple[int, int, int, int] | None,
                data_root: str | Path, out: str | Path, zoom: int = 3) -> list[Path]:
     """The same HR-space crop of HR, bicubic and each run's SR side by side, after an overview of the whole
     image with the box drawn; each crop titled with its run and captioned with its PSNR/LPIPS. PNG and PDF."""

@@ -275,12 +275,18 @@
         width: `${w * view.z}px`, height: `${hgt * view.z}px` });
     }
   }
+  /* an argument as a POSIX shell reads it back, as Python's shlex.quote writes it: as it is where every
+     character is safe, else in single quotes (a single quote itself as '"'"') */
+  function shellQuote(arg) {
+    if (arg === "") return "''";
+    if (!/[^\w@%+=:,./-]/.test(arg)) return arg;
+    return "'" + arg.replace(/'/g, "'\"'\"'") + "'";
+  }
   function cropCommand(x, y, w, hgt) {
     const r = view.list[view.at];
-    const q = (p) => (/^[\w./-]+$/.test(p) ? p : `'${p.replace(/'/g, "'\\''")}'`);
-    const runs = D.runs.map((run) => q(run.path)).join(" ");
-    document.getElementById("crop-command").textContent =
-      `aesop-bench plot crops ${runs} --set ${r.set} --image ${q(r.image)} --box ${x},${y},${w},${hgt}`;
+    const args = ["aesop-bench", "plot", "crops", ...D.runs.map((run) => run.path), "--set", r.set,
+      "--image", r.image, "--box", `${x},${y},${w},${hgt}`];
+    document.getElementById("crop-command").textContent = args.map(shellQuote).join(" ");
   }
   function attach(vp) {
     vp.addEventListener("wheel", (e) => {
