@@ -59,6 +59,15 @@ def test_a_set_stopped_halfway_is_marked_and_never_averaged_as_whole(bench_root,
     mean3 = entry["partial"]["psnr"]["mean"]
     assert f"{mean3:.3f} (n=3/8)" in table and "**" + f"{mean3:.3f}" not in table, (row, table)
 
+    from aesop_bench.report.runs import load_runs
+    from aesop_bench.report.site import site_data
+
+    page = site_data(load_runs([out]), tmp_path / "site", metrics=["psnr"])
+    cell = next(c for c in page["summary"] if c["set"] == str(folder))["cells"][0]
+    assert (cell["n"], cell["of"], cell["rank"]) == (3, 8, 0) and cell["value"] == pytest.approx(mean3)
+    assert "psnr on 3 of 8 images" in page["runs"][0]["incomplete"][str(folder)]
+    assert str(folder) not in page["runs"][0]["incomplete"] or "set5" not in page["runs"][0]["incomplete"]
+
     # paired statistics: against a whole run refused, against a run stopped at the same image marked
     fresh = _evaluate(RecordingBicubic(), [str(folder)], tmp_path / "fresh")
     assert main(["compare", str(tmp_path / "fresh"), str(out), "--metric", "psnr"]) == 2

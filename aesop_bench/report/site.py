@@ -176,15 +176,18 @@ def site_data(runs: list[Run], out: Path, data_root: Path | None = None, metrics
         "baseline": labels.index(baseline) if baseline is not None else 0,
         "summary": [{"metric": m, "set": s, "cells": [
             {"value": _number(table.cells[(m, s, i)].value), "rank": table.cells[(m, s, i)].rank,
-             "n": table.cells[(m, s, i)].n} for i in range(len(runs))]} for m in table.metrics for s in table.sets],
+             "n": table.cells[(m, s, i)].n, "of": table.cells[(m, s, i)].of} for i in range(len(runs))]}
+            for m in table.metrics for s in table.sets],
         "per_image": [],
     }
-    from ..data.sets import set_label
+    from ..data.sets import set_labels
+    from .tables import incomplete_notes
 
+    set_names = set_labels(table.sets)
     for s in table.sets:
         names = sorted({im for r in runs for m in per_image_metrics for im in r.images(s, m)})
         hr, why = _hr_files(s, runs, data_root)
-        data["sets"].append({"name": s, "label": set_label(s), "images": names,
+        data["sets"].append({"name": s, "label": set_names[s], "images": names,
                              "hr": {im: images.url(hr[im], "hr", s, im) for im in names if im in hr},
                              "hr_note": why})
         for im in names:
@@ -204,6 +207,7 @@ def site_data(runs: list[Run], out: Path, data_root: Path | None = None, metrics
             "label": r.label, "model": r.model, "identity": r.identity, "source": r.source,
             "path": str(r.path), "protocol": r.protocol, "versions": r.versions,
             "data": {s: {**(r.sets.get(s, {}).get("data") or {}), "area": r.area(s)} for s in table.sets},
+            "incomplete": {s: note for s in table.sets for note in incomplete_notes({"sets": r.sets}, [s])},
             "images": sr, "images_note": _missing_note(r, missing, any(sr.values())),
         })
     return data

@@ -80,7 +80,7 @@
       render: (r) => {
         const c = r.cells[i];
         let t = fmt(r.metric, c.value);
-        if (c.n) t += ` (n=${c.n})`;
+        if (c.n !== null && c.n !== undefined) t += ` (n=${c.n}/${c.of ?? "?"})`;
         const node = c.value !== null && c.rank === 1 ? h("strong", { text: t }) :
           c.value !== null && c.rank === 2 ? h("u", { text: t }) : document.createTextNode(t);
         return node;
@@ -102,7 +102,9 @@
     const y = document.getElementById("pd-y").value;
     const row = (m) => D.summary.find((r) => r.metric === m && r.set === set);
     const rx = row(x), ry = row(y);
-    const pts = D.runs.map((run, i) => ({ label: run.label, x: rx && rx.cells[i].value, y: ry && ry.cells[i].value }))
+    const part = (c) => (c && c.n !== null && c.n !== undefined ? ` (n=${c.n}/${c.of ?? "?"})` : "");
+    const pts = D.runs.map((run, i) => ({ label: run.label + (part(rx && rx.cells[i]) || part(ry && ry.cells[i])),
+      x: rx && rx.cells[i].value, y: ry && ry.cells[i].value }))
       .filter((p) => p.x !== null && p.x !== undefined && p.y !== null && p.y !== undefined);
     const W = 560, H = 380, L = 64, R = 20, T = 16, B = 46;
     const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", id: "pd-plot" });
@@ -345,9 +347,11 @@
     document.getElementById("run-info").replaceChildren(...D.runs.map((run) => {
       const p = run.protocol || {};
       const proto = `${p.name} (x${p.scale}, modcrop ${p.modcrop}, border ${p.crop_border}, Y ${p.y_round ? "rounded" : "float"}` +
-        `, test data ${p.test_data || "own"})`;
-      const data = Object.entries(run.data).map(([set, d]) => `${slabel(set)}: ${d.area}` +
-        (d.source ? `, ${d.source} files` : "") + (d.fallback ? ` (fallback: ${d.fallback})` : "")).join("; ");
+        `, test data ${p.test_data === "ldl" ? "LDL's where the protocol reads it" : "each set's own"})`;
+      const data = Object.entries(run.data).map(([set, d]) => `${slabel(set)}: ` +
+        (d.source ? `${d.source === "ldl" ? "LDL's" : "the set's own"} files, ` : "") + d.area +
+        (d.fallback ? ` (fallback: ${d.fallback})` : "") +
+        (run.incomplete[set] ? ` [${run.incomplete[set]}]` : "")).join("; ");
       return h("div", { class: "run" }, h("h3", { text: run.label }), h("dl", {},
         item("model", `${run.model} (${run.source === "folder" ? "result folder" : "model"})`), item("folder", run.path),
         item("protocol", proto), item("metric versions", Object.entries(run.versions).map(([k, v]) => `${k} ${v}`).join(", ")),
