@@ -24,12 +24,14 @@ def _rows(run):
 
 def test_default_protocol_crops_hr_to_a_multiple_of_12_as_the_authors_data(bench_root, tmp_path, capsys):
     """Per image, the default protocol's bicubic PSNR equals BasicSR's calculate_psnr on the HR cropped to a
-    multiple of 12 and the MATLAB-bicubic SR made from it (the authors' mod-12 test data)."""
+    multiple of 12 and the MATLAB-bicubic SR made from it (the authors' mod-12 test data: LR by MATLAB bicubic in
+    double precision, rounded once, here by BasicSR's MATLAB-imresize port)."""
 
     from tests.references import basicsr_archs
 
     basicsr_archs()
     from basicsr.metrics.psnr_ssim import calculate_psnr
+    from basicsr.utils.matlab_functions import imresize as basicsr_imresize
 
     assert main(["eval", "--model", "bicubic", "--sets", "set5,set14", "--metrics", "psnr", "--quiet",
                  "--data-root", str(bench_root), "--out", str(tmp_path / "paper")]) == 0
@@ -45,7 +47,9 @@ def test_default_protocol_crops_hr_to_a_multiple_of_12_as_the_authors_data(bench
         hr = hr.expand(3, -1, -1) if hr.shape[0] == 1 else hr
         h, w = hr.shape[-2:]
         hr = hr[:, : h - h % 12, : w - w % 12]
-        sr = imresize(imresize(hr, 0.25), 4.0)
+        hr01 = hr.permute(1, 2, 0).numpy().astype(np.float64) / 255
+        lr = np.floor(np.clip(basicsr_imresize(hr01, 0.25), 0, 1) * 255 + 0.5).astype(np.uint8)
+        sr = imresize(torch.from_numpy(lr).permute(2, 0, 1).contiguous(), 4.0)
         bgr = [x.permute(1, 2, 0).numpy()[..., ::-1].copy() for x in (sr, hr)]
         want = calculate_psnr(bgr[0], bgr[1], 4, test_y_channel=True)
         assert value == pytest.approx(want, abs=1e-4), image  # BasicSR converts Y in float32; 1e-8 moves ~1e-5 dB
@@ -114,12 +118,12 @@ def test_compare_paper_refuses_runs_of_another_protocol(bench_root, tmp_path, ca
 
 
 def test_runs_stored_before_the_new_protocol_fields_stay_valid(bench_root, tmp_path, capsys):
-    """A basicsr run.json written before psnr_eps and niqe_crop existed is the same protocol."""
+    """A basicsr run.json written before psnr_eps, niqe_crop and lr_precision existed is the same protocol."""
     run = tmp_path / "old"
     assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr", "--quiet", "--protocol",
                  "basicsr", "--data-root", str(bench_root), "--out", str(run)]) == 0
     meta = json.loads((run / "run.json").read_text())
-    for k in ("psnr_eps", "niqe_crop"):
+    for k in ("psnr_eps", "niqe_crop", "lr_precision"):
         del meta["protocol"][k]
     (run / "run.json").write_text(json.dumps(meta))
     lines = (run / "rows.jsonl").read_text()

@@ -336,3 +336,14 @@ def test_interpolations_differing_in_alpha_have_different_identities(tmp_path):
     ids = [ModelSpec("i", "rrdb", None, parts=((a, b), float(alpha))).identity(4)
            for alpha in ("0.3", "0.3000004", "0.30000049")]
     assert len(set(ids)) == 3 and ids[0].endswith(",0.3)")
+
+
+def test_ldl_folders_with_an_lr_file_too_many_are_refused(bench_root, tmp_path):
+    """LDL's HR and LR folders pair one to one (BasicSR's ``paired_paths_from_folder`` asserts equal counts): an
+    extra LR file is an error naming both folders, not silently ignored."""
+    root = tmp_path / "data"
+    root.mkdir()
+    _ldl_set14(root, bench_root, corrupt="")
+    shutil.copy(root / "LDL" / "Set14" / "LR" / "baboon.png", root / "LDL" / "Set14" / "LR" / "extra.png")
+    with pytest.raises(AesopBenchError, match=r"holds 14 images but .* holds 15; LDL's HR and LR folders pair"):
+        _evaluate("bicubic", ["set14"], tmp_path / "run", data_root=root)

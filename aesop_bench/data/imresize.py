@@ -19,7 +19,9 @@ MATLAB's dtype behaviour is kept:
   (half away from zero) and clamped to ``[0, 255]`` before the next pass,
   because MATLAB returns ``uint8`` from each pass; the output is ``uint8``.
 * floating input: computed in float64 with no rounding or clamping (MATLAB's
-  ``double`` path), returned in the input's dtype.
+  ``double`` path), returned in the input's dtype. The double path of an
+  8-bit image rounded once at the end (the ``paper`` protocol's LR and the
+  paper's training LR) is :func:`aesop_bench.data.transforms.matlab_lr`.
 
 The dimension with the smaller scale factor is resized first (MATLAB sorts
 the scale factors; height first on ties).

@@ -6,8 +6,8 @@ General100, Urban100 and DIV2K100 from the test data LDL (Liang et al., CVPR 202
     dataroot_gt: /mnt/hdd0/mklee/sr_dataset_fromLDL/Set14/HR
     dataroot_lq: /mnt/hdd0/mklee/sr_dataset_fromLDL/Set14/LR
 
-with pre-made LR files (their ``PairedImageDataset`` crops the HR to a multiple of the scale, the LR's size x
-the scale), and only BSD100 and LSDIR from HR cropped to a multiple of 12 with MATLAB-bicubic LR
+with pre-made LR files (the authors' ``PairedImageDataset`` crops the HR to a multiple of the scale, upstream
+BasicSR's to the LR's size x the scale: the same area wherever the LR is the HR / scale rounded down), and only BSD100 and LSDIR from HR cropped to a multiple of 12 with MATLAB-bicubic LR
 (``sr_dataset_fp64mod12/BSD100mod12``, ``LSDIR250mod12``). Under the ``paper`` protocol (``test_data="ldl"``)
 the five sets are read from ``DATA_ROOT/LDL/<Set>/HR`` and ``LR`` (LDL's folder names: ``Set14``, ``Manga109``,
 ``General100``, ``Urban100``, ``DIV2K100``); a set whose LDL files are not there falls back to its own files
@@ -78,6 +78,10 @@ def resolve_ldl(name: str, data_root: Path, scale: int) -> ResolvedSet | None:
     hr_dir, lr_dir = find_child(folder, ("HR",)), find_child(folder, LR_DIRS[scale])
     hr_files, lr_files = list_images(hr_dir), {p.name: p for p in list_images(lr_dir)}
     unpaired = [f.name for f in hr_files if f.name not in lr_files]
+    if hr_files and not unpaired and len(lr_files) != len(hr_files):  # BasicSR's paired_paths_from_folder
+        raise AesopBenchError(f"{folder}: {hr_dir} holds {len(hr_files)} images but {lr_dir} holds {len(lr_files)}; "
+                              "LDL's HR and LR folders pair one to one. Run `aesop-bench data download ldl` to "
+                              f"fetch it again, or remove {folder} to use the set's own files")
     n = SETS[name].n_images
     if not hr_files or unpaired or (n and len(hr_files) != n):
         what = f"{len(hr_files)} HR images, {n} expected" if n and len(hr_files) != n else \
@@ -97,7 +101,7 @@ def own_record(res: ResolvedSet, protocol) -> dict:
     if res.hr_dir is None:
         return {"source": "own", "lr": f"the set's LR images ({res.root})", "area": "no HR"}
     lr = f"the set's LR files ({res.lr_dirs.get(p.scale, res.root / 'LR_bicubic')})" if p.lr_source == "folder" \
-        else f"MATLAB bicubic (double precision) of the HR cropped to a multiple of {p.effective_modcrop}"
+        else f"MATLAB bicubic ({'double precision, rounded once' if p.lr_precision == 'double' else 'uint8 path, rounded after each pass'}) of the HR cropped to a multiple of {p.effective_modcrop}"
     return {"source": "own", "hr": str(res.hr_dir), "lr": lr,
             "area": f"the HR cropped to a multiple of {p.effective_modcrop}"}
 

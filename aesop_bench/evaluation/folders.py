@@ -199,8 +199,10 @@ class FolderSource:
         files = self.sets[set_name]
         data = {k: v for k, v in res.data.items() if k not in ("area", "lr")}
         reads_lr = self.protocol is not None and res.protocol(self.protocol).lr_source == "folder"
+        precision = "double precision, rounded once" if self.protocol is None or \
+            self.protocol.lr_precision == "double" else "uint8 path, rounded after each pass"
         data["lr"] = (res.data.get("lr", "the set's LR files") + " (lr_psnr)") if reads_lr else \
-            "MATLAB bicubic (double precision) of the HR cropped to each SR file's area, then to a multiple of the " \
+            f"MATLAB bicubic ({precision}) of the HR cropped to each SR file's area, then to a multiple of the " \
             "scale (lr_psnr)"
         cropped = f"; {len(files.cropped)} HR image(s) cropped at the top-left to their smaller SR" \
             if files.cropped else ""

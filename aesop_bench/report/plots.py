@@ -222,7 +222,6 @@ def sr_advice(r: Run) -> str:
 def _compared_area(runs: list[Run], set_name: str, image: str, data_root: str | Path):
     """The HR of ``image`` over the area the runs compared, what that area is, its LR, the protocol, and each
     run's saved SR image (by run index)."""
-    from ..data.imresize import imresize
     from ..data.sets import resolve
     from ..data.transforms import mod_crop, protocol_lr, to_rgb
     from ..imageio import read_image
@@ -251,7 +250,7 @@ def _compared_area(runs: list[Run], set_name: str, image: str, data_root: str | 
     if all(r.source == "folder" for r in runs):  # result folders compare the SR files' own area
         h, w = min(img.shape[-2] for img in saved.values()), min(img.shape[-1] for img in saved.values())
         hr, hr_what = raw[:, :h, :w], "the HR over the SR files' area"
-        lr = imresize(mod_crop(hr, scale), 1.0 / scale)  # the LR of that area, as a folder's LR-PSNR uses
+        lr = protocol_lr(hr, protocol.with_overrides(modcrop=scale))  # that area's LR, as a folder's LR-PSNR uses
     else:
         hr = mod_crop(raw, protocol.effective_modcrop)
         hr_what = f"the HR cropped to a multiple of {protocol.effective_modcrop}"

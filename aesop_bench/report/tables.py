@@ -27,7 +27,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.sets import SETS, display_name, paper_set_name, set_label, set_labels
+from ..data.sets import SETS, display_name, paper_set_name, set_labels
 from ..errors import AesopBenchError
 from ..metrics.registry import METRICS
 from ..models.zoo import ZOO

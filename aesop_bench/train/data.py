@@ -4,9 +4,10 @@
   multiple of 12, its LR made from the whole image with MATLAB bicubic on the double path and rounded once,
   then both cut into aligned sub-images (HR 480 px every 240, LR 120 every 60, a last crop flush with the
   border wherever pixels would be left, as BasicSR's ``extract_subimages`` with ``thresh_size`` 0).
-* Training reads HR folders and the LR image of the same name from the LR folders; with ``make_lr`` the LR
-  is made from each (sub-)image on the fly instead, which differs from the whole-image LR within two pixels
-  of every sub-image border; cached per image.
+* Training reads HR folders and the LR image of the same name from the LR folders, which must hold as many
+  images as the HR folders (BasicSR's ``paired_paths_from_folder`` asserts it); with ``make_lr`` the LR is made
+  from each (sub-)image on the fly instead, which differs from the whole-image LR within two pixels of every
+  sub-image border; cached per image.
 * Patches: an LR-aligned random crop of ``patch`` HR pixels, random horizontal flip, vertical flip and
   transposition (the eight dihedral transforms).
 * Reproducible and resumable: the order of samples is a permutation per epoch drawn from (seed, epoch),
@@ -23,9 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..data.imresize import imresize
 from ..data.sets import list_images
-from ..data.transforms import mod_crop, to_rgb
+from ..data.transforms import matlab_lr, mod_crop, to_rgb  # matlab_lr: also the paper protocol's made LR
 from ..errors import AesopBenchError
 from ..imageio import read_image
 from .config import DataConfig
@@ -57,6 +57,8 @@ class PairedPatches(Dataset):
         self.hr_files, self.patch, self.scale, self.modcrop = hr_files, data.patch, data.scale, data.modcrop
         self.seed, self.lr_dirs, self.flip, self.rot = seed, lr_dirs or [], data.flip, data.rot
         self.make_lr = data.make_lr
+        if not self.make_lr:
+            check_paired_counts(hr_files, self.lr_dirs)
         self._lr_cache = lru_cache(maxsize=256)(self._load_pair)
 
     def __len__(self) -> int:
@@ -104,6 +106,28 @@ class PairedPatches(Dataset):
         return lr.float() / 255, hr.float() / 255
 
 
+def check_paired_counts(hr_files: list[Path], lr_dirs: list[Path]) -> None:
+    """Refuse LR folders that hold another number of images than the HR folders, as BasicSR's
+    ``paired_paths_from_folder`` does (``assert len(input_paths) == len(gt_paths)``): an LR folder with a stray
+    or missing file, or made from another HR set, is caught before training instead of pairing what happens to
+    share a name. LR folders that do not exist are left to the per-image error, which names the command that
+    makes them.
+
+    >>> check_paired_counts([], [])
+    """
+    lr_dirs = [d for d in lr_dirs if d.is_dir()]
+    if not lr_dirs:
+        return
+    n_lr = sum(len(list_images(d)) for d in lr_dirs)
+    if n_lr != len(hr_files):
+        hr_dirs = list(dict.fromkeys(f.parent for f in hr_files))
+        raise AesopBenchError(
+            f"the HR folder(s) {', '.join(map(str, hr_dirs)) or '(none)'} hold {len(hr_files)} images but the LR "
+            f"folder(s) {', '.join(map(str, lr_dirs))} hold {n_lr}; each HR image needs the LR image of the same "
+            "name and nothing else. Make both with `aesop-bench data prepare-train HR_DIR --dst DIR`, or check "
+            "data.hr_dirs and data.lr_dirs")
+
+
 class StepSampler(Sampler):
     """Yields (epoch, index) for this rank's share of each global batch, from ``start_step`` on."""
 
@@ -129,11 +153,6 @@ class StepSampler(Sampler):
                 batch.append((epoch, int(orders[epoch][i])))
             yield from batch[self.rank * per:(self.rank + 1) * per]
             pos += self.global_batch
-
-
-def matlab_lr(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """The paper's offline LR: MATLAB bicubic on the double path, rounded once to 8 bits."""
-    return torch.floor(imresize(hr.double() / 255, 1 / scale).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
 
 
 def extract_subimages(src: Path, dst: Path, crop: int = 480, step: int = 240, thresh: int = 0) -> int:
