@@ -88,7 +88,7 @@ class Runner:
     ...                  data_root=data_root(), out_dir=None, download=False, progress=False)
     >>> summary, rows = Runner(cfg).run()
     >>> len(rows), round(summary["sets"]["set5"]["metrics"]["psnr"], 3)   # bicubic x4 on Set5, paper protocol
-    (5, 28.395)
+    (5, 28.396)
     """
 
     def __init__(self, cfg: EvalConfig):

@@ -163,7 +163,7 @@ def check_comparable(runs: list[Run], metrics: list[str], allow_mixed: bool = Fa
         problems.append(f"runs use different protocols: {desc}")
     for set_name in sorted({s for r in runs for s in r.sets}):
         have = [r for r in runs if set_name in r.sets]
-        if len({r.area(set_name) for r in have}) > 1:  # bicubic on Set5 under paper: 28.395 mod-12, 28.429 whole
+        if len({r.area(set_name) for r in have}) > 1:  # bicubic on Set5 under paper: 28.396 mod-12, 28.430 whole
             problems.append(f"runs compare different image areas of {set_name}: " +
                             "; ".join(f"{r.label}: {r.area(set_name)}" for r in have))
         sizes = {r.label: r.sizes(set_name) for r in have if r.sizes(set_name)}
