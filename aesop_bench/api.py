@@ -195,7 +195,9 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
         model = str(model)
     elif not isinstance(model, str):
         model, run, restore = _wrap(model, prot.scale, run, device is not None, identity, name, cache)
-    if out is None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+    from .distributed import ranks
+
+    if out is None and ranks()[1] > 1:
         raise AesopBenchError("under torchrun, give evaluate(..., out=FOLDER): the ranks share one run folder")
     cfg = EvalConfig(model=model, sets=expand_sets(sets), metrics=expand_metrics(metrics), protocol=prot,
                      data_root=default_root(data_root), out_dir=Path(out) if out is not None else None, run=run,

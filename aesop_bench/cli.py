@@ -83,7 +83,9 @@ def cmd_eval(args) -> int:
             print(line)
         return 0
     summary = run_evaluation(cfg)
-    if int(os.environ.get("RANK", 0)) != 0:
+    from .distributed import ranks
+
+    if ranks()[0] != 0:
         return 0  # under torchrun, rank 0 reports
     if args.format == "json":
         print(json.dumps(summary, indent=2))

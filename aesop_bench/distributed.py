@@ -12,7 +12,24 @@ import os
 
 def ranks() -> tuple[int, int, int]:
     """``(rank, world size, local rank)`` from the environment torchrun sets."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    return _env_int("RANK", 0), _env_int("WORLD_SIZE", 1), _env_int("LOCAL_RANK", 0)
+
+
+def _env_int(var: str, default: int) -> int:
+    """A whole number torchrun sets, refused by name where it is something else."""
+    raw = os.environ.get(var)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        from .errors import AesopBenchError
+
+        raise AesopBenchError(f"${var}={raw!r}: torchrun sets it to a whole number; unset it outside torchrun") \
+            from None
+    return value
 
 
 TIMEOUT_ENV = "AESOP_BENCH_DIST_TIMEOUT"  # minutes a rank waits for the others at a collective (default 60)
@@ -28,11 +45,12 @@ def timeout():
     raw = os.environ.get(TIMEOUT_ENV, "60")
     try:
         minutes = float(raw)
-        if not minutes > 0:
+        if not 0 < minutes < 1e9:
             raise ValueError
-    except ValueError:
-        raise AesopBenchError(f"${TIMEOUT_ENV}={raw!r}: give the minutes a rank may wait, a positive number") from None
-    return timedelta(minutes=minutes)
+        return timedelta(minutes=minutes)
+    except (ValueError, OverflowError):
+        raise AesopBenchError(f"${TIMEOUT_ENV}={raw!r}: give the minutes a rank may wait, a positive number below "
+                              "1e9") from None
 
 
 def init(device: str = "cpu") -> tuple[int, int, int]:

@@ -49,6 +49,16 @@ GDRIVE = "https://drive.usercontent.google.com/download?id={id}&export=download&
 GDRIVE_LIST = "https://drive.google.com/embeddedfolderview?id={id}"
 
 
+def _template(var: str, default: str, drive_id: str) -> str:
+    """A Drive URL from ``$var`` (a mirror's template) or ``default``: ``{id}`` replaced by ``drive_id``."""
+    raw = os.environ.get(var, default)
+    try:
+        return raw.format(id=drive_id)
+    except (IndexError, KeyError, ValueError):
+        raise AesopBenchError(f"${var}={raw!r}: give a URL with {{id}} where the Drive id goes, and no other braces") \
+            from None
+
+
 def github_raw_url(repo: str, commit: str, path: str) -> str:
     base = os.environ.get("AESOP_BENCH_GITHUB_RAW", GITHUB_RAW).rstrip("/")
     return f"{base}/{repo}/{commit}/{path}"
@@ -274,7 +284,7 @@ _FLIP_ENTRY = re.compile(r'<div class="flip-entry" id="entry-([A-Za-z0-9_-]+)"[\
 
 def gdrive_folder_entries(folder_id: str) -> list[tuple[str, str, bool]]:
     """``(id, name, is_folder)`` of each item of a public Google Drive folder, from its embedded folder view."""
-    url = os.environ.get("AESOP_BENCH_GDRIVE_LIST", GDRIVE_LIST).format(id=folder_id)
+    url = _template("AESOP_BENCH_GDRIVE_LIST", GDRIVE_LIST, folder_id)
     page = read_text(url)
     return [(i, html.unescape(name).strip(), "/folders/" in href) for i, href, name in _FLIP_ENTRY.findall(page)]
 
@@ -315,7 +325,7 @@ def http_url(url: str) -> str:
     if url.startswith("gdrive-folder://"):
         url = resolve_gdrive_folder(url)
     if url.startswith("gdrive://"):
-        return os.environ.get("AESOP_BENCH_GDRIVE_FILE", GDRIVE).format(id=url[len("gdrive://"):])
+        return _template("AESOP_BENCH_GDRIVE_FILE", GDRIVE, url[len("gdrive://"):])
     return url
 
 

@@ -16,15 +16,35 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import AesopBenchError
+
+
+def env_path(var: str) -> Path | None:
+    """The folder an environment variable names (``~`` and ``~user`` expanded), or None where it is unset or empty;
+    a ``~user`` of no known user is refused, naming the variable."""
+    raw = os.environ.get(var)
+    if not raw:
+        return None
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError:  # pathlib's "Could not determine home directory"
+        user = raw.split("/", 1)[0]
+        raise AesopBenchError(f"${var}={raw!r}: {user} names no home folder known here (no such user, or $HOME "
+                              "unset); give the folder's full path") from None
+
 
 def home() -> Path:
     """The cache root: ``$AESOP_BENCH_HOME``, else ``$XDG_CACHE_HOME/aesop-bench``, else
     ``~/.cache/aesop-bench``."""
-    env = os.environ.get("AESOP_BENCH_HOME")
+    env = env_path("AESOP_BENCH_HOME")
     if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+        return env
+    xdg = env_path("XDG_CACHE_HOME")
+    try:
+        base = xdg or Path.home() / ".cache"
+    except RuntimeError:  # no $HOME, and the user has no entry in the password database
+        raise AesopBenchError("no home folder is known ($HOME is unset): set $AESOP_BENCH_HOME to the folder for "
+                              "caches and weights") from None
     return base / "aesop-bench"
 
 
@@ -36,10 +56,7 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
     """
     if explicit:
         return Path(explicit).expanduser()
-    env = os.environ.get("AESOP_BENCH_DATA")
-    if env:
-        return Path(env).expanduser()
-    return home() / "data"
+    return env_path("AESOP_BENCH_DATA") or home() / "data"
 
 
 def sr_cache_dir() -> Path:
@@ -58,9 +75,9 @@ def checkout_weights() -> Path | None:
 def weights_dir() -> Path:
     """The weights store: ``$AESOP_BENCH_WEIGHTS``, else a source checkout's ``weights/`` when
     ``$AESOP_BENCH_HOME`` is unset, else ``home()/weights``."""
-    env = os.environ.get("AESOP_BENCH_WEIGHTS")
+    env = env_path("AESOP_BENCH_WEIGHTS")
     if env:
-        return Path(env).expanduser()
+        return env
     checkout = None if os.environ.get("AESOP_BENCH_HOME") else checkout_weights()
     return checkout or home() / "weights"
 

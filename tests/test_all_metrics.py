@@ -58,7 +58,9 @@ def test_eval_all_metrics_and_metric_objects_equal_the_stored_values(tmp_path, s
     per_image = {m for m, s in METRICS.items() if s.kind != "distribution"}
     assert {r["metric"] for r in rows} == per_image and len(rows) == 2 * len(per_image)
     assert all(r["version"] == summary["metric_versions"][r["metric"]] for r in rows)
-    srs = {n: read_image(out / "sr" / "mini" / f"{n}.png") for n in ("baby", "bird")}
+    from aesop_bench.data.sets import sr_subfolder
+
+    srs = {n: read_image(out / "sr" / sr_subfolder(str(folder)) / f"{n}.png") for n in ("baby", "bird")}
     hrs = {n: read_image(folder / "HR" / f"{n}.png") for n in ("baby", "bird")}
     for name, spec in METRICS.items():
         options = {"split_above": 20000} if name == "clipiqa" else {}

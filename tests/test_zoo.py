@@ -168,6 +168,8 @@ def test_zoo_model_through_the_evaluator(register, tmp_path):
     for n in ("a", "b"):
         Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(folder / "HR" / f"{n}.png")
 
+    from aesop_bench.data.sets import sr_subfolder
+
     def run(out, download=True, **kw):
         cfg = EvalConfig(model="rrdb_psnr", sets=[str(folder)], metrics=["psnr", "ssim"],
                          protocol=get_protocol("basicsr"), data_root=tmp_path, out_dir=tmp_path / out,
@@ -179,7 +181,7 @@ def test_zoo_model_through_the_evaluator(register, tmp_path):
         run("offline", download=False)
     assert not weights.cache_path(weights.entry("rrdb_psnr")).exists()
     whole = run("whole")
-    assert (tmp_path / "whole" / "sr" / "mini" / "a.png").is_file()
+    assert (tmp_path / "whole" / "sr" / sr_subfolder(str(folder)) / "a.png").is_file()
     assert whole["model"]["identity"].startswith("rrdb[")
     tiled = run("tiled", run=RunOptions(tile=8, tile_overlap=4))
     assert tiled["model"]["identity"].endswith("-tile8o4")

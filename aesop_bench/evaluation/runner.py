@@ -92,6 +92,9 @@ class Runner:
     """
 
     def __init__(self, cfg: EvalConfig):
+        from ..cache import check_budgets
+
+        check_budgets()  # a malformed cache budget is refused before any work
         self.cfg = cfg
         self.rank, self.world, _ = (0, 1, 0) if cfg.alone else init()  # barriers only: gloo, any device
         if cfg.out_dir is None and (self.world > 1 or cfg.save_sr):

@@ -8,7 +8,8 @@ cheap networks) writes an HR's tensors when a second model asks for them, the fi
 costs a run that evaluates one model about as much as computing them (``benchmarks/bench_metrics.py``), so a
 one-model run pays nothing, and every model after the second reads them. AE(HR) (a few MB from an expensive
 network) is written at once. The tensors are stored exactly as the
-network returned them (float32, ``torch.save``), so a value is bit-identical with and without the cache.
+network returned them (float32, ``torch.save``), so a value is bit-identical with and without the cache; each
+entry carries the sha256 of its bytes, checked when it is read, so a damaged one is computed again, never used.
 
 The folder grows by the size of the feature maps: about 10 MB (LPIPS), 130 MB (DISTS) and 3 MB (AE-PSNR)
 per 512x512 image. It is the ``hr_features`` kind of :mod:`aesop_bench.cache` (budget

@@ -60,6 +60,7 @@ class Check:
 
 
 def check(e: WeightsEntry, path: Path | None = None) -> Check:
+    """Whether the file of ``e`` (the cached one, or ``path``) is the one its manifest entry or its record names."""
     path = path or cache_path(e)
     if not path.is_file():
         return Check(e.name, "missing", path=path)
@@ -76,6 +77,23 @@ def check(e: WeightsEntry, path: Path | None = None) -> Check:
             if source != "published" else ""
         return Check(e.name, "mismatch", f"sha256 {digest}, expected {want} ({source}){hint}", path)
     return Check(e.name, "verified" if source == "published" else "recorded", source, path)
+
+
+def _changed(e: WeightsEntry, c: Check) -> str:
+    """Why the cached file of ``e`` is refused (``c``: its mismatch): the file, the sha256 it has against the one
+    published or recorded, and what to do."""
+    want, source = expected_hash(e)
+    if want is None:  # its size or its hash prefix is not the published one
+        what = f"is not the {e.name} weights: {c.detail}"
+    else:
+        known = "published in its manifest entry" if source == "published" else \
+            f"recorded at its first download ({recorded_path()})"
+        what = f"differs from the {e.name} weights {known}: sha256 {sha256_cached(c.path)}, expected {want}"
+    forget = f"; `aesop-bench weights forget {e.name}` if the recorded file was the wrong one" \
+        if source.startswith("recorded") else ""
+    return (f"{c.path}: the file's content {what}. It was replaced or changed after it was checked: delete it and "
+            f"run `aesop-bench weights download {e.name}`, or `aesop-bench weights add {e.name} FILE` with the right "
+            f"file{forget}")
 
 
 def readable_tensors(path: Path) -> None:
@@ -115,7 +133,7 @@ def download(name: str, log=print, validate: Validator | None = None) -> Path:
     if c.status in ("verified", "recorded"):
         return dest
     if c.status == "mismatch":
-        raise AesopBenchError(f"{dest}: {c.detail}; delete it and download again")
+        raise AesopBenchError(_changed(e, c))
     if not e.urls:
         raise AesopBenchError(f"{name}: no download URL is known. {e.manual}")
     want, _ = expected_hash(e)
@@ -199,7 +217,7 @@ def require(name: str, validate: Validator | None = None) -> Path:
         raise AesopBenchError(
             f"weights {name!r} ({e.file}) are not in the cache {weights_dir()}. Run `aesop-bench weights download "
             f"{name}`" + (f" (from {e.urls[0]})" if e.urls else "") + "." + _add_hint(e))
-    raise AesopBenchError(f"{c.path}: {c.detail}; delete it and run `aesop-bench weights download {name}`")
+    raise AesopBenchError(_changed(e, c))
 
 
 def get(name: str, download_missing: bool = True, log=print, validate: Validator | None = None) -> Path:

@@ -35,7 +35,9 @@ class WeightsEntry:
 
     @classmethod
     def from_dict(cls, d: dict) -> "WeightsEntry":
-        """An entry from a manifest's JSON object; a file name that is not a bare name is refused."""
+        """An entry from a manifest's JSON object; a field of the wrong type, a sha256 that is not 64 hex digits or
+        a file name that is not a bare name is refused."""
+        _check_fields(d)
         f = str(d.get("file", ""))
         if not f or f != Path(f).name or f in (".", "..") or "\\" in f:
             raise AesopBenchError(f"weights entry {d.get('name')!r}: file {f!r} must be a plain file name (it is "
@@ -47,6 +49,35 @@ class WeightsEntry:
         return cls(name=d["name"], file=d["file"], urls=tuple(d.get("urls", ())), sha256=d.get("sha256"),
                    sha256_prefix=d.get("sha256_prefix"), size=d.get("size"), licence=d.get("licence", ""),
                    used_by=tuple(d.get("used_by", ())), manual=d.get("manual", ""))
+
+
+def _hex(value, length: int | None = None) -> bool:
+    return isinstance(value, str) and bool(value) and len(value) == (length or len(value)) \
+        and all(c in "0123456789abcdef" for c in value)
+
+
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+# an entry's fields -> (the check of a value, what to write); name and file are required, the others optional
+_FIELDS = {"name": (lambda v: isinstance(v, str) and bool(v), "a name"),
+           "file": (lambda v: isinstance(v, str) and bool(v), "a file name"),
+           "urls": (_strings, "a list of URLs"),
+           "sha256": (lambda v: v is None or _hex(v, 64), "64 lowercase hex digits, or null"),
+           "sha256_prefix": (lambda v: v is None or _hex(v), "lowercase hex digits, or null"),
+           "size": (lambda v: v is None or type(v) is int and v >= 0, "a number of bytes, or null"),
+           "licence": (lambda v: isinstance(v, str), "a string"), "manual": (lambda v: isinstance(v, str), "a string"),
+           "used_by": (_strings, "a list of strings")}
+
+
+def _check_fields(d) -> None:
+    """Refuse a manifest entry that is not a JSON object of :data:`_FIELDS`, naming the entry and the field."""
+    if not isinstance(d, dict):
+        raise AesopBenchError(f"weights entry {d!r}: give a JSON object with \"name\" and \"file\"")
+    for key, (ok, what) in _FIELDS.items():
+        if (key in d or key in ("name", "file")) and not ok(d.get(key)):
+            raise AesopBenchError(f"weights entry {d.get('name')!r}: {key} {d.get(key)!r} is not {what}")
 
 
 RESERVED = {"recorded.json", ".lock"}  # the cache's own files
@@ -82,11 +113,18 @@ def _manifest(extra: str | None, stamp: tuple = ()) -> dict[str, WeightsEntry]:
     entries = {e["name"]: WeightsEntry.from_dict(e) for e in json.loads(shipped)["entries"]}
     if extra:
         try:
-            data = json.loads(Path(extra).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            data = json.loads(Path(extra).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8 text
             raise AesopBenchError(f"AESOP_BENCH_WEIGHTS_MANIFEST={extra}: cannot read it ({exc})") from None
-        for e in data.get("entries", []):
-            entries[e["name"]] = WeightsEntry.from_dict(e)
+        listed = data.get("entries", []) if isinstance(data, dict) else None
+        if not isinstance(listed, list):
+            raise AesopBenchError(f"AESOP_BENCH_WEIGHTS_MANIFEST={extra}: expected a JSON object "
+                                  '{"entries": [{"name": ..., "file": ..., "urls": [...], "sha256": ...}, ...]}')
+        for e in listed:
+            try:
+                entries[e["name"]] = WeightsEntry.from_dict(e)
+            except AesopBenchError as exc:
+                raise AesopBenchError(f"AESOP_BENCH_WEIGHTS_MANIFEST={extra}: {exc}") from None
         _unique_files(entries, f"AESOP_BENCH_WEIGHTS_MANIFEST={extra}")
     return entries
 
