@@ -50,6 +50,17 @@ def _site(root: Path, out: Path, *extra: str) -> dict:
     return json.loads((out / "data.json").read_text())
 
 
+def draw_crop_box(page, box: dict) -> str:
+    """Draw a box with Shift held over a viewer panel (``box``: its bounding box); the crop command shown."""
+    page.keyboard.down("Shift")
+    page.mouse.move(box["x"] + 40, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 120, box["y"] + 100, steps=4)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    return page.text_content("#crop-command")
+
+
 def _marks(md: str) -> dict[tuple[str, str], list[int]]:
     """(metric label, set label) -> each run's mark in the Markdown table (1 bold, 2 underlined, 0 none)."""
     out, metric = {}, None
@@ -193,13 +204,7 @@ def test_the_page_in_a_real_browser(result_runs, bench_root, tmp_path):
         assert all(max(abs(a - b) for a, b in zip(p, panned[0])) < 0.5 for p in panned)
 
         # a box drawn with Shift gives the crop command
-        page.keyboard.down("Shift")
-        page.mouse.move(box["x"] + 40, box["y"] + 40)
-        page.mouse.down()
-        page.mouse.move(box["x"] + 120, box["y"] + 100, steps=4)
-        page.mouse.up()
-        page.keyboard.up("Shift")
-        command = page.text_content("#crop-command")
+        command = draw_crop_box(page, box)
         assert re.fullmatch(rf"aesop-bench plot crops runs/RDN runs/SRResNet runs/bicubic --set set5 --image "
                             rf"{worst} --box \d+,\d+,\d+,\d+", command), command
         page.screenshot(path=str(tmp_path / "viewer.png"))

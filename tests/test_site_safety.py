@@ -22,7 +22,7 @@ from aesop_bench.cli import main
 from aesop_bench.errors import AesopBenchError
 from aesop_bench.report.runs import load_runs
 from aesop_bench.report.site import site_data, write_site
-from tests.test_site import _chromium
+from tests.test_site import _chromium, draw_crop_box
 
 ODD_SET = "my set;touch PWNED <!--<script>"  # a folder given by path, its HR images directly inside
 ODD_IMAGES = {"baby": "<!--<script>", "bird": "it's $(x) ü", "head": "head"}  # Set5 HR -> its name there
@@ -261,14 +261,7 @@ def test_names_with_markup_render_as_text_and_the_crop_command_quotes_every_argu
                                "[...document.querySelectorAll('#panels img')].every(i => i.complete && i.naturalWidth)")
         image = rows[0][1]
         assert page.text_content("#viewer-title").startswith(f"{ODD_SET} / {image}")
-        box = page.locator("#panels .vp").nth(1).bounding_box()
-        page.keyboard.down("Shift")
-        page.mouse.move(box["x"] + 40, box["y"] + 40)
-        page.mouse.down()
-        page.mouse.move(box["x"] + 120, box["y"] + 100, steps=4)
-        page.mouse.up()
-        page.keyboard.up("Shift")
-        command = page.text_content("#crop-command")
+        command = draw_crop_box(page, page.locator("#panels .vp").nth(1).bounding_box())
         browser.close()
     assert not errors, errors
     argv = shlex.split(command)
