@@ -78,6 +78,16 @@ def test_a_set_stopped_halfway_is_marked_and_never_averaged_as_whole(bench_root,
     compared = capsys.readouterr().out
     assert f"| {folder} | 3* |" in compared and "incomplete in" in compared
 
+    assert main(["report", str(out), "--metrics", "psnr", "--format", "csv,tex", "--out", str(tmp_path / "t")]) == 0
+    capsys.readouterr()
+    import csv
+
+    cells = {r["set"]: r for r in csv.DictReader((tmp_path / "t.csv").open())}
+    assert (cells[str(folder)]["n_images"], cells[str(folder)]["of_images"], cells[str(folder)]["rank"]) == \
+        ("3", "8", "")
+    assert (cells["set5"]["n_images"], cells["set5"]["rank"]) == ("", "1")
+    assert f"{mean3:.3f} (n=3/8)" in (tmp_path / "t.tex").read_text()
+
     # finishing the set gives the value of an uninterrupted run
     again = _evaluate(RecordingBicubic(), [str(folder)], out)
     assert again.complete(str(folder)) is True

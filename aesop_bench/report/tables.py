@@ -358,12 +358,14 @@ def to_latex(t: Table, caption: str = "") -> str:
 def to_csv(t: Table) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["layout", "metric", "set", "run", "model", "value", "rank", "paper", "delta", "not_significant"])
+    w.writerow(["layout", "metric", "set", "run", "model", "value", "rank", "paper", "delta", "not_significant",
+                "n_images", "of_images"])  # n_images/of_images: a value over part of the set (else empty)
     for (m, s, i), c in t.cells.items():
         r = t.runs[i]
         delta = "" if c.value is None or c.paper is None else repr(c.value - c.paper)
         w.writerow([t.layout, m, s, r.label, r.model, "" if c.value is None else repr(c.value), c.rank or "",
-                    "" if c.paper is None else c.paper, delta, int(c.insignificant)])
+                    "" if c.paper is None else c.paper, delta, int(c.insignificant),
+                    "" if c.n is None else c.n, "" if c.n is None or c.of is None else c.of])
     return buf.getvalue()
 
 
