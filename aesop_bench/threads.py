@@ -8,6 +8,10 @@ of the two cores busy). The default here is the number of cores this process may
 processes keep busy, at least one: all cores on an idle machine, one on a runner whose other core is taken.
 Busy cores are measured over 0.1 s from ``/proc/stat`` while this process waits (so its own work does not
 count), once a minute at most; elsewhere the load average stands in.
+
+The count changes no metric value (every metric's sums are added in an order the count does not change; the
+tests compare 1, 2 and 3 threads bit for bit), so a run resumed on a busier machine stores what an uninterrupted
+one stores.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
     quantised = psnr(quantize(a), quantize(b), 4).item()  # the earlier definition: a different number
     assert abs(quantised - want) > 1e-3
     row = next(csv.DictReader(open(tmp_path / "run" / "per_image.csv")))
-    assert row["version"].startswith("ae-psnr-y-float-v2+ae=AE_test.pth:")
+    assert row["version"].startswith("ae-psnr-y-float-v3+ae=AE_test.pth:")
     # under matlab (8-bit Y rounded) the AE outputs' Y stays unrounded, as in the authors' code: BasicSR's
     # function without the 1e-8, on the same images
     from aesop_bench.metrics.metric import Metric

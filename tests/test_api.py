@@ -182,14 +182,14 @@ def test_version_strings_of_stored_runs_are_unchanged(monkeypatch, tmp_path):
     assert registry._unpublished_weights_tag(["pub", "other"]) == \
         f"w={hashlib.sha256(b'published').hexdigest()[:12]}-{hashlib.sha256(b'other').hexdigest()[:12]}"
     assert registry._unpublished_weights_tag(["pub", "clip_rn50"]) == "w=unavailable"
-    assert ab.metric("lpips").version == "lpips-alex-v0.1-whole-v1+w=unavailable"  # no weights here
+    assert ab.metric("lpips").version == "lpips-alex-v0.1-whole-v2+w=unavailable"  # no weights here
     monkeypatch.setattr(registry, "_unpublished_weights_tag", lambda names: "")  # as with the published files
     assert METRICS["clipiqa"].version_for({}) == "clipiqa-rn50-pyiqa0.1.16-v1+split>None"
     assert METRICS["clipiqa"].version_for({"split_above": 40000}) == "clipiqa-rn50-pyiqa0.1.16-v1+split>40000"
-    assert METRICS["fid"].version_for({}) == "fid-whole299-v1+legacy_pytorch"
-    assert METRICS["pfid"].version_for({"fid_mode": "clean"}) == "pfid-299patches-zeropad-v1+clean"
-    assert METRICS["psnr"].version_for({}) == "psnr-y-v1"
-    assert ab.metric("lpips").version == "lpips-alex-v0.1-whole-v1"
+    assert METRICS["fid"].version_for({}) == "fid-whole299-v2+legacy_pytorch"
+    assert METRICS["pfid"].version_for({"fid_mode": "clean"}) == "pfid-299patches-zeropad-v2+clean"
+    assert METRICS["psnr"].version_for({}) == "psnr-y-v2"
+    assert ab.metric("lpips").version == "lpips-alex-v0.1-whole-v2"
 
 
 def test_evaluate_without_out_computes_in_memory_and_writes_nothing(bench_root, tmp_path):

@@ -84,7 +84,7 @@ def test_one_writer_per_run_folder(tmp_path):
     first = ResultStore(tmp_path / "run", model, get_protocol("paper").as_dict())
     with pytest.raises(AesopBenchError, match="being written by another evaluation"):
         ResultStore(tmp_path / "run", model, get_protocol("basicsr").as_dict())
-    first.add("set5", "baby", {"psnr": (30.0, "psnr-y-v1")})
+    first.add("set5", "baby", {"psnr": (30.0, "psnr-y-v2")})
     first.close()
     with pytest.raises(AesopBenchError, match="holds results of model 'm' under protocol 'paper'"):
         ResultStore(tmp_path / "run", model, get_protocol("basicsr").as_dict())

@@ -357,3 +357,53 @@ def test_ldl_folders_with_an_lr_file_too_many_are_refused(bench_root, tmp_path):
     shutil.copy(root / "LDL" / "Set14" / "LR" / "baboon.png", root / "LDL" / "Set14" / "LR" / "extra.png")
     with pytest.raises(AesopBenchError, match=r"holds 14 images but .* holds 15; LDL's HR and LR folders pair"):
         _evaluate("bicubic", ["set14"], tmp_path / "run", data_root=root)
+
+
+def test_a_run_resumed_under_another_thread_count_equals_an_uninterrupted_one_and_says_so(bench_root, tmp_path,
+                                                                                          monkeypatch, capsys):
+    """A small RRDB on Set5 with PSNR, SSIM and LPIPS, stopped after two images under 2 threads and finished under
+    1 (a core taken by other work): the values equal an uninterrupted run's (the SR cache off, so that nothing is
+    shared through it) bit for bit, and the outputs name the two settings."""
+    import torch
+
+    import aesop_bench as ab
+    from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
+    from benchmarks.standins import make_standins
+
+    monkeypatch.setenv("AESOP_BENCH_SR_CACHE_GB", "0")
+    make_standins(tmp_path / "standins", which=("alexnet", "lpips_alex_v0.1"))
+    torch.manual_seed(0)
+    net = RRDBNet(scale=4, num_feat=16, num_block=1, num_grow_ch=8).eval()
+
+    class StopsAfter(torch.nn.Module):
+        """The network, stopped as by a kill after ``after`` images."""
+
+        def __init__(self, after=None):
+            super().__init__()
+            self.net, self.after, self.calls = net, after, 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.after is not None and self.calls > self.after:
+                raise KeyboardInterrupt
+            return self.net(x)
+
+    def run(out, threads, after=None):
+        monkeypatch.setenv("AESOP_BENCH_THREADS", str(threads))
+        return ab.evaluate(StopsAfter(after), sets="set5", metrics=["psnr", "ssim", "lpips"], download=False,
+                           out=out, identity="tiny-rrdb", progress=False).summary
+
+    saved = torch.get_num_threads()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path / "resumed", 2, after=2)
+        resumed = run(tmp_path / "resumed", 1)
+        whole = run(tmp_path / "whole", 2)
+    finally:
+        torch.set_num_threads(saved)
+    assert (tmp_path / "resumed" / "per_image.csv").read_text() == (tmp_path / "whole" / "per_image.csv").read_text()
+    assert resumed["sets"]["set5"]["metrics"] == whole["sets"]["set5"]["metrics"]
+    assert [w.rsplit(", ", 1)[1] for w in resumed["sets"]["set5"]["computed_on"]] == ["1 thread", "2 threads"]
+    assert len(whole["sets"]["set5"]["computed_on"]) == 1
+    assert main(["report", str(tmp_path / "resumed"), "--metrics", "psnr"]) == 0
+    assert "values computed under several settings" in capsys.readouterr().out

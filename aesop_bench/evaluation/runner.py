@@ -108,6 +108,7 @@ class Runner:
         self.log = cfg.log if self.rank == 0 else (lambda msg: None)
         self._tried: set = set()
         self._computing = False
+        self.computed_on: str | None = None  # device, torch version and CPU threads of the values computed
 
     @cached_property
     def metrics(self) -> dict:
@@ -124,8 +125,13 @@ class Runner:
             from ..determinism import deterministic
 
             self._computing = True
-            threads.apply(self.cfg.threads)
+            n = threads.apply(self.cfg.threads)
             self._stack.enter_context(deterministic())
+            from ..metrics.hrcache import device_tag
+
+            device = device_tag(self.cfg.run.device)
+            self.computed_on = f"{device}, {n} thread{'s' if n > 1 else ''}" if self.cfg.run.device == "cpu" \
+                else device
 
     def _store(self):
         cfg = self.cfg
@@ -285,7 +291,7 @@ class Runner:
         finally:
             for ((_, key, src), _), vals in zip(run, values):
                 if vals:
-                    self.store.add(name, key, vals, src)
+                    self.store.add(name, key, vals, src, on=self.computed_on)
 
     def _sr_file(self, set_name: str, key: str) -> Path:
         """Where ``--save-sr`` writes an image's SR."""
@@ -327,7 +333,7 @@ class Runner:
         feats = self._features(plan, plan.res.hr_files, bar)
         bar.close()
         self.store.add(plan.name, SET_ROW, {m: (set_distance(*feats[m]), self.versions[m])
-                                            for m in plan.distribution}, plan.set_source)
+                                            for m in plan.distribution}, plan.set_source, on=self.computed_on)
 
     def summarise(self, ok: bool) -> dict:
         """The run's summary of the current definitions' values; rank 0 writes it (a run that failed before

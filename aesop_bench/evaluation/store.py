@@ -69,6 +69,7 @@ class ResultStore:
         if rank == 0:  # the folder is ours now: partial files of a killed run go
             remove_stale_temps(self.dir, (".*.tmp", "sr/*/.*.tmp"))
         self.rows: dict[tuple[str, str, str], tuple[float, str, str | None]] = {}
+        self.computed_on: dict[tuple[str, str, str], str] = {}  # where each value was computed (``on``)
         self.sets: dict[str, dict] = {}
         try:
             self._check_run_file()
@@ -176,10 +177,10 @@ class ResultStore:
             return
         self._load_rows()
         atomic_write_text(self.dir / "rows.jsonl", "".join(
-            _row_line(s, i, m, *v) for (s, i, m), v in self.rows.items()))
+            _row_line(s, i, m, *v, on=self.computed_on.get((s, i, m))) for (s, i, m), v in self.rows.items()))
         for path in ranks:
             path.unlink()
-        self.rows = {}
+        self.rows, self.computed_on = {}, {}
 
     @property
     def rows_path(self) -> Path:
@@ -188,7 +189,7 @@ class ResultStore:
 
     def reload(self) -> None:
         """Read every rank's rows again (after the other ranks have written theirs)."""
-        self.rows = {}
+        self.rows, self.computed_on = {}, {}
         self._load_rows()
 
     def _load_rows(self) -> None:
@@ -214,6 +215,10 @@ class ResultStore:
                 ) from None
             image = SET_ROW if r["image"] == _OLD_SET_ROW and r["metric"] in _SET_LEVEL else r["image"]
             self.rows[(r["set"], image, r["metric"])] = (r["value"], r["version"], r.get("src"))
+            if "on" in r:
+                self.computed_on[(r["set"], image, r["metric"])] = r["on"]
+            else:
+                self.computed_on.pop((r["set"], image, r["metric"]), None)
         if data and not data.endswith(b"\n") and path == self.rows_path and lines[-1].strip() and \
                 len(data) == path.stat().st_size:  # a whole last row without its newline: end it before appending
             with open(path, "ab") as f:
@@ -240,16 +245,25 @@ class ResultStore:
         row = self.rows.get((set_name, image, metric))
         return row is not None and row[1] == version and row[2] == src
 
-    def add(self, set_name: str, image: str, values: dict[str, tuple[float, str]], src: str | None = None) -> None:
-        """Store one image's metric values (``{metric: (value, version)}``) durably."""
+    def add(self, set_name: str, image: str, values: dict[str, tuple[float, str]], src: str | None = None,
+            on: str | None = None) -> None:
+        """Store one image's metric values (``{metric: (value, version)}``) durably (``on``: where they were
+        computed, :meth:`Runner.computed_on`)."""
         buf = io.StringIO()
         for metric, (value, version) in values.items():
-            buf.write(_row_line(set_name, image, metric, float(value), version, src))
-            self.rows[(set_name, image, metric)] = (float(value), version, src)
+            buf.write(_row_line(set_name, image, metric, float(value), version, src, on))
+            self._keep(set_name, image, metric, float(value), version, src, on)
         with open(self.rows_path, "a", encoding="utf-8") as f:
             f.write(buf.getvalue())
             f.flush()
             os.fsync(f.fileno())
+
+    def _keep(self, set_name, image, metric, value, version, src, on) -> None:
+        self.rows[(set_name, image, metric)] = (value, version, src)
+        if on is None:
+            self.computed_on.pop((set_name, image, metric), None)
+        else:
+            self.computed_on[(set_name, image, metric)] = on
 
     def versions(self, current: dict[str, str] | None = None) -> dict[str, str]:
         """The one version of each stored metric that a summary may use: the version this run computes
@@ -301,12 +315,13 @@ class ResultStore:
         else:
             images, set_source = record["images"], record["set_source"]
         n = len(images)
-        metrics, partial, used = {}, {}, {}
+        metrics, partial, used, where = {}, {}, {}, set()
         for metric in sorted(m for m in chosen if any(k[0] == set_name and k[2] == m for k in self.rows)):
             if metric in _SET_LEVEL:
                 row = self.rows.get((set_name, SET_ROW, metric))
                 if row[1] == chosen[metric] and record is not None and row[2] == set_source:
                     metrics[metric], used[metric] = row[0], row[1]
+                    where.add(self.computed_on.get((set_name, SET_ROW, metric)))
                 elif row[1] == chosen[metric]:  # of other files than the set's now, or of a set not on record
                     partial[metric] = {"n": 0, "of": n if record else None, "set_value": "of other files"
                                        if record else "unverified"}
@@ -318,6 +333,7 @@ class ResultStore:
                     continue
                 if record is None or row[2] == src:
                     counted.append(row[0])
+                    where.add(self.computed_on.get((set_name, image, metric)))
                 else:
                     other += 1
             if counted:
@@ -331,6 +347,8 @@ class ResultStore:
             if metric not in metrics and metric not in partial:
                 partial[metric] = {"n": 0, "of": n}
         entry = {"n_images": n, "complete": None if record is None else not partial, "metrics": metrics}
+        if where - {None}:  # where the values were computed; several settings are named (a resumed run's)
+            entry["computed_on"] = sorted(where - {None}) + (["not recorded"] if None in where else [])
         if partial:
             entry["partial"] = partial
         if record is None:
@@ -390,6 +408,7 @@ class MemoryStore(ResultStore):
         self._lock = None
         self._made = []
         self.rows = {}
+        self.computed_on = {}
         self.sets = {}
         self.table: list[dict] = []
 
@@ -402,10 +421,11 @@ class MemoryStore(ResultStore):
     def discard_if_empty(self) -> None:
         """Nothing to remove: no folder was made."""
 
-    def add(self, set_name: str, image: str, values: dict[str, tuple[float, str]], src: str | None = None) -> None:
+    def add(self, set_name: str, image: str, values: dict[str, tuple[float, str]], src: str | None = None,
+            on: str | None = None) -> None:
         """Keep one image's values (``{metric: (value, version)}``) in memory."""
         for metric, (value, version) in values.items():
-            self.rows[(set_name, image, metric)] = (float(value), version, src)
+            self._keep(set_name, image, metric, float(value), version, src, on)
 
     def finalize(self, extra: dict | None = None, current: dict[str, str] | None = None,
                  order: list[str] | None = None, asked: list[str] | None = None) -> dict:
@@ -468,11 +488,14 @@ def read_summary(path: Path) -> dict:
     return s
 
 
-def _row_line(set_name: str, image: str, metric: str, value: float, version: str, src: str | None) -> str:
+def _row_line(set_name: str, image: str, metric: str, value: float, version: str, src: str | None,
+              on: str | None = None) -> str:
     """One line of ``rows.jsonl``: strict JSON, a non-finite value as text (:func:`json_safe`)."""
     row = {"set": set_name, "image": image, "metric": metric, "value": json_safe(float(value)), "version": version}
     if src is not None:
         row["src"] = src
+    if on is not None:
+        row["on"] = on
     return json.dumps(row, allow_nan=False) + "\n"
 
 
@@ -492,8 +515,8 @@ def _row(line: bytes) -> dict:
             raise TypeError(f"{key} is not text")
     if isinstance(r["value"], bool) or not isinstance(r["value"], (int, float)):
         raise TypeError("value is not a number")
-    if not isinstance(r.get("src", ""), str):
-        raise TypeError("src is not text")
+    if not isinstance(r.get("src", ""), str) or not isinstance(r.get("on", ""), str):
+        raise TypeError("src or on is not text")
     r["value"] = float(r["value"])
     return r
 

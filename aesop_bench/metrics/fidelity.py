@@ -12,6 +12,9 @@ Formulas (images on the 0-255 scale, computed in float64):
   filtering, ``C1 = (0.01 * 255)^2``, ``C2 = (0.03 * 255)^2``, no
   downsampling; the mean of the SSIM map, averaged over channels.
 
+Every mean is :func:`~aesop_bench.determinism.fixed_mean`: the same last bit whatever the CPU thread count
+(torch's own mean of one image's map is not).
+
 Inputs are ``(N, C, H, W)`` tensors, either ``uint8`` (0-255) or floating
 point in ``[0, 1]``. Single-channel images are used as they are (no Y
 conversion), which is the MATLAB convention for grayscale images.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from ..data.imresize import imresize
+from ..determinism import fixed_mean
 
 __all__ = ["to_255", "rgb_to_y", "prepare", "psnr", "ssim", "lr_psnr", "mse_to_psnr"]
 
@@ -96,11 +100,11 @@ def psnr(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0, y_channel: bo
         x, y = _crop(sr, crop_border), _crop(hr, crop_border)
         d = (x.to(torch.int16) - y.to(torch.int16)).to(torch.float64)
         w = torch.tensor(_Y_WEIGHTS, dtype=torch.float64, device=d.device) / 255.0
-        mse = torch.einsum("c,nchw->nhw", w, d).square().flatten(1).mean(dim=1)
+        mse = fixed_mean(torch.einsum("c,nchw->nhw", w, d).square_())
         return mse_to_psnr(mse, eps=eps)
     x = prepare(sr, crop_border, y_channel, y_round)
     y = prepare(hr, crop_border, y_channel, y_round)
-    mse = ((x - y) ** 2).flatten(1).mean(dim=1)
+    mse = fixed_mean((x - y) ** 2)
     return mse_to_psnr(mse, eps=eps)
 
 
@@ -153,7 +157,7 @@ def ssim(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0, y_channel: bo
     num = (2 * mu12 + c1) * (2 * (xy - mu12) + c2)
     den = (mu_sq + c1) * (sum_sq - mu_sq + c2)
     ssim_map = num.div_(den)
-    return ssim_map.reshape(n, c, -1).mean(dim=2).mean(dim=1)
+    return fixed_mean(fixed_mean(ssim_map.reshape(n, c, -1), 2))
 
 
 def lr_psnr(sr: torch.Tensor, lr: torch.Tensor, y_round: bool = False, eps: float = 0.0) -> torch.Tensor:

@@ -12,7 +12,8 @@ weights manager, loaded with ``weights_only=True``:
   ``clipiqa_split_above`` are split into four quadrants and the four scores averaged (the paper did this
   for DRealSR because of memory); the threshold is recorded in the metric version.
 
-All higher-is-better; inputs are float32 images in [0, 1].
+All higher-is-better; inputs are float32 images in [0, 1]. Scores have the same last bit whatever the CPU thread
+count: the one layer measured to depend on it, MUSIQ's patch embedding, runs on one thread (:class:`OneThread`).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def build(metric: str, weights: str | None = None, **overrides):
         from pyiqa.archs.musiq_arch import MUSIQ
 
         net = _load_checkpoint(MUSIQ(pretrained=False, **overrides), weights or "musiq_koniq")
+        net.embedding = OneThread(net.embedding)
     elif metric == "maniqa":
         from pyiqa.archs.maniqa_arch import MANIQA
 
@@ -95,6 +97,27 @@ def build(metric: str, weights: str | None = None, **overrides):
     else:
         raise AesopBenchError(f"unknown IQA-PyTorch metric {metric!r}")
     return net.eval()
+
+
+class OneThread(torch.nn.Module):
+    """A layer computed on one CPU thread. MKL splits the inner sum of a matrix product with few rows and a long
+    inner dimension among the threads (MUSIQ's patch embedding: 16384 inputs per patch), so its last bit moves with
+    the thread count; on one thread it is the same sum every time (MUSIQ takes about an eighth longer per image with
+    two threads)."""
+
+    def __init__(self, layer: torch.nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = torch.get_num_threads()
+        if x.device.type != "cpu" or n == 1:
+            return self.layer(x)
+        torch.set_num_threads(1)
+        try:
+            return self.layer(x)
+        finally:
+            torch.set_num_threads(n)
 
 
 def _stop_after_used_blocks(net) -> None:

@@ -47,7 +47,7 @@ class Metric:
     >>> m = Metric("ssim", "basicsr")
     >>> hr = torch.arange(64 * 64 * 3).reshape(1, 3, 64, 64).remainder(251).to(torch.uint8)
     >>> float(m(hr, hr)), m.version
-    (1.0, 'ssim-y-gauss11-v1')
+    (1.0, 'ssim-y-gauss11-v2')
     """
 
     def __init__(self, name: str, protocol="paper", device="cpu", **options):

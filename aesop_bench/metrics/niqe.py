@@ -11,12 +11,17 @@ covariance (rows with NaN dropped) against the pristine model give
 
 The pristine model is the LIVE ``modelparameters.mat`` (``mu_prisparam``,
 ``cov_prisparam``), obtained through the weights manager (``niqe_pristine``).
+
+The value has the same last bit whatever the CPU thread count: every reduction
+has one output per block or feature, which torch computes on one thread, and
+the covariance is summed in a fixed order (:func:`_cov`).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -125,6 +130,16 @@ def _blocks(x: torch.Tensor, size: int) -> torch.Tensor:
     return x.reshape(h // size, size, w // size, size).permute(2, 0, 1, 3).reshape(-1, size, size)
 
 
+def _cov(feats: torch.Tensor) -> torch.Tensor:
+    """``torch.cov(feats.T)``, the covariance of the features (columns) over the blocks (rows), with the products
+    added block after block in float64: torch's matrix product splits the sum over the blocks among its threads
+    once there are several hundred blocks, which moves the last bit with the thread count."""
+    x = feats.detach().cpu().to(torch.float64).numpy()
+    c = x - np.add.reduce(x, axis=0) / len(x)
+    cov = np.add.reduce(c[:, :, None] * c[:, None, :], axis=0) / (len(x) - 1)
+    return torch.from_numpy(cov).to(feats.device)
+
+
 def niqe_gray(img: torch.Tensor, mu_pris: torch.Tensor, cov_pris: torch.Tensor, variant: str = "pyiqa") -> float:
     """NIQE of one 2-D luminance image on the 0-255 scale (float64).
 
@@ -152,7 +167,7 @@ def niqe_gray(img: torch.Tensor, mu_pris: torch.Tensor, cov_pris: torch.Tensor, 
     if len(complete) < 2:
         raise ValueError(f"NIQE found fewer than two {BLOCK}x{BLOCK} blocks with finite features in the {w}x{h} "
                          "image (flat blocks give none); it is undefined for this image")
-    cov = torch.cov(complete.T)
+    cov = _cov(complete)
     mu_pris = mu_pris.to(torch.float64).to(mu.device).flatten()
     diff = (mu_pris - mu)[None]
     inv = torch.linalg.pinv((cov_pris.to(torch.float64).to(cov.device) + cov) / 2)

@@ -13,7 +13,11 @@ packages given the same weights.
   ImageNet normalisation, VGG16 stages with L2 pooling, structure and texture
   similarities weighted by alpha/beta. Whole image, no resize.
 
-Computed in float32 with TF32 off; never fp16.
+Computed in float32 with TF32 off; never fp16. Every value has the same last bit whatever the CPU thread
+count: torch reduces each output of a reduction with one output per channel or pixel on one thread, in an order
+set by the shape alone, and the AlexNet and VGG16 convolutions (oneDNN) measure the same for 1 to 4 threads;
+a 1x1 convolution to one channel does not, so LPIPS's heads are applied after the spatial mean
+(:meth:`LPIPSAlex.distance`).
 """
 
 from __future__ import annotations
@@ -72,10 +76,16 @@ class LPIPSAlex(nn.Module):
         return self.distance(x, self.features(y))
 
     def distance(self, x: torch.Tensor, fy: list[torch.Tensor]) -> torch.Tensor:
-        """LPIPS between the images ``x`` and the images whose :meth:`features` are ``fy``."""
+        """LPIPS between the images ``x`` and the images whose :meth:`features` are ``fy``.
+
+        Each layer's term, the spatial mean of the head's weighted sum over channels, is taken as the weighted
+        sum (in float64) of the channels' spatial means, the same number by linearity: the head as a 1x1
+        convolution to one channel adds the channels in an order that changes with the CPU thread count.
+        """
         total = 0
         for lin, fx, fy in zip(self.lins, self.features(x), fy):
-            total = total + lin((fx - fy) ** 2).mean(dim=(2, 3))
+            means = ((fx - fy) ** 2).mean(dim=(2, 3)).double()
+            total = total + (means * lin.weight.flatten().double()).sum(dim=1).to(fx.dtype)
         return total.flatten()
 
 

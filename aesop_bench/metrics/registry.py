@@ -275,22 +275,24 @@ _FID_MODE = Option("fid_mode", "legacy_pytorch", "features: legacy_pytorch (pyto
                    lambda v: v)
 
 METRICS: dict[str, MetricSpec] = {m.name: m for m in [
+    # psnr v2, ssim v2, lr_psnr v3, lpips v2, ae_psnr v3, niqe v2, musiq v2, fid v2, pfid v2: every sum in an
+    # order independent of the CPU thread count (values moved by a few ulp at most; earlier rows are recomputed)
     MetricSpec(
-        name="psnr", kind="full_reference", lower_better=False, version="psnr-y-v1", make=_psnr,
+        name="psnr", kind="full_reference", lower_better=False, version="psnr-y-v2", make=_psnr,
         description="PSNR on the Y channel (BT.601), border crop = protocol, float64", label="PSNR", decimals=3),
     MetricSpec(
-        name="ssim", kind="full_reference", lower_better=False, version="ssim-y-gauss11-v1", make=_ssim,
+        name="ssim", kind="full_reference", lower_better=False, version="ssim-y-gauss11-v2", make=_ssim,
         description="SSIM on the Y channel, 11x11 Gaussian sigma 1.5, valid window, float64", label="SSIM",
         decimals=4),
     # v2: a result folder's LR is made from the SR files' area (v1: from the HR cropped to the protocol's modcrop)
     MetricSpec(
-        name="lr_psnr", kind="lr_reference", lower_better=False, version="lr-psnr-y-matlabbicubic-nocrop-v2",
+        name="lr_psnr", kind="lr_reference", lower_better=False, version="lr-psnr-y-matlabbicubic-nocrop-v3",
         make=_lr_psnr, description="PSNR(MATLAB-bicubic-downscaled SR, LR) on Y, no crop", label="LR-PSNR",
         decimals=3,
         # under a rounding protocol a grayscale image's Y is rounded too (it was not before this tag)
         protocol_tag=lambda p: "grayround" if p.y_round else ""),
     MetricSpec(
-        name="lpips", kind="full_reference", lower_better=True, version="lpips-alex-v0.1-whole-v1",
+        name="lpips", kind="full_reference", lower_better=True, version="lpips-alex-v0.1-whole-v2",
         make=_perceptual("lpips"), description="LPIPS v0.1, AlexNet, inputs in [-1, 1], whole image, float32",
         label="LPIPS", decimals=4, weights=("alexnet", "lpips_alex_v0.1")),
     MetricSpec(
@@ -298,13 +300,13 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
         make=_perceptual("dists"), description="DISTS, VGG16, inputs in [0, 1], whole image, no resize, float32",
         label="DISTS", decimals=4, weights=("vgg16", "dists_alpha_beta")),
     MetricSpec(
-        name="ae_psnr", kind="full_reference", lower_better=False, version="ae-psnr-y-float-v2", make=_ae_psnr,
+        name="ae_psnr", kind="full_reference", lower_better=False, version="ae-psnr-y-float-v3", make=_ae_psnr,
         description="PSNR(AE(SR), AE(HR)) with the protocol's PSNR settings; AE outputs compared unquantised",
         label="AE-PSNR", decimals=3, weights=("aesop_ae",), options=(_AE,),
         # under a rounding protocol the AE outputs' Y stays unrounded (it was rounded before this tag)
         protocol_tag=lambda p: "yfloat" if p.y_round else ""),
     MetricSpec(
-        name="niqe", kind="no_reference", lower_better=True, version="niqe-live-yiq-round-v1", make=_niqe,
+        name="niqe", kind="no_reference", lower_better=True, version="niqe-live-yiq-round-v2", make=_niqe,
         description="NIQE, LIVE pristine model, Y of YIQ rounded (IQA-PyTorch's default), the protocol's NIQE crop",
         label="NIQE", decimals=4, weights=("niqe_pristine",), protocol_tag=lambda p: f"crop{p.effective_niqe_crop}"),
     MetricSpec(
@@ -312,7 +314,7 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
         make=_iqa("maniqa"), description="MANIQA (KonIQ-10k), IQA-PyTorch, 20 uniform 224 crops", label="MANIQA",
         decimals=4, weights=("maniqa_koniq",)),
     MetricSpec(
-        name="musiq", kind="no_reference", lower_better=False, version="musiq-koniq-pyiqa0.1.16-v1",
+        name="musiq", kind="no_reference", lower_better=False, version="musiq-koniq-pyiqa0.1.16-v2",
         make=_iqa("musiq"), description="MUSIQ (KonIQ-10k), IQA-PyTorch", label="MUSIQ", decimals=4,
         weights=("musiq_koniq",)),
     MetricSpec(
@@ -321,11 +323,11 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
         description="CLIP-IQA, CLIP RN50, IQA-PyTorch prompts; quadrant split above a pixel count",
         label="CLIP-IQA", decimals=4, weights=("clip_rn50",), options=(_SPLIT,)),
     MetricSpec(
-        name="fid", kind="distribution", lower_better=True, version="fid-whole299-v1", make=_features("whole"),
+        name="fid", kind="distribution", lower_better=True, version="fid-whole299-v2", make=_features("whole"),
         description="FID, one Inception feature per whole image resized to 299, SR set vs HR set", label="FID",
         decimals=3, weights=("pt_inception",), options=(_FID_MODE,)),
     MetricSpec(
-        name="pfid", kind="distribution", lower_better=True, version="pfid-299patches-zeropad-v1",
+        name="pfid", kind="distribution", lower_better=True, version="pfid-299patches-zeropad-v2",
         make=_features("patch"),
         description="patch-FID: non-overlapping 299x299 patches (zero-padded if smaller), SR vs HR patches",
         label="pFID", decimals=3, weights=("pt_inception",), options=(_FID_MODE,)),

@@ -181,7 +181,7 @@ def site_data(runs: list[Run], out: Path, data_root: Path | None = None, metrics
         "per_image": [],
     }
     from ..data.sets import set_labels
-    from .tables import incomplete_notes
+    from .tables import incomplete_notes, settings_notes
 
     set_names = set_labels(table.sets)
     for s in table.sets:
@@ -207,7 +207,8 @@ def site_data(runs: list[Run], out: Path, data_root: Path | None = None, metrics
             "label": r.label, "model": r.model, "identity": r.identity, "source": r.source,
             "path": str(r.path), "protocol": r.protocol, "versions": r.versions,
             "data": {s: {**(r.sets.get(s, {}).get("data") or {}), "area": r.area(s)} for s in table.sets},
-            "incomplete": {s: note for s in table.sets for note in incomplete_notes({"sets": r.sets}, [s])},
+            "incomplete": {s: "; ".join(notes) for s in table.sets if (notes := incomplete_notes(
+                {"sets": r.sets}, [s]) + settings_notes({"sets": r.sets}, [s]))},
             "images": sr, "images_note": _missing_note(r, missing, any(sr.values())),
         })
     return data

@@ -386,7 +386,7 @@ def summary_table(summary: dict, sets: list[str], metrics: list[str]) -> str:
     def line(r):
         return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
 
-    notes = incomplete_notes(summary, sets)
+    notes = incomplete_notes(summary, sets) + settings_notes(summary, sets)
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows] + notes)
 
 
@@ -401,6 +401,24 @@ def partial_text(metric: str, part: dict | None) -> str:
         return "-"
     of = "?" if part.get("of") is None else part["of"]
     return f"{fmt(metric, part.get('mean'))} (n={part.get('n', 0)}/{of})"
+
+
+def settings_notes(summary: dict, sets: list[str] | None = None, label: str = "") -> list[str]:
+    """One line per set whose values were computed under more than one setting (device, torch version, CPU
+    threads: a run resumed elsewhere or under another load).
+
+    >>> notes = settings_notes({"sets": {"set5": {"computed_on": ["cpu, 1 thread", "cpu, 2 threads"]}}})
+    >>> print(notes[0][:76])
+    set5: values computed under several settings (cpu, 1 thread; cpu, 2 threads)
+    """
+    out = []
+    for s in sets or list(summary.get("sets", {})):
+        where = (summary.get("sets", {}).get(s) or {}).get("computed_on") or []
+        if len(where) > 1:
+            out.append(f"{label}{display_name(s)}: values computed under several settings ({'; '.join(where)}); every "
+                       "metric and the zoo's networks give equal values across CPU thread counts, other networks and "
+                       "other devices or torch versions can differ by float32 rounding")
+    return out
 
 
 def incomplete_notes(summary: dict, sets: list[str] | None = None) -> list[str]:
@@ -462,6 +480,7 @@ def report(runs: list[Run], layout: str | None = None, metrics: list[str] | None
     table = build_table(runs, layout, metrics, sets, compare_paper, significance)
     table.notes += [f"not the paper's protocol: {p}" for p in off_paper]
     table.notes += [f"not the paper's test data: {p}" for p in fallbacks(runs)]
+    table.notes += [n for r in runs for n in settings_notes({"sets": r.sets}, table.sets, f"{r.label}, ")]
     if problems:
         table.notes += [f"mixed: {p}" for p in problems]
         for r in runs:
