@@ -12,6 +12,30 @@ BICUBIC_IDENTITY = "bicubic-matlab-uint8-v1"
 FAMILIES = {"rrdb": "RRDB", "swinir": "SwinIR", "spsr": "RRDB"}
 
 
+# architectures whose float32 CPU outputs were measured bit-identical at 1, 2 and 4 threads
+# (benchmarks/bench_thread_invariance.py --networks)
+THREAD_INVARIANT = ("rrdb", "swinir")
+
+
+def thread_invariant(identity: str) -> bool:
+    """Whether a model's outputs are known not to depend on the CPU thread count: bicubic, a result folder, and
+    the architectures of :data:`THREAD_INVARIANT` (and their interpolations) in float32.
+
+    >>> thread_invariant("rrdb[num_feat=16,num_block=1]-x4-0123"), thread_invariant("module:Net-x4-ab")
+    (True, False)
+    >>> thread_invariant("interp(rrdb[]-x4-01,swinir[]-x4-23,0.3)"), thread_invariant("rrdb[]-x4-0-bf16")
+    (True, False)
+    """
+    if identity == BICUBIC_IDENTITY or identity.startswith("sr-folder:"):
+        return True
+    import re
+
+    archs = re.findall(r"(?:^|interp\(|,)([a-z_]+)\[", identity)  # a network's, or both of an interpolation's
+    interp = identity.startswith("interp(")
+    return bool(archs) and (len(archs) == 2 if interp else identity.startswith(archs[0] + "[")) and \
+        "-bf16" not in identity and all(a in THREAD_INVARIANT for a in archs)
+
+
 def run_suffix(precision: str, tile: int | None, tile_overlap: int) -> str:
     """What of the inference settings changes the outputs, appended to a network's identity."""
     return ("" if precision == "fp32" else f"-{precision}") + (f"-tile{tile}o{tile_overlap}" if tile else "")

@@ -208,7 +208,7 @@ def site_data(runs: list[Run], out: Path, data_root: Path | None = None, metrics
             "path": str(r.path), "protocol": r.protocol, "versions": r.versions,
             "data": {s: {**(r.sets.get(s, {}).get("data") or {}), "area": r.area(s)} for s in table.sets},
             "incomplete": {s: "; ".join(notes) for s in table.sets if (notes := incomplete_notes(
-                {"sets": r.sets}, [s]) + settings_notes({"sets": r.sets}, [s]))},
+                {"sets": r.sets}, [s]) + settings_notes({"sets": r.sets, "model": {"identity": r.identity}}, [s]))},
             "images": sr, "images_note": _missing_note(r, missing, any(sr.values())),
         })
     return data

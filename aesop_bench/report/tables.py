@@ -404,17 +404,22 @@ def partial_text(metric: str, part: dict | None) -> str:
 
 
 def settings_notes(summary: dict, sets: list[str] | None = None, label: str = "") -> list[str]:
-    """One line per set whose values were computed under more than one setting (device, torch version, CPU
-    threads: a run resumed elsewhere or under another load).
+    """One line per set whose values were computed under more than one setting that can change them: device or
+    torch version (a run resumed elsewhere), or CPU threads (a run resumed under another load) where the model's
+    outputs are not known to be independent of them (:func:`~aesop_bench.models.identity.thread_invariant`; every
+    metric is).
 
     >>> notes = settings_notes({"sets": {"set5": {"computed_on": ["cpu, 1 thread", "cpu, 2 threads"]}}})
     >>> print(notes[0][:76])
     set5: values computed under several settings (cpu, 1 thread; cpu, 2 threads)
     """
+    from ..models.identity import thread_invariant
+
     out = []
+    same_threads = thread_invariant(str((summary.get("model") or {}).get("identity", "")))
     for s in sets or list(summary.get("sets", {})):
         where = (summary.get("sets", {}).get(s) or {}).get("computed_on") or []
-        if len(where) > 1:
+        if len({w.rsplit(", ", 1)[0] if same_threads else w for w in where}) > 1:
             out.append(f"{label}{display_name(s)}: values computed under several settings ({'; '.join(where)}); every "
                        "metric and the zoo's networks give equal values across CPU thread counts, other networks and "
                        "other devices or torch versions can differ by float32 rounding")
@@ -480,7 +485,8 @@ def report(runs: list[Run], layout: str | None = None, metrics: list[str] | None
     table = build_table(runs, layout, metrics, sets, compare_paper, significance)
     table.notes += [f"not the paper's protocol: {p}" for p in off_paper]
     table.notes += [f"not the paper's test data: {p}" for p in fallbacks(runs)]
-    table.notes += [n for r in runs for n in settings_notes({"sets": r.sets}, table.sets, f"{r.label}, ")]
+    table.notes += [n for r in runs for n in settings_notes({"sets": r.sets, "model": {"identity": r.identity}},
+                                                            table.sets, f"{r.label}, ")]
     if problems:
         table.notes += [f"mixed: {p}" for p in problems]
         for r in runs:
