@@ -380,3 +380,31 @@ def test_checkpoints_of_equal_weights_are_equal_files(tmp_path):
 
     assert all(torch.equal(a, b) for a, b in zip(load_file(tmp_path / "0.safetensors").values(),
                                                  [net.state_dict()[k] for k in sorted(net.state_dict())]))
+
+
+def test_an_undertrained_networks_overshoot_is_clamped_and_another_range_refused(small_set):
+    """An early GAN's output reaching 1.58 in a few pixels (what the README's smoke training gives at its first
+    validation) is clamped to [0, 1] as BasicSR does, and scores what its clamped output scores; an output of
+    another range (0-255, a dark [-1, 1] image) has most of its values outside and is refused."""
+    class Net(nn.Module):
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def forward(self, x):
+            y = F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False)
+            if self.out == "overshoot":
+                y = y.clone()
+                y[..., :2, :] = 1.58  # two rows of a tall image: well under 1% of the values
+                y[..., -1:, :5] = -0.0445
+                return y
+            if self.out == "clamped":
+                return self.__class__("overshoot")(x).clamp(0, 1)
+            return {"255": y * 255, "dark [-1, 1]": y * 2 - 1.6}[self.out]
+
+    over = ab.evaluate(Net("overshoot"), sets=str(small_set), metrics="psnr", download=False)
+    clamped = ab.evaluate(Net("clamped"), sets=str(small_set), metrics="psnr", download=False)
+    assert over.per_image["value"].tolist() == clamped.per_image["value"].tolist()
+    for out in ("255", "dark [-1, 1]"):
+        with pytest.raises(AesopBenchError, match=r"returned values in .*% of them outside \[-0\.5, 1\.5\]"):
+            ab.evaluate(Net(out), sets=str(small_set), metrics="psnr", download=False)

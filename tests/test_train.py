@@ -514,3 +514,32 @@ def test_readme_smoke_training_runs_without_downloaded_weights(bench_root, tmp_p
     assert main(lines[3] + ["--quiet"]) == 0
     assert "set5" in capsys.readouterr().out
     assert all(wm.check(e).status == "missing" for e in wm.manifest().values() if e.name == "vgg19")
+
+
+def test_a_validation_that_fails_never_stops_the_training(tmp_path, bench_root):
+    """The README's offline recipe validates an early EMA network; when the evaluator refuses what it returned
+    (here: an output of another range, 0-255), the failure is logged with the step and the run goes on."""
+    from aesop_bench.models.archs.autoencoder_arch import AutoEncoder
+    from aesop_bench.train.checkpoint import save_weights
+
+    torch.manual_seed(0)
+    ae_opts = {"num_feat": 16, "num_block": 1, "num_grow_ch": 8, "enc_blocks": 1}
+    ae = tmp_path / "ae.safetensors"
+    save_weights(AutoEncoder(**ae_opts), ae, {"arch": "ae", "opts": ae_opts})
+    cfg = load_config(CONFIGS / "smoke_aesop_offline.yaml", ["val.every=1", f"val.data_root={bench_root}",
+                                                             f"data.hr_dirs=[{bench_root / 'Set5' / 'HR'}]"])
+    cfg.ae = str(ae)
+    said = []
+    tr = Trainer(cfg, tmp_path / "run", bench_root, "cpu", log=said.append)
+
+    class Times255(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x) * 255
+
+    tr.net_g_ema = Times255(tr.net_g_ema)
+    assert tr.validate() == {}
+    assert any(m.startswith("validation at step 0 on set5 failed, training goes on:") and "0-255" in m for m in said)

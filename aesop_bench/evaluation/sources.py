@@ -96,9 +96,11 @@ def _load_pair(res: ResolvedSet, hr_file: Path, protocol: Protocol):
     return hr, lr
 
 
-# network outputs are clamped to [0, 1] before quantisation (as BasicSR's tensor2img): a GAN's small overshoot
-# is normal, values beyond these bounds mean another range (0-255, [-1, 1]) and are refused
+# network outputs are clamped to [0, 1] before quantisation (as BasicSR's tensor2img): a GAN's overshoot is
+# normal, an undertrained one's reaching past these bounds in a few pixels too; an output with more than
+# OUTSIDE_SHARE of its values beyond them is of another range (0-255, [-1, 1]) and is refused
 OUTPUT_RANGE = (-0.5, 1.5)
+OUTSIDE_SHARE = 0.01
 
 
 def _check_output(model, batch, files) -> None:
@@ -111,18 +113,20 @@ def _check_output(model, batch, files) -> None:
                               "the SR batch (N, C, H, W) alone (wrap a network that returns several outputs)")
     if bool(torch.isfinite(batch).all()) and OUTPUT_RANGE[0] <= float(batch.min()) and \
             float(batch.max()) <= OUTPUT_RANGE[1]:
-        return  # one check per batch; the image at fault is looked for only when there is one
+        return  # one check per batch; the images are looked at one by one only when there is a value outside
     for j, f in enumerate(files):
         x = batch[j]
         if not bool(torch.isfinite(x).all()):
             raise AesopBenchError(f"{f}: model {model.name!r} returned {int((~torch.isfinite(x)).sum())} non-finite "
                                   "value(s) (NaN or inf) for this image; check the network and its weights")
         lo, hi = float(x.min()), float(x.max())
-        if lo < OUTPUT_RANGE[0] or hi > OUTPUT_RANGE[1]:
-            raise AesopBenchError(f"{f}: model {model.name!r} returned values in [{lo:.6g}, {hi:.6g}] for this image; "
-                                  "an SR network returns [0, 1] (values within "
-                                  f"[{OUTPUT_RANGE[0]}, {OUTPUT_RANGE[1]}] are clamped): divide 0-255 outputs "
-                                  "by 255, map [-1, 1] outputs with (x + 1) / 2")
+        outside = float(((x < OUTPUT_RANGE[0]) | (x > OUTPUT_RANGE[1])).float().mean())
+        if outside > OUTSIDE_SHARE:
+            raise AesopBenchError(f"{f}: model {model.name!r} returned values in [{lo:.6g}, {hi:.6g}] for this image, "
+                                  f"{outside:.1%} of them outside [{OUTPUT_RANGE[0]}, {OUTPUT_RANGE[1]}]; an SR "
+                                  "network returns [0, 1] (its output is clamped to [0, 1], as BasicSR does; a few "
+                                  f"values beyond, up to {OUTSIDE_SHARE:.0%} of an image, are taken as overshoot): "
+                                  "divide 0-255 outputs by 255, map [-1, 1] outputs with (x + 1) / 2")
 
 
 def _super_resolve(model: "_LazyModel | _GivenModel", lrs: list, device: str, files: list | None = None) -> list:

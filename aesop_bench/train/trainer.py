@@ -351,8 +351,14 @@ class Trainer:
         return bool(self.cfg.val.every) and self.step % self.cfg.val.every == 0
 
     def validate(self) -> dict[str, float]:
-        """The EMA network on the validation set (:func:`.validation.validate`), logged."""
-        means = validate(self.cfg, self.net_g_ema, self.step, self.device)
+        """The EMA network on the validation set (:func:`.validation.validate`), logged. A validation that fails on
+        what the network returned (an early network's output of another range, say) is logged, and the run goes
+        on: a validation never stops a training."""
+        try:
+            means = validate(self.cfg, self.net_g_ema, self.step, self.device)
+        except AesopBenchError as exc:
+            self.log(f"validation at step {self.step} on {self.cfg.val.set} failed, training goes on: {exc}")
+            return {}
         self.logs.val(self.step, self.cfg.val.set, means)
         self.log(f"validation at step {self.step} on {self.cfg.val.set}: " +
                  ", ".join(f"{m} {x:.4f}" for m, x in means.items()))
