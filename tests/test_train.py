@@ -543,3 +543,29 @@ def test_a_validation_that_fails_never_stops_the_training(tmp_path, bench_root):
     tr.net_g_ema = Times255(tr.net_g_ema)
     assert tr.validate() == {}
     assert any(m.startswith("validation at step 0 on set5 failed, training goes on:") and "0-255" in m for m in said)
+
+
+def test_the_readme_smoke_training_runs_as_written(server, mirror_sets, tmp_path, monkeypatch, capsys):
+    """The README's smoke-training commands, read from the README and run in order in an empty folder (the local
+    server standing in for GitHub): each exits 0, the SR run's last validation is logged (values, or a failure the
+    run went on past), and its EMA network evaluates on Set5."""
+    import re
+    import shlex
+
+    from aesop_bench.cli import main
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("A smoke training that runs", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line) for line in block.strip().splitlines()]
+    assert [c[:3] for c in commands] == [["aesop-bench", "data", "download"], ["aesop-bench", "train", "ae"],
+                                         ["aesop-bench", "train", "sr"], ["aesop-bench", "eval", "--model"]]
+    _, url, _ = server
+    mirror_sets(["set5", "bsd100"])
+    monkeypatch.setenv("AESOP_BENCH_GITHUB_RAW", url)
+    monkeypatch.delenv("AESOP_BENCH_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        assert main(command[1:] + (["--quiet"] if command[1] == "eval" else [])) == 0, command
+    printed = capsys.readouterr()
+    assert re.search(r"^set5 +5 +\d+\.\d{3} +0\.\d{4}", printed.out, re.M), printed.out
+    assert "validation at step 30 on set5" in printed.out + printed.err

@@ -98,9 +98,10 @@ def _load_pair(res: ResolvedSet, hr_file: Path, protocol: Protocol):
 
 # network outputs are clamped to [0, 1] before quantisation (as BasicSR's tensor2img): a GAN's overshoot is
 # normal, an undertrained one's reaching past these bounds in a few pixels too; an output with more than
-# OUTSIDE_SHARE of its values beyond them is of another range (0-255, [-1, 1]) and is refused
+# OUTSIDE_SHARE of its values beyond them is of another range (0-255, [-1, 1]) and is refused (the README's smoke
+# training, 30 steps: 1.5% of its first outputs reach 1.58)
 OUTPUT_RANGE = (-0.5, 1.5)
-OUTSIDE_SHARE = 0.01
+OUTSIDE_SHARE = 0.1
 
 
 def _check_output(model, batch, files) -> None:
