@@ -458,8 +458,19 @@ class _FMT(argparse.HelpFormatter):
         return text
 
 
+def _version() -> str:
+    """The installed package's version (``unknown`` when run from a tree that was not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aesop-bench")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aesop-bench", description="Perceptual SR benchmark and AESOP reproduction.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("eval", formatter_class=_FMT,
@@ -494,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="results folder (default runs/MODEL-PROTOCOL or runs/DIR-PROTOCOL)")
     e.add_argument("--device", default="cpu", help="cpu or cuda")
     e.add_argument("--save-sr", action="store_true", help="also write SR images to OUT/sr/SET/")
-    e.add_argument("--no-download", action="store_true", help="never download missing sets")
+    e.add_argument("--no-download", action="store_true",
+                   help="download nothing, neither sets nor weights; a missing file is an error naming it")
     e.add_argument("--fetch-only", action="store_true",
                    help="download and verify every set and weight file this evaluation needs, print their total "
                         "size, compute nothing (then run it with --no-download, e.g. on nodes without internet)")
@@ -551,8 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="run folder (default runs/train/NAME)")
     t.add_argument("--resume", default=None, help="continue the run in this folder where it stopped")
     t.add_argument("--ae", default=None, help="the AE of the aesop loss (weights name or checkpoint)")
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: one GPU per process)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("report", formatter_class=_FMT,

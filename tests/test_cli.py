@@ -129,3 +129,20 @@ def test_cache_lists_sizes_and_clears_only_what_is_recomputed(tmp_path, capsys):
     assert main(["cache", "clear", "all"]) == 0
     assert not sr_cache_dir().exists() and not features_dir().exists()
     assert (weights_dir() / "x.bin").is_file()  # downloads are not a cache
+
+
+def test_version_and_the_missing_set_message(tmp_path, capsys):
+    """`--version` names the installed version; a missing set's message is one sentence that says both ways to
+    get it, and `eval --help` says --no-download covers weights too."""
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"aesop-bench {version('aesop-bench')}"
+    assert main(["eval", "--model", "bicubic", "--sets", "manga109", "--metrics", "psnr", "--no-download",
+                 "--data-root", str(tmp_path), "--quiet", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "Run `aesop-bench data download manga109`, or point --data-root / AESOP_BENCH_DATA at" in err, err
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    assert "neither sets nor weights" in " ".join(capsys.readouterr().out.split())

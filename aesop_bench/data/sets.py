@@ -249,12 +249,12 @@ def resolve(name: str, data_root: Path) -> ResolvedSet:
     root = set_folder(name, data_root)
     entry = SETS.get(name)
     if root is None:
-        hint = f"Run `aesop-bench data download {name}`" if entry and (entry.archive or fingerprints(name)) else \
-            (entry.manual if entry else "")
+        hint = f"Run `aesop-bench data download {name}`, or point" if entry and (entry.archive or fingerprints(name)) \
+            else f"{entry.manual} Or point" if entry and entry.manual else "Point"
         raise AesopBenchError(
             f"set {name!r} not found under {data_root}: expected a folder named {entry.folder if entry else name} "
             f"(any case) with images in {', '.join(d + '/' for d in HR_DIRS)} or directly inside. "
-            f"{hint} Or point --data-root / AESOP_BENCH_DATA at the folder that holds it."
+            f"{hint} --data-root / AESOP_BENCH_DATA at the folder that holds it."
         )
     hr_dir = find_child(root, HR_DIRS)
     lr_only = find_child(root, ("LR", "LR_x4", "test_LR"))
