@@ -407,3 +407,19 @@ def test_a_run_resumed_under_another_thread_count_equals_an_uninterrupted_one_an
     assert len(whole["sets"]["set5"]["computed_on"]) == 1
     assert main(["report", str(tmp_path / "resumed"), "--metrics", "psnr"]) == 0
     assert "values computed under several settings" in capsys.readouterr().out
+
+
+def test_a_pd_plot_names_an_unknown_metric_and_leaves_out_an_incomplete_set(bench_root, tmp_path, capsys):
+    """`plot pd --x nique` is an unknown metric (not "no run has nique"); a run whose set is incomplete is left out
+    of the set's plot with the reason."""
+    folder = _copy_set(bench_root / "Set5" / "HR", tmp_path / "Five")
+    with pytest.raises(ModelFailed):
+        _evaluate(RecordingBicubic(fail_at=3), [str(folder)], tmp_path / "cut", metrics=("psnr", "ssim"))
+    _evaluate(RecordingBicubic(), [str(folder)], tmp_path / "whole", metrics=("psnr", "ssim"))
+    runs = [str(tmp_path / "cut"), str(tmp_path / "whole")]
+    assert main(["plot", "pd", *runs, "--set", str(folder), "--x", "nique", "--y", "psnr", "--out",
+                 str(tmp_path / "pd.png")]) == 2
+    assert "unknown metric 'nique'" in capsys.readouterr().err
+    assert main(["plot", "pd", *runs, "--set", str(folder), "--x", "ssim", "--y", "psnr", "--out",
+                 str(tmp_path / "pd.png")]) == 0
+    assert "incomplete: ssim on 2 of 5 images only; psnr on 2 of 5 images only" in capsys.readouterr().err

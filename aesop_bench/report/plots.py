@@ -81,6 +81,10 @@ def _missing(r: Run, set_name: str, metrics: tuple[str, ...]) -> str:
     if set_name not in r.sets:
         return f"not evaluated on {set_name}"
     lacking = [m for m in metrics if r.value(set_name, m) is None]
+    partial = [f"{m} on {p['n']} of {p.get('of') or '?'} images only" for m in lacking
+               if (p := r.partial(set_name, m)) and p.get("n")]
+    if partial:  # a value over part of the set is no point of the set
+        return f"{set_name} incomplete: {'; '.join(partial)}"
     return f"no {' or '.join(lacking)} on {set_name}" if lacking else ""
 
 
@@ -88,6 +92,9 @@ def pd_figure(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr",
               xlabel: str | None = None, ylabel: str | None = None, log=None):
     """The PD plot as a matplotlib figure (see :func:`pd_plot`); runs without both values on the set are left
     out, each named with the reason through ``log``."""
+    from ..metrics.registry import get_spec
+
+    x, y = get_spec(x).name, get_spec(y).name  # an unknown metric is named as such
     plt = _mpl()
     dropped = [(r, _missing(r, set_name, (x, y))) for r in runs]
     dropped = [(r, why) for r, why in dropped if why]
