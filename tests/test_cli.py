@@ -146,3 +146,16 @@ def test_version_and_the_missing_set_message(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     assert "neither sets nor weights" in " ".join(capsys.readouterr().out.split())
+
+
+def test_no_download_lists_every_missing_set_before_computing(bench_root, tmp_path, capsys):
+    """`--no-download` with two of three sets missing: one error naming both, and nothing computed (no run
+    folder), where the run used to compute Set5 and stop at the first missing set."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "Set5").symlink_to(bench_root / "Set5")
+    assert main(["eval", "--model", "bicubic", "--sets", "set5,manga109,urban100", "--metrics", "psnr",
+                 "--no-download", "--data-root", str(root), "--quiet", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "2 of the 3 sets are not at hand" in err and "'manga109' not found" in err and "'urban100' not found" in err
+    assert not (tmp_path / "run").exists()

@@ -11,6 +11,24 @@ from ..metrics.registry import get_spec, weights_validator
 from .config import EvalConfig
 
 
+def check_sets_at_hand(cfg: EvalConfig) -> None:
+    """Under ``--no-download``, refuse the run before computing anything when any of its sets is missing or
+    incomplete, listing every one (not only the first, after the sets before it were computed)."""
+    if cfg.download:
+        return
+    problems = []
+    for name in cfg.sets:
+        try:
+            resolve_or_download(name, cfg, {"ldl"})
+        except AesopBenchError as exc:
+            problems.append(str(exc))
+    if len(problems) == 1:
+        raise AesopBenchError(problems[0])
+    if problems:
+        raise AesopBenchError(f"{len(problems)} of the {len(cfg.sets)} sets are not at hand (--no-download):\n  " +
+                              "\n  ".join(problems))
+
+
 def resolve_or_download(name: str, cfg: EvalConfig, tried: set) -> ResolvedSet:
     """A set ready to evaluate, as the protocol reads it (:func:`aesop_bench.data.ldl.resolve_for`): a registered
     set is downloaded (or completed) when allowed and refused when it lacks images or holds others; a folder is

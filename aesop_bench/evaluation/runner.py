@@ -47,7 +47,7 @@ from ..errors import AesopBenchError
 from ..metrics.registry import get_spec
 from .batching import batches
 from .config import EvalConfig
-from .prepare import fetch_weights, resolve_or_download
+from .prepare import check_sets_at_hand, fetch_weights, resolve_or_download
 from .sources import NetworkSource, Source
 from .store import SET_ROW, MemoryStore, ResultStore
 
@@ -160,6 +160,8 @@ class Runner:
         with together(self.world):
             if self.cfg.download and self.rank == 0:
                 fetch_weights(self.cfg)
+            if self.rank == 0:
+                check_sets_at_hand(self.cfg)
         self.store = self._store()
         ok = False
         with contextlib.ExitStack() as self._stack:
