@@ -278,7 +278,7 @@ def test_result_folder_records_accumulate_and_a_failed_call_keeps_them(bench_roo
     assert "SR files' area" in summary["sets"]["set5"]["data"]["area"]
     assert "multiple of 12" not in summary["sets"]["set5"]["data"]["lr"]
     assert main(["eval", "--sets", "set5", *common, "--sr-suffix", "_x8"]) == 2
-    capsys.readouterr()
+    assert "5 file(s) found without the suffix '_x8': baby_x4.png, bird_x4.png" in capsys.readouterr().err
     assert json.loads((out / "summary.json").read_text())["sr_folder"] == summary["sr_folder"]
 
 

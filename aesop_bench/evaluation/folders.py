@@ -94,6 +94,9 @@ def match_files(hr_files: list[Path], sr_files: list[Path], suffix: str = "") ->
             f"{s}: {', '.join(f.name for f in fs)}" for s, fs in ambiguous.items()))
     if unmatched:
         problems.append(f"{len(unmatched)} SR file(s) matching no HR image: {', '.join(unmatched)}")
+    if missing and ignored:  # a wrong --sr-suffix: say what the files are called
+        problems.append(f"{len(ignored)} file(s) found without the suffix {suffix!r}: {', '.join(sorted(ignored)[:10])}"
+                        + (f" (+{len(ignored) - 10} more)" if len(ignored) > 10 else ""))
     if problems:
         raise AesopBenchError("; ".join(problems) + ". An SR file is matched to the HR image whose name is its "
                               "name or its prefix followed by _, - or . (give --sr-suffix for a suffix common to "
