@@ -669,8 +669,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments; an option a command does not know is refused by that command's parser, with its usage and
+    the nearest options it has (argparse would print the top-level usage alone)."""
+    import difflib
+
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        command = sub.choices[args.command]
+        known = [o for a in command._actions for o in a.option_strings]
+        hints = [m for x in extra if x.startswith("-") for m in difflib.get_close_matches(x.split("=")[0], known, 1)]
+        command.error(f"unrecognized arguments: {' '.join(extra)}" +
+                      (f"; did you mean {', '.join(hints)}?" if hints else ""))
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     try:
         code = args.func(args)
         from .distributed import finish

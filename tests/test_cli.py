@@ -159,3 +159,11 @@ def test_no_download_lists_every_missing_set_before_computing(bench_root, tmp_pa
     err = capsys.readouterr().err
     assert "2 of the 3 sets are not at hand" in err and "'manga109' not found" in err and "'urban100' not found" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_mistyped_option_is_named_by_its_command_with_the_nearest_one(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["eval", "--model", "bicubic", "--metrcis", "psnr"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.startswith("usage: aesop-bench eval")
+    assert "aesop-bench eval: error: unrecognized arguments: --metrcis psnr; did you mean --metrics?" in err
