@@ -167,3 +167,11 @@ def test_a_mistyped_option_is_named_by_its_command_with_the_nearest_one(capsys):
     err = capsys.readouterr().err
     assert done.value.code == 2 and err.startswith("usage: aesop-bench eval")
     assert "aesop-bench eval: error: unrecognized arguments: --metrcis psnr; did you mean --metrics?" in err
+
+
+def test_models_list_columns_line_up(capsys):
+    """Every row's architecture starts where the header's `arch` does (the longest zoo name included)."""
+    assert main(["models", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    col = lines[0].index("arch")
+    assert all(line[col - 1] == " " and line[col] != " " for line in lines[1:]), lines

@@ -436,11 +436,12 @@ def identity_of(spec: ModelSpec | None, scale: int, run: RunOptions = RunOptions
 def describe_models() -> str:
     """The zoo as a table: name, architecture, parameter count, weights status, description."""
     counts: dict[str, str] = {}
-    lines = [f"{'name':14s} {'arch':7s} {'params':>8s}  {'weights':10s} description"]
+    w = max(len("name"), *(len(n) for n in ZOO))  # the longest name sets the column
+    lines = [f"{'name':{w}s} {'arch':7s} {'params':>8s}  {'weights':10s} description"]
     for name, e in ZOO.items():
         if e.arch not in counts:
             net = build_arch(e.arch, 4, **e.arch_opts) if e.arch in ARCHS or e.arch == "ae" else None
             counts[e.arch] = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M" if net else "-"
         status = wm.check(wm.entry(e.weights)).status if e.weights else "-"
-        lines.append(f"{name:14s} {e.arch:7s} {counts[e.arch]:>8s}  {status:10s} {e.description}")
+        lines.append(f"{name:{w}s} {e.arch:7s} {counts[e.arch]:>8s}  {status:10s} {e.description}")
     return "\n".join(lines)
