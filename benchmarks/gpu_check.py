@@ -380,9 +380,11 @@ def write_costs(path: Path, device_name: str) -> None:
 def main() -> int:
     import torch
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--train-data", default=str(REPO.parent / "shared" / "data" / "train"))
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "benchmarks"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))  # the first sentence
+    ap.add_argument("--train-data", default=str(REPO.parent / "shared" / "data" / "train"),
+                    help="training images (T91, BSD200) for the training checks")
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "benchmarks"),
+                    help="benchmark sets (Set5, Set14, BSD100) for the evaluation checks")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu to run the same code paths without a GPU")
     ap.add_argument("--quick", action="store_true", help="tiny inputs and one process: seconds (for CI on the CPU)")
     ap.add_argument("--skip", default="", help="comma-separated checks to leave out")
