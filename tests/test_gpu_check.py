@@ -20,7 +20,7 @@ def test_gpu_check_runs_on_the_cpu(shared_data, bench_root):
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--quick",
                            "--skip", "train-ddp-val", "--train-data", str(shared_data / "train"), "--data",
                            str(bench_root)],
-                          capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+                          capture_output=True, text=True, timeout=3600, env=dict(os.environ, OMP_NUM_THREADS="1"))
     lines = [line for line in proc.stdout.splitlines() if line[:4] in ("PASS", "FAIL")]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert [line.split()[1] for line in lines] == ["devices", "rng-restore", "bf16-tiles",
