@@ -56,10 +56,17 @@ def _sr_model_dir(identity: str, scale: int) -> Path:
 
 def _sr_cache_root(identity: str, scale: int, device: str) -> Path:
     """SR images of a model: under its identity, the scale, and torch's version and the device (a network's float
-    output, hence an 8-bit pixel near a rounding boundary, can differ between them)."""
-    from ..metrics.hrcache import device_tag
+    output, hence an 8-bit pixel near a rounding boundary, can differ between them); on the CPU also torch's
+    thread count, for a model whose outputs are not known to be independent of it (a network of the caller's)."""
+    import torch
 
-    return _sr_model_dir(identity, scale) / device_tag(device)
+    from ..metrics.hrcache import device_tag
+    from ..models.identity import thread_invariant
+
+    tag = device_tag(device)
+    if torch.device(device).type == "cpu" and not thread_invariant(identity):
+        tag += f"-t{torch.get_num_threads()}"
+    return _sr_model_dir(identity, scale) / tag
 
 
 def _sr_store(identity: str, scale: int, device: str) -> Store:
