@@ -316,7 +316,8 @@ class ResultStore:
             images, set_source = record["images"], record["set_source"]
         n = len(images)
         metrics, partial, used, where = {}, {}, {}, set()
-        for metric in sorted(m for m in chosen if any(k[0] == set_name and k[2] == m for k in self.rows)):
+        stored = {m for (s, _, m) in self.rows if s == set_name}
+        for metric in sorted(m for m in chosen if m in stored):
             if metric in _SET_LEVEL:
                 row = self.rows.get((set_name, SET_ROW, metric))
                 if row[1] == chosen[metric] and record is not None and row[2] == set_source:
@@ -386,9 +387,12 @@ class ResultStore:
             images = record["images"] if record else \
                 {i: None for i in sorted({k[1] for k in self.rows if k[0] == set_name and k[1] != SET_ROW})}
             for image, src in images.items():
-                for metric in sorted(m for (s, i, m) in self.rows if s == set_name and i == image):
-                    value, version, row_src = self.rows[(set_name, image, metric)]
-                    if version == chosen.get(metric) and (record is None or row_src == src):
+                for metric in sorted(chosen):
+                    row = self.rows.get((set_name, image, metric))
+                    if row is None:
+                        continue
+                    value, version, row_src = row
+                    if version == chosen[metric] and (record is None or row_src == src):
                         table.append({"set": set_name, "image": image, "metric": metric, "value": value,
                                       "version": version, "protocol": pname})
         return summary, table
