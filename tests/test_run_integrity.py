@@ -181,7 +181,7 @@ def test_a_rerun_after_torchrun_keeps_every_value(bench_root, tmp_path):
             "--data-root", str(root), "--no-download", "--quiet", "--out", str(tmp_path / "run")]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           str(port), *args], env=env, timeout=600, capture_output=True, text=True)
+                           str(port), *args], env=env, timeout=3600, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "run" / "rows.r1.jsonl").is_file()
     bird = root / "Set5" / "HR" / "bird.png"
@@ -190,7 +190,7 @@ def test_a_rerun_after_torchrun_keeps_every_value(bench_root, tmp_path):
     write_image(bird, img)
 
     def once():
-        return subprocess.run([sys.executable, *args], env=env, timeout=600, capture_output=True, text=True)
+        return subprocess.run([sys.executable, *args], env=env, timeout=3600, capture_output=True, text=True)
 
     first = once()
     assert first.returncode == 0 and "recomputing: bird" in first.stderr, first.stderr
@@ -198,7 +198,7 @@ def test_a_rerun_after_torchrun_keeps_every_value(bench_root, tmp_path):
     second = once()
     assert second.returncode == 0 and "recomputing" not in second.stderr, second.stderr
     assert (tmp_path / "run" / "rows.jsonl").stat().st_size == size
-    fresh = subprocess.run([sys.executable, *args[:-1], str(tmp_path / "fresh")], env=env, timeout=600,
+    fresh = subprocess.run([sys.executable, *args[:-1], str(tmp_path / "fresh")], env=env, timeout=3600,
                            capture_output=True, text=True)
     assert fresh.returncode == 0
     assert (tmp_path / "run" / "per_image.csv").read_text() == (tmp_path / "fresh" / "per_image.csv").read_text()
@@ -220,7 +220,7 @@ def test_an_error_on_rank_0_alone_stops_every_rank_with_its_message(bench_root, 
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                            str(port), "-m", "aesop_bench", "eval", "--model", "bicubic", "--sets", "set5",
                            "--metrics", "psnr", "--data-root", str(tmp_path / "empty"), "--no-download", "--quiet",
-                           "--out", str(tmp_path / "run")], env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600,
+                           "--out", str(tmp_path / "run")], env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=3600,
                           capture_output=True, text=True)
     assert proc.returncode != 0
     # one message per rank (the two processes' lines can interleave on the shared stderr)
