@@ -222,7 +222,7 @@ print('WRITES', after['syscw'] - before['syscw'], 'SAME', same, again.mean('set5
     env = dict(os.environ, AESOP_BENCH_HOME=str(home), TMPDIR=str(tmp), AESOP_BENCH_DATA=str(bench_root),
                PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "WRITES 0 SAME True True" in proc.stdout, proc.stdout + proc.stderr[-2000:]
     assert not any(tmp.iterdir()) and not any(cwd.iterdir())

@@ -107,7 +107,7 @@ def test_help_and_messages_say_what_a_user_needs(tmp_path, capsys, monkeypatch):
                             stderr=subprocess.PIPE)
     proc.stdout.close()  # the reader is gone before anything is written (`| head` that has read its lines)
     err = proc.stderr.read().decode()
-    assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err
+    assert proc.wait(timeout=3600) == 0 and "Traceback" not in err, err
 
 
 def test_cache_lists_sizes_and_clears_only_what_is_recomputed(tmp_path, capsys):

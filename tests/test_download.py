@@ -165,7 +165,7 @@ def test_readme_main_command_with_a_local_server(server, mirror_sets, bench_root
     env = dict(os.environ, AESOP_BENCH_GITHUB_RAW=url, AESOP_BENCH_DATA=str(tmp_path / "fresh"),
                AESOP_BENCH_HOME=str(tmp_path / "home"))
     proc = subprocess.run([sys.executable, "-m", "aesop_bench", *eval_args, "--quiet"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, proc.stderr
     assert "set5" in proc.stdout and "set14" in proc.stdout
     summary = (tmp_path / "runs" / "bicubic-paper" / "summary.json")

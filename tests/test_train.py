@@ -315,11 +315,11 @@ def test_two_process_ddp_equals_one_process(tmp_path, train_root):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     single = [sys.executable, "-m", "aesop_bench", "train", "ae", "--config", str(CONFIGS / "smoke_ae.yaml"),
               "--data-root", str(train_root), "--quiet"] + [a for o in over for a in ("--opt", o)]
-    subprocess.run(single + ["--out", str(tmp_path / "one")], check=True, env=env, timeout=600,
+    subprocess.run(single + ["--out", str(tmp_path / "one")], check=True, env=env, timeout=3600,
                    capture_output=True)
     ddp = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
            str(_free_port()), "-m", "aesop_bench"] + single[3:]
-    proc = subprocess.run(ddp + ["--out", str(tmp_path / "two")], env=env, timeout=600, capture_output=True,
+    proc = subprocess.run(ddp + ["--out", str(tmp_path / "two")], env=env, timeout=3600, capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     a = load_file(str(tmp_path / "one" / "ckpt" / "step_0000004" / "net_g.safetensors"))
@@ -339,18 +339,18 @@ def test_two_process_training_validates_and_resumes_as_one_process(tmp_path, tra
     env = dict(os.environ, OMP_NUM_THREADS="1")
     single = [sys.executable, "-m", "aesop_bench", "train", "sr", "--config", str(CONFIGS / "smoke_ldl.yaml"),
               "--data-root", str(train_root), "--quiet"] + [a for o in over for a in ("--opt", o)]
-    proc = subprocess.run(single + ["--out", str(tmp_path / "one")], env=env, timeout=600, capture_output=True,
+    proc = subprocess.run(single + ["--out", str(tmp_path / "one")], env=env, timeout=3600, capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
            str(_free_port()), "-m", "aesop_bench"] + single[3:] + ["--out", str(tmp_path / "two")]
-    proc = subprocess.run([*ddp, "--opt", "steps=2"], env=env, timeout=600, capture_output=True, text=True)
+    proc = subprocess.run([*ddp, "--opt", "steps=2"], env=env, timeout=3600, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = torch.load(tmp_path / "two" / "ckpt" / "step_0000002" / "state.pt", weights_only=True)
     ranks = state["rng_ranks"]
     assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
     ddp[ddp.index("--master_port") + 1] = str(_free_port())
-    proc = subprocess.run([*ddp, "--resume", str(tmp_path / "two")], env=env, timeout=600, capture_output=True,
+    proc = subprocess.run([*ddp, "--resume", str(tmp_path / "two")], env=env, timeout=3600, capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     one, two = _rows(tmp_path / "one" / "val.csv"), _rows(tmp_path / "two" / "val.csv")
@@ -408,7 +408,7 @@ def _run_variant(tmp_path, train_root, name, overrides, nproc, steps=2):
     args += [a for o in over for a in ("--opt", o)]
     cmd = [sys.executable] + (["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
                                str(_free_port())] if nproc > 1 else []) + args
-    proc = subprocess.run(cmd, env=env, timeout=900, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=env, timeout=3600, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = tmp_path / name / "ckpt" / f"step_{steps:07d}"
     return {**load_file(str(ckpt / "net_g.safetensors")),
