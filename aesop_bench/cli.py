@@ -348,11 +348,12 @@ def cmd_report(args) -> int:
                    args.allow_mixed)
     for f in formats:
         write, suffix = FORMATS[f]
+        text = write(table, args.caption) if f == "tex" else write(table)
         if args.out is None:
-            print(write(table))
+            print(text)
         else:
             path = Path(args.out).with_suffix(suffix)
-            atomic_write_text(path, write(table))
+            atomic_write_text(path, text)
             print(f"wrote {path}")
     if args.html:
         from .paths import data_root
@@ -377,11 +378,12 @@ def cmd_plot(args) -> int:
     if args.figure == "pd":
         check_comparable(runs, [args.x, args.y], args.allow_mixed)
         for p in pd_plot(runs, args.set, args.x, args.y, args.out or f"reports/pd_{args.set}.png", args.title,
-                         args.xlabel, args.ylabel, log=lambda m: print(m, file=sys.stderr)):
+                         args.xlabel, args.ylabel, log=lambda m: print(m, file=sys.stderr),
+                         width=args.width or "column"):
             print(f"wrote {p}")
     else:
         for p in crop_sheet(runs, args.set, args.image, args.box or None, data_root(args.data_root),
-                            args.out or f"reports/crops_{args.set}_{args.image}.png"):
+                            args.out or f"reports/crops_{args.set}_{args.image}.png", width=args.width or "text"):
             print(f"wrote {p}")
     return 0
 
@@ -580,6 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--compare-paper", action="store_true", help="add the paper's values and the differences")
     r.add_argument("--significance", action="store_true",
                    help="mark values not significantly different from the best (Wilcoxon, per image)")
+    r.add_argument("--caption", default=None,
+                   help="tex: the table's caption (default: its metrics, their better direction and its sets; '' "
+                        "for none); the marks' legend and the notes follow the tabular")
     r.add_argument("--allow-mixed", action="store_true", help="label runs of different protocols instead of refusing")
     r.add_argument("--html", default=None, metavar="DIR",
                    help="also write a results browser into DIR: open DIR/index.html from disk (table, PD plot, "
@@ -623,6 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--data-root", default=None, help="crops: folder holding the sets (default $AESOP_BENCH_DATA)")
     pl.add_argument("--out", default=None,
                     help="output file (default reports/pd_SET.png or reports/crops_SET_IMAGE.png)")
+    pl.add_argument("--width", choices=["column", "text"], default=None,
+                    help="the printed width: a paper's column (3.25 in) or its text (6.875 in); every text is 7 pt or "
+                         "more at that width (default: column for pd, text for crops)")
     pl.add_argument("--allow-mixed", action="store_true", help="plot runs of different protocols anyway")
     pl.set_defaults(func=cmd_plot)
 

@@ -450,3 +450,130 @@ def test_compare_picks_a_metric_both_runs_have(bench_root, tmp_path, capsys):
     assert "under protocol 'paper'; this run is model 'bicubic' under 'matlab' (modcrop 12 vs 4" in err
     assert err.count("crop_border") <= 1
     assert json.loads((a / "run.json").read_text())["protocol"]["name"] == "paper"
+
+
+def _texts(fig):
+    """Every visible, non-empty text of a drawn figure: titles, axis and tick labels, legends, annotations."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    hidden = set()  # tick labels of ticks outside the axes' view, which matplotlib keeps but does not draw
+    for ax in fig.axes:
+        for labels, (lo, hi), k in ((ax.get_xticklabels(), sorted(ax.get_xlim()), 0),
+                                    (ax.get_yticklabels(), sorted(ax.get_ylim()), 1)):
+            hidden |= {id(t) for t in labels if not lo <= t.get_position()[k] <= hi}
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and id(t) not in hidden]
+
+
+def _check_print_size(fig, width_in):
+    """The figure is ``width_in`` inches wide; no text is under 7 pt or outside the figure; no two texts overlap."""
+    from matplotlib.transforms import Bbox
+
+    assert fig.get_size_inches()[0] == pytest.approx(width_in)
+    texts = _texts(fig)
+    small = [(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() < 7]
+    assert not small, small
+    r = fig.canvas.get_renderer()
+    page = Bbox([[0, 0], fig.bbox.size])
+    boxes = [(t.get_text(), t.get_window_extent(r)) for t in texts]
+    outside = [s for s, b in boxes if not (page.x0 - 1 <= b.x0 and b.x1 <= page.x1 + 1 and page.y0 - 1 <= b.y0
+                                           and b.y1 <= page.y1 + 1)]
+    assert not outside, outside
+    legend_texts = {id(t) for leg in fig.findobj(lambda a: type(a).__name__ == "Legend") for t in leg.get_texts()}
+    free = [(s, b) for (s, b), t in zip(boxes, texts) if id(t) not in legend_texts and t.get_text() != ""]
+    clashes = [(a, c) for i, (a, b) in enumerate(free) for c, d in free[i + 1:] if b.overlaps(d)
+               and b.intersection(b, d).width > 0.5 and b.intersection(b, d).height > 0.5]
+    assert not clashes, clashes
+
+
+@pytest.mark.parametrize("width,inches", [("column", 3.25), ("text", 6.875)])
+def test_figures_fit_a_paper_page_with_no_text_under_7pt(runs, bench_root, tmp_path, width, inches):
+    """At a CVPR column (3.25 in) and text width (6.875 in): the PD plot with a sweep's alpha labels, and a crop
+    sheet of six panels, have every text at 7 pt or more, inside the figure, none over another."""
+    import shutil
+
+    from aesop_bench.report.plots import crop_figure, pd_figure
+
+    sweep = []
+    for a in ("0.25", "0.5", "0.75"):
+        d = tmp_path / f"interp{a}"
+        shutil.copytree(runs["interp"], d)
+        meta = json.loads((d / "summary.json").read_text())
+        meta["model"]["name"] = meta["model"]["name"].replace("@0.5", f"@{a}")
+        (d / "summary.json").write_text(json.dumps(meta))
+        sweep.append(d)
+    rs = load_runs([runs["bicubic"], runs["trained"], *sweep])
+    fig = pd_figure(rs, "bsd100", "lpips", "psnr", width=width)
+    assert {t.get_text() for t in fig.axes[0].texts} <= {"0.25", "0.5", "0.75"} and fig.axes[0].texts
+    _check_print_size(fig, inches)
+
+    # six panels: overview, HR, bicubic, and three runs with long labels
+    loaded = load_runs([runs["trained"]] * 3, labels=["trained with a long label", "second", "third"])
+    fig = crop_figure(loaded, "set5", "butterfly", None, bench_root, width=width)
+    _check_print_size(fig, inches)
+    assert main(["plot", "crops", str(runs["trained"]), "--set", "set5", "--image", "butterfly", "--data-root",
+                 str(bench_root), "--out", str(tmp_path / "w.png"), "--width", width]) == 0
+    from PIL import Image
+
+    dpi = Image.open(tmp_path / "w.png").info.get("dpi", (300,))[0]
+    assert Image.open(tmp_path / "w.png").size[0] / dpi == pytest.approx(inches, abs=0.02)
+
+
+def test_tex_table_has_a_caption_and_the_notes(runs, tmp_path, capsys):
+    """The .tex carries a caption (default or --caption), the marks' legend and every note of the Markdown table
+    (here the set too small for the significance test), with LaTeX's special characters escaped."""
+    rs = load_runs([runs["bicubic"], runs["trained"]])
+    t = build_table(rs, "generic", metrics=["psnr"], sets=["set5"], significance=True)
+    t.notes.append("not the paper's test data: set_5 from ~/data <50% & #1 {x} $y^2")
+    tex = to_latex(t)
+    assert "\\caption{PSNR (higher is better) on Set5.}" in tex and "\\label{tab:generic}" in tex
+    notes = tex.split("\\end{tabular}")[1]
+    assert "\\textbf{bold}: best" in notes and "significance not tested on Set5" in notes
+    assert ("set\\_5 from \\textasciitilde{}/data \\textless{}50\\% \\& \\#1 \\{x\\} \\$y\\textasciicircum{}2"
+            in notes)
+    assert notes.count("{") == notes.count("}")
+    assert to_latex(t, "") .count("\\caption") == 0
+    out = tmp_path / "t"
+    assert main(["report", str(runs["bicubic"]), str(runs["trained"]), "--metrics", "psnr", "--format", "tex",
+                 "--caption", "My 50% caption", "--out", str(out)]) == 0
+    assert "\\caption{My 50\\% caption}" in out.with_suffix(".tex").read_text()
+
+
+def test_significance_says_when_the_set_is_too_small_to_reach_it(runs):
+    """Set5's five images: no Wilcoxon p can be below 0.05 (scipy: 0.0625 for five differences of one sign), so
+    no cell is marked and the note says so; on BSD100 (100 images) identical runs are marked."""
+    from scipy.stats import wilcoxon
+
+    smallest = wilcoxon([1.0, 2.0, 3.0, 4.0, 5.0]).pvalue
+    assert smallest == pytest.approx(0.0625) and wilcoxon([1.0, 2, 3, 4, 5, 6]).pvalue < 0.05
+    rs = load_runs([runs["bicubic"], runs["trained"], runs["interp"]])
+    t = build_table(rs, "generic", metrics=["psnr"], sets=["set5"], significance=True)
+    assert not any(c.insignificant for c in t.cells.values())
+    assert any(f"with 5 images the Wilcoxon signed-rank test cannot reach p < 0.05 (its smallest two-sided p is "
+               f"{smallest:.4g})" in n for n in t.notes)
+    same = load_runs([runs["bicubic"], runs["bicubic"]])
+    t = build_table(same, "generic", metrics=["psnr"], sets=["bsd100"], significance=True)
+    assert t.cells[("psnr", "bsd100", 1)].insignificant and not any("not tested" in n for n in t.notes)
+
+
+def test_csv_names_a_folder_run_by_its_folder_and_allow_mixed_keeps_labels(bench_root, tmp_path, capsys):
+    """A folder of a bicubic run's saved SR images, labelled bicubic: the CSV says source folder and its path, not
+    a model named after the folder; --allow-mixed tags labels with protocols only where the protocols differ, so
+    --baseline still finds a run by its own label."""
+    model, folder = tmp_path / "model", tmp_path / "folder"
+    assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "psnr", "--save-sr", "--quiet",
+                 "--no-download", "--data-root", str(bench_root), "--out", str(model), "--name", "model"]) == 0
+    assert main(["eval", "--sr", str(model / "sr"), "--sets", "set5", "--metrics", "psnr", "--quiet",
+                 "--no-download", "--data-root", str(bench_root), "--out", str(folder), "--name", "bicubic"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(model), str(folder), "--metrics", "psnr", "--allow-mixed", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.split("\n\n")[0].splitlines()))
+    by_run = {r["run"]: r for r in rows}
+    assert set(by_run) == {"model", "bicubic"}  # both under the paper protocol: no "[paper]" tag
+    assert (by_run["bicubic"]["source"], by_run["bicubic"]["model"]) == ("folder", "")
+    assert by_run["bicubic"]["sr_folder"] == str(model / "sr")
+    assert (by_run["model"]["source"], by_run["model"]["model"]) == ("model", "bicubic")
+    html = tmp_path / "site"
+    assert main(["report", str(model), str(folder), "--metrics", "psnr", "--allow-mixed", "--html", str(html),
+                 "--baseline", "bicubic", "--data-root", str(bench_root)]) == 0
+    assert (html / "index.html").is_file()

@@ -3,7 +3,9 @@
 PD plot: one point per run at (x metric, y metric) on one set; runs of a network-interpolation sweep
 (``interp:A,B@ALPHA``) are joined by a line per family in order of ALPHA, with their end points (A and B
 evaluated on their own) when present. Axis labels carry arrows for the better direction, and an arrow in
-the legend's title points to the better corner. Sized for a paper column (3.4 in wide); written as PNG and PDF.
+the legend's title points to the better corner. Written as PNG and PDF at the printed size of a two-column
+paper (``width``: a column, 3.25 in, or the text, 6.875 in, as CVPR's), so that no text is smaller than 7 pt
+when the figure is placed at 100%.
 
 Length: the PD plot and the crop sheet share the loading of runs, the label-stable styles and the figure
 conventions.
@@ -46,6 +48,16 @@ def _save(plt, fig, out: str | Path) -> list[Path]:
 
 
 MARKERS = "osD^v<>ph*"
+# Printed widths in inches: a column and the text of a two-column page (CVPR, ICCV, ECCV: 3.25 and 6.875 in)
+WIDTHS = {"column": 3.25, "text": 6.875}
+FONT = 7  # pt: the smallest text of any figure at its printed width (the common floor of paper guides)
+
+
+def figure_width(width: str) -> float:
+    """The printed width in inches of ``width`` (``column`` or ``text``); an unknown name is an error."""
+    if width not in WIDTHS:
+        raise AesopBenchError(f"--width {width!r}: use {' or '.join(WIDTHS)} ({', '.join(f'{k} {v} in' for k, v in WIDTHS.items())})")
+    return WIDTHS[width]
 
 
 def run_style(labels: list[str]) -> dict[str, tuple[str, str]]:
@@ -70,9 +82,10 @@ def run_style(labels: list[str]) -> dict[str, tuple[str, str]]:
 
 
 def pd_plot(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr", out: str | Path = "pd.png",
-            title: str | None = None, xlabel: str | None = None, ylabel: str | None = None, log=None) -> list[Path]:
+            title: str | None = None, xlabel: str | None = None, ylabel: str | None = None, log=None,
+            width: str = "column") -> list[Path]:
     plt = _mpl()
-    fig = pd_figure(runs, set_name, x, y, title, xlabel, ylabel, log)
+    fig = pd_figure(runs, set_name, x, y, title, xlabel, ylabel, log, width)
     return _save(plt, fig, out)
 
 
@@ -89,9 +102,9 @@ def _missing(r: Run, set_name: str, metrics: tuple[str, ...]) -> str:
 
 
 def pd_figure(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr", title: str | None = None,
-              xlabel: str | None = None, ylabel: str | None = None, log=None):
-    """The PD plot as a matplotlib figure (see :func:`pd_plot`); runs without both values on the set are left
-    out, each named with the reason through ``log``."""
+              xlabel: str | None = None, ylabel: str | None = None, log=None, width: str = "column"):
+    """The PD plot as a matplotlib figure (see :func:`pd_plot`) ``width`` wide (:data:`WIDTHS`); runs without both
+    values on the set are left out, each named with the reason through ``log``."""
     from ..metrics.registry import get_spec
 
     x, y = get_spec(x).name, get_spec(y).name  # an unknown metric is named as such
@@ -112,7 +125,8 @@ def pd_figure(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr",
     if partial:
         raise AesopBenchError(f"{set_name} has {full} images but these runs cover fewer: {', '.join(partial)}; "
                               "evaluate them on the whole set before plotting them together")
-    fig, ax = plt.subplots(figsize=(3.4, 2.8), dpi=200)
+    w = figure_width(width)
+    fig, ax = plt.subplots(figsize=(w, min(0.8 * w, 4.2)), dpi=300 if width == "column" else 200)
     families: dict[str, list] = {}
     for r, a, b in pts:
         fam = r.interp_family()
@@ -138,17 +152,23 @@ def pd_figure(runs: list[Run], set_name: str, x: str = "lpips", y: str = "psnr",
         colour, marker = style[r.label]
         ax.scatter([a], [b], marker=marker, s=22, label=r.label, zorder=2, color=colour)
     ax.margins(0.12)  # no marker on the axes' frame
-    ax.set_xlabel(xlabel or f"{metric_label(x)} {'↓' if lower_better(x) else '↑'}", fontsize=7)
-    ax.set_ylabel(ylabel or f"{metric_label(y)} {'↓' if lower_better(y) else '↑'}", fontsize=7)
-    ax.tick_params(labelsize=6)
+    ax.set_xlabel(xlabel or f"{metric_label(x)} {'↓' if lower_better(x) else '↑'}", fontsize=FONT + 1)
+    ax.set_ylabel(ylabel or f"{metric_label(y)} {'↓' if lower_better(y) else '↑'}", fontsize=FONT + 1)
+    ax.tick_params(labelsize=FONT, width=0.5, length=2.5)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=max(3, int(w / 0.75))))  # tick labels with room between them
+    for side in ax.spines.values():
+        side.set_linewidth(0.5)
     ax.grid(alpha=0.3, lw=0.5)
-    ax.set_title(title or f"Perception-distortion, {set_label(set_name)}", fontsize=7)
+    ax.set_title(title or f"Perception-distortion, {set_label(set_name)}", fontsize=FONT + 1)
     # the better direction, as the legend's title (the legend is placed where it hides no point)
     glyph = {(True, False): "↖", (True, True): "↙", (False, False): "↗", (False, True): "↘"}[
         (lower_better(x), lower_better(y))]
     fig.tight_layout()
-    _place_legend(fig, ax, dict(fontsize=5, frameon=True, framealpha=0.8, title=f"better {glyph}",
-                                title_fontsize=6))
+    _place_legend(fig, ax, dict(fontsize=FONT, frameon=True, framealpha=0.8, title=f"better {glyph}",
+                                title_fontsize=FONT, handletextpad=0.3, borderpad=0.3, labelspacing=0.25,
+                                handlelength=1.2))
     _place_labels(fig, ax, labels)
     return fig
 
@@ -172,8 +192,8 @@ def _point_boxes(fig, ax) -> list:
 
 
 def _place_legend(fig, ax, kw: dict) -> None:
-    """The legend in the first corner of the axes where it covers no point; where every corner does, below
-    the axes (the figure grows to hold it)."""
+    """The legend in the first corner of the axes where it covers no point; where every corner does, below the
+    axes' labels, the figure growing by the legend's height (its width and the axes' size stay as they were)."""
     fig.canvas.draw()  # once: the axes' limits and layout, which the points' and the legend's boxes are in
     boxes = _point_boxes(fig, ax)
     renderer = fig.canvas.get_renderer()
@@ -184,9 +204,13 @@ def _place_legend(fig, ax, kw: dict) -> None:
         if not any(frame.overlaps(b) for b in boxes):
             return
         leg.remove()
-    leg = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, **kw)
+    w, h = fig.get_size_inches()
+    ncol = 3 if w > 5 else 2
+    leg = fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=ncol, **kw)
     leg.get_frame().set_linewidth(0.3)
-    fig.tight_layout()
+    extra = leg.get_window_extent(renderer).height / fig.dpi + 0.05  # inches
+    fig.set_size_inches(w, h + extra)
+    fig.tight_layout(rect=(0, extra / (h + extra), 1, 1))
 
 
 def _stem(model: str) -> str:
@@ -195,25 +219,34 @@ def _stem(model: str) -> str:
     return short_name(model)
 
 
-OFFSETS = ((3, 2), (3, -7), (-9, 2), (-9, -7), (3, 8), (-9, 8), (3, -13), (-9, -13))
+# a label's place beside its point, in the order tried: (dx, dy) in points, and the text's alignment there
+OFFSETS = ((3, 2, "left", "bottom"), (3, -2, "left", "top"), (-3, 2, "right", "bottom"), (-3, -2, "right", "top"),
+           (0, 5, "center", "bottom"), (0, -5, "center", "top"), (6, 8, "left", "bottom"), (-6, 8, "right", "bottom"),
+           (6, -8, "left", "top"), (-6, -8, "right", "top"))
 
 
 def _place_labels(fig, ax, labels) -> None:
-    """Annotate points, trying offsets until a label's box overlaps no label placed before it (nor the legend)."""
+    """Annotate points, trying :data:`OFFSETS` until a label's box overlaps no label placed before it, no other
+    point and not the legend, and lies inside the axes."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    legend = ax.get_legend()
+    frame = ax.get_window_extent(renderer)
+    legend = ax.get_legend() or (fig.legends[0] if fig.legends else None)
     placed = [legend.get_window_extent(renderer)] if legend is not None else []
+    points = _point_boxes(fig, ax)
     for text, a, b in labels:
-        for dx, dy in OFFSETS:
-            ann = ax.annotate(text, (a, b), textcoords="offset points", xytext=(dx, dy), fontsize=5)
+        own = ax.transData.transform((a, b))
+        others = [p for p in points if not p.contains(*own)]
+        for dx, dy, ha, va in OFFSETS:
+            ann = ax.annotate(text, (a, b), textcoords="offset points", xytext=(dx, dy), fontsize=FONT, ha=ha,
+                              va=va)
             box = ann.get_window_extent(renderer)
-            if not any(box.overlaps(o) for o in placed):
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(o) for o in placed + others):
                 placed.append(box)
                 break
             ann.remove()
-        else:  # every offset collides: the point keeps its marker, unlabelled
-            continue
+        # where every place collides, the point keeps its marker, unlabelled
 
 
 def sr_advice(r: Run) -> str:
@@ -349,26 +382,53 @@ def crop_panels(runs: list[Run], set_name: str, image: str, box: str | tuple[int
     return hr, box, out
 
 
+PANEL_MIN = 0.95  # inches: the narrowest crop panel, where a 7 pt caption "LPIPS 0.1234" fits
+
+
 def crop_sheet(runs: list[Run], set_name: str, image: str, box: str | tuple[int, int, int, int] | None,
-               data_root: str | Path, out: str | Path, zoom: int = 3) -> list[Path]:
+               data_root: str | Path, out: str | Path, width: str = "text") -> list[Path]:
+    """:func:`crop_figure` written as PNG and PDF."""
+    plt = _mpl()
+    return _save(plt, crop_figure(runs, set_name, image, box, data_root, width), out)
+
+
+def crop_figure(runs: list[Run], set_name: str, image: str, box: str | tuple[int, int, int, int] | None,
+                data_root: str | Path, width: str = "text"):
     """The same HR-space crop of HR, bicubic and each run's SR side by side, after an overview of the whole
-    image with the box drawn; each crop titled with its run and captioned with its PSNR/LPIPS. PNG and PDF."""
+    image with the box drawn; each crop titled with its run and captioned with its PSNR/LPIPS, one value per line.
+    ``width`` wide (:data:`WIDTHS`): as many panels per row as fit at :data:`PANEL_MIN` inches or more, in rows."""
+    import math
+
     plt = _mpl()
     from matplotlib.patches import Rectangle
 
     hr, (x0, y0, bw, bh), panels = crop_panels(runs, set_name, image, box, data_root)
     n = len(panels) + 1
-    fig, axes = plt.subplots(1, n, figsize=(1.25 * n, 1.6), dpi=200)
+    w = figure_width(width)
+    cols = max(1, min(n, int(w // PANEL_MIN)))
+    rows = math.ceil(n / cols)
+    side = w / cols  # each panel's width; its crop square, then the title above and two caption lines below
+    chars = int(side * 72 / (0.55 * FONT))  # about as many characters of 7 pt text as a panel is wide
+    fig, axes = plt.subplots(rows, cols, figsize=(w, rows * (side + 0.42)), dpi=300, squeeze=False)
+    axes = list(axes.flat)
     ax = axes[0]
     ax.imshow(hr.permute(1, 2, 0).numpy())
     ax.add_patch(Rectangle((x0, y0), bw, bh, fill=False, edgecolor="red", lw=0.8))
-    ax.set_title(f"{image} ({set_label(set_name)})", fontsize=5)
+    ax.set_title(_fit(f"{image} ({set_label(set_name)})", chars), fontsize=FONT, pad=2)
     for ax, (label, crop, caption) in zip(axes[1:], panels):
         ax.imshow(crop.permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_title(label if len(label) <= 24 else label[:23] + "…", fontsize=5)
-        ax.set_xlabel(caption, fontsize=4.5)
+        ax.set_title(_fit(label, chars), fontsize=FONT, pad=2)
+        ax.set_xlabel("\n".join(_fit(part, chars) for part in caption.split("  ")), fontsize=FONT, labelpad=1,
+                      linespacing=1.0)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout(pad=0.3, w_pad=0.4)
-    return _save(plt, fig, out)
+    for ax in axes[n:]:  # the last row's empty places
+        ax.set_axis_off()
+    fig.tight_layout(pad=0.2, w_pad=0.3, h_pad=0.3)
+    return fig
+
+
+def _fit(text: str, chars: int) -> str:
+    """``text`` cut to ``chars`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= chars else text[:max(1, chars - 1)] + "…"

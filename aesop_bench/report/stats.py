@@ -9,6 +9,22 @@ import numpy as np
 from ..errors import AesopBenchError
 
 
+ALPHA = 0.05  # the level a difference is called significant at
+
+
+def min_images(alpha: float = ALPHA) -> int:
+    """The fewest paired images with which the two-sided Wilcoxon signed-rank test can reach ``p < alpha``: its
+    smallest exact p, all differences of one sign, is ``2 / 2**n`` (0.0625 for 5 images, 0.03125 for 6).
+
+    >>> min_images(0.05), min_images(0.01)
+    (6, 8)
+    """
+    n = 1
+    while 2.0 ** (1 - n) >= alpha:
+        n += 1
+    return n
+
+
 @dataclass
 class Paired:
     """Two runs compared image by image on one set and metric: the means, the mean difference (b - a) with its
@@ -24,7 +40,7 @@ class Paired:
     ci_high: float
     p_value: float
 
-    def significant(self, alpha: float = 0.05) -> bool:
+    def significant(self, alpha: float = ALPHA) -> bool:
         """Whether the difference is significant at ``alpha``."""
         return self.p_value < alpha
 
@@ -83,4 +99,8 @@ def compare_runs(a, b, metric: str | None = None, allow_mixed: bool = False) -> 
                               "value)")
         lines.append(f"| {s.replace('|', chr(92) + '|')} | {n} | {r.mean_a:.4f} | {r.mean_b:.4f} | "
                      f"{r.mean_diff:+.4f} | [{r.ci_low:+.4f}, {r.ci_high:+.4f}] | {r.p_value:.3g} |")
+        if r.n < min_images():
+            incomplete.append(f"{s}: with {r.n} images no p can be below {ALPHA:g} (the smallest two-sided p of the "
+                              f"Wilcoxon signed-rank test is {2.0 ** (1 - r.n):.4g}; {min_images()} images or more "
+                              "are needed)")
     return "\n".join(lines + incomplete)

@@ -221,16 +221,23 @@ def _rank(t: Table, metric: str, set_name: str, vals: list[float | None], signif
         elif len(distinct) > 1 and v == distinct[1]:
             t.cells[(metric, set_name, i)].rank = 2
     if significance:
-        from .stats import paired
+        from .stats import ALPHA, min_images, paired
 
         best = ordered[0][1]
         for v, i in ordered[1:]:
             a, b = t.runs[best].images(set_name, metric), t.runs[i].images(set_name, metric)
-            if len(a) >= 2 and len(b) >= 2:
-                try:
-                    t.cells[(metric, set_name, i)].insignificant = not paired(a, b).significant()
-                except AesopBenchError:
-                    pass
+            n = len(set(a) & set(b))
+            if n < min_images():  # no difference can be significant: nothing is marked, the table says why
+                note = (f"significance not tested on {set_labels([set_name])[set_name]}: with {n} images the Wilcoxon signed-rank test "
+                        f"cannot reach p < {ALPHA:g} (its smallest two-sided p is {2.0 ** (1 - n):.4g}); "
+                        f"{min_images()} or more are needed") if n >= 1 else ""
+                if note and note not in t.notes:
+                    t.notes.append(note)
+                continue
+            try:
+                t.cells[(metric, set_name, i)].insignificant = not paired(a, b).significant()
+            except AesopBenchError:
+                pass
 
 
 def _cell_text(t: Table, metric: str, c: Cell, tex: bool) -> str:
@@ -299,13 +306,21 @@ def to_markdown(t: Table) -> str:
     lines.append("| " + " | ".join(map(_md_escape, header)) + " |")
     lines.append("|" + "---|" * 2 + "---:|" * (len(header) - 2))
     lines += ["| " + " | ".join(map(_md_escape, row)) + " |" for row in body]
-    notes = ["**bold**: best, <u>underlined</u>: second best per comparison"]
+    notes = legend_notes(t, tex=False) + t.notes
+    return "\n".join(lines) + "\n\n" + "; ".join(notes) + ".\n"
+
+
+def legend_notes(t: Table, tex: bool) -> list[str]:
+    """What the table's marks mean, as Markdown or LaTeX: bold and underline, and where used the tilde and the
+    paper's values."""
+    notes = ["\\textbf{bold}: best, \\underline{underlined}: second best per comparison" if tex else
+             "**bold**: best, <u>underlined</u>: second best per comparison"]
     if any(c.insignificant for c in t.cells.values()):
-        notes.append("~: not significantly different from the best (Wilcoxon signed-rank, p >= 0.05)")
+        notes.append("$^{\\sim}$: not significantly different from the best (Wilcoxon signed-rank, p $\\geq$ 0.05)"
+                     if tex else "~: not significantly different from the best (Wilcoxon signed-rank, p >= 0.05)")
     if any(c.paper is not None for c in t.cells.values()):
         notes.append("(paper value, difference) after values the paper reports")
-    notes += t.notes
-    return "\n".join(lines) + "\n\n" + "; ".join(notes) + ".\n"
+    return notes
 
 
 def _md_escape(s: str) -> str:
@@ -318,14 +333,32 @@ def _md_escape(s: str) -> str:
     return s.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
+_TEX = {"\\": "\\textbackslash{}", "_": "\\_", "%": "\\%", "&": "\\&", "#": "\\#", "$": "\\$", "{": "\\{",
+        "}": "\\}", "~": "\\textasciitilde{}", "^": "\\textasciicircum{}", "<": "\\textless{}", ">": "\\textgreater{}"}
+
+
 def _tex_escape(s: str) -> str:
-    for a, b in (("\\", "\\textbackslash{}"), ("_", "\\_"), ("%", "\\%"), ("&", "\\&"), ("#", "\\#"),
-                 ("<u>", ""), ("</u>", "")):
-        s = s.replace(a, b)
-    return s
+    """``s`` as LaTeX text: its special characters escaped in one pass, Markdown's underline tags dropped.
+
+    >>> print(_tex_escape("a_b {50%} ~x"))
+    a\\_b \\{50\\%\\} \\textasciitilde{}x
+    """
+    import re
+
+    s = s.replace("<u>", "").replace("</u>", "")
+    return re.sub(r"[\\_%&#${}~^<>]", lambda m: _TEX[m.group()], s)
 
 
-def to_latex(t: Table, caption: str = "") -> str:
+def default_caption(t: Table) -> str:
+    """A caption naming what the table holds: its metrics with their better direction, and its sets."""
+    metrics = ", ".join(f"{label(m)} ({'lower' if lower_better(m) else 'higher'} is better)" for m in t.metrics)
+    return f"{metrics} on {', '.join(set_labels(t.sets).values())}."
+
+
+def to_latex(t: Table, caption: str | None = None) -> str:
+    """The table as a booktabs ``table`` float: its caption (default :func:`default_caption`; ``""`` for none)
+    and, under the tabular, what its marks mean and every note of the Markdown table (incomplete sets, data that
+    is not the paper's, mixed settings)."""
     header, body = _grid(t, tex=True)
     n = len(header)
     out = ["% requires \\usepackage{booktabs}", "\\begin{table}[t]", "\\centering", "\\small",
@@ -349,8 +382,12 @@ def to_latex(t: Table, caption: str = "") -> str:
         cells = [row[0], _tex_escape(row[1])] + row[2:]
         out.append(" & ".join(cells) + " \\\\")
     out += ["\\bottomrule", "\\end{tabular}"]
+    notes = legend_notes(t, tex=True) + [_tex_escape(n) for n in t.notes]
+    out += ["\\par\\smallskip", "{\\footnotesize " + "; ".join(notes) + ".\\par}"]
+    caption = default_caption(t) if caption is None else caption
     if caption:
         out.append(f"\\caption{{{_tex_escape(caption)}}}")
+    out.append(f"\\label{{tab:{t.layout}}}")
     out.append("\\end{table}")
     return "\n".join(out) + "\n"
 
@@ -358,12 +395,17 @@ def to_latex(t: Table, caption: str = "") -> str:
 def to_csv(t: Table) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["layout", "metric", "set", "run", "model", "value", "rank", "paper", "delta", "not_significant",
-                "n_images", "of_images"])  # n_images/of_images: a value over part of the set (else empty)
+    # model: the zoo name or file a model run evaluated (empty for a folder of SR images, whose path is sr_folder);
+    # n_images/of_images: a value over part of the set (else empty)
+    w.writerow(["layout", "metric", "set", "run", "source", "model", "sr_folder", "value", "rank", "paper",
+                "delta", "not_significant", "n_images", "of_images"])
     for (m, s, i), c in t.cells.items():
         r = t.runs[i]
         delta = "" if c.value is None or c.paper is None else repr(c.value - c.paper)
-        w.writerow([t.layout, m, s, r.label, r.model, "" if c.value is None else repr(c.value), c.rank or "",
+        folder = r.source == "folder"
+        w.writerow([t.layout, m, s, r.label, r.source, "" if folder else r.model,
+                    r.sr_folder.get("path", "") if folder else "", "" if c.value is None else repr(c.value),
+                    c.rank or "",
                     "" if c.paper is None else c.paper, delta, int(c.insignificant),
                     "" if c.n is None else c.n, "" if c.n is None or c.of is None else c.of])
     return buf.getvalue()
@@ -489,8 +531,10 @@ def report(runs: list[Run], layout: str | None = None, metrics: list[str] | None
                                                             table.sets, f"{r.label}, ")]
     if problems:
         table.notes += [f"mixed: {p}" for p in problems]
-        for r in runs:
-            r.label = f"{r.label} [{r.protocol.get('name')}]"
+        if len({r.protocol.get("name") for r in runs}) > 1:  # the table's columns name their protocols
+            from dataclasses import replace
+
+            table.runs = [replace(r, label=f"{r.label} [{r.protocol.get('name')}]") for r in runs]
     return table
 
 
