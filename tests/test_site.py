@@ -1,14 +1,18 @@
 """The results browser (`report --html DIR`): the data the page is built from equals the runs' stored values and
 the Markdown table's marks; in headless Chromium (the distribution's package) the page, opened from disk,
 sorts its tables, opens the viewer, zooms and pans every panel together, steps through images, prints the crop
-command of a drawn box, names each run on the PD plot, and makes no request outside the files it was given."""
+command of a drawn box, names each run on the PD plot, and makes no request outside the files it was given; the PD
+plot's ticks are round numbers, its labels overlap nothing, and each run has the colour and marker of the figures."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
+import zlib
+from itertools import combinations, pairwise
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -16,7 +20,7 @@ import pytest
 
 from aesop_bench.cli import main
 from aesop_bench.errors import AesopBenchError
-from aesop_bench.report.runs import load_runs
+from aesop_bench.report.runs import Run, load_runs
 from aesop_bench.report.tables import report, to_markdown
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,13 +145,18 @@ def _shown(page) -> list[tuple[float, float, float, float]]:
     })""")
 
 
-def test_the_page_in_a_real_browser(result_runs, bench_root, tmp_path):
-    """Headless Chromium loads the page from disk; the checks go through the DOM."""
-    chromium = _chromium()
+def _playwright():
     if os.environ.get("CI"):
         from playwright.sync_api import sync_playwright
     else:
         sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    return sync_playwright
+
+
+def test_the_page_in_a_real_browser(result_runs, bench_root, tmp_path):
+    """Headless Chromium loads the page from disk; the checks go through the DOM."""
+    chromium = _chromium()
+    sync_playwright = _playwright()
     site = tmp_path / "site"
     _site(result_runs, site, "--data-root", str(bench_root))
     with sync_playwright() as pw:
@@ -223,3 +232,139 @@ def test_the_page_in_a_real_browser(result_runs, bench_root, tmp_path):
     sources = [Path(r.sr_folder["path"]).resolve() for r in load_runs(sorted(own))]
     assert all(any(f.is_relative_to(a) for a in [site.resolve(), Path(bench_root).resolve(), *sources])
                for f in files), files
+
+
+# -- the PD plot ------------------------------------------------------------------------------------------------
+
+def _made_run(label: str, psnr: float, ssim: float, part: tuple[int, int] | None = None) -> Run:
+    """A run on Set5 with the values given; with ``part`` (n, of) the values cover n of its images only."""
+    values = {"psnr": psnr, "ssim": ssim}
+    entry = {"n_images": 5, "complete": True, "metrics": values}
+    if part:
+        entry = {"n_images": 5, "complete": False, "metrics": {},
+                 "partial": {m: {"n": part[0], "of": part[1], "mean": v} for m, v in values.items()}}
+    return Run(path=Path("made") / label, label=label, model=label, identity="", versions={"psnr": "1", "ssim": "1"},
+               protocol={"name": "paper", "scale": 4, "modcrop": 12}, sets={"set5": entry})
+
+
+PD_RUNS = ["RDN", "RDNplus", "SRResNet", "bicubic"]
+
+
+@pytest.fixture(scope="module")
+def pd_page(tmp_path_factory):
+    """The page's PD plot (SSIM against PSNR on Set5) in headless Chromium, and the page's errors: RDN and RDNplus
+    a pixel or two apart, SRResNet's values over 3 of the 5 images, bicubic far from them; both ranges padded to
+    ends whose quarters are odd numbers (the ticks' old fault)."""
+    from aesop_bench.report.site import write_site
+
+    chromium = _chromium()
+    sync_playwright = _playwright()
+    site = tmp_path_factory.mktemp("pd") / "site"
+    write_site([_made_run("RDN", 32.4692, 0.89903), _made_run("RDNplus", 32.5013, 0.89951),
+                _made_run("SRResNet", 32.0791, 0.89390, part=(3, 5)), _made_run("bicubic", 28.4302, 0.81112)], site)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((site / "index.html").as_uri())
+        page.wait_for_selector("body[data-ready='1']")
+        yield page, errors
+        browser.close()
+
+
+def _box(page, selector: str) -> list[tuple[float, float, float, float]]:
+    """The SVG boxes (x, y, width, height, in the plot's units) of the elements ``selector`` finds."""
+    return [tuple(b) for b in page.eval_on_selector_all(
+        selector, "es => es.map(e => { const b = e.getBBox(); return [b.x, b.y, b.width, b.height]; })")]
+
+
+def _intersect(a, b) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _decimals(x: float) -> int:
+    """How many decimals write ``x`` exactly (0.025: 3, 2.5: 1, 50: 0)."""
+    return len(f"{x:.10f}".rstrip("0").split(".")[1])
+
+
+def test_pd_plot_ticks_are_round_numbers_evenly_spaced(pd_page):
+    """Each axis has 4 to 7 ticks inside the plot, a step of 1, 2, 2.5 or 5 times a power of ten, every value a
+    multiple of it, written with the decimals the step needs; the x ticks stand where their values are."""
+    page, errors = pd_page
+    ticks = page.eval_on_selector_all("#pd-plot text.tick", "ts => ts.map(t => [t.dataset.axis, t.textContent])")
+    frame = _box(page, "#pd-plot .axis path")[0]
+    for axis in "xy":
+        texts = [text for a, text in ticks if a == axis]
+        values = [float(text) for text in texts]
+        assert 4 <= len(values) <= 7, texts
+        step = values[1] - values[0]
+        assert all(math.isclose(b - a, step, rel_tol=1e-9) for a, b in pairwise(values)), texts
+        power = 10.0 ** math.floor(math.log10(step))
+        assert any(math.isclose(step, m * power, rel_tol=1e-9) for m in (1, 2, 2.5, 5)), texts
+        assert all(math.isclose(v / step, round(v / step), abs_tol=1e-9) for v in values), texts
+        digits = _decimals(step)  # no more than the step needs, the same for every label
+        assert all(len((text.split(".") + [""])[1]) == digits >= _decimals(float(text)) for text in texts), texts
+    # each x tick at its value's place: a linear map through two ticks puts bicubic's SSIM on its marker
+    xs = page.eval_on_selector_all("#pd-plot text.tick[data-axis='x']",
+                                   "ts => ts.map(t => [+t.textContent, +t.getAttribute('x')])")
+    assert all(frame[0] <= p <= frame[0] + frame[2] for _, p in xs)
+    (v0, p0), (v1, p1) = xs[0], xs[-1]
+    marker = _box(page, "#pd-plot g.pt[data-run='3'] .marker")[0]
+    assert p0 + (0.81112 - v0) * (p1 - p0) / (v1 - v0) == pytest.approx(marker[0] + marker[2] / 2, abs=0.05)
+    ys = [float(text) for a, text in ticks if a == "y"]
+    assert ys[0] > 28.4302 - 0.5 and ys[-1] < 32.5013 + 0.5  # inside the padded range
+    assert not errors, errors
+
+
+def test_pd_plot_labels_overlap_no_label_no_point_and_stay_inside(pd_page):
+    page, errors = pd_page
+    texts = page.eval_on_selector_all("#pd-plot g.pt text", "ts => ts.map(t => t.textContent)")
+    labels, markers = _box(page, "#pd-plot g.pt text"), _box(page, "#pd-plot g.pt .marker")
+    frame = _box(page, "#pd-plot .axis path")[0]
+    assert sorted(texts) == ["RDN", "RDNplus", "SRResNet (n=3/5)", "bicubic"]  # each run named beside its point
+    # RDN's and RDNplus' points nearer than a label's width: a label beside one at a fixed offset covers the other
+    (ax, ay, _, _), (bx, by, _, _) = markers[0], markers[1]
+    assert abs(ax - bx) < 5 and abs(ay - by) < 5 and labels[0][2] > 15
+    for a, b in combinations(labels, 2):
+        assert not _intersect(a, b), (texts, labels)
+    for text, a in zip(texts, labels):
+        assert not any(_intersect(a, m) for m in markers), (text, a, markers)
+        assert frame[0] <= a[0] and a[0] + a[2] <= frame[0] + frame[2], (text, a, frame)
+        assert frame[1] <= a[1] and a[1] + a[3] <= frame[1] + frame[3], (text, a, frame)
+    assert not errors, errors
+
+
+def test_pd_plot_draws_each_run_in_the_colour_and_marker_of_the_figures(pd_page):
+    """A run's point has matplotlib's colour (tab10) and marker for its label, as in the PNG/PDF figures, whatever
+    its label shows: SRResNet's, over part of the set, reads "SRResNet (n=3/5)" and is drawn as SRResNet."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+    from matplotlib.markers import MarkerStyle
+
+    from aesop_bench.report.plots import run_style
+
+    page, errors = pd_page
+    style = {label: (to_hex(c), m) for label, (c, m) in run_style(PD_RUNS).items()}
+    tab10 = [to_hex(c) for c in colormaps["tab10"].colors]
+    # these labels hash to distinct colours: each is tab10's colour at its label's hash, as in every figure
+    assert [style[label][0] for label in PD_RUNS] == [tab10[zlib.crc32(label.encode()) % 10] for label in PD_RUNS]
+    drawn = page.eval_on_selector_all("#pd-plot g.pt", """gs => gs.map(g => {
+        const m = g.querySelector('.marker');
+        return [+g.dataset.run, g.querySelector('title').textContent, getComputedStyle(m).fill, m.dataset.marker,
+                m.tagName, m.tagName === 'polygon' ? m.points.numberOfItems : 0];
+    })""")
+    assert len(drawn) == 4
+    for i, title, fill, shape, tag, corners in drawn:
+        label = PD_RUNS[i]
+        assert title.startswith("SRResNet (n=3/5): " if label == "SRResNet" else f"{label}: ")
+        rgb = tuple(int(c) for c in re.fullmatch(r"rgb\((\d+), (\d+), (\d+)\)", fill).groups())
+        assert "#{:02x}{:02x}{:02x}".format(*rgb) == style[label][0], (label, fill)
+        assert shape == style[label][1]
+        # matplotlib's outline of that marker: its corners (its closed path repeats the first); "o" a circle
+        path = MarkerStyle(shape).get_path()
+        assert (tag, corners) == (("circle", 0) if shape == "o" else ("polygon", len(path.vertices) - 1))
+    legend = page.eval_on_selector_all("#pd-legend li", "ls => ls.map(l => [l.textContent, "
+                                       "getComputedStyle(l.querySelector('.marker')).fill])")
+    assert [text for text, _ in legend] == ["RDN", "RDNplus", "SRResNet (n=3/5)", "bicubic"]
+    assert not errors, errors

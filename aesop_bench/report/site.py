@@ -5,7 +5,8 @@
 it as ``data.json``. The page has
 
 * the runs' table (the same values and marks as :func:`aesop_bench.report.tables.to_markdown`), sortable by any
-  column, and a PD plot of any two metrics on any set as an inline SVG whose points name their run;
+  column, and a PD plot of any two metrics on any set as an inline SVG whose points name their run, each run in
+  the colour and marker of the PNG/PDF figures (:func:`aesop_bench.report.plots.run_style`);
 * one row per (set, image) with each run's value of a metric and its difference from a chosen baseline run,
   sortable and filtered by set;
 * a viewer: HR and every run's SR image side by side, zoomed and panned together (wheel, drag; arrow keys step
@@ -31,7 +32,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import AesopBenchError
-from .plots import sr_advice
+from .plots import run_style, sr_advice
 from .runs import Run
 from .tables import Table, decimals, label, lower_better, report
 
@@ -162,10 +163,15 @@ def site_data(runs: list[Run], out: Path, data_root: Path | None = None, metrics
         generator = f"aesop-bench {version('aesop-bench')}"
     except PackageNotFoundError:  # run from a checkout that is not installed
         generator = "aesop-bench"
+    from matplotlib.colors import to_hex
+
     table: Table = report(runs, None, metrics, sets, allow_mixed=allow_mixed)
     labels = [r.label for r in runs]
-    if baseline is not None and baseline not in labels:
+    shown = [r.label for r in table.runs]  # with each run's protocol where the runs' protocols differ
+    if baseline is not None and baseline not in labels + shown:
         raise AesopBenchError(f"--baseline {baseline!r} is not one of the runs' labels: {', '.join(labels)}")
+    # one style per run, as the figures draw it: from the run's own label, never the text shown beside it
+    style = run_style(labels)
     images = images or _Images(Path(out), copy_images)
     per_image_metrics = [m for m in table.metrics if any(r.images(s, m) for r in runs for s in table.sets)]
     data = {
@@ -173,7 +179,7 @@ def site_data(runs: list[Run], out: Path, data_root: Path | None = None, metrics
         "metrics": [{"name": m, "label": label(m), "lower_better": lower_better(m), "decimals": decimals(m),
                      "per_image": m in per_image_metrics} for m in table.metrics],
         "sets": [], "runs": [], "notes": table.notes,
-        "baseline": labels.index(baseline) if baseline is not None else 0,
+        "baseline": 0 if baseline is None else labels.index(baseline) if baseline in labels else shown.index(baseline),
         "summary": [{"metric": m, "set": s, "cells": [
             {"value": _number(table.cells[(m, s, i)].value), "rank": table.cells[(m, s, i)].rank,
              "n": table.cells[(m, s, i)].n, "of": table.cells[(m, s, i)].of} for i in range(len(runs))]}
@@ -204,7 +210,8 @@ def site_data(runs: list[Run], out: Path, data_root: Path | None = None, metrics
                 else:
                     missing += 1
         data["runs"].append({
-            "label": r.label, "model": r.model, "identity": r.identity, "source": r.source,
+            "label": shown[i], "colour": to_hex(style[r.label][0]), "marker": style[r.label][1],
+            "model": r.model, "identity": r.identity, "source": r.source,
             "path": str(r.path), "protocol": r.protocol, "versions": r.versions,
             "data": {s: {**(r.sets.get(s, {}).get("data") or {}), "area": r.area(s)} for s in table.sets},
             "incomplete": {s: "; ".join(notes) for s in table.sets if (notes := incomplete_notes(
@@ -248,7 +255,7 @@ def _page(data: dict) -> str:
 <section id="summary"><h2>Summary</h2><div id="summary-table"></div>
 <div id="pd"><div class="controls"><label>set <select id="pd-set"></select></label>
 <label>x <select id="pd-x"></select></label><label>y <select id="pd-y"></select></label></div>
-<div id="pd-svg"></div></div>
+<div id="pd-svg"></div><ul id="pd-legend"></ul></div>
 <ul id="notes"></ul></section>
 <section id="per-image"><h2>Per image</h2>
 <div class="controls"><label>set <select id="img-set"></select></label>

@@ -92,9 +92,79 @@
       ...D.notes.map((n) => h("li", { text: n })));
   }
 
-  /* ---- the PD plot: an SVG whose points name their run on hover ---- */
+  /* ---- the PD plot: an SVG whose points name their run (a label beside each, and on hover), in the colour and
+     marker of the PNG/PDF figures (run_style, given per run in the data) ---- */
   function fillSelect(sel, items, chosen) {
     sel.replaceChildren(...items.map(([v, t]) => h("option", { value: v, selected: v === chosen }, t)));
+  }
+  /* axis ticks as matplotlib's MaxNLocator places them: the smallest step of 1, 2, 2.5 or 5 times a power of ten
+     that leaves at most 7 ticks inside [lo, hi] (the step before it left 8 or more, so this one leaves at least
+     4), on multiples of the step, each written with the decimals the step needs */
+  function niceTicks(lo, hi) {
+    for (let e = Math.floor(Math.log10(hi - lo)) - 2; ; e++) {
+      for (const m of [1, 2, 2.5, 5]) {
+        const step = m * 10 ** e;
+        const k0 = Math.ceil(lo / step - 1e-9), k1 = Math.floor(hi / step + 1e-9);
+        if (k1 - k0 + 1 > 7) continue;
+        const digits = Math.max(0, -e + (m === 2.5 ? 1 : 0));
+        return Array.from({ length: k1 - k0 + 1 }, (_, i) => {
+          const v = (k0 + i) * step;
+          return { v, text: v.toFixed(digits) };
+        });
+      }
+    }
+  }
+  /* matplotlib's markers "o s D ^ v < > p h *" as outlines one unit across (y up), as its MarkerStyle draws them */
+  const ring = (n, radius) => Array.from({ length: n }, (_, k) => {
+    const a = Math.PI / 2 + 2 * Math.PI * k / n;
+    return [radius(k) * Math.cos(a), radius(k) * Math.sin(a)];
+  });
+  const SHAPES = {
+    s: [[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]],
+    D: [[0, -0.707], [0.707, 0], [0, 0.707], [-0.707, 0]],
+    "^": [[0, 0.5], [-0.5, -0.5], [0.5, -0.5]],
+    v: [[0, -0.5], [0.5, 0.5], [-0.5, 0.5]],
+    "<": [[-0.5, 0], [0.5, -0.5], [0.5, 0.5]],
+    ">": [[0.5, 0], [-0.5, 0.5], [-0.5, -0.5]],
+    p: ring(5, () => 0.5),
+    h: ring(6, () => 0.5),
+    "*": ring(10, (k) => (k % 2 ? 0.5 * 0.381966 : 0.5)),
+  };
+  const MARKER = 10; // a marker's size across, in the plot's units
+  function marker(shape, cx, cy, fill) {
+    const attrs = { class: "marker", fill, "data-marker": shape };
+    if (!SHAPES[shape]) return s("circle", { ...attrs, cx, cy, r: MARKER / 2 }); // "o", and any other
+    const points = SHAPES[shape].map(([u, w]) => `${(cx + u * MARKER).toFixed(2)},${(cy - w * MARKER).toFixed(2)}`);
+    return s("polygon", { ...attrs, points: points.join(" ") });
+  }
+  /* where a point's label may go, in the order tried: right, left, above, below, then the diagonals; each (dx, dy)
+     puts the label's box that side of the point, GAP away from its centre */
+  const PLACES = [[1, 0], [-1, 0], [0, -1], [0, 1], [1, -1], [-1, -1], [1, 1], [-1, 1]];
+  const GAP = 8;
+  const overlaps = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+  /* put `text` (an SVG text in the page) at the first place beside (cx, cy) whose box stays inside `area` and
+     overlaps no box of `taken` (points and the labels placed before); false where every place collides */
+  function placeLabel(text, cx, cy, area, taken) {
+    let b;
+    try { b = text.getBBox(); } catch (e) { b = null; }
+    if (!b || !b.width) { // not rendered (a hidden page): the box estimated from the font size
+      const size = parseFloat(getComputedStyle(text).fontSize) || 11;
+      b = { x: 0, y: -0.8 * size, width: 0.6 * size * text.textContent.length, height: 1.2 * size };
+    }
+    for (const [dx, dy] of PLACES) {
+      const box = { w: b.width, h: b.height,
+        x: dx > 0 ? cx + GAP : dx < 0 ? cx - GAP - b.width : cx - b.width / 2,
+        y: dy > 0 ? cy + GAP : dy < 0 ? cy - GAP - b.height : cy - b.height / 2 };
+      const inside = box.x >= area.x && box.y >= area.y && box.x + box.w <= area.x + area.w &&
+        box.y + box.h <= area.y + area.h;
+      if (inside && !taken.some((t) => overlaps(box, t))) {
+        text.setAttribute("x", (box.x - b.x).toFixed(2));
+        text.setAttribute("y", (box.y - b.y).toFixed(2));
+        taken.push(box);
+        return true;
+      }
+    }
+    return false;
   }
   function pdPlot() {
     const set = document.getElementById("pd-set").value;
@@ -103,14 +173,17 @@
     const row = (m) => D.summary.find((r) => r.metric === m && r.set === set);
     const rx = row(x), ry = row(y);
     const part = (c) => (c && c.n !== null && c.n !== undefined ? ` (n=${c.n}/${c.of ?? "?"})` : "");
-    const pts = D.runs.map((run, i) => ({ label: run.label + (part(rx && rx.cells[i]) || part(ry && ry.cells[i])),
+    const pts = D.runs.map((run, i) => ({ run, i,
+      label: run.label + (part(rx && rx.cells[i]) || part(ry && ry.cells[i])),
       x: rx && rx.cells[i].value, y: ry && ry.cells[i].value }))
       .filter((p) => p.x !== null && p.x !== undefined && p.y !== null && p.y !== undefined);
     const W = 560, H = 380, L = 64, R = 20, T = 16, B = 46;
     const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", id: "pd-plot" });
+    // in the page before the labels are placed: their boxes are measured there
+    document.getElementById("pd-svg").replaceChildren(svg);
     if (!pts.length) {
       svg.append(s("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "no run has both values on this set"));
-      document.getElementById("pd-svg").replaceChildren(svg);
+      document.getElementById("pd-legend").replaceChildren();
       return;
     }
     const ext = (k) => {
@@ -122,32 +195,45 @@
     const px = (v) => L + (v - x0) / (x1 - x0) * (W - L - R);
     const py = (v) => H - B - (v - y0) / (y1 - y0) * (H - T - B);
     const axis = s("g", { class: "axis" });
-    for (let k = 0; k <= 4; k++) {
-      const vx = x0 + (x1 - x0) * k / 4, vy = y0 + (y1 - y0) * k / 4;
-      axis.append(s("line", { class: "grid", x1: px(vx), x2: px(vx), y1: T, y2: H - B }));
-      axis.append(s("line", { class: "grid", x1: L, x2: W - R, y1: py(vy), y2: py(vy) }));
-      axis.append(s("text", { x: px(vx), y: H - B + 16, "text-anchor": "middle" }, vx.toFixed(dec(x))));
-      axis.append(s("text", { x: L - 6, y: py(vy) + 4, "text-anchor": "end" }, vy.toFixed(dec(y))));
+    for (const t of niceTicks(x0, x1)) {
+      axis.append(s("line", { class: "grid", x1: px(t.v), x2: px(t.v), y1: T, y2: H - B }));
+      axis.append(s("text", { class: "tick", "data-axis": "x", x: px(t.v), y: H - B + 16, "text-anchor": "middle" },
+        t.text));
+    }
+    for (const t of niceTicks(y0, y1)) {
+      axis.append(s("line", { class: "grid", x1: L, x2: W - R, y1: py(t.v), y2: py(t.v) }));
+      axis.append(s("text", { class: "tick", "data-axis": "y", x: L - 6, y: py(t.v) + 4, "text-anchor": "end" },
+        t.text));
     }
     axis.append(s("path", { d: `M${L},${T}V${H - B}H${W - R}`, fill: "none" }));
     axis.append(s("text", { x: (L + W - R) / 2, y: H - 8, "text-anchor": "middle" }, mlabel(x)));
     axis.append(s("text", { x: 14, y: (T + H - B) / 2, "text-anchor": "middle",
       transform: `rotate(-90 14 ${(T + H - B) / 2})` }, mlabel(y)));
     svg.append(axis);
-    pts.forEach((p) => {
-      const g = s("g", { class: "pt", "data-run": p.label });
+    // every marker first, then the labels, each kept off the markers (a box as wide as the widest, the diamond)
+    // and off the labels placed before it
+    const area = { x: L, y: T, w: W - L - R, h: H - T - B };
+    const half = MARKER * 0.71;
+    const taken = pts.map((p) => ({ x: px(p.x) - half, y: py(p.y) - half, w: 2 * half, h: 2 * half }));
+    const groups = pts.map((p) => {
+      const g = s("g", { class: "pt", "data-run": p.i });
       const title = s("title");
       title.textContent = `${p.label}: ${M[x] ? M[x].label : x} ${fmt(x, p.x)}, ${M[y] ? M[y].label : y} ${fmt(y, p.y)}`;
-      g.append(title, s("circle", { cx: px(p.x), cy: py(p.y), r: 5, fill: colour(p.label) }),
-        s("text", { x: px(p.x) + 8, y: py(p.y) - 6 }, p.label));
+      g.append(title, marker(p.run.marker, px(p.x), py(p.y), p.run.colour));
       svg.append(g);
+      return g;
     });
-    document.getElementById("pd-svg").replaceChildren(svg);
-  }
-  function colour(labelText) { // a function of the label alone, as the PNG plots' colours
-    let hsh = 0;
-    for (const ch of labelText) hsh = (hsh * 31 + ch.codePointAt(0)) >>> 0;
-    return `hsl(${hsh % 360}, 65%, 42%)`;
+    pts.forEach((p, k) => {
+      const text = s("text", { class: "label" }, p.label);
+      groups[k].append(text);
+      // where every place collides the point keeps its marker, named by its title and the legend
+      if (!placeLabel(text, px(p.x), py(p.y), area, taken)) text.remove();
+    });
+    document.getElementById("pd-legend").replaceChildren(...pts.map((p) => {
+      const icon = s("svg", { viewBox: "-8 -8 16 16", width: 14, height: 14, "aria-hidden": "true" },
+        marker(p.run.marker, 0, 0, p.run.colour));
+      return h("li", {}, icon, p.label);
+    }));
   }
   function pdControls() {
     const sets = [...new Set(D.summary.map((r) => r.set))];
