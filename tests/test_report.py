@@ -576,4 +576,5 @@ def test_csv_names_a_folder_run_by_its_folder_and_allow_mixed_keeps_labels(bench
     html = tmp_path / "site"
     assert main(["report", str(model), str(folder), "--metrics", "psnr", "--allow-mixed", "--html", str(html),
                  "--baseline", "bicubic", "--data-root", str(bench_root)]) == 0
-    assert (html / "index.html").is_file()
+    cards = {r["label"]: r for r in json.loads((html / "data.json").read_text())["runs"]}
+    assert (cards["bicubic"]["source"], cards["bicubic"]["sr_folder"]) == ("folder", str(model / "sr"))

@@ -211,7 +211,7 @@ def site_data(runs: list[Run], out: Path, data_root: Path | None = None, metrics
                     missing += 1
         data["runs"].append({
             "label": shown[i], "colour": to_hex(style[r.label][0]), "marker": style[r.label][1],
-            "model": r.model, "identity": r.identity, "source": r.source,
+            "model": r.model, "identity": r.identity, "source": r.source, "sr_folder": r.sr_folder.get("path", ""),
             "path": str(r.path), "protocol": r.protocol, "versions": r.versions,
             "data": {s: {**(r.sets.get(s, {}).get("data") or {}), "area": r.area(s)} for s in table.sets},
             "incomplete": {s: "; ".join(notes) for s in table.sets if (notes := incomplete_notes(

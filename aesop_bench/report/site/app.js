@@ -439,7 +439,8 @@
         (d.fallback ? ` (fallback: ${d.fallback})` : "") +
         (run.incomplete[set] ? ` [${run.incomplete[set]}]` : "")).join("; ");
       return h("div", { class: "run" }, h("h3", { text: run.label }), h("dl", {},
-        item("model", `${run.model} (${run.source === "folder" ? "result folder" : "model"})`), item("folder", run.path),
+        run.source === "folder" ? item("result folder", run.sr_folder) : item("model", run.model),
+        item("run folder", run.path),
         item("protocol", proto), item("metric versions", Object.entries(run.versions).map(([k, v]) => `${k} ${v}`).join(", ")),
         item("data", data), run.images_note ? [h("dt", { text: "images" }), h("dd", { class: "warn", text: run.images_note })] : []));
     }));
