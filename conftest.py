@@ -9,6 +9,20 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent
+WORKERS = 2  # pytest-xdist processes by default: the suite's time halves on a 2-core machine
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config):
+    """``-n 2`` where pytest-xdist is installed and enabled, unless the command chose its workers itself (``-n``,
+    ``--tx``) or debugs (``--pdb``, one process). Not in pyproject's ``addopts``: there a ``-n`` is an unknown
+    option wherever xdist is missing or disabled (``-p no:xdist``). Set here, before xdist's own hook turns it into
+    ``--dist load`` and its workers; called for this conftest because it is an initial one (the rootdir's)."""
+    opt = config.option
+    xdist = hasattr(opt, "numprocesses")  # its options exist only where the plugin is loaded
+    if xdist and not hasattr(config, "workerinput") and opt.numprocesses is None and not opt.tx and not opt.usepdb:
+        opt.numprocesses = WORKERS
+    return (yield)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -30,7 +44,8 @@ def _doctest_environment(request, tmp_path, monkeypatch):
     data = Path(os.environ.get("AESOP_BENCH_DATA") or shared / "benchmarks")
     if not (data / "Set5").is_dir():
         msg = (f"shared test data not found in {shared} ($AESOP_BENCH_SHARED; benchmark images in {data}, "
-               "$AESOP_BENCH_DATA): see the README's Tests section")
+               "$AESOP_BENCH_DATA): get it with `aesop-bench data fetch-test-data DIR`, then set "
+               "AESOP_BENCH_SHARED=DIR; see the README's Tests section")
         if os.environ.get("CI"):  # where the data must be there, its absence fails
             pytest.fail(f"doctest data missing: {data / 'Set5'}; {msg}")
         pytest.skip(msg)

@@ -22,24 +22,44 @@ def _benchmarks_root() -> Path:
     return Path(env) if env else _shared_root() / "benchmarks"
 
 
-def missing_data_reason() -> str:
+def missing_data_reason(hand_made: bool = False) -> str:
     """One reason for every test that needs the shared test data and cannot find it (so that pytest's summary
-    prints it once)."""
+    prints it once). ``hand_made``: for the tests that read ``reference/`` or the paper's text, which have no
+    public file source, so that a folder made by ``aesop-bench data fetch-test-data`` lacks them."""
+    if hand_made:
+        return (f"shared test data in {_shared_root()} lacks reference/ or ../docs/seeds (published numbers and the "
+                "paper's text, transcribed by hand: no public file, so `aesop-bench data fetch-test-data` cannot "
+                "fetch them); see the README's Tests section")
     return (f"shared test data not found in {_shared_root()} ($AESOP_BENCH_SHARED; benchmark images in "
-            f"{_benchmarks_root()}, $AESOP_BENCH_DATA): see the README's Tests section")
+            f"{_benchmarks_root()}, $AESOP_BENCH_DATA): get it with `aesop-bench data fetch-test-data DIR`, then "
+            "set AESOP_BENCH_SHARED=DIR; see the README's Tests section")
 
 
-def _require(path: Path) -> Path:
+def _require(path: Path, reason: str = "") -> Path:
     if not path.exists():
+        reason = reason or missing_data_reason()
         if os.environ.get("CI"):
-            pytest.fail(f"test data missing: {path}; " + missing_data_reason())
-        pytest.skip(missing_data_reason())
+            pytest.fail(f"test data missing: {path}; " + reason)
+        pytest.skip(reason)
     return path
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return _require(_shared_root())
+
+
+@pytest.fixture(scope="session")
+def reference_data(shared_data) -> Path:
+    """``reference/`` of the shared data: published numbers and the paper's tables, transcribed by hand."""
+    return _require(shared_data / "reference", missing_data_reason(hand_made=True))
+
+
+@pytest.fixture(scope="session")
+def paper_text(shared_data) -> Path:
+    """The AESOP paper's text (``docs/seeds`` beside the shared data), from which its tables are parsed."""
+    return _require(shared_data.parent / "docs" / "seeds" / "001_d922e9cd703110d8.txt",
+                    missing_data_reason(hand_made=True))
 
 
 @pytest.fixture(scope="session")

@@ -119,12 +119,12 @@ def parse_paper(text: str) -> dict[tuple, str]:
     return out
 
 
-def _seed(shared_data) -> str:
-    return (shared_data.parent / "docs" / "seeds" / "001_d922e9cd703110d8.txt").read_text(encoding="utf-8")
+def _seed(paper_text: Path) -> str:
+    return paper_text.read_text(encoding="utf-8")
 
 
-def test_every_printed_number_is_in_the_shipped_csv(shared_data):
-    parsed = parse_paper(_seed(shared_data))
+def test_every_printed_number_is_in_the_shipped_csv(paper_text):
+    parsed = parse_paper(_seed(paper_text))
     with open(REPO / "aesop_bench" / "report" / "aesop_paper_tables.csv", newline="") as f:
         shipped = {(r["table"], r["backbone"], r["method"], r["train_patch"], r["set"], r["metric"]): r["value"]
                    for r in csv.DictReader(f)}
@@ -138,5 +138,5 @@ def test_every_printed_number_is_in_the_shipped_csv(shared_data):
 
 
 @pytest.mark.parametrize("table,n", [("table1", 244), ("table2", 8), ("table3", 8), ("table5", 32)])
-def test_the_parser_reads_whole_tables(shared_data, table, n):
-    assert sum(k[0] == table for k in parse_paper(_seed(shared_data))) == n
+def test_the_parser_reads_whole_tables(paper_text, table, n):
+    assert sum(k[0] == table for k in parse_paper(_seed(paper_text))) == n
