@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from .errors import AesopBenchError
+from .errors import AesopBenchError, ConfigError
 from .evaluation.store import UNCACHED  # an identity nothing vouches for: never equal to another call's
 from .metrics.metric import Metric, metric
 
@@ -118,7 +118,7 @@ class CallableModel:
     def __init__(self, fn: Callable, scale: int, identity: str | None = None, name: str | None = None):
         self.fn, self.scale = fn, scale
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
-        self.cache = identity is not None
+        self.cache = self.cacheable = identity is not None  # its identity vouches for its outputs, or not
         self.identity = identity or f"callable:{self.name}:{UNCACHED}{uuid.uuid4().hex[:12]}"
 
     def to(self, device):
@@ -177,32 +177,27 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
     >>> len(result.per_image), 20 < result.mean("set5", "psnr") < 30
     (5, True)
     """
-    from .data.sets import expand_sets
-    from .evaluation.config import EvalConfig
-    from .metrics.registry import expand_metrics, metric_options as check_options
+    from .evaluation.config import InMemory, ModelRef, ResultFolder, build_config
     from .models.options import RunOptions
-    from .paths import data_root as default_root
     from .protocols import Protocol, get_protocol
 
     prot = protocol if isinstance(protocol, Protocol) else get_protocol(str(protocol))
     run = RunOptions(device=device or "cpu", precision=precision, tile=tile, tile_overlap=tile_overlap, batch=batch)
-    options = check_options(metric_options, ae=ae, clipiqa_split_above=clipiqa_split_above, fid_mode=fid_mode)
     restore = None
-    sr_dir = None
     if _is_folder(model):
-        sr_dir, model = Path(model), None
-    elif isinstance(model, os.PathLike):
-        model = str(model)
-    elif not isinstance(model, str):
-        model, run, restore = _wrap(model, prot.scale, run, device is not None, identity, name, cache)
+        source = ResultFolder(Path(model), sr_suffix)
+    elif isinstance(model, (str, os.PathLike)):
+        source = ModelRef(str(model), arch)
+    else:
+        wrapped, run, restore = _wrap(model, prot.scale, run, device is not None, identity, name, cache)
+        source = InMemory(wrapped)
     from .distributed import ranks
 
     if out is None and ranks()[1] > 1:
-        raise AesopBenchError("under torchrun, give evaluate(..., out=FOLDER): the ranks share one run folder")
-    cfg = EvalConfig(model=model, sets=expand_sets(sets), metrics=expand_metrics(metrics), protocol=prot,
-                     data_root=default_root(data_root), out_dir=Path(out) if out is not None else None, run=run,
-                     metric_options=options, download=download, progress=progress, arch=arch, sr_dir=sr_dir,
-                     sr_suffix=sr_suffix, name=name)
+        raise ConfigError("under torchrun, give evaluate(..., out=FOLDER): the ranks share one run folder")
+    cfg = build_config(source, sets, metrics, prot, data_root=data_root, out=out, run=run,
+                       metric_options=metric_options, ae=ae, fid_mode=fid_mode,
+                       clipiqa_split_above=clipiqa_split_above, download=download, progress=progress, name=name)
     try:
         if out is not None:
             from .evaluation.runner import run_evaluation
@@ -242,7 +237,7 @@ def _wrap(model, scale, run, device_given, identity, name, cache=False):
         if identity is None:
             identity = module_identity(model, scale) + ("" if cache else f"-{UNCACHED}{uuid.uuid4().hex[:12]}")
         wrapped = NetModel(name or type(model).__name__, model, scale, identity, run)
-        wrapped.cache = cached
+        wrapped.cache = wrapped.cacheable = cached
 
         def restore():
             model.train(was_training)
@@ -269,16 +264,18 @@ def load_run(path: str | os.PathLike) -> "pd.DataFrame":
     >>> load_run("no-such-run")
     Traceback (most recent call last):
     ...
-    aesop_bench.errors.AesopBenchError: no-such-run: no per_image.csv/summary.json; give a folder written by `aesop-bench eval`
+    aesop_bench.errors.MissingFileError: no-such-run: no per_image.csv/summary.json; give a folder written by `aesop-bench eval`
     """
     import pandas as pd
 
-    from .evaluation.store import read_summary
+    from .errors import MissingFileError
+    from .evaluation.runfolder import RunFolder, read_summary
 
-    path = Path(path)
-    csv_file, summary_file = path / "per_image.csv", path / "summary.json"
+    folder = RunFolder(path)
+    csv_file, summary_file = folder.per_image_file, folder.summary_file
     if not csv_file.is_file() or not summary_file.is_file():
-        raise AesopBenchError(f"{path}: no per_image.csv/summary.json; give a folder written by `aesop-bench eval`")
+        raise MissingFileError(f"{folder.path}: no {csv_file.name}/{summary_file.name}; give a folder written by "
+                               "`aesop-bench eval`")
     frame = pd.read_csv(csv_file, dtype=str, keep_default_na=False)
     frame["value"] = frame["value"].map(float).astype("float64")  # Python's float(): the stored repr, exactly
     _mark_sets(frame, read_summary(summary_file))

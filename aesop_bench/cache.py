@@ -17,10 +17,15 @@ minutes on two CPU cores.
 Entries of the earlier format (no trailer) are named ``KEY.png``, and are never read: entries are now
 ``KEY.v2.png`` (:data:`FORMAT`), and an earlier entry is deleted when its key is written again.
 
-Each cache has a size budget in GB (:data:`BUDGETS`, from its environment variable; 0 turns it off). A full cache
-writes no new entries and keeps what it has: the entries kept stay useful to every later model, where evicting
-the oldest would make a model-by-model sweep miss every time. ``aesop-bench cache`` shows each one's size and
-budget, and ``aesop-bench cache clear NAME`` evicts it. Torch-free until a tensor is read or written.
+One table, :data:`CACHES`, names every cache: what it holds, its folder and its size budget in GB (from its
+environment variable; 0 turns it off). A cache's folder for a key's parts comes from :func:`folder` (each part
+made a safe folder name by :func:`safe_name`; the machine's part by :func:`device_tag`). A full cache writes no
+new entries and keeps what it has: the entries kept stay useful to every later model, where evicting the oldest
+would make a model-by-model sweep miss every time. ``aesop-bench cache`` shows each one's size and budget, and
+``aesop-bench cache clear NAME`` evicts it (every cache holds what is computed again when missing). Torch-free
+until a tensor is read or written or a device named.
+
+Length: the caches' namespace (table, folder names) sits beside the store that writes in it.
 
 >>> import tempfile
 >>> store = Store("features", Path(tempfile.mkdtemp()) / "demo", ARRAY)
@@ -39,13 +44,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import AesopBenchError
+from .errors import ConfigError
 from .fileutil import atomic_file, cache_file
-from .paths import DERIVED, folder_size
+from .paths import features_dir, folder_size, hashes_dir, hr_features_dir, sr_cache_dir
 
-# cache name -> (environment variable, default GB)
-BUDGETS = {"sr": ("AESOP_BENCH_SR_CACHE_GB", 50.0), "features": ("AESOP_BENCH_FEATURES_CACHE_GB", 10.0),
-           "hr_features": ("AESOP_BENCH_HR_CACHE_GB", 20.0)}
+
+@dataclass(frozen=True)
+class Cache:
+    """One cache: its name, what it holds (and by what key), its folder, and its size budget: an environment
+    variable and a default in GB (``budget_env`` None: not a :class:`Store`, no budget)."""
+
+    name: str
+    holds: str
+    root: Callable[[], Path]
+    budget_env: str | None = None
+    budget_gb: float = 0.0
+
+
+CACHES: dict[str, Cache] = {c.name: c for c in [
+    Cache("sr", "SR images, by model identity and LR", sr_cache_dir, "AESOP_BENCH_SR_CACHE_GB", 50.0),
+    Cache("features", "FID/pFID Inception features, by image", features_dir, "AESOP_BENCH_FEATURES_CACHE_GB", 10.0),
+    Cache("hr_features", "the HR side of LPIPS, DISTS and AE-PSNR, by HR image", hr_features_dir,
+          "AESOP_BENCH_HR_CACHE_GB", 20.0),
+    Cache("hashes", "sha256 of large files, by path, size, inode and change times", hashes_dir),
+]}
+# the caches with a budget: name -> (environment variable, default GB)
+BUDGETS = {c.name: (c.budget_env, c.budget_gb) for c in CACHES.values() if c.budget_env}
 MAX_GB = "1e9"  # the largest budget taken, in GB: no disk holds it, so it means "no limit"
 _used: dict[Path, int] = {}  # bytes under each cache's folder, counted once per process and kept up to date
 
@@ -107,6 +131,42 @@ TENSORS = Codec(".pt", _write_tensors, _read_tensors)  # lists of tensors, exact
 ARRAY = Codec(".npy", _write_array, _read_array)  # NumPy arrays
 
 
+class Tag(str):
+    """A folder name that :func:`device_tag` made, which :func:`folder` keeps as it is."""
+
+
+def safe_name(part: str) -> str:
+    """``part`` as one folder name: letters, digits, ``-``, ``_`` and ``.`` kept, any other character ``_``.
+
+    >>> safe_name("rrdb[num_feat=64]-x4-0123"), safe_name("ae_psnr-ae=aesop_ae:0123")
+    ('rrdb_num_feat_64_-x4-0123', 'ae_psnr-ae_aesop_ae_0123')
+    """
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in part)
+
+
+def device_tag(dev, threads: bool = False) -> Tag:
+    """What of the machine can change a network's float32 output: torch's version and the device model; with
+    ``threads``, on the CPU also torch's thread count (for a network not known to give the same outputs at any)."""
+    import torch
+
+    dev = torch.device(dev)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    tag = f"torch{torch.__version__}-{name}".replace(" ", "_").replace("/", "_")
+    return Tag(tag + (f"-t{torch.get_num_threads()}" if threads and dev.type == "cpu" else ""))
+
+
+def folder(name: str, *parts: str) -> Path:
+    """The folder of the cache ``name`` (a key of :data:`CACHES`) for a key's parts, one folder each, under the
+    cache's root: every part made a folder name by :func:`safe_name`, a :func:`device_tag` kept as it is.
+
+    >>> folder("sr", "rrdb[]-x4-0123", "x4").relative_to(CACHES["sr"].root()).as_posix()
+    'rrdb__-x4-0123/x4'
+    """
+    if name not in CACHES:
+        raise ConfigError(f"cache {name!r} unknown; one of {', '.join(CACHES)}")
+    return CACHES[name].root().joinpath(*(p if isinstance(p, Tag) else safe_name(p) for p in parts))
+
+
 def budget_bytes(name: str) -> int:
     """The size budget of a cache (a key of :data:`BUDGETS`) in bytes, from its environment variable (GB; 0: off).
     A value that is not a number from 0 to :data:`MAX_GB` (``-1``, ``nan``, ``inf``, ``1e400``) is refused, naming
@@ -118,7 +178,7 @@ def budget_bytes(name: str) -> int:
     except ValueError:
         gb = math.nan
     if not 0.0 <= gb <= float(MAX_GB):  # also false for nan
-        raise AesopBenchError(f"${env}={raw!r}: give the {name} cache's size in GB, a number from 0 (off) to "
+        raise ConfigError(f"${env}={raw!r}: give the {name} cache's size in GB, a number from 0 (off) to "
                               f"{MAX_GB} (no limit)")
     return int(gb * 1e9)
 
@@ -178,7 +238,7 @@ class Store:
     def __init__(self, name: str, folder: Path, codec: Codec, valid: Callable[[Any], bool] | None = None,
                  second_sight: bool = False):
         if name not in BUDGETS:
-            raise AesopBenchError(f"cache {name!r} unknown; one of {', '.join(BUDGETS)}")
+            raise ConfigError(f"cache {name!r} unknown or without a budget; one of {', '.join(BUDGETS)}")
         self.name, self.folder, self.codec = name, Path(folder), codec
         self.valid = valid or (lambda value: True)
         self.second_sight = second_sight
@@ -244,7 +304,7 @@ class Store:
 
     def _root(self) -> Path:
         """The folder of this kind of cache, its bytes counted in :data:`_used`."""
-        root = DERIVED[self.name][1]()
+        root = CACHES[self.name].root()
         if root not in _used:
             _used[root] = folder_size(root)[0]
         return root

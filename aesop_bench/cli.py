@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import AesopBenchError
+from .errors import AesopBenchError, ConfigError
 
 
 def _check_device(device: str, present: bool = True) -> None:
@@ -48,34 +48,28 @@ def _metric_options(items: list[str]) -> dict:
 
 def cmd_eval(args) -> int:
     """`aesop-bench eval`: evaluate a model or a folder of SR images; prints one row per set."""
-    from .data.sets import display_name, expand_sets
+    from .data.sets import display_name
     from .protocols import get_protocol
-    from .evaluation.config import EvalConfig
+    from .evaluation.config import ModelRef, ResultFolder, build_config
     from .evaluation.runner import run_evaluation
-    from .metrics.registry import expand_metrics, metric_options
     from .models.options import RunOptions
     from .models.zoo import short_name
-    from .paths import data_root
     from .report.tables import summary_table
 
     if (args.model is None) == (args.sr is None):
-        raise AesopBenchError("give --model NAME (a network to run) or --sr DIR (a folder of SR images), one of them")
+        raise ConfigError("give --model NAME (a network to run) or --sr DIR (a folder of SR images), one of them")
     _check_device(args.device)
     protocol = get_protocol(args.protocol, scale=args.scale, modcrop=args.modcrop, crop_border=args.crop_border,
                             lr_source=args.lr_source, test_data=args.test_data)
-    sets = expand_sets(args.sets)
-    metrics = expand_metrics(args.metrics)
     what = Path(args.sr).resolve().name if args.sr else short_name(args.model)
     out = Path(args.out) if args.out else Path("runs") / f"{what.replace('->', '-to-')}-{protocol.name}"
-    run = RunOptions(device=args.device, precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
-                     batch=args.batch)
-    options = metric_options(_metric_options(args.metric_option), ae=args.ae, fid_mode=args.fid_mode,
-                             clipiqa_split_above=args.clipiqa_split_above)
-    cfg = EvalConfig(model=args.model, sets=sets, metrics=metrics, protocol=protocol,
-                     data_root=data_root(args.data_root), out_dir=out, run=run, metric_options=options,
-                     save_sr=args.save_sr, download=not args.no_download, progress=not args.quiet, arch=args.arch,
-                     sr_dir=Path(args.sr) if args.sr else None, sr_suffix=args.sr_suffix, name=args.name,
-                     threads=args.threads)
+    source = ResultFolder(Path(args.sr), args.sr_suffix) if args.sr else ModelRef(args.model, args.arch)
+    cfg = build_config(source, args.sets, args.metrics, protocol, data_root=args.data_root, out=out,
+                       run=RunOptions(device=args.device, precision=args.precision, tile=args.tile,
+                                      tile_overlap=args.tile_overlap, batch=args.batch),
+                       metric_options=_metric_options(args.metric_option), ae=args.ae, fid_mode=args.fid_mode,
+                       clipiqa_split_above=args.clipiqa_split_above, save_sr=args.save_sr,
+                       download=not args.no_download, progress=not args.quiet, name=args.name, threads=args.threads)
     if args.fetch_only:
         from .evaluation.prepare import prefetch
 
@@ -90,12 +84,12 @@ def cmd_eval(args) -> int:
     if args.format == "json":
         print(json.dumps(summary, indent=2))
     else:
-        source = f"SR folder {args.sr}" if args.sr else f"model {args.model}"
-        print(f"{source}, protocol {protocol.name} (x{protocol.scale}, modcrop "
+        shown = f"SR folder {args.sr}" if args.sr else f"model {args.model}"
+        print(f"{shown}, protocol {protocol.name} (x{protocol.scale}, modcrop "
               f"{'- (SR files define the area)' if args.sr else protocol.effective_modcrop}, "
               f"crop {protocol.effective_crop_border}, Y {'rounded' if protocol.y_round else 'float'})")
-        print(summary_table(summary, sets, metrics))
-        for s in sets:
+        print(summary_table(summary, list(cfg.sets), list(cfg.metrics)))
+        for s in cfg.sets:
             data = summary["sets"].get(s, {}).get("data") or {}
             if data.get("source") == "ldl" or data.get("fallback"):
                 print(f"{display_name(s)}: HR {data.get('hr')}; LR: {data.get('lr')}; area: {data.get('area')}" +
@@ -103,15 +97,42 @@ def cmd_eval(args) -> int:
         for s, images in summary.get("sr_folder", {}).get("cropped", {}).items():
             print(f"{s}: {len(images)} image(s) evaluated on the SR's smaller area (HR cropped at the top-left): "
                   + ", ".join(images))
-        print(f"results: {out}/summary.json, {out}/per_image.csv")
+        from .evaluation.runfolder import RunFolder
+
+        folder = RunFolder(out)
+        print(f"results: {folder.summary_file}, {folder.per_image_file}")
     return 0
 
 
 def cmd_metrics(args) -> int:
-    """`aesop-bench metrics list`: the metric registry as a table or JSON."""
-    from .metrics.registry import describe_metrics
+    """`aesop-bench metrics list`: the metric registry as a table or JSON: name, kind, direction, version with its
+    option tags, the status of the weights it needs, description; then each option with its default and values."""
+    from . import weights as wm
+    from .metrics.registry import METRICS
 
-    print(describe_metrics(args.format))
+    rows = []
+    for name, spec in METRICS.items():
+        status = []
+        for n in spec.weights:
+            try:
+                status.append(f"{n}:{wm.check(wm.entry(n)).status}")
+            except AesopBenchError:
+                status.append(f"{n}:unknown")
+        version = spec.version + "".join(f"+<{o.name}>" for o in spec.options if o.tag) + \
+            ("+<protocol>" if spec.protocol_tag else "")
+        rows.append({"name": name, "kind": str(spec.kind), "better": "lower" if spec.lower_better else "higher",
+                     "version": version, "weights": " ".join(status) or "-", "description": spec.description})
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    cols = ["name", "kind", "better", "version", "weights"]
+    head = dict(zip(cols, ["name", "kind", "better", "version (default options)", "weights"]))
+    widths = {c: max(len(r[c]) for r in [head, *rows]) for c in cols}
+    for r in [head, *rows]:
+        print("  ".join(r[c].ljust(widths[c]) for c in cols) + "  " + r.get("description", "description"))
+    for name, spec in METRICS.items():
+        for o in spec.options:
+            print(f"option of {name}: {o.name} (default {o.default!r}; {o.valid()}) {o.help}")
     return 0
 
 
@@ -156,6 +177,13 @@ def cmd_data(args) -> int:
     if args.action in ("prepare-train", "extract-subimages") and (args.sets is None or not Path(args.sets).is_dir()):
         raise AesopBenchError(f"data {args.action} needs SRC, the folder of HR images, as the positional argument "
                               f"(got {args.sets!r}), and --dst")
+    if args.action == "fetch-test-data":
+        from .data.testdata import fetch_test_data
+
+        if not args.sets:
+            raise AesopBenchError("data fetch-test-data needs DIR, the folder to build the tests' shared data in")
+        fetch_test_data(Path(args.sets).expanduser())
+        return 0
     if args.action == "prepare-train":
         from .train.data import prepare_train
 
@@ -239,7 +267,7 @@ def _data_ldl(args, root) -> int:
 def cmd_weights(args) -> int:
     """`aesop-bench weights ...`: list, download, verify, add and forget weight files."""
     from . import weights
-    from .metrics.registry import weights_validator
+    from .metrics.validators import weights_validator
 
     if args.action == "list":
         from .weights.cache import hash_status
@@ -292,30 +320,30 @@ def cmd_weights(args) -> int:
 
 def cmd_cache(args) -> int:
     """`aesop-bench cache [clear NAME|all]`: the caches' sizes and budgets, or delete what is recomputed."""
-    from .cache import BUDGETS, budget_bytes
-    from .paths import DERIVED, data_root, folder_size, home, weights_dir
+    from .cache import CACHES, budget_bytes
+    from .paths import data_root, folder_size, home, weights_dir
 
     if args.action == "list":
-        rows = [(name, what + (f"; budget {budget_bytes(name) / 1e9:g} GB (${BUDGETS[name][0]})" if name in BUDGETS
-                               else ""), fn()) for name, (what, fn) in DERIVED.items()]
+        rows = [(c.name, c.holds + (f"; budget {budget_bytes(c.name) / 1e9:g} GB (${c.budget_env})" if c.budget_env
+                                    else ""), c.root()) for c in CACHES.values()]
         rows += [("weights", "downloaded weights (`aesop-bench weights forget` drops one)", weights_dir()),
                  ("data", "benchmark sets", data_root())]
         print(f"cache root {home()} ($AESOP_BENCH_HOME)")
         for name, what, folder in rows:
             size, files = folder_size(folder)
             print(f"{name:12s} {size / 1e6:10.1f} MB {files:7d} files  {folder}  {what}")
-        print(f"{', '.join(DERIVED)} are recomputed when missing: `aesop-bench cache clear NAME|all` deletes them")
+        print(f"{', '.join(CACHES)} are recomputed when missing: `aesop-bench cache clear NAME|all` deletes them")
         return 0
-    names = list(DERIVED) if args.names == ["all"] else args.names
-    unknown = [n for n in names if n not in DERIVED]
+    names = list(CACHES) if args.names == ["all"] else args.names
+    unknown = [n for n in names if n not in CACHES]
     if not names or unknown:
-        raise AesopBenchError(f"name the caches to clear: {', '.join(DERIVED)} or all"
+        raise AesopBenchError(f"name the caches to clear: {', '.join(CACHES)} or all"
                               + (f" ({', '.join(unknown)} is not one; weights and sets are not caches: use "
                                  "`aesop-bench weights forget`)" if unknown else ""))
     import shutil
 
     for name in names:
-        folder = DERIVED[name][1]()
+        folder = CACHES[name].root()
         size, _ = folder_size(folder)
         shutil.rmtree(folder, ignore_errors=True)
         print(f"{name}: {size / 1e6:.1f} MB freed ({folder})")
@@ -533,14 +561,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", formatter_class=_FMT,
                        help="download, verify and prepare benchmark sets")
-    d.add_argument("action", choices=["list", "download", "verify", "make-lr", "prepare-train", "extract-subimages"],
+    d.add_argument("action", choices=["list", "download", "verify", "make-lr", "prepare-train", "extract-subimages",
+                                      "fetch-test-data"],
                    help="list the registry; download, verify or make LR images of sets; prepare-train: the paper's "
                         "training sub-images (HR and whole-image LR) from a folder of HR images; extract-subimages: "
-                        "HR sub-images only")
+                        "HR sub-images only; fetch-test-data DIR: the tests' shared data folder ($AESOP_BENCH_SHARED) "
+                        "built in DIR from its pinned public sources, sha256-verified")
     d.add_argument("sets", nargs="?", default=None,
                    help="comma-separated set names or 'all' (default set5), or 'ldl' (LDL's test data, which "
                         "the paper protocol reads for five sets); prepare-train and extract-subimages: the folder of "
-                        "HR images")
+                        "HR images; fetch-test-data: the folder to build")
     d.add_argument("--data-root", default=None, help="folder holding the sets (default $AESOP_BENCH_DATA)")
     d.add_argument("--from", dest="source", default=None,
                    help="download ldl: an archive (file or URL) or a folder holding LDL's test sets, e.g. saved by "

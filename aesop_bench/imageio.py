@@ -19,6 +19,9 @@ Reading gives a ``uint8`` tensor ``(C, H, W)`` with ``C`` = 1 (grayscale) or 3
   on the reader;
 * unreadable or truncated files are refused with the file named.
 
+Each refusal is an :class:`~.errors.InputError` (this image cannot be used; the others may still be fine); a file
+that is not there is a :class:`~.errors.MissingFileError`.
+
 Writing takes ``uint8`` ``(C, H, W)`` and writes PNG (lossless).
 """
 
@@ -33,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .errors import AesopBenchError
+from .errors import AesopBenchError, ConfigError, InputError, MissingFileError
 from .fileutil import atomic_write_bytes
 
 def _png_bit_depth(path: Path) -> int | None:
@@ -61,17 +64,17 @@ _MODES = ("1", "L", "P", "RGB", "RGBA", "LA")
 def _check_rules(img: Image.Image, path: Path) -> None:
     frames = getattr(img, "n_frames", 1)
     if frames > 1:
-        raise AesopBenchError(f"{path}: an animated or multi-page {img.format} with {frames} frames; which frame is "
-                              "the image is not defined. Save the frame you mean as a PNG")
+        raise InputError(f"{path}: an animated or multi-page {img.format} with {frames} frames; which frame is "
+                         "the image is not defined. Save the frame you mean as a PNG")
     orientation = img.getexif().get(0x0112)
     if orientation not in (None, 1):
-        raise AesopBenchError(f"{path}: EXIF orientation {orientation} (the pixels are stored turned or mirrored); "
-                              "readers disagree on applying it. Save the image as it should be seen, without the "
-                              "orientation tag (e.g. PIL: ImageOps.exif_transpose(img).save(...))")
+        raise InputError(f"{path}: EXIF orientation {orientation} (the pixels are stored turned or mirrored); "
+                         "readers disagree on applying it. Save the image as it should be seen, without the "
+                         "orientation tag (e.g. PIL: ImageOps.exif_transpose(img).save(...))")
     if img.mode not in _MODES and not img.mode.startswith("I") and img.mode != "F":
-        raise AesopBenchError(f"{path}: a {img.mode} image; benchmark images are grayscale or RGB, and converting "
-                              f"{img.mode} needs a colour profile. Convert it to an 8-bit RGB PNG with the "
-                              "profile it was made with")
+        raise InputError(f"{path}: a {img.mode} image; benchmark images are grayscale or RGB, and converting "
+                         f"{img.mode} needs a colour profile. Convert it to an 8-bit RGB PNG with the "
+                         "profile it was made with")
 
 
 def _check_header(img: Image.Image, path: Path) -> None:
@@ -80,7 +83,7 @@ def _check_header(img: Image.Image, path: Path) -> None:
     bits = _bits(img, path)
     if bits > 8 or img.mode in ("I", "F") or img.mode.startswith("I;"):
         what = f"{bits}-bit" if bits > 8 else f"{img.mode} (16-bit or floating point)"
-        raise AesopBenchError(
+        raise InputError(
             f"{path}: {what} image; benchmark images must be 8-bit. Convert it to an 8-bit PNG first "
             "(e.g. with OpenCV: cv2.imwrite('x.png', (img / 257).round().astype('uint8'))).")
 
@@ -96,7 +99,7 @@ def _to_8bit_array(img: Image.Image, path: Path) -> np.ndarray:
     if mode in ("RGBA", "LA"):
         arr = np.asarray(img)
         if arr[..., -1].min() < 255:
-            raise AesopBenchError(
+            raise InputError(
                 f"{path}: image has a transparent alpha channel; SR metrics are undefined on it. "
                 "Flatten it onto a background and save it without alpha."
             )
@@ -119,7 +122,7 @@ def _pixel_limit():
         try:
             Image.MAX_IMAGE_PIXELS = max(1, int(raw)) // 2  # Pillow refuses twice its MAX_IMAGE_PIXELS
         except ValueError:
-            raise AesopBenchError(f"${PIXELS_ENV}={raw!r}: give a whole number of pixels") from None
+            raise ConfigError(f"${PIXELS_ENV}={raw!r}: give a whole number of pixels") from None
     try:
         yield
     finally:
@@ -136,14 +139,14 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
             arr = _to_8bit_array(img, path)
     except AesopBenchError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise AesopBenchError(
+    except Image.DecompressionBombError as exc:  # an image over the limit: the others may be within it
+        raise InputError(
             f"{path}: {exc.args[0] if exc.args else exc}. The limit guards against decompression bombs; for a "
             f"file you trust, raise it with ${PIXELS_ENV}=PIXELS") from None
     except FileNotFoundError:
-        raise AesopBenchError(f"{path}: file not found") from None
+        raise MissingFileError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise AesopBenchError(
+        raise InputError(
             f"{path}: cannot read image ({exc}); the file is corrupt or not an image. "
             "Replace it (for a benchmark set: `aesop-bench data download SET`) or remove it."
         ) from None

@@ -7,8 +7,9 @@
 * Weights: ``$AESOP_BENCH_WEIGHTS``, else the checkout's ``weights/`` folder when aesop-bench runs from a
   source checkout and ``$AESOP_BENCH_HOME`` is not set, else ``$AESOP_BENCH_HOME/weights``.
 
-The derived caches (:data:`DERIVED`) hold values that are computed again when they are missing, so they may
-be deleted at any time no evaluation is running (``aesop-bench cache clear``).
+The caches' folders (:func:`sr_cache_dir`, :func:`features_dir`, :func:`hr_features_dir`, :func:`hashes_dir`) are
+the roots of :data:`aesop_bench.cache.CACHES`, the one table of caches; a cache's folder for a key comes from
+:func:`aesop_bench.cache.folder`.
 """
 
 from __future__ import annotations
@@ -95,14 +96,6 @@ def hr_features_dir() -> Path:
 def hashes_dir() -> Path:
     """The memoised sha256 of large files (``home()/hashes``)."""
     return home() / "hashes"
-
-
-DERIVED = {
-    "sr": ("SR images, by model identity and LR", sr_cache_dir),
-    "features": ("FID/pFID Inception features, by image", features_dir),
-    "hr_features": ("the HR side of LPIPS, DISTS and AE-PSNR, by HR image", hr_features_dir),
-    "hashes": ("sha256 of large files, by path, size, inode and change times", hashes_dir),
-}
 
 
 def folder_size(folder: str | os.PathLike) -> tuple[int, int]:

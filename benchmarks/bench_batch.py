@@ -53,7 +53,8 @@ def main() -> None:
     from aesop_bench.api import evaluate
     from aesop_bench.data.sets import resolve
     from aesop_bench.models.zoo import ARCHS
-    from aesop_bench.paths import DERIVED, data_root
+    from aesop_bench.cache import CACHES
+    from aesop_bench.paths import data_root
     from benchmarks.standins import make_standins
 
     n_threads = threads.apply(args.threads)
@@ -70,8 +71,8 @@ def main() -> None:
     metrics = [m for m in args.metrics.split(",") if m != "psnr"]
     times: dict[int, dict[str, float]] = {}
     for batch in (1, args.batch):
-        for _, folder in DERIVED.values():
-            shutil.rmtree(folder(), ignore_errors=True)
+        for c in CACHES.values():
+            shutil.rmtree(c.root(), ignore_errors=True)
         times[batch] = {}
         for stage in ["model + psnr", *metrics]:
             t = time.perf_counter()

@@ -70,7 +70,7 @@ def test_strict_loading_lists_missing_and_unexpected_keys():
 
 def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
     from aesop_bench.protocols import get_protocol
-    from aesop_bench.evaluation.config import EvalConfig
+    from aesop_bench.evaluation.config import EvalConfig, as_source
     from aesop_bench.evaluation.runner import run_evaluation as evaluate
     from aesop_bench.imageio import quantize, read_image
     from aesop_bench.data.imresize import imresize
@@ -85,7 +85,7 @@ def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
     folder.mkdir()
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(folder / "a.png")
-    cfg = EvalConfig(model="bicubic", sets=[str(folder)], metrics=["ae_psnr"], protocol=get_protocol("paper"),
+    cfg = EvalConfig(source=as_source("bicubic"), sets=[str(folder)], metrics=["ae_psnr"], protocol=get_protocol("paper"),
                      data_root=tmp_path, out_dir=tmp_path / "run", progress=False, download=False,
                      log=lambda m: None, metric_options={"ae_psnr": {"ae": str(ckpt)}})
     got = evaluate(cfg)["sets"][str(folder)]["metrics"]["ae_psnr"]
@@ -142,13 +142,13 @@ def test_the_hr_side_is_computed_once_and_the_values_do_not_move(tmp_path):
     srs = [torch.randint(0, 256, (1, 3, 48, 48), dtype=torch.uint8) for _ in range(3)]
     plain = [ae_psnr(sr, hr, ae, 4, False, 1e-8) for sr in srs]
     calls.clear()
-    cache = HRCache("ae_psnr-test", "cpu", base=tmp_path / "c")
+    cache = HRCache("ae_psnr-test", "cpu")
     score = cache.around(lambda x: ae_hr_side(ae, x),
                          lambda x, ae_hr: ae_psnr_from_hr_side(x, ae_hr, ae, 4, False, 1e-8))
     cached = [score(sr, hr) for sr in srs]
     assert len(calls) == 3 + 1  # three SR images, and the HR once: later models read AE(HR) from the disk
     assert all(torch.equal(a, b) for a, b in zip(plain, cached))  # bit-identical
-    assert len(list((tmp_path / "c").rglob("*.pt"))) == 1
+    assert len(list(cache.folder.rglob("*.pt"))) == 1
 
 
 def test_a_batch_keeps_ae_hr_image_by_image(tmp_path):
@@ -162,12 +162,12 @@ def test_a_batch_keeps_ae_hr_image_by_image(tmp_path):
     hr = torch.randint(0, 256, (3, 3, 48, 48), dtype=torch.uint8)
     sr = torch.randint(0, 256, (3, 3, 48, 48), dtype=torch.uint8)
     singles = torch.cat([ae_psnr(sr[i:i + 1], hr[i:i + 1], ae, 4, False, 1e-8) for i in range(3)])
-    cache = HRCache("ae_psnr-test", "cpu", base=tmp_path / "c")
+    cache = HRCache("ae_psnr-test", "cpu")
     calls.clear()
     score = cache.around(lambda x: ae_hr_side(ae, x),
                          lambda x, ae_hr: ae_psnr_from_hr_side(x, ae_hr, ae, 4, False, 1e-8))
     batched = score(sr[:2], hr[:2])
-    assert calls == [2, 2] and len(list((tmp_path / "c").rglob("*.pt"))) == 2
+    assert calls == [2, 2] and len(list(cache.folder.rglob("*.pt"))) == 2
     calls.clear()
     again = score(sr, hr)
     assert calls == [1, 3]  # AE(HR) of the one image not kept, then the SR batch

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from aesop_bench.cli import main
-from aesop_bench.metrics.registry import METRICS
+from aesop_bench.metrics.registry import METRICS, Kind
 from benchmarks.standins import make_standins
 
 
@@ -55,7 +55,7 @@ def test_eval_all_metrics_and_metric_objects_equal_the_stored_values(tmp_path, s
     assert all("+w=" in summary["metric_versions"][m] for m in ("lpips", "dists", "fid", "maniqa", "musiq"))
     assert "w=" not in summary["metric_versions"]["niqe"]  # the real NIQE model, as published
     rows = list(csv.DictReader(open(out / "per_image.csv")))
-    per_image = {m for m, s in METRICS.items() if s.kind != "distribution"}
+    per_image = {m for m, s in METRICS.items() if s.kind != Kind.DISTRIBUTION}
     assert {r["metric"] for r in rows} == per_image and len(rows) == 2 * len(per_image)
     assert all(r["version"] == summary["metric_versions"][r["metric"]] for r in rows)
     from aesop_bench.data.sets import sr_subfolder
@@ -66,7 +66,7 @@ def test_eval_all_metrics_and_metric_objects_equal_the_stored_values(tmp_path, s
         options = {"split_above": 20000} if name == "clipiqa" else {}
         m = ab.metric(name, **options)
         assert m.version == summary["metric_versions"][name]
-        if spec.kind == "distribution":
+        if spec.kind == Kind.DISTRIBUTION:
             got = m([srs[n] for n in srs], [hrs[n] for n in hrs])
             assert got == summary["sets"][str(folder)]["metrics"][name], name
             continue

@@ -164,7 +164,7 @@ def test_version_strings_of_stored_runs_are_unchanged(monkeypatch, tmp_path):
     import hashlib
 
     from aesop_bench import weights as wm
-    from aesop_bench.metrics import registry
+    from aesop_bench.metrics import version
     from aesop_bench.metrics.registry import METRICS
     from aesop_bench.paths import weights_dir
 
@@ -178,12 +178,12 @@ def test_version_strings_of_stored_runs_are_unchanged(monkeypatch, tmp_path):
     monkeypatch.setenv("AESOP_BENCH_WEIGHTS_MANIFEST", str(extra))
     monkeypatch.setattr(wm, "is_published", lambda name, digest: digest == hashlib.sha256(
         {"pub": b"published", "other": b"else"}[name]).hexdigest())  # as if the package published these two
-    assert registry._unpublished_weights_tag(["pub"]) == ""
-    assert registry._unpublished_weights_tag(["pub", "other"]) == \
+    assert version.unpublished_weights_tag(["pub"]) == ""
+    assert version.unpublished_weights_tag(["pub", "other"]) == \
         f"w={hashlib.sha256(b'published').hexdigest()[:12]}-{hashlib.sha256(b'other').hexdigest()[:12]}"
-    assert registry._unpublished_weights_tag(["pub", "clip_rn50"]) == "w=unavailable"
+    assert version.unpublished_weights_tag(["pub", "clip_rn50"]) == "w=unavailable"
     assert ab.metric("lpips").version == "lpips-alex-v0.1-whole-v2+w=unavailable"  # no weights here
-    monkeypatch.setattr(registry, "_unpublished_weights_tag", lambda names: "")  # as with the published files
+    monkeypatch.setattr(version, "unpublished_weights_tag", lambda names: "")  # as with the published files
     assert METRICS["clipiqa"].version_for({}) == "clipiqa-rn50-pyiqa0.1.16-v1+split>None"
     assert METRICS["clipiqa"].version_for({"split_above": 40000}) == "clipiqa-rn50-pyiqa0.1.16-v1+split>40000"
     assert METRICS["fid"].version_for({}) == "fid-whole299-v2+legacy_pytorch"

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from aesop_bench.errors import AesopBenchError
 from aesop_bench.evaluation.batching import batches
-from aesop_bench.evaluation.config import EvalConfig
+from aesop_bench.evaluation.config import EvalConfig, as_source
 from aesop_bench.evaluation.runner import run_evaluation as evaluate
 from aesop_bench.models.options import RunOptions
 from aesop_bench.protocols import get_protocol
@@ -25,7 +25,7 @@ SETS = ["set5", "set14", "bsd100"]
 
 
 def _cfg(bench_root, out, sets, metrics, model="bicubic", protocol="matlab", **kw) -> EvalConfig:
-    return EvalConfig(model=model, sets=list(sets), metrics=list(metrics), protocol=get_protocol(protocol),
+    return EvalConfig(source=as_source(model), sets=list(sets), metrics=list(metrics), protocol=get_protocol(protocol),
                       data_root=bench_root, out_dir=out, progress=False, download=False, log=lambda m: None, **kw)
 
 
@@ -33,7 +33,7 @@ def _values(run: Path) -> dict:
     return {(r["set"], r["image"], r["metric"]): float(r["value"]) for r in csv.DictReader(open(run / "per_image.csv"))}
 
 
-def test_batched_bicubic_reproduces_the_published_numbers_image_for_image(bench_root, shared_data, tmp_path):
+def test_batched_bicubic_reproduces_the_published_numbers_image_for_image(bench_root, reference_data, tmp_path):
     """MATLAB protocol, bicubic, 8 images per call: the published Set5/Set14/BSD100 numbers, and per image the
     values of one image per call. Set14 mixes grayscale and RGB images of one size; BSD100 has two sizes."""
     metrics = ["psnr", "ssim", "lr_psnr"]
@@ -44,7 +44,7 @@ def test_batched_bicubic_reproduces_the_published_numbers_image_for_image(bench_
     summary = evaluate(_cfg(bench_root, tmp_path / "many", SETS, metrics, model=many, run=RunOptions(batch=8)))
     assert sum(c[0] for c in many.calls) == 119 and max(c[0] for c in many.calls) == 8
     assert len(many.calls) <= 5 + 14 + 14  # BSD100: 100 images of two sizes in 14 calls at most
-    published = _published(shared_data)
+    published = _published(reference_data)
     for s in SETS:
         got = summary["sets"][s]["metrics"]
         assert abs(got["psnr"] - published[s][0]) <= 0.02, (s, got)

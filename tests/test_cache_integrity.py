@@ -35,7 +35,7 @@ def _ae_case(tmp_path):
     ae = AutoEncoder(num_feat=16, num_block=1, num_grow_ch=4, enc_blocks=1).eval()
     hr = torch.randint(0, 256, (1, 3, 48, 48), dtype=torch.uint8)
     sr = torch.randint(0, 256, (1, 3, 48, 48), dtype=torch.uint8)
-    cache = HRCache("ae_psnr-test", "cpu", base=tmp_path / "c")
+    cache = HRCache("ae_psnr-test", "cpu")
     seen = []
 
     def side(x):
@@ -54,7 +54,7 @@ def test_flipped_exponent_bits_in_an_ae_hr_entry_are_computed_again(tmp_path):
     ae, hr, sr, cache, score, compare, seen = _ae_case(tmp_path)
     fresh = ae_psnr(sr, hr, ae, 4, False, 1e-8)
     assert torch.equal(score(sr, hr), fresh) and seen == [1]
-    [entry] = (tmp_path / "c").rglob("*.pt")
+    [entry] = cache.folder.rglob("*.pt")
     # three exponent bits (bit 30 of three float32 values of AE(HR)), where the tensor's bytes lie in the file
     at = entry.read_bytes().find(ae_hr_side(ae, hr)[0].numpy().tobytes()[:64])
     assert at > 0
@@ -80,7 +80,7 @@ def test_an_ae_hr_entry_of_the_earlier_format_is_never_read(tmp_path):
     assert cache.store.get(key) is None
     assert torch.equal(score(sr, hr), fresh) and seen == [1]
     assert not legacy.exists()  # deleted when its key was written again
-    assert [p.name for p in (tmp_path / "c").rglob("*.pt")] == [f"{key}.{cache_mod.FORMAT}.pt"]
+    assert [p.name for p in cache.folder.rglob("*.pt")] == [f"{key}.{cache_mod.FORMAT}.pt"]
 
 
 class _Features(torch.nn.Module):

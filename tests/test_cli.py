@@ -115,7 +115,7 @@ def test_cache_lists_sizes_and_clears_only_what_is_recomputed(tmp_path, capsys):
     from aesop_bench.paths import features_dir, hr_features_dir, sr_cache_dir, weights_dir
 
     hr = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
-    HRCache("lpips-test", "cpu").get(hr, lambda: [torch.ones(500_000)])  # 2 MB of float32 and the file's header
+    HRCache("lpips-test", "cpu").get_batch(hr, lambda x: [torch.ones(1, 500_000)])  # 2 MB of float32 and a header
     for folder, size in ((sr_cache_dir(), 3_000_000), (features_dir(), 1_000_000), (weights_dir(), 5_000_000)):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "x.bin").write_bytes(b"\0" * size)

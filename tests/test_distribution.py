@@ -74,7 +74,7 @@ def test_eval_fid_and_pfid(stand_in_inception, random_inception_state, bench_roo
     from pytorch_fid import inception as ref_mod
 
     from aesop_bench.data.transforms import mod_crop
-    from aesop_bench.evaluation.config import EvalConfig
+    from aesop_bench.evaluation.config import EvalConfig, as_source
     from aesop_bench.evaluation.runner import run_evaluation as evaluate
     from aesop_bench.models.options import RunOptions
     from aesop_bench.imageio import read_image
@@ -82,7 +82,7 @@ def test_eval_fid_and_pfid(stand_in_inception, random_inception_state, bench_roo
     from aesop_bench.protocols import get_protocol
 
     def run(out):
-        cfg = EvalConfig(model="bicubic", sets=["set5"], metrics=["psnr", "fid", "pfid"],
+        cfg = EvalConfig(source=as_source("bicubic"), sets=["set5"], metrics=["psnr", "fid", "pfid"],
                          protocol=get_protocol("basicsr"), data_root=bench_root, out_dir=tmp_path / out,
                          progress=False, download=False, log=lambda m: None, save_sr=True,
                          run=RunOptions(batch=batch))
@@ -162,13 +162,13 @@ def test_clean_mode_features_equal_clean_fid(tmp_path, monkeypatch, bench_root):
                                    device=torch.device("cpu"), mode="clean", verbose=False)
     from aesop_bench.imageio import read_image
 
-    ours = np.concatenate([dist.image_features(read_image(f), "whole", "cpu", "clean")
-                           for f in sorted(hr_dir.glob("*.png"))])
+    ours = np.concatenate(dist.images_features([read_image(f) for f in sorted(hr_dir.glob("*.png"))], "whole", "cpu",
+                                               "clean"))
     assert ours.shape == ref.shape == (5, 2048)
     assert np.allclose(ours, ref, atol=1e-5)
     # patches are already 299: clean mode feeds them unresized
     img = read_image(hr_dir / "baby.png")
-    got = dist.image_features(img, "patch", "cpu", "clean")
+    [got] = dist.images_features([img], "patch", "cpu", "clean")
     with torch.no_grad():
         want = ref_model(dist.patches(img.float())).numpy()
     assert np.allclose(got, want, atol=1e-5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import csv
 import json
 import os
@@ -11,27 +13,25 @@ import pytest
 
 from aesop_bench.cli import main
 from aesop_bench.protocols import get_protocol
-from aesop_bench.evaluation.config import EvalConfig
+from aesop_bench.evaluation.config import EvalConfig, ResultFolder, as_source
 from aesop_bench.evaluation.runner import run_evaluation as evaluate
 
-PUBLISHED = "reference/published_x4.csv"
 
-
-def _published(shared_data: Path) -> dict:
-    rows = csv.DictReader((shared_data / PUBLISHED).read_text().splitlines())
+def _published(reference_data: Path) -> dict:
+    rows = csv.DictReader((reference_data / "published_x4.csv").read_text().splitlines())
     return {r["set"]: (float(r["psnr_y"]), float(r["ssim_y"])) for r in rows if r["method"] == "bicubic"}
 
 
 def _cfg(bench_root, tmp_path, sets, metrics=("psnr", "ssim"), protocol="matlab", model="bicubic",
          **kw) -> EvalConfig:
-    return EvalConfig(model=model, sets=list(sets), metrics=list(metrics), protocol=get_protocol(protocol, **kw),
+    return EvalConfig(source=as_source(model), sets=list(sets), metrics=list(metrics), protocol=get_protocol(protocol, **kw),
                       data_root=bench_root, out_dir=tmp_path / "run", progress=False, download=False,
                       log=lambda m: None)
 
 
-def test_bicubic_reproduces_published_numbers(bench_root, shared_data, tmp_path):
+def test_bicubic_reproduces_published_numbers(bench_root, reference_data, tmp_path):
     """MATLAB protocol, bicubic: Set5 28.42/0.8104, Set14 26.00/0.7027, BSD100 25.96/0.6675 (published)."""
-    published = _published(shared_data)
+    published = _published(reference_data)
     summary = evaluate(_cfg(bench_root, tmp_path, ["set5", "set14", "bsd100"]))
     for s in ("set5", "set14", "bsd100"):
         got = summary["sets"][s]["metrics"]
@@ -92,8 +92,8 @@ def test_killed_run_resumes_to_identical_results(bench_root, tmp_path):
     assert kept == 7 * 3  # seven images stored before the interruption
     with open(rows_file, "a") as f:
         f.write('{"set": "set14", "image": "bar')  # a write cut short by a kill
-    cfg.model = again = RecordingBicubic()
-    resumed = evaluate(cfg)
+    again = RecordingBicubic()
+    resumed = evaluate(replace(cfg, source=as_source(again)))
     assert len(again.calls) == 19 - 7  # only the missing images were computed
     assert resumed["sets"] == clean["sets"]
     assert (tmp_path / "killed" / "run" / "per_image.csv").read_text() == \
@@ -101,15 +101,23 @@ def test_killed_run_resumes_to_identical_results(bench_root, tmp_path):
 
 
 def test_a_finished_run_reads_no_image(bench_root, tmp_path, monkeypatch):
+    """Every image file is opened through Pillow's ``Image.open`` (pixels and headers alike), wherever the code
+    that reads it imports it from: the first run opens the images, the finished rerun none."""
+    from PIL import Image
+
+    opened, real = [], Image.open
+
+    def counting(fp, *a, **k):
+        opened.append(fp)
+        return real(fp, *a, **k)
+
+    monkeypatch.setattr(Image, "open", counting)
     cfg = _cfg(bench_root, tmp_path, ["set5"])
     first = evaluate(cfg)
-    import aesop_bench.imageio as imageio
-
-    def no_reads(*a, **k):
-        raise AssertionError("a finished run read an image")
-
-    monkeypatch.setattr(imageio, "read_image", no_reads)
+    assert {Path(f).name for f in opened} >= {"baby.png", "bird.png", "butterfly.png", "head.png", "woman.png"}
+    opened.clear()
     assert evaluate(cfg)["sets"] == first["sets"]
+    assert opened == []
 
 
 def test_sr_cache_is_reused_by_other_metrics(bench_root, tmp_path):
@@ -242,7 +250,7 @@ def test_stored_values_follow_the_images_they_came_from(bench_root, tmp_path):
 
     def run(out, root=data, sets=("set5",)):
         said = []
-        cfg = EvalConfig(model="bicubic", sets=list(sets), metrics=["psnr"], protocol=get_protocol("matlab"),
+        cfg = EvalConfig(source=as_source("bicubic"), sets=list(sets), metrics=["psnr"], protocol=get_protocol("matlab"),
                          data_root=root, out_dir=tmp_path / out, progress=False, download=False, log=said.append)
         return evaluate(cfg), said
 
@@ -305,15 +313,43 @@ def test_a_finished_rerun_imports_no_torch_and_repeats_the_values(bench_root, tm
     assert len(table(first)) == 2 and table(first) == table(again)
 
 
-def test_both_sources_follow_the_source_interface(bench_root, tmp_path):
-    """The runner asks a source only what ``Source`` declares: a model and a result folder both answer it, and
-    say what they are."""
-    from aesop_bench.evaluation.folders import FolderSource
-    from aesop_bench.evaluation.sources import NetworkSource, Source
-    from aesop_bench.models.options import RunOptions
+def test_the_runner_asks_a_source_only_what_the_source_interface_declares(bench_root, shared_data, reference_data,
+                                                                          tmp_path):
+    """A model and a result folder, each behind a wrapper that holds only what ``Source`` declares, still give
+    their published Set5 x4 PSNR: bicubic 28.42 dB (MATLAB protocol), RDN's released images 32.47 dB (basicsr)."""
+    from aesop_bench.evaluation.runner import Runner
+    from aesop_bench.evaluation.sources import Source
 
-    sources = [NetworkSource("bicubic", get_protocol("paper"), RunOptions(), download=False),
-               FolderSource(bench_root / "Set5" / "HR", 1, protocol=get_protocol("paper"))]
-    assert all(isinstance(s, Source) for s in sources)
-    assert [(s.source_type, s.writes_sr) for s in sources] == [("model", True), ("folder", False)]
-    assert sources[1].record({}) == {}  # nothing evaluated yet: no sr_folder entry
+    class OnlyTheInterface:
+        def __init__(self, inner):
+            self._inner = inner
+            self.name, self.identity = inner.name, inner.identity
+            self.source_type, self.writes_sr = inner.source_type, inner.writes_sr
+
+        def prepare_set(self, *a):
+            return self._inner.prepare_set(*a)
+
+        def row_source(self, *a):
+            return self._inner.row_source(*a)
+
+        def images(self, *a):
+            return self._inner.images(*a)
+
+        def describe_set(self, *a):
+            return self._inner.describe_set(*a)
+
+        def record(self, *a):
+            return self._inner.record(*a)
+
+    def psnr(cfg):
+        runner = Runner(cfg)
+        runner.source = OnlyTheInterface(runner.source)
+        assert isinstance(runner.source, Source)  # it has every member the interface declares
+        return runner.run()[0]["sets"]["set5"]["metrics"]["psnr"]
+
+    assert psnr(_cfg(bench_root, tmp_path / "model", ["set5"], ("psnr",))) == pytest.approx(
+        _published(reference_data)["set5"][0], abs=0.02)
+    folder = EvalConfig(source=ResultFolder(shared_data / "results" / "RDN"), sets=["set5"], metrics=["psnr"],
+                        protocol=get_protocol("basicsr"), data_root=bench_root, out_dir=None, progress=False,
+                        download=False, log=lambda m: None)
+    assert psnr(folder) == pytest.approx(32.47, abs=0.005)

@@ -82,7 +82,9 @@ def test_both_routes_agree_where_both_apply():
 def test_both_routes_against_mpmath():
     """FD at 50 significant digits (mpmath): tr((S1 S2)^(1/2)) as the sum of the square roots of the
     eigenvalues of S1 S2, which are real and non-negative; one case per route (n > d: QR, n < d: cross)."""
-    mpmath = pytest.importorskip("mpmath")
+    from tests.references import optional
+
+    mpmath = optional("mpmath")
     mp = mpmath.mp
     mp.dps = 50
     rng = np.random.default_rng(4)

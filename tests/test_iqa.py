@@ -3,14 +3,13 @@ CLIP-IQA quadrant splitting."""
 
 from __future__ import annotations
 
+import pyiqa  # a test dependency: its absence fails
 import pytest
 import torch
 
 from aesop_bench.data.transforms import mod_crop
 from aesop_bench.imageio import read_image
 from aesop_bench.metrics import iqa
-
-pyiqa = pytest.importorskip("pyiqa")
 
 
 @pytest.fixture(autouse=True)

@@ -98,9 +98,9 @@ def test_no_import_cycles():
 def test_the_checker_sees_function_level_imports(tmp_path):
     # the layer test must fail on a lower layer reaching up inside a function, as the old registry did
     assert "aesop_bench.download" in imports_of("aesop_bench.weights.cache")
-    # metrics.registry imports the zoo only inside model_weights_validator's caller, a function
-    assert "aesop_bench.models.zoo" in imports_of("aesop_bench.metrics.registry")
-    src = (Path(__file__).resolve().parents[1] / "aesop_bench" / "metrics" / "registry.py").read_text()
+    # metrics.validators imports the zoo only inside weights_validator, a function
+    assert "aesop_bench.models.zoo" in imports_of("aesop_bench.metrics.validators")
+    src = (PKG / "metrics" / "validators.py").read_text()
     assert "\n    from ..models.zoo import model_weights_validator" in src  # indented: inside a function
 
 

@@ -75,7 +75,7 @@ def test_niqe_under_the_paper_protocol_crops_no_border_as_iqa_pytorch(shared_dat
     wm.add("niqe_pristine", shared_data / "weights" / "niqe" / "modelparameters.mat")
     mu, cov = N.load_pristine(shared_data / "weights" / "niqe" / "modelparameters.mat")
     paper, basicsr = ab.metric("niqe", "paper"), ab.metric("niqe", "basicsr")
-    assert paper.version.endswith("+crop0") and basicsr.version.endswith("+crop4")
+    assert paper.version != basicsr.version  # their values differ (below): they must be stored apart
     for name in ("baby", "butterfly"):
         img = read_image(bench_root / "Set5" / "HR" / f"{name}.png")[None]
         ref = calculate_niqe(img.float() / 255, 0, mu_pris_param=mu, cov_pris_param=cov).item()
@@ -83,8 +83,44 @@ def test_niqe_under_the_paper_protocol_crops_no_border_as_iqa_pytorch(shared_dat
         assert abs(basicsr(img).item() - ref) > 1e-3
 
 
-def test_lr_psnr_records_its_kernel():
-    assert "matlabbicubic" in ab.metric("lr_psnr").version
+def test_lr_psnr_downscales_with_matlab_bicubic_and_keeps_another_kernels_values_apart(bench_root, tmp_path,
+                                                                                       capsys):
+    """LR-PSNR is BasicSR's Y-PSNR between the LR and the SR downscaled by its MATLAB-imresize port (double, not
+    rounded); PyTorch's antialiased bicubic would give another number. Values stored under another definition's
+    version (another kernel) are recomputed, never mixed with these."""
+    from tests.references import basicsr_archs
+
+    basicsr_archs()
+    from basicsr.metrics.psnr_ssim import calculate_psnr
+    from basicsr.utils.matlab_functions import imresize as basicsr_imresize
+
+    hr = read_image(bench_root / "Set5" / "HR" / "bird.png")
+    lr = imresize(hr, 0.25)
+    sr = imresize(lr, 4.0)
+
+    def y_psnr(down):  # down: (H, W, 3) float64 on the 0-255 scale, compared with the LR as BasicSR does (BGR)
+        return calculate_psnr(down[..., ::-1], lr.permute(1, 2, 0).numpy()[..., ::-1].astype(np.float64), 0,
+                              test_y_channel=True)
+
+    want = y_psnr(basicsr_imresize(sr.permute(1, 2, 0).numpy().astype(np.float64) / 255, 0.25) * 255)
+    other = y_psnr(torch.nn.functional.interpolate(sr[None].double() / 255, size=tuple(lr.shape[-2:]), mode="bicubic",
+                                                   antialias=True)[0].permute(1, 2, 0).numpy() * 255)
+    assert ab.metric("lr_psnr", "basicsr")(sr, lr=lr).item() == pytest.approx(want, abs=1e-4)  # float32 Y there
+    assert abs(other - want) > 0.05
+
+    def run(out):
+        assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metrics", "lr_psnr", "--quiet",
+                     "--protocol", "basicsr", "--data-root", str(bench_root), "--out", str(out)]) == 0
+        return _rows(out)
+
+    fresh = run(tmp_path / "fresh")
+    rows = tmp_path / "run" / "rows.jsonl"
+    run(tmp_path / "run")
+    lines = [json.loads(line) for line in rows.read_text().splitlines()]
+    rows.write_text("".join(json.dumps({**r, "version": r["version"].replace("matlab", "torch"), "value": 99.0}) + "\n"
+                            for r in lines))  # as another kernel's values would be stored
+    assert run(tmp_path / "run") == fresh
+    assert len(rows.read_text().splitlines()) == 2 * len(lines)  # every value computed again
 
 
 def test_pfid_leaves_the_strips_beyond_the_grid_unused():

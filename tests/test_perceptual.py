@@ -5,19 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import DISTS_pytorch as dists_pkg  # test dependencies: their absence fails
+import lpips as lpips_pkg
 import pytest
 import torch
 import torchvision
 
 from aesop_bench import weights as wm
-from aesop_bench.data.transforms import mod_crop
 from aesop_bench.data.imresize import imresize
+from aesop_bench.data.transforms import mod_crop
 from aesop_bench.imageio import read_image
 from aesop_bench.metrics import perceptual
 from benchmarks.standins import write_manifest
-
-lpips_pkg = pytest.importorskip("lpips") if not os.environ.get("CI") else __import__("lpips")
-dists_pkg = pytest.importorskip("DISTS_pytorch") if not os.environ.get("CI") else __import__("DISTS_pytorch")
 
 
 def _pair(bench_root, name="butterfly"):
@@ -110,15 +109,15 @@ def test_real_heads_and_stand_in_backbones_load_through_the_manager(stand_in_bac
 
 
 def test_eval_computes_lpips_and_dists(stand_in_backbones, bench_root, tmp_path):
-    from aesop_bench.protocols import get_protocol
-    from aesop_bench.evaluation.config import EvalConfig
+    from aesop_bench.evaluation.config import EvalConfig, as_source
     from aesop_bench.evaluation.runner import run_evaluation as evaluate
+    from aesop_bench.protocols import get_protocol
 
     for name in ("alexnet", "vgg16"):
         wm.download(name, log=None)
     wm.add("lpips_alex_v0.1", _package_file(lpips_pkg, "weights", "v0.1", "alex.pth"))
     wm.add("dists_alpha_beta", _package_file(dists_pkg, "weights.pt"))
-    cfg = EvalConfig(model="bicubic", sets=["set5"], metrics=["psnr", "lpips", "dists"],
+    cfg = EvalConfig(source=as_source("bicubic"), sets=["set5"], metrics=["psnr", "lpips", "dists"],
                      protocol=get_protocol("basicsr"), data_root=bench_root, out_dir=tmp_path / "run",
                      progress=False, download=False, log=lambda m: None)
     out = evaluate(cfg)["sets"]["set5"]["metrics"]
@@ -190,14 +189,17 @@ def test_a_full_hr_cache_keeps_no_more_and_changes_nothing(stand_in_backbones, b
 def test_a_disk_that_refuses_the_hr_cache_costs_nothing_but_the_cache(tmp_path):
     from aesop_bench.metrics import hrcache
 
-    (tmp_path / "c").write_bytes(b"")  # a file where the cache's folder would be: every write fails (OSError)
-    cache = hrcache.HRCache("lpips-test", "cpu", base=tmp_path / "c")
+    from aesop_bench.paths import hr_features_dir
+
+    hr_features_dir().parent.mkdir(parents=True, exist_ok=True)
+    hr_features_dir().write_bytes(b"")  # a file where the cache's folder would be: every write fails (OSError)
+    cache = hrcache.HRCache("lpips-test", "cpu")
     calls = []
     hr = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
     for _ in range(2):
-        got = cache.get(hr, lambda: calls.append(1) or [torch.arange(3.0)])
-        assert torch.equal(got[0], torch.arange(3.0))
-    assert len(calls) == 2 and not list((tmp_path / "c").rglob("*.pt"))
+        got = cache.get_batch(hr, lambda x: calls.append(1) or [torch.arange(3.0)[None]])
+        assert torch.equal(got[0], torch.arange(3.0)[None])
+    assert len(calls) == 2 and hr_features_dir().is_file()
 
 
 @pytest.mark.parametrize("name,cls", [("lpips", "LPIPSAlex"), ("dists", "DISTS")])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from aesop_bench.cli import main
-from aesop_bench.errors import AesopBenchError
+from aesop_bench.errors import AesopBenchError, ConfigError, InputError
 
 
 def test_negative_crops_are_refused(bench_root, tmp_path, capsys):
@@ -29,7 +29,7 @@ def test_16_bit_rgb_png_is_refused(tmp_path):
 
     path = tmp_path / "deep.png"
     cv2.imwrite(str(path), np.full((8, 8, 3), 40000, dtype=np.uint16))
-    with pytest.raises(AesopBenchError, match="16-bit"):
+    with pytest.raises(InputError, match="16-bit"):
         read_image(path)
     cv2.imwrite(str(tmp_path / "ok.png"), np.full((8, 8, 3), 200, dtype=np.uint8))
     assert read_image(tmp_path / "ok.png").shape == (3, 8, 8)
@@ -202,16 +202,19 @@ def test_image_formats_the_rules_do_not_define_are_refused(tmp_path, monkeypatch
     }
     for name, (make, msg) in cases.items():
         make(tmp_path / name)
-        with pytest.raises(AesopBenchError, match=f"{name}: .*{msg}"):
+        with pytest.raises(InputError, match=f"{name}: .*{msg}"):
             read_image(tmp_path / name)
     for name in ("ok.tif", "ok.ppm"):
         cv2.imwrite(str(tmp_path / name), deep.astype(np.uint8)[..., ::-1])
         assert read_image(tmp_path / name).permute(1, 2, 0).numpy().tolist() == deep.astype(np.uint8).tolist()
     monkeypatch.setenv("AESOP_BENCH_MAX_PIXELS", "60")  # the 8x8 image has 64
-    with pytest.raises(AesopBenchError, match="ok.tif: .*AESOP_BENCH_MAX_PIXELS"):
+    with pytest.raises(InputError, match="ok.tif: .*AESOP_BENCH_MAX_PIXELS"):
         read_image(tmp_path / "ok.tif")
     monkeypatch.setenv("AESOP_BENCH_MAX_PIXELS", str(2 * 89478485))
     assert read_image(tmp_path / "ok.tif").shape == (3, 8, 8)
+    monkeypatch.setenv("AESOP_BENCH_MAX_PIXELS", "lots")  # a setting, not an image, is wrong
+    with pytest.raises(ConfigError, match=r"\$AESOP_BENCH_MAX_PIXELS='lots': give a whole number of pixels"):
+        read_image(tmp_path / "ok.tif")
 
 
 def test_damaged_run_files_are_clear_errors(tmp_path):

@@ -222,11 +222,11 @@ def test_significance_marker(runs):
     assert "~" in to_markdown(t)
 
 
-def test_paper_values_come_from_the_papers_tables(shared_data):
+def test_paper_values_come_from_the_papers_tables(shared_data, reference_data):
     from aesop_bench.report.runs import Run
 
     paper = load_paper()
-    with open(shared_data / "reference" / "aesop_paper_tables.csv") as f:
+    with open(reference_data / "aesop_paper_tables.csv") as f:
         rows = list(csv.DictReader(f))
     want = next(float(r["value"]) for r in rows if r["table"] == "table1" and r["method"] == "AESOP"
                 and r["backbone"] == "RRDB" and r["train_patch"] == "128" and r["set"] == "lsdir"
@@ -241,14 +241,14 @@ def test_paper_values_come_from_the_papers_tables(shared_data):
         build_table([run], "table99")
 
 
-def test_paper_values_match_a_model_only_on_its_full_identity(shared_data, capsys):
+def test_paper_values_match_a_model_only_on_its_full_identity(shared_data, reference_data, capsys):
     """A bicubic-trained model gets no paper value on a real-world set: Table 6's numbers belong to the
     real-world-trained networks the authors' real-world test configs load (and to ESRGAN, the same release)."""
     from aesop_bench.report.recipes import RECIPES
     from aesop_bench.report.runs import Run
 
     paper = load_paper()
-    with open(shared_data / "reference" / "aesop_paper_tables.csv") as f:
+    with open(reference_data / "aesop_paper_tables.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["table"] == "table6" and r["set"] == "realsr_v3"
                 and r["metric"] == "niqe"]
     want = {r["method"]: float(r["value"]) for r in rows}

@@ -124,7 +124,8 @@ def test_a_set_with_no_pinned_source_stops_before_computing(served, tmp_path, ca
     assert not (tmp_path / "out" / "runs").exists() and not (tmp_path / "data").exists()
 
 
-def test_reproduce_end_to_end_killed_resumed_and_idle_on_rerun(served, shared_data, tmp_path, monkeypatch, capsys):
+def test_reproduce_end_to_end_killed_resumed_and_idle_on_rerun(served, reference_data, tmp_path, monkeypatch,
+                                                               capsys):
     data, out = tmp_path / "data", tmp_path / "out"
     args = ["reproduce", str(served), "--backbone", "rrdb", "--data-root", str(data), "--quiet"]
     # killed midway (SIGKILL once the first model has stored rows)
@@ -146,7 +147,7 @@ def test_reproduce_end_to_end_killed_resumed_and_idle_on_rerun(served, shared_da
     import csv as _csv
     import re
 
-    with open(shared_data / "reference" / "aesop_paper_tables.csv") as f:
+    with open(reference_data / "aesop_paper_tables.csv") as f:
         published = next(float(r["value"]) for r in _csv.DictReader(f) if r["table"] == "table1"
                          and r["method"] == "ESRGAN" and r["set"] == "set14" and r["metric"] == "psnr")
     lines = table.splitlines()
@@ -179,7 +180,7 @@ def test_metric_options_are_given_in_each_metrics_own_names_and_unknown_ones_are
     them); a flat `split_above` (the metric's name without the metric) is refused naming what is valid, as an
     unknown metric or option is through the API's and the command line's metric options."""
     from aesop_bench.errors import AesopBenchError
-    from aesop_bench.evaluation.config import EvalConfig
+    from aesop_bench.evaluation.config import EvalConfig, as_source
     from aesop_bench.metrics.registry import METRICS
     from aesop_bench.protocols import get_protocol
 
@@ -188,7 +189,7 @@ def test_metric_options_are_given_in_each_metrics_own_names_and_unknown_ones_are
     good.write_text(base + "set_options: {set14: {clipiqa: {split_above: 1000}}}\n")
     opts = load_recipe(str(good)).eval_options("set14")
     assert opts == {"clipiqa": {"split_above": 1000}}
-    cfg = EvalConfig(model="bicubic", sets=["set14"], metrics=["psnr"], protocol=get_protocol("paper"),
+    cfg = EvalConfig(source=as_source("bicubic"), sets=["set14"], metrics=["psnr"], protocol=get_protocol("paper"),
                      data_root=tmp_path, out_dir=tmp_path / "o", metric_options=opts)
     spec = METRICS["clipiqa"]
     assert spec.version_for(cfg.options_for("clipiqa")) == spec.version_for({"split_above": 1000})
@@ -199,7 +200,7 @@ def test_metric_options_are_given_in_each_metrics_own_names_and_unknown_ones_are
                                               r"value\}\} with a metric's own options \(.*clipiqa: split_above"):
         load_recipe(str(bad))
     with pytest.raises(AesopBenchError, match=r"metric 'clipiqa' takes no option nope; its options: split_above"):
-        EvalConfig(model="bicubic", sets=["set14"], metrics=["psnr"], protocol=get_protocol("paper"),
+        EvalConfig(source=as_source("bicubic"), sets=["set14"], metrics=["psnr"], protocol=get_protocol("paper"),
                    data_root=tmp_path, out_dir=tmp_path / "o", metric_options={"clipiqa": {"nope": 1}})
     assert main(["eval", "--model", "bicubic", "--sets", "set5", "--metric-option", "niqe.crop=3",
                  "--out", str(tmp_path / "o")]) == 2

@@ -141,18 +141,19 @@ def test_a_set_planned_again_on_other_files_does_not_mix_them(bench_root, tmp_pa
 def test_rank_files_of_an_earlier_torchrun_never_replace_newer_rows(tmp_path):
     """Rows a torchrun rank wrote to ``rows.r1.jsonl`` are older than rows a later single-process run appends to
     ``rows.jsonl``; read back, the newer ones stand (they were lost for good when the rank file was read last)."""
+    from aesop_bench.evaluation.runfolder import RunFolder
     from aesop_bench.evaluation.store import ResultStore
 
     model, prot = {"name": "m", "identity": "m"}, {"name": "paper"}
     rank0 = ResultStore(tmp_path / "run", model, prot)
     rank1 = ResultStore(tmp_path / "run", model, prot, rank=1)
-    rank1.add("set5", "bird", {"psnr": (30.0, "v")}, src="old")
-    rank0.add("set5", "baby", {"psnr": (31.0, "v")}, src="b")
+    rank1.add("set5", "bird", {"psnr": (30.0, "v")}, digest="old")
+    rank0.add("set5", "baby", {"psnr": (31.0, "v")}, digest="b")
     rank0.close()
     again = ResultStore(tmp_path / "run", model, prot)  # a later single-process run: the rank file is folded in
-    assert not (tmp_path / "run" / "rows.r1.jsonl").exists()
+    assert not RunFolder(tmp_path / "run").rows_file(1).exists()
     assert again.rows[("set5", "bird", "psnr")] == (30.0, "v", "old")
-    again.add("set5", "bird", {"psnr": (29.0, "v")}, src="new")  # bird's HR changed: recomputed
+    again.add("set5", "bird", {"psnr": (29.0, "v")}, digest="new")  # bird's HR changed: recomputed
     again.close()
     third = ResultStore(tmp_path / "run", model, prot)
     assert third.rows[("set5", "bird", "psnr")] == (29.0, "v", "new")

@@ -146,10 +146,9 @@ def _shown(page) -> list[tuple[float, float, float, float]]:
 
 
 def _playwright():
-    if os.environ.get("CI"):
-        from playwright.sync_api import sync_playwright
-    else:
-        sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    # a test dependency: its absence fails
+    from playwright.sync_api import sync_playwright
+
     return sync_playwright
 
 

@@ -227,10 +227,8 @@ def test_names_with_markup_render_as_text_and_the_crop_command_quotes_every_argu
     whole, shown as text; the crop command of a drawn box is what shlex.quote writes for each argument, and the
     shell reads back the very paths, set and image."""
     chromium = _chromium()
-    if os.environ.get("CI"):
-        from playwright.sync_api import sync_playwright
-    else:
-        sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    # a test dependency: its absence fails
+    from playwright.sync_api import sync_playwright
     site = tmp_path / "site"
     cwd = os.getcwd()
     os.chdir(odd_runs)  # the runs given relatively, as a user types them

@@ -348,14 +348,14 @@ def test_an_unwritable_folder_is_a_clear_error(small_set, tmp_path, monkeypatch,
 
 def test_an_ae_given_as_a_file_is_not_downloaded(small_set, tmp_path, monkeypatch):
     from aesop_bench import weights as wm
-    from aesop_bench.evaluation.config import EvalConfig
+    from aesop_bench.evaluation.config import EvalConfig, as_source
     from aesop_bench.evaluation.prepare import fetch_weights
     from aesop_bench.protocols import get_protocol
 
     fetched = []
     monkeypatch.setattr(wm, "download", lambda name, **k: fetched.append(name))
     (tmp_path / "ae.pth").write_bytes(b"")
-    cfg = EvalConfig(model="bicubic", sets=[str(small_set)], metrics=["ae_psnr"], protocol=get_protocol("paper"),
+    cfg = EvalConfig(source=as_source("bicubic"), sets=[str(small_set)], metrics=["ae_psnr"], protocol=get_protocol("paper"),
                      data_root=tmp_path, out_dir=tmp_path / "r",
                      metric_options={"ae_psnr": {"ae": str(tmp_path / "ae.pth")}})
     fetch_weights(cfg)

@@ -147,7 +147,6 @@ def test_ae_psnr(pair, by_threads):
 
 
 def test_musiq(pair, by_threads, tmp_path):
-    pytest.importorskip("pyiqa")
     from pyiqa.archs.musiq_arch import MUSIQ
 
     from aesop_bench.metrics import iqa

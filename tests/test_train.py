@@ -569,3 +569,36 @@ def test_the_readme_smoke_training_runs_as_written(server, mirror_sets, tmp_path
     printed = capsys.readouterr()
     assert re.search(r"^set5 +5 +\d+\.\d{3} +0\.\d{4}", printed.out, re.M), printed.out
     assert "validation at step 30 on set5" in printed.out + printed.err
+
+
+def test_ae_validation_goes_through_the_evaluator_and_equals_the_metrics_on_its_reconstructions(bench_root):
+    """The AE's validation (a Reconstruction source in the one evaluator) gives, for a network that blurs its
+    input, the mean of PSNR and SSIM computed here image by image on the quantised reconstruction of each mod-12
+    HR image; an LR-referenced metric is left out (there is no LR)."""
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+
+    from aesop_bench.data.transforms import mod_crop, to_rgb
+    from aesop_bench.imageio import quantize, read_image
+    from aesop_bench.metrics.metric import Metric
+    from aesop_bench.protocols import get_protocol
+    from aesop_bench.train.validation import validate
+
+    def blur(x):
+        return F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+
+    cfg = SimpleNamespace(kind="ae", name="ae", data=SimpleNamespace(scale=4),
+                          val=SimpleNamespace(set="set5", metrics="psnr,ssim,lr_psnr", data_root=str(bench_root)))
+    got = validate(cfg, blur, 10, torch.device("cpu"))
+    protocol = get_protocol("paper", test_data="own")
+    want = {}
+    for m in ("psnr", "ssim"):
+        metric = Metric(m, protocol)
+        vals = []
+        for f in sorted((bench_root / "Set5" / "HR").glob("*.png")):
+            hr = mod_crop(to_rgb(read_image(f)), 12)[None]
+            vals.append(float(metric.score(quantize(blur(hr.float() / 255)), hr, None)[0]))
+        want[m] = sum(vals) / len(vals)
+    assert set(got) == {"psnr", "ssim"}
+    assert got["psnr"] == pytest.approx(want["psnr"], abs=1e-9) and got["ssim"] == pytest.approx(want["ssim"], abs=1e-9)

@@ -53,6 +53,25 @@ def test_download_pinned_from_file_url(tmp_path, monkeypatch):
     assert torch.equal(weights.load_state_dict(path)["weight"], torch.load(src)["weight"])
 
 
+def test_digest_is_the_one_hash_that_names_a_weights_file(tmp_path, monkeypatch):
+    """What versions and cache folders name weights by: an entry's cached file, or (``path_ok``) a checkpoint path
+    taken first; None where the file is absent or the name is no entry; memoised on disk for files over 1 MB."""
+    from aesop_bench.paths import hashes_dir, weights_dir
+
+    src, digest = _blob(tmp_path)
+    _manifest(tmp_path, monkeypatch, [{"name": "toy", "file": "toy.pth", "urls": [src.as_uri()], "sha256": digest}])
+    assert weights.digest("toy") is None and weights.digest("nope") is None
+    weights.download("toy", log=None)
+    assert weights.digest("toy") == digest == weights.digest(str(src), path_ok=True)
+    assert weights.digest(str(src)) is None  # a path only where paths are allowed
+    monkeypatch.chdir(tmp_path / "src")
+    assert weights.digest("w.pth", path_ok=True) == digest and weights.digest("w.pth") is None
+    big = weights_dir() / "big.pth"
+    big.write_bytes(b"\0" * (2 << 20))
+    assert weights.digest(str(big), path_ok=True) == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert str(big.resolve()) in (hashes_dir() / "hashes.json").read_text()
+
+
 def test_unpinned_hash_is_recorded_and_then_enforced(tmp_path, monkeypatch, server):  
     www, url, _ = server
     src, digest = _blob(tmp_path)

@@ -157,7 +157,7 @@ def test_tiling_is_exact_within_the_receptive_margin():
 
 def test_zoo_model_through_the_evaluator(register, tmp_path):
     from aesop_bench.protocols import get_protocol
-    from aesop_bench.evaluation.config import EvalConfig
+    from aesop_bench.evaluation.config import EvalConfig, as_source
     from aesop_bench.evaluation.runner import run_evaluation as evaluate
     from aesop_bench.models.options import RunOptions
 
@@ -171,7 +171,7 @@ def test_zoo_model_through_the_evaluator(register, tmp_path):
     from aesop_bench.data.sets import sr_subfolder
 
     def run(out, download=True, **kw):
-        cfg = EvalConfig(model="rrdb_psnr", sets=[str(folder)], metrics=["psnr", "ssim"],
+        cfg = EvalConfig(source=as_source("rrdb_psnr"), sets=[str(folder)], metrics=["psnr", "ssim"],
                          protocol=get_protocol("basicsr"), data_root=tmp_path, out_dir=tmp_path / out,
                          progress=False, download=download, log=lambda m: None, save_sr=True, **kw)
         return evaluate(cfg)

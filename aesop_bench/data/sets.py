@@ -27,7 +27,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from ..errors import AesopBenchError
+from ..errors import AesopBenchError, MissingFileError
 
 HR_DIRS = ("HR", "GTmod12", "original")
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -71,33 +71,36 @@ class BenchmarkSet:
     extra_folders: tuple[str, ...] = field(default=())
     label: str = ""  # as tables and plots show it (default: the folder name)
     paper_name: str = ""  # as the AESOP paper's tables (aesop_paper_tables.csv) name it (default: the name)
+    typical_mpix: float | None = None  # typical HR megapixels per image, for estimates before the set is on disk
 
 
 SETS: dict[str, BenchmarkSet] = {s.name: s for s in [
-    BenchmarkSet("set5", "Set5", "Set5 (Bevilacqua et al. 2012)", 5),
-    BenchmarkSet("set14", "Set14", "Set14 (Zeyde et al. 2010), bridge.png is grayscale", 14),
-    BenchmarkSet("bsd100", "BSD100", "BSD100: the BSDS300 test images", 100, aliases=("b100",)),
-    BenchmarkSet("urban100", "Urban100", "Urban100 (Huang et al. 2015)", 100),
-    BenchmarkSet("manga109", "Manga109", "Manga109 (Matsui et al. 2017)", 109),
+    BenchmarkSet("set5", "Set5", "Set5 (Bevilacqua et al. 2012)", 5, typical_mpix=0.15),
+    BenchmarkSet("set14", "Set14", "Set14 (Zeyde et al. 2010), bridge.png is grayscale", 14, typical_mpix=0.22),
+    BenchmarkSet("bsd100", "BSD100", "BSD100: the BSDS300 test images", 100, aliases=("b100",), typical_mpix=0.15),
+    BenchmarkSet("urban100", "Urban100", "Urban100 (Huang et al. 2015)", 100, typical_mpix=0.8),
+    BenchmarkSet("manga109", "Manga109", "Manga109 (Matsui et al. 2017)", 109, typical_mpix=0.95),
     # pinned to a PNG copy that equals the BMP release pixel for pixel (see the README's Data section)
-    BenchmarkSet("general100", "General100", "General100 (Dong et al. 2016)", 100),
+    BenchmarkSet("general100", "General100", "General100 (Dong et al. 2016)", 100, typical_mpix=0.1),
     BenchmarkSet("div2k_val", "DIV2K_val", "DIV2K validation images 0801-0900", 100,
                  aliases=("div2k", "div2k-val"), extra_folders=("DIV2K_valid_HR", "DIV2K"), label="DIV2K-val",
+                 typical_mpix=2.8,
                  # deepinv's published checksum of DIV2K_valid_HR (deepinv/datasets/div2k.py)
                  archive=Archive("https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip", None,
                                  "DIV2K_valid_HR", folder_md5="542325e500b0a474c7ad18bae922da72")),
     BenchmarkSet("lsdir_val", "LSDIR_val", "LSDIR validation set (250 images)", 250,
                  aliases=("lsdir", "lsdir-val"), extra_folders=("LSDIR",), label="LSDIR", paper_name="lsdir",
+                 typical_mpix=1.6,
                  # the official archive; deepinv's published checksum of its val split (deepinv/datasets/lsdir.py)
                  archive=Archive("https://data.vision.ee.ethz.ch/yawli/val1.tar.gz", None, "val1/HR/val",
                                  folder_md5="972ba478c530b76eb9404b038597f65f", md5_of_md5=True)),
     BenchmarkSet("realsr_v3", "RealSRv3", "RealSR (V3) x4 test LR images (Canon and Nikon)", None,
-                 aliases=("realsr",), has_hr=False,
+                 aliases=("realsr",), has_hr=False, typical_mpix=0.5,
                  manual="RealSR V3 comes from github.com/csjcai/RealSR, whose README links one Google Drive file "
                         "of the whole dataset (train and test, every scale) with no published checksum, so nothing "
                         "could verify a download; put the x4 test LR images (Canon and Nikon, Test/4/*_LR4.png) in "
                         "RealSRv3/LR/."),
-    BenchmarkSet("drealsr", "DRealSR", "DRealSR x4 test LR images", None, has_hr=False,
+    BenchmarkSet("drealsr", "DRealSR", "DRealSR x4 test LR images", None, has_hr=False, typical_mpix=1.2,
                  manual="DRealSR comes from github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-"
                         "Super-Resolution, whose README links Google Drive and Baidu folders with no published "
                         "checksum, so nothing could verify a download; put the x4 test LR images in DRealSR/LR/."),
@@ -215,7 +218,7 @@ class ResolvedSet:
 
         lr_file = self.lr_file(hr_file, scale)
         if lr_file is None:
-            raise AesopBenchError(
+            raise MissingFileError(
                 f"{hr_file}: no LR image for x{scale} in "
                 f"{self.lr_dirs.get(scale, self.root / 'LR_bicubic' / f'X{scale}')} (looked for "
                 f"{hr_file.stem}x{scale}.png and {hr_file.name}); run `aesop-bench data make-lr` or use "

@@ -51,11 +51,11 @@ def protocol_lr(hr: torch.Tensor, protocol) -> torch.Tensor:
 def require_evaluable(hr: torch.Tensor, protocol, path) -> None:
     """Refuse an HR image too small for the protocol: after its modcrop and border crop nothing would be left
     (a 1x1 or 3x3 image), naming the file."""
-    from ..errors import AesopBenchError
+    from ..errors import InputError
 
     h, w = hr.shape[-2:]
     m, c = max(protocol.effective_modcrop, protocol.scale), protocol.effective_crop_border
     hm, wm = h - h % m, w - w % m
     if hm <= 2 * c or wm <= 2 * c:
-        raise AesopBenchError(f"{path}: {w}x{h} pixels is too small for the protocol (modcrop {m}, border crop "
+        raise InputError(f"{path}: {w}x{h} pixels is too small for the protocol (modcrop {m}, border crop "
                               f"{c} on each side leaves nothing to compare); remove it from the set")

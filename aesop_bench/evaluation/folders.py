@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.sets import SETS, ResolvedSet, find_child, list_images, display_name
-from ..errors import AesopBenchError
+from ..errors import AesopBenchError, ConfigError, InputError, MissingFileError
 
 SEPARATORS = ("_", "-", ".")
 MAX_CROP = 12  # an SR smaller than its HR by this much or more in a dimension is refused
@@ -58,7 +58,7 @@ def set_subfolder(root: Path, set_name: str, only_set: bool) -> Path:
         return found
     if only_set and list_images(root):
         return root
-    raise AesopBenchError(
+    raise MissingFileError(
         f"--sr {root}: no subfolder for set {display_name(set_name)} (looked for {', '.join(sorted(set(names)))}, "
         "any case)" + ("" if only_set else "; with several sets, put each set's images in a subfolder named like "
                        "the set") + (f"; {root} holds no images" if only_set else ""))
@@ -98,9 +98,9 @@ def match_files(hr_files: list[Path], sr_files: list[Path], suffix: str = "") ->
         problems.append(f"{len(ignored)} file(s) found without the suffix {suffix!r}: {', '.join(sorted(ignored)[:10])}"
                         + (f" (+{len(ignored) - 10} more)" if len(ignored) > 10 else ""))
     if problems:
-        raise AesopBenchError("; ".join(problems) + ". An SR file is matched to the HR image whose name is its "
-                              "name or its prefix followed by _, - or . (give --sr-suffix for a suffix common to "
-                              "all files); remove or rename the files listed")
+        raise ConfigError("; ".join(problems) + ". An SR file is matched to the HR image whose name is its "
+                          "name or its prefix followed by _, - or . (give --sr-suffix for a suffix common to "
+                          "all files); remove or rename the files listed")
     return {stems[s].name: fs[0] for s, fs in owners.items()}, ignored
 
 
@@ -111,7 +111,7 @@ def _height_width(path: Path) -> tuple[int, int]:
         with Image.open(path) as img:
             return img.height, img.width
     except Exception as exc:  # noqa: BLE001 - any reader error names the file
-        raise AesopBenchError(f"{path}: cannot read image ({exc}); replace or remove the file") from None
+        raise InputError(f"{path}: cannot read image ({exc}); replace or remove the file") from None
 
 
 def check_sizes(files: SetFiles, res: ResolvedSet) -> None:
@@ -128,8 +128,8 @@ def check_sizes(files: SetFiles, res: ResolvedSet) -> None:
         else:
             bad.append(f"{sr} is {sw}x{sh} but its HR {hr_file.name} is {hw}x{hh}")
     if bad:
-        raise AesopBenchError("; ".join(bad) + f". An SR image must have its HR's size, or be smaller by less than "
-                              f"{MAX_CROP} pixels (a crop at the bottom/right); check the scale and the set")
+        raise InputError("; ".join(bad) + f". An SR image must have its HR's size, or be smaller by less than "
+                         f"{MAX_CROP} pixels (a crop at the bottom/right); check the scale and the set")
 
 
 class FolderSource:
@@ -142,7 +142,7 @@ class FolderSource:
                  protocol=None):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
-            raise AesopBenchError(f"--sr {root}: not a folder; give the folder holding the SR images")
+            raise MissingFileError(f"--sr {root}: not a folder; give the folder holding the SR images")
         self.name = name or self.root.name
         self.identity = f"sr-folder:{self.root}"
         self.suffix = suffix
@@ -159,12 +159,12 @@ class FolderSource:
 
     def prepare_set(self, set_name: str, res: ResolvedSet, log) -> None:
         if res.hr_dir is None:
-            raise AesopBenchError(f"set {set_name!r} has no HR images to match SR files against")
+            raise ConfigError(f"set {set_name!r} has no HR images to match SR files against")
         folder = set_subfolder(self.root, set_name, self.n_sets == 1)
         try:
             sr_files, ignored = match_files(res.hr_files, list_images(folder), self.suffix)
         except AesopBenchError as exc:
-            raise AesopBenchError(f"--sr {folder} against {res.hr_dir}: {exc}") from None
+            raise type(exc)(f"--sr {folder} against {res.hr_dir}: {exc}") from None
         files = SetFiles(folder, sr_files, ignored=ignored)
         check_sizes(files, res)
         self.sets[set_name] = files
@@ -272,6 +272,6 @@ def _lr(res: ResolvedSet, hr_file: Path, hr, protocol, sr_size):
     lr_file, lr = res.read_lr(hr_file, s)
     lr = to_rgb(lr) if protocol.grayscale == "rgb" or hr.shape[0] == 3 else lr
     if lr.shape[-2] * s > sr_size[0] or lr.shape[-1] * s > sr_size[1]:
-        raise AesopBenchError(f"{lr_file}: LR {lr.shape[-1]}x{lr.shape[-2]} x{s} is larger than the SR image "
-                              f"({sr_size[1]}x{sr_size[0]}); use --lr-source make")
+        raise InputError(f"{lr_file}: LR {lr.shape[-1]}x{lr.shape[-2]} x{s} is larger than the SR image "
+                         f"({sr_size[1]}x{sr_size[0]}); use --lr-source make")
     return lr

@@ -7,8 +7,9 @@ import os
 
 from ..data.sets import SETS, ResolvedSet, fingerprints, set_folder
 from ..errors import AesopBenchError
-from ..metrics.registry import get_spec, weights_validator
-from .config import EvalConfig
+from ..metrics.registry import get_spec
+from ..metrics.validators import weights_validator
+from .config import EvalConfig, ModelRef
 
 
 def check_sets_at_hand(cfg: EvalConfig) -> None:
@@ -111,11 +112,12 @@ def prefetch(cfg: EvalConfig) -> list[str]:
         total += size
     fetch_weights(cfg)
     names = [n for m in cfg.metrics for n in get_spec(m).weights]
-    if isinstance(cfg.model, str):
+    if isinstance(cfg.source, ModelRef):
         from ..models.zoo import ZOO, resolve_model
 
-        resolve_model(cfg.model, cfg.arch, download=True)
-        names += [ZOO[cfg.model].weights] if cfg.model in ZOO and ZOO[cfg.model].weights else []
+        model = cfg.source.name
+        resolve_model(model, cfg.source.arch, download=True)
+        names += [ZOO[model].weights] if model in ZOO and ZOO[model].weights else []
     for n in dict.fromkeys(names):
         path = wm.cache_path(wm.entry(n)) if n in wm.manifest() else None
         if path is not None and path.is_file():

@@ -43,10 +43,10 @@ from pathlib import Path
 from ..data.ldl import resolve_for
 from ..data.sets import ResolvedSet, sr_subfolder
 from ..distributed import barrier, init, together
-from ..errors import AesopBenchError
+from ..errors import ConfigError, InputError
 from ..metrics.registry import get_spec
 from .batching import batches
-from .config import EvalConfig
+from .config import EvalConfig, ModelRef, Reconstruction, ResultFolder
 from .prepare import check_sets_at_hand, fetch_weights, resolve_or_download
 from .sources import NetworkSource, Source
 from .store import SET_ROW, MemoryStore, ResultStore
@@ -58,12 +58,20 @@ def image_key(path: Path) -> str:
 
 
 def make_source(cfg: EvalConfig) -> Source:
-    """The run's source of SR images: its result folder, or its model."""
-    if cfg.sr_dir is not None:
+    """The run's source of SR images, for what ``cfg.source`` is: a result folder, a network (built from a
+    reference, or the caller's), or an auto-encoder's reconstructions."""
+    what = cfg.source
+    if isinstance(what, ResultFolder):
         from .folders import FolderSource
 
-        return FolderSource(cfg.sr_dir, len(cfg.sets), cfg.sr_suffix, protocol=cfg.protocol)
-    return NetworkSource(cfg.model, cfg.protocol, cfg.run, cfg.arch, cfg.download)
+        return FolderSource(what.path, len(cfg.sets), what.suffix, protocol=cfg.protocol)
+    if isinstance(what, Reconstruction):
+        from .reconstruction import ReconstructionSource
+
+        return ReconstructionSource(what.net, what.name, cfg.run.device)
+    if isinstance(what, ModelRef):
+        return NetworkSource(what.name, cfg.protocol, cfg.run, what.arch, cfg.download)
+    return NetworkSource(what.model, cfg.protocol, cfg.run, None, cfg.download)
 
 
 @dataclass
@@ -82,10 +90,8 @@ class SetPlan:
 class Runner:
     """One evaluation (``Runner(cfg).run()``); see the module docstring for its steps.
 
-    >>> from aesop_bench.protocols import get_protocol
-    >>> from aesop_bench.paths import data_root
-    >>> cfg = EvalConfig(model="bicubic", sets=["set5"], metrics=["psnr"], protocol=get_protocol("paper"),
-    ...                  data_root=data_root(), out_dir=None, download=False, progress=False)
+    >>> from aesop_bench.evaluation.config import build_config
+    >>> cfg = build_config(ModelRef("bicubic"), "set5", "psnr", download=False, progress=False)
     >>> summary, rows = Runner(cfg).run()
     >>> len(rows), round(summary["sets"]["set5"]["metrics"]["psnr"], 3)   # bicubic x4 on Set5, paper protocol
     (5, 28.396)
@@ -95,18 +101,18 @@ class Runner:
         from ..cache import check_budgets
 
         check_budgets()  # a malformed cache budget is refused before any work
-        self.cfg = cfg
-        self.rank, self.world, _ = (0, 1, 0) if cfg.alone else init()  # barriers only: gloo, any device
+        self.rank, self.world, _ = init() if cfg.collective else (0, 1, 0)  # barriers only: gloo, any device
         if cfg.out_dir is None and (self.world > 1 or cfg.save_sr):
-            raise AesopBenchError("give an output folder (out=): " + (
+            raise ConfigError("give an output folder (out=): " + (
                 "under torchrun the ranks share one run folder" if self.world > 1 else "--save-sr writes into it"))
-        if self.world > 1 and cfg.run.device == "cuda":
-            cfg.run = cfg.run.on(f"cuda:{os.environ.get('LOCAL_RANK', 0)}")
+        if self.world > 1 and cfg.run.device == "cuda":  # each rank on its own GPU (the caller's config unchanged)
+            cfg = cfg.on(f"cuda:{os.environ.get('LOCAL_RANK', 0)}")
+        self.cfg = cfg
         self.source = make_source(cfg)
         self.versions = {m: cfg.version_of(m) for m in cfg.metrics}  # torch-free: what the store is asked for
         self.per_image = [m for m in cfg.metrics if get_spec(m).kind != "distribution"]
         self.log = cfg.log if self.rank == 0 else (lambda msg: None)
-        self._tried: set = set()
+        self._downloads_tried: set = set()  # sets a download was tried for in this run (tried once)
         self._computing = False
         self.computed_on: str | None = None  # device, torch version and CPU threads of the values computed
 
@@ -118,7 +124,7 @@ class Runner:
         return {m: Metric(m, self.cfg.protocol, self.cfg.run.device, **self.cfg.options_for(m))
                 for m in self.cfg.metrics}
 
-    def _compute(self) -> None:
+    def _start_computing(self) -> None:
         """What computing needs once per run: torch's threads and deterministic kernels."""
         if not self._computing:
             from .. import threads
@@ -127,7 +133,7 @@ class Runner:
             self._computing = True
             n = threads.apply(self.cfg.threads)
             self._stack.enter_context(deterministic())
-            from ..metrics.hrcache import device_tag
+            from ..cache import device_tag
 
             device = device_tag(self.cfg.run.device)
             self.computed_on = f"{device}, {n} thread{'s' if n > 1 else ''}" if self.cfg.run.device == "cpu" \
@@ -139,6 +145,9 @@ class Runner:
                   "source": self.source.source_type}
         if cfg.name:
             record["label"] = cfg.name
+        if getattr(getattr(cfg.source, "model", None), "cacheable", True) is False or isinstance(
+                cfg.source, Reconstruction):  # its identity does not vouch for its outputs
+            record["cacheable"] = False  # (a model in memory given no identity): its values are never resumed
         if cfg.out_dir is None:
             return MemoryStore(record, cfg.protocol.as_dict())
         store = None
@@ -180,7 +189,7 @@ class Runner:
         find the images whose values are missing or no longer count."""
         with together(self.world):
             if self.rank == 0:
-                res = resolve_or_download(name, self.cfg, self._tried)
+                res = resolve_or_download(name, self.cfg, self._downloads_tried)
                 if res.data.get("fallback"):
                     self.log(f"{name}: {res.data['fallback']}")
         with together(self.world):
@@ -202,13 +211,13 @@ class Runner:
     def _check_set(self, name: str, res: ResolvedSet, keys: list[str]) -> None:
         """Refuse a set the metrics cannot be computed on, before anything is computed."""
         if len(set(keys)) != len(keys):
-            raise AesopBenchError(f"{res.hr_dir}: two images share a name stem; rename one of them")
+            raise ConfigError(f"{res.hr_dir}: two images share a name stem; rename one of them")
         if res.hr_dir is None and any(get_spec(m).kind in ("full_reference", "distribution") for m in self.versions):
-            raise AesopBenchError(f"set {name!r} has no HR images; use no-reference metrics (and lr_psnr) only on it")
+            raise ConfigError(f"set {name!r} has no HR images; use no-reference metrics (and lr_psnr) only on it")
         if "fid" in self.versions and len(keys) < 2:
-            raise AesopBenchError(f"set {name!r} has {len(keys)} image; fid compares the distributions of a set's "
-                                  "images (one feature per image) and needs at least 2: leave it out on this set "
-                                  "(pfid takes 299x299 patches and may still apply)")
+            raise ConfigError(f"set {name!r} has {len(keys)} image; fid compares the distributions of a set's "
+                              "images (one feature per image) and needs at least 2: leave it out on this set "
+                              "(pfid takes 299x299 patches and may still apply)")
 
     def run_set(self, plan: SetPlan) -> None:
         """Per-image values of this rank's share, ``--save-sr`` files, then the set-level values."""
@@ -249,7 +258,7 @@ class Runner:
                      f"{shown(gone)}")
 
     def _images(self, plan: SetPlan, hr_files: list[Path], need_lr: bool) -> list[tuple]:
-        self._compute()
+        self._start_computing()
         return self.source.images(plan.res, plan.name, hr_files, plan.res.protocol(self.cfg.protocol), need_lr)
 
     def _bar(self, total: int, desc: str):
@@ -262,14 +271,26 @@ class Runner:
         need_lr = any(get_spec(m).kind == "lr_reference" for m in self.per_image)
         bar = self._bar(len(todo), plan.name)
         for group in batches(todo, *self.cfg.run.batch_limits()):
-            triples = self._images(plan, [f for f, _, _ in group], need_lr)
-            shapes: dict[tuple, list] = {}  # a header's size can still hide a different crop or channel count
-            for item, t in zip(group, triples):
-                shapes.setdefault(tuple(None if x is None else tuple(x.shape) for x in t), []).append((item, t))
-            for run in shapes.values():
-                self._score_batch(plan.name, run)
+            self._compute_group(plan, group, need_lr)
             bar.update(len(group))
         bar.close()
+
+    def _compute_group(self, plan: SetPlan, group: list, need_lr: bool) -> None:
+        """Read and score one batch. Bad input in it (a file corrupt past its header, an image the protocol
+        refuses: :class:`InputError`) fails the whole batch's reading: then each image is done alone, so that
+        the others' values are stored, and the first failure is raised again."""
+        try:
+            loaded = self._images(plan, [f for f, _, _ in group], need_lr)
+        except InputError:
+            if len(group) == 1:
+                raise
+            _each_alone(lambda item: self._compute_group(plan, [item], need_lr), group)
+            return
+        shapes: dict[tuple, list] = {}  # a header's size can still hide a different crop or channel count
+        for item, t in zip(group, loaded):
+            shapes.setdefault(tuple(None if x is None else tuple(x.shape) for x in t), []).append((item, t))
+        for run in shapes.values():
+            self._score_batch(plan.name, run)
 
     def _score_batch(self, name: str, run: list) -> None:
         """Every metric missing from the store on a batch of images of one shape; each image's values are stored
@@ -314,10 +335,10 @@ class Runner:
         of images of any size (the feature networks see 299x299 inputs) within the pixel bound all the same."""
         feats: dict[str, tuple[list, list]] = {m: ([], []) for m in plan.distribution}
         for group in batches(hr_files, *self.cfg.run.batch_limits(), path=lambda f: f, same_size=False):
-            triples = self._images(plan, group, False)  # a model that has not run yet makes its SR images here
+            loaded = self._images(plan, group, False)  # a model that has not run yet makes its SR images here
             for m in plan.distribution:
-                feats[m][0].extend(self.metrics[m].features([sr for _, _, sr in triples]))
-                feats[m][1].extend(self.metrics[m].features([hr for hr, _, _ in triples]))
+                feats[m][0].extend(self.metrics[m].features([sr for _, _, sr in loaded]))
+                feats[m][1].extend(self.metrics[m].features([hr for hr, _, _ in loaded]))
             if bar is not None:
                 bar.update(len(group))
         return feats
@@ -351,29 +372,34 @@ class Runner:
             summary.update(extra)
             return summary
         finally:
-            if not ok:
-                store.discard_if_empty()
-            store.close()
+            store.close(discard_empty=not ok)
+
+
+def _each_alone(fn, items) -> None:
+    """``fn`` on every item by itself; the first :class:`InputError` is raised again once all have run (any other
+    error at once: it would fail every item alike)."""
+    error = None
+    for item in items:
+        try:
+            fn(item)
+        except InputError as one:
+            error = error or one
+    if error is not None:
+        raise error
 
 
 def _score(m, stacked, want, files, values) -> None:
-    """``m`` on the images ``want`` of a batch, into ``values``. When the batch fails, each image is scored alone:
-    the others' values are kept, and the first failure is raised again naming its file."""
+    """``m`` on the images ``want`` of a batch, into ``values``. When the batch fails on bad input
+    (:class:`InputError`), each image is scored alone: the others' values are kept, and the first failure is
+    raised again naming its file. Any other error (a configuration, a missing weights file) is raised as it is."""
     def part(idx):
         return [None if x is None else x[idx] for x in stacked]
     try:
         got = m.score(*part(want))
-    except AesopBenchError as exc:
+    except InputError as exc:
         if len(want) == 1:
-            raise AesopBenchError(f"{files[want[0]]}: {exc}") from None
-        error = None
-        for j in want:
-            try:
-                _score(m, stacked, [j], files, values)
-            except AesopBenchError as one:
-                error = error or one
-        if error is not None:
-            raise error from None
+            raise InputError(f"{files[want[0]]}: {exc}") from None
+        _each_alone(lambda j: _score(m, stacked, [j], files, values), want)
         return
     for j, v in zip(want, got):
         values[j][m.name] = (float(v), m.version)
@@ -384,11 +410,9 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     public entry point for users is :func:`aesop_bench.evaluate`, which builds the config.
 
     >>> import tempfile
-    >>> from aesop_bench.paths import data_root
-    >>> from aesop_bench.protocols import get_protocol
+    >>> from aesop_bench.evaluation.config import build_config
     >>> out = Path(tempfile.mkdtemp()) / "run"
-    >>> cfg = EvalConfig(model="bicubic", sets=["set5"], metrics=["psnr"], protocol=get_protocol("matlab"),
-    ...                  data_root=data_root(), out_dir=out, download=False, progress=False)
+    >>> cfg = build_config(ModelRef("bicubic"), "set5", "psnr", "matlab", out=out, download=False, progress=False)
     >>> round(run_evaluation(cfg)["sets"]["set5"]["metrics"]["psnr"], 2), (out / "per_image.csv").is_file()
     (28.42, True)
     """
@@ -400,5 +424,5 @@ def run_in_memory(cfg: EvalConfig) -> tuple[dict, list[dict]]:
     nothing written (no run folder, no lock, no rows file) and nothing resumed. :class:`Runner` shows an example.
     """
     if cfg.out_dir is not None:
-        raise AesopBenchError("run_in_memory takes a config with out_dir=None")
+        raise ConfigError("run_in_memory takes a config with out_dir=None")
     return Runner(cfg).run()

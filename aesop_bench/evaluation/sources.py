@@ -11,12 +11,11 @@ import hashlib
 from pathlib import Path
 from typing import Callable, Protocol as Interface, runtime_checkable
 
-from ..cache import PNG, Store
+from ..cache import PNG, Store, device_tag, folder
 from ..data.sets import ResolvedSet
 from ..errors import AesopBenchError
 from ..fileutil import remove_stale_temps, sha256_cached, tensor_key
 from ..models.options import RunOptions
-from ..paths import sr_cache_dir
 from ..protocols import Protocol
 
 
@@ -50,28 +49,18 @@ class Source(Interface):
 
 def _sr_model_dir(identity: str, scale: int) -> Path:
     """The SR images of a model at one scale, on every device (without torch)."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in identity)
-    return sr_cache_dir() / safe / f"x{scale}"
-
-
-def _sr_cache_root(identity: str, scale: int, device: str) -> Path:
-    """SR images of a model: under its identity, the scale, and torch's version and the device (a network's float
-    output, hence an 8-bit pixel near a rounding boundary, can differ between them); on the CPU also torch's
-    thread count, for a model whose outputs are not known to be independent of it (a network of the caller's)."""
-    import torch
-
-    from ..metrics.hrcache import device_tag
-    from ..models.identity import thread_invariant
-
-    tag = device_tag(device)
-    if torch.device(device).type == "cpu" and not thread_invariant(identity):
-        tag += f"-t{torch.get_num_threads()}"
-    return _sr_model_dir(identity, scale) / tag
+    return folder("sr", identity, f"x{scale}")
 
 
 def _sr_store(identity: str, scale: int, device: str) -> Store:
-    """The SR images of a model: PNG files keyed by the LR's content (:func:`_sr_cache_root`)."""
-    return Store("sr", _sr_cache_root(identity, scale, device), PNG)
+    """The SR images of a model, PNG files keyed by the LR's content: under its identity, the scale, and torch's
+    version and the device (a network's float output, hence an 8-bit pixel near a rounding boundary, can differ
+    between them); on the CPU also torch's thread count, for a model whose outputs are not known to be independent
+    of it (a network of the caller's)."""
+    from ..models.identity import thread_invariant
+
+    tag = device_tag(device, threads=not thread_invariant(identity))
+    return Store("sr", folder("sr", identity, f"x{scale}", tag), PNG)
 
 
 def _load_pair(res: ResolvedSet, hr_file: Path, protocol: Protocol):

@@ -22,21 +22,19 @@ is computed once per protocol and reused by every model.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import weights as wm
-from ..cache import ARRAY, Store
-from ..errors import AesopBenchError
+from ..cache import ARRAY, Store, device_tag, folder
+from ..errors import ConfigError, InputError
 from ..fileutil import tensor_key
-from ..paths import features_dir
+from .registry import FID_MODE
 
 PATCH = 299
-FID_MODES = ("legacy_pytorch", "clean")
+FID_MODES = FID_MODE.choices
 FEATURE_VERSIONS = {"legacy_pytorch": "pt_inception-2015-12-05-pool3-v1",
                     "clean": "tf_inception-2015-12-05-torchscript-cleanresize-v1"}
 
@@ -122,17 +120,15 @@ def extractor(device="cpu", mode: str = "legacy_pytorch") -> nn.Module:
     return FIDFeatures(build_fid_inception(sd)).to(device)
 
 
-def _cache_root(mode: str, device) -> Path | None:
+def _store(mode: str, view: str, device) -> Store | None:
     """Where features are kept: under the feature definition, the weights' hash, and torch's version and the device
-    (float32 features differ in their last bits between them); None where the weights are absent."""
-    from ..fileutil import sha256_cached
-    from .hrcache import device_tag
-
-    path = wm.cache_path(wm.entry(WEIGHTS[mode]))
-    if not path.is_file():
+    (float32 features differ in their last bits between them), one folder per view; None where the weights are
+    absent."""
+    weights = wm.digest(WEIGHTS[mode])
+    if weights is None:
         return None
-    weights = sha256_cached(path, persist=True)[:12]
-    return features_dir() / FEATURE_VERSIONS[mode] / f"w{weights}" / device_tag(device)
+    return Store("features", folder("features", FEATURE_VERSIONS[mode], f"w{weights[:12]}", device_tag(device), view),
+                 ARRAY, valid=_valid)
 
 
 def _valid(arr) -> bool:
@@ -143,24 +139,15 @@ CHUNK = 16  # 299x299 inputs per forward
 
 
 @torch.no_grad()
-def image_features(img: torch.Tensor, view: str, device="cpu", mode: str = "legacy_pytorch",
-                   net=None) -> np.ndarray:
-    """Features of one uint8 ``(C, H, W)`` image: ``view`` 'whole' -> (1, 2048), 'patch' -> (k, 2048). Cached.
-
-    ``net``: a callable returning the feature network, called only on a cache miss (default: build one).
-    """
-    return images_features([img], view, device, mode, net)[0]
-
-
-@torch.no_grad()
 def images_features(imgs: list[torch.Tensor], view: str, device="cpu", mode: str = "legacy_pytorch",
                     net=None) -> list[np.ndarray]:
-    """:func:`image_features` of each image; those not cached go through the network together, CHUNK inputs
-    (whole images resized one by one, or patches) per forward."""
+    """The features of each uint8 ``(C, H, W)`` image: ``view`` 'whole' -> (1, 2048), 'patch' -> (k, 2048). Cached;
+    those not cached go through the network together, CHUNK inputs (whole images resized one by one, or patches)
+    per forward. ``net``: a callable returning the feature network, called only on a cache miss (default: build
+    one)."""
     if mode not in FID_MODES:
-        raise AesopBenchError(f"unknown --fid-mode {mode!r}; choose one of {', '.join(FID_MODES)}")
-    root = _cache_root(mode, device)
-    store = None if root is None else Store("features", root / view, ARRAY, valid=_valid)
+        raise ConfigError(f"fid_mode {mode!r} unknown; choose one of {', '.join(FID_MODES)}")
+    store = _store(mode, view, device)
     keys = [tensor_key(img) for img in imgs] if store is not None else []
     out = [store.get(k) for k in keys] if store is not None else [None] * len(imgs)
     miss = [i for i, o in enumerate(out) if o is None]
@@ -199,7 +186,7 @@ def set_distance(sr_feats: list[np.ndarray], hr_feats: list[np.ndarray]) -> floa
 
     a, b = np.concatenate(sr_feats), np.concatenate(hr_feats)
     if len(a) < 2 or len(b) < 2:
-        raise AesopBenchError(f"a Frechet distance needs at least 2 features on each side; this set gives "
-                              f"{len(a)} SR and {len(b)} HR feature(s) (FID: one per image, pFID: one per 299x299 "
-                              "patch): evaluate it on a set with more images")
+        raise InputError(f"a Frechet distance needs at least 2 features on each side; this set gives "
+                         f"{len(a)} SR and {len(b)} HR feature(s) (FID: one per image, pFID: one per 299x299 "
+                         "patch): evaluate it on a set with more images")
     return frechet_distance_features(a, b)

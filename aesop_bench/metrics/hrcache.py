@@ -19,30 +19,20 @@ per 512x512 image. It is the ``hr_features`` kind of :mod:`aesop_bench.cache` (b
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 import torch
 
-from ..cache import TENSORS, Store
+from ..cache import TENSORS, Store, device_tag, folder
 from ..fileutil import tensor_key
-from ..paths import hr_features_dir
-
-
-def device_tag(dev: torch.device | str) -> str:
-    """What of the machine can change a network's float32 output: torch's version and the device model."""
-    dev = torch.device(dev)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    return f"torch{torch.__version__}-{name}".replace(" ", "_").replace("/", "_")
 
 
 class HRCache:
     """HR-side tensors of one metric definition (``name``: the metric, its version and its weights' hashes)
-    computed on ``device``."""
+    computed on ``device``, in the ``hr_features`` cache's folder for ``name`` and the device."""
 
-    def __init__(self, name: str, device: torch.device | str, base: Path | None = None, second_sight: bool = False):
-        base = Path(base) if base is not None else hr_features_dir()
-        self.folder = base / name.replace(":", "_").replace("=", "_").replace("/", "_") / device_tag(device)
+    def __init__(self, name: str, device: torch.device | str, second_sight: bool = False):
+        self.folder = folder("hr_features", name, device_tag(device))
         self.store = Store("hr_features", self.folder, TENSORS, second_sight=second_sight)
 
     def around(self, hr_side: Callable[[torch.Tensor], list[torch.Tensor]],
@@ -50,31 +40,27 @@ class HRCache:
         """A scorer ``(sr, hr) -> values`` of a metric given as two pure functions, its HR side (``hr_side(hr)``)
         and its comparison (``from_hr_side(sr, hr_side)``), with the HR side kept here image by image.
 
-        >>> import tempfile
-        >>> cache, seen = HRCache("demo", "cpu", base=Path(tempfile.mkdtemp())), []
+        >>> import os, tempfile
+        >>> from unittest import mock
+        >>> seen = []
         >>> def double(hr):
         ...     seen.append(len(hr))
         ...     return [hr.float() * 2]
-        >>> score = cache.around(double, lambda sr, f: (sr - f[0]).sum((1, 2, 3)))
         >>> x = torch.ones(2, 1, 2, 2)
-        >>> score(x, x).tolist(), score(x, x).tolist(), seen   # the HR side computed once, then read
+        >>> with mock.patch.dict(os.environ, {"AESOP_BENCH_HOME": tempfile.mkdtemp()}):
+        ...     score = HRCache("demo", "cpu").around(double, lambda sr, f: (sr - f[0]).sum((1, 2, 3)))
+        ...     score(x, x).tolist(), score(x, x).tolist(), seen   # the HR side computed once, then read
         ([-4.0, -4.0], [-4.0, -4.0], [2])
         """
         return lambda sr, hr: from_hr_side(sr, self.get_batch(hr, hr_side))
 
-    def get(self, hr: torch.Tensor, compute: Callable[[], list[torch.Tensor]]) -> list[torch.Tensor]:
-        """The tensors ``compute()`` returns for ``hr`` (one entry, whatever its batch size), read from the disk
-        when an earlier run kept them (on the CPU; move them where they are needed)."""
-        return self.get_batch(hr, lambda _: compute(), per_image=False)
-
-    def get_batch(self, hr: torch.Tensor, compute: Callable[[torch.Tensor], list[torch.Tensor]],
-                  per_image: bool = True) -> list[torch.Tensor]:
+    def get_batch(self, hr: torch.Tensor, compute: Callable[[torch.Tensor], list[torch.Tensor]]) -> list[torch.Tensor]:
         """The tensors ``compute(hr)`` returns for a ``(N, C, H, W)`` batch, kept image by image: the images an
         earlier run kept are read from the disk and ``compute`` runs once, on the batch of the others (its
-        tensors have one row per image of that batch). ``per_image=False`` keeps the batch as one entry."""
+        tensors have one row per image of that batch)."""
         if not self.store.enabled:
             return [t.cpu() for t in compute(hr)]
-        items = [hr[i:i + 1] for i in range(len(hr))] if per_image else [hr]
+        items = [hr[i:i + 1] for i in range(len(hr))]
         keys = [tensor_key(x) for x in items]
         parts = [self.store.get(k) for k in keys]
         miss = [i for i, p in enumerate(parts) if p is None]
@@ -89,4 +75,4 @@ class HRCache:
         return [torch.cat(level) for level in zip(*parts)]
 
 
-__all__ = ["HRCache", "device_tag"]
+__all__ = ["HRCache"]

@@ -21,8 +21,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..errors import AesopBenchError
-from .registry import MetricContext, get_spec
+from ..errors import InputError
+from ..protocols import DEFAULT_PROTOCOL
+from .registry import Kind, MetricContext, get_spec
 
 
 def _protocol(protocol):
@@ -32,7 +33,7 @@ def _protocol(protocol):
 
 
 class Metric:
-    """``Metric(name, protocol="paper", device="cpu", **options)``.
+    """``Metric(name, protocol=DEFAULT_PROTOCOL ("paper"), device="cpu", **options)``.
 
     Per-image metrics: ``m(sr, hr=None, lr=None)`` -> float64 tensor ``(N,)``. ``sr``/``hr``/``lr`` are
     ``(N, C, H, W)`` or ``(C, H, W)`` tensors, uint8 or float in [0, 1] (floats are quantised to 8 bits as
@@ -42,7 +43,8 @@ class Metric:
     Distribution metrics (``fid``, ``pfid``): ``m(sr_images, hr_images)`` -> float, where each argument is
     an ``(N, C, H, W)`` tensor or a sequence of ``(C, H, W)`` tensors (sizes may differ).
 
-    Networks are built on the first call and kept by the object.
+    Networks are built on the first call and kept by the object. Options are checked here, before any network
+    loads (an unknown option or a value it refuses: ConfigError); inputs when called (InputError).
 
     >>> m = Metric("ssim", "basicsr")
     >>> hr = torch.arange(64 * 64 * 3).reshape(1, 3, 64, 64).remainder(251).to(torch.uint8)
@@ -50,7 +52,7 @@ class Metric:
     (1.0, 'ssim-y-gauss11-v2')
     """
 
-    def __init__(self, name: str, protocol="paper", device="cpu", **options):
+    def __init__(self, name: str, protocol=DEFAULT_PROTOCOL, device="cpu", **options):
         self.spec = get_spec(name)
         self.name = self.spec.name
         self.protocol = _protocol(protocol)
@@ -71,7 +73,9 @@ class Metric:
     def scorer(self):
         """The raw scorer of the registry's contract (uint8 inputs, no checks); built once."""
         if self._scorer is None:
-            self._scorer = self.spec.make(MetricContext(self.protocol, self.device, self.options))
+            from .scorers import build
+
+            self._scorer = build(self.spec, MetricContext(self.protocol, self.device, self.options))
         return self._scorer
 
     def score(self, sr: torch.Tensor, hr: torch.Tensor | None, lr: torch.Tensor | None) -> torch.Tensor:
@@ -82,13 +86,13 @@ class Metric:
             try:
                 return self.scorer(sr, hr, lr)
             except ValueError as exc:  # an input the metric is undefined for (e.g. too small for NIQE)
-                raise AesopBenchError(f"{self.name}: {exc}") from None
+                raise InputError(f"{self.name}: {exc}") from None
             except RuntimeError as exc:  # a network's layers cannot shrink an image this small any further
                 if not any(t in str(exc) for t in ("too small", "Kernel size", "kernel size", "Padding size")):
                     raise
-                raise AesopBenchError(f"{self.name}: the image ({sr.shape[-1]}x{sr.shape[-2]}) is too small for "
-                                      f"the metric's network ({str(exc).splitlines()[0]}); evaluate larger "
-                                      "images, or leave this metric out") from None
+                raise InputError(f"{self.name}: the image ({sr.shape[-1]}x{sr.shape[-2]}) is too small for "
+                                 f"the metric's network ({str(exc).splitlines()[0]}); evaluate larger "
+                                 "images, or leave this metric out") from None
 
     def features(self, imgs: "torch.Tensor | Sequence[torch.Tensor]") -> "np.ndarray | list[np.ndarray]":
         """Distribution metrics: the features of one uint8 ``(C, H, W)`` image, or a list of the features of
@@ -101,20 +105,20 @@ class Metric:
         return out[0] if one else out
 
     def __call__(self, sr, hr=None, lr=None):
-        if self.spec.kind == "distribution":
+        if self.spec.kind == Kind.DISTRIBUTION:
             if lr is not None:
-                raise AesopBenchError(f"{self.name} compares two sets of images: call it as m(sr_images, hr_images)")
+                raise InputError(f"{self.name} compares two sets of images: call it as m(sr_images, hr_images)")
             return self._distance(sr, hr)
         sr = self._prepare(sr, "sr")
         hr = None if hr is None else self._prepare(hr, "hr")
         lr = None if lr is None else self._prepare(lr, "lr")
-        if self.spec.kind == "full_reference":
+        if self.spec.kind == Kind.FULL_REFERENCE:
             if hr is None:
-                raise AesopBenchError(f"{self.name} is a full-reference metric: give hr, e.g. m(sr, hr)")
+                raise InputError(f"{self.name} is a full-reference metric: give hr, e.g. m(sr, hr)")
             if sr.shape != hr.shape:
-                raise AesopBenchError(f"{self.name}: sr and hr shapes differ: {tuple(sr.shape)} vs {tuple(hr.shape)}"
-                                      "; they must be the same size (crop the HR to the SR's area first)")
-        if self.spec.kind == "lr_reference":
+                raise InputError(f"{self.name}: sr and hr shapes differ: {tuple(sr.shape)} vs {tuple(hr.shape)}"
+                                 "; they must be the same size (crop the HR to the SR's area first)")
+        if self.spec.kind == Kind.LR_REFERENCE:
             lr = self._lr_for(sr, hr, lr)
             self._check_lr(sr, lr)
         return self.score(sr, hr, lr)
@@ -125,7 +129,7 @@ class Metric:
         s = self.protocol.scale
         fits = all(lr.shape[d] * s <= sr.shape[d] < (lr.shape[d] + 1) * s for d in (-2, -1))
         if not fits or lr.shape[:2] != sr.shape[:2]:
-            raise AesopBenchError(
+            raise InputError(
                 f"{self.name}: lr {tuple(lr.shape)} does not match sr {tuple(sr.shape)} at x{s}: the LR must be "
                 f"the SR's size / {s} ({sr.shape[-1] // s}x{sr.shape[-2] // s}), with as many images and channels; "
                 "check the scale (ab.protocol(..., scale=N)) or give the LR of these images")
@@ -136,21 +140,21 @@ class Metric:
         from ..imageio import quantize
 
         if not isinstance(x, torch.Tensor):
-            raise AesopBenchError(f"{self.name}: {what} must be a torch.Tensor, got {type(x).__name__}")
+            raise InputError(f"{self.name}: {what} must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() == 3:
             x = x.unsqueeze(0)
         if x.dim() != 4:
-            raise AesopBenchError(f"{self.name}: {what} must be (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
+            raise InputError(f"{self.name}: {what} must be (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
         if 0 in x.shape:
-            raise AesopBenchError(f"{self.name}: {what} is empty (shape {tuple(x.shape)}); give at least one image "
-                                  "of at least one pixel")
+            raise InputError(f"{self.name}: {what} is empty (shape {tuple(x.shape)}); give at least one image "
+                             "of at least one pixel")
         if x.shape[1] not in (1, 3):
-            raise AesopBenchError(f"{self.name}: {what} has {x.shape[1]} channels (shape {tuple(x.shape)}); "
-                                  "images must be RGB or grayscale, channels first (N, C, H, W)")
+            raise InputError(f"{self.name}: {what} has {x.shape[1]} channels (shape {tuple(x.shape)}); "
+                             "images must be RGB or grayscale, channels first (N, C, H, W)")
         if x.dtype != torch.uint8:
             if not x.is_floating_point():
-                raise AesopBenchError(f"{self.name}: {what} has dtype {x.dtype}; give uint8 (0-255) or float "
-                                      "in [0, 1]")
+                raise InputError(f"{self.name}: {what} has dtype {x.dtype}; give uint8 (0-255) or float "
+                                 "in [0, 1]")
             check_float_image(x, f"{self.name}: float {what}")
             x = quantize(x)
         x = x.detach().cpu()
@@ -160,8 +164,8 @@ class Metric:
         if lr is not None:
             return lr
         if hr is None:
-            raise AesopBenchError(f"{self.name} compares the downscaled SR with the LR: give lr, or hr to make it "
-                                  "from (MATLAB bicubic, as the protocol does)")
+            raise InputError(f"{self.name} compares the downscaled SR with the LR: give lr, or hr to make it "
+                             "from (MATLAB bicubic, as the protocol does)")
         from ..data.transforms import protocol_lr
 
         return protocol_lr(hr, self.protocol)
@@ -170,16 +174,17 @@ class Metric:
         from .distribution import set_distance
 
         if hr is None:
-            raise AesopBenchError(f"{self.name} compares two sets of images: call it as m(sr_images, hr_images)")
-        return set_distance(self.features(self._images(sr, "sr")), self.features(self._images(hr, "hr")))
+            raise InputError(f"{self.name} compares two sets of images: call it as m(sr_images, hr_images)")
+        srs, hrs = self._images(sr, "sr"), self._images(hr, "hr")  # both checked before any network loads
+        return set_distance(self.features(srs), self.features(hrs))
 
     def _images(self, xs, what: str) -> list[torch.Tensor]:
         """Every image of an ``(N, C, H, W)`` or ``(C, H, W)`` tensor, or of a list of such tensors."""
         if isinstance(xs, torch.Tensor):
             xs = [xs]
         if not isinstance(xs, Sequence) or not xs:
-            raise AesopBenchError(f"{self.name}: {what} must be a non-empty (N, C, H, W) tensor or a list of "
-                                  "(C, H, W) or (N, C, H, W) tensors")
+            raise InputError(f"{self.name}: {what} must be a non-empty (N, C, H, W) tensor or a list of "
+                             "(C, H, W) or (N, C, H, W) tensors")
         return [img for x in xs for img in self._prepare(x, what)]
 
 
@@ -189,15 +194,15 @@ def check_float_image(x: torch.Tensor, what: str) -> None:
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         bad = int((~finite).sum())
-        raise AesopBenchError(f"{what} holds {bad} non-finite value(s) (NaN or inf) of {x.numel()}; the image is "
-                              "not defined there: check the network or the data that made it")
+        raise InputError(f"{what} holds {bad} non-finite value(s) (NaN or inf) of {x.numel()}; the image is "
+                         "not defined there: check the network or the data that made it")
     lo, hi = float(x.min()), float(x.max())
     if lo < 0 or hi > 1:
-        raise AesopBenchError(f"{what} must lie in [0, 1], got values in [{lo:.9g}, {hi:.9g}]; divide 0-255 "
-                              "floats by 255")
+        raise InputError(f"{what} must lie in [0, 1], got values in [{lo:.9g}, {hi:.9g}]; divide 0-255 "
+                         "floats by 255")
 
 
-def metric(name: str, protocol="paper", device="cpu", **options) -> Metric:
+def metric(name: str, protocol=DEFAULT_PROTOCOL, device="cpu", **options) -> Metric:
     """Build a metric by name (``aesop-bench metrics list`` shows them all). See :class:`Metric`.
 
     >>> import torch

@@ -19,17 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.sets import SETS
 from ..errors import AesopBenchError
+from ..metrics.registry import METRICS
 from .recipes import Recipe
 
 # Rough CPU cost, in seconds per HR megapixel on one 2-core x86 machine (this project's CI class), for the
-# estimate of --dry-run. Anchored on timings of that machine class (DISTS about 13 CPU-s for a 0.8-megapixel
-# Urban100 image, CLIP-IQA about 3.6 s per image once its prompts are encoded once, MANIQA and NIQE likewise);
-# the networks' figures are rougher.
+# estimate of --dry-run: the networks' (rougher than the metrics'), and each metric's from its registry entry.
 CPU_SECONDS_PER_MPIX = {
     "model:rrdb": 40.0, "model:swinir": 90.0, "model:spsr": 60.0, "model:bicubic": 0.3,
-    "psnr": 0.05, "ssim": 0.3, "lr_psnr": 0.3, "lpips": 3.0, "dists": 16.0, "ae_psnr": 45.0, "niqe": 2.0,
-    "maniqa": 30.0, "musiq": 8.0, "clipiqa": 4.0, "fid": 3.0, "pfid": 6.0,
+    **{name: spec.cpu_s_per_mpix for name, spec in METRICS.items()},
 }
 # Declared GPU cost (--device cuda), in seconds per HR megapixel, until benchmarks/gpu_check.py has measured
 # this machine's (``gpu_costs.json`` in $AESOP_BENCH_HOME, which replaces these key by key). The networks: their
@@ -98,9 +97,8 @@ def add_cost_record(record: dict, path: Path | None = None) -> Path:
     return path
 
 
-# typical HR megapixels per image, where the set is not on disk yet
-TYPICAL_MPIX = {"set5": 0.15, "set14": 0.22, "bsd100": 0.15, "urban100": 0.8, "manga109": 0.95,
-                "general100": 0.1, "div2k_val": 2.8, "lsdir_val": 1.6, "realsr_v3": 0.5, "drealsr": 1.2}
+# typical HR megapixels per image, where the set is not on disk yet (each set's registry entry)
+TYPICAL_MPIX = {name: s.typical_mpix for name, s in SETS.items() if s.typical_mpix is not None}
 
 
 @dataclass
@@ -270,19 +268,19 @@ def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, devic
 
 def _stored_sets(run: Path, recipe: Recipe) -> set[str]:
     """Sets whose every metric of the recipe is in the run's summary (a finished evaluation)."""
-    from ..evaluation.store import read_summary
+    from ..evaluation.runfolder import RunFolder, read_summary
 
-    summary = run / "summary.json"
-    if not summary.is_file():
+    folder = RunFolder(run)
+    if not folder.has_summary():
         return set()
-    sets = read_summary(summary).get("sets", {})
+    sets = read_summary(folder.summary_file).get("sets", {})
     return {s for s, v in sets.items() if all(m in v.get("metrics", {}) for m in recipe.metrics)}
 
 
 def _fetch(p: Plan, data_root: Path, log) -> None:
     from .. import weights as wm
     from ..data.manage import download_set
-    from ..metrics.registry import weights_validator
+    from ..metrics.validators import weights_validator
 
     for s in dict.fromkeys(s for s, _, _ in p.set_downloads):
         download_set(s, data_root, log=log)
@@ -302,7 +300,7 @@ def reproduce(recipe: Recipe, backbone: str | None = None, device: str = "cpu", 
               progress: bool = False, log=print, fetch_only: bool = False) -> dict:
     """Reproduce ``recipe``; returns ``{"plan", "table", "files", "verdict"}`` (only ``plan`` for a dry run)."""
     from ..distributed import ranks
-    from ..evaluation.config import EvalConfig
+    from ..evaluation.config import ModelRef, build_config
     from ..evaluation.runner import run_evaluation
     from ..models.options import RunOptions
     from ..paths import data_root as default_root
@@ -337,10 +335,10 @@ def reproduce(recipe: Recipe, backbone: str | None = None, device: str = "cpu", 
     protocol = get_protocol(recipe.protocol)
     for model, todo in p.runs:
         for s in todo:
-            cfg = EvalConfig(model=model, sets=[s], metrics=list(recipe.metrics), protocol=protocol,
-                             data_root=data_root, out_dir=p.run_dir(model), run=RunOptions(device=device),
-                             metric_options=recipe.eval_options(s), download=False, progress=progress, log=say,
-                             threads=threads)
+            cfg = build_config(ModelRef(model), [s], list(recipe.metrics), protocol, data_root=data_root,
+                               out=p.run_dir(model), run=RunOptions(device=device),
+                               metric_options=recipe.eval_options(s), download=False, progress=progress, log=say,
+                               threads=threads)
             run_evaluation(cfg)
     if rank != 0:
         return {"plan": p}

@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import AesopBenchError
-from ..evaluation.store import read_summary
+from ..errors import AesopBenchError, MissingFileError
+from ..evaluation.runfolder import RunFolder, read_summary
 
 
 @dataclass
@@ -48,9 +48,7 @@ class Run:
         rel = self.sr_folder.get("files", {}).get(set_name, {}).get(image)
         if rel is not None:
             return Path(self.sr_folder["path"]) / rel
-        from ..data.sets import sr_subfolder
-
-        return self.path / "sr" / sr_subfolder(set_name) / f"{image}.png"
+        return RunFolder(self.path).sr_image(set_name, image)
 
     @property
     def backbone(self) -> str:
@@ -98,14 +96,13 @@ def model_label(model: str) -> str:
 def read_run(path: str | Path, label: str | None = None) -> Run:
     """The run folder ``path`` (its summary.json and per_image.csv), labelled ``label`` or as the run says."""
     path = Path(path)
-    summary_file = path / "summary.json"
-    if not summary_file.is_file():
-        raise AesopBenchError(f"{path}: no summary.json; give folders written by `aesop-bench eval`")
-    s = read_summary(summary_file)
+    folder = RunFolder(path)
+    if not folder.has_summary():
+        raise MissingFileError(f"{path}: no {folder.summary_file.name}; give folders written by `aesop-bench eval`")
+    s = read_summary(folder.summary_file)
     per_image: dict[tuple[str, str], dict[str, float]] = {}
-    pi = path / "per_image.csv"
-    if pi.is_file():
-        with open(pi, newline="") as f:
+    if folder.per_image_file.is_file():
+        with open(folder.per_image_file, newline="") as f:
             for r in csv.DictReader(f):
                 per_image.setdefault((r["set"], r["metric"]), {})[r["image"]] = float(r["value"])
     model = s.get("model", {})
@@ -121,7 +118,7 @@ def is_training_run(path: Path) -> bool:
     def one(p: Path) -> bool:
         return (p / "ckpt").is_dir() or (p / "config.json").is_file()
 
-    if (path / "summary.json").is_file() or not path.is_dir():
+    if RunFolder(path).has_summary() or not path.is_dir():
         return False
     return one(path) or any(one(c) for c in path.iterdir() if c.is_dir())
 

@@ -94,13 +94,16 @@ def _inside(path: Path, root: Path) -> bool:
 def _run_image(r: Run, set_name: str, image: str) -> Path:
     """The SR file a run names for an image (:meth:`Run.sr_image`), refused where the names in its records lead
     out of the folder it is read from: the result folder, or the run's ``sr`` folder of ``--save-sr`` images."""
+    from ..evaluation.runfolder import RunFolder
+
     path = r.sr_image(set_name, image)
     named = r.sr_folder.get("files", {}).get(set_name, {}).get(image)
-    root = Path(r.sr_folder["path"]) if named is not None else r.path / "sr"
+    folder = RunFolder(r.path)
+    root = Path(r.sr_folder["path"]) if named is not None else folder.sr_dir
     if _inside(path, root):
         return path
-    what = (f"{r.path / 'summary.json'} names the SR file {named!r} for image {image!r}" if named is not None else
-            f"{r.path / 'per_image.csv'} names set {set_name!r}, image {image!r}")
+    what = (f"{folder.summary_file} names the SR file {named!r} for image {image!r}" if named is not None else
+            f"{folder.per_image_file} names set {set_name!r}, image {image!r}")
     raise AesopBenchError(f"{what}, which leads to {path}, outside {root} where the run's SR images are; a run's "
                           "records name files inside it: restore the run's files (or evaluate it again)")
 

@@ -1,8 +1,9 @@
 """Validation during training: the EMA network on the config's validation set, under the paper's protocol.
 
-An SR network goes through the evaluator itself (``aesop_bench.evaluate``), so a validation value equals what
-``aesop-bench eval --test-data own`` reports for the exported checkpoint (the set's own files, mod-12); an AE is scored on its reconstruction of the
-protocol's HR with the same metric objects. SR images are not cached (every validation has new weights).
+Both an SR network and the AE go through the evaluator itself (an SR network as ``aesop_bench.evaluate`` runs
+it, so a validation value equals what ``aesop-bench eval --test-data own`` reports for the exported checkpoint:
+the set's own files, mod-12; the AE on its reconstruction of the protocol's HR). SR images are not cached
+(every validation has new weights).
 """
 
 from __future__ import annotations
@@ -57,37 +58,28 @@ def prepare_validation_set(cfg: TrainConfig, log=print) -> None:
 
 @torch.no_grad()
 def validate(cfg: TrainConfig, net: nn.Module, step: int, device: torch.device) -> dict[str, float]:
-    """Mean of each validation metric for ``net`` (the EMA generator or AE) at ``step``."""
+    """Mean of each validation metric for ``net`` (the EMA generator or AE) at ``step``, computed by the evaluator
+    in memory: an SR network on the protocol's LR (not cached: every validation has new weights), an AE on its
+    reconstruction of the protocol's HR (no LR-referenced metric)."""
     from ..api import CallableModel
-    from ..data.sets import expand_sets, resolve
-    from ..evaluation.config import EvalConfig
+    from ..evaluation.config import InMemory, Reconstruction, build_config
     from ..evaluation.runner import run_in_memory
     from ..models.options import RunOptions
-    from ..data.transforms import mod_crop, to_rgb
-    from ..imageio import quantize, read_image
-    from ..metrics.metric import Metric
-    from ..paths import data_root
     from ..protocols import get_protocol
 
     v = cfg.val
     # the set's own files (no download of LDL's test data in the middle of a training run)
     protocol = get_protocol("paper", scale=cfg.data.scale, test_data="own")
+    name = f"{cfg.name}@{step}"
     if cfg.kind == "sr":
-        # this process alone, even under torchrun: the other ranks wait for it at a barrier, none of them inside
-        # the evaluator's collectives
-        # (in memory: nothing is written)
-        names, metrics = expand_sets(v.set), expand_metrics(v.metrics)
-        summary, _ = run_in_memory(EvalConfig(
-            model=CallableModel(net, protocol.scale, name=f"{cfg.name}@{step}"), sets=names, metrics=metrics,
-            protocol=protocol, data_root=data_root(v.data_root), out_dir=None, run=RunOptions(device=str(device)),
-            download=False, progress=False, log=lambda msg: None, alone=True))
-        means = summary["sets"][names[0]]["metrics"]
-        return {m: means[m] for m in metrics if m in means}
-    metrics = [Metric(m, protocol, device) for m in v.metrics if m != "lr_psnr"]
-    sums: dict[str, list[float]] = {}
-    for f in resolve(v.set, data_root(v.data_root)).hr_files:
-        hr = mod_crop(to_rgb(read_image(f)), protocol.effective_modcrop)[None]
-        out = quantize(net(hr.float().div(255).to(device)).cpu())
-        for m in metrics:
-            sums.setdefault(m.name, []).append(float(m.score(out, hr, None)[0]))
-    return {m: sum(vals) / len(vals) for m, vals in sums.items()}
+        source, metrics = InMemory(CallableModel(net, protocol.scale, name=name)), expand_metrics(v.metrics)
+    else:
+        source = Reconstruction(net, name)
+        metrics = [m for m in expand_metrics(v.metrics) if get_spec(m).kind != "lr_reference"]
+    # this process alone, even under torchrun (collective=False): the other ranks wait for it at a barrier, none
+    # of them inside the evaluator's collectives; in memory: nothing is written
+    summary, _ = run_in_memory(build_config(
+        source, v.set, metrics, protocol, data_root=v.data_root, run=RunOptions(device=str(device)),
+        download=False, progress=False, log=lambda msg: None, collective=False))
+    means = next(iter(summary["sets"].values()))["metrics"]
+    return {m: means[m] for m in metrics if m in means}

@@ -226,3 +226,19 @@ def get(name: str, download_missing: bool = True, log=print, validate: Validator
         if download_missing:
             return download(name, log=log, validate=validate)
     return require(name, validate)
+
+
+def digest(name: str, path_ok: bool = False) -> str | None:
+    """The sha256 of the file the weights entry ``name`` caches, or (``path_ok``) of the checkpoint file ``name``
+    names, taken first as :func:`aesop_bench.models.ae.ae_path` loads it; None where the file is absent or the
+    name is no entry. What a metric's version and its caches' folders name weights by; not a verification
+    (:func:`check` is), so the hash is memoised on disk and a rerun names a version without reading a large file
+    again."""
+    if path_ok and os.path.isfile(name):
+        path = Path(name)
+    else:
+        try:
+            path = cache_path(entry(name))
+        except AesopBenchError:
+            return None
+    return sha256_cached(path, persist=True) if path.is_file() else None
