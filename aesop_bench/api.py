@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from .errors import AesopBenchError, ConfigError
 from .evaluation.store import UNCACHED  # an identity nothing vouches for: never equal to another call's
 from .metrics.metric import Metric, metric
+from .protocols import DEFAULT_PROTOCOL
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["metric", "Metric", "evaluate", "load_run", "protocol", "Result", "module_identity"]
 
 
-def protocol(name: str = "paper", **overrides):
+def protocol(name: str = DEFAULT_PROTOCOL, **overrides):
     """A protocol by name (``paper``, ``basicsr``, ``matlab``) with overrides: scale, modcrop, crop_border,
     lr_source, ...
 
@@ -136,7 +137,7 @@ def _is_folder(model) -> bool:
 
 
 def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str | Sequence[str] = ("psnr", "ssim"),
-             protocol="paper", out: str | os.PathLike | None = None, device: str | None = None,
+             protocol=DEFAULT_PROTOCOL, out: str | os.PathLike | None = None, device: str | None = None,
              data_root: str | os.PathLike | None = None, download: bool = True, precision: str = "fp32",
              tile: int | None = None, tile_overlap: int = 32, name: str | None = None, identity: str | None = None,
              arch: str | None = None, sr_suffix: str = "", ae: str | None = None,

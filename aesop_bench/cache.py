@@ -231,17 +231,17 @@ class Store:
     """Values of the cache ``name`` (a key of :data:`BUDGETS`) under ``folder``, in ``codec``; see the module
     docstring. ``valid(value)``: a check of what is read back (a value failing it is computed again).
 
-    ``second_sight``: an entry is written the second time its key is put, not the first (the first leaves an
+    ``write_on_second_put``: an entry is written the second time its key is put, not the first (the first leaves an
     empty marker): for values that are large to write and quick to compute, a run that sees an input once (one
     model) pays nothing for the cache, and the runs after it read what the second one wrote."""
 
     def __init__(self, name: str, folder: Path, codec: Codec, valid: Callable[[Any], bool] | None = None,
-                 second_sight: bool = False):
+                 write_on_second_put: bool = False):
         if name not in BUDGETS:
             raise ConfigError(f"cache {name!r} unknown or without a budget; one of {', '.join(BUDGETS)}")
         self.name, self.folder, self.codec = name, Path(folder), codec
         self.valid = valid or (lambda value: True)
-        self.second_sight = second_sight
+        self.write_on_second_put = write_on_second_put
         self.budget = budget_bytes(name)
 
     @property
@@ -270,7 +270,7 @@ class Store:
         return None
 
     def put(self, key: str, value) -> bool:
-        """Keep ``value`` under ``key`` unless the cache is full or off (or, with ``second_sight``, this is the
+        """Keep ``value`` under ``key`` unless the cache is full or off (or, with ``write_on_second_put``, this is the
         key's first put); whether it was kept. A full or read-only disk stops this store's writes: the values are
         computed all the same."""
         if not self.enabled:
@@ -281,7 +281,7 @@ class Store:
         if _used[root] >= self.budget:
             return False
         try:
-            if self.second_sight:
+            if self.write_on_second_put:
                 seen = path.with_suffix(".seen")
                 if not seen.is_file():
                     seen.parent.mkdir(parents=True, exist_ok=True)

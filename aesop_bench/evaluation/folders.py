@@ -177,7 +177,7 @@ class FolderSource:
                 "the HR cropped to the SR's size at the top-left: " + ", ".join(
                     f"{k} ({v[1]}x{v[0]} of {v[3]}x{v[2]})" for k, v in sorted(files.cropped.items())))
 
-    def row_source(self, set_name: str, hr_file: Path) -> str:
+    def row_digest(self, set_name: str, hr_file: Path) -> str:
         """The hash of the files a stored value of this image comes from: HR, SR, and the set's LR file where
         ``--lr-source folder`` reads it."""
         sr_file = self.sets[set_name].sr_files[hr_file.name]

@@ -29,7 +29,7 @@ class ReconstructionSource:
         if res.hr_dir is None:
             raise ConfigError(f"set {set_name!r} has no HR images: an auto-encoder reconstructs HR images")
 
-    def row_source(self, set_name: str, hr_file: Path) -> str:
+    def row_digest(self, set_name: str, hr_file: Path) -> str:
         """The HR file's content: the only file a value comes from."""
         return hashlib.sha256(sha256_cached(hr_file).encode()).hexdigest()[:20]
 

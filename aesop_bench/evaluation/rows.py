@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import math
 
-from ..metrics.registry import METRICS
+from ..metrics.registry import METRICS, Kind
 
 SET_ROW = "/set"  # the image key of set-level values (FID, pFID): no file name can hold a "/"
 PER_IMAGE_COLUMNS = ("set", "image", "metric", "value", "version", "protocol")
-SET_LEVEL = {name for name, spec in METRICS.items() if spec.kind == "distribution"}
+SET_LEVEL = {name for name, spec in METRICS.items() if spec.kind == Kind.DISTRIBUTION}
 
 Key = tuple[str, str, str]  # (set, image, metric)
 

@@ -44,7 +44,7 @@ from ..data.ldl import resolve_for
 from ..data.sets import ResolvedSet, sr_subfolder
 from ..distributed import barrier, init, together
 from ..errors import ConfigError, InputError
-from ..metrics.registry import get_spec
+from ..metrics.registry import Kind, get_spec
 from .batching import batches
 from .config import EvalConfig, ModelRef, Reconstruction, ResultFolder
 from .prepare import check_sets_at_hand, fetch_weights, resolve_or_download
@@ -82,8 +82,8 @@ class SetPlan:
     name: str
     res: ResolvedSet
     keys: list[str]
-    todo: list[tuple[Path, str, str]]  # (HR file, key, source hash) of the images missing a per-image value
-    set_source: str  # hash of every file the set-level values come from
+    todo: list[tuple[Path, str, str]]  # (HR file, key, digest of its files) of the images missing a value
+    set_digest: str  # a digest of every file the set-level values come from
     distribution: list[str]  # set-level metrics missing from the store
 
 
@@ -110,7 +110,7 @@ class Runner:
         self.cfg = cfg
         self.source = make_source(cfg)
         self.versions = {m: cfg.version_of(m) for m in cfg.metrics}  # torch-free: what the store is asked for
-        self.per_image = [m for m in cfg.metrics if get_spec(m).kind != "distribution"]
+        self.per_image = [m for m in cfg.metrics if get_spec(m).kind != Kind.DISTRIBUTION]
         self.log = cfg.log if self.rank == 0 else (lambda msg: None)
         self._downloads_tried: set = set()  # sets a download was tried for in this run (tried once)
         self._computing = False
@@ -198,21 +198,21 @@ class Runner:
             keys = [image_key(f) for f in res.hr_files]
             self._check_set(name, res, keys)
             self.source.prepare_set(name, res, self.log)
-            sources = {k: self.source.row_source(name, f) for f, k in zip(res.hr_files, keys)}
-        todo = [(f, k, sources[k]) for f, k in zip(res.hr_files, keys)
-                if not all(self.store.has(name, k, m, self.versions[m], sources[k]) for m in self.per_image)]
+            digests = {k: self.source.row_digest(name, f) for f, k in zip(res.hr_files, keys)}
+        todo = [(f, k, digests[k]) for f, k in zip(res.hr_files, keys)
+                if not all(self.store.has(name, k, m, self.versions[m], digests[k]) for m in self.per_image)]
         h = hashlib.sha256()
         for k in keys:
-            h.update(sources[k].encode())
-        set_source = h.hexdigest()[:20]
-        self.store.plan_set(name, sources, set_source, self.source.describe_set(name, res))
-        return SetPlan(name, res, keys, todo, set_source, distribution=[])
+            h.update(digests[k].encode())
+        set_digest = h.hexdigest()[:20]
+        self.store.plan_set(name, digests, set_digest, self.source.describe_set(name, res))
+        return SetPlan(name, res, keys, todo, set_digest, distribution=[])
 
     def _check_set(self, name: str, res: ResolvedSet, keys: list[str]) -> None:
         """Refuse a set the metrics cannot be computed on, before anything is computed."""
         if len(set(keys)) != len(keys):
             raise ConfigError(f"{res.hr_dir}: two images share a name stem; rename one of them")
-        if res.hr_dir is None and any(get_spec(m).kind in ("full_reference", "distribution") for m in self.versions):
+        if res.hr_dir is None and any(get_spec(m).kind in (Kind.FULL_REFERENCE, Kind.DISTRIBUTION) for m in self.versions):
             raise ConfigError(f"set {name!r} has no HR images; use no-reference metrics (and lr_psnr) only on it")
         if "fid" in self.versions and len(keys) < 2:
             raise ConfigError(f"set {name!r} has {len(keys)} image; fid compares the distributions of a set's "
@@ -230,8 +230,8 @@ class Runner:
             if self.cfg.save_sr and self.source.writes_sr:
                 self._save_missing_sr(plan)
         self.store.reload()
-        plan.distribution = [m for m in self.versions if get_spec(m).kind == "distribution"
-                             and not self.store.has(plan.name, SET_ROW, m, self.versions[m], plan.set_source)]
+        plan.distribution = [m for m in self.versions if get_spec(m).kind == Kind.DISTRIBUTION
+                             and not self.store.has(plan.name, SET_ROW, m, self.versions[m], plan.set_digest)]
         if plan.distribution and self.world > 1:  # every rank makes the SR and features of its share (cached
             with together(self.world):            # on disk) ...
                 self._share_features(plan)
@@ -267,8 +267,8 @@ class Runner:
         return tqdm(total=total, desc=desc, unit="img", disable=not self.cfg.progress, leave=False, file=sys.stderr)
 
     def compute_images(self, plan: SetPlan, todo: list) -> None:
-        """Per-image metrics of ``todo`` (``(HR file, key, source hash)``), batch by batch."""
-        need_lr = any(get_spec(m).kind == "lr_reference" for m in self.per_image)
+        """Per-image metrics of ``todo`` (``(HR file, key, digest)``), batch by batch."""
+        need_lr = any(get_spec(m).kind == Kind.LR_REFERENCE for m in self.per_image)
         bar = self._bar(len(todo), plan.name)
         for group in batches(todo, *self.cfg.run.batch_limits()):
             self._compute_group(plan, group, need_lr)
@@ -356,7 +356,7 @@ class Runner:
         feats = self._features(plan, plan.res.hr_files, bar)
         bar.close()
         self.store.add(plan.name, SET_ROW, {m: (set_distance(*feats[m]), self.versions[m])
-                                            for m in plan.distribution}, plan.set_source, on=self.computed_on)
+                                            for m in plan.distribution}, plan.set_digest, on=self.computed_on)
 
     def summarise(self, ok: bool) -> dict:
         """The run's summary of the current definitions' values; rank 0 writes it (a run that failed before

@@ -13,7 +13,7 @@ from typing import Callable, Protocol as Interface, runtime_checkable
 
 from ..cache import PNG, Store, device_tag, folder
 from ..data.sets import ResolvedSet
-from ..errors import AesopBenchError
+from ..errors import AesopBenchError, ConfigError, InputError
 from ..fileutil import remove_stale_temps, sha256_cached, tensor_key
 from ..models.options import RunOptions
 from ..protocols import Protocol
@@ -31,7 +31,7 @@ class Source(Interface):
     def prepare_set(self, set_name: str, res: ResolvedSet, log: Callable[[str], None]) -> None:
         """Get ready for one set, refusing a set this source cannot evaluate (naming it)."""
 
-    def row_source(self, set_name: str, hr_file: Path) -> str:
+    def row_digest(self, set_name: str, hr_file: Path) -> str:
         """A hash of every file one image's values come from: a stored value counts while it is unchanged."""
 
     def images(self, res: ResolvedSet, set_name: str, hr_files: list[Path], protocol: Protocol,
@@ -81,10 +81,10 @@ def _load_pair(res: ResolvedSet, hr_file: Path, protocol: Protocol):
     if protocol.grayscale == "rgb":
         lr = to_rgb(lr)
     elif lr.shape[0] != hr.shape[0]:
-        raise AesopBenchError(f"{lr_file}: {lr.shape[0]} channels but its HR {hr_file} has {hr.shape[0]}")
+        raise InputError(f"{lr_file}: {lr.shape[0]} channels but its HR {hr_file} has {hr.shape[0]}")
     want = (hr.shape[-2] // s, hr.shape[-1] // s)
     if tuple(lr.shape[-2:]) != want:
-        raise AesopBenchError(
+        raise InputError(
             f"{lr_file}: LR size {lr.shape[-1]}x{lr.shape[-2]} does not match HR {hr_file.name} "
             f"({hr.shape[-1]}x{hr.shape[-2]} after modcrop {protocol.effective_modcrop}) / {s} = "
             f"{want[1]}x{want[0]}; check --modcrop or regenerate the LR with `aesop-bench data make-lr`"
@@ -106,7 +106,7 @@ def _check_output(model, batch, files) -> None:
     import torch
 
     if not isinstance(batch, torch.Tensor):
-        raise AesopBenchError(f"model {model.name!r} returned a {type(batch).__name__}, not a tensor; it must return "
+        raise ConfigError(f"model {model.name!r} returned a {type(batch).__name__}, not a tensor; it must return "
                               "the SR batch (N, C, H, W) alone (wrap a network that returns several outputs)")
     if bool(torch.isfinite(batch).all()) and OUTPUT_RANGE[0] <= float(batch.min()) and \
             float(batch.max()) <= OUTPUT_RANGE[1]:
@@ -114,12 +114,12 @@ def _check_output(model, batch, files) -> None:
     for j, f in enumerate(files):
         x = batch[j]
         if not bool(torch.isfinite(x).all()):
-            raise AesopBenchError(f"{f}: model {model.name!r} returned {int((~torch.isfinite(x)).sum())} non-finite "
+            raise InputError(f"{f}: model {model.name!r} returned {int((~torch.isfinite(x)).sum())} non-finite "
                                   "value(s) (NaN or inf) for this image; check the network and its weights")
         lo, hi = float(x.min()), float(x.max())
         outside = float(((x < OUTPUT_RANGE[0]) | (x > OUTPUT_RANGE[1])).float().mean())
         if outside > OUTSIDE_SHARE:
-            raise AesopBenchError(f"{f}: model {model.name!r} returned values in [{lo:.6g}, {hi:.6g}] for this image, "
+            raise InputError(f"{f}: model {model.name!r} returned values in [{lo:.6g}, {hi:.6g}] for this image, "
                                   f"{outside:.1%} of them outside [{OUTPUT_RANGE[0]}, {OUTPUT_RANGE[1]}]; an SR "
                                   "network returns [0, 1] (its output is clamped to [0, 1], as BasicSR does; a few "
                                   f"values beyond, up to {OUTSIDE_SHARE:.0%} of an image, are taken as overshoot): "
@@ -151,7 +151,7 @@ def _super_resolve(model: "_LazyModel | _GivenModel", lrs: list, device: str, fi
             batch = net(torch.stack([to_float(lrs[i]) for i in idx]).to(device))
         want = (len(idx), *_sr_shape(lrs[idx[0]], model.scale))
         if isinstance(batch, torch.Tensor) and tuple(batch.shape) != want:
-            raise AesopBenchError(f"model {model.name!r} returned shape {tuple(batch.shape)} for LR "
+            raise ConfigError(f"model {model.name!r} returned shape {tuple(batch.shape)} for LR "
                                   f"{(len(idx), *lr_shape)}; expected {want}")
         _check_output(model, batch, [files[i] if files else f"image {i}" for i in idx])
         for j, i in enumerate(idx):
@@ -191,7 +191,7 @@ class _GivenModel:
 
     def __init__(self, model, scale: int):
         if getattr(model, "scale", scale) != scale:
-            raise AesopBenchError(f"model {model.name!r} upscales x{model.scale} but the protocol is x{scale}")
+            raise ConfigError(f"model {model.name!r} upscales x{model.scale} but the protocol is x{scale}")
         self.name, self.scale, self.identity = model.name, scale, model.identity
         self.cache = getattr(model, "cache", True)
         self._model = model
@@ -220,10 +220,10 @@ class NetworkSource:
             remove_stale_temps(_sr_model_dir(self.identity, protocol.scale), ("*/*/.*.tmp",), min_age=3600)
 
     def prepare_set(self, set_name, res, log) -> None:
-        """Remember the set: its LR files are part of :meth:`row_source` where the protocol reads them."""
+        """Remember the set: its LR files are part of :meth:`row_digest` where the protocol reads them."""
         self._sets[set_name] = res
 
-    def row_source(self, set_name, hr_file) -> str:
+    def row_digest(self, set_name, hr_file) -> str:
         """The content of the files a stored value of this image comes from: the HR image (and the set's LR
         file where the protocol reads it). A stored value counts only while they are unchanged."""
         digests = [sha256_cached(hr_file)]

@@ -3,7 +3,7 @@
 A benchmark evaluates many models on the same HR images, and LPIPS, DISTS and AE-PSNR would otherwise
 recompute the HR's features (or AE(HR)) for every model. :class:`HRCache` keeps them under
 ``$AESOP_BENCH_HOME/hr_features/<metric and weights>/<torch version and device>/``, keyed by the HR's
-bytes, so that later models pay only their SR side. ``second_sight`` (LPIPS, DISTS: large feature maps from
+bytes, so that later models pay only their SR side. ``write_on_second_put`` (LPIPS, DISTS: large feature maps from
 cheap networks) writes an HR's tensors when a second model asks for them, the first leaving a marker: writing them
 costs a run that evaluates one model about as much as computing them (``benchmarks/bench_metrics.py``), so a
 one-model run pays nothing, and every model after the second reads them. AE(HR) (a few MB from an expensive
@@ -31,9 +31,9 @@ class HRCache:
     """HR-side tensors of one metric definition (``name``: the metric, its version and its weights' hashes)
     computed on ``device``, in the ``hr_features`` cache's folder for ``name`` and the device."""
 
-    def __init__(self, name: str, device: torch.device | str, second_sight: bool = False):
+    def __init__(self, name: str, device: torch.device | str, write_on_second_put: bool = False):
         self.folder = folder("hr_features", name, device_tag(device))
-        self.store = Store("hr_features", self.folder, TENSORS, second_sight=second_sight)
+        self.store = Store("hr_features", self.folder, TENSORS, write_on_second_put=write_on_second_put)
 
     def around(self, hr_side: Callable[[torch.Tensor], list[torch.Tensor]],
                from_hr_side: Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor]):

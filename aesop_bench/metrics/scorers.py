@@ -73,7 +73,7 @@ def _hr_cache(spec, ctx):
     from .hrcache import HRCache
 
     tag = weights_tag(spec.weights)
-    return HRCache(f"{spec.version}-{tag}", ctx.device, second_sight=True) if tag else None
+    return HRCache(f"{spec.version}-{tag}", ctx.device, write_on_second_put=True) if tag else None
 
 
 def _with_hr_side(hr_side, from_hr_side, cache):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..data.sets import PAPER_SETS, SETS
 from ..errors import AesopBenchError
+from ..protocols import DEFAULT_PROTOCOL
 
 # the paper splits DRealSR images into four quadrants for CLIP-IQA (memory); 2,000 x 1,500 and larger
 DREALSR_CLIPIQA = {"drealsr": {"clipiqa": {"split_above": 1_000_000}}}
@@ -34,7 +35,7 @@ class Recipe:
     models: dict[str, tuple[str, ...]]  # backbone -> zoo names, in the table's order
     sets: tuple[str, ...]
     metrics: tuple[str, ...]
-    protocol: str = "paper"
+    protocol: str = DEFAULT_PROTOCOL
     set_options: dict[str, dict] = field(default_factory=dict)
     unavailable: tuple[str, ...] = ()  # the table's methods whose weights are not public
     description: str = ""
@@ -127,6 +128,6 @@ def load_recipe(name_or_path: str) -> Recipe:
         raise AesopBenchError(f"{path}: unknown zoo models {unknown} / sets {bad_sets}")
     return Recipe(name=data.get("name", path.stem), layout=data.get("layout", "generic"), models=models,
                   sets=tuple(data["sets"]), metrics=tuple(expand_metrics(list(data["metrics"]))),
-                  protocol=data.get("protocol", "paper"),
+                  protocol=data.get("protocol", DEFAULT_PROTOCOL),
                   set_options=check_set_options(data.get("set_options", {}), str(path)),
                   unavailable=tuple(data.get("unavailable", ())), description=data.get("description", ""))

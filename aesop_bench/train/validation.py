@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from .. import weights as wm
 from ..errors import AesopBenchError
-from ..metrics.registry import expand_metrics, get_spec
+from ..metrics.registry import Kind, expand_metrics, get_spec
 from .config import TrainConfig
 
 
@@ -75,7 +75,7 @@ def validate(cfg: TrainConfig, net: nn.Module, step: int, device: torch.device) 
         source, metrics = InMemory(CallableModel(net, protocol.scale, name=name)), expand_metrics(v.metrics)
     else:
         source = Reconstruction(net, name)
-        metrics = [m for m in expand_metrics(v.metrics) if get_spec(m).kind != "lr_reference"]
+        metrics = [m for m in expand_metrics(v.metrics) if get_spec(m).kind != Kind.LR_REFERENCE]
     # this process alone, even under torchrun (collective=False): the other ranks wait for it at a barrier, none
     # of them inside the evaluator's collectives; in memory: nothing is written
     summary, _ = run_in_memory(build_config(
