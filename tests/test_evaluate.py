@@ -329,8 +329,8 @@ def test_the_runner_asks_a_source_only_what_the_source_interface_declares(bench_
         def prepare_set(self, *a):
             return self._inner.prepare_set(*a)
 
-        def row_source(self, *a):
-            return self._inner.row_source(*a)
+        def row_digest(self, *a):
+            return self._inner.row_digest(*a)
 
         def images(self, *a):
             return self._inner.images(*a)
