@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from .errors import AesopBenchError, ConfigError
 from .evaluation.store import UNCACHED  # an identity nothing vouches for: never equal to another call's
 from .metrics.metric import Metric, metric
+from .evaluation.config import DEFAULT_METRICS, DEFAULT_SETS
+from .models.options import RunOptions
 from .protocols import DEFAULT_PROTOCOL
 
 if TYPE_CHECKING:
@@ -136,10 +138,11 @@ def _is_folder(model) -> bool:
     return isinstance(model, (str, os.PathLike)) and Path(model).is_dir()
 
 
-def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str | Sequence[str] = ("psnr", "ssim"),
+def evaluate(model, sets: str | Sequence[str] = DEFAULT_SETS, metrics: str | Sequence[str] = DEFAULT_METRICS,
              protocol=DEFAULT_PROTOCOL, out: str | os.PathLike | None = None, device: str | None = None,
-             data_root: str | os.PathLike | None = None, download: bool = True, precision: str = "fp32",
-             tile: int | None = None, tile_overlap: int = 32, name: str | None = None, identity: str | None = None,
+             data_root: str | os.PathLike | None = None, download: bool = True,
+             precision: str = RunOptions.precision, tile: int | None = RunOptions.tile,
+             tile_overlap: int = RunOptions.tile_overlap, name: str | None = None, identity: str | None = None,
              arch: str | None = None, sr_suffix: str = "", ae: str | None = None,
              clipiqa_split_above: int | None = None, fid_mode: str | None = None,
              progress: bool = False, batch: int | None = None, cache: bool = False,
@@ -179,11 +182,11 @@ def evaluate(model, sets: str | Sequence[str] = ("set5", "set14"), metrics: str 
     (5, True)
     """
     from .evaluation.config import InMemory, ModelRef, ResultFolder, build_config
-    from .models.options import RunOptions
     from .protocols import Protocol, get_protocol
 
     prot = protocol if isinstance(protocol, Protocol) else get_protocol(str(protocol))
-    run = RunOptions(device=device or "cpu", precision=precision, tile=tile, tile_overlap=tile_overlap, batch=batch)
+    run = RunOptions(device=device or RunOptions.device, precision=precision, tile=tile, tile_overlap=tile_overlap,
+                     batch=batch)
     restore = None
     if _is_folder(model):
         source = ResultFolder(Path(model), sr_suffix)
