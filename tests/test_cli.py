@@ -175,3 +175,40 @@ def test_models_list_columns_line_up(capsys):
     lines = capsys.readouterr().out.splitlines()
     col = lines[0].index("arch")
     assert all(line[col - 1] == " " and line[col] != " " for line in lines[1:]), lines
+
+
+def test_each_command_is_built_beside_its_handler_and_only_handlers_print():
+    """Every command's parser is added by the module that holds its handler; in the command modules only the
+    handlers (``cmd_*``), ``main`` and the stderr log print: the functions they call return what to show."""
+    import ast
+    from pathlib import Path
+
+    from aesop_bench import cli
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert list(sub.choices) == ["eval", "data", "train", "report", "reproduce", "plot", "compare", "metrics",
+                                 "results", "models", "cache", "weights"]  # the order --help lists them
+    adders = {add.__name__.removeprefix("add_"): add.__module__ for add in cli.COMMANDS}
+    for name, parser in sub.choices.items():
+        handler = parser.get_default("func")
+        assert handler.__module__ == adders[name] != "aesop_bench.cli", name
+    printing = {}
+    for path in Path(cli.__file__).parent.glob("*.py"):
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if isinstance(fn, ast.FunctionDef) and not (fn.name.startswith("cmd_") or fn.name in ("main", "_stderr")):
+                calls = [n for n in ast.walk(fn) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "print"]
+                if calls:
+                    printing[f"{path.name}:{fn.name}"] = len(calls)
+    assert not printing, printing
+
+
+def test_clearing_caches_returns_what_it_deleted_and_prints_nothing(capsys):
+    from aesop_bench.cli.inventory import clear_caches
+    from aesop_bench.paths import features_dir, sr_cache_dir
+
+    sr_cache_dir().mkdir(parents=True, exist_ok=True)
+    (sr_cache_dir() / "x.bin").write_bytes(b"\0" * 1000)
+    assert clear_caches(["sr", "features"]) == [("sr", 1000, sr_cache_dir()), ("features", 0, features_dir())]
+    assert not sr_cache_dir().exists() and capsys.readouterr().out == ""
+    with pytest.raises(AesopBenchError, match="weights and sets are not caches"):
+        clear_caches(["sr", "weights"])
