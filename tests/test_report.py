@@ -155,21 +155,28 @@ def test_pd_plot_renders(runs, tmp_path):
     assert out.with_suffix(".pdf").stat().st_size > 1000
 
 
-def test_pd_figure_labels_do_not_overlap_and_end_points_are_not_repeated(runs, tmp_path):
-    """A sweep init -> trained at 0.25, 0.5, 0.75 drawn with the trained run itself: the legend names the runs,
-    the trained end point is its run's marker only (no second '1' label), and no two text boxes overlap."""
+def _sweep(runs, tmp_path) -> list:
+    """Copies of the interp run as a sweep at alphas 0.25, 0.5 and 0.75 (the same values under each alpha)."""
     import shutil
 
-    from aesop_bench.report.plots import pd_figure
-
     sweep = []
-    for a in ("0.25", "0.5", "0.75"):  # the same values under other alphas: labels that would collide
+    for a in ("0.25", "0.5", "0.75"):
         d = tmp_path / f"interp{a}"
         shutil.copytree(runs["interp"], d)
         meta = json.loads((d / "summary.json").read_text())
         meta["model"]["name"] = meta["model"]["name"].replace("@0.5", f"@{a}")
         (d / "summary.json").write_text(json.dumps(meta))
         sweep.append(d)
+    return sweep
+
+
+def test_pd_figure_labels_do_not_overlap_and_end_points_are_not_repeated(runs, tmp_path):
+    """A sweep init -> trained at 0.25, 0.5, 0.75 drawn with the trained run itself: the legend names the runs,
+    the trained end point is its run's marker only (no second '1' label), and no two text boxes overlap."""
+
+    from aesop_bench.report.plots import pd_figure
+
+    sweep = _sweep(runs, tmp_path)  # the same values under other alphas: labels that would collide
     rs = load_runs([runs["bicubic"], runs["trained"], *sweep])
     fig = pd_figure(rs, "bsd100", "lpips", "psnr", title="T", xlabel="X", ylabel="Y")
     ax = fig.axes[0]
@@ -490,18 +497,10 @@ def _check_print_size(fig, width_in):
 def test_figures_fit_a_paper_page_with_no_text_under_7pt(runs, bench_root, tmp_path, width, inches):
     """At a CVPR column (3.25 in) and text width (6.875 in): the PD plot with a sweep's alpha labels, and a crop
     sheet of six panels, have every text at 7 pt or more, inside the figure, none over another."""
-    import shutil
 
     from aesop_bench.report.plots import crop_figure, pd_figure
 
-    sweep = []
-    for a in ("0.25", "0.5", "0.75"):
-        d = tmp_path / f"interp{a}"
-        shutil.copytree(runs["interp"], d)
-        meta = json.loads((d / "summary.json").read_text())
-        meta["model"]["name"] = meta["model"]["name"].replace("@0.5", f"@{a}")
-        (d / "summary.json").write_text(json.dumps(meta))
-        sweep.append(d)
+    sweep = _sweep(runs, tmp_path)
     rs = load_runs([runs["bicubic"], runs["trained"], *sweep])
     fig = pd_figure(rs, "bsd100", "lpips", "psnr", width=width)
     assert {t.get_text() for t in fig.axes[0].texts} <= {"0.25", "0.5", "0.75"} and fig.axes[0].texts
