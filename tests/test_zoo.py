@@ -13,6 +13,7 @@ from PIL import Image
 from aesop_bench import weights
 from aesop_bench.errors import AesopBenchError
 from aesop_bench.models import zoo
+from aesop_bench.models.archs.drct_arch import DRCT
 from aesop_bench.models.archs.rrdbnet_arch import RRDBNet
 from aesop_bench.models.archs.spsr_arch import SPSRNet
 from aesop_bench.models.archs.swinir_arch import SwinIR
@@ -78,8 +79,15 @@ LAYOUTS = {  # zoo name -> (architecture, how its official file stores the weigh
     "real_ldl_rrdb": ("rrdb", "basicsr_both"), "real_aesop_rrdb": ("rrdb", "basicsr_both"),
     "swinir_psnr": ("swinir", "params"), "ldl_swinir": ("swinir", "basicsr_both"),
     "aesop_swinir": ("swinir", "basicsr_both"), "esrgan": ("rrdb", "esrgan_repo"), "spsr": ("spsr", "raw"),
+    # KAIR's BSRGAN.pth: a raw state dict in the ESRGAN repository's names; RealESRGAN_x4plus.pth: params_ema only
+    "bsrgan": ("rrdb", "esrgan_repo"), "realesrgan": ("rrdb", "ema_only"),
+    "aesop_drct": ("drct", "basicsr_both"), "ldl_drct": ("drct", "basicsr_both"),
 }
-NETS = {"rrdb": RRDBNet, "swinir": SwinIR, "spsr": SPSRNet}
+NETS = {"rrdb": RRDBNet, "swinir": SwinIR, "spsr": SPSRNet, "drct": DRCT}
+
+
+def test_every_zoo_network_has_its_layout_test():
+    assert {n for n, e in zoo.ZOO.items() if e.weights and e.arch in NETS} == set(LAYOUTS)
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUTS))
@@ -88,7 +96,8 @@ def test_every_zoo_entry_loads_its_official_layout(name, register):
     net = NETS[arch]()
     ema, plain = _random_sd(net, 1), _random_sd(net, 2)
     obj = {"params_ema": ema, "params": plain} if layout == "basicsr_both" else \
-        {"params": plain} if layout == "params" else _to_esrgan_repo(plain) if layout == "esrgan_repo" else plain
+        {"params": plain} if layout == "params" else {"params_ema": plain} if layout == "ema_only" else \
+        _to_esrgan_repo(plain) if layout == "esrgan_repo" else plain
     register(zoo.ZOO[name].weights, obj)
     model = _load(name)
     want = ema if layout == "basicsr_both" else plain

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 BICUBIC_IDENTITY = "bicubic-matlab-uint8-v1"
 # the backbone family of each architecture, as the paper's tables group methods
-FAMILIES = {"rrdb": "RRDB", "swinir": "SwinIR", "spsr": "RRDB"}
+FAMILIES = {"rrdb": "RRDB", "swinir": "SwinIR", "spsr": "RRDB", "drct": "DRCT"}
 
 
 # architectures whose float32 CPU outputs were measured bit-identical at 1, 2 and 4 threads

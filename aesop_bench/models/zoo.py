@@ -54,7 +54,13 @@ def _spsr(scale: int, **kw) -> "nn.Module":
     return SPSRNet(upscale=scale, **kw)
 
 
-ARCHS: dict[str, Callable[..., "nn.Module"]] = {"rrdb": _rrdb, "swinir": _swinir, "spsr": _spsr}
+def _drct(scale: int, **kw) -> "nn.Module":
+    from .archs.drct_arch import DRCT
+
+    return DRCT(upscale=scale, **kw)
+
+
+ARCHS: dict[str, Callable[..., "nn.Module"]] = {"rrdb": _rrdb, "swinir": _swinir, "spsr": _spsr, "drct": _drct}
 
 # The options each architecture takes and the values allowed: (type, low, high) for numbers, (type, low, high,
 # length range) for lists of numbers. Far beyond the published networks (RRDB: 23 blocks of 64 features; SwinIR-M:
@@ -68,6 +74,11 @@ ARCH_OPTIONS: dict[str, dict[str, tuple]] = {
                "num_heads": (int, 1, 64, (1, 32)), "mlp_ratio": (float, 0.1, 16.0),
                "drop_path_rate": (float, 0.0, 1.0), "num_feat": _FEAT},
     "spsr": {"in_nc": (int, 1, 4), "out_nc": (int, 1, 4), "nf": _FEAT, "nb": (int, 1, 100), "gc": _FEAT},
+    "drct": {"in_chans": (int, 1, 4), "img_size": (int, 1, 4096), "window_size": (int, 1, 64),
+             "compress_ratio": (int, 1, 1024), "squeeze_factor": (int, 1, 1024), "conv_scale": (float, 0.0, 1e6),
+             "overlap_ratio": (float, 0.0, 1.0), "img_range": (float, 1e-6, 1e6), "depths": (int, 1, 64, (1, 32)),
+             "embed_dim": _FEAT, "num_heads": (int, 1, 64, (1, 32)), "mlp_ratio": (float, 0.1, 16.0),
+             "drop_path_rate": (float, 0.0, 1.0), "gc": _FEAT},
     "ae": {"num_in_ch": (int, 1, 4), "num_feat": _FEAT, "num_block": (int, 1, 100), "num_grow_ch": _FEAT,
            "enc_blocks": (int, 1, 100)},
 }
@@ -165,6 +176,23 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
     ZooEntry("real_aesop_rrdb", "AESOP on RRDB, real-world degradations, 400K iterations", "rrdb",
              "real_aesop_rrdb", notes="AESOP's test_Realworld_AESOP_RRDB256.yml: RealAESOP_RRDB_400K.pth, "
              "param_key_g params_ema", paper=("RRDB", "AESOP", "real")),
+    # Table 2 and Table 6's public real-world baselines, the files the authors' supplementary test configs load
+    ZooEntry("bsrgan", "BSRGAN (Zhang et al. 2021), RRDB trained on BSRGAN's practical degradation model", "rrdb",
+             "bsrgan", (), notes="AESOP's test_Realworld_officialBSRGAN.yml: KAIR's BSRGAN.pth, a raw state dict in "
+             "the ESRGAN repository's key layout (RRDB_trunk, trunk_conv, HRconv), converted on load",
+             paper=("RRDB", "BSRGAN", "real")),
+    ZooEntry("realesrgan", "Real-ESRGAN x4plus (Wang et al. 2021), RRDB on Real-ESRGAN's degradations", "rrdb",
+             "realesrgan_x4plus", ("params_ema",), notes="AESOP's test_Realworld_officialRealESRGAN.yml: "
+             "RealESRGAN_x4plus.pth, param_key_g params_ema", paper=("RRDB", "Real-ESRGAN", "real")),
+    # Table 8's DRCT backbone: the network of the authors' test_Synthetic_AESOP_DRCT256.yml (window 16, 6 x 6 blocks
+    # of 180 features, the DRCT class's defaults here)
+    ZooEntry("aesop_drct", "AESOP on DRCT, HR patch 256, 300K iterations", "drct", "aesop_drct", ("params_ema",),
+             notes="AESOP's test_Synthetic_AESOP_DRCT256.yml: AESOP_DRCT256_300K.pth, param_key_g params_ema",
+             paper=("DRCT", "AESOP", "256")),
+    ZooEntry("ldl_drct", "LDL on DRCT, HR patch 256, 300K iterations (the AESOP authors' retraining)", "drct",
+             "ldl_drct", ("params_ema",), notes="AESOP's test_Synthetic_reproduceDRCT_LDL.yml: baseline_reproduced_DRCT+LDL_300K.pth, "
+             "param_key_g params_ema; not known to be published (see its weights entry)",
+             paper=("DRCT", "LDL", "256")),
     ZooEntry("aesop_ae", "the released AESOP auto-encoder (AE-PSNR, AESOP loss); not an SR model", "ae",
              "aesop_ae"),
 ]}
@@ -184,7 +212,12 @@ _OLD_ESRGAN = [
 
 
 def convert_keys(sd: dict, arch: str = "rrdb") -> dict:
-    """Rename the original ESRGAN layouts of an RRDBNet to BasicSR's; other layouts pass unchanged."""
+    """Rename the original ESRGAN layouts of an RRDBNet to BasicSR's, and reshape the original DRCT's 1x1-conv
+    projections to the AESOP DRCT's linear ones; other layouts pass unchanged."""
+    if arch == "drct":
+        from .archs.drct_arch import official_state_dict
+
+        return official_state_dict(sd)
     if arch != "rrdb":
         return sd
     if any(k.startswith("model.1.sub.") for k in sd):
