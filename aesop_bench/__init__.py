@@ -13,7 +13,7 @@ Names are imported on first use, so ``import aesop_bench`` (and the command line
 
 __version__ = "0.1.0"
 
-_API = ("metric", "Metric", "evaluate", "load_run", "protocol", "Result", "module_identity")
+_API = ("metric", "Metric", "evaluate", "load_run", "protocol", "Result", "module_identity", "verify_claims")
 __all__ = ["__version__", *_API]
 
 

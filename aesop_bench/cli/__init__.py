@@ -22,10 +22,11 @@ from .inventory import add_cache, add_metrics, add_models, add_weights
 from .reports import add_compare, add_plot, add_report, add_results
 from .reproduce import add_reproduce
 from .training import add_train
+from .verify import add_verify
 
 # each command's parser, in the order `aesop-bench --help` lists them
-COMMANDS = (add_eval, add_data, add_train, add_report, add_reproduce, add_plot, add_compare, add_metrics, add_results,
-            add_models, add_cache, add_weights)
+COMMANDS = (add_eval, add_data, add_train, add_report, add_reproduce, add_verify, add_plot, add_compare, add_metrics,
+            add_results, add_models, add_cache, add_weights)
 
 
 def build_parser() -> argparse.ArgumentParser:
