@@ -40,8 +40,8 @@ class NetConfig:
     """A config's ``generator:`` or ``discriminator:``: the architecture, its options and initial weights."""
 
     arch: str = "rrdb"  # rrdb | swinir | ae | vgg128 | vgg256 | unet
-    opts: dict = field(default_factory=dict)
-    init: str | None = None  # weights name or checkpoint path
+    opts: dict = field(default_factory=dict)  # the AE's: sizes, encoder rrdb|bicubic, decoder rrdb|srresnet
+    init: str | None = None  # weights name or checkpoint path (the AE: its decoder's)
     key: str | None = None  # state-dict key in the init checkpoint
 
 
@@ -266,7 +266,34 @@ def check_ranges(cfg: TrainConfig) -> None:
         if not t.weight >= 0:
             raise _bad(f"losses {t.type} weight", t.weight, "a loss weight is 0 or more")
     g = cfg.generator
-    check_arch_opts("ae" if cfg.kind == "ae" else g.arch, g.opts, "config generator.opts")
+    if cfg.kind == "ae":
+        check_ae_opts(g.opts, "config generator.opts")
+        if g.opts.get("encoder") == "bicubic" and "ae_lr" in {t.type for t in cfg.losses}:
+            raise AesopBenchError("config losses: ae_lr trains the encoder to estimate the LR, and the bicubic "
+                                  "encoder (generator.opts.encoder: bicubic) has no parameters: its ae_lr is a "
+                                  "constant; remove the ae_lr term")
+    else:
+        check_arch_opts(g.arch, g.opts, "config generator.opts")
+
+
+def check_ae_opts(opts, where: str) -> dict:
+    """The AE's options: the parts it swaps (``encoder``, ``decoder``: one of their choices, see
+    ``autoencoder_arch.AE_PARTS``) and its sizes (:func:`aesop_bench.models.zoo.check_arch_opts`); an unknown
+    option or value is an error naming it and what is allowed."""
+    from ..models.archs.autoencoder_arch import AE_PARTS
+    from ..models.zoo import ARCH_OPTIONS, check_arch_opts
+
+    if isinstance(opts, dict):
+        known = [*ARCH_OPTIONS["ae"], *AE_PARTS]
+        for name, value in opts.items():
+            if name not in known:
+                raise AesopBenchError(f"{where}: ae takes no option {name!r}; its options: {', '.join(known)}")
+            if name in AE_PARTS and value not in AE_PARTS[name]:
+                raise AesopBenchError(f"{where}: {name} = {value!r}; choose one of {', '.join(AE_PARTS[name])}")
+        check_arch_opts("ae", {k: v for k, v in opts.items() if k not in AE_PARTS}, where)
+    else:
+        check_arch_opts("ae", opts, where)  # its error: the options are a mapping
+    return dict(opts)
 
 
 def resume_config(run: str | Path, overrides: list[str] | None = None) -> TrainConfig:

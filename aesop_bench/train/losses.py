@@ -10,6 +10,14 @@
   weight = var(r)^(1/5) (per image) x local variance of r in a 7x7 window (reflect padding 3), zeroed where
   r < r_ema; loss = L1(weight * SR, weight * HR).
 * AE pretraining: ``ae_recon`` = L1(AE(HR), HR) and ``ae_lr`` = L1(encoder(HR), LR).
+* ``l1_lpf`` (the AESOP paper's Table 5 (b)): L1 of SR and HR after the same Gaussian low-pass filter,
+  G * SR vs G * HR, G the normalised sampled Gaussian of 21 x 21 taps and sigma 3 px, reflect padding (10 px,
+  the edge pixel not repeated). The paper cites two LPF-based losses, [69] (Zhang et al. 2022, PDASR) and [11]
+  (Deng et al. 2019, wavelet-domain style transfer), without giving a filter; PDASR's code has a Gaussian
+  option, ``GaussianLayer`` with ``--c_size 21 --c_p 3`` (its defaults) and ``ReflectionPad2d(10)``, whose
+  weights are ``scipy.ndimage.gaussian_filter`` of a 21 x 21 impulse, i.e. this kernel with its tails beyond
+  10 px folded back (8e-4 of the 2-D kernel's weight; no tap differs by more than 2e-5). Both works' default
+  low-frequency band is the Haar LL sub-band instead.
 """
 
 from __future__ import annotations
@@ -137,3 +145,33 @@ def ldl(hr: torch.Tensor, sr: torch.Tensor, sr_ema: torch.Tensor) -> torch.Tenso
     """LDL's loss: L1 of the artifact-map-weighted SR and HR."""
     w = artifact_map(hr, sr, sr_ema)
     return l1(w * sr, w * hr)
+
+
+LPF_KERNEL_SIZE = 21  # PDASR's Gaussian low-pass filter (--c_size 21): see the module docstring
+LPF_SIGMA = 3.0  # (--c_p 3)
+
+
+def gaussian_lowpass(x: torch.Tensor, ksize: int = LPF_KERNEL_SIZE, sigma: float = LPF_SIGMA) -> torch.Tensor:
+    """Each channel of (N, C, H, W) ``x`` filtered by the ksize x ksize Gaussian (separable: rows, then columns),
+    reflect padding; the output has ``x``'s size."""
+    from ..metrics.fidelity import _gaussian_1d  # SSIM's window: the sampled Gaussian, normalised to sum 1
+
+    if ksize < 1 or ksize % 2 == 0 or not sigma > 0:
+        raise ValueError(f"a Gaussian low-pass filter needs an odd size and sigma above 0, got {ksize} and {sigma}")
+    pad = (ksize - 1) // 2
+    if min(x.shape[-2:]) <= pad:
+        raise ValueError(f"the {ksize}x{ksize} low-pass filter needs images larger than {pad} px on each side "
+                         f"(reflect padding), got {tuple(x.shape[-2:])}")
+    c = x.shape[1]
+    k = _gaussian_1d(ksize, sigma).to(device=x.device, dtype=x.dtype)
+    x = F.pad(x, [pad, pad, pad, pad], mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, ksize).expand(c, 1, 1, ksize), groups=c)
+    return F.conv2d(x, k.view(1, 1, ksize, 1).expand(c, 1, ksize, 1), groups=c)
+
+
+def l1_lowpass(sr: torch.Tensor, hr: torch.Tensor, ksize: int = LPF_KERNEL_SIZE,
+               sigma: float = LPF_SIGMA) -> torch.Tensor:
+    """L1 of the Gaussian low-passed SR and HR (the HR side without gradient)."""
+    with torch.no_grad():
+        target = gaussian_lowpass(hr, ksize, sigma)
+    return l1(gaussian_lowpass(sr, ksize, sigma), target)

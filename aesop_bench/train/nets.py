@@ -11,7 +11,7 @@ import torch.nn as nn
 from ..errors import AesopBenchError
 from ..models.archs.discriminator_arch import DISCRIMINATORS
 from ..models.zoo import ARCHS, build_arch
-from .config import TrainConfig
+from .config import TrainConfig, check_ae_opts
 
 
 # architectures the zoo evaluates but training does not support, and why
@@ -23,9 +23,14 @@ NOT_TRAINABLE = {"spsr": "SPSR is in the zoo to be evaluated; its gradient branc
 def build_generator(cfg: TrainConfig) -> nn.Module:
     g = cfg.generator
     if cfg.kind == "ae":
-        net = build_arch("ae", **g.opts)
-        if g.init:
-            net.decoder.load_state_dict(_init_state(g.init, g.key, "rrdb"), strict=True)
+        from ..models.archs.autoencoder_arch import AutoEncoder
+        from ..models.loading import load_strict
+
+        net = AutoEncoder(**check_ae_opts(g.opts, "config generator.opts"))
+        if g.init:  # the decoder from the fidelity-oriented SR network of its architecture
+            load_strict(net.decoder, _init_state(g.init, g.key, net.decoder_kind), g.init,
+                        hint=f"generator.init must be a {net.decoder_kind} x4 network of the decoder's size "
+                             f"(generator.opts: {g.opts})")
         return net
     if g.arch not in ARCHS:
         raise AesopBenchError(f"config generator.arch {g.arch!r}; choose one of {', '.join(ARCHS)}")

@@ -64,6 +64,12 @@ def _l1(x: StepInputs, nets: Networks) -> "torch.Tensor":
     return l1(x.out, x.hr)
 
 
+def _l1_lpf(x: StepInputs, nets: Networks) -> "torch.Tensor":
+    from .losses import l1_lowpass
+
+    return l1_lowpass(x.out, x.hr)
+
+
 def _aesop(x: StepInputs, nets: Networks) -> "torch.Tensor":
     return nets.aesop_ae(x.out, x.hr)
 
@@ -105,6 +111,8 @@ def _ae_lr(x: StepInputs, nets: Networks) -> "torch.Tensor":
 
 TERMS: dict[str, Term] = {t.name: t for t in [
     Term("l1", "sr", "mean |SR - HR|", _l1),
+    Term("l1_lpf", "sr", "mean |G*SR - G*HR|, G a 21x21 Gaussian low-pass filter of sigma 3 (Table 5 (b))",
+         _l1_lpf),
     Term("aesop", "sr", "mean |AE(SR) - AE(HR)|, the frozen AESOP auto-encoder", _aesop, ("aesop_ae",)),
     Term("perceptual", "sr", "VGG19 feature L1 (BasicSR's PerceptualLoss)", _perceptual_term, ("vgg19",)),
     Term("ldl", "sr", "LDL's artifact-map-weighted L1 (needs the EMA generator)", _ldl, ("generator_ema",)),
