@@ -263,11 +263,12 @@ def test_paper_values_match_a_model_only_on_its_full_identity(shared_data, refer
     for model in ("aesop_rrdb", "aesop_rrdb256", "ldl_rrdb"):
         run.model = model
         assert paper_value(paper, run, "realsr_v3", "niqe") is None, model
-    for model, method in (("real_aesop_rrdb", "AESOP"), ("real_ldl_rrdb", "LDL"), ("esrgan", "ESRGAN")):
+    for model, method in (("real_aesop_rrdb", "AESOP"), ("real_ldl_rrdb", "LDL"), ("esrgan", "ESRGAN"),
+                          ("bsrgan", "BSRGAN"), ("realesrgan", "Real-ESRGAN")):
         run.model = model
         assert paper_value(paper, run, "realsr_v3", "niqe") == want[method], model
         assert paper_value(paper, run, "set14", "lpips") is None or model == "esrgan", model
-    assert RECIPES["table6"].model_names() == ["esrgan", "real_ldl_rrdb", "real_aesop_rrdb"]
+    assert RECIPES["table6"].model_names() == ["esrgan", "bsrgan", "realesrgan", "real_ldl_rrdb", "real_aesop_rrdb"]
     assert main(["reproduce", "table6", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "real_ldl_rrdb" in out and "real_aesop_rrdb" in out and " aesop_rrdb " not in out

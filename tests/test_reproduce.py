@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from aesop_bench.cli import main
+from aesop_bench.errors import AesopBenchError
 from aesop_bench.report.recipes import RECIPES, load_recipe
 
 RECIPE = """name: table1_reduced
@@ -65,9 +67,52 @@ def _table(out):
 
 
 def test_shipped_recipes_cover_the_papers_tables():
-    assert {"table1", "table4", "table6", "table7", "table9"} <= set(RECIPES)
+    assert set(RECIPES) == {f"table{i}" for i in range(1, 10)}
     assert RECIPES["table6"].eval_options("drealsr") == {"clipiqa": {"split_above": 1_000_000}}
     assert load_recipe("table1").model_names("swinir") == ["ldl_swinir", "aesop_swinir"]
+    with pytest.raises(AesopBenchError, match="table1, table2, .*table9, all, or a recipe file"):
+        load_recipe("table10")
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_paper_cell_is_a_model_a_training_or_named_unavailable(name):
+    """Each of the paper's cells of a table (the paper-tables CSV, typed from the paper) is a zoo model's of the
+    recipe, a method a shipped training config produces, or a method the recipe names as not reproducible, with
+    the reason; and every training the recipe names is a shipped config with valid overrides."""
+    from aesop_bench.report.reproduce import paper_cells, train_command
+    from aesop_bench.report.tables import load_paper
+    from aesop_bench.train.config import shipped_configs
+
+    recipe = RECIPES[name]
+    cells = paper_cells(recipe)
+    assert cells["unmapped"] == 0
+    assert sum(cells.values()) == sum(1 for k in load_paper() if k[0] == name) > 0
+    for method, configs in recipe.train.items():
+        for spec in configs:
+            assert spec.split()[0] in shipped_configs()
+            assert train_command(spec).startswith("aesop-bench train ")
+    assert all(len(why) > 20 for why in recipe.unavailable.values())
+
+
+def test_the_public_baselines_and_the_never_released_columns_in_the_plan(tmp_path):
+    """Table 6 computes BSRGAN and Real-ESRGAN (public release files with published hashes); Table 3 names the
+    trainings of its ablations with their GPU time instead of a number; Table 8 names CAL-GAN with the paper's own
+    words on its weights."""
+    from aesop_bench.report.reproduce import plan
+
+    six = plan(RECIPES["table6"], None, tmp_path / "data", tmp_path / "out")
+    fetched = {w: u for w, u, _ in six.weight_downloads}
+    assert fetched["bsrgan"] == "https://github.com/cszn/KAIR/releases/download/v1.0/BSRGAN.pth"
+    assert fetched["realesrgan_x4plus"].endswith("/v0.1.0/RealESRGAN_x4plus.pth")
+    assert not any("not reproducible" in line for line in six.lines("cpu"))
+    three = "\n".join(plan(RECIPES["table3"], None, tmp_path / "data", tmp_path / "out").lines("cuda"))
+    assert re.search(r"not computed \(never released; no stand-in is used\): Config-\(b\); train it with "
+                     r"`aesop-bench train ae --config ae_rrdb_no_lr`, then `aesop-bench train sr --config "
+                     r"aesop_rrdb_cfg_b` \(about \d+(\.\d)? h on one GPU", three)
+    one = "\n".join(plan(RECIPES["table1"], "swinir", tmp_path / "data", tmp_path / "out").lines("cpu"))
+    assert "`aesop-bench train sr --config aesop_swinir --opt steps=200000`" in one
+    eight = "\n".join(plan(RECIPES["table8"], None, tmp_path / "data", tmp_path / "out").lines("cpu"))
+    assert "not reproducible here: CALGAN: " in eight and "not publicly available" in eight
 
 
 def test_dry_run_touches_nothing(served, tmp_path, capsys):
@@ -87,8 +132,6 @@ def test_dry_run_estimates_a_gpu_without_one_and_totals_the_tables(served, tmp_p
     """`--device cuda --dry-run` on a machine with no GPU: an estimate from the declared per-pixel costs, saying
     so, then from the costs benchmarks/gpu_check.py measured once its file is there; `reproduce all` adds a
     grand total that is the sum of the tables' own lines."""
-    import re
-
     from aesop_bench.paths import home
     from aesop_bench.report.reproduce import CPU_SECONDS_PER_MPIX, GPU_COSTS_FILE
 
@@ -110,7 +153,11 @@ def test_dry_run_estimates_a_gpu_without_one_and_totals_the_tables(served, tmp_p
     assert main(["reproduce", "all", "--dry-run", "--device", "cuda", "--data-root", str(tmp_path / "data")]) == 0
     out = capsys.readouterr().out
     n_runs = sum(int(x) for x in re.findall(r"to compute: (\d+) \(model, set\) runs", out))
-    assert re.search(rf"grand total over 5 tables: .* {n_runs} \(model, set\) runs to compute, .* on one GPU", out)
+    assert re.search(rf"grand total over 9 tables: .* {n_runs} \(model, set\) runs to compute, .* on one GPU", out)
+    cells = re.search(r"paper cells: (\d+); computable with public weights: (\d+); after training a shipped config: "
+                      r"(\d+) \((\d+) trainings, .*\); not reproducible here: (\d+)$", out, re.M)
+    total, public, train, _, unavailable = map(int, cells.groups())
+    assert total == public + train + unavailable == 648
     assert not (tmp_path / "data").exists()
 
 
@@ -145,7 +192,6 @@ def test_reproduce_end_to_end_killed_resumed_and_idle_on_rerun(served, reference
     said = capsys.readouterr().out
     table = _table(out)
     import csv as _csv
-    import re
 
     with open(reference_data / "aesop_paper_tables.csv") as f:
         published = next(float(r["value"]) for r in _csv.DictReader(f) if r["table"] == "table1"
@@ -179,7 +225,6 @@ def test_metric_options_are_given_in_each_metrics_own_names_and_unknown_ones_are
     """A recipe's per-set options in a metric's own option names reach the evaluation (the version records
     them); a flat `split_above` (the metric's name without the metric) is refused naming what is valid, as an
     unknown metric or option is through the API's and the command line's metric options."""
-    from aesop_bench.errors import AesopBenchError
     from aesop_bench.evaluation.config import EvalConfig, as_source
     from aesop_bench.metrics.registry import METRICS
     from aesop_bench.protocols import get_protocol

@@ -9,8 +9,8 @@ from .common import add_command, check_device
 
 def add_reproduce(sub) -> None:
     rp = add_command(sub, "reproduce", "recompute a table of the paper, side by side with its numbers", cmd_reproduce)
-    rp.add_argument("table", help="table1, table4, table6, table7, table9, all, or a recipe YAML file")
-    rp.add_argument("--backbone", default=None, help="only the models of this backbone (rrdb or swinir)")
+    rp.add_argument("table", help="table1 to table9, all, or a recipe YAML file")
+    rp.add_argument("--backbone", default=None, help="only the models of this backbone (rrdb, swinir or drct)")
     rp.add_argument("--device", default="cpu", help="cpu or cuda")
     rp.add_argument("--data-root", default=None, help="folder holding the sets (default $AESOP_BENCH_DATA)")
     rp.add_argument("--out", default=None, help="output folder (default reports/reproduce/TABLE[-BACKBONE])")

@@ -9,7 +9,11 @@ numbers beside the results. Adding a paper's table is adding a recipe here, or w
     metrics: [psnr, ssim]
     protocol: paper
     set_options: {drealsr: {clipiqa: {split_above: 1000000}}}   # per-set metric options
-    unavailable: [SwinIR+GAN]                                 # methods of the table with no public weights
+    unavailable: {SwinIR+GAN: never released}                 # the table's methods with no public weights, and why
+    train: {AESOP-200K: [aesop_swinir steps=200000]}           # ... that a shipped training config produces
+
+A column whose network was never released is never filled from a stand-in: the recipe names the training
+configs that produce it (``aesop-bench train`` each, in order, then evaluate the result), or why it cannot be had.
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ class Recipe:
     metrics: tuple[str, ...]
     protocol: str = DEFAULT_PROTOCOL
     set_options: dict[str, dict] = field(default_factory=dict)
-    unavailable: tuple[str, ...] = ()  # the table's methods whose weights are not public
+    unavailable: dict[str, str] = field(default_factory=dict)  # the table's methods with no public weights: why
+    # the table's methods that were never released but that shipped training configs produce: the configs in the
+    # order they run, each ``NAME [key=value ...]`` as ``aesop-bench train --config NAME --opt key=value`` takes it
+    train: dict[str, tuple[str, ...]] = field(default_factory=dict)
     description: str = ""
 
     def model_names(self, backbone: str | None = None) -> list[str]:
@@ -79,23 +86,58 @@ def check_set_options(set_options, where: str) -> dict:
     return set_options
 
 
+# why a table's method cannot be reproduced here, where no training config produces it
+NOT_RELEASED = "the authors' own training for the paper; the weights were never released"
+CALGAN = ("CAL-GAN's official weights are not public: the AESOP paper's appendix says so (\"we present only a single "
+          "data point ... as its official weights are not publicly available\"), and its values are the paper's")
+LDL_DRCT = ("LDL on DRCT is the AESOP authors' own retraining (baseline_reproduced_DRCT+LDL_300K.pth), not known to "
+            "be published; with the file, `aesop-bench weights add ldl_drct FILE` and evaluate the zoo model ldl_drct")
+# Tables 3 and 5's ablations and AESOP at 200K: never released; these shipped training configs produce them (the
+# AE pretraining first where the ablation changes the AE, then the SR training that reads it)
+AESOP_200K = ("aesop_swinir steps=200000",)
+
+
+def _sets(*names: str) -> tuple[str, ...]:
+    """``names`` in the registry's order of the paper's sets."""
+    return tuple(s for s in PAPER_SETS if s in names)
+
+
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("table1", "table1",
            {"RRDB": ("esrgan", "spsr", "ldl_rrdb", "aesop_rrdb", "aesop_rrdb256"),
             "SwinIR": ("ldl_swinir", "aesop_swinir")},
-           PAPER_SETS, ("lpips", "dists", "psnr", "ssim"), unavailable=("SwinIR+GAN", "AESOP-200K"),
+           PAPER_SETS, ("lpips", "dists", "psnr", "ssim"), unavailable={"SwinIR+GAN": NOT_RELEASED},
+           train={"AESOP-200K": AESOP_200K},
            description="Table 1: LPIPS, DISTS, PSNR, SSIM on the seven benchmark sets"),
+    Recipe("table2", "table2", {"RRDB": ("realesrgan", "real_aesop_rrdb")}, ("realsr_v3", "drealsr"),
+           ("niqe", "maniqa"), description="Table 2: NIQE and MANIQA of Real-ESRGAN and AESOP on RealSRv3 and "
+           "DRealSR (real-world training)"),
+    Recipe("table3", "table3", {"RRDB": ("ldl_rrdb", "aesop_rrdb")}, ("div2k_val",), ("dists", "psnr"),
+           train={"Config-(a)": ("ae_rrdb_bicubic_enc", "aesop_rrdb_cfg_a"), "Config-(b)": ("ae_rrdb_no_lr", "aesop_rrdb_cfg_b")},
+           description="Table 3: ablation of the AE's components, AESOP (128), DISTS and PSNR on DIV2K-val: the LDL "
+           "baseline, (a) decoder with bicubic downsampling for the encoder, (b) decoder and encoder without the "
+           "LR loss, (c) ours"),
     Recipe("table4", "table4", {"SwinIR": ("ldl_swinir", "aesop_swinir")}, PAPER_SETS, ("ae_psnr", "lr_psnr"),
            description="Table 4: AE-PSNR and LR-PSNR of LDL and AESOP (SwinIR)"),
-    Recipe("table6", "table6", {"RRDB": ("esrgan", "real_ldl_rrdb", "real_aesop_rrdb")}, ("realsr_v3", "drealsr"),
+    Recipe("table5", "table5", {"RRDB": ("ldl_rrdb", "aesop_rrdb")},
+           _sets("manga109", "general100", "urban100", "div2k_val"), ("lpips", "psnr"),
+           train={"(a)": ("ae_srresnet", "aesop_rrdb_srresnet_ae"), "(b)": ("ldl_rrdb_lpf",)},
+           description="Table 5: (a) AESOP with an SRResNet-based AE, (b) LDL with a low-pass filter before the "
+           "pixel loss; LPIPS and PSNR"),
+    Recipe("table6", "table6",
+           {"RRDB": ("esrgan", "bsrgan", "realesrgan", "real_ldl_rrdb", "real_aesop_rrdb")}, ("realsr_v3", "drealsr"),
            ("niqe", "maniqa", "musiq", "clipiqa"), set_options=DREALSR_CLIPIQA,
-           unavailable=("BSRGAN", "Real-ESRGAN"),
            description="Table 6: no-reference metrics on RealSRv3 and DRealSR (CLIP-IQA by quadrants on DRealSR)"),
     Recipe("table7", "table7",
            {"RRDB": ("esrgan", "spsr", "ldl_rrdb", "aesop_rrdb", "aesop_rrdb256"),
             "SwinIR": ("ldl_swinir", "aesop_swinir")},
-           tuple(s for s in PAPER_SETS if s != "div2k_val"), ("fid", "pfid"), unavailable=("SwinIR+GAN", "LDL*"),
+           tuple(s for s in PAPER_SETS if s != "div2k_val"), ("fid", "pfid"),
+           unavailable={"SwinIR+GAN": NOT_RELEASED, "LDL*": NOT_RELEASED},
            description="Table 7: FID and patch-FID"),
+    Recipe("table8", "table8",
+           {"RRDB": ("aesop_rrdb256",), "SwinIR": ("aesop_swinir",), "DRCT": ("aesop_drct",)},
+           PAPER_SETS, ("lpips", "dists", "psnr", "ssim"), unavailable={"CALGAN": CALGAN, "LDL": LDL_DRCT},
+           description="Table 8: CAL-GAN against AESOP (RRDB, SwinIR), LDL against AESOP (DRCT)"),
     Recipe("table9", "table4", {"RRDB": ("esrgan", "spsr", "ldl_rrdb", "aesop_rrdb")}, PAPER_SETS,
            ("ae_psnr", "lr_psnr"), description="Table 9: AE-PSNR and LR-PSNR of the RRDB methods"),
 ]}
@@ -130,4 +172,16 @@ def load_recipe(name_or_path: str) -> Recipe:
                   sets=tuple(data["sets"]), metrics=tuple(expand_metrics(list(data["metrics"]))),
                   protocol=data.get("protocol", DEFAULT_PROTOCOL),
                   set_options=check_set_options(data.get("set_options", {}), str(path)),
-                  unavailable=tuple(data.get("unavailable", ())), description=data.get("description", ""))
+                  unavailable=_unavailable(data.get("unavailable", {}), path),
+                  train={str(k): tuple(v if isinstance(v, list) else [v]) for k, v in (data.get("train") or {}).items()},
+                  description=data.get("description", ""))
+
+
+def _unavailable(value, path: Path) -> dict[str, str]:
+    """A recipe file's ``unavailable``: ``{method: why}``, or a list of methods (no public weights)."""
+    if isinstance(value, (list, tuple)):
+        return {str(m): "no public weights" for m in value}
+    if not isinstance(value, dict):
+        raise AesopBenchError(f"{path}: unavailable lists the table's methods with no public weights, e.g. "
+                              "{SwinIR+GAN: never released}")
+    return {str(m): str(why) for m, why in value.items()}

@@ -25,19 +25,20 @@ from ..metrics.registry import METRICS
 from .recipes import Recipe
 
 # Rough CPU cost, in seconds per HR megapixel on one 2-core x86 machine (this project's CI class), for the
-# estimate of --dry-run: the networks' (rougher than the metrics'), and each metric's from its registry entry.
+# estimate of --dry-run: the networks' (rougher than the metrics'; DRCT measured at 1.16 x SwinIR-M on a 64 x 64 LR
+# input, applied to the figure here), and each metric's from its registry entry.
 CPU_SECONDS_PER_MPIX = {
-    "model:rrdb": 40.0, "model:swinir": 90.0, "model:spsr": 60.0, "model:bicubic": 0.3,
+    "model:rrdb": 40.0, "model:swinir": 90.0, "model:spsr": 60.0, "model:drct": 105.0, "model:bicubic": 0.3,
     **{name: spec.cpu_s_per_mpix for name, spec in METRICS.items()},
 }
 # Declared GPU cost (--device cuda), in seconds per HR megapixel, until benchmarks/gpu_check.py has measured
 # this machine's (``gpu_costs.json`` in $AESOP_BENCH_HOME, which replaces these key by key). The networks: their
-# FLOPs per HR megapixel, counted with torch's FlopCounterMode (RRDB 2.24 TFLOP, SwinIR-M 1.63 TFLOP; SPSR
-# taken as 1.5 x RRDB), at an assumed sustained 50 TFLOP/s for convolutions and 25 TFLOP/s for SwinIR's
-# windowed attention (a fraction of a current datacentre GPU's TF32/bf16 peak). The metrics: their CPU cost
+# FLOPs per HR megapixel, counted with torch's FlopCounterMode (RRDB 2.24 TFLOP, SwinIR-M 1.63 TFLOP, DRCT 2.27
+# TFLOP; SPSR taken as 1.5 x RRDB), at an assumed sustained 50 TFLOP/s for convolutions and 25 TFLOP/s for
+# windowed attention (SwinIR, DRCT) (a fraction of a current datacentre GPU's TF32/bf16 peak). The metrics: their CPU cost
 # above divided by 40, a rough CPU-to-GPU ratio for these networks, at least 0.005 s.
 GPU_MODEL_SECONDS_PER_MPIX = {"model:rrdb": 2.24 / 50, "model:swinir": 1.63 / 25, "model:spsr": 1.5 * 2.24 / 50,
-                              "model:bicubic": 0.005}
+                              "model:drct": 2.27 / 25, "model:bicubic": 0.005}
 GPU_COSTS_FILE = "gpu_costs.json"
 
 
@@ -114,6 +115,8 @@ class Plan:
     estimate_s: float = 0.0  # on a 2-core CPU
     gpu_estimate_s: float = 0.0  # on one GPU (see gpu_costs)
     gpu_source: str = ""
+    # the table's never-released methods and the trainings that produce them: (method, [(config, GPU seconds)])
+    trainings: list[tuple[str, list[tuple[str, float]]]] = field(default_factory=list)
 
     @property
     def download_bytes(self) -> int:
@@ -132,8 +135,13 @@ class Plan:
 
         out = [f"{self.recipe.name}: {len(self.models)} models x {len(self.recipe.sets)} sets, metrics "
                f"{', '.join(self.recipe.metrics)}, protocol {self.recipe.protocol}"]
-        if self.recipe.unavailable:
-            out.append(f"not reproducible (no public weights): {', '.join(self.recipe.unavailable)}")
+        out += [f"not reproducible here: {m}: {why}" for m, why in self.recipe.unavailable.items()]
+        for method, steps in self.trainings:
+            total = sum(t for _, t in steps)
+            out.append(f"not computed (never released; no stand-in is used): {method}; train it with "
+                       + ", then ".join(f"`{train_command(c)}`" for c, _ in steps)
+                       + f" (about {_minutes(total)} on one GPU, declared FLOP counts at an assumed throughput: "
+                       "aesop_bench/train/cost.py), then evaluate the run's checkpoint")
         out.append(f"to download: {len(self.set_downloads)} set files, {len(self.weight_downloads)} weight files "
                    f"({self.download_bytes / 1e6:.1f} MB where sizes are known)")
         by_set: dict[str, list[tuple[str, int | None]]] = {}
@@ -164,6 +172,24 @@ class Plan:
         return out
 
 
+def train_command(spec: str) -> str:
+    """``aesop-bench train`` of a recipe's training entry ``NAME [key=value ...]``."""
+    from ..train.config import load_config
+
+    name, *opts = spec.split()
+    kind = load_config(name).kind
+    return f"aesop-bench train {kind} --config {name}" + "".join(f" --opt {o}" for o in opts)
+
+
+def training_gpu_seconds(spec: str) -> float:
+    """The declared GPU time of a recipe's training entry (:mod:`aesop_bench.train.cost`)."""
+    from ..train.config import load_config
+    from ..train.cost import gpu_seconds
+
+    name, *opts = spec.split()
+    return gpu_seconds(load_config(name, opts))
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
 
@@ -180,7 +206,45 @@ def grand_total(plans: list[Plan], device: str) -> str:
             f"runs to compute, about {_minutes(cpu)} on a 2-core CPU")
     if device.startswith("cuda"):
         line += f", about {_minutes(sum(p.gpu_estimate_s for p in plans))} on one GPU"
-    return line + " (a run two tables share is computed once: the totals are upper bounds)"
+    line += " (a run two tables share is computed once: the totals are upper bounds)"
+    cells = [paper_cells(p.recipe) for p in plans]
+    total = {k: sum(c[k] for c in cells) for k in cells[0]} if cells else {}
+    trainings = {c for p in plans for _, steps in p.trainings for c, _ in steps}
+    if total:
+        line += (f"\npaper cells: {sum(total.values())}; computable with public weights: {total['public']}; "
+                 f"after training a shipped config: {total['train']} ({len(trainings)} trainings, about "
+                 f"{_minutes(sum(training_gpu_seconds(c) for c in trainings))} on one GPU); not reproducible here: "
+                 f"{total['unavailable']}" + (f"; mapped to nothing: {total['unmapped']}" if total['unmapped'] else ""))
+    return line
+
+
+def paper_cells(recipe: Recipe) -> dict[str, int]:
+    """The paper's cells of ``recipe``'s table (its rows of the paper-tables CSV) by what this project can do with
+    them: ``public`` (a zoo model of the recipe whose weights are published), ``train`` (a method a shipped
+    training config produces), ``unavailable`` (a method the recipe names as not reproducible), ``unmapped``
+    (none of these: a recipe that misses a row)."""
+    from .. import weights as wm
+    from ..data.sets import paper_set_name
+    from ..models.zoo import ZOO
+    from .tables import load_paper
+
+    models = {ZOO[m].paper: m for m in recipe.model_names() if ZOO[m].paper}
+    sets = {paper_set_name(s) for s in recipe.sets}
+    out = dict.fromkeys(("public", "train", "unavailable", "unmapped"), 0)
+    for (table, backbone, method, patch, set_name, metric) in load_paper():
+        if table != recipe.name:
+            continue
+        model = models.get((backbone, method, patch))
+        if model is not None and set_name in sets and metric in recipe.metrics:
+            weights = ZOO[model].weights
+            out["public" if weights and wm.entry(weights).urls else "unavailable"] += 1
+        elif method in recipe.train:
+            out["train"] += 1
+        elif method in recipe.unavailable:
+            out["unavailable"] += 1
+        else:
+            out["unmapped"] += 1
+    return out
 
 
 def _mpix(set_name: str, data_root: Path) -> tuple[int, float]:
@@ -249,6 +313,8 @@ def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, devic
             p.weight_downloads.append((name, e.urls[0], e.size))
         else:
             p.manual.append(f"weights {name} ({e.file}): {e.manual}; then `aesop-bench weights add {name} FILE`")
+    p.trainings = [(method, [(c, training_gpu_seconds(c)) for c in configs])
+                   for method, configs in recipe.train.items()]
     sizes = {s: _mpix(s, data_root) for s in recipe.sets}
     gpu, p.gpu_source = gpu_costs()
     for m in p.models:

@@ -52,7 +52,7 @@ class Run:
 
     @property
     def backbone(self) -> str:
-        """The architecture family: RRDB, SwinIR or Bicubic (SPSR is an RRDB network)."""
+        """The architecture family: RRDB, SwinIR, DRCT or Bicubic (SPSR is an RRDB network)."""
         from ..models.identity import family
 
         return family(self.identity)

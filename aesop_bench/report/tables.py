@@ -4,9 +4,13 @@ Layouts:
 
 * ``table1``: LPIPS, DISTS, PSNR, SSIM; one row per metric and set; one column per run, grouped by
   backbone (RRDB, SwinIR) where runs of both are compared.
+* ``table2``: NIQE and MANIQA on the real-world sets; runs as columns.
+* ``table3``: DISTS and PSNR (the ablation of the AE's components); runs as columns.
 * ``table4``: AE-PSNR and LR-PSNR; one row per metric and run; one column per set.
+* ``table5``: LPIPS and PSNR (the AE's architecture, a low-pass-filtered pixel loss); runs as columns.
 * ``table6``: NIQE, MANIQA, MUSIQ, CLIP-IQA on the real-world sets; runs as columns.
 * ``table7``: FID and pFID; runs as columns.
+* ``table8``: LPIPS, DISTS, PSNR, SSIM (CAL-GAN; the DRCT backbone); runs as columns, grouped by backbone.
 * ``generic``: any ``--metrics`` and ``--sets``; runs as columns. Without a layout, ``report`` uses it with the
   metrics the runs have.
 
@@ -16,7 +20,7 @@ With ``compare_paper`` the paper's value and the difference follow each value th
 with ``significance`` a value whose per-image difference to the best is not significant (Wilcoxon,
 p >= 0.05) is marked with a tilde.
 
-Length: every table layout of the paper (Tables 1, 4, 6, 7 and generic), in Markdown and LaTeX, goes through one
+Length: every table layout of the paper (Tables 1 to 8 and generic), in Markdown and LaTeX, goes through one
 cell formatter.
 """
 
@@ -35,9 +39,13 @@ from .runs import Run
 
 LAYOUTS = {
     "table1": (["lpips", "dists", "psnr", "ssim"], "runs_as_columns"),
+    "table2": (["niqe", "maniqa"], "runs_as_columns"),
+    "table3": (["dists", "psnr"], "runs_as_columns"),
     "table4": (["ae_psnr", "lr_psnr"], "sets_as_columns"),
+    "table5": (["lpips", "psnr"], "runs_as_columns"),
     "table6": (["niqe", "maniqa", "musiq", "clipiqa"], "runs_as_columns"),
     "table7": (["fid", "pfid"], "runs_as_columns"),
+    "table8": (["lpips", "dists", "psnr", "ssim"], "runs_as_columns"),
     "generic": ([], "runs_as_columns"),
 }
 def label(metric: str) -> str:
@@ -257,7 +265,7 @@ def _cell_text(t: Table, metric: str, c: Cell, tex: bool) -> str:
     return s
 
 
-BACKBONES = ("RRDB", "SwinIR")  # the families a run's model can declare; bicubic and result folders have none
+BACKBONES = ("RRDB", "SwinIR", "DRCT")  # the families a run's model can declare; bicubic and result folders have none
 
 
 def _groups(t: Table) -> list[tuple[str, list[int]]]:

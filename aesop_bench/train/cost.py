@@ -1,0 +1,62 @@
+"""A training's rough GPU time, from its config: what ``reproduce --dry-run`` says of a column whose network was
+never released and has to be trained.
+
+The count: each network's forward FLOPs per HR megapixel (counted with torch's FlopCounterMode on a 64 x 64 LR or
+256 x 256 HR input), times how often a step runs it, times the step's HR megapixels (global batch x patch^2),
+times the steps. A backward pass that computes weight gradients costs twice its forward; one that only passes
+gradients to its input (a frozen loss network, the discriminator in the generator's step) costs one forward.
+
+* SR step: generator forward and backward (3); with the LDL term, the EMA generator's forward (1); the AESOP
+  loss's AE on SR (forward and input backward, 2) and on HR (1); VGG19 likewise (3); the relativistic GAN:
+  the discriminator on the fake and the real batch in the generator's step (2 + 1) and in its own step (3 + 3).
+* AE step: the auto-encoder forward and backward (3).
+
+The frozen AE of an SR training is counted as the paper's (RRDB decoder) whatever file the config names.
+
+At the same assumed sustained throughput as the evaluation estimates (reproduce.GPU_MODEL_SECONDS_PER_MPIX:
+50 TFLOP/s for convolutions, 25 for windowed attention). Data loading, validation and checkpoints are left out:
+an estimate to plan with, not a measurement.
+"""
+
+from __future__ import annotations
+
+# forward TFLOP per HR megapixel at x4 (the discriminators at their own patch size; the AE on the HR image: its
+# RRDB encoder 0.19 and its decoder, RRDB 2.24 or SRResNet (BasicSR's MSRResNet, 16 blocks) 0.32)
+FORWARD_TFLOP_PER_MPIX = {
+    "rrdb": 2.24, "swinir": 1.63, "drct": 2.27, "spsr": 1.5 * 2.24, "ae": 2.43, "vgg19": 0.78, "vgg128": 0.27, "vgg256": 0.28,
+    "unet": 0.79, "srresnet": 0.32, "ae_encoder": 0.19,
+}
+ATTENTION = {"swinir", "drct"}  # windowed attention: the lower assumed throughput
+TFLOPS = {"conv": 50.0, "attention": 25.0}
+
+
+def step_tflop(cfg) -> float:
+    """TFLOP of one training step of ``cfg`` (a :class:`~aesop_bench.train.config.TrainConfig`)."""
+    mpix = cfg.data.batch * cfg.data.patch ** 2 / 1e6
+    g = _forward(cfg.generator.arch)
+    terms = {t.type for t in cfg.losses}
+    if cfg.kind == "ae":
+        opts = cfg.generator.opts
+        g = (FORWARD_TFLOP_PER_MPIX["ae_encoder"] if opts.get("encoder", "rrdb") == "rrdb" else 0.0) + \
+            FORWARD_TFLOP_PER_MPIX[opts.get("decoder", "rrdb")]
+        return 3 * g * mpix
+    flops = 3 * g + (g if "ldl" in terms else 0.0)
+    if "aesop" in terms:
+        flops += 3 * FORWARD_TFLOP_PER_MPIX["ae"]
+    if "perceptual" in terms:
+        flops += 3 * FORWARD_TFLOP_PER_MPIX["vgg19"]
+    if cfg.discriminator is not None and "gan" in terms:
+        flops += 9 * _forward(cfg.discriminator.arch)
+    return flops * mpix
+
+
+def gpu_seconds(cfg) -> float:
+    """Seconds on one GPU for the whole of ``cfg``'s training (see the module's note)."""
+    rate = TFLOPS["attention" if cfg.generator.arch in ATTENTION else "conv"]
+    return cfg.steps * step_tflop(cfg) / rate
+
+
+def _forward(arch: str) -> float:
+    if arch in FORWARD_TFLOP_PER_MPIX:
+        return FORWARD_TFLOP_PER_MPIX[arch]
+    return FORWARD_TFLOP_PER_MPIX["rrdb"]  # an architecture not counted yet: taken as RRDB
