@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import torch
     import torch.nn as nn
 
-__all__ = ["metric", "Metric", "evaluate", "load_run", "protocol", "Result", "module_identity", "verify_claims"]
+__all__ = ["metric", "Metric", "evaluate", "load_run", "protocol", "Result", "module_identity"]
 
 
 def protocol(name: str = DEFAULT_PROTOCOL, **overrides):
@@ -294,11 +294,3 @@ def _mark_sets(frame: "pd.DataFrame", summary: dict) -> None:
         state[s] = "" if complete is None else str(bool(complete)).lower()
     frame["set_complete"] = frame["set"].map(lambda s: state.get(s, "")).astype(str)
     frame.attrs["summary"] = summary
-
-
-def verify_claims(claims: str = "aesop", out: str | os.PathLike = "reports", **options) -> dict:
-    """Check a results page's claimed numbers (a shipped claims name, or a claims CSV) against the paper's tables
-    and a fresh evaluation; writes OUT/verify/NAME/claims.{md,csv,json} (see :mod:`aesop_bench.report.claims`)."""
-    from .report.claims import verify_claims as check
-
-    return check(claims, out=out, **options)

@@ -109,3 +109,13 @@ def folder_size(folder: str | os.PathLike) -> tuple[int, int]:
             except OSError:  # removed meanwhile
                 pass
     return total, files
+
+
+def installed_version() -> str:
+    """The installed package's version (``unknown`` when run from a tree that was not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aesop-bench")
+    except PackageNotFoundError:
+        return "unknown"

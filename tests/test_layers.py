@@ -1,5 +1,5 @@
 """The package's layer order (docs/ARCHITECTURE.md): core -> data -> weights -> models -> metrics ->
-evaluation/report/api -> train -> cli. A module imports only from its own layer or below, at module level or
+evaluation/api -> train -> report -> cli. A module imports only from its own layer or below, at module level or
 inside a function, and no modules import each other in a cycle."""
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ LAYERS = [
     ("weights", ["weights"]),
     ("models", ["models"]),
     ("metrics", ["metrics"]),
-    ("evaluation", ["evaluation", "report", "api"]),
+    ("evaluation", ["evaluation", "api"]),
     ("train", ["train"]),
+    ("report", ["report"]),
     ("cli", ["cli", "__main__", ""]),
 ]
 

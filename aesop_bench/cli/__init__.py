@@ -15,7 +15,7 @@ import os
 import sys
 
 from ..errors import AesopBenchError
-from .common import installed_version
+from ..paths import installed_version
 from .datasets import add_data
 from .evaluate import add_eval
 from .inventory import add_cache, add_metrics, add_models, add_weights

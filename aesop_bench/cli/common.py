@@ -40,13 +40,3 @@ def check_device(device: str, present: bool = True) -> None:
         if not torch.cuda.is_available():
             raise AesopBenchError(f"--device {device}: no CUDA device is available here (torch {torch.__version__}, "
                                   f"CUDA build {torch.version.cuda or 'none'}); use --device cpu")
-
-
-def installed_version() -> str:
-    """The installed package's version (``unknown`` when run from a tree that was not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("aesop-bench")
-    except PackageNotFoundError:
-        return "unknown"

@@ -601,10 +601,10 @@ def provenance(cs: Claims, groups: dict[tuple, Group], runs: dict, data_root: Pa
 
     import torch
 
-    from .. import __version__
     from .. import weights as wm
     from ..fileutil import sha256_cached
     from ..metrics.registry import get_spec
+    from ..paths import installed_version
     from ..protocols import get_protocol
 
     weights = {}
@@ -628,7 +628,7 @@ def provenance(cs: Claims, groups: dict[tuple, Group], runs: dict, data_root: Pa
     return {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command or shlex.join(sys.argv),
-        "project": {"version": __version__, "commit": commit, "modified": modified},
+        "project": {"version": installed_version(), "commit": commit, "modified": modified},
         "python": platform.python_version(), "torch": torch.__version__,
         "device": {"asked": device, "name": name},
         "protocols": {p: get_protocol(p).as_dict() for p in sorted({c.protocol for c in cs.claims})},
