@@ -53,3 +53,13 @@ def basicsr_archs():
     from basicsr.archs import discriminator_arch, rrdbnet_arch, swinir_arch
 
     return types.SimpleNamespace(rrdb=rrdbnet_arch, swinir=swinir_arch, disc=discriminator_arch, all=archs)
+
+
+def basicsr_degradations():
+    """BasicSR's Real-ESRGAN pieces (``data.degradations``, ``utils.diffjpeg``, ``utils.img_process_util``),
+    imported through the same torchvision shim as :func:`basicsr_archs`."""
+    basicsr_archs()  # installs the shim (and imports basicsr, which its data package needs)
+    from basicsr.data import degradations
+    from basicsr.utils import diffjpeg, img_process_util
+
+    return types.SimpleNamespace(degradations=degradations, diffjpeg=diffjpeg, img_process_util=img_process_util)
