@@ -23,6 +23,8 @@ Checks (each line says what it compares):
   batch (time, peak memory; the values must agree);
 * ``train-speed``: AE pretraining, AESOP and LDL training on RRDB (the paper's configs), fp32 and bf16, 100
   steps each: seconds per step and peak memory;
+* ``train-real``: real-world AESOP training (``real_aesop_rrdb``: degradation on the GPU, pair queue, U-Net
+  discriminator) at the paper's 12 images per GPU, fp32 and bf16: seconds per step and peak memory;
 * ``speed``: seconds per x4 SR of a 256x192 LR by RRDB and SwinIR, fp32 and bf16;
 * ``projection``: ``eval --sets all --metrics all`` for one RRDB and one SwinIR model (one pass over the paper's
   seven sets, at their typical sizes), from the seconds per HR megapixel measured above.
@@ -353,6 +355,43 @@ def check_train_speed(train_data: Path, device: str, quick: bool, steps: int) ->
     return True, f"{n} steps each: " + "; ".join(parts)
 
 
+def check_train_real(train_data: Path, device: str, quick: bool, steps: int) -> tuple[bool, str]:
+    """Real-world AESOP training (``real_aesop_rrdb``; ``smoke_real_aesop`` in quick mode) as one GPU of the
+    authors' four runs it: 12 images of 256 px (one micro-batch), each step degrading 400 px HR crops of BSD200 on
+    the device and passing the pairs through the queue of 144, fp32 and bf16 (quick CPU mode: one step, fp32):
+    seconds per step (the mean after the first quarter of the steps) and peak GPU memory. VGG19 and the AE are
+    stand-ins and the generator starts from random weights (none of it changes the time of a step)."""
+    import torch
+
+    from aesop_bench.train.config import load_config
+    from aesop_bench.train.trainer import Trainer
+    from benchmarks.standins import make_standins
+
+    home = Path(tempfile.mkdtemp(prefix="gpu-check-train-real-"))
+    os.environ["AESOP_BENCH_HOME"] = str(home)
+    make_standins(home / "standins", which=("vgg19", "aesop_ae"))
+    name, n = ("smoke_real_aesop", 1) if quick else ("real_aesop_rrdb", steps)
+    per_gpu = [] if quick else ["data.batch=12", "data.micro_batch=12"]  # one GPU's share of the global 48
+    cuda = device.startswith("cuda")
+    parts = []
+    for bf16 in (False,) if quick and not cuda else (False, True):
+        over = [f"steps={n}", f"checkpoint_every={n}", "val.every=0", f"log_every={max(1, n // 4)}",
+                "data.hr_dirs=[BSD200]", f"data.workers={0 if quick else 4}", "generator.init=null", "ae=aesop_ae",
+                f"amp_bf16={'true' if bf16 else 'false'}", *per_gpu]
+        cfg = load_config(name, over)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        trainer = Trainer(cfg, home / f"{name}-{'bf16' if bf16 else 'fp32'}", train_data, device, log=lambda m: None)
+        rows = [r["sec_per_step"] for r in trainer.fit(progress=False) if "sec_per_step" in r]
+        later = rows[len(rows) // 4:] or rows
+        peak = f", {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB" if cuda else ""
+        parts.append(f"{'bf16' if bf16 else 'fp32'} {sum(later) / len(later):.3f} s/step{peak}")
+        del trainer
+        if cuda:
+            torch.cuda.empty_cache()
+    return True, f"{name}, {cfg.data.batch} images of {cfg.data.patch} px, {n} steps: " + "; ".join(parts)
+
+
 def projection() -> tuple[bool, str]:
     """``--sets all --metrics all`` for one model of each backbone: the measured seconds per HR megapixel (the
     declared ones where a figure was not measured) times the paper's seven sets at their typical sizes."""
@@ -391,7 +430,7 @@ def main() -> int:
     ap.add_argument("--device", default="cuda", help="cuda, or cpu to run the same code paths without a GPU")
     ap.add_argument("--quick", action="store_true", help="tiny inputs and one process: seconds (for CI on the CPU)")
     ap.add_argument("--skip", default="", help="comma-separated checks to leave out")
-    ap.add_argument("--train-steps", type=int, default=100, help="train-speed: steps per configuration")
+    ap.add_argument("--train-steps", type=int, default=100, help="train-speed, train-real: steps per configuration")
     args = ap.parse_args()
     dev = args.device
     if dev.startswith("cuda") and not torch.cuda.is_available():
@@ -412,6 +451,7 @@ def main() -> int:
               ("metrics-device", lambda: check_metrics(Path(args.data), dev, args.quick)),
               ("evaluator", lambda: check_evaluator(Path(args.data), dev, args.quick)),
               ("train-speed", lambda: check_train_speed(Path(args.train_data), dev, args.quick, args.train_steps)),
+              ("train-real", lambda: check_train_real(Path(args.train_data), dev, args.quick, args.train_steps)),
               ("speed", lambda: speed(dev, args.quick)), ("projection", projection)]
     skip = {c.strip() for c in args.skip.split(",") if c.strip()}
     unknown = skip - {name for name, _ in checks}

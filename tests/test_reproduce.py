@@ -105,6 +105,10 @@ def test_the_public_baselines_and_the_never_released_columns_in_the_plan(tmp_pat
     assert fetched["bsrgan"] == "https://github.com/cszn/KAIR/releases/download/v1.0/BSRGAN.pth"
     assert fetched["realesrgan_x4plus"].endswith("/v0.1.0/RealESRGAN_x4plus.pth")
     assert not any("not reproducible" in line for line in six.lines("cpu"))
+    # the real-world AESOP network is public, and its weights are not here: the plan names its two trainings too
+    assert any(line.startswith("  or train real_aesop_rrdb here: `aesop-bench train ae --config real_ae_rrdb`, then "
+                               "`aesop-bench train sr --config real_aesop_rrdb --opt ae=runs/train/real_ae_rrdb/"
+                               "ae_ema.safetensors` (about ") for line in six.lines("cpu"))
     three = "\n".join(plan(RECIPES["table3"], None, tmp_path / "data", tmp_path / "out").lines("cuda"))
     assert re.search(r"not computed \(never released; no stand-in is used\): Config-\(b\); train it with "
                      r"`aesop-bench train ae --config ae_rrdb_no_lr`, then `aesop-bench train sr --config "

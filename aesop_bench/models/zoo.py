@@ -145,6 +145,9 @@ class ZooEntry:
     paper: tuple[str, str, str] | None = None
     # where the released file's match to that row is not settled by the authors' README and configs: what is known
     paper_note: str = ""
+    # the shipped training configs that produce this network, in the order they run (``NAME [key=value ...]``):
+    # what ``reproduce --dry-run`` offers where the weights are not here
+    train: tuple[str, ...] = ()
 
 
 ZOO: dict[str, ZooEntry] = {e.name: e for e in [
@@ -175,7 +178,8 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
              "param_key_g params_ema (LDL's own test config reads params)", paper=("RRDB", "LDL", "real")),
     ZooEntry("real_aesop_rrdb", "AESOP on RRDB, real-world degradations, 400K iterations", "rrdb",
              "real_aesop_rrdb", notes="AESOP's test_Realworld_AESOP_RRDB256.yml: RealAESOP_RRDB_400K.pth, "
-             "param_key_g params_ema", paper=("RRDB", "AESOP", "real")),
+             "param_key_g params_ema", paper=("RRDB", "AESOP", "real"),
+             train=("real_ae_rrdb", "real_aesop_rrdb ae=runs/train/real_ae_rrdb/ae_ema.safetensors")),
     # Table 2 and Table 6's public real-world baselines, the files the authors' supplementary test configs load
     ZooEntry("bsrgan", "BSRGAN (Zhang et al. 2021), RRDB trained on BSRGAN's practical degradation model", "rrdb",
              "bsrgan", (), notes="AESOP's test_Realworld_officialBSRGAN.yml: KAIR's BSRGAN.pth, a raw state dict in "

@@ -117,6 +117,8 @@ class Plan:
     gpu_source: str = ""
     # the table's never-released methods and the trainings that produce them: (method, [(config, GPU seconds)])
     trainings: list[tuple[str, list[tuple[str, float]]]] = field(default_factory=list)
+    # zoo models whose weights are not here and that shipped configs can train instead: (model, [(config, s)])
+    trainable: list[tuple[str, list[tuple[str, float]]]] = field(default_factory=list)
 
     @property
     def download_bytes(self) -> int:
@@ -155,6 +157,8 @@ class Plan:
                        ", ".join(f.rsplit("/", 1)[-1] for f, _ in files))
         out += [f"  weights {w}: {u} ({size(n)})" for w, u, n in self.weight_downloads]
         out += [f"  by hand: {m}" for m in self.manual]
+        out += [f"  or train {m} here: " + ", then ".join(f"`{train_command(c)}`" for c, _ in steps) +
+                f" (about {_minutes(sum(t for _, t in steps))} on one GPU, declared)" for m, steps in self.trainable]
         if self.ldl_missing:
             from ..data.ldl import MIRRORS
 
@@ -305,6 +309,8 @@ def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, devic
         needed.append(ZOO[m].weights)
         for metric in recipe.metrics:
             needed += list(get_spec(metric).weights)
+    p.trainable = [(m, [(c, training_gpu_seconds(c)) for c in ZOO[m].train]) for m in p.models
+                   if ZOO[m].train and not wm.cache_path(wm.entry(ZOO[m].weights)).is_file()]
     for name in dict.fromkeys(n for n in needed if n):
         e = wm.entry(name)
         if wm.cache_path(e).is_file():

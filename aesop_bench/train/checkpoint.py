@@ -1,8 +1,9 @@
 """Training checkpoints, exported weights and the run's logs.
 
 A checkpoint is ``ckpt/step_NNNNNNN/`` holding ``net_g.safetensors``, ``net_g_ema.safetensors``,
-``net_d.safetensors`` and ``state.pt`` (step, optimiser and scheduler states, RNG states: tensors and plain
-values only, read back with ``weights_only=True``). It is written to ``ckpt/.tmp_step_NNNNNNN/`` and renamed,
+``net_d.safetensors`` and ``state.pt`` (step, optimiser and scheduler states, RNG states, and in real-world
+training each micro-batch slot's degradation and queue generators and pair queue: tensors and plain values
+only, read back with ``weights_only=True``). It is written to ``ckpt/.tmp_step_NNNNNNN/`` and renamed,
 so a folder named ``step_*`` is always complete; the last N are kept. A temporary folder or file left by a
 kill is removed when the run starts again (:func:`clean_partial`).
 """
@@ -88,6 +89,17 @@ def gather_rng_states(world: int, device=None) -> list[dict]:
 
     out: list = [None] * world
     dist.all_gather_object(out, mine)
+    return out
+
+
+def gather_to_main(obj, world: int) -> list | None:
+    """Every rank's ``obj`` on rank 0, in rank order (None on the other ranks; ``[obj]`` in a single process)."""
+    if world == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list | None = [None] * world if dist.get_rank() == 0 else None
+    dist.gather_object(obj, out, dst=0)
     return out
 
 

@@ -3,6 +3,14 @@
 An unknown or mistyped key is an error that names it; ``--opt a.b=c`` overrides any key (the value is
 parsed as YAML). The objective is a list of weighted loss terms, so the LDL and AESOP configs differ only
 in the pixel term (``l1`` x0.01 vs ``aesop`` x1).
+
+Real-world training (the authors' ``train_RealWorld_AESOP.yml``, Real-ESRGAN's recipe) adds three things:
+``degradation:`` (Real-ESRGAN's second-order degradation, read by
+:meth:`aesop_bench.data.degradations.DegradationConfig.from_dict`; its presence makes the LR on the fly from
+each HR crop of ``data.crop_pad_size`` pixels), ``data.queue_size`` (the training-pair queue) and ``gt_usm``
+(the loss terms whose target is the USM-sharpened HR: the authors' ``l1_gt_usm``, ``percep_gt_usm`` and
+``gan_gt_usm``). A generator part can be held fixed for the whole run (``generator.freeze: [decoder]``: the
+real-world AE's decoder, the authors' ``freeze_decoder``).
 """
 
 from __future__ import annotations
@@ -14,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import AesopBenchError
-from .objective import check_terms, networks_read
+from ..errors import AesopBenchError, ConfigError
+from .objective import TERMS, check_terms, networks_read
 
 
 @dataclass
@@ -30,9 +38,13 @@ class DataConfig:
     batch: int = 16  # global batch (split across ranks)
     micro_batch: int | None = None  # images per forward pass (the official per-GPU batch, 16); None: a rank's share
     workers: int = 4
-    modcrop: int = 12
-    flip: bool = True
-    rot: bool = True
+    modcrop: int = 12  # HR crop to a multiple of this (not with degradation:, which crops crop_pad_size instead)
+    flip: bool = True  # random horizontal flip
+    rot: bool = True  # random vertical flip and transposition (with flip: the eight dihedral transforms)
+    # with degradation: each HR image is cropped (padded where smaller, reflecting) to this square before the
+    # degradation, Real-ESRGAN's crop_pad_size (400 there, fixed in its dataset)
+    crop_pad_size: int = 400
+    queue_size: int | None = None  # the training-pair queue (Real-ESRGAN: 144), per micro-batch; None: no queue
 
 
 @dataclass
@@ -43,6 +55,7 @@ class NetConfig:
     opts: dict = field(default_factory=dict)  # the AE's: sizes, encoder rrdb|bicubic, decoder rrdb|srresnet
     init: str | None = None  # weights name or checkpoint path (the AE: its decoder's)
     key: str | None = None  # state-dict key in the init checkpoint
+    freeze: list[str] = field(default_factory=list)  # generator parts held fixed for the whole run (AE: decoder)
 
 
 @dataclass
@@ -51,6 +64,16 @@ class LossTerm:
 
     type: str  # a term of objective.TERMS
     weight: float = 1.0
+    # options of some terms (objective.Term.options): perceptual's VGG19 layer weights (None: conv1_2 0.1,
+    # conv2_2 0.1, conv3_4 1, conv4_4 1, conv5_4 1) and gan's criterion (relativistic, ESRGAN's; or vanilla, the
+    # plain GAN of Real-ESRGAN)
+    layer_weights: dict | None = None
+    gan_type: str | None = None
+
+    def options(self) -> dict:
+        """The options given for this term (those left out take the term's defaults)."""
+        return {k: v for k, v in (("layer_weights", self.layer_weights), ("gan_type", self.gan_type))
+                if v is not None}
 
 
 @dataclass
@@ -100,6 +123,9 @@ class TrainConfig:
     # BatchNorm statistics of the VGG-style discriminator pooled over the global batch. None: as the authors'
     # code, pooled for the 256 discriminator (nn.SyncBatchNorm there), per micro-batch for the 128 one.
     sync_bn: bool | None = None
+    # real-world training: Real-ESRGAN's degradation options (None: the LR comes from data.lr_dirs or make_lr)
+    degradation: dict | None = None
+    gt_usm: list[str] = field(default_factory=list)  # terms whose target is the USM-sharpened HR ("gan": D's real too)
 
 
 def _is(value, tp) -> bool:
@@ -227,7 +253,72 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
     check_ranges(cfg)
     if cfg.data.patch % cfg.data.scale:
         raise AesopBenchError(f"config data.patch {cfg.data.patch} must be a multiple of the scale")
+    check_term_options(cfg)
+    check_real_world(cfg)
     return cfg
+
+
+def check_term_options(cfg: TrainConfig) -> None:
+    """Each loss term's options: only those its row of the loss table takes, with values it knows."""
+    from .losses import GAN_TYPES, VGG19_LAYERS
+
+    for t in cfg.losses:
+        for name, value in t.options().items():
+            if name not in TERMS[t.type].options:
+                takes = ", ".join(TERMS[t.type].options) or "no options"
+                raise ConfigError(f"config losses {t.type}: {name} is not an option of this term (it takes {takes})")
+            if name == "gan_type" and value not in GAN_TYPES:
+                raise ConfigError(f"config losses {t.type} gan_type: {value!r}; choose {' or '.join(GAN_TYPES)}")
+            if name == "layer_weights":
+                bad = [k for k in value if k not in VGG19_LAYERS]
+                if bad or not value or not all(_is(w, float) and w >= 0 for w in value.values()):
+                    raise ConfigError(f"config losses {t.type} layer_weights: {value!r}; give VGG19 layers of "
+                                      f"{', '.join(VGG19_LAYERS)} with weights 0 or more")
+
+
+def check_real_world(cfg: TrainConfig) -> None:
+    """The real-world options: ``degradation`` read by the degradation module (its errors name the key), the LR
+    made from it alone, a crop that holds the patch, a queue the per-GPU batch divides, ``gt_usm`` naming the
+    config's terms, ``generator.freeze`` naming parts of the AE."""
+    d = cfg.data
+    if cfg.degradation is not None:
+        if cfg.kind != "sr":
+            raise ConfigError("config degradation: the degraded LR is for SR training (kind: sr); an AE is "
+                              "pretrained on HR images (remove degradation)")
+        from ..data.degradations import DegradationConfig
+
+        DegradationConfig.from_dict(cfg.degradation, "degradation")
+        if d.lr_dirs or d.make_lr:
+            raise ConfigError("config data.lr_dirs / data.make_lr: with degradation: the LR is synthesised from each "
+                              "HR crop on the fly; leave lr_dirs empty and make_lr false")
+        if d.crop_pad_size < d.patch or d.crop_pad_size % d.scale:
+            raise ConfigError(f"config data.crop_pad_size {d.crop_pad_size}: the HR crop that is degraded must hold "
+                              f"the patch ({d.patch}) and be a multiple of the scale ({d.scale})")
+    if d.queue_size is not None:
+        if cfg.kind != "sr":
+            raise ConfigError("config data.queue_size: the training-pair queue is for SR training (kind: sr)")
+        per = d.micro_batch or d.batch
+        if d.queue_size < 1 or d.queue_size % per:
+            raise ConfigError(f"config data.queue_size {d.queue_size}: the queue must hold a whole number of "
+                              f"per-GPU batches (data.micro_batch, else data.batch: {per}); Real-ESRGAN: 144 = 12 x 12")
+    sr_terms = [n for n, t in TERMS.items() if t.training == "sr"]
+    for name in cfg.gt_usm:  # a term the config does not train may be listed (the authors' l1_gt_usm without l1)
+        if name not in sr_terms or cfg.kind != "sr":
+            raise ConfigError(f"config gt_usm: {name!r}; list SR loss terms ({', '.join(sr_terms)}) whose target is "
+                              "the USM-sharpened HR")
+    if cfg.generator.freeze:
+        from ..models.archs.autoencoder_arch import AE_PARTS
+
+        if cfg.kind != "ae":
+            raise ConfigError(f"config generator.freeze {cfg.generator.freeze}: only the AE's parts can be held "
+                              f"fixed ({', '.join(AE_PARTS)})")
+        bad = [p for p in cfg.generator.freeze if p not in AE_PARTS]
+        if bad:
+            raise ConfigError(f"config generator.freeze: {', '.join(map(repr, bad))}; choose from "
+                              f"{', '.join(AE_PARTS)}")
+        if set(AE_PARTS) <= set(cfg.generator.freeze) or (
+                cfg.generator.opts.get("encoder") == "bicubic" and "decoder" in cfg.generator.freeze):
+            raise ConfigError(f"config generator.freeze {cfg.generator.freeze}: nothing of the AE would train")
 
 
 def _bad(where: str, value, allowed: str):
@@ -242,7 +333,8 @@ def check_ranges(cfg: TrainConfig) -> None:
     whole = {"data.patch": (d.patch, 1), "data.batch": (d.batch, 1), "data.workers": (d.workers, 0),
              "data.modcrop": (d.modcrop, 1), "seed": (cfg.seed, 0), "steps": (cfg.steps, 1),
              "checkpoint_every": (cfg.checkpoint_every, 1), "keep_checkpoints": (cfg.keep_checkpoints, 1),
-             "log_every": (cfg.log_every, 1), "val.every": (cfg.val.every, 0)}
+             "log_every": (cfg.log_every, 1), "val.every": (cfg.val.every, 0),
+             "data.crop_pad_size": (d.crop_pad_size, 1)}
     if d.micro_batch is not None:
         whole["data.micro_batch"] = (d.micro_batch, 1)
     for where, (value, low) in whole.items():

@@ -8,8 +8,12 @@ gradients to its input (a frozen loss network, the discriminator in the generato
 
 * SR step: generator forward and backward (3); with the LDL term, the EMA generator's forward (1); the AESOP
   loss's AE on SR (forward and input backward, 2) and on HR (1); VGG19 likewise (3); the relativistic GAN:
-  the discriminator on the fake and the real batch in the generator's step (2 + 1) and in its own step (3 + 3).
-* AE step: the auto-encoder forward and backward (3).
+  the discriminator on the fake and the real batch in the generator's step (2 + 1) and in its own step (3 + 3);
+  the vanilla GAN (real-world training) runs it on the fake batch alone in the generator's step (2).
+* AE step: the auto-encoder forward and backward (3); a part held fixed (the real-world AE's decoder) passes
+  gradients to its input only (2).
+
+The real-world degradation and the pair queue (a few image filters per step) are left out.
 
 The frozen AE of an SR training is counted as the paper's (RRDB decoder) whatever file the config names.
 
@@ -37,16 +41,18 @@ def step_tflop(cfg) -> float:
     terms = {t.type for t in cfg.losses}
     if cfg.kind == "ae":
         opts = cfg.generator.opts
-        g = (FORWARD_TFLOP_PER_MPIX["ae_encoder"] if opts.get("encoder", "rrdb") == "rrdb" else 0.0) + \
-            FORWARD_TFLOP_PER_MPIX[opts.get("decoder", "rrdb")]
-        return 3 * g * mpix
+        frozen = set(cfg.generator.freeze)
+        enc = FORWARD_TFLOP_PER_MPIX["ae_encoder"] if opts.get("encoder", "rrdb") == "rrdb" else 0.0
+        dec = FORWARD_TFLOP_PER_MPIX[opts.get("decoder", "rrdb")]
+        return ((2 if "encoder" in frozen else 3) * enc + (2 if "decoder" in frozen else 3) * dec) * mpix
     flops = 3 * g + (g if "ldl" in terms else 0.0)
     if "aesop" in terms:
         flops += 3 * FORWARD_TFLOP_PER_MPIX["ae"]
     if "perceptual" in terms:
         flops += 3 * FORWARD_TFLOP_PER_MPIX["vgg19"]
     if cfg.discriminator is not None and "gan" in terms:
-        flops += 9 * _forward(cfg.discriminator.arch)
+        vanilla = any(t.type == "gan" and t.gan_type == "vanilla" for t in cfg.losses)
+        flops += (8 if vanilla else 9) * _forward(cfg.discriminator.arch)
     return flops * mpix
 
 

@@ -5,7 +5,11 @@
   AE(HR) without grad, AE(SR) with autograd, so gradients reach SR through the frozen AE.
 * ``perceptual``: VGG19 pre-ReLU features conv1_2, conv2_2, conv3_4, conv4_4, conv5_4 weighted
   0.1, 0.1, 1, 1, 1, ImageNet input normalisation, L1 (BasicSR's PerceptualLoss as ESRGAN/LDL use it).
-* ``gan``: relativistic average GAN with vanilla (BCE-with-logits) criterion, generator and discriminator sides.
+* ``gan``: relativistic average GAN with vanilla (BCE-with-logits) criterion, generator and discriminator sides
+  (ESRGAN, LDL, AESOP's bicubic runs); or, ``gan_type: vanilla``, the plain GAN of Real-ESRGAN (BasicSR's
+  ``GANLoss`` of type vanilla): the generator's term is BCE(D(SR), real) (the loss weight applies here only),
+  the discriminator's BCE(D(HR), real) + BCE(D(SR), fake), each a mean over the logits (per pixel for the U-Net
+  discriminator).
 * ``ldl``: LDL's artifact map: r = sum_c |HR - SR|, r_ema likewise for the EMA generator's output;
   weight = var(r)^(1/5) (per image) x local variance of r in a 7x7 window (reflect padding 3), zeroed where
   r < r_ema; loss = L1(weight * SR, weight * HR).
@@ -97,6 +101,18 @@ def perceptual(vgg: VGGFeatures, sr: torch.Tensor, hr: torch.Tensor, weights=PER
     with torch.no_grad():
         fh = vgg(hr)
     return sum(w * (fs[k] - fh[k]).abs().mean() for k, w in weights.items())
+
+
+GAN_TYPES = ("relativistic", "vanilla")
+
+
+def gan_vanilla(pred: torch.Tensor, real: bool) -> torch.Tensor:
+    """The plain GAN's BCE-with-logits of the discriminator's logits against "real" (1) or "fake" (0), mean.
+
+    >>> round(float(gan_vanilla(torch.zeros(2, 1, 4, 4), True)), 6)  # log 2
+    0.693147
+    """
+    return _bce(pred, 1.0 if real else 0.0)
 
 
 def per_micro(loss_fn, m: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,9 @@ def build_generator(cfg: TrainConfig) -> nn.Module:
             load_strict(net.decoder, _init_state(g.init, g.key, net.decoder_kind), g.init,
                         hint=f"generator.init must be a {net.decoder_kind} x4 network of the decoder's size "
                              f"(generator.opts: {g.opts})")
-        return net
+        return freeze(net, g.freeze)
+    if g.freeze:
+        raise AesopBenchError(f"config generator.freeze {g.freeze}: only the AE's parts can be held fixed")
     if g.arch not in ARCHS:
         raise AesopBenchError(f"config generator.arch {g.arch!r}; choose one of {', '.join(ARCHS)}")
     if g.arch in NOT_TRAINABLE:
@@ -45,6 +47,19 @@ def build_generator(cfg: TrainConfig) -> nn.Module:
         from ..models.loading import load_strict
 
         load_strict(net, _init_state(g.init, g.key, g.arch), g.init)
+    return net
+
+
+def freeze(net: nn.Module, parts: list[str]) -> nn.Module:
+    """Hold the AE's ``parts`` (encoder, decoder) fixed for the whole run: their parameters need no gradient, so
+    the optimiser is not given them, DDP (which registers only parameters that need a gradient when it wraps the
+    network) never reduces them, and the EMA copies them as they are."""
+    for part in parts:
+        if part == "decoder":
+            net.decoder.requires_grad_(False)
+        else:
+            for p in net.encoder_parameters():
+                p.requires_grad_(False)
     return net
 
 

@@ -6,7 +6,10 @@ table, so adding a loss is adding a row: the LDL and AESOP configs differ by one
 ``ldl`` vs ``aesop`` x1; see ``configs/``).
 
 Each term computes from the step's tensors (:class:`StepInputs`) and the networks it declares in ``networks``,
-which are the fields of :class:`Networks` it reads; the trainer builds those of the config's terms.
+which are the fields of :class:`Networks` it reads; the trainer builds those of the config's terms. A term reads
+its target with :meth:`StepInputs.target`: the HR, or the USM-sharpened HR where the config's ``gt_usm`` lists it
+(real-world training: Real-ESRGAN's ``l1_gt_usm``, ``percep_gt_usm``, ``gan_gt_usm``). Some terms take options
+(``Term.options``: perceptual's ``layer_weights``, gan's ``gan_type``), given beside the weight in the config.
 
 >>> import torch
 >>> x = StepInputs(lr=torch.zeros(1, 3, 2, 2), hr=torch.zeros(1, 3, 8, 8), out=torch.full((1, 3, 8, 8), 0.5))
@@ -35,6 +38,16 @@ class StepInputs:
     out: "torch.Tensor"  # the generator's output: SR, or the AE's reconstruction of HR
     z: "torch.Tensor | None" = None  # the AE's bottleneck (AE pretraining)
     micro: int = 0  # images per micro-batch (the relativistic GAN's means are taken per micro-batch)
+    hr_usm: "torch.Tensor | None" = None  # the USM-sharpened HR (real-world training)
+    usm: frozenset = frozenset()  # the terms whose target is hr_usm
+
+    def target(self, term: str) -> "torch.Tensor":
+        """The HR a term compares with: the USM-sharpened one where the config's ``gt_usm`` lists the term."""
+        if term in self.usm:
+            if self.hr_usm is None:
+                raise AesopBenchError(f"loss term {term}: its target is the USM-sharpened HR, which was not made")
+            return self.hr_usm
+        return self.hr
 
 
 @dataclass(frozen=True)
@@ -54,30 +67,31 @@ class Term:
     name: str
     training: str  # sr | ae: the training it belongs to
     description: str
-    compute: Callable[[StepInputs, Networks], "torch.Tensor"]
+    compute: Callable[..., "torch.Tensor"]  # (StepInputs, Networks, **options)
     networks: tuple[str, ...] = ()  # fields of Networks
+    options: tuple[str, ...] = ()  # the config options it takes (config.LossTerm's fields beside type and weight)
 
 
 def _l1(x: StepInputs, nets: Networks) -> "torch.Tensor":
     from .losses import l1
 
-    return l1(x.out, x.hr)
+    return l1(x.out, x.target("l1"))
 
 
 def _l1_lpf(x: StepInputs, nets: Networks) -> "torch.Tensor":
     from .losses import l1_lowpass
 
-    return l1_lowpass(x.out, x.hr)
+    return l1_lowpass(x.out, x.target("l1_lpf"))
 
 
 def _aesop(x: StepInputs, nets: Networks) -> "torch.Tensor":
-    return nets.aesop_ae(x.out, x.hr)
+    return nets.aesop_ae(x.out, x.target("aesop"))
 
 
-def _perceptual_term(x: StepInputs, nets: Networks) -> "torch.Tensor":
-    from .losses import perceptual
+def _perceptual_term(x: StepInputs, nets: Networks, layer_weights: dict | None = None) -> "torch.Tensor":
+    from .losses import PERCEPTUAL_WEIGHTS, perceptual
 
-    return perceptual(nets.vgg19, x.out, x.hr)
+    return perceptual(nets.vgg19, x.out, x.target("perceptual"), layer_weights or PERCEPTUAL_WEIGHTS)
 
 
 def _ldl(x: StepInputs, nets: Networks) -> "torch.Tensor":
@@ -87,13 +101,15 @@ def _ldl(x: StepInputs, nets: Networks) -> "torch.Tensor":
 
     with torch.no_grad():
         sr_ema = nets.generator_ema(x.lr)
-    return ldl(x.hr, x.out, sr_ema)
+    return ldl(x.target("ldl"), x.out, sr_ema)
 
 
-def _gan(x: StepInputs, nets: Networks) -> "torch.Tensor":
-    from .losses import gan_generator, per_micro
+def _gan(x: StepInputs, nets: Networks, gan_type: str = "relativistic") -> "torch.Tensor":
+    from .losses import gan_generator, gan_vanilla, per_micro
 
-    real = nets.discriminator(x.hr).detach()
+    if gan_type == "vanilla":  # the discriminator's logits of SR pushed towards "real" (Real-ESRGAN)
+        return gan_vanilla(nets.discriminator(x.out), True)
+    real = nets.discriminator(x.target("gan")).detach()
     return per_micro(gan_generator, x.micro, real, nets.discriminator(x.out))
 
 
@@ -114,9 +130,11 @@ TERMS: dict[str, Term] = {t.name: t for t in [
     Term("l1_lpf", "sr", "mean |G*SR - G*HR|, G a 21x21 Gaussian low-pass filter of sigma 3 (Table 5 (b))",
          _l1_lpf),
     Term("aesop", "sr", "mean |AE(SR) - AE(HR)|, the frozen AESOP auto-encoder", _aesop, ("aesop_ae",)),
-    Term("perceptual", "sr", "VGG19 feature L1 (BasicSR's PerceptualLoss)", _perceptual_term, ("vgg19",)),
+    Term("perceptual", "sr", "VGG19 feature L1 (BasicSR's PerceptualLoss)", _perceptual_term, ("vgg19",),
+         ("layer_weights",)),
     Term("ldl", "sr", "LDL's artifact-map-weighted L1 (needs the EMA generator)", _ldl, ("generator_ema",)),
-    Term("gan", "sr", "relativistic average GAN, generator side", _gan, ("discriminator",)),
+    Term("gan", "sr", "GAN, generator side: relativistic average (ESRGAN) or vanilla (Real-ESRGAN)", _gan,
+         ("discriminator",), ("gan_type",)),
     Term("ae_recon", "ae", "AE pretraining: L1(AE(HR), HR)", _ae_recon),
     Term("ae_lr", "ae", "AE pretraining: L1(encoder(HR), LR)", _ae_lr),
 ]}
@@ -142,12 +160,14 @@ def networks_read(weights: dict[str, float]) -> set[str]:
     return {n for name in weights for n in TERMS[name].networks}
 
 
-def objective(x: StepInputs, nets: Networks, weights: dict[str, float]) -> tuple["torch.Tensor", dict]:
-    """The weighted total and each term's value, terms in the table's order; a term whose network is missing from
-    ``nets`` is an error naming it."""
+def objective(x: StepInputs, nets: Networks, weights: dict[str, float],
+              options: dict[str, dict] | None = None) -> tuple["torch.Tensor", dict]:
+    """The weighted total and each term's value, terms in the table's order (``options``: term -> its config
+    options); a term whose network is missing from ``nets`` is an error naming it."""
     missing = sorted(n for n in networks_read(weights) if getattr(nets, n) is None)
     if missing:
         raise AesopBenchError(f"the objective's terms need {', '.join(missing)}, which were not built")
-    parts = {name: t.compute(x, nets) for name, t in TERMS.items() if name in weights}
+    options = options or {}
+    parts = {name: t.compute(x, nets, **options.get(name, {})) for name, t in TERMS.items() if name in weights}
     total = sum(weights[k] * v.float() for k, v in parts.items())
     return total, parts

@@ -27,6 +27,14 @@ the authors' ``nn.SyncBatchNorm`` does: it sees each rank's share in one pass, a
 from the GAN term is taken over that share (with respect to its SR images) and fed into each micro-batch's
 backward pass, so the generator, VGG19 and the AE keep their micro-batches. Only rank 0 writes.
 
+Real-world training (a config with ``degradation:``, the authors' ``train_RealWorld_AESOP.yml``): the LR of each
+micro-batch is synthesised on the device from HR crops (:mod:`.real`), the pairs pass through the
+training-pair queue, the targets listed in ``gt_usm`` are the USM-sharpened HR, and the GAN may be the plain
+(vanilla) one of Real-ESRGAN. The degradation and queue generators and the queues are saved in every checkpoint
+(``state.pt``'s ``pairs``), so a resumed run trains on the pairs an uninterrupted run would have. Generator parts
+held fixed (``generator.freeze``, the real-world AE's decoder) need no gradient: the optimiser holds no state
+for them, DDP does not reduce them, the EMA copies them.
+
 Length: one training step and its variants (DDP, micro-batches, the pooled GAN), checkpoints and validation share
 the Trainer's state.
 """
@@ -44,7 +52,7 @@ import torch
 
 from .. import threads
 from ..distributed import barrier, init
-from ..errors import AesopBenchError
+from ..errors import AesopBenchError, ConfigError
 from ..fileutil import atomic_write_json
 from ..models.archs.discriminator_arch import PooledBatchNorm2d
 from . import checkpoint as ck
@@ -79,6 +87,9 @@ class Trainer:
         if cfg.channels_last:
             net_g = net_g.to(memory_format=torch.channels_last)
         self.weights = {t.type: t.weight for t in cfg.losses}
+        self.term_opts = {t.type: t.options() for t in cfg.losses if t.options()}
+        self.usm = frozenset(t for t in cfg.gt_usm if t in self.weights)  # of the terms trained
+        self.gan_type = self.term_opts.get("gan", {}).get("gan_type", "relativistic")
         check_validation_metrics(cfg)
         if self.main:
             prepare_validation_set(cfg, log)
@@ -96,7 +107,8 @@ class Trainer:
         self.net_g, self.net_d = net_g, net_d
         self.nets = Networks(aesop_ae=aesop_ae, vgg19=vgg19, discriminator=net_d, generator_ema=self.net_g_ema)
         og, od = cfg.optim_g, cfg.optim_d
-        self.opt_g = torch.optim.Adam(net_g.parameters(), lr=og.lr, betas=tuple(og.betas), eps=og.eps)
+        trained = [p for p in net_g.parameters() if p.requires_grad]  # without the parts held fixed
+        self.opt_g = torch.optim.Adam(trained, lr=og.lr, betas=tuple(og.betas), eps=og.eps)
         self.sched_g = torch.optim.lr_scheduler.MultiStepLR(self.opt_g, og.milestones or [10 ** 12], og.gamma)
         self.opt_d = self.sched_d = None
         if net_d is not None:
@@ -104,6 +116,7 @@ class Trainer:
             self.sched_d = torch.optim.lr_scheduler.MultiStepLR(self.opt_d, od.milestones or [10 ** 12], od.gamma)
         self.step = 0
         self._checked_grads = False
+        self.pairs = self._pair_stream()
         # from here each rank draws its own random numbers (SwinIR's DropPath masks, ...): seed + rank, BasicSR's rule
         ck.seed_all(cfg.seed + self.rank)
         self.logs = RunLog(self.out, self)
@@ -129,12 +142,35 @@ class Trainer:
     def _load_vgg(self) -> L.VGGFeatures:
         from .. import weights as wm
 
-        return L.VGGFeatures(wm.load_state_dict(wm.get("vgg19"))).to(self.device)
+        layers = self.term_opts.get("perceptual", {}).get("layer_weights") or L.PERCEPTUAL_WEIGHTS
+        return L.VGGFeatures(wm.load_state_dict(wm.get("vgg19")), layers=tuple(layers)).to(self.device)
+
+    def _pair_stream(self):
+        """The real-world pairs of this rank's micro-batch slots (None without degradation and queue)."""
+        from .real import PairStream
+
+        c = self.cfg.data
+        if self.cfg.degradation is None and c.queue_size is None:
+            return None
+        if c.batch % self.world:
+            raise AesopBenchError(f"data.batch {c.batch} must be divisible by the {self.world} processes")
+        n_local = c.batch // self.world
+        m = self._micro(n_local)
+        if c.queue_size is not None and c.queue_size % m:
+            raise ConfigError(f"config data.queue_size {c.queue_size} must be a multiple of the {m} images of a "
+                              "micro-batch (one official GPU's batch, data.micro_batch)")
+        per = n_local // m
+        return PairStream(self.cfg, list(range(self.rank * per, (self.rank + 1) * per)), m, self.device)
 
     def _batches(self):
         c = self.cfg.data
         hr_files = training_images([self.data_root / d for d in c.hr_dirs])
-        ds = PairedPatches(hr_files, c, self.cfg.seed, [self.data_root / d for d in c.lr_dirs])
+        if self.cfg.degradation is not None:
+            from .real import HRCrops
+
+            ds = HRCrops(hr_files, c, self.cfg.seed)
+        else:
+            ds = PairedPatches(hr_files, c, self.cfg.seed, [self.data_root / d for d in c.lr_dirs])
         sampler = StepSampler(len(ds), c.batch, self.cfg.seed, self.step, self.rank, self.world)
         # the loader's own generator: starting its iterator draws a worker seed, which must not move the global
         # RNG (a resumed run starts its iterator mid-run, an uninterrupted one did so at step 0)
@@ -143,8 +179,13 @@ class Trainer:
                                              num_workers=c.workers, persistent_workers=c.workers > 0,
                                              pin_memory=cuda,
                                              generator=torch.Generator().manual_seed(self.cfg.seed + self.step))
+        if self.cfg.degradation is not None:  # HR crops: the pairs are synthesised on the device
+            for gt in loader:
+                yield self.pairs(gt.to(self.device, non_blocking=cuda))
+            return
         for lr, hr in loader:
-            yield lr.to(self.device, non_blocking=cuda), hr.to(self.device, non_blocking=cuda)
+            lr, hr = lr.to(self.device, non_blocking=cuda), hr.to(self.device, non_blocking=cuda)
+            yield self.pairs(lr, hr) if self.pairs is not None else (lr, hr)
 
     # -- one step ---------------------------------------------------------------------------------
     def _micro(self, n_local: int) -> int:
@@ -161,6 +202,12 @@ class Trainer:
             lr, hr = lr.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last)
         m = self._micro(len(lr))
         groups = list(zip(lr.split(m), hr.split(m)))
+        hr_usm = None
+        if self.usm:  # the targets of the terms in gt_usm, sharpened from the HR the step trains on
+            from ..data.degradations import usm_sharp
+
+            hr_usm = usm_sharp(hr)
+        usm_groups = hr_usm.split(m) if hr_usm is not None else [None] * len(groups)
         if self.net_d is not None:
             self.net_d.requires_grad_(False)
         sums: dict[str, torch.Tensor] = {}  # detached, on the device: read back once per log step (fit)
@@ -171,7 +218,7 @@ class Trainer:
             # the pooled discriminator normalises over the rank's whole share: the GAN term and its gradient with
             # respect to the SR images come from one pass over the share, while the generator, VGG19 and the AE
             # keep their micro-batches (the generator runs once more, without a graph, to make the share's SR)
-            grad_sr, srs, states = self._pooled_gan(lr, hr, groups, m, amp, sums)
+            grad_sr, srs, states = self._pooled_gan(lr, hr, hr_usm, groups, m, amp, sums)
             weights = {k: w for k, w in self.weights.items() if k != "gan"}
         for k, (l, h) in enumerate(groups):
             share = len(l) / len(lr)
@@ -182,10 +229,11 @@ class Trainer:
                     out, z = self.net_g(h, return_bottleneck=True)
                     x = StepInputs(l, h, out, z)
                 else:
-                    x = StepInputs(l, h, self.net_g(l), micro=m)
+                    x = StepInputs(l, h, self.net_g(l), micro=m, hr_usm=usm_groups[k], usm=self.usm)
                     if grad_sr is None:
                         srs.append(x.out.detach())
-                total, parts = objective(x, self.nets, weights) if weights else (x.out.sum() * 0, {})
+                total, parts = objective(x, self.nets, weights, self.term_opts) if weights else \
+                    (x.out.sum() * 0, {})
                 if grad_sr is not None:  # the GAN term's gradient joins this micro-batch's backward pass
                     torch.autograd.backward([total * share, x.out], [None, grad_sr[k * m:(k + 1) * m]])
                 elif total.requires_grad:  # a loss with no graph (a constant) is only checked, below
@@ -198,15 +246,17 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), cfg.optim_g.clip)
         self.opt_g.step()
         if "gan" in self.weights:
-            # the pooled discriminator sees the whole share at once; otherwise one micro-batch at a time
-            d_groups = [(lr, hr)] if grad_sr is not None else groups
+            # the pooled discriminator sees the whole share at once; otherwise one micro-batch at a time. Its real
+            # images are the HR, or the sharpened HR where gt_usm lists gan
+            real = hr_usm if "gan" in self.usm else hr
+            d_groups = [(lr, real)] if grad_sr is not None else list(zip(lr.split(m), real.split(m)))
             d_srs = [torch.cat(srs)] if grad_sr is not None else srs
             sums["d_real"], sums["d_fake"] = self._discriminator_step(d_groups, d_srs, len(lr), m, amp)
         self._ema_update()
         self.sched_g.step()
         return sums  # device tensors: read back by fit once per log step (_settle), not here
 
-    def _pooled_gan(self, lr, hr, groups, m: int, amp, sums: dict):
+    def _pooled_gan(self, lr, hr, hr_usm, groups, m: int, amp, sums: dict):
         """The GAN term over the rank's whole share (pooled BatchNorm statistics), added to ``sums``: returns its
         gradient with respect to the share's SR images, the SR images of each micro-batch, and the random state
         before each micro-batch's generator pass (to replay it with a graph)."""
@@ -217,7 +267,8 @@ class Trainer:
                 srs.append(self.net_g(l).detach())
         sr = torch.cat(srs).requires_grad_(True)
         with amp:
-            gan = TERMS["gan"].compute(StepInputs(lr, hr, sr, micro=m), self.nets)
+            gan = TERMS["gan"].compute(StepInputs(lr, hr, sr, micro=m, hr_usm=hr_usm, usm=self.usm), self.nets,
+                                       **self.term_opts.get("gan", {}))
         (grad,) = torch.autograd.grad(self.weights["gan"] * gan.float(), sr)
         sums["gan"] = gan.detach().float()
         sums["total_g"] = self.weights["gan"] * gan.detach().float()
@@ -235,7 +286,9 @@ class Trainer:
                 "(and DDP stops at the second step). Add a loss term that uses them (an AE needs ae_recon)")
 
     def _discriminator_step(self, groups, srs, n: int, m: int, amp) -> tuple:
-        """The relativistic discriminator step: the real half, then the fake half, per micro-batch means."""
+        """The discriminator step, per micro-batch means: relativistic (the real half, then the fake half, each
+        against the other's detached logits) or vanilla (BCE of D(HR) against real, then of D(SR) against fake,
+        Real-ESRGAN's order)."""
         cfg, d = self.cfg, self.net_d
         d.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
@@ -243,14 +296,22 @@ class Trainer:
         for k, ((_, h), sr) in enumerate(zip(groups, srs)):
             share = len(h) / n
             with self._no_sync(d, k < len(groups) - 1):
-                with amp:
-                    fake_pred = d(sr).detach()
-                    real_pred = d(h)
-                    l_real = L.per_micro(L.gan_discriminator_real, m, real_pred.float(), fake_pred.float())
-                (l_real * share).backward()
-                with amp:
-                    l_fake = L.per_micro(L.gan_discriminator_fake, m, d(sr).float(), real_pred.detach().float())
-                (l_fake * share).backward()
+                if self.gan_type == "vanilla":
+                    with amp:
+                        l_real = L.gan_vanilla(d(h).float(), True)
+                    (l_real * share).backward()
+                    with amp:
+                        l_fake = L.gan_vanilla(d(sr).float(), False)
+                    (l_fake * share).backward()
+                else:
+                    with amp:
+                        fake_pred = d(sr).detach()
+                        real_pred = d(h)
+                        l_real = L.per_micro(L.gan_discriminator_real, m, real_pred.float(), fake_pred.float())
+                    (l_real * share).backward()
+                    with amp:
+                        l_fake = L.per_micro(L.gan_discriminator_fake, m, d(sr).float(), real_pred.detach().float())
+                    (l_fake * share).backward()
             d_real = d_real + l_real.detach() * share
             d_fake = d_fake + l_fake.detach() * share
         if cfg.optim_d.clip:
@@ -268,7 +329,10 @@ class Trainer:
         d = self.cfg.ema
         ema = dict(self.net_g_ema.named_parameters())
         for k, p in ck.bare(self.net_g).named_parameters():
-            ema[k].mul_(d).add_(p.detach(), alpha=1 - d)
+            if p.requires_grad:
+                ema[k].mul_(d).add_(p.detach(), alpha=1 - d)
+            else:  # a part held fixed: its EMA is itself (d x p + (1 - d) x p would move it by rounding)
+                ema[k].copy_(p)
         ema_b = dict(self.net_g_ema.named_buffers())
         for k, b in ck.bare(self.net_g).named_buffers():
             ema_b[k].copy_(b)
@@ -382,10 +446,13 @@ class Trainer:
     def save_checkpoint(self) -> Path | None:
         barrier(self.world)
         rngs = ck.gather_rng_states(self.world, self.device)  # every rank's generators, CPU and CUDA
+        pairs = ck.gather_to_main(self.pairs.state(), self.world) if self.pairs is not None else None
         if not self.main:
             return None
         state = {"step": self.step, "opt_g": self.opt_g.state_dict(), "sched_g": self.sched_g.state_dict(),
                  "rng": rngs[0], "rng_ranks": rngs}
+        if pairs is not None:  # every slot's degradation and queue generators and its queue
+            state["pairs"] = [s for rank in pairs for s in rank]
         if self.opt_d is not None:
             state.update(opt_d=self.opt_d.state_dict(), sched_d=self.sched_d.state_dict())
         final = ck.write(self._ckpt_root(), self.step, self._nets(), state, self._meta(), self.cfg.keep_checkpoints)
@@ -409,6 +476,7 @@ class Trainer:
             self.opt_d.load_state_dict(state["opt_d"])
             self.sched_d.load_state_dict(state["sched_d"])
         self.step = int(state["step"])
+        self._resume_pairs(state)
         saved = state.get("rng_ranks") or [state["rng"]]
         if len(saved) == self.world:
             ck.set_rng_state(saved[self.rank], self.device)
@@ -431,6 +499,19 @@ class Trainer:
                 self.validate()
                 ck.mark(last, "val")
             barrier(self.world)
+
+    def _resume_pairs(self, state: dict) -> None:
+        """The real-world pairs' generators and queues, as saved; a checkpoint of another number of micro-batch
+        slots (another global batch or micro-batch) cannot give them back, and the run goes on with fresh ones."""
+        if self.pairs is None:
+            return
+        saved = state.get("pairs") or []
+        if {int(s["slot"]) for s in saved} >= set(self.pairs.slots):
+            self.pairs.load(saved)
+        elif self.main:
+            self.log(f"the checkpoint holds the pair queues and degradation generators of {len(saved)} micro-batch "
+                     "slot(s), not those of this run's: they start afresh (the run goes on, not bit for bit as it "
+                     "would have)")
 
 
 __all__ = ["Trainer", "build_generator", "build_discriminator"]
