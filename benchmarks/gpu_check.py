@@ -25,6 +25,9 @@ Checks (each line says what it compares):
   steps each: seconds per step and peak memory;
 * ``train-real``: real-world AESOP training (``real_aesop_rrdb``: degradation on the GPU, pair queue, U-Net
   discriminator) at the paper's 12 images per GPU, fp32 and bf16: seconds per step and peak memory;
+* ``train-spsr``: SPSR's own recipe (``spsr``: two discriminators, gradient branch, means over the batch) at the
+  paper's batch of 30 in one process (two micro-batches of 15, the authors' two GPUs), fp32 and bf16: seconds per
+  step and peak memory (quick CPU mode: one step of ``smoke_spsr``, fp32);
 * ``speed``: seconds per x4 SR of a 256x192 LR by RRDB and SwinIR, fp32 and bf16;
 * ``projection``: ``eval --sets all --metrics all`` for one RRDB and one SwinIR model (one pass over the paper's
   seven sets, at their typical sizes), from the seconds per HR megapixel measured above.
@@ -355,30 +358,19 @@ def check_train_speed(train_data: Path, device: str, quick: bool, steps: int) ->
     return True, f"{n} steps each: " + "; ".join(parts)
 
 
-def check_train_real(train_data: Path, device: str, quick: bool, steps: int) -> tuple[bool, str]:
-    """Real-world AESOP training (``real_aesop_rrdb``; ``smoke_real_aesop`` in quick mode) as one GPU of the
-    authors' four runs it: 12 images of 256 px (one micro-batch), each step degrading 400 px HR crops of BSD200 on
-    the device and passing the pairs through the queue of 144, fp32 and bf16 (quick CPU mode: one step, fp32):
-    seconds per step (the mean after the first quarter of the steps) and peak GPU memory. VGG19 and the AE are
-    stand-ins and the generator starts from random weights (none of it changes the time of a step)."""
+def _time_training(name: str, overrides: list[str], home: Path, train_data: Path, device: str, quick: bool):
+    """Train config ``name`` with ``overrides`` (plus the precision) in fp32 and bf16 (the quick CPU mode: fp32
+    alone): its loaded config and, per precision, seconds per step (the mean after the first quarter of the steps)
+    and the peak GPU memory."""
     import torch
 
     from aesop_bench.train.config import load_config
     from aesop_bench.train.trainer import Trainer
-    from benchmarks.standins import make_standins
 
-    home = Path(tempfile.mkdtemp(prefix="gpu-check-train-real-"))
-    os.environ["AESOP_BENCH_HOME"] = str(home)
-    make_standins(home / "standins", which=("vgg19", "aesop_ae"))
-    name, n = ("smoke_real_aesop", 1) if quick else ("real_aesop_rrdb", steps)
-    per_gpu = [] if quick else ["data.batch=12", "data.micro_batch=12"]  # one GPU's share of the global 48
     cuda = device.startswith("cuda")
     parts = []
     for bf16 in (False,) if quick and not cuda else (False, True):
-        over = [f"steps={n}", f"checkpoint_every={n}", "val.every=0", f"log_every={max(1, n // 4)}",
-                "data.hr_dirs=[BSD200]", f"data.workers={0 if quick else 4}", "generator.init=null", "ae=aesop_ae",
-                f"amp_bf16={'true' if bf16 else 'false'}", *per_gpu]
-        cfg = load_config(name, over)
+        cfg = load_config(name, [*overrides, f"amp_bf16={'true' if bf16 else 'false'}"])
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
         trainer = Trainer(cfg, home / f"{name}-{'bf16' if bf16 else 'fp32'}", train_data, device, log=lambda m: None)
@@ -389,7 +381,47 @@ def check_train_real(train_data: Path, device: str, quick: bool, steps: int) -> 
         del trainer
         if cuda:
             torch.cuda.empty_cache()
+    return cfg, parts
+
+
+def check_train_real(train_data: Path, device: str, quick: bool, steps: int) -> tuple[bool, str]:
+    """Real-world AESOP training (``real_aesop_rrdb``; ``smoke_real_aesop`` in quick mode) as one GPU of the
+    authors' four runs it: 12 images of 256 px (one micro-batch), each step degrading 400 px HR crops of BSD200 on
+    the device and passing the pairs through the queue of 144, fp32 and bf16 (quick CPU mode: one step, fp32):
+    seconds per step (the mean after the first quarter of the steps) and peak GPU memory. VGG19 and the AE are
+    stand-ins and the generator starts from random weights (none of it changes the time of a step)."""
+    from benchmarks.standins import make_standins
+
+    home = Path(tempfile.mkdtemp(prefix="gpu-check-train-real-"))
+    os.environ["AESOP_BENCH_HOME"] = str(home)
+    make_standins(home / "standins", which=("vgg19", "aesop_ae"))
+    name, n = ("smoke_real_aesop", 1) if quick else ("real_aesop_rrdb", steps)
+    per_gpu = [] if quick else ["data.batch=12", "data.micro_batch=12"]  # one GPU's share of the global 48
+    over = [f"steps={n}", f"checkpoint_every={n}", "val.every=0", f"log_every={max(1, n // 4)}",
+            "data.hr_dirs=[BSD200]", f"data.workers={0 if quick else 4}", "generator.init=null", "ae=aesop_ae",
+            *per_gpu]
+    cfg, parts = _time_training(name, over, home, train_data, device, quick)
     return True, f"{name}, {cfg.data.batch} images of {cfg.data.patch} px, {n} steps: " + "; ".join(parts)
+
+
+def check_train_spsr(train_data: Path, device: str, quick: bool, steps: int) -> tuple[bool, str]:
+    """SPSR as its authors trained it (``spsr``; ``smoke_spsr`` in quick mode) at their batch of 30 patches of 128 px
+    in one process (two micro-batches of 15: BatchNorm per 15, the relativistic means over 30), fp32 and bf16 (quick
+    CPU mode: one step, fp32): seconds per step (the mean after the first quarter of the steps) and peak GPU
+    memory. Patches come from BSD200 with their LR made on the fly; VGG19 is a stand-in and the generator starts
+    from its Kaiming initialisation without the RRDB weights (none of it changes the time of a step)."""
+    from benchmarks.standins import make_standins
+
+    home = Path(tempfile.mkdtemp(prefix="gpu-check-train-spsr-"))
+    os.environ["AESOP_BENCH_HOME"] = str(home)
+    make_standins(home / "standins", which=("vgg19",))
+    name, n = ("smoke_spsr", 1) if quick else ("spsr", steps)
+    over = [f"steps={n}", f"checkpoint_every={n}", "val.every=0", f"log_every={max(1, n // 4)}",
+            "data.hr_dirs=[BSD200]", "data.lr_dirs=[]", "data.make_lr=true", f"data.workers={0 if quick else 4}",
+            "generator.init=null"]
+    cfg, parts = _time_training(name, over, home, train_data, device, quick)
+    return True, (f"{name}, {cfg.data.batch} images of {cfg.data.patch} px in micro-batches of "
+                  f"{cfg.data.micro_batch}, {n} steps: " + "; ".join(parts))
 
 
 def projection() -> tuple[bool, str]:
@@ -430,7 +462,8 @@ def main() -> int:
     ap.add_argument("--device", default="cuda", help="cuda, or cpu to run the same code paths without a GPU")
     ap.add_argument("--quick", action="store_true", help="tiny inputs and one process: seconds (for CI on the CPU)")
     ap.add_argument("--skip", default="", help="comma-separated checks to leave out")
-    ap.add_argument("--train-steps", type=int, default=100, help="train-speed, train-real: steps per configuration")
+    ap.add_argument("--train-steps", type=int, default=100,
+                    help="train-speed, train-real, train-spsr: steps per configuration")
     args = ap.parse_args()
     dev = args.device
     if dev.startswith("cuda") and not torch.cuda.is_available():
@@ -452,6 +485,7 @@ def main() -> int:
               ("evaluator", lambda: check_evaluator(Path(args.data), dev, args.quick)),
               ("train-speed", lambda: check_train_speed(Path(args.train_data), dev, args.quick, args.train_steps)),
               ("train-real", lambda: check_train_real(Path(args.train_data), dev, args.quick, args.train_steps)),
+              ("train-spsr", lambda: check_train_spsr(Path(args.train_data), dev, args.quick, args.train_steps)),
               ("speed", lambda: speed(dev, args.quick)), ("projection", projection)]
     skip = {c.strip() for c in args.skip.split(",") if c.strip()}
     unknown = skip - {name for name, _ in checks}

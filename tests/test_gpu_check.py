@@ -25,4 +25,4 @@ def test_gpu_check_runs_on_the_cpu(shared_data, bench_root):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert [line.split()[1] for line in lines] == ["devices", "rng-restore", "bf16-tiles", "pooled-bn-bf16",
                                                    "niqe-device", "metrics-device", "evaluator", "train-speed",
-                                                   "train-real", "speed", "projection"]
+                                                   "train-real", "train-spsr", "speed", "projection"]

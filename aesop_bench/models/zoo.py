@@ -157,7 +157,7 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
     ZooEntry("esrgan", "ESRGAN (Wang et al. 2018), the original release", "rrdb", "esrgan_official", (),
              "original ESRGAN key layout, converted on load", paper=("RRDB", "ESRGAN", "128")),
     ZooEntry("spsr", "SPSR (Ma et al. 2020), structure-preserving SR with gradient guidance", "spsr", "spsr", (),
-             "the authors' raw state dict", paper=("RRDB", "SPSR", "128")),
+             "the authors' raw state dict", paper=("RRDB", "SPSR", "128"), train=("spsr",)),
     ZooEntry("swinir_psnr", "SwinIR-M x4 classical (DF2K, L1)", "swinir", "swinir_m_x4", ("params",)),
     ZooEntry("ldl_rrdb", "LDL (Liang et al. 2022) on RRDB, DF2K", "rrdb", "ldl_rrdb", paper=("RRDB", "LDL", "128")),
     ZooEntry("ldl_swinir", "LDL on SwinIR-M, DF2K", "swinir", "ldl_swinir", paper=("SwinIR", "LDL", "256")),

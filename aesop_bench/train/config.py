@@ -11,11 +11,22 @@ each HR crop of ``data.crop_pad_size`` pixels), ``data.queue_size`` (the trainin
 (the loss terms whose target is the USM-sharpened HR: the authors' ``l1_gt_usm``, ``percep_gt_usm`` and
 ``gan_gt_usm``). A generator part can be held fixed for the whole run (``generator.freeze: [decoder]``: the
 real-world AE's decoder, the authors' ``freeze_decoder``).
+
+SPSR's recipe (the configs ``spsr`` and ``spsr_aesop``) adds: a second discriminator by name
+(``discriminators: {d_grad: {...}}``, each named discriminator with its own optimiser (``optim``, else ``optim_d``'s
+values), scheduler, checkpoint file ``net_NAME.safetensors`` and DDP wrapper; ``discriminator:`` is the one named
+``d``); the GAN terms' ``means`` (``micro``: the relativistic means per micro-batch, as LDL and AESOP run; ``batch``:
+over the whole global batch, as DataParallel computes them) and ``d_loss`` (the discriminator's loss, ``split`` or
+``coupled``, see :mod:`.losses`); initialisation by Kaiming-normal scaled by ``kaiming_init`` and a load by name of
+``init`` that may cover part of the network (``init_partial``, its missing and unexpected keys reported); and a
+step-scheduled warm-up (``generator.warmup: {until, train_only}``: before step ``until``, counted from 1 as the
+authors' ``Branch_init_iters``, only parameters whose names contain one of ``train_only`` move).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +34,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import AesopBenchError, ConfigError
-from .objective import TERMS, check_terms, networks_read
+from .objective import TERMS, check_terms, discriminators_read, networks_read
 
 
 @dataclass
@@ -48,14 +59,29 @@ class DataConfig:
 
 
 @dataclass
+class WarmupConfig:
+    """A generator's ``warmup:``: before step ``until`` (steps counted from 1, SPSR's ``Branch_init_iters``) only the
+    parameters whose names contain one of ``train_only`` move (SPSR: ``f_``, its fusion block)."""
+
+    until: int = 0
+    train_only: list[str] = field(default_factory=list)
+
+
+@dataclass
 class NetConfig:
     """A config's ``generator:`` or ``discriminator:``: the architecture, its options and initial weights."""
 
-    arch: str = "rrdb"  # rrdb | swinir | ae | vgg128 | vgg256 | unet
+    arch: str = "rrdb"  # rrdb | swinir | spsr | ae | vgg128 | vgg256 | unet
     opts: dict = field(default_factory=dict)  # the AE's: sizes, encoder rrdb|bicubic, decoder rrdb|srresnet
     init: str | None = None  # weights name or checkpoint path (the AE: its decoder's)
     key: str | None = None  # state-dict key in the init checkpoint
     freeze: list[str] = field(default_factory=list)  # generator parts held fixed for the whole run (AE: decoder)
+    # Kaiming-normal initialisation (fan in, zero biases, BatchNorm 1 and 0) scaled by this, before init is loaded
+    # (the older BasicSR's init_weights(kaiming, scale): SPSR's generator 0.1, its discriminators 1); None: the
+    # architecture's own
+    kaiming_init: float | None = None
+    init_partial: bool = False  # init loaded by name where names match (SPSR's load_network); else every key
+    warmup: WarmupConfig | None = None  # the generator's step-scheduled warm-up
 
 
 @dataclass
@@ -69,11 +95,15 @@ class LossTerm:
     # plain GAN of Real-ESRGAN)
     layer_weights: dict | None = None
     gan_type: str | None = None
+    # the GAN terms' relativistic means (micro: per micro-batch; batch: over the global batch) and their
+    # discriminator's loss (split or coupled)
+    means: str | None = None
+    d_loss: str | None = None
 
     def options(self) -> dict:
         """The options given for this term (those left out take the term's defaults)."""
-        return {k: v for k, v in (("layer_weights", self.layer_weights), ("gan_type", self.gan_type))
-                if v is not None}
+        return {k: v for k, v in (("layer_weights", self.layer_weights), ("gan_type", self.gan_type),
+                                  ("means", self.means), ("d_loss", self.d_loss)) if v is not None}
 
 
 @dataclass
@@ -86,6 +116,13 @@ class OptimConfig:
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.5
     clip: float | None = None  # gradient-norm clipping
+
+
+@dataclass
+class DiscriminatorConfig(NetConfig):
+    """A config's ``discriminator:`` or one of its named ``discriminators:``, with its own optimiser settings."""
+
+    optim: OptimConfig | None = None  # None: optim_d's
 
 
 @dataclass
@@ -107,7 +144,8 @@ class TrainConfig:
     seed: int = 0
     steps: int = 300000
     generator: NetConfig = field(default_factory=NetConfig)
-    discriminator: NetConfig | None = None
+    discriminator: DiscriminatorConfig | None = None  # the discriminator named d
+    discriminators: dict[str, DiscriminatorConfig] = field(default_factory=dict)  # more, by name (SPSR: d_grad)
     losses: list[LossTerm] = field(default_factory=list)
     ae: str | None = None  # the frozen AE of the aesop loss: weights name or path
     optim_g: OptimConfig = field(default_factory=OptimConfig)
@@ -172,6 +210,10 @@ def _coerce(tp, value, where):
             return _build(inner[0], value, where)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
+    if origin is dict and len(args) == 2 and dataclasses.is_dataclass(args[1]):
+        if not isinstance(value, dict):
+            raise AesopBenchError(f"config {where}: expected a mapping of names to settings, got {value!r}")
+        return {str(k): _build(args[1], v, f"{where}.{k}") for k, v in value.items()}
     if origin is list and args and dataclasses.is_dataclass(args[0]):
         if not isinstance(value, list):
             raise AesopBenchError(f"config {where}: expected a list, got {value!r}")
@@ -250,12 +292,68 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
     check_terms(cfg.kind, weights)
     if "discriminator" in networks_read(weights) and cfg.discriminator is None:
         raise AesopBenchError("config: a gan loss term needs a discriminator (discriminator: {arch: vgg128})")
+    check_discriminators(cfg, weights)
+    check_generator_training(cfg, weights)
     check_ranges(cfg)
     if cfg.data.patch % cfg.data.scale:
         raise AesopBenchError(f"config data.patch {cfg.data.patch} must be a multiple of the scale")
     check_term_options(cfg)
     check_real_world(cfg)
     return cfg
+
+
+DISCRIMINATOR_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+GAN_MEANS = ("micro", "batch")
+D_LOSS_FORMS = ("split", "coupled")
+
+
+def all_discriminators(cfg: TrainConfig) -> dict[str, DiscriminatorConfig]:
+    """Every discriminator of the config by name: ``d`` (``discriminator:``) first, then ``discriminators:``."""
+    return {**({"d": cfg.discriminator} if cfg.discriminator is not None else {}), **cfg.discriminators}
+
+
+def discriminator_key(name: str) -> str:
+    """Where a discriminator of that name is given in a config."""
+    return "discriminator" if name == "d" else f"discriminators.{name}"
+
+
+def check_discriminators(cfg: TrainConfig, weights: dict[str, float]) -> None:
+    """The named discriminators: names that make file names (``net_NAME.safetensors``), none unused, each one a GAN
+    term trains against configured, and nothing of a generator's (freeze, warm-up) given to one."""
+    for name in cfg.discriminators:
+        if name == "d" or not DISCRIMINATOR_NAME.match(name) or name.startswith("g_") or name == "g":
+            raise ConfigError(f"config discriminators: {name!r}; name a discriminator with lowercase letters, digits "
+                              "and _ (not d, the config's discriminator:, nor g or g_*, the generator's files)")
+    read = discriminators_read(weights)
+    for name, term in read.items():
+        if name != "d" and name not in cfg.discriminators:
+            raise ConfigError(f"config losses {term}: it trains against the discriminator {name!r}; add "
+                              f"discriminators: {{{name}: {{arch: vgg128}}}}")
+    for name in cfg.discriminators:
+        if name not in read:
+            raise ConfigError(f"config discriminators.{name}: no loss term trains against it (the GAN terms read "
+                              f"{', '.join(sorted(read)) or 'none'}); remove it or add its term")
+    for name, d in all_discriminators(cfg).items():
+        where = discriminator_key(name)
+        if d.freeze or d.warmup is not None or d.init_partial:
+            raise ConfigError(f"config {where}: freeze, warmup and init_partial are the generator's settings")
+
+
+def check_generator_training(cfg: TrainConfig, weights: dict[str, float]) -> None:
+    """An SPSR generator with the term that trains its gradient branch; a warm-up that names what trains."""
+    g = cfg.generator
+    if g.arch == "spsr" and cfg.kind == "sr" and "grad_branch" not in weights:
+        raise ConfigError(
+            "config generator.arch 'spsr': SPSR is in the zoo to be evaluated, and trains only under SPSR's own "
+            "objective: the output layer of its gradient branch (conv_w) gets a gradient from the grad_branch term "
+            "alone (add {type: grad_branch, weight: 0.5} as the configs spsr and spsr_aesop do), or train rrdb, "
+            "swinir or drct")
+    if g.warmup is not None:
+        w = g.warmup
+        if w.until < 1 or not w.train_only or not all(isinstance(n, str) and n for n in w.train_only):
+            raise ConfigError(f"config generator.warmup {dataclasses.asdict(w)}: give until (a step, 1 or more: "
+                              "before it only some parameters train) and train_only (substrings of their names, "
+                              "e.g. [f_] for SPSR's fusion block)")
 
 
 def check_term_options(cfg: TrainConfig) -> None:
@@ -269,6 +367,15 @@ def check_term_options(cfg: TrainConfig) -> None:
                 raise ConfigError(f"config losses {t.type}: {name} is not an option of this term (it takes {takes})")
             if name == "gan_type" and value not in GAN_TYPES:
                 raise ConfigError(f"config losses {t.type} gan_type: {value!r}; choose {' or '.join(GAN_TYPES)}")
+            if name == "means" and value not in GAN_MEANS:
+                raise ConfigError(f"config losses {t.type} means: {value!r}; the relativistic means are taken per "
+                                  "micro-batch (micro) or over the global batch (batch)")
+            if name == "d_loss" and value not in D_LOSS_FORMS:
+                raise ConfigError(f"config losses {t.type} d_loss: {value!r}; the discriminator's relativistic loss "
+                                  f"is {' or '.join(D_LOSS_FORMS)}")
+            if name in ("means", "d_loss") and t.gan_type == "vanilla":
+                raise ConfigError(f"config losses {t.type} {name}: the vanilla GAN has no relativistic means and one "
+                                  "discriminator loss (BCE of the real and of the fake logits); remove it")
             if name == "layer_weights":
                 bad = [k for k in value if k not in VGG19_LAYERS]
                 if bad or not value or not all(_is(w, float) and w >= 0 for w in value.values()):
@@ -344,7 +451,14 @@ def check_ranges(cfg: TrainConfig) -> None:
         raise _bad("data.scale", d.scale, "the upscaling factor is a whole number, 1 or more (the paper: 4)")
     if not 0 <= cfg.ema < 1:
         raise _bad("ema", cfg.ema, "the EMA decay lies in [0, 1) (the paper: 0.999)")
-    for name, o in (("optim_g", cfg.optim_g), ("optim_d", cfg.optim_d)):
+    nets = {"generator": cfg.generator, **{discriminator_key(n): d for n, d in all_discriminators(cfg).items()}}
+    optims = [("optim_g", cfg.optim_g), ("optim_d", cfg.optim_d)] + [
+        (f"{where}.optim", d.optim) for where, d in nets.items() if getattr(d, "optim", None) is not None]
+    for where, net in nets.items():
+        if net.kaiming_init is not None and not net.kaiming_init > 0:
+            raise _bad(f"{where}.kaiming_init", net.kaiming_init, "the scale of the Kaiming initialisation is "
+                       "above 0 (SPSR: 0.1 for the generator, 1 for its discriminators)")
+    for name, o in optims:
         if not o.lr > 0:
             raise _bad(f"{name}.lr", o.lr, "the learning rate must be above 0 (the paper: 1e-4)")
         if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):

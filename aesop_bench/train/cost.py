@@ -9,7 +9,8 @@ gradients to its input (a frozen loss network, the discriminator in the generato
 * SR step: generator forward and backward (3); with the LDL term, the EMA generator's forward (1); the AESOP
   loss's AE on SR (forward and input backward, 2) and on HR (1); VGG19 likewise (3); the relativistic GAN:
   the discriminator on the fake and the real batch in the generator's step (2 + 1) and in its own step (3 + 3);
-  the vanilla GAN (real-world training) runs it on the fake batch alone in the generator's step (2).
+  the vanilla GAN (real-world training) runs it on the fake batch alone in the generator's step (2); each further
+  discriminator (SPSR's gradient discriminator) as the relativistic one.
 * AE step: the auto-encoder forward and backward (3); a part held fixed (the real-world AE's decoder) passes
   gradients to its input only (2).
 
@@ -53,6 +54,8 @@ def step_tflop(cfg) -> float:
     if cfg.discriminator is not None and "gan" in terms:
         vanilla = any(t.type == "gan" and t.gan_type == "vanilla" for t in cfg.losses)
         flops += (8 if vanilla else 9) * _forward(cfg.discriminator.arch)
+    for d in cfg.discriminators.values():  # more discriminators, each with its relativistic GAN term (SPSR's d_grad)
+        flops += 9 * _forward(d.arch)
     return flops * mpix
 
 

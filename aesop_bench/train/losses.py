@@ -13,6 +13,16 @@
 * ``ldl``: LDL's artifact map: r = sum_c |HR - SR|, r_ema likewise for the EMA generator's output;
   weight = var(r)^(1/5) (per image) x local variance of r in a 7x7 window (reflect padding 3), zeroed where
   r < r_ema; loss = L1(weight * SR, weight * HR).
+* SPSR's gradient terms (Ma et al. 2020, the authors' ``SPSR_model.py``): the gradient operator M is, per RGB
+  channel, the magnitude of central differences with zero padding, sqrt(v^2 + h^2 + 1e-6), v and h the
+  correlations with [[0,-1,0],[0,0,0],[0,1,0]] and [[0,0,0],[-1,0,1],[0,0,0]] (:func:`gradient_map`). Their
+  ``Get_gradient`` pads by 2 (maps of (H+2)x(W+2)), used for the gradient pixel loss ``grad_pixel``
+  (MSE(M2(SR), M2(HR))) and fed to the gradient discriminator (``grad_gan``); ``Get_gradient_nopadding`` pads by
+  1 (HxW), the target of the gradient branch's output (``grad_branch``: L1(branch, M1(HR))).
+* The relativistic discriminator loss in two forms: ``split`` (BasicSR's ESRGAN model, LDL, AESOP: the real
+  half against the fake logits detached, then the fake half against the real logits detached, each x0.5) and
+  ``coupled`` (the older ESRGAN code SPSR trains with: (BCE(r - mean f, 1) + BCE(f - mean r, 0)) / 2 in one
+  backward pass, neither mean detached, so each half's gradient also reaches the other's logits through its mean).
 * AE pretraining: ``ae_recon`` = L1(AE(HR), HR) and ``ae_lr`` = L1(encoder(HR), LR).
 * ``l1_lpf`` (the AESOP paper's Table 5 (b)): L1 of SR and HR after the same Gaussian low-pass filter,
   G * SR vs G * HR, G the normalised sampled Gaussian of 21 x 21 taps and sigma 3 px, reflect padding (10 px,
@@ -137,6 +147,79 @@ def gan_discriminator_real(real_pred: torch.Tensor, fake_pred_detached: torch.Te
 def gan_discriminator_fake(fake_pred: torch.Tensor, real_pred_detached: torch.Tensor) -> torch.Tensor:
     """Relativistic average GAN, discriminator side, the fake half."""
     return _bce(fake_pred - real_pred_detached.mean(), 0.0) * 0.5
+
+
+def gan_discriminator_coupled(real_pred: torch.Tensor, fake_pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relativistic average GAN, discriminator side, the coupled form: the two halves (BCE(r - mean f, 1) / 2,
+    BCE(f - mean r, 0) / 2), neither mean detached; their sum is the loss.
+
+    >>> r, f = torch.tensor([[1.0], [3.0]]), torch.tensor([[0.0], [2.0]])
+    >>> # r - mean f = [0, 2], f - mean r = [-2, 0]: each half (log 2 + log(1 + e^-2)) / 4
+    >>> [round(float(x), 6) for x in gan_discriminator_coupled(r, f)]
+    [0.205019, 0.205019]
+    """
+    return _bce(real_pred - fake_pred.mean(), 1.0) * 0.5, _bce(fake_pred - real_pred.mean(), 0.0) * 0.5
+
+
+class _GatherBatch(torch.autograd.Function):
+    """Every process's tensor of the same shape, concatenated in rank order; the gradient of a process's part is
+    the sum over processes of the gradient each computed for it (each computes the same loss of the whole batch,
+    and DDP's mean over processes then gives the gradient of one process holding the whole batch)."""
+
+    @staticmethod
+    def forward(ctx, x, group):
+        import torch.distributed as dist
+
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(parts, x.contiguous(), group=group)
+        ctx.group, ctx.rank, ctx.n = group, dist.get_rank(group), len(x)
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad):
+        import torch.distributed as dist
+
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, group=ctx.group)
+        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n], None
+
+
+def gather_batch(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (this process's part of the global batch) with every other process's part, in rank order, gradients
+    flowing back to each part (:class:`_GatherBatch`); ``x`` itself in one process."""
+    import torch.distributed as dist
+
+    from ..models.archs.discriminator_arch import _stats_group  # a group of its own, apart from DDP's all-reduces
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return x
+    return _GatherBatch.apply(x, _stats_group())
+
+
+def gradient_map(x: torch.Tensor, padding: int = 1) -> torch.Tensor:
+    """SPSR's gradient operator M: per channel sqrt(v^2 + h^2 + 1e-6) of the central differences v (rows) and h
+    (columns) of ``x`` zero-padded by ``padding``; (N, C, H + 2p - 2, W + 2p - 2). The correlations with the
+    authors' two 3x3 kernels, each of two taps 1 and -1, are the differences themselves (taken here by slicing,
+    exactly, on any device).
+
+    >>> gradient_map(torch.tensor([[[[0.0, 3.0], [4.0, 0.0]]]]), padding=1)[0, 0].tolist()  # sqrt(4^2 + 3^2)
+    [[5.0, 0.0010000000474974513], [0.0010000000474974513, 5.0]]
+    >>> tuple(gradient_map(torch.zeros(1, 3, 128, 128), padding=2).shape)
+    (1, 3, 130, 130)
+    """
+    p = F.pad(x, [padding] * 4)
+    v = p[..., 2:, 1:-1] - p[..., :-2, 1:-1]
+    h = p[..., 1:-1, 2:] - p[..., 1:-1, :-2]
+    return torch.sqrt(v * v + h * h + 1e-6)
+
+
+def mse(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference (``nn.MSELoss``).
+
+    >>> float(mse(torch.tensor([1.0, -2.0]), torch.tensor([0.0, 1.0])))
+    5.0
+    """
+    return ((sr - hr) ** 2).mean()
 
 
 def local_variance(r: torch.Tensor, ksize: int = 7) -> torch.Tensor:

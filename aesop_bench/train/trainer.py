@@ -35,6 +35,22 @@ training-pair queue, the targets listed in ``gt_usm`` are the USM-sharpened HR, 
 held fixed (``generator.freeze``, the real-world AE's decoder) need no gradient: the optimiser holds no state
 for them, DDP does not reduce them, the EMA copies them.
 
+SPSR's recipe (the configs ``spsr``, ``spsr_aesop``; see the config module) adds what the trainer takes from any
+config: several discriminators by name, each trained in its own step after the generator's (the GAN terms in the
+loss table's order, each against its own discriminator: ``d``, then SPSR's gradient discriminator ``d_grad`` fed
+gradient maps), each with its own optimiser, scheduler, checkpoint file ``net_NAME.safetensors`` (``net_d`` for
+``d``), state entries ``opt_NAME``/``sched_NAME`` and DDP wrapper; the generator's auxiliary outputs (SPSR's
+gradient branch) passed to the terms that read them; the discriminator loss in its split or coupled form; and a
+warm-up that trains only some parameters for the first steps, DDP-safely: every parameter stays in DDP and takes
+part in every backward pass, and the gradients of those held are cleared before the optimiser's step, so Adam
+neither moves them nor makes state for them (as the authors' ``requires_grad`` switch does on one process).
+
+GAN means over the whole batch (``means: batch``, as DataParallel takes them over all of SPSR's 30 images while each
+GPU's BatchNorm sees its half of 15): the generator then runs once over the rank's whole share (its loss terms
+couple the micro-batches), each discriminator once per micro-batch (its BatchNorm group), and the logits of every
+micro-batch of every rank are gathered (with their gradients) before the means are taken. One process with 2
+micro-batches of 15 and two processes with 15 each train the same; the memory is the whole share's.
+
 Length: one training step and its variants (DDP, micro-batches, the pooled GAN), checkpoints and validation share
 the Trainer's state.
 """
@@ -57,17 +73,18 @@ from ..fileutil import atomic_write_json
 from ..models.archs.discriminator_arch import PooledBatchNorm2d
 from . import checkpoint as ck
 from . import losses as L
-from .config import TrainConfig, to_dict
+from .config import TrainConfig, all_discriminators, to_dict
 from .data import PairedPatches, StepSampler, training_images
-from .nets import build_discriminator, build_generator
+from .nets import build_discriminator, build_discriminators, build_generator, warmup_held
 from .logs import RunLog
-from .objective import TERMS, Networks, StepInputs, networks_read, objective
+from .objective import TERMS, Networks, StepInputs, aux_read, networks_read, objective
 from .validation import check_validation_metrics, prepare_validation_set, validate
 
 
 class Trainer:
     """One training run. ``net_g``/``net_d`` are the networks as trained (wrapped in DDP under torchrun; the
-    bare network is ``checkpoint.bare(net)``), ``net_g_ema`` the EMA generator."""
+    bare network is ``checkpoint.bare(net)``), ``net_g_ema`` the EMA generator; ``discs`` every discriminator by
+    name (``net_d`` is ``discs["d"]``), ``opt_ds``/``sched_ds`` their optimisers and schedulers."""
 
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, data_root: str | Path | None = None,
                  device: str = "cpu", resume: bool = False, log=print):
@@ -80,16 +97,15 @@ class Trainer:
         ck.seed_all(cfg.seed)  # the initial weights: one seed for every rank (DDP starts from rank 0's anyway)
         self.data_root = Path(data_root) if data_root else Path(os.environ.get("AESOP_BENCH_TRAIN_DATA", "."))
 
-        net_g = build_generator(cfg).to(self.device)
-        net_d = build_discriminator(cfg)
-        net_d = net_d.to(self.device) if net_d is not None else None
+        net_g = build_generator(cfg, log=log if self.main else None).to(self.device)
+        discs = {name: d.to(self.device) for name, d in build_discriminators(cfg).items()}
+        net_d = discs.get("d")
         self.net_g_ema = copy.deepcopy(net_g).eval().requires_grad_(False)
         if cfg.channels_last:
             net_g = net_g.to(memory_format=torch.channels_last)
         self.weights = {t.type: t.weight for t in cfg.losses}
         self.term_opts = {t.type: t.options() for t in cfg.losses if t.options()}
         self.usm = frozenset(t for t in cfg.gt_usm if t in self.weights)  # of the terms trained
-        self.gan_type = self.term_opts.get("gan", {}).get("gan_type", "relativistic")
         check_validation_metrics(cfg)
         if self.main:
             prepare_validation_set(cfg, log)
@@ -97,23 +113,34 @@ class Trainer:
         aesop_ae = self._load_aesop_ae() if "aesop_ae" in wanted else None
         vgg19 = self._load_vgg() if "vgg19" in wanted else None
         self._pooled = net_d is not None and any(isinstance(m, PooledBatchNorm2d) for m in net_d.modules())
+        self._gan_terms = [n for n in TERMS if n in self.weights and TERMS[n].discriminator]
+        self._batch_means = any(self.term_opts.get(n, {}).get("means") == "batch" for n in self._gan_terms)
+        self._check_pooled(discs)
+        self._aux = bool(aux_read(self.weights))
+        w = cfg.generator.warmup
+        self._held = [p for _, p in warmup_held(net_g, w.train_only)] if w is not None and cfg.kind == "sr" else []
 
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             net_g = DDP(net_g, device_ids=ids)
-            net_d = DDP(net_d, device_ids=ids) if net_d is not None else None
-        self.net_g, self.net_d = net_g, net_d
-        self.nets = Networks(aesop_ae=aesop_ae, vgg19=vgg19, discriminator=net_d, generator_ema=self.net_g_ema)
-        og, od = cfg.optim_g, cfg.optim_d
+            discs = {name: DDP(d, device_ids=ids) for name, d in discs.items()}
+        self.discs = discs
+        self.net_g, self.net_d = net_g, discs.get("d")
+        self.nets = Networks(aesop_ae=aesop_ae, vgg19=vgg19, discriminator=self.net_d, generator_ema=self.net_g_ema,
+                             discriminators=discs)
+        og = cfg.optim_g
         trained = [p for p in net_g.parameters() if p.requires_grad]  # without the parts held fixed
         self.opt_g = torch.optim.Adam(trained, lr=og.lr, betas=tuple(og.betas), eps=og.eps)
         self.sched_g = torch.optim.lr_scheduler.MultiStepLR(self.opt_g, og.milestones or [10 ** 12], og.gamma)
-        self.opt_d = self.sched_d = None
-        if net_d is not None:
-            self.opt_d = torch.optim.Adam(net_d.parameters(), lr=od.lr, betas=tuple(od.betas), eps=od.eps)
-            self.sched_d = torch.optim.lr_scheduler.MultiStepLR(self.opt_d, od.milestones or [10 ** 12], od.gamma)
+        self.opt_ds, self.sched_ds = {}, {}
+        for name, d in discs.items():
+            o = self._optim_d(name)
+            self.opt_ds[name] = torch.optim.Adam(d.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+            self.sched_ds[name] = torch.optim.lr_scheduler.MultiStepLR(self.opt_ds[name], o.milestones or [10 ** 12],
+                                                                        o.gamma)
+        self.opt_d, self.sched_d = self.opt_ds.get("d"), self.sched_ds.get("d")
         self.step = 0
         self._checked_grads = False
         self.pairs = self._pair_stream()
@@ -134,6 +161,22 @@ class Trainer:
             self.logs.truncate(0)  # rows of a run killed before its first checkpoint: this run starts again
 
     # -- components -------------------------------------------------------------------------------
+    def _optim_d(self, name: str):
+        """A discriminator's optimiser settings: its own ``optim``, else ``optim_d``."""
+        return all_discriminators(self.cfg)[name].optim or self.cfg.optim_d
+
+    def _check_pooled(self, discs: dict) -> None:
+        """BatchNorm statistics pooled over the global batch (the 256 discriminator) for ``d`` alone, and with the GAN
+        means per micro-batch (its one pass over the share is how those statistics are taken)."""
+        for name, d in discs.items():
+            if any(isinstance(m, PooledBatchNorm2d) for m in d.modules()) and (name != "d" or self._batch_means):
+                raise ConfigError(
+                    f"config discriminators.{name}: BatchNorm statistics pooled over the global batch (vgg256, or "
+                    "sync_bn: true) are taken for the discriminator d with the GAN means per micro-batch only; set "
+                    "sync_bn: false" if name != "d" else
+                    "config losses: means: batch takes BatchNorm statistics per micro-batch; the discriminator pools "
+                    "them over the global batch (vgg256, or sync_bn: true): set sync_bn: false or means: micro")
+
     def _load_aesop_ae(self) -> L.FrozenAE:
         from ..models.ae import DEFAULT_AE, build_ae
 
@@ -201,15 +244,17 @@ class Trainer:
         if cfg.channels_last:
             lr, hr = lr.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last)
         m = self._micro(len(lr))
-        groups = list(zip(lr.split(m), hr.split(m)))
+        # the generator's passes: one per micro-batch, or one over the share where GAN means couple the micro-batches
+        gm = len(lr) if self._batch_means else m
+        groups = list(zip(lr.split(gm), hr.split(gm)))
         hr_usm = None
         if self.usm:  # the targets of the terms in gt_usm, sharpened from the HR the step trains on
             from ..data.degradations import usm_sharp
 
             hr_usm = usm_sharp(hr)
-        usm_groups = hr_usm.split(m) if hr_usm is not None else [None] * len(groups)
-        if self.net_d is not None:
-            self.net_d.requires_grad_(False)
+        usm_groups = hr_usm.split(gm) if hr_usm is not None else [None] * len(groups)
+        for d in self.discs.values():
+            d.requires_grad_(False)
         sums: dict[str, torch.Tensor] = {}  # detached, on the device: read back once per log step (fit)
         srs = []
         self.opt_g.zero_grad(set_to_none=True)
@@ -229,7 +274,9 @@ class Trainer:
                     out, z = self.net_g(h, return_bottleneck=True)
                     x = StepInputs(l, h, out, z)
                 else:
-                    x = StepInputs(l, h, self.net_g(l), micro=m, hr_usm=usm_groups[k], usm=self.usm)
+                    out, aux = self.net_g(l, aux=True) if self._aux else (self.net_g(l), {})
+                    x = StepInputs(l, h, out, micro=m, hr_usm=usm_groups[k], usm=self.usm, aux=aux,
+                                   d_chunk=m if self._batch_means else 0)
                     if grad_sr is None:
                         srs.append(x.out.detach())
                 total, parts = objective(x, self.nets, weights, self.term_opts) if weights else \
@@ -242,16 +289,18 @@ class Trainer:
                 self._check_all_trained()
             for k2, v in [*parts.items(), ("total_g", total)]:
                 sums[k2] = sums.get(k2, 0.0) + v.detach().float() * share
+        if self._held and self.step + 1 < cfg.generator.warmup.until:  # steps counted from 1, as the authors'
+            for p in self._held:  # the warm-up: reduced by DDP like every gradient, then dropped before the step
+                p.grad = None
         if cfg.optim_g.clip:
             torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), cfg.optim_g.clip)
         self.opt_g.step()
-        if "gan" in self.weights:
-            # the pooled discriminator sees the whole share at once; otherwise one micro-batch at a time. Its real
-            # images are the HR, or the sharpened HR where gt_usm lists gan
-            real = hr_usm if "gan" in self.usm else hr
-            d_groups = [(lr, real)] if grad_sr is not None else list(zip(lr.split(m), real.split(m)))
-            d_srs = [torch.cat(srs)] if grad_sr is not None else srs
-            sums["d_real"], sums["d_fake"] = self._discriminator_step(d_groups, d_srs, len(lr), m, amp)
+        fake = torch.cat(srs) if self._gan_terms else None
+        for term in self._gan_terms:  # each discriminator's step, in the loss table's order
+            # its real images are the HR, or the sharpened HR where gt_usm lists the term
+            real = hr_usm if term in self.usm else hr
+            name = TERMS[term].discriminator
+            sums[f"{name}_real"], sums[f"{name}_fake"] = self._discriminator_step(term, real, fake, m, amp)
         self._ema_update()
         self.sched_g.step()
         return sums  # device tensors: read back by fit once per log step (_settle), not here
@@ -285,24 +334,54 @@ class Trainer:
                 f"this objective ({', '.join(idle[:5])}{', ...' if len(idle) > 5 else ''}); they would never train "
                 "(and DDP stops at the second step). Add a loss term that uses them (an AE needs ae_recon)")
 
-    def _discriminator_step(self, groups, srs, n: int, m: int, amp) -> tuple:
-        """The discriminator step, per micro-batch means: relativistic (the real half, then the fake half, each
-        against the other's detached logits) or vanilla (BCE of D(HR) against real, then of D(SR) against fake,
-        Real-ESRGAN's order)."""
-        cfg, d = self.cfg, self.net_d
+    def _discriminator_step(self, term: str, real: torch.Tensor, fake: torch.Tensor, m: int, amp) -> tuple:
+        """The step of the discriminator of GAN term ``term`` on the rank's share (``real`` and the generator's
+        detached ``fake``, as its ``Term.d_input`` shows them to it): relativistic, split (the real half, then the fake
+        half, each against the other's detached logits) or coupled (both halves in one backward pass, neither mean
+        detached), with means per micro-batch or over the global batch; or vanilla (BCE of D(HR) against real, then
+        of D(SR) against fake, Real-ESRGAN's order). The pooled discriminator sees the whole share at once, another
+        one micro-batch at a time. Returns the two halves (the relativistic ones x0.5: their sum is the loss)."""
+        t, opts = TERMS[term], self.term_opts.get(term, {})
+        name = t.discriminator
+        d, opt = self.discs[name], self.opt_ds[name]
+        see = t.d_input or (lambda images: images)
         d.requires_grad_(True)
-        self.opt_d.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
+        if opts.get("means") == "batch":
+            d_real, d_fake = self._discriminator_batch(d, see(real), see(fake), m, amp, opts.get("d_loss") == "coupled")
+        else:
+            d_real, d_fake = self._discriminator_micro(d, see, real, fake, m, amp, opts, name == "d" and self._pooled)
+        o = self._optim_d(name)
+        if o.clip:
+            torch.nn.utils.clip_grad_norm_(d.parameters(), o.clip)
+        opt.step()
+        self.sched_ds[name].step()
+        return d_real, d_fake
+
+    def _discriminator_micro(self, d, see, real, fake, m: int, amp, opts: dict, whole: bool) -> tuple:
+        """The discriminator's loss per micro-batch (``whole``: the share in one pass, its means still per
+        micro-batch), each micro-batch's gradient accumulated (DDP reduces on the last)."""
+        n = len(real)
+        groups = [(real, fake)] if whole else list(zip(real.split(m), fake.split(m)))
         d_real = d_fake = 0.0  # detached tensors after the first micro-batch, read back with the step's losses
-        for k, ((_, h), sr) in enumerate(zip(groups, srs)):
+        for k, (h, sr) in enumerate(groups):
             share = len(h) / n
+            h, sr = see(h), see(sr)
             with self._no_sync(d, k < len(groups) - 1):
-                if self.gan_type == "vanilla":
+                if opts.get("gan_type") == "vanilla":
                     with amp:
                         l_real = L.gan_vanilla(d(h).float(), True)
                     (l_real * share).backward()
                     with amp:
                         l_fake = L.gan_vanilla(d(sr).float(), False)
                     (l_fake * share).backward()
+                elif opts.get("d_loss") == "coupled":
+                    with amp:
+                        real_pred, fake_pred = d(h).float(), d(sr).float()
+                    halves = [L.gan_discriminator_coupled(r, f) for r, f in zip(real_pred.split(m), fake_pred.split(m))]
+                    l_real = torch.stack([a for a, _ in halves]).mean()
+                    l_fake = torch.stack([b for _, b in halves]).mean()
+                    ((l_real + l_fake) * share).backward()
                 else:
                     with amp:
                         fake_pred = d(sr).detach()
@@ -314,11 +393,22 @@ class Trainer:
                     (l_fake * share).backward()
             d_real = d_real + l_real.detach() * share
             d_fake = d_fake + l_fake.detach() * share
-        if cfg.optim_d.clip:
-            torch.nn.utils.clip_grad_norm_(d.parameters(), cfg.optim_d.clip)
-        self.opt_d.step()
-        self.sched_d.step()
         return d_real, d_fake
+
+    def _discriminator_batch(self, d, real, fake, m: int, amp, coupled: bool) -> tuple:
+        """The relativistic discriminator loss with its means over the global batch: the discriminator once per
+        micro-batch of ``m`` (its BatchNorm group; the real images first, as SPSR's step), the logits of every rank
+        gathered, one backward pass."""
+        with amp:
+            r = torch.cat([d(c) for c in real.split(m)]).float()
+            f = torch.cat([d(c) for c in fake.split(m)]).float()
+        r, f = L.gather_batch(r), L.gather_batch(f)
+        if coupled:
+            l_real, l_fake = L.gan_discriminator_coupled(r, f)
+        else:
+            l_real, l_fake = L.gan_discriminator_real(r, f.detach()), L.gan_discriminator_fake(f, r.detach())
+        (l_real + l_fake).backward()
+        return l_real.detach(), l_fake.detach()
 
     def _no_sync(self, net, skip: bool):
         """DDP's gradient all-reduce only on a rank's last micro-batch."""
@@ -352,8 +442,8 @@ class Trainer:
         while self.step < end:
             lr, hr = next(batches)
             self.net_g.train()
-            if self.net_d is not None:
-                self.net_d.train()
+            for d in self.discs.values():
+                d.train()
             logs = self.train_step(lr, hr)
             self.step += 1
             logs["step"] = self.step
@@ -441,7 +531,8 @@ class Trainer:
                 "step": self.step}
 
     def _nets(self) -> dict:
-        return {"net_g": self.net_g, "net_g_ema": self.net_g_ema, "net_d": self.net_d}
+        return {"net_g": self.net_g, "net_g_ema": self.net_g_ema, "net_d": self.net_d,
+                **{f"net_{name}": d for name, d in self.discs.items() if name != "d"}}
 
     def save_checkpoint(self) -> Path | None:
         barrier(self.world)
@@ -453,8 +544,8 @@ class Trainer:
                  "rng": rngs[0], "rng_ranks": rngs}
         if pairs is not None:  # every slot's degradation and queue generators and its queue
             state["pairs"] = [s for rank in pairs for s in rank]
-        if self.opt_d is not None:
-            state.update(opt_d=self.opt_d.state_dict(), sched_d=self.sched_d.state_dict())
+        for name, opt in self.opt_ds.items():  # opt_d and sched_d for d
+            state.update({f"opt_{name}": opt.state_dict(), f"sched_{name}": self.sched_ds[name].state_dict()})
         final = ck.write(self._ckpt_root(), self.step, self._nets(), state, self._meta(), self.cfg.keep_checkpoints)
         self._export(final)
         return final
@@ -472,9 +563,9 @@ class Trainer:
         state = ck.read(last, self._nets())
         self.opt_g.load_state_dict(state["opt_g"])
         self.sched_g.load_state_dict(state["sched_g"])
-        if self.opt_d is not None:
-            self.opt_d.load_state_dict(state["opt_d"])
-            self.sched_d.load_state_dict(state["sched_d"])
+        for name, opt in self.opt_ds.items():
+            opt.load_state_dict(state[f"opt_{name}"])
+            self.sched_ds[name].load_state_dict(state[f"sched_{name}"])
         self.step = int(state["step"])
         self._resume_pairs(state)
         saved = state.get("rng_ranks") or [state["rng"]]

@@ -4,7 +4,9 @@
   (six), BatchNorm, LeakyReLU 0.2, two linear layers; used by the RRDB (128 / 256) and SwinIR (256) runs.
   As in the authors' code, the 128 version normalises with per-process BatchNorm and the 256 version with
   statistics pooled over every process (``nn.SyncBatchNorm`` there, :class:`PooledBatchNorm2d` here, which
-  also runs on CPU and in one process, where it is plain BatchNorm).
+  also runs on CPU and in one process, where it is plain BatchNorm). ``sizes`` lists the input sizes it takes
+  besides its own: SPSR's gradient discriminator, a 128 one, is fed gradient maps of 130x130 (its last stage is
+  4x4 for any size from 128 to 143).
 * ``UNetDiscriminatorSN``: Real-ESRGAN's U-Net discriminator with spectral normalisation (real-world
   training), per-pixel logits.
 """
@@ -86,11 +88,18 @@ class PooledBatchNorm2d(nn.BatchNorm2d):
 
 
 class VGGStyleDiscriminator(nn.Module):
-    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128, pooled_bn: bool | None = None):
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128, pooled_bn: bool | None = None,
+                 sizes: list[int] | None = None):
         super().__init__()
         if input_size not in (128, 256):
             raise ValueError(f"VGGStyleDiscriminator takes 128 or 256 patches, got {input_size}")
         self.input_size = input_size
+        n_down = 5 if input_size == 128 else 6  # stride-2 stages: the linear layer reads 4x4 features
+        self.sizes = tuple(dict.fromkeys([input_size, *(sizes or [])]))
+        bad = [s for s in self.sizes if not isinstance(s, int) or isinstance(s, bool) or s < 1 or s >> n_down != 4]
+        if bad:
+            raise ValueError(f"the {input_size} discriminator ends in 4x4 features for inputs of {4 << n_down} to "
+                             f"{(5 << n_down) - 1} pixels; sizes {bad} are not among them")
         bn = PooledBatchNorm2d if (input_size == 256 if pooled_bn is None else pooled_bn) else nn.BatchNorm2d
         chans = [num_feat, num_feat * 2, num_feat * 4, num_feat * 8, num_feat * 8] + \
             ([num_feat * 8] if input_size == 256 else [])
@@ -108,9 +117,9 @@ class VGGStyleDiscriminator(nn.Module):
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            raise ValueError(f"the discriminator takes {self.input_size}x{self.input_size} patches, "
-                             f"got {tuple(x.shape[-2:])}")
+        if x.shape[-1] not in self.sizes or x.shape[-2] not in self.sizes:
+            takes = " or ".join(f"{s}x{s}" for s in self.sizes)
+            raise ValueError(f"the discriminator takes {takes} patches, got {tuple(x.shape[-2:])}")
         feat = self.lrelu(self.conv0_0(x))
         feat = self.lrelu(self.bn0_1(self.conv0_1(feat)))
         for i in range(1, self.n_stages):
@@ -158,8 +167,8 @@ class UNetDiscriminatorSN(nn.Module):
 
 
 def _vgg(size: int):
-    def build(pooled_bn: bool | None = None, num_feat: int = 64) -> nn.Module:
-        return VGGStyleDiscriminator(3, num_feat, size, pooled_bn=pooled_bn)
+    def build(pooled_bn: bool | None = None, num_feat: int = 64, sizes: list[int] | None = None) -> nn.Module:
+        return VGGStyleDiscriminator(3, num_feat, size, pooled_bn=pooled_bn, sizes=sizes)
     return build
 
 

@@ -6,7 +6,10 @@ gradient-magnitude map of the LR, fused with the tapped features through four RR
 merged by a final RRDB. The authors' ``conv_block`` is a ``Sequential(conv[, LeakyReLU])``, so weights are
 named ``NAME.0.weight``; their trunk is one flattened ``Sequential`` (``model.N``) whose last conv is also
 registered as ``HR_conv0_new``, so the checkpoint names it twice, as this module does.
-``forward`` returns the SR image; ``forward_all`` also the gradient-branch output and the LR gradient map.
+``forward`` returns the SR image; ``forward_all`` also the gradient-branch output and the LR gradient map, and
+``forward(x, aux=True)`` the SR image with those two by name (:data:`SPSRNet.AUX_OUTPUTS`, what SPSR's training
+objective reads). :func:`rrdb_state_dict_as_spsr` renames an RRDBNet's weights (ESRGAN's PSNR-oriented
+``RRDB_PSNR_x4.pth``, SPSR's initialisation) to this module's names.
 """
 
 from __future__ import annotations
@@ -88,6 +91,10 @@ def _upsampler(nf: int, n_up: int) -> list[nn.Module]:
 
 
 class SPSRNet(nn.Module):
+    # the outputs besides the SR image that forward(x, aux=True) returns by name: the gradient branch's HR gradient
+    # map (SPSR's x_out_branch) and the LR gradient map it starts from
+    AUX_OUTPUTS = ("branch", "lr_grad")
+
     def __init__(self, in_nc: int = 3, out_nc: int = 3, nf: int = 64, nb: int = 23, gc: int = 32, upscale: int = 4):
         super().__init__()
         if upscale & (upscale - 1) or upscale < 2:
@@ -140,5 +147,54 @@ class SPSRNet(nn.Module):
         out = self.f_HR_conv1(self.f_HR_conv0(out))
         return out_branch, out, x_grad
 
-    def forward(self, x):
-        return self.forward_all(x)[1]
+    def forward(self, x, aux: bool = False):
+        if not aux:
+            return self.forward_all(x)[1]
+        branch, out, lr_grad = self.forward_all(x)
+        return out, {"branch": branch, "lr_grad": lr_grad}
+
+
+# An RRDBNet's layouts -> SPSR's names. SPSR's trunk keeps the older ESRGAN code's flattened 'model.N' names (the
+# layout of the RRDB_PSNR_x4.pth its authors load by name), which an x4 RRDBNet maps onto one to one: first conv
+# model.0, blocks model.1.sub.N, trunk conv model.1.sub.NB, the two upsampling convs model.3 and model.6, the HR conv
+# model.8 (SPSR's HR_conv0_new); the last conv (model.10) has no counterpart in SPSR.
+_RRDB_TO_SPSR = {
+    # BasicSR's RRDBNet
+    "basicsr": ("body", r"rdb(\d)", {"conv_first": "model.0", "conv_body": "model.1.sub.{nb}",
+                                     "conv_up1": "model.3", "conv_up2": "model.6", "conv_hr": "model.8",
+                                     "conv_last": "model.10"}),
+    # the ESRGAN repository's RRDBNet_arch.py (its released files since June 2019)
+    "esrgan": ("RRDB_trunk", r"RDB(\d)", {"conv_first": "model.0", "trunk_conv": "model.1.sub.{nb}",
+                                          "upconv1": "model.3", "upconv2": "model.6", "HRconv": "model.8",
+                                          "conv_last": "model.10"}),
+}
+
+
+def rrdb_state_dict_as_spsr(sd: dict) -> dict:
+    """An x4 RRDBNet's weights under SPSR's names (see ``_RRDB_TO_SPSR``): BasicSR's layout (``conv_first``,
+    ``body.N.rdbK``) and the ESRGAN repository's (``RRDB_trunk.N.RDBK``) are renamed; the older ESRGAN code's
+    ``model.N`` layout already is SPSR's, and any other state dict is returned as it is.
+
+    >>> import torch
+    >>> sorted(rrdb_state_dict_as_spsr({"conv_first.weight": torch.zeros(1), "body.0.rdb2.conv3.bias": torch.zeros(1),
+    ...                                 "conv_body.weight": torch.zeros(1), "conv_hr.bias": torch.zeros(1)}))
+    ['model.0.weight', 'model.1.sub.0.RDB2.conv3.0.bias', 'model.1.sub.1.weight', 'model.8.bias']
+    """
+    import re
+
+    for trunk, rdb, singles in _RRDB_TO_SPSR.values():
+        blocks = {int(k.split(".")[1]) for k in sd if k.startswith(trunk + ".") and k.split(".")[1].isdigit()}
+        if not blocks or not any(k.startswith("conv_first.") for k in sd):
+            continue
+        nb = max(blocks) + 1
+        block = re.compile(rf"^{trunk}\.(\d+)\.{rdb}\.conv(\d)\.(weight|bias)$")
+        out = {}
+        for k, v in sd.items():
+            m = block.match(k)
+            if m:
+                out[f"model.1.sub.{m[1]}.RDB{m[2]}.conv{m[3]}.0.{m[4]}"] = v
+                continue
+            module, _, param = k.rpartition(".")
+            out[f"{singles[module].format(nb=nb)}.{param}" if module in singles else k] = v
+        return out
+    return dict(sd)
