@@ -17,6 +17,14 @@ only its SR side; the references recompute it. Each
 metric first runs on one warm-up image (building networks, loading weights; it is not timed, and its HR side is
 cached like the others'). The heavy network metrics run on ``--heavy-images`` images.
 
+Each row gives the throughput in images/s and in seconds per HR megapixel (what ``reproduce --dry-run`` estimates
+from), the CPU seconds per megapixel (all threads; with one thread, the time on a core, which other processes on a
+busy machine change less than the wall time), and the 1-minute load average when its timings ended. The metrics
+without an HR side are timed ``--repeat`` times, ours and the reference's passes in turn, and the fastest pass of
+each counts (the least disturbed one on a shared machine); the others once, as their cache's state changes from
+model to model. After the rows of a metric whose HR side is cached, its HR cache is described: entries, bytes per
+HR megapixel on disk and as tensors.
+
 The thread count and the machine's load average (``/proc/loadavg``) are printed before and after.
 """
 
@@ -57,6 +65,21 @@ def _down(sr: torch.Tensor) -> np.ndarray:  # MATLAB's double path on the 8-bit 
     from benchmarks.reference_impls import matlab_imresize_numpy
 
     return np.ascontiguousarray(matlab_imresize_numpy(_hwc(sr).astype(np.float64), 0.25)[..., ::-1])
+
+
+def _describe_hr_cache(name: str, entries: list[Path], mpix: float) -> None:
+    """One line: the HR cache entries a metric's rows wrote, their bytes per HR megapixel on disk and as the
+    tensors they hold (DISTS's zeros packed on disk)."""
+    from aesop_bench.metrics.hrcache import SPARSE_TENSORS
+
+    if not entries:
+        print(f"  {name}: no HR cache entry written", flush=True)
+        return
+    on_disk = sum(p.stat().st_size for p in entries)
+    # SPARSE_TENSORS reads plain lists of tensors too (a tensor is kept as it is)
+    held = sum(t.numel() * t.element_size() for p in entries for t in SPARSE_TENSORS.read(p))
+    print(f"  {name}: {len(entries)} HR cache entries of {mpix:.2f} HR megapixels: {on_disk / mpix / 1e9:.3f} GB "
+          f"per megapixel on disk, {held / mpix / 1e9:.3f} GB as tensors", flush=True)
 
 
 def references(device: str, niqe_mat: str) -> dict:
@@ -160,6 +183,7 @@ def main() -> None:
     ap.add_argument("--heavy-images", type=int, default=3, help="timed images of the network metrics")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: the project's choice)")
     ap.add_argument("--metrics", default="all")
+    ap.add_argument("--repeat", type=int, default=3, help="timed passes of the metrics without an HR side")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["AESOP_BENCH_HOME"] = str(Path(tmp) / "home")
@@ -190,35 +214,46 @@ def run(args, tmp: Path) -> None:
     device = args.device
     print(f"set {args.set}, device {device}, {n_threads} torch threads of {os.cpu_count()} cores, "
           f"load average {_load()}")
-    print("| metric | SR | images | aesop-bench img/s | reference img/s | speed-up | largest difference |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| metric | SR | images | HR MP | aesop-bench img/s | reference img/s | speed-up | aesop-bench s/MP | "
+          "reference s/MP | CPU s/MP (aesop-bench / reference) | largest difference | load |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    kept = Path(os.environ["AESOP_BENCH_HOME"]) / "hr_features"
     for name in expand_metrics(args.metrics):
         n = args.heavy_images if name in HEAVY else args.images
         # BasicSR's protocol; AE-PSNR with the MSE offset of the authors' calculate_psnr_pt (the paper protocol)
         metric = Metric(name, "paper" if name == "ae_psnr" else "basicsr", device)
+        before = set(kept.rglob("*.pt"))
         for label, srs in models.items():
             if label != "model 1" and name not in HR_SIDE:
                 continue
             items = list(zip(srs, hrs, lrs))
+            timed = items[1: n + 1]
+            mpix = sum(hr.shape[-2] * hr.shape[-1] for _, hr, _ in timed) / 1e6
 
             def ours(sr, hr, lr):
                 if metric.spec.kind == "distribution":
                     return metric.features(sr[0])
                 return metric.score(sr, hr, lr).item()
 
+            t_ours = t_ref = c_ours = c_ref = float("inf")
             with no_timm_pretrained():
                 if label == "model 1":
                     ours(*items[0]), refs[name](*items[0])  # warm-up
-                t = time.perf_counter()
-                got = [ours(*it) for it in items[1: n + 1]]
-                t_ours = time.perf_counter() - t
-                t = time.perf_counter()
-                want = [refs[name](*it) for it in items[1: n + 1]]
-                t_ref = time.perf_counter() - t
+                for _ in range(1 if name in HR_SIDE else max(1, args.repeat)):
+                    t, c = time.perf_counter(), time.process_time()
+                    got = [ours(*it) for it in timed]
+                    t_ours, c_ours = min(t_ours, time.perf_counter() - t), min(c_ours, time.process_time() - c)
+                    t, c = time.perf_counter(), time.process_time()
+                    want = [refs[name](*it) for it in timed]
+                    t_ref, c_ref = min(t_ref, time.perf_counter() - t), min(c_ref, time.process_time() - c)
             diff = max(float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).max())
                        for a, b in zip(got, want))
-            print(f"| {name} | {label} | {n} | {n / t_ours:.2f} | {n / t_ref:.2f} | {t_ref / t_ours:.1f}x | "
-                  f"{diff:.1e} |", flush=True)
+            print(f"| {name} | {label} | {n} | {mpix:.2f} | {n / t_ours:.2f} | {n / t_ref:.2f} | "
+                  f"{t_ref / t_ours:.1f}x | {t_ours / mpix:.2f} | {t_ref / mpix:.2f} | "
+                  f"{c_ours / mpix:.2f} / {c_ref / mpix:.2f} | {diff:.1e} | {_load().split()[0]} |", flush=True)
+        if name in HR_SIDE:
+            _describe_hr_cache(name, sorted(set(kept.rglob("*.pt")) - before),
+                               sum(hr.shape[-2] * hr.shape[-1] for hr in hrs[1: n + 1]) / 1e6)
     print(f"load average after: {_load()}")
 
 

@@ -11,7 +11,9 @@ import torch
 from aesop_bench.data.imresize import imresize
 from aesop_bench.data.transforms import mod_crop
 from aesop_bench.imageio import read_image
-from aesop_bench.metrics.fidelity import lr_psnr, psnr, rgb_to_y, ssim
+from aesop_bench.determinism import fixed_mean
+from aesop_bench.metrics import fidelity
+from aesop_bench.metrics.fidelity import lr_psnr, prepare, psnr, rgb_to_y, ssim
 from benchmarks.reference_impls import ssim_skimage
 
 
@@ -50,6 +52,56 @@ def test_ssim_matches_scikit_image_on_real_images(bench_root):
         y_sr = rgb_to_y(sr.double())[0, 0, 4:-4, 4:-4].numpy()
         y_hr = rgb_to_y(hr.double())[0, 0, 4:-4, 4:-4].numpy()
         assert ssim(sr, hr, crop_border=4).item() == pytest.approx(ssim_skimage(y_sr, y_hr), abs=1e-6)
+
+
+def _whole_image_ssim(sr, hr, crop_border=0, y_channel=True, y_round=False):
+    """SSIM as this project computed it before it went band by band: Y of the whole images, the four maps filtered
+    in one pass over the whole image (sums of shifted slices), the formula on whole maps."""
+    x = prepare(sr, crop_border, y_channel, y_round)
+    y = prepare(hr, crop_border, y_channel, y_round)
+    n, c, h, w = x.shape
+    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - (11 - 1) / 2) ** 2) / (2 * 1.5 ** 2))
+    g = (g / g.sum()).tolist()
+    x, y = x.reshape(n * c, 1, h, w), y.reshape(n * c, 1, h, w)
+    maps = torch.empty((4 * n * c, 1, h, w), dtype=x.dtype)
+    mx, my, mxxyy, mxy = maps.split(n * c, dim=0)
+    mx.copy_(x)
+    my.copy_(y)
+    torch.mul(x, x, out=mxxyy).addcmul_(y, y)
+    torch.mul(x, y, out=mxy)
+    rows = maps[..., 0:h - 10, :] * g[0]
+    for i in range(1, 11):
+        rows.add_(maps[..., i:i + h - 10, :], alpha=g[i])
+    out = rows[..., 0:w - 10] * g[0]
+    for i in range(1, 11):
+        out.add_(rows[..., i:i + w - 10], alpha=g[i])
+    mu1, mu2, sum_sq, xy = out.split(n * c, dim=0)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu12 = mu1 * mu2
+    mu_sq = mu1 * mu1
+    mu_sq.addcmul_(mu2, mu2)
+    num = (2 * mu12 + c1) * (2 * (xy - mu12) + c2)
+    den = (mu_sq + c1) * (sum_sq - mu_sq + c2)
+    return fixed_mean(fixed_mean(num.div_(den).reshape(n, c, -1), 2))
+
+
+@pytest.mark.parametrize("band_bytes", [1, 1 << 16, 1 << 21], ids=["8-row bands", "small bands", "default bands"])
+def test_ssim_by_bands_equals_the_whole_image_formula_bit_for_bit(bench_root, monkeypatch, band_bytes):
+    monkeypatch.setattr(fidelity, "_BAND_BYTES", band_bytes)
+    g = torch.Generator().manual_seed(0)
+    cases = []
+    for shape, crop, y_round in (((1, 3, 11, 11), 0, False), ((2, 3, 37, 53), 4, True), ((1, 1, 90, 23), 0, True),
+                                 ((3, 3, 61, 40), 2, False), ((1, 3, 131, 77), 4, False)):
+        hr = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+        sr = (hr.to(torch.int16) + torch.randint(-25, 26, shape, generator=g)).clamp(0, 255).to(torch.uint8)
+        cases += [(sr, hr, crop, True, y_round), (sr.double() / 255, hr.double() / 255, crop, True, y_round)]
+    cases.append((cases[-2][0], cases[-2][1], 4, False, False))  # every RGB channel, no Y
+    hr = mod_crop(read_image(bench_root / "Set5" / "HR" / "bird.png"), 4)[None]
+    cases.append((imresize(imresize(hr, 0.25), 4.0), hr, 4, True, False))
+    for sr, hr, crop, y_channel, y_round in cases:
+        want = _whole_image_ssim(sr, hr, crop, y_channel, y_round)
+        got = ssim(sr, hr, crop, y_channel, y_round)
+        assert got.dtype == torch.float64 and torch.equal(got, want), (tuple(sr.shape), crop, y_round, got, want)
 
 
 def test_y_psnr_matches_scikit_image_on_real_images(bench_root):

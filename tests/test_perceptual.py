@@ -129,16 +129,18 @@ def test_eval_computes_lpips_and_dists(stand_in_backbones, bench_root, tmp_path)
 
 
 def _counting_features(cls: str, monkeypatch):
-    """The stand-in backbones and the real heads registered; the network class, whose ``features`` calls record
-    their batch sizes in the returned list."""
+    """The stand-in backbones and the real heads registered; the network class, whose passes through the backbone
+    (LPIPS's ``features``, DISTS's ``levels``, which its ``features`` and ``distance`` run) record their batch
+    sizes in the returned list."""
     for n in ("alexnet", "vgg16"):
         wm.download(n, log=None)
     wm.add("lpips_alex_v0.1", _package_file(lpips_pkg, "weights", "v0.1", "alex.pth"))
     wm.add("dists_alpha_beta", _package_file(dists_pkg, "weights.pt"))
     net_cls = getattr(perceptual, cls)
     calls = []
-    plain_features = net_cls.features
-    monkeypatch.setattr(net_cls, "features", lambda self, x: calls.append(len(x)) or plain_features(self, x))
+    name = "levels" if cls == "DISTS" else "features"
+    plain = getattr(net_cls, name)
+    monkeypatch.setattr(net_cls, name, lambda self, x: calls.append(len(x)) or plain(self, x))
     return net_cls, calls
 
 

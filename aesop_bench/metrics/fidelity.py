@@ -114,49 +114,97 @@ def _gaussian_1d(size: int = 11, sigma: float = 1.5, dtype=torch.float64, device
     return g / g.sum()
 
 
-def _filter_valid(x: torch.Tensor, g: list[float]) -> torch.Tensor:
+def _filter_valid(x: torch.Tensor, g: list[float], rows: torch.Tensor | None = None,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
     # Separable 'valid' filtering as in-place sums of shifted slices: exact up to rounding, and on CPU
-    # several times faster than float64 conv2d for an 11-tap kernel.
+    # several times faster than float64 conv2d for an 11-tap kernel. ``rows`` and ``out``: buffers of the
+    # vertical pass's and the result's shapes to write into (allocated where None).
     k = len(g)
     h = x.shape[-2] - k + 1
     w = x.shape[-1] - k + 1
-    rows = x[..., 0:h, :] * g[0]
+    rows = torch.mul(x.narrow(-2, 0, h), g[0], out=rows) if rows is not None else x.narrow(-2, 0, h) * g[0]
     for i in range(1, k):
-        rows.add_(x[..., i:i + h, :], alpha=g[i])
-    out = rows[..., 0:w] * g[0]
+        rows.add_(x.narrow(-2, i, h), alpha=g[i])
+    out = torch.mul(rows.narrow(-1, 0, w), g[0], out=out) if out is not None else rows.narrow(-1, 0, w) * g[0]
     for i in range(1, k):
-        out.add_(rows[..., i:i + w], alpha=g[i])
+        out.add_(rows.narrow(-1, i, w), alpha=g[i])
     return out
+
+
+# Bytes of float64 maps one band of SSIM rows works on (the 4 maps to filter, their vertical pass, the filtered
+# maps): about a core's L2 cache, where they stay between the filter's 22 passes over them; larger bands spill
+# to memory, smaller ones pay more for their 60-odd tensor operations than for the arithmetic.
+_BAND_BYTES = 1 << 21
+
+
+def _band_rows(planes: int, width: int, device: torch.device) -> int:
+    """Output rows of SSIM per band: the whole image off the CPU (where each operation is a kernel launch)."""
+    if device.type != "cpu":
+        return 1 << 62
+    return max(8, _BAND_BYTES // (3 * 4 * planes * width * 8))
+
+
+def _ssim_band(x: torch.Tensor, y: torch.Tensor, g: list[float], bufs: list[torch.Tensor],
+               out: torch.Tensor) -> None:
+    """The SSIM map of ``(P, rows + 10, W)`` float64 bands of Y into ``out`` (``(P, rows, W - 10)``), in the
+    buffers ``bufs`` (:func:`ssim`'s, of a band's size at least).
+
+    Element by element the operations of the whole-image formula in the same order (so the same bits): the
+    four maps to filter, x, y, x^2 + y^2 (the map needs only s1 + s2: four filtered maps, not five) and xy,
+    filtered together; then ``(2 mu12 + C1)(2 (xy - mu12) + C2) / ((mu_sq + C1)(sum_sq - mu_sq + C2))`` with
+    ``mu_sq = mu1^2 + mu2^2``.
+    """
+    c1 = (0.01 * 255) ** 2
+    c2 = (0.03 * 255) ** 2
+    rows = out.shape[-2]
+    maps, vert, filt, mu12, mu_sq = (b.narrow(-2, 0, n) for b, n in zip(bufs, (x.shape[-2], rows, rows, rows, rows)))
+    maps[0].copy_(x)
+    maps[1].copy_(y)
+    torch.mul(x, x, out=maps[2]).addcmul_(y, y)
+    torch.mul(x, y, out=maps[3])
+    mu1, mu2, sum_sq, xy = _filter_valid(maps, g, rows=vert, out=filt)
+    torch.mul(mu1, mu2, out=mu12)
+    torch.mul(mu1, mu1, out=mu_sq).addcmul_(mu2, mu2)
+    # in place, into maps no longer needed: 2 mu12 + C1 into mu1, 2 (xy - mu12) + C2 into xy
+    num = torch.mul(mu12, 2, out=mu1).add_(c1)
+    num.mul_(xy.sub_(mu12).mul_(2).add_(c2))
+    den = sum_sq.sub_(mu_sq).add_(c2)  # sum_sq - mu_sq + C2, before mu_sq takes C1
+    den.mul_(mu_sq.add_(c1))
+    torch.div(num, den, out=out)
 
 
 def ssim(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0, y_channel: bool = True,
          y_round: bool = False) -> torch.Tensor:
-    """Per-image SSIM (mean of the 'valid' SSIM map, averaged over channels)."""
+    """Per-image SSIM (mean of the 'valid' SSIM map, averaged over channels).
+
+    The map is computed band of rows by band of rows (Y, the four filtered maps, the formula), each band's
+    maps staying in the CPU's cache: every element goes through the same operations as in one pass over the
+    whole image, so the values are the same bits (``tests/test_fidelity.py`` keeps the whole-image formula and
+    compares); only the mean is taken over the whole map.
+    """
     _check_pair(sr, hr)
-    x = prepare(sr, crop_border, y_channel, y_round)
-    y = prepare(hr, crop_border, y_channel, y_round)
-    n, c, h, w = x.shape
+    if sr.dim() == 3:
+        sr, hr = sr.unsqueeze(0), hr.unsqueeze(0)
+    sr, hr = _crop(sr, crop_border), _crop(hr, crop_border)
+    n, c, h, w = sr.shape
+    if y_channel and c == 3:
+        c = 1
     if h < 11 or w < 11:
         raise ValueError(f"SSIM needs images of at least 11x11 after cropping, got {h}x{w}")
     g = _gaussian_1d().tolist()
-    c1 = (0.01 * 255) ** 2
-    c2 = (0.03 * 255) ** 2
-    x = x.reshape(n * c, 1, h, w)
-    y = y.reshape(n * c, 1, h, w)
-    # The map needs only s1 + s2, so x^2 + y^2 is filtered as one map (four filtered maps, not five).
-    maps = torch.empty((4 * n * c, 1, h, w), dtype=x.dtype, device=x.device)
-    mx, my, mxxyy, mxy = maps.split(n * c, dim=0)
-    mx.copy_(x)
-    my.copy_(y)
-    torch.mul(x, x, out=mxxyy).addcmul_(y, y)
-    torch.mul(x, y, out=mxy)
-    mu1, mu2, sum_sq, xy = _filter_valid(maps, g).split(n * c, dim=0)
-    mu12 = mu1 * mu2
-    mu_sq = mu1 * mu1
-    mu_sq.addcmul_(mu2, mu2)
-    num = (2 * mu12 + c1) * (2 * (xy - mu12) + c2)
-    den = (mu_sq + c1) * (sum_sq - mu_sq + c2)
-    ssim_map = num.div_(den)
+    k = len(g)
+    p = n * c
+    ssim_map = torch.empty((p, h - k + 1, w - k + 1), dtype=torch.float64, device=sr.device)
+    band = min(h - k + 1, _band_rows(p, w, sr.device))
+    bufs = [torch.empty(shape, dtype=torch.float64, device=sr.device) for shape in
+            ((4, p, band + k - 1, w), (4, p, band, w), (4, p, band, w - k + 1), (p, band, w - k + 1),
+             (p, band, w - k + 1))]
+    for r0 in range(0, h - k + 1, band):
+        r1 = min(h - k + 1, r0 + band)
+        # Y of the band's input rows (a pixel's Y is its own RGB's)
+        x, y = (prepare(img[..., r0:r1 + k - 1, :], 0, y_channel, y_round).reshape(p, r1 - r0 + k - 1, w)
+                for img in (sr, hr))
+        _ssim_band(x, y, g, bufs, ssim_map[:, r0:r1])
     return fixed_mean(fixed_mean(ssim_map.reshape(n, c, -1), 2))
 
 

@@ -13,6 +13,15 @@ packages given the same weights.
   ImageNet normalisation, VGG16 stages with L2 pooling, structure and texture
   similarities weighted by alpha/beta. Whole image, no resize.
 
+What a metric compares SR images with is the HR's ``reference`` (what an HR cache keeps): LPIPS's unit-normalised
+features; DISTS's six levels (the image and five VGG16 stages) and each level's channel means and variances,
+computed once. Of the HR, DISTS's texture term takes only the means and its structure term's denominator only the
+variances (1475 numbers each); the structure term's covariance, the mean over the positions of ``f_sr * f_hr``, takes
+every position of every HR level: a linear function of the SR's features that is a different one for every HR, so
+nothing smaller than the HR's levels gives it exactly for every SR. How they are stored can be smaller: the five
+stages end in a ReLU, and their zeros (half the values with random weights) take a bit each
+(:data:`aesop_bench.metrics.hrcache.SPARSE_TENSORS`).
+
 Computed in float32 with TF32 off; never fp16. Every value has the same last bit whatever the CPU thread
 count: torch reduces each output of a reduction with one output per channel or pixel on one thread, in an order
 set by the shape alone, and the AlexNet and VGG16 convolutions (oneDNN) measure the same for 1 to 4 threads;
@@ -21,6 +30,8 @@ a 1x1 convolution to one channel does not, so LPIPS's heads are applied after th
 """
 
 from __future__ import annotations
+
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -72,11 +83,15 @@ class LPIPSAlex(nn.Module):
             out.append(h / (torch.sqrt((h * h).sum(dim=1, keepdim=True)) + 1e-10))
         return out
 
+    def reference(self, y: torch.Tensor) -> list[torch.Tensor]:
+        """What :meth:`distance` compares with: the :meth:`features` of the [0, 1] images ``y``."""
+        return self.features(y)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.distance(x, self.features(y))
+        return self.distance(x, self.reference(y))
 
     def distance(self, x: torch.Tensor, fy: list[torch.Tensor]) -> torch.Tensor:
-        """LPIPS between the images ``x`` and the images whose :meth:`features` are ``fy``.
+        """LPIPS between the images ``x`` and the images whose :meth:`reference` is ``fy``.
 
         Each layer's term, the spatial mean of the head's weighted sum over channels, is taken as the weighted
         sum (in float64) of the channels' spatial means, the same number by linearity: the head as a 1x1
@@ -115,9 +130,11 @@ class DISTS(nn.Module):
 
     def __init__(self, vgg16_state: dict | None = None, alpha_beta: dict | None = None):
         super().__init__()
-        feats = torchvision.models.vgg16(weights=None).features
-        if vgg16_state is not None:
+        if vgg16_state is not None:  # the feature layers alone: VGG16's classifier takes 1.6 s to initialise
+            feats = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
             load_features(feats, vgg16_state, "vgg16")
+        else:
+            feats = torchvision.models.vgg16(weights=None).features
         stages = []
         for a, b, pool in _VGG_STAGES:
             layers = ([L2Pooling(pool)] if pool else []) + [feats[i] for i in range(a, b)]
@@ -137,33 +154,57 @@ class DISTS(nn.Module):
     def from_manager(cls) -> "DISTS":
         return cls(_backbone_state("vgg16"), wm.load_state_dict(wm.get("dists_alpha_beta", download_missing=False)))
 
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The image and its five VGG16 stages (the HR side is cached from these)."""
+    def levels(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
+        """The image and its five VGG16 stages, one by one (a level is dropped once the next is computed)."""
+        yield x
         h = (x - self.mean) / self.std
-        out = [x]
         for s in self.stages:
             h = s(h)
-            out.append(h)
-        return out
+            yield h
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The image and its five VGG16 stages."""
+        return list(self.levels(x))
+
+    @staticmethod
+    def moments(f: torch.Tensor, scratch: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each channel's spatial mean and variance of a level ``f`` (``(N, C, 1, 1)`` each), in float32 as
+        DISTS_pytorch computes them (the mean of the squared deviations). ``scratch``: a tensor of ``f``'s shape
+        to hold the deviations (a new one where None)."""
+        m = f.mean(dim=(2, 3), keepdim=True)
+        d = torch.sub(f, m, out=scratch) if scratch is not None else f - m
+        return m, d.mul_(d).mean(dim=(2, 3), keepdim=True)
+
+    def reference(self, y: torch.Tensor) -> list[torch.Tensor]:
+        """What :meth:`distance` compares with, for the [0, 1] images ``y``: their six levels, then each
+        level's channel means, then its channel variances (18 tensors, one row per image)."""
+        fys = self.features(y)
+        stats = [self.moments(f) for f in fys]
+        return fys + [m for m, _ in stats] + [v for _, v in stats]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.distance(x, self.features(y))
+        return self.distance(x, self.reference(y))
 
-    def distance(self, x: torch.Tensor, fys: list[torch.Tensor]) -> torch.Tensor:
-        """DISTS between the images ``x`` and the images whose :meth:`features` are ``fys``."""
+    def distance(self, x: torch.Tensor, ref: list[torch.Tensor]) -> torch.Tensor:
+        """DISTS between the images ``x`` and the images whose :meth:`reference` is ``ref``.
+
+        Each value is DISTS_pytorch's, operation for operation: the HR's means and variances are those it
+        computes, computed once (in :meth:`reference`); each SR level's deviations and its product with the HR
+        level share one buffer, freed with the level.
+        """
         c1 = c2 = 1e-6
+        n = len(DISTS_CHANNELS)
+        fys, mys, vys = ref[:n], ref[n:2 * n], ref[2 * n:]
         w_sum = self.alpha.sum() + self.beta.sum()
         alpha = torch.split(self.alpha / w_sum, list(DISTS_CHANNELS), dim=1)
         beta = torch.split(self.beta / w_sum, list(DISTS_CHANNELS), dim=1)
         d1 = d2 = 0
-        for k, (fx, fy) in enumerate(zip(self.features(x), fys)):
-            mx = fx.mean(dim=(2, 3), keepdim=True)
-            my = fy.mean(dim=(2, 3), keepdim=True)
+        for k, (fx, fy, my, vy) in enumerate(zip(self.levels(x), fys, mys, vys)):
+            buf = torch.empty_like(fx)
+            mx, vx = self.moments(fx, buf)
             s1 = (2 * mx * my + c1) / (mx ** 2 + my ** 2 + c1)
             d1 = d1 + (alpha[k] * s1).sum(1, keepdim=True)
-            vx = ((fx - mx) ** 2).mean(dim=(2, 3), keepdim=True)
-            vy = ((fy - my) ** 2).mean(dim=(2, 3), keepdim=True)
-            cov = (fx * fy).mean(dim=(2, 3), keepdim=True) - mx * my
+            cov = torch.mul(fx, fy, out=buf).mean(dim=(2, 3), keepdim=True) - mx * my
             s2 = (2 * cov + c2) / (vx + vy + c2)
             d2 = d2 + (beta[k] * s2).sum(1, keepdim=True)
         return (1 - (d1 + d2)).flatten()
@@ -171,11 +212,12 @@ class DISTS(nn.Module):
 
 @torch.no_grad()
 def hr_side(net: "LPIPSAlex | DISTS", hr: torch.Tensor) -> list[torch.Tensor]:
-    """The HR images' features: what a metric compares SR images with (and what a cache may keep)."""
+    """The HR images' :meth:`~DISTS.reference`: what a metric compares SR images with (and what a cache may
+    keep)."""
     from ..determinism import deterministic
 
     with deterministic():
-        return net.features(to_unit_rgb(hr))
+        return net.reference(to_unit_rgb(hr))
 
 
 @torch.no_grad()

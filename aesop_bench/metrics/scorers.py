@@ -67,13 +67,24 @@ def _perceptual(spec, ctx):
     return lambda sr, hr, lr: score(sr.to(ctx.device), hr.to(ctx.device)).cpu()
 
 
+# what DISTS's HR cache entries hold, in their folder's name (entries of another layout are never read): its
+# reference (the six levels, then their channel means and variances) with the levels' zeros packed (v1, unnamed:
+# the six levels as computed)
+DISTS_HR_LAYOUT = "ref2-sparse"
+
+
 def _hr_cache(spec, ctx):
     """The HR cache of LPIPS or DISTS, named after the metric's version and weights (None without the weights);
     written from an image's second model on (large feature maps of a cheap network: see hrcache)."""
-    from .hrcache import HRCache
+    from .hrcache import SPARSE_TENSORS, HRCache
 
     tag = weights_tag(spec.weights)
-    return HRCache(f"{spec.version}-{tag}", ctx.device, write_on_second_put=True) if tag else None
+    if not tag:
+        return None
+    if spec.name == "dists":
+        return HRCache(f"{spec.version}-{tag}-{DISTS_HR_LAYOUT}", ctx.device, write_on_second_put=True,
+                       codec=SPARSE_TENSORS)
+    return HRCache(f"{spec.version}-{tag}", ctx.device, write_on_second_put=True)
 
 
 def _with_hr_side(hr_side, from_hr_side, cache):
