@@ -249,6 +249,11 @@ class Store:
         """Whether the cache is on (a budget above 0, and no failed write)."""
         return self.budget > 0
 
+    @property
+    def full(self) -> bool:
+        """Whether the cache is on and has no room left in its budget: :meth:`put` keeps no new entry."""
+        return self.enabled and _used.get(self._root(), 0) >= self.budget
+
     def path(self, key: str) -> Path:
         """The file of ``key``'s entry."""
         return cache_file(self.folder, key, f".{FORMAT}{self.codec.suffix}")

@@ -86,10 +86,14 @@ def test_the_hr_feature_cache_folders_are_where_they_were(tmp_path, monkeypatch)
     from aesop_bench.metrics.registry import METRICS, MetricContext
     from aesop_bench.protocols import get_protocol
 
-    d = _weights(tmp_path, monkeypatch, {"alexnet": b"a", "lpips_alex_v0.1": b"b", "aesop_ae": b"c"})
+    d = _weights(tmp_path, monkeypatch, {"alexnet": b"a", "lpips_alex_v0.1": b"b", "aesop_ae": b"c",
+                                         "vgg16": b"d", "dists_alpha_beta": b"e"})
     ctx = MetricContext(get_protocol("paper"), "cpu", {"ae": "aesop_ae"})
     lpips = home() / "hr_features" / f"lpips-alex-v0.1-whole-v2-{d['alexnet'][:12]}-{d['lpips_alex_v0.1'][:12]}"
     assert scorers._hr_cache(METRICS["lpips"], ctx).folder == lpips / f"{TORCH}-cpu"
+    # DISTS's HR side in its packed layout (per-channel statistics, ReLU zeros as bits): a folder of its own
+    dists = home() / "hr_features" / f"dists-vgg16-whole-v1-{d['vgg16'][:12]}-{d['dists_alpha_beta'][:12]}-ref2-sparse"
+    assert scorers._hr_cache(METRICS["dists"], ctx).folder == dists / f"{TORCH}-cpu"
     assert HRCache(f"ae_psnr-{scorers.ae_tag('aesop_ae')}", "cpu").folder == \
         home() / "hr_features" / f"ae_psnr-ae_aesop_ae_{d['aesop_ae'][:12]}" / f"{TORCH}-cpu"
 

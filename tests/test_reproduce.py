@@ -112,7 +112,7 @@ def test_the_public_baselines_and_the_never_released_columns_in_the_plan(tmp_pat
     three = "\n".join(plan(RECIPES["table3"], None, tmp_path / "data", tmp_path / "out").lines("cuda"))
     assert re.search(r"not computed \(never released; no stand-in is used\): Config-\(b\); train it with "
                      r"`aesop-bench train ae --config ae_rrdb_no_lr`, then `aesop-bench train sr --config "
-                     r"aesop_rrdb_cfg_b` \(about \d+(\.\d)? h on one GPU", three)
+                     r"aesop_rrdb_cfg_b` \(about \d+(\.\d)? h on one A100", three)
     one = "\n".join(plan(RECIPES["table1"], "swinir", tmp_path / "data", tmp_path / "out").lines("cpu"))
     assert "`aesop-bench train sr --config aesop_swinir --opt steps=200000`" in one
     eight = "\n".join(plan(RECIPES["table8"], None, tmp_path / "data", tmp_path / "out").lines("cpu"))
@@ -272,3 +272,97 @@ def test_measured_gpu_costs_are_kept_per_gpu_and_torch_version(tmp_path, monkeyp
     costs, source = gpu_costs()
     assert costs["psnr"] == 0.4 and "on GPU A (2026-06-01, torch 2.14.1)" in source and "also measured: GPU B" in source
     assert gpu_costs("GPU B")[0]["psnr"] == 0.2
+
+
+def _recipe(tmp_path, name: str, metrics: str, sets: str = "set5"):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"name: {name}\nlayout: table1\nmodels: {{RRDB: [esrgan]}}\nsets: [{sets}]\nmetrics: [{metrics}]\n")
+    return load_recipe(str(path))
+
+
+def test_dry_run_prefers_the_costs_measured_on_this_machine_and_says_which(tmp_path):
+    """The CPU estimate takes this machine's measured costs (run_costs.json, which every evaluation adds to) in
+    place of the declared ones, key by key, and says which; a record of another CPU is not used. Set5 is not on
+    disk: 5 images of a typical 0.15 MP (the set registry)."""
+    from aesop_bench.data.sets import SETS
+    from aesop_bench.evaluation.timings import add_run_costs, machine
+    from aesop_bench.report.reproduce import CPU_SECONDS_PER_MPIX, plan
+
+    recipe = _recipe(tmp_path, "costs", "psnr, ssim")
+    mpix = SETS["set5"].n_images * SETS["set5"].typical_mpix
+    declared = plan(recipe, None, tmp_path / "data", tmp_path / "out")
+    assert declared.estimate_s == pytest.approx(mpix * sum(CPU_SECONDS_PER_MPIX[k] for k in ("model:rrdb", "psnr",
+                                                                                              "ssim")))
+    assert declared.lines("cpu")[-1].endswith("on a 2-core CPU")
+    timed = {"set5": {"model": {"seconds": 7.0, "mpix": 0.5}, "metrics": {"psnr": {"seconds": 0.25, "mpix": 0.5}}}}
+    add_run_costs(timed, "model:rrdb", "cpu: Another CPU, 64 cores", "2.14.1")
+    assert plan(recipe, None, tmp_path / "data", tmp_path / "out").estimate_s == pytest.approx(declared.estimate_s)
+    add_run_costs(timed, "model:rrdb", machine("cpu"), "2.14.1")
+    measured = plan(recipe, None, tmp_path / "data", tmp_path / "out")
+    assert measured.estimate_s == pytest.approx(mpix * (14.0 + 0.5 + CPU_SECONDS_PER_MPIX["ssim"]))
+    line = measured.lines("cpu")[-1]
+    assert f"on this machine's CPU (measured in 1 earlier run(s) on this machine ({machine('cpu')}, " in line
+    assert "torch 2.14.1) for model:rrdb, psnr; declared for the rest)" in line
+
+
+def test_gpu_estimate_from_flop_counts_per_gpu_class_and_measured_runs_first(tmp_path):
+    """Declared GPU costs: FLOP counts at a declared share of the GPU class's FP32 peak (no TF32), the network
+    metrics included (DISTS: two VGG16 passes, 1224.5 GFLOP per HR megapixel); an unknown GPU is taken as the
+    default class and the line says so; costs measured by earlier runs on that GPU come first."""
+    from aesop_bench.evaluation.timings import add_run_costs
+    from aesop_bench.report.reproduce import EFFICIENCY, estimate_gpu_costs, gpu_class, plan
+
+    a100, h100 = estimate_gpu_costs("NVIDIA A100-SXM4-80GB"), estimate_gpu_costs("NVIDIA H100 80GB HBM3")
+    assert a100.per_mpix["dists"] == pytest.approx(1224.5 / (19.5e3 * EFFICIENCY["conv"]))
+    assert h100.per_mpix["model:rrdb"] == pytest.approx(2240 / (67e3 * EFFICIENCY["conv"]))
+    assert h100.per_mpix["model:swinir"] == pytest.approx(1630 / (67e3 * EFFICIENCY["attention"]))
+    assert a100.per_image["fid"] == pytest.approx(22.8 / (19.5e3 * EFFICIENCY["conv"]))  # 299 x 299 inputs
+    assert a100.per_mpix["fid"] == 0.005  # the floor per megapixel
+    assert "A100 class's FP32 peak (19.5 TFLOP/s" in a100.source
+    unknown = estimate_gpu_costs("Some Future GPU")
+    assert "Some Future GPU is not in the table, taken as A100" in unknown.source
+    assert gpu_class("NVIDIA L4") == ("L4", 30.3, True) and gpu_class("Tesla V100-PCIE-16GB")[:2] == ("V100 PCIe", 14.0)
+    add_run_costs({"set5": {"metrics": {"dists": {"seconds": 0.5, "mpix": 1.0}}}}, None, "NVIDIA A100-SXM4-80GB",
+                  "2.14.1")
+    measured = estimate_gpu_costs("NVIDIA A100-SXM4-80GB")
+    assert measured.per_mpix["dists"] == 0.5 and measured.per_mpix["model:rrdb"] == a100.per_mpix["model:rrdb"]
+    assert measured.source.startswith("measured in 1 earlier run(s) on this GPU (NVIDIA A100-SXM4-80GB, ")
+    p = plan(_recipe(tmp_path, "g", "dists"), None, tmp_path / "data", tmp_path / "out", gpu_name="NVIDIA "
+             "A100-SXM4-80GB")
+    assert "for dists; for the rest declared costs: FLOP counts" in p.lines("cuda")[-1]
+
+
+def test_grand_total_runs_the_model_of_a_pair_two_tables_share_once(bench_root, tmp_path):
+    """Two tables evaluate esrgan on Set5 (psnr; psnr and ssim): the SR cache makes the model's pass once, and
+    each table computes its metrics in its own run folder. Set5's size comes from its files."""
+    from PIL import Image
+
+    from aesop_bench.report.reproduce import CPU_SECONDS_PER_MPIX, grand_total, plan, totals
+
+    mpix = 0.0
+    for f in (bench_root / "Set5" / "HR").glob("*.png"):
+        with Image.open(f) as im:
+            mpix += im.size[0] * im.size[1] / 1e6
+    a = plan(_recipe(tmp_path, "ta", "psnr"), None, bench_root, tmp_path / "a")
+    b = plan(_recipe(tmp_path, "tb", "psnr, ssim"), None, bench_root, tmp_path / "b")
+    c = CPU_SECONDS_PER_MPIX
+    cpu, _, pairs = totals([a, b])
+    assert pairs == 1
+    assert cpu == pytest.approx(mpix * (c["model:rrdb"] + 2 * c["psnr"] + c["ssim"]))
+    assert a.estimate_s + b.estimate_s == pytest.approx(cpu + mpix * c["model:rrdb"])  # each table alone counts it
+    line = grand_total([a, b], "cpu")
+    assert "2 (model, set) runs to compute" in line and "each of the 1 distinct (model, set) pairs runs its model " \
+        "once" in line
+
+
+def test_training_estimate_counts_each_pass_at_the_gpu_class_rate():
+    """aesop_rrdb's step by hand from the pass counts of train/cost.py: RRDB forward and backward (3 x 2.24), the
+    LDL term's EMA forward (2.24), the AE (3 x 2.43), VGG19 (3 x 0.78), the relativistic VGG-128 discriminator
+    (9 x 0.27), over 64 patches of 128 x 128; on an A100 (19.5 TFLOP/s FP32) at half its peak, and on an H100 SXM
+    (67)."""
+    from aesop_bench.report.reproduce import training_gpu_seconds
+
+    step = (3 * 2.24 + 2.24 + 3 * 2.43 + 3 * 0.78 + 9 * 0.27) * 64 * 128 ** 2 / 1e6
+    assert training_gpu_seconds("aesop_rrdb") == pytest.approx(300_000 * step / (19.5 * 0.5))
+    assert training_gpu_seconds("aesop_rrdb", "NVIDIA H100 80GB HBM3") == pytest.approx(300_000 * step / 33.5)
+    assert training_gpu_seconds("aesop_rrdb steps=1000") == pytest.approx(1000 * step / 9.75)

@@ -60,6 +60,9 @@ def add_eval(sub) -> None:
                         "clean-fid")
     e.add_argument("--format", choices=["table", "json"], default="table")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--timings", action="store_true",
+                   help="also print where the time went: seconds per HR megapixel of the model and of each metric, "
+                        "per set (kept in summary.json under timings, apart from the results)")
     e.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: $AESOP_BENCH_THREADS, else the cores other processes leave free)")
     e.add_argument("--batch", type=int, default=None,
@@ -89,6 +92,11 @@ def cmd_eval(args) -> int:
     else:
         for line in summary_lines(cfg, summary, args.sr, args.model):
             print(line)
+        if args.timings:
+            from ..evaluation.timings import timing_lines
+
+            for line in timing_lines(summary.get("timings") or {}, list(cfg.sets)):
+                print(line)
     return 0
 
 

@@ -20,6 +20,9 @@ def add_reproduce(sub) -> None:
     rp.add_argument("--fetch-only", action="store_true",
                     help="download and verify every set and weight file of the table, compute nothing")
     rp.add_argument("--threads", type=int, default=None, help="CPU threads (see eval --threads)")
+    rp.add_argument("--gpu", default=None, metavar="NAME",
+                    help="the GPU the estimates are for, a device name or class (A100, H100, H200, L4, T4, ...; "
+                         "default: the GPU measured last, else A100)")
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -47,5 +50,5 @@ def reproduce_tables(args, log) -> list[dict]:
         out = Path(args.out) / recipe.name if args.out and len(recipes) > 1 else (Path(args.out) if args.out else None)
         plans.append(reproduce(recipe, args.backbone, args.device, data_root(args.data_root), out, args.dry_run,
                                not args.no_download, args.threads, not args.quiet, log=log,
-                               fetch_only=args.fetch_only)["plan"])
+                               fetch_only=args.fetch_only, gpu_name=args.gpu)["plan"])
     return plans

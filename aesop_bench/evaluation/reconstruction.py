@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Callable
 
 from ..data.sets import ResolvedSet
 from ..errors import ConfigError
@@ -19,6 +20,9 @@ class ReconstructionSource:
 
     source_type = "model"
     writes_sr = False
+    held_threads: int | None = None  # torch's thread count the network keeps on the CPU (None: any)
+    timer: Callable[[str, float, float, int], None] | None = None  # as NetworkSource's
+
 
     def __init__(self, net, name: str, device: str):
         self.net, self.name, self.device = net, name, device
@@ -44,10 +48,13 @@ class ReconstructionSource:
     def images(self, res: ResolvedSet, set_name: str, hr_files: list[Path], protocol: Protocol,
                need_lr: bool) -> list[tuple]:
         """``[(hr, None, reconstruction), ...]``, uint8 ``(C, H, W)``."""
+        import time
+
         import torch
 
         from ..data.transforms import mod_crop, require_evaluable, to_rgb
         from ..imageio import quantize, read_image
+        from ..threads import holding
 
         if need_lr:
             raise ConfigError("an auto-encoder's reconstruction has no LR image: leave out LR-referenced metrics "
@@ -60,6 +67,10 @@ class ReconstructionSource:
                     hr = to_rgb(hr)
                 require_evaluable(hr, protocol, f)
                 hr = mod_crop(hr, protocol.effective_modcrop)
-                rec = quantize(self.net(hr[None].float().div(255).to(self.device)).cpu())[0]
+                start = time.perf_counter()
+                with holding(self.held_threads):
+                    rec = quantize(self.net(hr[None].float().div(255).to(self.device)).cpu())[0]
+                if self.timer is not None:
+                    self.timer(set_name, time.perf_counter() - start, hr.shape[-2] * hr.shape[-1] / 1e6, 1)
                 out.append((hr, None, rec))
         return out

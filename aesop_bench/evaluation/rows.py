@@ -7,7 +7,11 @@ has a value computed from its current files under one version; otherwise the set
 with their count, never as the set's value. Summary::
 
     {"model", "protocol", "sets": {SET: {"n_images", "complete", "metrics": {M: mean},
-     "partial": {M: {"n", "of", "mean", "other_files"}}, "data", "computed_on"}}, "metric_versions", "left_out"}
+     "partial": {M: {"n", "of", "mean", "other_files"}}, "data", "computed_on"}}, "metric_versions", "left_out",
+     "timings": {SET: {"model": T, "metrics": {M: T}}}}
+
+``timings`` (the runner adds it; a run folder's store starts from its last summary's) is what computing took
+(:mod:`.timings`), kept apart from the values: nothing reads it to decide what to compute or which values count.
 
 :class:`RowTable` is shared by the run folder's store (:class:`.store.ResultStore`, which also writes each value
 to the folder) and :class:`MemoryStore` (the table alone).
@@ -37,13 +41,21 @@ Key = tuple[str, str, str]  # (set, image, metric)
 
 class RowTable:
     """The values of a run (``rows``: key -> (value, version, digest)), where each was computed
-    (``computed_on``), and each set's record (``sets``: images with their digests, the set's digest, data)."""
+    (``computed_on``), each set's record (``sets``: images with their digests, the set's digest, data), and
+    what computing them took (``timings``, :mod:`.timings`; not a value)."""
 
     def __init__(self, model: dict, protocol: dict):
         self.model, self.protocol = model, protocol
         self.rows: dict[Key, tuple[float, str, str | None]] = {}
         self.computed_on: dict[Key, str] = {}
         self.sets: dict[str, dict] = {}
+        self.timings: dict = {}
+
+    def add_timings(self, measured: dict) -> None:
+        """Add a run's timings (:meth:`.timings.RunTimings.as_dict`) to those kept (:func:`.timings.merge`)."""
+        from .timings import merge
+
+        self.timings = merge(self.timings, measured)
 
     def plan_set(self, set_name: str, images: dict[str, str], set_digest: str, data: dict) -> None:
         """Record what a set holds before any of its values is computed: ``images`` (each image's key and the

@@ -10,7 +10,9 @@ Layout (the evaluator, the reports and the API ask a :class:`RunFolder` for thes
                       (:mod:`.store`); rank R > 0 of a torchrun evaluation appends to rows.rR.jsonl, which the
                       next run folds into rows.jsonl before it reads or writes anything
     per_image.csv     set,image,metric,value,version,protocol (written at the end)
-    summary.json      each set's means, completeness and partial values (:mod:`.rows`)
+    summary.json      each set's means, completeness and partial values (:mod:`.rows`); apart from them
+                      (``timings``), what the model and each metric spent per set, this run's added to the earlier
+                      ones' (:mod:`.timings`): not values, never read to decide what is computed
     sr/SET/IMAGE.png  the SR images ``--save-sr`` writes
     .lock             held by the one evaluation writing the folder
 
@@ -193,6 +195,15 @@ class RunFolder:
         records = {s: {"images": r["images"], SET_DIGEST_KEYS[0]: r["set_digest"], "data": r["data"]}
                    for s, r in sets.items()}
         atomic_write_json(self.sets_file, {"schema": SCHEMA, "sets": json_safe(records)})
+
+    def read_timings(self) -> dict:
+        """The timings the last summary kept (its ``timings``; {} where there is none, or the summary is damaged:
+        timings are not results, they start afresh)."""
+        try:
+            timings = json.loads(self.summary_file.read_text(encoding="utf-8")).get("timings")
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return timings if isinstance(timings, dict) else {}
 
     def write_results(self, summary: dict, table: list[dict]) -> None:
         """Write ``per_image.csv`` (the rows of ``table``, each value as Python writes it) and ``summary.json``."""

@@ -11,6 +11,10 @@ For each image of each set:
    (``sr_dir``, see :mod:`.folders`), from its file;
 4. each metric not yet in the results store is computed and stored.
 
+The time the model and each metric spend is recorded per set, apart from the values (:mod:`.timings`). Every
+CPU thread pool is set to one count at the first computation and looked at again between images and sets as the
+machine's load changes (:class:`aesop_bench.threads.Pools`); no value depends on it.
+
 :class:`Runner` does this in steps that read one at a time: :meth:`~Runner.plan` a set (which images lack which
 values), :meth:`~Runner.compute_images` per batch, :meth:`~Runner.compute_distribution` (set-level values), and
 :meth:`~Runner.summarise`. Where the SR images come from is a :class:`~.sources.Source`; what is asked is an
@@ -115,6 +119,9 @@ class Runner:
         self._downloads_tried: set = set()  # sets a download was tried for in this run (tried once)
         self._computing = False
         self.computed_on: str | None = None  # device, torch version and CPU threads of the values computed
+        self.pools = None  # the CPU thread pools (aesop_bench.threads.Pools), from the first computation on
+        self.timings = None  # what the model and the metrics spend (.timings.RunTimings), likewise
+        self._holds_threads = False  # the source's network keeps the run's first thread count
 
     @cached_property
     def metrics(self) -> dict:
@@ -125,19 +132,51 @@ class Runner:
                 for m in self.cfg.metrics}
 
     def _start_computing(self) -> None:
-        """What computing needs once per run: torch's threads and deterministic kernels."""
+        """What computing needs once per run: the CPU thread pools (set back as they were at the end),
+        deterministic kernels, and the timings. A network whose outputs are not known to be independent of the
+        thread count keeps the first count for the whole run."""
         if not self._computing:
+            import torch
+
             from .. import threads
             from ..determinism import deterministic
+            from ..models.identity import thread_invariant
+            from .timings import RunTimings, machine
 
             self._computing = True
-            n = threads.apply(self.cfg.threads)
+            self.pools = threads.Pools(self.cfg.threads)
+            n = self.pools.start()
+            self._stack.callback(self.pools.close)
             self._stack.enter_context(deterministic())
-            from ..cache import device_tag
+            cpu = self.cfg.run.device == "cpu"
+            self._holds_threads = cpu and not thread_invariant(self.source.identity)
+            if self._holds_threads and hasattr(self.source, "held_threads"):
+                self.source.held_threads = n
+            self.computed_on = self._where(n)
+            self.timings = RunTimings(f"{machine(self.cfg.run.device)}, torch {torch.__version__}")
+            if hasattr(self.source, "timer"):
+                self.source.timer = lambda set_name, *spent: self.timings.add(set_name, "model", *spent)
 
-            device = device_tag(self.cfg.run.device)
-            self.computed_on = f"{device}, {n} thread{'s' if n > 1 else ''}" if self.cfg.run.device == "cpu" \
-                else device
+    def _where(self, n: int) -> str:
+        """Where values are computed (:attr:`computed_on`): the device tag, on the CPU with ``n`` threads."""
+        from ..cache import device_tag
+
+        device = device_tag(self.cfg.run.device)
+        return f"{device}, {n} thread{'s' if n > 1 else ''}" if self.cfg.run.device == "cpu" else device
+
+    def _revisit(self) -> None:
+        """Between images and sets: the thread pools follow the machine's load (:meth:`threads.Pools.revisit`);
+        the rows record the count, except where the network keeps its first one."""
+        if self.pools is not None:
+            n = self.pools.revisit()
+            if not self._holds_threads:
+                self.computed_on = self._where(n)
+
+    def _spend(self, set_name: str, part: str, start: float, mpix: float, images: int) -> None:
+        """Record the seconds since ``start`` for ``part`` (a metric) on ``images`` images of ``mpix`` HR MP."""
+        import time
+
+        self.timings.add(set_name, part, time.perf_counter() - start, mpix, images)
 
     def _store(self):
         cfg = self.cfg
@@ -176,6 +215,7 @@ class Runner:
         with contextlib.ExitStack() as self._stack:
             try:
                 for name in self.cfg.sets:
+                    self._revisit()
                     self.run_set(self.plan(name))
                 ok = True
             finally:
@@ -273,6 +313,7 @@ class Runner:
         for group in batches(todo, *self.cfg.run.batch_limits()):
             self._compute_group(plan, group, need_lr)
             bar.update(len(group))
+            self._revisit()
         bar.close()
 
     def _compute_group(self, plan: SetPlan, group: list, need_lr: bool) -> None:
@@ -295,6 +336,8 @@ class Runner:
     def _score_batch(self, name: str, run: list) -> None:
         """Every metric missing from the store on a batch of images of one shape; each image's values are stored
         even when a later metric fails."""
+        import time
+
         import torch
 
         if self.cfg.save_sr and self.source.writes_sr:
@@ -310,7 +353,10 @@ class Runner:
                 want = [j for j, ((_, key, src), _) in enumerate(run)
                         if not self.store.has(name, key, m, self.versions[m], src)]
                 if want:
+                    start = time.perf_counter()
                     _score(self.metrics[m], stacked, want, [f for (f, _, _), _ in run], values)
+                    self._spend(name, m, start, len(want) * stacked[0].shape[-2] * stacked[0].shape[-1] / 1e6,
+                                len(want))
         finally:
             for ((_, key, src), _), vals in zip(run, values):
                 if vals:
@@ -333,14 +379,20 @@ class Runner:
     def _features(self, plan: SetPlan, hr_files: list[Path], bar=None) -> dict[str, tuple[list, list]]:
         """The SR and HR features of ``hr_files`` for each missing set-level metric (cached on disk), in batches
         of images of any size (the feature networks see 299x299 inputs) within the pixel bound all the same."""
+        import time
+
         feats: dict[str, tuple[list, list]] = {m: ([], []) for m in plan.distribution}
         for group in batches(hr_files, *self.cfg.run.batch_limits(), path=lambda f: f, same_size=False):
             loaded = self._images(plan, group, False)  # a model that has not run yet makes its SR images here
+            mpix = sum(hr.shape[-2] * hr.shape[-1] for hr, _, _ in loaded) / 1e6
             for m in plan.distribution:
+                start = time.perf_counter()
                 feats[m][0].extend(self.metrics[m].features([sr for _, _, sr in loaded]))
                 feats[m][1].extend(self.metrics[m].features([hr for hr, _, _ in loaded]))
+                self._spend(plan.name, m, start, mpix, len(group))
             if bar is not None:
                 bar.update(len(group))
+            self._revisit()
         return feats
 
     def _share_features(self, plan: SetPlan) -> None:
@@ -350,13 +402,19 @@ class Runner:
 
     def compute_distribution(self, plan: SetPlan) -> None:
         """Set-level metrics: features of every SR and HR image (cached), then one distance per set."""
+        import time
+
         from ..metrics.distribution import set_distance
 
         bar = self._bar(len(plan.res.hr_files), f"{plan.name} features")
         feats = self._features(plan, plan.res.hr_files, bar)
         bar.close()
-        self.store.add(plan.name, SET_ROW, {m: (set_distance(*feats[m]), self.versions[m])
-                                            for m in plan.distribution}, plan.set_digest, on=self.computed_on)
+        values = {}
+        for m in plan.distribution:
+            start = time.perf_counter()
+            values[m] = (set_distance(*feats[m]), self.versions[m])
+            self._spend(plan.name, m, start, 0.0, 0)  # the set's distance: time that goes with its images
+        self.store.add(plan.name, SET_ROW, values, plan.set_digest, on=self.computed_on)
 
     def summarise(self, ok: bool) -> dict:
         """The run's summary of the current definitions' values; rank 0 writes it (a run that failed before
@@ -364,6 +422,13 @@ class Runner:
         store = self.store
         store.reload()
         extra = self.source.record(store.sets)
+        if self.rank == 0 and self.timings is not None and self.timings.sets:
+            measured = self.timings.as_dict()
+            store.add_timings(measured)
+            if self.cfg.out_dir is not None:
+                self._add_machine_costs(measured)
+        if store.timings:
+            extra["timings"] = store.timings
         args = (self.versions, list(self.cfg.sets), list(self.versions))
         try:
             if self.rank == 0 and (ok or store.rows):
@@ -373,6 +438,19 @@ class Runner:
             return summary
         finally:
             store.close(discard_empty=not ok)
+
+    def _add_machine_costs(self, measured: dict) -> None:
+        """This machine's measured costs for ``reproduce --dry-run`` (:func:`.timings.add_run_costs`); a cost
+        file that cannot be written does not fail the run."""
+        import torch
+
+        from .timings import add_run_costs, cost_key, machine
+
+        key = cost_key(self.source.identity) if self.source.source_type == "model" else None
+        try:
+            add_run_costs(measured, key, machine(self.cfg.run.device), torch.__version__)
+        except OSError as exc:
+            self.log(f"measured costs not kept ({exc})")
 
 
 def _each_alone(fn, items) -> None:

@@ -126,16 +126,23 @@ def _check_output(model, batch, files) -> None:
                                   "divide 0-255 outputs by 255, map [-1, 1] outputs with (x + 1) / 2")
 
 
-def _super_resolve(model: "_LazyModel | _GivenModel", lrs: list, device: str, files: list | None = None) -> list:
+def _super_resolve(model: "_LazyModel | _GivenModel", lrs: list, device: str, files: list | None = None,
+                   held: int | None = None, timer: Callable[[float, float, int], None] | None = None) -> list:
     """The SR image of each LR: from the SR cache, else from the model, the LRs of one shape in one batch
-    (``files``: the HR file of each LR, named in errors)."""
+    (``files``: the HR file of each LR, named in errors). ``held``: torch's thread count the network runs under
+    (a network whose outputs depend on it keeps its run's first count; the SR cache is keyed by it); ``timer``
+    is told the seconds, HR megapixels and images of each call of the network (building it is not timed)."""
+    import time
+
     import torch
 
     from ..imageio import quantize, to_float
+    from ..threads import holding
 
     out: list = [None] * len(lrs)
     if model.cache and getattr(model, "store", None) is None:  # one per run: a disk that refuses stops its writes
-        model.store = _sr_store(model.identity, model.scale, device)
+        with holding(held):
+            model.store = _sr_store(model.identity, model.scale, device)
     store = model.store if model.cache else None
     keys = [tensor_key(lr) for lr in lrs] if store is not None else [None] * len(lrs)
     shapes: dict[tuple, list[int]] = {}  # LR shape -> the cache misses of that shape
@@ -147,7 +154,8 @@ def _super_resolve(model: "_LazyModel | _GivenModel", lrs: list, device: str, fi
         shapes.setdefault(tuple(lr.shape), []).append(i)
     for lr_shape, idx in shapes.items():
         net = model.get()
-        with torch.inference_mode():
+        start = time.perf_counter()
+        with holding(held), torch.inference_mode():
             batch = net(torch.stack([to_float(lrs[i]) for i in idx]).to(device))
         want = (len(idx), *_sr_shape(lrs[idx[0]], model.scale))
         if isinstance(batch, torch.Tensor) and tuple(batch.shape) != want:
@@ -156,7 +164,10 @@ def _super_resolve(model: "_LazyModel | _GivenModel", lrs: list, device: str, fi
         _check_output(model, batch, [files[i] if files else f"image {i}" for i in idx])
         for j, i in enumerate(idx):
             out[i] = quantize(batch[j].cpu())
-            if store is not None:
+        if timer is not None:
+            timer(time.perf_counter() - start, len(idx) * want[-2] * want[-1] / 1e6, len(idx))
+        if store is not None:
+            for i in idx:
                 store.put(keys[i], out[i])
     return out
 
@@ -208,6 +219,9 @@ class NetworkSource:
 
     source_type = "model"
     writes_sr = True
+    held_threads: int | None = None  # torch's thread count the network keeps on the CPU (None: any; the runner's)
+    # told (set name, seconds, HR megapixels, images) of each call of the network (the runner's timings)
+    timer: Callable[[str, float, float, int], None] | None = None
 
     def __init__(self, model, protocol: Protocol, run: RunOptions, arch: str | None = None, download: bool = True):
         self.model = _LazyModel(model, arch, protocol.scale, run, download) if isinstance(model, str) \
@@ -245,5 +259,7 @@ class NetworkSource:
         """``[(hr, lr, sr), ...]``: the protocol's HR and LR of each file, and the model's SR of that LR (from the
         SR cache, else the model on the LRs of one shape together)."""
         pairs = [_load_pair(res, f, protocol) for f in hr_files]
-        srs = _super_resolve(self.model, [lr for _, lr in pairs], self.device, list(hr_files))
+        timer = None if self.timer is None else (lambda *spent: self.timer(set_name, *spent))
+        srs = _super_resolve(self.model, [lr for _, lr in pairs], self.device, list(hr_files), self.held_threads,
+                             timer)
         return [(hr, lr, sr) for (hr, lr), sr in zip(pairs, srs)]

@@ -44,6 +44,7 @@ class ResultStore(RowTable):
                 self._fold_rank_files()
             self._load_rows()
             self.sets = self.folder.read_sets()
+            self.timings = self.folder.read_timings()
         except BaseException:
             self.folder.close()
             raise

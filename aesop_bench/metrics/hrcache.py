@@ -32,8 +32,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .. import cache
-from ..cache import BUDGETS, CACHES, TENSORS, Codec, Store, device_tag, folder
+from ..cache import BUDGETS, TENSORS, Codec, Store, device_tag, folder
 from ..fileutil import tensor_key
 
 
@@ -134,8 +133,7 @@ class HRCache:
 
     def _full(self) -> bool:
         """Whether the cache has no room left in its budget (what :meth:`Store.put` refuses new entries for)."""
-        # the bytes under the cache's root as the stores of this process count them (cache.py keeps the count)
-        return self.store.enabled and cache._used.get(CACHES["hr_features"].root(), 0) >= self.store.budget
+        return self.store.full
 
     def _tell_full(self) -> None:
         """Say, once per process and metric, that the cache is full and what that costs."""

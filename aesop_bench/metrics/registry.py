@@ -67,6 +67,10 @@ class MetricSpec:
     label: str
     decimals: int
     cpu_s_per_mpix: float
+    # a network metric's forward FLOPs, SR and HR sides together: (GFLOP per HR megapixel, GFLOP per image, for a
+    # network that sees a fixed size), counted by benchmarks/bench_costs.py; None: no network (the GPU estimate
+    # takes its CPU cost instead)
+    gflop: tuple[float, float] | None = None
     weights: tuple[str, ...] = ()  # weights-manifest names
     options: tuple[Option, ...] = ()
     protocol_tag: Callable[["Protocol"], str] | None = None  # what of the protocol the version records
@@ -89,59 +93,68 @@ FID_MODE = Option("fid_mode", str, "legacy_pytorch", "features: legacy_pytorch (
 
 FR, LR, NR, DIST = Kind.FULL_REFERENCE, Kind.LR_REFERENCE, Kind.NO_REFERENCE, Kind.DISTRIBUTION
 
-# cpu_s_per_mpix: anchored on timings of the CI machine class (DISTS about 13 CPU-s for a 0.8-megapixel Urban100
-# image, CLIP-IQA about 3.6 s per image once its prompts are encoded once, MANIQA and NIQE likewise)
+# cpu_s_per_mpix: what the evaluator's timings record on the CI machine class (2 cores) for Set14's first five
+# images (0.22 HR megapixels each; MANIQA and FID see a fixed size per image: per image they cost this times 0.22),
+# stand-in weights, the harness's default threads (one, at a load average of 3.3 to 4.3 from other processes):
+# benchmarks/bench_costs.py. gflop: counted there with torch's FlopCounterMode.
 METRICS: dict[str, MetricSpec] = {m.name: m for m in [
     # psnr v2, ssim v2, lr_psnr v3, lpips v2, ae_psnr v3, niqe v2, musiq v2, fid v2, pfid v2: every sum in an
     # order independent of the CPU thread count (values moved by a few ulp at most; earlier rows are recomputed)
     MetricSpec(
-        name="psnr", kind=FR, lower_better=False, version="psnr-y-v2", cpu_s_per_mpix=0.05,
+        name="psnr", kind=FR, lower_better=False, version="psnr-y-v2", cpu_s_per_mpix=0.03,
         description="PSNR on the Y channel (BT.601), border crop = protocol, float64", label="PSNR", decimals=3),
     MetricSpec(
-        name="ssim", kind=FR, lower_better=False, version="ssim-y-gauss11-v2", cpu_s_per_mpix=0.3,
+        name="ssim", kind=FR, lower_better=False, version="ssim-y-gauss11-v2", cpu_s_per_mpix=0.1,
         description="SSIM on the Y channel, 11x11 Gaussian sigma 1.5, valid window, float64", label="SSIM",
         decimals=4),
     # v2: a result folder's LR is made from the SR files' area (v1: from the HR cropped to the protocol's modcrop)
     MetricSpec(
-        name="lr_psnr", kind=LR, lower_better=False, version="lr-psnr-y-matlabbicubic-nocrop-v3", cpu_s_per_mpix=0.3,
+        name="lr_psnr", kind=LR, lower_better=False, version="lr-psnr-y-matlabbicubic-nocrop-v3", cpu_s_per_mpix=0.06,
         description="PSNR(MATLAB-bicubic-downscaled SR, LR) on Y, no crop", label="LR-PSNR", decimals=3,
         # under a rounding protocol a grayscale image's Y is rounded too (it was not before this tag)
         protocol_tag=lambda p: "grayround" if p.y_round else ""),
     MetricSpec(
-        name="lpips", kind=FR, lower_better=True, version="lpips-alex-v0.1-whole-v2", cpu_s_per_mpix=3.0,
+        name="lpips", kind=FR, lower_better=True, version="lpips-alex-v0.1-whole-v2", cpu_s_per_mpix=0.8,
+        gflop=(57.0, 0.0),
         description="LPIPS v0.1, AlexNet, inputs in [-1, 1], whole image, float32", label="LPIPS", decimals=4,
         weights=("alexnet", "lpips_alex_v0.1")),
     MetricSpec(
-        name="dists", kind=FR, lower_better=True, version="dists-vgg16-whole-v1", cpu_s_per_mpix=16.0,
+        name="dists", kind=FR, lower_better=True, version="dists-vgg16-whole-v1", cpu_s_per_mpix=14.0,
+        gflop=(1224.5, 0.0),
         description="DISTS, VGG16, inputs in [0, 1], whole image, no resize, float32", label="DISTS", decimals=4,
         weights=("vgg16", "dists_alpha_beta")),
     MetricSpec(
-        name="ae_psnr", kind=FR, lower_better=False, version="ae-psnr-y-float-v3", cpu_s_per_mpix=45.0,
+        name="ae_psnr", kind=FR, lower_better=False, version="ae-psnr-y-float-v3", cpu_s_per_mpix=58.0,
+        gflop=(4852.0, 0.0),
         description="PSNR(AE(SR), AE(HR)) with the protocol's PSNR settings; AE outputs compared unquantised",
         label="AE-PSNR", decimals=3, weights=("aesop_ae",), options=(AE,),
         # under a rounding protocol the AE outputs' Y stays unrounded (it was rounded before this tag)
         protocol_tag=lambda p: "yfloat" if p.y_round else ""),
     MetricSpec(
-        name="niqe", kind=NR, lower_better=True, version="niqe-live-yiq-round-v2", cpu_s_per_mpix=2.0,
+        name="niqe", kind=NR, lower_better=True, version="niqe-live-yiq-round-v2", cpu_s_per_mpix=0.37,
         description="NIQE, LIVE pristine model, Y of YIQ rounded (IQA-PyTorch's default), the protocol's NIQE crop",
         label="NIQE", decimals=4, weights=("niqe_pristine",), protocol_tag=lambda p: f"crop{p.effective_niqe_crop}"),
     MetricSpec(
-        name="maniqa", kind=NR, lower_better=False, version="maniqa-koniq-pyiqa0.1.16-v1", cpu_s_per_mpix=30.0,
+        name="maniqa", kind=NR, lower_better=False, version="maniqa-koniq-pyiqa0.1.16-v1", cpu_s_per_mpix=381.0,
+        gflop=(0.0, 5156.5),
         description="MANIQA (KonIQ-10k), IQA-PyTorch, 20 uniform 224 crops", label="MANIQA", decimals=4,
         weights=("maniqa_koniq",)),
     MetricSpec(
-        name="musiq", kind=NR, lower_better=False, version="musiq-koniq-pyiqa0.1.16-v2", cpu_s_per_mpix=8.0,
+        name="musiq", kind=NR, lower_better=False, version="musiq-koniq-pyiqa0.1.16-v2", cpu_s_per_mpix=3.8,
+        gflop=(88.1, 11.9),
         description="MUSIQ (KonIQ-10k), IQA-PyTorch", label="MUSIQ", decimals=4, weights=("musiq_koniq",)),
     MetricSpec(
-        name="clipiqa", kind=NR, lower_better=False, version="clipiqa-rn50-pyiqa0.1.16-v1", cpu_s_per_mpix=4.0,
+        name="clipiqa", kind=NR, lower_better=False, version="clipiqa-rn50-pyiqa0.1.16-v1", cpu_s_per_mpix=3.2,
+        gflop=(242.6, 0.0),
         description="CLIP-IQA, CLIP RN50, IQA-PyTorch prompts; quadrant split above a pixel count",
         label="CLIP-IQA", decimals=4, weights=("clip_rn50",), options=(SPLIT_ABOVE,)),
     MetricSpec(
-        name="fid", kind=DIST, lower_better=True, version="fid-whole299-v2", cpu_s_per_mpix=3.0,
+        name="fid", kind=DIST, lower_better=True, version="fid-whole299-v2", cpu_s_per_mpix=2.6, gflop=(0.0, 22.8),
         description="FID, one Inception feature per whole image resized to 299, SR set vs HR set", label="FID",
         decimals=3, weights=("pt_inception",), options=(FID_MODE,)),
     MetricSpec(
-        name="pfid", kind=DIST, lower_better=True, version="pfid-299patches-zeropad-v2", cpu_s_per_mpix=6.0,
+        name="pfid", kind=DIST, lower_better=True, version="pfid-299patches-zeropad-v2", cpu_s_per_mpix=3.2,
+        gflop=(255.5, 0.0),
         description="patch-FID: non-overlapping 299x299 patches (zero-padded if smaller), SR vs HR patches",
         label="pFID", decimals=3, weights=("pt_inception",), options=(FID_MODE,)),
 ]}

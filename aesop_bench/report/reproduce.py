@@ -22,48 +22,174 @@ from pathlib import Path
 from ..data.sets import SETS
 from ..errors import AesopBenchError
 from ..metrics.registry import METRICS
+from ..models.flops import EFFICIENCY, FORWARD_TFLOP_PER_MPIX, gpu_class, sustained_gflops  # noqa: F401 (re-exported)
 from .recipes import Recipe
 
-# Rough CPU cost, in seconds per HR megapixel on one 2-core x86 machine (this project's CI class), for the
-# estimate of --dry-run: the networks' (rougher than the metrics'; DRCT measured at 1.16 x SwinIR-M on a 64 x 64 LR
-# input, applied to the figure here), and each metric's from its registry entry.
+# CPU cost in seconds per HR megapixel on this project's CI class (2 x86 cores), for --dry-run: the networks' as
+# the evaluator's timings record them (benchmarks/bench_costs.py: random weights, Set14's first five images, the
+# harness's default threads, which were one at the load average of 3 to 4 that other processes kept; the lower of
+# two runs), each metric's in its registry entry. This machine's own measured costs (every evaluation with a run
+# folder adds them to $AESOP_BENCH_HOME/run_costs.json) replace them key by key.
 CPU_SECONDS_PER_MPIX = {
-    "model:rrdb": 40.0, "model:swinir": 90.0, "model:spsr": 60.0, "model:drct": 105.0, "model:bicubic": 0.3,
+    "model:rrdb": 25.6, "model:swinir": 39.6, "model:spsr": 74.3, "model:drct": 61.9, "model:bicubic": 0.09,
     **{name: spec.cpu_s_per_mpix for name, spec in METRICS.items()},
 }
-# Declared GPU cost (--device cuda), in seconds per HR megapixel, until benchmarks/gpu_check.py has measured
-# this machine's (``gpu_costs.json`` in $AESOP_BENCH_HOME, which replaces these key by key). The networks: their
-# FLOPs per HR megapixel, counted with torch's FlopCounterMode (RRDB 2.24 TFLOP, SwinIR-M 1.63 TFLOP, DRCT 2.27
-# TFLOP; SPSR taken as 1.5 x RRDB), at an assumed sustained 50 TFLOP/s for convolutions and 25 TFLOP/s for
-# windowed attention (SwinIR, DRCT) (a fraction of a current datacentre GPU's TF32/bf16 peak). The metrics: their CPU cost
-# above divided by 40, a rough CPU-to-GPU ratio for these networks, at least 0.005 s.
-GPU_MODEL_SECONDS_PER_MPIX = {"model:rrdb": 2.24 / 50, "model:swinir": 1.63 / 25, "model:spsr": 1.5 * 2.24 / 50,
-                              "model:drct": 2.27 / 25, "model:bicubic": 0.005}
+# the HR megapixels per image those figures were measured at (Set14's): a metric that spends part of its time per
+# image (FID, MANIQA: its registry ``gflop``) has that part taken per image (split_per_image)
+CPU_REFERENCE_MPIX = 0.22
+# The GPU estimate. Networks: forward TFLOP per HR megapixel (models.flops); network metrics: the registry's
+# ``gflop`` (GFLOP per HR megapixel and per image, SR and HR sides together) -- both at a declared share of the
+# GPU class's FP32 peak (models.flops). Other metrics (PSNR, SSIM, NIQE: a few operations per pixel) at their CPU
+# cost / 40, at least 0.005 s. benchmarks/gpu_check.py's measurements and those of earlier runs replace these key
+# by key.
+MODEL_TFLOP_PER_MPIX = {a: FORWARD_TFLOP_PER_MPIX[a] for a in ("rrdb", "swinir", "spsr", "drct", "bicubic")}
 GPU_COSTS_FILE = "gpu_costs.json"
 
 
-def gpu_costs(device: str | None = None) -> tuple[dict[str, float], str]:
-    """Seconds per HR megapixel on a GPU per model architecture and metric, and where they come from: the
-    declared figures, replaced key by key by those ``benchmarks/gpu_check.py`` measured. ``gpu_costs.json`` keeps
-    one record per GPU and torch version: the record of ``device`` (a GPU's name) where given, else the latest."""
-    costs = dict(GPU_MODEL_SECONDS_PER_MPIX)
-    costs.update({k: max(v / 40, 0.005) for k, v in CPU_SECONDS_PER_MPIX.items() if not k.startswith("model:")})
+def _throughput(key: str, gpu: str | None) -> float:
+    """Sustained GFLOP/s of a network (``model:ARCH`` or a metric) on ``gpu``'s class (declared)."""
+    return sustained_gflops(key.split(":", 1)[-1], gpu)
+
+
+def gpu_seconds_per_mpix(key: str, gpu: str | None = None) -> float:
+    """Declared GPU seconds per HR megapixel of a model (``model:ARCH``) or a metric on ``gpu``'s class: FLOP
+    counts at the declared share of its FP32 peak (a metric with no network: its CPU cost / 40, at least 0.005)."""
+    if key.startswith("model:"):
+        tflop = MODEL_TFLOP_PER_MPIX.get(key[6:])
+        return 0.1 if tflop is None else max(tflop * 1e3 / _throughput(key, gpu), 0.005)
+    spec = METRICS.get(key)
+    if spec is None:
+        return 0.1
+    if spec.gflop is None:
+        return max(spec.cpu_s_per_mpix / 40, 0.005)
+    return max(spec.gflop[0] / _throughput(key, gpu), 0.005)
+
+
+def gpu_seconds_per_image(key: str, gpu: str | None = None) -> float:
+    """Declared GPU seconds per image of a metric whose network sees a fixed size (FID's 299 x 299 input, MANIQA's
+    224 x 224 crops), beside its cost per megapixel; 0 for the others."""
+    spec = METRICS.get(key)
+    return 0.0 if spec is None or spec.gflop is None else spec.gflop[1] / _throughput(key, gpu)
+
+
+def split_per_image(key: str, s_per_mpix: float, image_mpix: float | None) -> tuple[float, float]:
+    """A cost per HR megapixel measured on images of ``image_mpix`` MP, as (seconds per megapixel, seconds per
+    image): a network metric that sees a fixed size per image (FID's 299 x 299 input, MANIQA's crops: the second
+    figure of its registry ``gflop``) spends that part per image, in the proportion of its FLOPs at that size.
+
+    >>> split_per_image("psnr", 0.05, 0.2), split_per_image("fid", 2.5, 0.2)   # FID: 0.5 s per image
+    ((0.05, 0.0), (0.0, 0.5))
+    """
+    spec = METRICS.get(key)
+    if spec is None or spec.gflop is None or not spec.gflop[1] or not image_mpix:
+        return s_per_mpix, 0.0
+    a, b = spec.gflop
+    share = a * image_mpix / (a * image_mpix + b)  # of one image's cost, the part that grows with its size
+    return s_per_mpix * share, s_per_mpix * image_mpix * (1 - share)
+
+
+@dataclass
+class Costs:
+    """Seconds per HR megapixel (and per image) of each model (``model:ARCH``) and metric on one device, and
+    where they come from."""
+
+    per_mpix: dict[str, float]
+    per_image: dict[str, float]
+    source: str
+    measured: bool = False  # any figure of this machine's (or this GPU's) own
+    gpu: str | None = None  # the GPU (a device name or class) the declared figures are for
+
+    def seconds(self, key: str, mpix: float, images: int, default: float) -> float:
+        return self.per_mpix.get(key, default) * mpix + self.per_image.get(key, 0.0) * images
+
+    def replace(self, rates: dict[str, float], sizes: dict[str, float] | None = None) -> None:
+        """Measured seconds per megapixel in place of the declared ones, split into their parts per megapixel
+        and per image where ``sizes`` gives the mean image size they were measured on (:func:`split_per_image`)."""
+        for k, v in rates.items():
+            self.per_mpix[k], self.per_image[k] = split_per_image(k, v, (sizes or {}).get(k))
+
+
+def _latest(records: list[dict], match) -> dict | None:
+    mine = [r for r in records if match(r)]
+    return max(mine, key=lambda r: str(r.get("date", ""))) if mine else None
+
+
+def _measured_in_runs(record: dict, where: str) -> str:
+    from ..evaluation.timings import measured_rates
+
+    keys = ", ".join(sorted(measured_rates(record)))
+    return (f"measured in {record.get('runs', '?')} earlier run(s) {where} ({record.get('machine')}, "
+            f"{record.get('date', '?')}, torch {record.get('torch', '?')}) for {keys}")
+
+
+def cpu_costs() -> Costs:
+    """Seconds per HR megapixel on a CPU: the declared ones (a 2-core CI machine), replaced key by key by those
+    earlier evaluations measured on this machine (``$AESOP_BENCH_HOME/run_costs.json``, the latest record of this
+    CPU)."""
+    from ..evaluation.timings import machine, measured_rates, measured_sizes, run_cost_records
+
+    costs = Costs({}, {}, "declared costs of a 2-core CPU")
+    costs.replace(CPU_SECONDS_PER_MPIX, dict.fromkeys(CPU_SECONDS_PER_MPIX, CPU_REFERENCE_MPIX))
+    here = machine("cpu")
+    rec = _latest(run_cost_records(), lambda r: r.get("machine") == here)
+    if rec is not None and measured_rates(rec):
+        costs.replace(measured_rates(rec), measured_sizes(rec))
+        costs.source, costs.measured = _measured_in_runs(rec, "on this machine") + "; declared for the rest", True
+    return costs
+
+
+def estimate_gpu_costs(device: str | None = None) -> Costs:
+    """Seconds per HR megapixel (and per image) on one GPU: the declared FLOP-based figures of its class (the GPU
+    named ``device``, else the latest one measured, else :data:`aesop_bench.models.flops.DEFAULT_GPU`), replaced
+    key by key by what ``benchmarks/gpu_check.py`` measured (``gpu_costs.json``: one record per GPU and torch version; ``device``'s
+    where given, else the latest), then by what earlier evaluations on that GPU measured (``run_costs.json``)."""
+    from ..evaluation.timings import measured_rates, measured_sizes, run_cost_records
+
     measured = _costs_path()
     try:
         records = cost_records(measured)
-        mine = [r for r in records if device is None or r.get("device") == device]
-        rec = max(mine, key=lambda r: str(r.get("date", ""))) if mine else None
-        got = {k: float(v) for k, v in rec["seconds_per_mpix"].items()} if rec else {}
+        check = _latest(records, lambda r: device is None or r.get("device") == device)
+        got = {k: float(v) for k, v in check["seconds_per_mpix"].items()} if check else {}
     except (ValueError, KeyError, TypeError, AttributeError):
-        return costs, f"declared costs: {measured} is unreadable, run benchmarks/gpu_check.py again"
-    if not got:
-        return costs, ("declared costs: FLOP counts at an assumed throughput; run benchmarks/gpu_check.py on the "
-                       "GPU to measure them")
-    costs.update(got)
-    others = sorted({str(r.get("device")) for r in records} - {str(rec.get("device"))})
-    return costs, (f"measured by benchmarks/gpu_check.py on {rec.get('device', '?')} ({rec.get('date', '?')}, "
-                   f"torch {rec.get('torch', '?')}) for {', '.join(sorted(got))}; declared for the rest" +
-                   (f"; also measured: {', '.join(others)}" if others else ""))
+        records, check, got, unreadable = [], None, {}, True
+    else:
+        unreadable = False
+    gpu = device or (check or {}).get("device")
+    runs = _latest([r for r in run_cost_records() if not str(r.get("machine", "")).startswith("cpu")],
+                   lambda r: r.get("machine") == (gpu or r.get("machine")))
+    gpu = gpu or (runs or {}).get("machine")
+    cls, tflops, known = gpu_class(gpu)
+    keys = set(CPU_SECONDS_PER_MPIX) | {f"model:{a}" for a in MODEL_TFLOP_PER_MPIX}
+    costs = Costs({k: gpu_seconds_per_mpix(k, gpu) for k in keys},
+                  {k: v for k in keys if (v := gpu_seconds_per_image(k, gpu))}, "", gpu=gpu)
+    declared = (f"declared costs: FLOP counts at a declared share of the {cls} class's FP32 peak ({tflops:g} TFLOP/s"
+                + ("" if known or gpu is None else f"; {gpu} is not in the table, taken as {cls}")
+                + ("; no GPU named, taken as the default" if gpu is None else "") + ")")
+    parts = []
+    if unreadable:
+        parts.append(f"{measured} is unreadable, run benchmarks/gpu_check.py again")
+    if got:
+        costs.replace(got)
+        others = sorted({str(r.get("device")) for r in records} - {str(check.get("device"))})
+        parts.append(f"measured by benchmarks/gpu_check.py on {check.get('device', '?')} ({check.get('date', '?')}, "
+                     f"torch {check.get('torch', '?')}) for {', '.join(sorted(got))}" +
+                     (f"; also measured: {', '.join(others)}" if others else ""))
+    if runs is not None and measured_rates(runs):
+        costs.replace(measured_rates(runs), measured_sizes(runs))
+        parts.append(_measured_in_runs(runs, "on this GPU"))
+    costs.measured = bool(got) or (runs is not None and bool(measured_rates(runs)))
+    if not parts:
+        costs.source = declared + "; run benchmarks/gpu_check.py on the GPU to measure them"
+    else:
+        costs.source = "; ".join(parts) + "; for the rest " + declared
+    return costs
+
+
+def gpu_costs(device: str | None = None) -> tuple[dict[str, float], str]:
+    """Seconds per HR megapixel on a GPU per model architecture and metric, and where they come from
+    (:func:`estimate_gpu_costs`)."""
+    costs = estimate_gpu_costs(device)
+    return costs.per_mpix, costs.source
 
 
 def _costs_path() -> Path:
@@ -112,9 +238,14 @@ class Plan:
     manual: list[str] = field(default_factory=list)  # what must be fetched by hand, and where it goes
     ldl_missing: list[str] = field(default_factory=list)  # sets the protocol reads from LDL's files, not here
     runs: list[tuple[str, list[str]]] = field(default_factory=list)  # (model, sets still to compute)
-    estimate_s: float = 0.0  # on a 2-core CPU
-    gpu_estimate_s: float = 0.0  # on one GPU (see gpu_costs)
+    # seconds (CPU, one GPU) of each model pass, keyed as the SR cache shares it between tables: (model, set,
+    # protocol); and of each metric, keyed by the run folder that computes it: (folder, set, metric)
+    model_costs: dict[tuple[str, str, str], tuple[float, float]] = field(default_factory=dict)
+    metric_costs: dict[tuple[str, str, str], tuple[float, float]] = field(default_factory=dict)
+    cpu_source: str = ""
+    cpu_measured: bool = False  # the CPU estimate uses this machine's measured costs
     gpu_source: str = ""
+    gpu: str | None = None  # the GPU the declared estimates are for (a device name or class)
     # the table's never-released methods and the trainings that produce them: (method, [(config, GPU seconds)])
     trainings: list[tuple[str, list[tuple[str, float]]]] = field(default_factory=list)
     # zoo models whose weights are not here and that shipped configs can train instead: (model, [(config, s)])
@@ -127,6 +258,19 @@ class Plan:
     @property
     def n_runs(self) -> int:
         return sum(len(s) for _, s in self.runs)
+
+    @property
+    def estimate_s(self) -> float:
+        """Seconds on the CPU (this machine's measured costs where there are any, else a 2-core CPU's)."""
+        return sum(c for c, _ in self.model_costs.values()) + sum(c for c, _ in self.metric_costs.values())
+
+    @property
+    def gpu_estimate_s(self) -> float:
+        """Seconds on one GPU (:func:`estimate_gpu_costs`)."""
+        return sum(g for _, g in self.model_costs.values()) + sum(g for _, g in self.metric_costs.values())
+
+    def cpu_words(self) -> str:
+        return f"this machine's CPU ({self.cpu_source})" if self.cpu_measured else "a 2-core CPU"
 
     def run_dir(self, model: str) -> Path:
         return self.out / "runs" / f"{model}-{self.recipe.protocol}"
@@ -142,8 +286,8 @@ class Plan:
             total = sum(t for _, t in steps)
             out.append(f"not computed (never released; no stand-in is used): {method}; train it with "
                        + ", then ".join(f"`{train_command(c)}`" for c, _ in steps)
-                       + f" (about {_minutes(total)} on one GPU, declared FLOP counts at an assumed throughput: "
-                       "aesop_bench/train/cost.py), then evaluate the run's checkpoint")
+                       + f" (about {_minutes(total)} on one {gpu_class(self.gpu)[0]}, declared FLOP counts at a declared "
+                       "share of its FP32 peak: aesop_bench/train/cost.py), then evaluate the run's checkpoint")
         out.append(f"to download: {len(self.set_downloads)} set files, {len(self.weight_downloads)} weight files "
                    f"({self.download_bytes / 1e6:.1f} MB where sizes are known)")
         by_set: dict[str, list[tuple[str, int | None]]] = {}
@@ -158,7 +302,8 @@ class Plan:
         out += [f"  weights {w}: {u} ({size(n)})" for w, u, n in self.weight_downloads]
         out += [f"  by hand: {m}" for m in self.manual]
         out += [f"  or train {m} here: " + ", then ".join(f"`{train_command(c)}`" for c, _ in steps) +
-                f" (about {_minutes(sum(t for _, t in steps))} on one GPU, declared)" for m, steps in self.trainable]
+                f" (about {_minutes(sum(t for _, t in steps))} on one {gpu_class(self.gpu)[0]}, declared)"
+                for m, steps in self.trainable]
         if self.ldl_missing:
             from ..data.ldl import MIRRORS
 
@@ -170,9 +315,9 @@ class Plan:
         out += [f"  {m}: {', '.join(s)}" for m, s in todo]
         if device.startswith("cuda"):
             out.append(f"estimate: about {_minutes(self.gpu_estimate_s)} on one GPU ({self.gpu_source}); about "
-                       f"{_minutes(self.estimate_s)} on a 2-core CPU")
+                       f"{_minutes(self.estimate_s)} on {self.cpu_words()}")
         else:
-            out.append(f"estimate: about {_minutes(self.estimate_s)} on a 2-core CPU")
+            out.append(f"estimate: about {_minutes(self.estimate_s)} on {self.cpu_words()}")
         return out
 
 
@@ -185,13 +330,13 @@ def train_command(spec: str) -> str:
     return f"aesop-bench train {kind} --config {name}" + "".join(f" --opt {o}" for o in opts)
 
 
-def training_gpu_seconds(spec: str) -> float:
-    """The declared GPU time of a recipe's training entry (:mod:`aesop_bench.train.cost`)."""
+def training_gpu_seconds(spec: str, gpu: str | None = None) -> float:
+    """The declared time of a recipe's training entry on one GPU of ``gpu``'s class (:mod:`aesop_bench.train.cost`)."""
     from ..train.config import load_config
     from ..train.cost import gpu_seconds
 
     name, *opts = spec.split()
-    return gpu_seconds(load_config(name, opts))
+    return gpu_seconds(load_config(name, opts), gpu)
 
 
 def _minutes(seconds: float) -> str:
@@ -199,27 +344,41 @@ def _minutes(seconds: float) -> str:
 
 
 def grand_total(plans: list[Plan], device: str) -> str:
-    """One line over several recipes' plans (``reproduce all --dry-run``); a file or run two recipes share is
-    counted once."""
+    """One line over several recipes' plans (``reproduce all --dry-run``). A file two recipes share is counted
+    once; so is a (model, set) pair's model pass (the SR cache holds its images for every table under the same
+    protocol), while each table computes its metrics in its own run folder (per pair and metric)."""
     files = {(s, f): n for p in plans for s, f, n in p.set_downloads}
     files.update({(w, u): n for p in plans for w, u, n in p.weight_downloads})
     runs = {(p.run_dir(m), s) for p in plans for m, todo in p.runs for s in todo}
-    cpu = sum(p.estimate_s for p in plans)
+    cpu, gpu, pairs = totals(plans)
     line = (f"grand total over {len(plans)} tables: {len(files)} files to download "
             f"({sum(n or 0 for n in files.values()) / 1e6:.1f} MB where sizes are known), {len(runs)} (model, set) "
-            f"runs to compute, about {_minutes(cpu)} on a 2-core CPU")
+            f"runs to compute, about {_minutes(cpu)} on {plans[0].cpu_words() if plans else 'a 2-core CPU'}")
     if device.startswith("cuda"):
-        line += f", about {_minutes(sum(p.gpu_estimate_s for p in plans))} on one GPU"
-    line += " (a run two tables share is computed once: the totals are upper bounds)"
+        line += f", about {_minutes(gpu)} on one GPU"
+    line += (f" (each of the {pairs} distinct (model, set) pairs runs its model once: the SR cache shares its "
+             "images between tables; each table computes its own metrics)")
     cells = [paper_cells(p.recipe) for p in plans]
     total = {k: sum(c[k] for c in cells) for k in cells[0]} if cells else {}
     trainings = {c for p in plans for _, steps in p.trainings for c, _ in steps}
     if total:
         line += (f"\npaper cells: {sum(total.values())}; computable with public weights: {total['public']}; "
                  f"after training a shipped config: {total['train']} ({len(trainings)} trainings, about "
-                 f"{_minutes(sum(training_gpu_seconds(c) for c in trainings))} on one GPU); not reproducible here: "
+                 f"{_minutes(sum(training_gpu_seconds(c, plans[0].gpu) for c in trainings))} on one "
+                 f"{gpu_class(plans[0].gpu)[0]}); not reproducible here: "
                  f"{total['unavailable']}" + (f"; mapped to nothing: {total['unmapped']}" if total['unmapped'] else ""))
     return line
+
+
+def totals(plans: list[Plan]) -> tuple[float, float, int]:
+    """(CPU seconds, GPU seconds, distinct (model, set) pairs) of several recipes' plans: each pair's model pass
+    once (the SR cache shares it between tables under one protocol), each table's metrics per pair and metric
+    (each table computes them in its own run folder)."""
+    models = {k: v for p in plans for k, v in p.model_costs.items()}
+    metrics = {k: v for p in plans for k, v in p.metric_costs.items()}
+    cpu = sum(c for c, _ in models.values()) + sum(c for c, _ in metrics.values())
+    gpu = sum(g for _, g in models.values()) + sum(g for _, g in metrics.values())
+    return cpu, gpu, len(models)
 
 
 def paper_cells(recipe: Recipe) -> dict[str, int]:
@@ -251,8 +410,9 @@ def paper_cells(recipe: Recipe) -> dict[str, int]:
     return out
 
 
-def _mpix(set_name: str, data_root: Path) -> tuple[int, float]:
-    """(images, total HR megapixels) of a set: from its files where present, else typical figures."""
+def _mpix(set_name: str, data_root: Path, scale: int = 4) -> tuple[int, float]:
+    """(images, total HR megapixels) of a set: from its files where present (a set of LR images alone counts
+    their SR's size), else typical figures."""
     from ..data.sets import SETS, list_images, set_folder
 
     root = set_folder(set_name, data_root)
@@ -261,19 +421,23 @@ def _mpix(set_name: str, data_root: Path) -> tuple[int, float]:
 
         from ..data.sets import HR_DIRS, find_child
 
-        files = list_images(find_child(root, HR_DIRS) or find_child(root, ("LR",)) or root)
+        hr = find_child(root, HR_DIRS)
+        files = list_images(hr or find_child(root, ("LR",)) or root)
         if files:
             total = 0.0
             for f in files:
                 with Image.open(f) as im:
                     total += im.size[0] * im.size[1] / 1e6
-            return len(files), total
+            return len(files), total * (1 if hr is not None else scale ** 2)
     n = SETS[set_name].n_images or 50
     return n, n * TYPICAL_MPIX.get(set_name, 0.5)
 
 
-def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, device: str = "cpu") -> Plan:
-    """What reproducing ``recipe`` needs: nothing is downloaded or computed here."""
+def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, device: str = "cpu",
+         gpu_name: str | None = None) -> Plan:
+    """What reproducing ``recipe`` needs: nothing is downloaded or computed here. ``gpu_name``: the GPU the
+    estimate is for (a device name or class of :data:`aesop_bench.models.flops.GPU_FP32_TFLOPS`; default: the
+    latest measured one, else :data:`aesop_bench.models.flops.DEFAULT_GPU`)."""
     from .. import weights as wm
     from ..data.manage import incomplete
     from ..data.sets import SETS, fingerprints, set_folder
@@ -309,7 +473,8 @@ def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, devic
         needed.append(ZOO[m].weights)
         for metric in recipe.metrics:
             needed += list(get_spec(metric).weights)
-    p.trainable = [(m, [(c, training_gpu_seconds(c)) for c in ZOO[m].train]) for m in p.models
+    cpu, gpu = cpu_costs(), estimate_gpu_costs(gpu_name)
+    p.trainable = [(m, [(c, training_gpu_seconds(c, gpu.gpu)) for c in ZOO[m].train]) for m in p.models
                    if ZOO[m].train and not wm.cache_path(wm.entry(ZOO[m].weights)).is_file()]
     for name in dict.fromkeys(n for n in needed if n):
         e = wm.entry(name)
@@ -319,22 +484,21 @@ def plan(recipe: Recipe, backbone: str | None, data_root: Path, out: Path, devic
             p.weight_downloads.append((name, e.urls[0], e.size))
         else:
             p.manual.append(f"weights {name} ({e.file}): {e.manual}; then `aesop-bench weights add {name} FILE`")
-    p.trainings = [(method, [(c, training_gpu_seconds(c)) for c in configs])
+    p.trainings = [(method, [(c, training_gpu_seconds(c, gpu.gpu)) for c in configs])
                    for method, configs in recipe.train.items()]
-    sizes = {s: _mpix(s, data_root) for s in recipe.sets}
-    gpu, p.gpu_source = gpu_costs()
+    sizes = {s: _mpix(s, data_root, protocol.scale) for s in recipe.sets}
+    p.cpu_source, p.cpu_measured, p.gpu_source, p.gpu = cpu.source, cpu.measured, gpu.source, gpu.gpu
     for m in p.models:
         run = p.run_dir(m)
         stored = _stored_sets(run, recipe)
         todo = [s for s in recipe.sets if s not in stored]
         p.runs.append((m, todo))
-        arch = ZOO[m].arch
-        per_mpix = CPU_SECONDS_PER_MPIX.get(f"model:{arch}", 60.0) + sum(
-            CPU_SECONDS_PER_MPIX.get(x, 5.0) for x in recipe.metrics)
-        gpu_per_mpix = gpu.get(f"model:{arch}", 0.1) + sum(gpu.get(x, 0.1) for x in recipe.metrics)
-        mpix = sum(sizes[s][1] for s in todo)
-        p.estimate_s += mpix * per_mpix
-        p.gpu_estimate_s += mpix * gpu_per_mpix
+        key = f"model:{ZOO[m].arch}"
+        for s in todo:
+            n, mpix = sizes[s]
+            p.model_costs[(m, s, recipe.protocol)] = (cpu.seconds(key, mpix, n, 60.0), gpu.seconds(key, mpix, n, 0.1))
+            for x in recipe.metrics:
+                p.metric_costs[(str(run), s, x)] = (cpu.seconds(x, mpix, n, 5.0), gpu.seconds(x, mpix, n, 0.1))
     return p
 
 
@@ -369,8 +533,9 @@ def _fetch(p: Plan, data_root: Path, log) -> None:
 
 def reproduce(recipe: Recipe, backbone: str | None = None, device: str = "cpu", data_root: Path | None = None,
               out: Path | None = None, dry_run: bool = False, download: bool = True, threads: int | None = None,
-              progress: bool = False, log=print, fetch_only: bool = False) -> dict:
-    """Reproduce ``recipe``; returns ``{"plan", "table", "files", "verdict"}`` (only ``plan`` for a dry run)."""
+              progress: bool = False, log=print, fetch_only: bool = False, gpu_name: str | None = None) -> dict:
+    """Reproduce ``recipe``; returns ``{"plan", "table", "files", "verdict"}`` (only ``plan`` for a dry run;
+    ``gpu_name``: the GPU its estimate is for, :func:`plan`)."""
     from ..distributed import ranks
     from ..evaluation.config import ModelRef, build_config
     from ..evaluation.runner import run_evaluation
@@ -381,7 +546,7 @@ def reproduce(recipe: Recipe, backbone: str | None = None, device: str = "cpu", 
     data_root = Path(data_root) if data_root else default_root()
     out = Path(out) if out else Path("reports") / "reproduce" / (recipe.name + (f"-{backbone.lower()}" if backbone else ""))
     rank = ranks()[0]
-    p = plan(recipe, backbone, data_root, out, device)
+    p = plan(recipe, backbone, data_root, out, device, gpu_name)
     say = log if rank == 0 else (lambda m: None)
     for line in p.lines(device):
         say(line)
@@ -465,4 +630,5 @@ def recipes_for(name: str) -> list[Recipe]:
     return list(RECIPES.values()) if name == "all" else [load_recipe(name)]
 
 
-__all__ = ["plan", "reproduce", "recipes_for", "Plan", "grand_total", "gpu_costs"]
+__all__ = ["plan", "reproduce", "recipes_for", "Plan", "grand_total", "gpu_costs", "cpu_costs", "estimate_gpu_costs",
+           "gpu_class"]

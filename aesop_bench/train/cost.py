@@ -18,21 +18,15 @@ The real-world degradation and the pair queue (a few image filters per step) are
 
 The frozen AE of an SR training is counted as the paper's (RRDB decoder) whatever file the config names.
 
-At the same assumed sustained throughput as the evaluation estimates (reproduce.GPU_MODEL_SECONDS_PER_MPIX:
-50 TFLOP/s for convolutions, 25 for windowed attention). Data loading, validation and checkpoints are left out:
-an estimate to plan with, not a measurement.
+Each network's FLOPs and the GPU class's sustained rate are :mod:`aesop_bench.models.flops`'s, as in the
+evaluation estimates (default class: the A100's FP32 peak; training leaves TF32 at torch's defaults, so this is an
+upper bound where convolutions use it). Data loading, validation and checkpoints are left out: an estimate to
+plan with, not a measurement.
 """
 
 from __future__ import annotations
 
-# forward TFLOP per HR megapixel at x4 (the discriminators at their own patch size; the AE on the HR image: its
-# RRDB encoder 0.19 and its decoder, RRDB 2.24 or SRResNet (BasicSR's MSRResNet, 16 blocks) 0.32)
-FORWARD_TFLOP_PER_MPIX = {
-    "rrdb": 2.24, "swinir": 1.63, "drct": 2.27, "spsr": 1.5 * 2.24, "ae": 2.43, "vgg19": 0.78, "vgg128": 0.27, "vgg256": 0.28,
-    "unet": 0.79, "srresnet": 0.32, "ae_encoder": 0.19,
-}
-ATTENTION = {"swinir", "drct"}  # windowed attention: the lower assumed throughput
-TFLOPS = {"conv": 50.0, "attention": 25.0}
+from ..models.flops import FORWARD_TFLOP_PER_MPIX, sustained_gflops
 
 
 def step_tflop(cfg) -> float:
@@ -59,10 +53,9 @@ def step_tflop(cfg) -> float:
     return flops * mpix
 
 
-def gpu_seconds(cfg) -> float:
-    """Seconds on one GPU for the whole of ``cfg``'s training (see the module's note)."""
-    rate = TFLOPS["attention" if cfg.generator.arch in ATTENTION else "conv"]
-    return cfg.steps * step_tflop(cfg) / rate
+def gpu_seconds(cfg, gpu: str | None = None) -> float:
+    """Seconds on one GPU of ``gpu``'s class for the whole of ``cfg``'s training (see the module's note)."""
+    return cfg.steps * step_tflop(cfg) * 1e3 / sustained_gflops(cfg.generator.arch, gpu)
 
 
 def _forward(arch: str) -> float:
