@@ -153,9 +153,9 @@ def test_prepare_train_cuts_the_whole_image_lr(tmp_path, train_root, capsys):
         ds[(0, 0)]
 
 
-def _trainer(cfg_name, out, root, overrides=(), resume=False):
+def _trainer(cfg_name, out, root, overrides=(), resume=False, log=lambda m: None):
     cfg = load_config(CONFIGS / f"{cfg_name}.yaml", list(overrides))
-    return Trainer(cfg, out, root, "cpu", resume=resume, log=lambda m: None)
+    return Trainer(cfg, out, root, "cpu", resume=resume, log=log)
 
 
 def test_loss_decreases_on_a_fixed_batch(tmp_path, train_root):
@@ -602,3 +602,31 @@ def test_ae_validation_goes_through_the_evaluator_and_equals_the_metrics_on_its_
         want[m] = sum(vals) / len(vals)
     assert set(got) == {"psnr", "ssim"}
     assert got["psnr"] == pytest.approx(want["psnr"], abs=1e-9) and got["ssim"] == pytest.approx(want["ssim"], abs=1e-9)
+
+
+def test_a_resumed_cpu_run_keeps_its_checkpoints_thread_count(tmp_path, train_root, vgg19_standin, monkeypatch):
+    """Made with 2 threads, resumed on a machine that now leaves 1 core free: the run goes on with 2 (a step's last
+    bits may follow the count); a count the environment fixes stands, and the log says what that may cost."""
+    import torch
+
+    from aesop_bench import threads
+
+    before = torch.get_num_threads()
+    over = ["steps=2", "checkpoint_every=1", "val.every=0"]
+    monkeypatch.setenv("AESOP_BENCH_THREADS", "2")
+    _trainer("smoke_ldl", tmp_path / "run", train_root, over).fit(steps=1, progress=False)
+    monkeypatch.delenv("AESOP_BENCH_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "free_cores", lambda: 1)
+    said = []
+    try:
+        tr = _trainer("smoke_ldl", tmp_path / "run", train_root, over, resume=True, log=said.append)
+        assert (tr.threads, torch.get_num_threads()) == (2, 2)
+        assert "2 CPU thread(s), as the checkpoint was made with" in said
+        monkeypatch.setenv("AESOP_BENCH_THREADS", "1")
+        said.clear()
+        tr = _trainer("smoke_ldl", tmp_path / "run", train_root, over, resume=True, log=said.append)
+        assert (tr.threads, torch.get_num_threads()) == (1, 1)
+        assert any("made with 2 CPU thread(s), this run has 1" in line for line in said)
+    finally:
+        threads.set_pools(before)

@@ -91,8 +91,9 @@ class Trainer:
         self.cfg, self.out, self.log = cfg, Path(out_dir), log
         self.rank, self.world, local = init(device)
         self.device = torch.device(f"cuda:{local}" if device.startswith("cuda") and self.world > 1 else device)
-        if self.device.type == "cpu":
-            threads.apply()  # $AESOP_BENCH_THREADS, else the cores other processes leave free
+        # on the CPU: $AESOP_BENCH_THREADS, else the cores other processes leave free (a resumed run takes its
+        # checkpoint's count where nothing fixes one: a step's values may depend on it, see _resume_threads)
+        self.threads = threads.apply() if self.device.type == "cpu" else None
         self.main = self.rank == 0
         ck.seed_all(cfg.seed)  # the initial weights: one seed for every rank (DDP starts from rank 0's anyway)
         self.data_root = Path(data_root) if data_root else Path(os.environ.get("AESOP_BENCH_TRAIN_DATA", "."))
@@ -541,7 +542,7 @@ class Trainer:
         if not self.main:
             return None
         state = {"step": self.step, "opt_g": self.opt_g.state_dict(), "sched_g": self.sched_g.state_dict(),
-                 "rng": rngs[0], "rng_ranks": rngs}
+                 "rng": rngs[0], "rng_ranks": rngs, "threads": self.threads}
         if pairs is not None:  # every slot's degradation and queue generators and its queue
             state["pairs"] = [s for rank in pairs for s in rank]
         for name, opt in self.opt_ds.items():  # opt_d and sched_d for d
@@ -561,6 +562,7 @@ class Trainer:
         if last is None:
             raise AesopBenchError(f"--resume {self.out}: no complete checkpoint in {self._ckpt_root()}")
         state = ck.read(last, self._nets())
+        self._resume_threads(state.get("threads"))
         self.opt_g.load_state_dict(state["opt_g"])
         self.sched_g.load_state_dict(state["sched_g"])
         for name, opt in self.opt_ds.items():
@@ -590,6 +592,23 @@ class Trainer:
                 self.validate()
                 ck.mark(last, "val")
             barrier(self.world)
+
+    def _resume_threads(self, saved: int | None) -> None:
+        """A CPU run resumed with the thread count its checkpoint was made with: a convolution's or a matrix
+        product's sums may be split by thread, so a step's last bits may follow the count (SPSR's and DRCT's
+        outputs are known to). A count fixed by ``$AESOP_BENCH_THREADS`` (or ``$OMP_NUM_THREADS``) stands, and the
+        log says the run may not equal an uninterrupted one."""
+        if self.threads is None or saved is None or int(saved) == self.threads:
+            return
+        if threads.fixed_count() is not None:
+            if self.main:
+                self.log(f"the checkpoint was made with {saved} CPU thread(s), this run has {self.threads} (fixed by "
+                         "the environment): its values may differ in their last bits from an uninterrupted run's")
+            return
+        self.threads = int(saved)
+        threads.set_pools(self.threads)
+        if self.main:
+            self.log(f"{self.threads} CPU thread(s), as the checkpoint was made with")
 
     def _resume_pairs(self, state: dict) -> None:
         """The real-world pairs' generators and queues, as saved; a checkpoint of another number of micro-batch
