@@ -186,9 +186,9 @@ def test_each_command_is_built_beside_its_handler_and_only_handlers_print():
     from aesop_bench import cli
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert list(sub.choices) == ["eval", "data", "train", "report", "reproduce", "verify", "plot", "compare",
-                                 "metrics", "results", "models", "cache", "weights"]  # the order --help lists them
-    adders = {add.__name__.removeprefix("add_"): add.__module__ for add in cli.COMMANDS}
+    assert list(sub.choices) == ["eval", "data", "train", "report", "reproduce", "verify", "iqa-alignment", "plot",
+                                 "compare", "metrics", "results", "models", "cache", "weights"]  # --help's order
+    adders = {add.__name__.removeprefix("add_").replace("_", "-"): add.__module__ for add in cli.COMMANDS}
     for name, parser in sub.choices.items():
         handler = parser.get_default("func")
         assert handler.__module__ == adders[name] != "aesop_bench.cli", name

@@ -16,6 +16,7 @@ import sys
 
 from ..errors import AesopBenchError
 from ..paths import installed_version
+from .alignment import add_iqa_alignment
 from .datasets import add_data
 from .evaluate import add_eval
 from .inventory import add_cache, add_metrics, add_models, add_weights
@@ -25,8 +26,8 @@ from .training import add_train
 from .verify import add_verify
 
 # each command's parser, in the order `aesop-bench --help` lists them
-COMMANDS = (add_eval, add_data, add_train, add_report, add_reproduce, add_verify, add_plot, add_compare, add_metrics,
-            add_results, add_models, add_cache, add_weights)
+COMMANDS = (add_eval, add_data, add_train, add_report, add_reproduce, add_verify, add_iqa_alignment, add_plot,
+            add_compare, add_metrics, add_results, add_models, add_cache, add_weights)
 
 
 def build_parser() -> argparse.ArgumentParser:

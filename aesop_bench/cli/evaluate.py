@@ -25,7 +25,10 @@ def add_eval(sub) -> None:
     e.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="network precision (recorded)")
     e.add_argument("--tile", type=int, default=None, help="LR tile size for tiled inference of large images")
     e.add_argument("--tile-overlap", type=int, default=32, help="LR pixels shared by neighbouring tiles")
-    e.add_argument("--sets", default="set5,set14", help="comma-separated set names, 'all', or folders")
+    e.add_argument("--sets", default="set5,set14",
+                   help="comma-separated set names, 'all', or folders; hggt:DIR (with --sr) a multi-GT test set in "
+                        "HGGT's layout (Test/GT/Test-100: images/ and labels/), each full-reference value the mean "
+                        "over the image's positive GTs")
     e.add_argument("--metrics", default="psnr,ssim", help="comma-separated metric names or 'all'")
     e.add_argument("--protocol", default=DEFAULT_PROTOCOL,
                    help="paper (default: the AESOP paper's numbers), basicsr or matlab")
@@ -73,6 +76,8 @@ def add_eval(sub) -> None:
 
 def cmd_eval(args) -> int:
     """`aesop-bench eval`: evaluate a model or a folder of SR images; prints one row per set."""
+    if args.sets.startswith("hggt:"):
+        return _eval_multigt(args)
     cfg = eval_config(args)
     if args.fetch_only:
         from ..evaluation.prepare import prefetch
@@ -97,6 +102,32 @@ def cmd_eval(args) -> int:
 
             for line in timing_lines(summary.get("timings") or {}, list(cfg.sets)):
                 print(line)
+    return 0
+
+
+def _eval_multigt(args) -> int:
+    """`eval --sr DIR --sets hggt:ROOT`: the folder's images against each image's positive GTs (HGGT's rule)."""
+    from ..evaluation.multigt import evaluate_multigt
+    from ..metrics.registry import expand_metrics
+    from ..protocols import get_protocol
+
+    if args.sr is None or args.model is not None:
+        raise ConfigError("--sets hggt:DIR evaluates a folder of SR images (--sr DIR) against the sets' positive "
+                          "GTs; run the model with --save-sr on the LR images first, or give --sr")
+    check_device(args.device)
+    protocol = get_protocol(args.protocol, scale=args.scale, modcrop=args.modcrop, crop_border=args.crop_border)
+    root = Path(args.sets[len("hggt:"):])
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.sr).resolve().name}-{protocol.name}"
+    summary = evaluate_multigt(args.sr, root, expand_metrics(args.metrics), protocol, out, args.sr_suffix,
+                               args.device)
+    if args.format == "json":
+        print(json.dumps(summary, indent=2))
+        return 0
+    for name, entry in summary["sets"].items():
+        values = ", ".join(f"{m} {v:.4f}" for m, v in entry["metrics"].items())
+        print(f"{name} ({entry.get('n', '?')} images, each full-reference value the mean over its positive GTs): "
+              f"{values}")
+    print(f"results: {out / 'summary.json'}")
     return 0
 
 

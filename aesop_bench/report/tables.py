@@ -11,6 +11,9 @@ Layouts:
 * ``table6``: NIQE, MANIQA, MUSIQ, CLIP-IQA on the real-world sets; runs as columns.
 * ``table7``: FID and pFID; runs as columns.
 * ``table8``: LPIPS, DISTS, PSNR, SSIM (CAL-GAN; the DRCT backbone); runs as columns, grouped by backbone.
+* ``hggt``: PSNR, LPIPS-ST, MUSIQ, NIMA, Q-Align, TOPIQ (Zhang et al., CVPR 2025, on HGGT's Test-100; PSNR
+  the mean over each image's positive GTs, :mod:`aesop_bench.evaluation.multigt`); runs as columns. LPIPS-ST
+  and Q-Align are not computed here (:data:`NOT_COMPUTED`): their cells read ``n/c``, never a number.
 * ``generic``: any ``--metrics`` and ``--sets``; runs as columns. Without a layout, ``report`` uses it with the
   metrics the runs have.
 
@@ -46,11 +49,20 @@ LAYOUTS = {
     "table6": (["niqe", "maniqa", "musiq", "clipiqa"], "runs_as_columns"),
     "table7": (["fid", "pfid"], "runs_as_columns"),
     "table8": (["lpips", "dists", "psnr", "ssim"], "runs_as_columns"),
+    "hggt": (["psnr", "lpips_st", "musiq", "nima", "qalign", "topiq_nr"], "runs_as_columns"),
     "generic": ([], "runs_as_columns"),
 }
+# layout columns of metrics this project has no implementation of: shown as "n/c" with this note
+NOT_COMPUTED = {
+    "lpips_st": "LPIPS-ST (shift-tolerant LPIPS, Ghildyal & Liu, ECCV 2022)",
+    "qalign": "Q-Align (a 7B multimodal model)",
+}
+LABELS = {"lpips_st": "LPIPS-ST", "qalign": "Q-Align"}
+
+
 def label(metric: str) -> str:
     """A metric's column label (its registry entry's; an unknown name as it is)."""
-    return METRICS[metric].label if metric in METRICS else metric
+    return METRICS[metric].label if metric in METRICS else LABELS.get(metric, metric)
 
 
 def decimals(metric: str) -> int:
@@ -187,6 +199,9 @@ def build_table(runs: list[Run], layout: str = "table1", metrics: list[str] | No
                        "ranked or compared"
                 if note not in t.notes:
                     t.notes.append(note)
+    for m in metrics:
+        if m in NOT_COMPUTED and m not in METRICS:
+            t.notes.append(f"n/c: {NOT_COMPUTED[m]} is not computed by aesop-bench")
     return t
 
 
@@ -249,6 +264,8 @@ def _rank(t: Table, metric: str, set_name: str, vals: list[float | None], signif
 
 
 def _cell_text(t: Table, metric: str, c: Cell, tex: bool) -> str:
+    if metric in NOT_COMPUTED and metric not in METRICS:
+        return "n/c"
     s = fmt(metric, c.value)
     if c.value is not None and c.rank == 1:
         s = f"\\textbf{{{s}}}" if tex else f"**{s}**"
