@@ -12,11 +12,13 @@ from .common import add_command
 def add_data(sub) -> None:
     d = add_command(sub, "data", "download, verify and prepare benchmark sets", cmd_data)
     d.add_argument("action", choices=["list", "download", "verify", "make-lr", "prepare-train", "extract-subimages",
-                                      "fetch-test-data"],
+                                      "fetch-test-data", "score-gts"],
                    help="list the registry; download, verify or make LR images of sets; prepare-train: the paper's "
                         "training sub-images (HR and whole-image LR) from a folder of HR images; extract-subimages: "
                         "HR sub-images only; fetch-test-data DIR: the tests' shared data folder ($AESOP_BENCH_SHARED) "
-                        "built in DIR from its pinned public sources, sha256-verified")
+                        "built in DIR from its pinned public sources, sha256-verified; score-gts DIR: every GT of a "
+                        "multi-GT training set (HGGT's Train/ layout) scored by --metric into --dst (JSON), for the "
+                        "sma and smp samplers")
     d.add_argument("sets", nargs="?", default=None,
                    help="comma-separated set names or 'all' (default set5), or 'ldl' (LDL's test data, which "
                         "the paper protocol reads for five sets); prepare-train and extract-subimages: the folder of "
@@ -32,6 +34,8 @@ def add_data(sub) -> None:
     d.add_argument("--dst", default=None, help="prepare-train, extract-subimages: output folder")
     d.add_argument("--crop", type=int, default=480, help="HR sub-image size")
     d.add_argument("--step", type=int, default=240, help="HR sub-image step")
+    d.add_argument("--metric", default="musiq", help="score-gts: the no-reference metric (musiq or clipiqa)")
+    d.add_argument("--device", default="cpu", help="score-gts: cpu or cuda")
 
 
 def cmd_data(args) -> int:
@@ -57,6 +61,16 @@ def data_action(args, root: Path) -> Iterator[tuple[str, bool]]:
     if action in ("prepare-train", "extract-subimages") and (sets is None or not Path(sets).is_dir()):
         raise AesopBenchError(f"data {action} needs SRC, the folder of HR images, as the positional argument "
                               f"(got {sets!r}), and --dst")
+    if action == "score-gts":
+        from ..train.multigt import training_items, write_scores
+
+        if not sets or not args.dst:
+            raise AesopBenchError("data score-gts needs DIR, a multi-GT training set's Train/ folder, and --dst, the "
+                                  "JSON file to write")
+        lines: list[str] = []
+        write_scores(training_items(Path(sets)), args.metric, Path(args.dst), args.device, log=lines.append)
+        yield from ((line, False) for line in lines)
+        return
     if action == "fetch-test-data":
         from ..data.testdata import fetch_test_data
 

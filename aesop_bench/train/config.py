@@ -56,6 +56,23 @@ class DataConfig:
     # degradation, Real-ESRGAN's crop_pad_size (400 there, fixed in its dataset)
     crop_pad_size: int = 400
     queue_size: int | None = None  # the training-pair queue (Real-ESRGAN: 144), per micro-batch; None: no queue
+    multigt: MultiGTConfig | None = None  # a multi-GT set (HGGT's layout) instead of hr_dirs
+
+
+@dataclass
+class MultiGTConfig:
+    """A config's ``data.multigt:``: training on a multi-GT set in HGGT's layout (``root``: its ``Train/`` folder,
+    relative to the data root), one GT per image chosen by ``sampler`` (:mod:`aesop_bench.data.hggt`): ``upos``
+    (uniform over the human-labelled positives, HGGT's own), ``sma`` / ``smp`` (softmax of precomputed NR-IQA
+    ``scores`` / ``tau`` over all five GTs / the positives; ``scores``: a JSON file ``{set name: {gt: score}}``),
+    ``amo`` (the same patch of every GT scored online by ``metric``, the best one). Sets without an effective
+    positive are left out, as HGGT's dataset does."""
+
+    root: str = ""
+    sampler: str = "upos"
+    tau: float = 1.0  # not published (see aesop_bench.data.hggt.DEFAULT_TAU)
+    scores: str | None = None
+    metric: str = "musiq"  # amo's online scorer (a differentiable NR metric of train.nriqa)
 
 
 @dataclass
@@ -65,6 +82,16 @@ class WarmupConfig:
 
     until: int = 0
     train_only: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoraConfig:
+    """A generator's ``lora:``: LoRA adapters on its layers (:func:`aesop_bench.models.lora.add_lora`); the base
+    weights stay fixed and only the adapters train; the export folds them in (a plain network)."""
+
+    rank: int = 8
+    alpha: float | None = None  # None: rank (a scale of 1)
+    targets: list[str] | None = None  # fnmatch patterns on module names; None: the architecture's default
 
 
 @dataclass
@@ -82,6 +109,7 @@ class NetConfig:
     kaiming_init: float | None = None
     init_partial: bool = False  # init loaded by name where names match (SPSR's load_network); else every key
     warmup: WarmupConfig | None = None  # the generator's step-scheduled warm-up
+    lora: LoraConfig | None = None  # fine-tune LoRA adapters only (the generator's init held fixed)
 
 
 @dataclass
@@ -99,11 +127,13 @@ class LossTerm:
     # discriminator's loss (split or coupled)
     means: str | None = None
     d_loss: str | None = None
+    metric: str | None = None  # nriqa's no-reference metric (musiq, clipiqa)
 
     def options(self) -> dict:
         """The options given for this term (those left out take the term's defaults)."""
         return {k: v for k, v in (("layer_weights", self.layer_weights), ("gan_type", self.gan_type),
-                                  ("means", self.means), ("d_loss", self.d_loss)) if v is not None}
+                                  ("means", self.means), ("d_loss", self.d_loss), ("metric", self.metric))
+                if v is not None}
 
 
 @dataclass
@@ -299,6 +329,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
         raise AesopBenchError(f"config data.patch {cfg.data.patch} must be a multiple of the scale")
     check_term_options(cfg)
     check_real_world(cfg)
+    check_fine_tuning(cfg)
     return cfg
 
 
@@ -376,6 +407,14 @@ def check_term_options(cfg: TrainConfig) -> None:
             if name in ("means", "d_loss") and t.gan_type == "vanilla":
                 raise ConfigError(f"config losses {t.type} {name}: the vanilla GAN has no relativistic means and one "
                                   "discriminator loss (BCE of the real and of the fake logits); remove it")
+            if name == "metric":
+                from .nriqa import DIFFERENTIABLE, REFUSED
+
+                if value in REFUSED:
+                    raise ConfigError(f"config losses {t.type} metric: {value!r} is refused as a loss: {REFUSED[value]}")
+                if value not in DIFFERENTIABLE:
+                    raise ConfigError(f"config losses {t.type} metric: {value!r} is not a differentiable no-reference "
+                                      f"metric here; choose one of {', '.join(DIFFERENTIABLE)}")
             if name == "layer_weights":
                 bad = [k for k in value if k not in VGG19_LAYERS]
                 if bad or not value or not all(_is(w, float) and w >= 0 for w in value.values()):
@@ -426,6 +465,47 @@ def check_real_world(cfg: TrainConfig) -> None:
         if set(AE_PARTS) <= set(cfg.generator.freeze) or (
                 cfg.generator.opts.get("encoder") == "bicubic" and "decoder" in cfg.generator.freeze):
             raise ConfigError(f"config generator.freeze {cfg.generator.freeze}: nothing of the AE would train")
+
+
+MULTIGT_SAMPLERS = ("upos", "sma", "smp", "amo")
+
+
+def check_fine_tuning(cfg: TrainConfig) -> None:
+    """LoRA on an SR generator with initial weights; a multi-GT set with a known sampler, the scores a softmax
+    sampler reads, a positive temperature, an online metric that can score, and no other source of HR images."""
+    g, m = cfg.generator, cfg.data.multigt
+    if g.lora is not None:
+        if cfg.kind != "sr":
+            raise ConfigError("config generator.lora: LoRA fine-tunes an SR network (kind: sr)")
+        if g.lora.rank < 1 or (g.lora.alpha is not None and not g.lora.alpha > 0):
+            raise ConfigError(f"config generator.lora: rank {g.lora.rank}, alpha {g.lora.alpha}; the rank is a whole "
+                              "number of 1 or more, alpha above 0 (the scale is alpha / rank)")
+        if not g.init:
+            raise ConfigError("config generator.lora: LoRA adapts trained weights, which stay fixed; give "
+                              "generator.init (a zoo name or checkpoint)")
+    if m is None:
+        return
+    if cfg.kind != "sr":
+        raise ConfigError("config data.multigt: multi-GT sets train SR networks (kind: sr)")
+    if not m.root:
+        raise ConfigError("config data.multigt.root: give the multi-GT set's Train/ folder (HGGT's layout), "
+                          "relative to --data-root")
+    if cfg.data.hr_dirs or cfg.data.lr_dirs or cfg.degradation is not None or cfg.data.queue_size is not None:
+        raise ConfigError("config data.multigt: the HR images and their LR come from the multi-GT set; leave "
+                          "data.hr_dirs, data.lr_dirs, degradation and data.queue_size out")
+    if m.sampler not in MULTIGT_SAMPLERS:
+        raise ConfigError(f"config data.multigt.sampler: {m.sampler!r}; choose one of {', '.join(MULTIGT_SAMPLERS)}")
+    if m.sampler in ("sma", "smp") and not m.scores:
+        raise ConfigError(f"config data.multigt.scores: the {m.sampler} sampler draws from each GT's precomputed "
+                          "NR-IQA score; give a JSON file {set name: {gt name: score}}")
+    if not m.tau > 0:
+        raise ConfigError(f"config data.multigt.tau: {m.tau!r}; the softmax temperature is above 0")
+    if m.sampler == "amo":
+        from .nriqa import DIFFERENTIABLE
+
+        if m.metric not in DIFFERENTIABLE:
+            raise ConfigError(f"config data.multigt.metric: {m.metric!r}; amo scores patches online with one of "
+                              f"{', '.join(DIFFERENTIABLE)}")
 
 
 def _bad(where: str, value, allowed: str):

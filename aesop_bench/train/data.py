@@ -93,17 +93,26 @@ class PairedPatches(Dataset):
         epoch, index = item
         lr, hr = self._lr_cache(index)
         rng = np.random.default_rng([self.seed, epoch, index])
-        p = self.patch // self.scale
-        y = int(rng.integers(0, lr.shape[-2] - p + 1))
-        x = int(rng.integers(0, lr.shape[-1] - p + 1))
-        lr = lr[:, y:y + p, x:x + p]
-        hr = hr[:, y * self.scale:(y + p) * self.scale, x * self.scale:(x + p) * self.scale]
-        hflip, vflip, transpose = (rng.random(3) < 0.5).tolist()
-        for flag, enabled, fn in ((hflip, self.flip, lambda t: t.flip(-1)), (vflip, self.rot, lambda t: t.flip(-2)),
-                                  (transpose, self.rot, lambda t: t.transpose(-1, -2))):
-            if flag and enabled:
-                lr, hr = fn(lr), fn(hr)
+        lr, hr = aligned_patch(rng, lr, hr, self.patch, self.scale, self.flip, self.rot)
         return lr.float() / 255, hr.float() / 255
+
+
+def aligned_patch(rng: np.random.Generator, lr: torch.Tensor, hr: torch.Tensor, patch: int, scale: int,
+                  flip: bool, rot: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """An LR-aligned random crop of ``patch`` HR pixels (``hr``'s last two dimensions; any before them, e.g.
+    several aligned GTs, are cropped alike), then a random horizontal flip (``flip``), vertical flip and
+    transposition (``rot``), drawn from ``rng`` in that order."""
+    p = patch // scale
+    y = int(rng.integers(0, lr.shape[-2] - p + 1))
+    x = int(rng.integers(0, lr.shape[-1] - p + 1))
+    lr = lr[..., y:y + p, x:x + p]
+    hr = hr[..., y * scale:(y + p) * scale, x * scale:(x + p) * scale]
+    hflip, vflip, transpose = (rng.random(3) < 0.5).tolist()
+    for flag, enabled, fn in ((hflip, flip, lambda t: t.flip(-1)), (vflip, rot, lambda t: t.flip(-2)),
+                              (transpose, rot, lambda t: t.transpose(-1, -2))):
+        if flag and enabled:
+            lr, hr = fn(lr), fn(hr)
+    return lr, hr
 
 
 def check_paired_counts(hr_files: list[Path], lr_dirs: list[Path]) -> None:

@@ -78,6 +78,11 @@ def build_generator(cfg: TrainConfig, log=None) -> nn.Module:
             load_strict(net, sd, g.init)
     if g.warmup is not None:
         warmup_held(net, g.warmup.train_only)  # refuses a warm-up that holds all or nothing
+    if g.lora is not None:  # adapters from the config's seed (B zero: the network's output is unchanged)
+        from ..models.lora import add_lora, freeze_base
+
+        add_lora(net, g.lora.rank, g.lora.alpha, g.lora.targets, generator=torch.Generator().manual_seed(cfg.seed))
+        freeze_base(net)
     return net
 
 

@@ -17,7 +17,8 @@ A GAN term names the discriminator it trains against (``Term.discriminator``: ``
 (``Term.d_input``: the images, or SPSR's gradient maps); the trainer runs each such discriminator's own step. A term
 may read the generator's auxiliary outputs (``Term.aux``, from ``StepInputs.aux``: SPSR's gradient branch).
 SPSR's objective (the configs ``spsr``, ``spsr_aesop``) adds three rows: ``grad_branch``, ``grad_pixel`` and
-``grad_gan`` (see :mod:`.losses`).
+``grad_gan`` (see :mod:`.losses`). ``nriqa`` (option ``metric``) is a no-reference quality predictor's score as a
+loss (:mod:`.nriqa`: minus the score of a higher-is-better one).
 
 >>> import torch
 >>> x = StepInputs(lr=torch.zeros(1, 3, 2, 2), hr=torch.zeros(1, 3, 8, 8), out=torch.full((1, 3, 8, 8), 0.5))
@@ -71,6 +72,7 @@ class Networks:
     discriminator: Any = None  # the discriminator ``d`` as trained (DDP-wrapped under torchrun)
     generator_ema: Any = None  # the EMA of the generator (LDL's artifact map)
     discriminators: Any = None  # every named discriminator (name -> network as trained), ``d`` included
+    nriqa: Any = None  # the no-reference IQA loss (nriqa.NRIQALoss), its metric frozen
 
     def disc(self, name: str):
         """The discriminator of that name (None where it was not built)."""
@@ -156,6 +158,10 @@ def _gan_of(term: str) -> Callable[..., "torch.Tensor"]:
     return compute
 
 
+def _nriqa(x: StepInputs, nets: Networks, metric: str | None = None) -> "torch.Tensor":
+    return nets.nriqa(x.out)  # -mean Q(SR) for a higher-is-better Q (its metric is built by the trainer)
+
+
 def _gradient_map_2(images: "torch.Tensor") -> "torch.Tensor":
     from .losses import gradient_map
 
@@ -200,6 +206,8 @@ TERMS: dict[str, Term] = {t.name: t for t in [
     Term("ldl", "sr", "LDL's artifact-map-weighted L1 (needs the EMA generator)", _ldl, ("generator_ema",)),
     Term("gan", "sr", "GAN, generator side: relativistic average (ESRGAN) or vanilla (Real-ESRGAN)", _gan_of("gan"),
          options=GAN_OPTIONS, discriminator="d"),
+    Term("nriqa", "sr", "-mean Q(SR), Q a no-reference IQA network (MUSIQ, CLIP-IQA), frozen (Zhang et al. 2025)",
+         _nriqa, ("nriqa",), ("metric",)),
     Term("grad_branch", "sr", "SPSR: L1 of the gradient branch's output and M1(HR), the HR's gradient map (padding 1)",
          _grad_branch, aux=("branch",)),
     Term("grad_pixel", "sr", "SPSR: MSE of M2(SR) and M2(HR), gradient maps with padding 2", _grad_pixel),

@@ -113,6 +113,7 @@ class Trainer:
         wanted = networks_read(self.weights)
         aesop_ae = self._load_aesop_ae() if "aesop_ae" in wanted else None
         vgg19 = self._load_vgg() if "vgg19" in wanted else None
+        self.nriqa = self._load_nriqa() if "nriqa" in wanted else None
         self._pooled = net_d is not None and any(isinstance(m, PooledBatchNorm2d) for m in net_d.modules())
         self._gan_terms = [n for n in TERMS if n in self.weights and TERMS[n].discriminator]
         self._batch_means = any(self.term_opts.get(n, {}).get("means") == "batch" for n in self._gan_terms)
@@ -130,7 +131,7 @@ class Trainer:
         self.discs = discs
         self.net_g, self.net_d = net_g, discs.get("d")
         self.nets = Networks(aesop_ae=aesop_ae, vgg19=vgg19, discriminator=self.net_d, generator_ema=self.net_g_ema,
-                             discriminators=discs)
+                             discriminators=discs, nriqa=self.nriqa)
         og = cfg.optim_g
         trained = [p for p in net_g.parameters() if p.requires_grad]  # without the parts held fixed
         self.opt_g = torch.optim.Adam(trained, lr=og.lr, betas=tuple(og.betas), eps=og.eps)
@@ -189,6 +190,21 @@ class Trainer:
         layers = self.term_opts.get("perceptual", {}).get("layer_weights") or L.PERCEPTUAL_WEIGHTS
         return L.VGGFeatures(wm.load_state_dict(wm.get("vgg19")), layers=tuple(layers)).to(self.device)
 
+    def _load_nriqa(self):
+        from .nriqa import NRIQALoss
+
+        return NRIQALoss(self.term_opts.get("nriqa", {}).get("metric", "musiq"), device=self.device)
+
+    def _online_best(self):
+        """AMO's picker: the ``nriqa`` term's network where it is the same metric, else that metric's own."""
+        from .multigt import OnlineBest
+        from .nriqa import NRIQALoss
+
+        metric = self.cfg.data.multigt.metric
+        net = self.nriqa if self.nriqa is not None and self.nriqa.metric == metric else NRIQALoss(metric,
+                                                                                                 device=self.device)
+        return OnlineBest(net.score, net.lower_better)
+
     def _pair_stream(self):
         """The real-world pairs of this rank's micro-batch slots (None without degradation and queue)."""
         from .real import PairStream
@@ -208,13 +224,20 @@ class Trainer:
 
     def _batches(self):
         c = self.cfg.data
-        hr_files = training_images([self.data_root / d for d in c.hr_dirs])
-        if self.cfg.degradation is not None:
+        best = None
+        if c.multigt is not None:
+            from .multigt import MultiGTPatches, sampler_of, training_items
+
+            items = training_items(self.data_root / c.multigt.root)
+            ds = MultiGTPatches(items, c, self.cfg.seed, sampler_of(c.multigt, items, self.data_root))
+            best = self._online_best() if c.multigt.sampler == "amo" else None
+        elif self.cfg.degradation is not None:
             from .real import HRCrops
 
-            ds = HRCrops(hr_files, c, self.cfg.seed)
+            ds = HRCrops(training_images([self.data_root / d for d in c.hr_dirs]), c, self.cfg.seed)
         else:
-            ds = PairedPatches(hr_files, c, self.cfg.seed, [self.data_root / d for d in c.lr_dirs])
+            ds = PairedPatches(training_images([self.data_root / d for d in c.hr_dirs]), c, self.cfg.seed,
+                               [self.data_root / d for d in c.lr_dirs])
         sampler = StepSampler(len(ds), c.batch, self.cfg.seed, self.step, self.rank, self.world)
         # the loader's own generator: starting its iterator draws a worker seed, which must not move the global
         # RNG (a resumed run starts its iterator mid-run, an uninterrupted one did so at step 0)
@@ -229,6 +252,8 @@ class Trainer:
             return
         for lr, hr in loader:
             lr, hr = lr.to(self.device, non_blocking=cuda), hr.to(self.device, non_blocking=cuda)
+            if best is not None:  # AMO: hr holds each image's five GT patches; the best-scored one is its target
+                hr = best(hr)
             yield self.pairs(lr, hr) if self.pairs is not None else (lr, hr)
 
     # -- one step ---------------------------------------------------------------------------------
@@ -554,7 +579,12 @@ class Trainer:
     def _export(self, final: Path) -> None:
         """The EMA weights as ``RUN/ema.safetensors``, then recorded as done in the checkpoint."""
         export = self.out / ("ae_ema.safetensors" if self.cfg.kind == "ae" else "ema.safetensors")
-        ck.save_weights(self.net_g_ema, export, self._meta())
+        net = self.net_g_ema
+        if self.cfg.generator.lora is not None:  # the adapters folded in: a plain network of its architecture
+            from ..models.lora import merge_lora
+
+            net = merge_lora(net)
+        ck.save_weights(net, export, self._meta())
         ck.mark(final, "export")
 
     def _resume(self) -> None:
