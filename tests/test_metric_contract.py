@@ -7,7 +7,8 @@ object's values with those a run folder stores.
 
 Weight files that cannot be fetched here are deterministic stand-ins (``benchmarks/standins.py``), made once per
 test process in a weights folder its tests share; the NIQE model is the real one. IQA-PyTorch's networks (MANIQA,
-MUSIQ, CLIP-IQA: seconds to minutes per image on a CPU, stand-ins of hundreds of MB) are computed in the slow lane.
+MUSIQ, CLIP-IQA, TOPIQ-NR, NIMA, PaQ-2-PiQ, LIQE, ARNIQA: seconds to minutes per image on a CPU, stand-ins of hundreds
+of MB) are computed in the slow lane.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from aesop_bench.metrics import scorers
 from aesop_bench.metrics.registry import METRICS, Kind, metric_options
 from aesop_bench.protocols import get_protocol
 
-HEAVY = {"maniqa", "musiq", "clipiqa"}
+HEAVY = {"maniqa", "musiq", "clipiqa", "topiq_nr", "nima", "paq2piq", "liqe", "arniqa"}
 SLOWEST = {"maniqa"}  # 20 crops through a ViT-B/8: about 45 s per image on a CPU, whatever its size
 COMPUTED = [pytest.param(n, marks=[pytest.mark.slow] if n in HEAVY else []) for n in METRICS]
 
@@ -46,6 +47,11 @@ DEFAULT_VERSIONS = {
     "maniqa": "maniqa-koniq-pyiqa0.1.16-v1+w=unavailable",
     "musiq": "musiq-koniq-pyiqa0.1.16-v2+w=unavailable",
     "clipiqa": "clipiqa-rn50-pyiqa0.1.16-v1+split>None+w=unavailable",
+    "topiq_nr": "topiq-nr-koniq-res50-pyiqa0.1.16-v1+w=unavailable",
+    "nima": "nima-ava-inceptionresnetv2-pyiqa0.1.16-v1+w=unavailable",
+    "paq2piq": "paq2piq-res18-pyiqa0.1.16-v1+w=unavailable",
+    "liqe": "liqe-koniq-vitb32-pyiqa0.1.16-v1+w=unavailable",
+    "arniqa": "arniqa-koniq-pyiqa0.1.16-v1+w=unavailable",
     "fid": "fid-whole299-v2+legacy_pytorch+w=unavailable",
     "pfid": "pfid-299patches-zeropad-v2+legacy_pytorch+w=unavailable",
 }

@@ -94,9 +94,11 @@ FID_MODE = Option("fid_mode", str, "legacy_pytorch", "features: legacy_pytorch (
 FR, LR, NR, DIST = Kind.FULL_REFERENCE, Kind.LR_REFERENCE, Kind.NO_REFERENCE, Kind.DISTRIBUTION
 
 # cpu_s_per_mpix: what the evaluator's timings record on the CI machine class (2 cores) for Set14's first five
-# images (0.22 HR megapixels each; MANIQA and FID see a fixed size per image: per image they cost this times 0.22),
-# stand-in weights, the harness's default threads (one, at a load average of 3.3 to 4.3 from other processes):
-# benchmarks/bench_costs.py. gflop: counted there with torch's FlopCounterMode.
+# images (0.22 HR megapixels each; MANIQA, NIMA, LIQE and FID see a fixed size per image: per image they cost this
+# times 0.22), stand-in weights, the harness's default threads (one, at a load average of 3.3 to 4.3 from other
+# processes): benchmarks/bench_costs.py; TOPIQ-NR, NIMA, PaQ-2-PiQ, LIQE and ARNIQA the same way with one thread set
+# (the lower of two runs, load average 1.2 to 1.6). gflop: counted with torch's FlopCounterMode as bench_costs.py
+# counts (one image at 512x512 and at 512x768, solved for a part per megapixel and a part per image).
 METRICS: dict[str, MetricSpec] = {m.name: m for m in [
     # psnr v2, ssim v2, lr_psnr v3, lpips v2, ae_psnr v3, niqe v2, musiq v2, fid v2, pfid v2: every sum in an
     # order independent of the CPU thread count (values moved by a few ulp at most; earlier rows are recomputed)
@@ -148,6 +150,33 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in [
         gflop=(242.6, 0.0),
         description="CLIP-IQA, CLIP RN50, IQA-PyTorch prompts; quadrant split above a pixel count",
         label="CLIP-IQA", decimals=4, weights=("clip_rn50",), options=(SPLIT_ABOVE,)),
+    # IQA-PyTorch's default variants of these names, as its networks compute them (pyiqa 0.1.16's table says
+    # higher is better for each)
+    MetricSpec(
+        name="topiq_nr", kind=NR, lower_better=False, version="topiq-nr-koniq-res50-pyiqa0.1.16-v1",
+        cpu_s_per_mpix=4.2, gflop=(287.1, 0.0),
+        description="TOPIQ-NR (CFANet, ResNet-50, KonIQ-10k), IQA-PyTorch, whole image", label="TOPIQ-NR",
+        decimals=4, weights=("topiq_nr_koniq",)),
+    MetricSpec(
+        name="nima", kind=NR, lower_better=False, version="nima-ava-inceptionresnetv2-pyiqa0.1.16-v1",
+        cpu_s_per_mpix=2.0, gflop=(0.0, 26.3),
+        description="NIMA (InceptionResNetV2, AVA), IQA-PyTorch, resized and centre-cropped to 299, mean score 1-10",
+        label="NIMA", decimals=4, weights=("nima_ava",)),
+    MetricSpec(
+        name="paq2piq", kind=NR, lower_better=False, version="paq2piq-res18-pyiqa0.1.16-v1",
+        cpu_s_per_mpix=0.9, gflop=(72.3, 0.0),
+        description="PaQ-2-PiQ (ResNet-18, whole-image RoI pool), IQA-PyTorch, whole image", label="PaQ-2-PiQ",
+        decimals=4, weights=("paq2piq",)),
+    MetricSpec(
+        name="liqe", kind=NR, lower_better=False, version="liqe-koniq-vitb32-pyiqa0.1.16-v1",
+        cpu_s_per_mpix=4.6, gflop=(0.0, 130.9),
+        description="LIQE (CLIP ViT-B/32, KonIQ-10k), IQA-PyTorch, 15 224-pixel patches, score 1-5; a side under "
+                    "224 enlarged first", label="LIQE", decimals=4, weights=("liqe_koniq",)),
+    MetricSpec(
+        name="arniqa", kind=NR, lower_better=False, version="arniqa-koniq-pyiqa0.1.16-v1",
+        cpu_s_per_mpix=2.7, gflop=(203.6, 0.0),
+        description="ARNIQA (ResNet-50 encoder at full and half size, KonIQ-10k regressor), IQA-PyTorch, 0-1",
+        label="ARNIQA", decimals=4, weights=("arniqa_encoder", "arniqa_regressor_koniq")),
     MetricSpec(
         name="fid", kind=DIST, lower_better=True, version="fid-whole299-v2", cpu_s_per_mpix=2.6, gflop=(0.0, 22.8),
         description="FID, one Inception feature per whole image resized to 299, SR set vs HR set", label="FID",

@@ -140,6 +140,7 @@ def _features(view: str, spec, ctx):
 MAKERS: dict[str, Callable] = {
     "psnr": _psnr, "ssim": _ssim, "lr_psnr": _lr_psnr, "lpips": _perceptual, "dists": _perceptual,
     "ae_psnr": _ae_psnr, "niqe": _niqe, "maniqa": _iqa, "musiq": _iqa, "clipiqa": _iqa,
+    "topiq_nr": _iqa, "nima": _iqa, "paq2piq": _iqa, "liqe": _iqa, "arniqa": _iqa,
     "fid": partial(_features, "whole"), "pfid": partial(_features, "patch"),
 }
 
