@@ -14,7 +14,7 @@ from aesop_bench.imageio import read_image
 from aesop_bench.metrics.registry import Kind, get_spec
 from aesop_bench.train.nriqa import DIFFERENTIABLE, NRIQALoss
 
-WEIGHTS = {"musiq": "musiq_koniq", "clipiqa": "clip_rn50"}
+WEIGHTS = {"musiq": "musiq_koniq", "clipiqa": "clip_rn50", "topiq_nr": "topiq_nr_koniq"}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,11 @@ def standin_store(tmp_path_factory):
                                  transformer_heads=2, transformer_layers=1)
     clip_file = folder / "clip-standin.pth"
     torch.save(small_clip.state_dict(), clip_file)
-    manifest = write_manifest({"musiq_koniq": musiq, "clip_rn50": clip_file}, folder / "manifest.json")
+    from benchmarks.standins import write_standins
+
+    topiq = write_standins(folder, which=("topiq_nr_koniq",))["topiq_nr_koniq"]
+    manifest = write_manifest({"musiq_koniq": musiq, "clip_rn50": clip_file, "topiq_nr_koniq": topiq},
+                              folder / "manifest.json")
     env = {"AESOP_BENCH_WEIGHTS": str(folder / "store"), "AESOP_BENCH_WEIGHTS_MANIFEST": str(manifest),
            "AESOP_BENCH_HOME": str(folder / "home")}
     with pytest.MonkeyPatch.context() as mp:
@@ -67,6 +71,11 @@ def pyiqa_metric(use_standins, monkeypatch):
             sd = torch.load(path, weights_only=True)
             monkeypatch.setattr(clipiqa_arch, "load", lambda *a, **k: build_model(sd).float())
             return pyiqa.create_metric("clipiqa", device="cpu", as_loss=as_loss)
+        if name == "topiq_nr":
+            from benchmarks.standins import no_imagenet
+
+            with no_imagenet():
+                return pyiqa.create_metric(name, device="cpu", as_loss=as_loss, pretrained_model_path=str(path))
         return pyiqa.create_metric(name, device="cpu", as_loss=as_loss, pretrained_model_path=str(path))
     return make
 
@@ -164,7 +173,7 @@ def test_musiq_multiscale_preprocessing_passes_gradcheck():
 
 @pytest.mark.parametrize("name", ["niqe", "brisque", "pi", "psnr", "lpips", "nosuch"])
 def test_non_differentiable_metrics_are_refused(name):
-    with pytest.raises(ConfigError, match=rf"nriqa metric '{name}' cannot be a loss.*choose one of musiq, clipiqa"):
+    with pytest.raises(ConfigError, match=rf"nriqa metric '{name}' cannot be a loss.*choose one of musiq, clipiqa, topiq_nr"):
         NRIQALoss(name, 1.0, "cpu")
 
 

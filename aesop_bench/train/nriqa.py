@@ -43,6 +43,8 @@ from ..metrics.registry import get_spec
 DIFFERENTIABLE: dict[str, str] = {
     "musiq": "MUSIQ (KonIQ-10k): multi-scale patches at longer sides 224 and 384, all torch operations",
     "clipiqa": "CLIP-IQA (CLIP RN50): the image tower against fixed prompt features",
+    "topiq_nr": "TOPIQ-NR (CFANet, ResNet-50, KonIQ-10k): ImageNet normalisation, ResNet-50 features and the "
+                "top-down attention head on the whole patch, all torch operations",
 }
 REFUSED: dict[str, str] = {
     "maniqa": "MANIQA scores 20 uniform 224x224 crops per image (one random crop in train mode): its forward and "
