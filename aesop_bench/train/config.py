@@ -127,7 +127,7 @@ class LossTerm:
     # discriminator's loss (split or coupled)
     means: str | None = None
     d_loss: str | None = None
-    metric: str | None = None  # nriqa's no-reference metric (musiq, clipiqa)
+    metric: str | None = None  # nriqa's no-reference metric (musiq, clipiqa, topiq_nr)
 
     def options(self) -> dict:
         """The options given for this term (those left out take the term's defaults)."""

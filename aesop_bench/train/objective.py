@@ -206,7 +206,7 @@ TERMS: dict[str, Term] = {t.name: t for t in [
     Term("ldl", "sr", "LDL's artifact-map-weighted L1 (needs the EMA generator)", _ldl, ("generator_ema",)),
     Term("gan", "sr", "GAN, generator side: relativistic average (ESRGAN) or vanilla (Real-ESRGAN)", _gan_of("gan"),
          options=GAN_OPTIONS, discriminator="d"),
-    Term("nriqa", "sr", "-mean Q(SR), Q a no-reference IQA network (MUSIQ, CLIP-IQA), frozen (Zhang et al. 2025)",
+    Term("nriqa", "sr", "-mean Q(SR), Q a no-reference IQA network (MUSIQ, CLIP-IQA, TOPIQ-NR), frozen (Zhang et al. 2025)",
          _nriqa, ("nriqa",), ("metric",)),
     Term("grad_branch", "sr", "SPSR: L1 of the gradient branch's output and M1(HR), the HR's gradient map (padding 1)",
          _grad_branch, aux=("branch",)),
