@@ -78,13 +78,17 @@ def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
 
     ckpt = tmp_path / "AE_test.pth"
     sd = _official_layout(1)
-    for k, v in sd.items():  # small weights keep activations finite through 23+2 RRDB blocks
-        sd[k] = v * 0.01
+    # small weights keep activations finite through 23+2 RRDB blocks; not so small that the output stops depending
+    # on the input (at x0.01 AE(SR) and AE(HR) differ by 3e-8: a PSNR of float32 rounding, which moves with the
+    # order of each convolution's sums)
+    for k, v in sd.items():
+        sd[k] = v * 0.03
     torch.save({"params_ema": sd}, ckpt)
     folder = tmp_path / "tiny"
     folder.mkdir()
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(folder / "a.png")
+    monkeypatch.setenv("AESOP_BENCH_THREADS", "1")  # both sides on one thread (see the end of the test)
     cfg = EvalConfig(source=as_source("bicubic"), sets=[str(folder)], metrics=["ae_psnr"], protocol=get_protocol("paper"),
                      data_root=tmp_path, out_dir=tmp_path / "run", progress=False, download=False,
                      log=lambda m: None, metric_options={"ae_psnr": {"ae": str(ckpt)}})
@@ -93,7 +97,10 @@ def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
     ae.load_state_dict(official_ae_state_dict(sd))
     ae.eval()
     hr = read_image(folder / "a.png")[None][..., :48, :36]  # the paper's protocol: HR cropped to a multiple of 12
-    sr = imresize(imresize(hr, 0.25), 4.0)
+    # the paper protocol's LR: MATLAB bicubic on the double path, rounded once (MATLAB's uint8 path, imresize of
+    # the uint8 HR, rounds after each pass and differs); the bicubic model upsamples it on MATLAB's uint8 path
+    lr = torch.floor(imresize(hr.double() / 255, 0.25).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+    sr = imresize(lr, 4.0)
     # the authors' calculate_aepsnr_pytorch: AE of the 8-bit SR and of the HR, compared unquantised with
     # BasicSR's PyTorch PSNR (crop 4, Y channel, 1e-8 in the MSE): the reference is BasicSR's own function
     from tests.references import basicsr_archs
@@ -101,10 +108,18 @@ def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
     basicsr_archs()  # the torchvision shim BasicSR's imports need
     from basicsr.metrics.psnr_ssim import calculate_psnr_pt
 
-    with torch.no_grad():
-        a, b = ae(sr.float() / 255).double(), ae(hr.float() / 255).double()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            a, b = ae(sr.float() / 255).double(), ae(hr.float() / 255).double()
+    finally:
+        torch.set_num_threads(threads)
     want = calculate_psnr_pt(a, b, crop_border=4, test_y_channel=True).item()
-    assert got == pytest.approx(want, abs=1e-6)
+    # one thread on both sides: on this image's 12 x 9 bottleneck the AE's convolutions change their last bits with
+    # the thread count (RRDB's measure the same from about 16 x 16 pixels on), and these random weights amplify
+    # them (0.006 dB between 1 and 2 threads); on one thread the two paths differ by 1.1e-5 dB (measured)
+    assert got == pytest.approx(want, abs=1e-4)
     quantised = psnr(quantize(a), quantize(b), 4).item()  # the earlier definition: a different number
     assert abs(quantised - want) > 1e-3
     row = next(csv.DictReader(open(tmp_path / "run" / "per_image.csv")))
@@ -116,7 +131,11 @@ def test_ae_psnr_in_the_evaluator(tmp_path, monkeypatch):
     m = Metric("ae_psnr", "matlab", ae=str(ckpt))
     assert m.version.endswith("+yfloat")
     no_eps = 10 * torch.log10(1 / ((rgb_y(a) - rgb_y(b))[..., 4:-4, 4:-4] ** 2).mean()).item()
-    assert float(m.score(sr, hr, None)[0]) == pytest.approx(no_eps, abs=1e-6)
+    torch.set_num_threads(1)
+    try:
+        assert float(m.score(sr, hr, None)[0]) == pytest.approx(no_eps, abs=1e-4)  # as above
+    finally:
+        torch.set_num_threads(threads)
 
 
 def rgb_y(x):

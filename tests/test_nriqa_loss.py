@@ -173,7 +173,8 @@ def test_musiq_multiscale_preprocessing_passes_gradcheck():
 
 @pytest.mark.parametrize("name", ["niqe", "brisque", "pi", "psnr", "lpips", "nosuch"])
 def test_non_differentiable_metrics_are_refused(name):
-    with pytest.raises(ConfigError, match=rf"nriqa metric '{name}' cannot be a loss.*choose one of musiq, clipiqa, topiq_nr"):
+    with pytest.raises(ConfigError,
+                       match=rf"nriqa metric '{name}' cannot be a loss.*choose one of musiq, clipiqa, topiq_nr"):
         NRIQALoss(name, 1.0, "cpu")
 
 

@@ -77,7 +77,9 @@ def add_eval(sub) -> None:
 def cmd_eval(args) -> int:
     """`aesop-bench eval`: evaluate a model or a folder of SR images; prints one row per set."""
     if args.sets.startswith("hggt:"):
-        return _eval_multigt(args)
+        for line in multigt_lines(args):
+            print(line)
+        return 0
     cfg = eval_config(args)
     if args.fetch_only:
         from ..evaluation.prepare import prefetch
@@ -105,8 +107,9 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _eval_multigt(args) -> int:
-    """`eval --sr DIR --sets hggt:ROOT`: the folder's images against each image's positive GTs (HGGT's rule)."""
+def multigt_lines(args) -> list[str]:
+    """`eval --sr DIR --sets hggt:ROOT`: the folder's images against each image's positive GTs (HGGT's rule); the
+    lines to show."""
     from ..evaluation.multigt import evaluate_multigt
     from ..metrics.registry import expand_metrics
     from ..protocols import get_protocol
@@ -121,14 +124,13 @@ def _eval_multigt(args) -> int:
     summary = evaluate_multigt(args.sr, root, expand_metrics(args.metrics), protocol, out, args.sr_suffix,
                                args.device)
     if args.format == "json":
-        print(json.dumps(summary, indent=2))
-        return 0
+        return [json.dumps(summary, indent=2)]
+    lines = []
     for name, entry in summary["sets"].items():
         values = ", ".join(f"{m} {v:.4f}" for m, v in entry["metrics"].items())
-        print(f"{name} ({entry.get('n', '?')} images, each full-reference value the mean over its positive GTs): "
-              f"{values}")
-    print(f"results: {out / 'summary.json'}")
-    return 0
+        lines.append(f"{name} ({entry.get('n', '?')} images, each full-reference value the mean over its positive "
+                     f"GTs): {values}")
+    return lines + [f"results: {out / 'summary.json'}"]
 
 
 def metric_options(items: list[str]) -> dict:

@@ -188,7 +188,8 @@ def read_multigt(root: str | Path, split: str) -> list[MultiGTItem]:
             pairs.append((s, base / s / "images", base / s / "labels", root / TEST_LR[0] / s / TEST_LR[1]))
     if not pairs:
         raise MissingFileError(f"{base}: no HGGT {split} folders found (expected "
-                               f"{'images/<group>/ and labels/<group>/' if split == 'train' else 'GT/<set>/images/ and GT/<set>/labels/'})")
+                               + ("images/<group>/ and labels/<group>/)" if split == "train"
+                                  else "GT/<set>/images/ and GT/<set>/labels/)"))
     items = []
     for group, images, labels, lr in pairs:
         items.extend(read_set(images, labels, lr, group=group))

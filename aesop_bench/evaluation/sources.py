@@ -13,7 +13,7 @@ from typing import Callable, Protocol as Interface, runtime_checkable
 
 from ..cache import PNG, Store, device_tag, folder
 from ..data.sets import ResolvedSet
-from ..errors import AesopBenchError, ConfigError, InputError
+from ..errors import ConfigError, InputError
 from ..fileutil import remove_stale_temps, sha256_cached, tensor_key
 from ..models.options import RunOptions
 from ..protocols import Protocol

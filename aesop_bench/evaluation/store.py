@@ -10,7 +10,6 @@ started again, and only the missing rows are computed. Non-finite values are wri
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os

@@ -68,7 +68,8 @@ class LoRALayer(nn.Module):
         else:
             raise ConfigError(f"LoRA wraps nn.Linear and nn.Conv2d layers, not {type(base).__name__}")
         fan_in = self.lora_A.weight[0].numel()
-        bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform_(a=sqrt(5)): gain sqrt(1/3), bound sqrt(3) gain / sqrt(fan_in)
+        # kaiming_uniform_(a=sqrt(5)): gain sqrt(1/3), bound sqrt(3) gain / sqrt(fan_in)
+        bound = 1.0 / math.sqrt(fan_in)
         a = torch.rand(self.lora_A.weight.shape, generator=generator, dtype=torch.float64) * (2 * bound) - bound
         with torch.no_grad():
             self.lora_A.weight.copy_(a)

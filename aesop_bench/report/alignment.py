@@ -37,6 +37,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..cache import safe_name
 from ..errors import ConfigError, InputError
 
 TIES = ("half", "wrong")
@@ -249,7 +250,7 @@ class ScoreStore:
 def _label(spec: str, taken: set) -> str:
     kind, _, path = spec.partition(":")
     base = f"{kind}-{Path(path).stem or Path(path).name}" if path else Path(kind).stem
-    base = "".join(c if c.isalnum() or c in "-_." else "_" for c in base)
+    base = safe_name(base)  # a file name: letters, digits, - _ . kept
     label, i = base, 2
     while label in taken:
         label, i = f"{base}-{i}", i + 1

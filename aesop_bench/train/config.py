@@ -411,7 +411,8 @@ def check_term_options(cfg: TrainConfig) -> None:
                 from .nriqa import DIFFERENTIABLE, REFUSED
 
                 if value in REFUSED:
-                    raise ConfigError(f"config losses {t.type} metric: {value!r} is refused as a loss: {REFUSED[value]}")
+                    raise ConfigError(f"config losses {t.type} metric: {value!r} is refused as a loss: "
+                                      f"{REFUSED[value]}")
                 if value not in DIFFERENTIABLE:
                     raise ConfigError(f"config losses {t.type} metric: {value!r} is not a differentiable no-reference "
                                       f"metric here; choose one of {', '.join(DIFFERENTIABLE)}")
