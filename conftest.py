@@ -25,6 +25,17 @@ def pytest_cmdline_main(config):
     return (yield)
 
 
+def pytest_configure(config):
+    """Each of several xdist workers computes on one thread by default (torch's pool and the BLAS libraries
+    loaded so far): two workers at two threads each on a 2-core machine wait for each other's time slices at every
+    parallel operation. A test that needs a count sets it; no value depends on it."""
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    if workers > 1 and workers >= (os.cpu_count() or 1):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Skips for missing shared test data (tests and doctests) are reported at one place, so that the summary has
