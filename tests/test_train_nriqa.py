@@ -100,7 +100,7 @@ def test_amo_lora_fine_tuning_moves_only_the_adapters_and_exports_the_plain_netw
     from aesop_bench.train.objective import StepInputs, objective
 
     path, base = init
-    tr = Trainer(_cfg(path), tmp_path / "run", data, "cpu", log=lambda m: None)
+    tr = Trainer(_cfg(path, "steps=2"), tmp_path / "run", data, "cpu", log=lambda m: None)
     # AMO against IQA-PyTorch's MUSIQ, scored independently
     lr, hr = next(tr._batches())
     ds_lr, gts = tr_dataset_first_batch(tr)
