@@ -433,10 +433,12 @@ def test_the_generator_starts_from_realesrnet(tmp_path, data_root, smoke_ae, rea
         assert not all(torch.equal(got[k], plain[k]) for k in plain)
 
 
-def test_a_killed_real_world_run_resumes_as_an_uninterrupted_one(tmp_path, data_root, smoke_ae):
+def test_a_killed_real_world_run_resumes_as_an_uninterrupted_one(tmp_path, data_root, smoke_ae, monkeypatch):
     """Killed after step 6 (its last checkpoint at step 4, the queues full since step 2) and resumed, the run's
     logs and weights equal an uninterrupted run's; the checkpoint holds each slot's queue (as exact uint8) and
-    generators, without which the resumed run differs."""
+    generators, without which the resumed run differs. Both runs on one thread: a training step's last bits may
+    follow the count, which a busy machine would otherwise choose differently for each run."""
+    monkeypatch.setenv("AESOP_BENCH_THREADS", "1")
     over = ["steps=8", "checkpoint_every=4", "log_every=1", "val.every=0", "data.queue_size=4"]
     full = tmp_path / "full"
     _trainer("smoke_real_aesop", full, data_root, over, ae=smoke_ae).fit(progress=False)
